@@ -1,0 +1,202 @@
+"""Measured-data CSV rows (CONTRACTS.md schema) -> typed cases the performance models can predict.
+
+The CSV columns give the layout, dtypes, lengths and load; the free-text ``notes`` carry what the schema
+has no column for (speculative decoding and its accept length, the number of prompts, Poisson or
+constant-rate arrivals, a disaggregated prefill/decode layout). Blank cells take the engine's defaults and
+the case records which defaults it took.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stockpile.errors import DataError, InputError
+
+INFERENCE_COLUMNS = ("id", "model", "accelerator", "num_accelerators", "engine", "weight_dtype", "kv_dtype", "tp",
+                     "pp", "ep", "dp", "input_len", "output_len", "concurrency", "scenario", "metric", "value",
+                     "source_url", "notes")
+TRAINING_COLUMNS = ("id", "model", "params_b", "active_params_b", "layers", "hidden", "heads", "kv_heads",
+                    "ffn_hidden", "vocab", "experts", "experts_per_token", "seq_len", "tokens_b", "accelerator",
+                    "num_accelerators", "precision", "tp", "pp", "dp", "ep", "cp", "global_batch_tokens",
+                    "recompute", "metric", "value", "source_url", "notes")
+INFERENCE_METRICS = ("output_tokens_per_s", "output_tokens_per_s_per_gpu", "total_tokens_per_s",
+                     "total_tokens_per_s_per_gpu", "ttft_ms", "tpot_ms", "e2e_latency_s", "requests_per_s")
+
+# Default speculative acceptance: per-position acceptance p of a chained draft, accept length
+# sum_{i=0..k} p^i. DeepSeek-V3 report (arXiv:2412.19437, sec. 5.4.3): the second token is accepted
+# 85-90 % of the time with one MTP module; deeper drafts accept less, so p = 0.75 beyond the first.
+MTP_P1, DRAFT_P = 0.85, 0.75
+
+
+def default_accept_length(draft: int) -> float:
+    if draft <= 0:
+        return 1.0
+    return 1.0 + MTP_P1 + sum(MTP_P1 * DRAFT_P ** i for i in range(1, draft))
+
+
+@dataclass(frozen=True)
+class PoolLayout:
+    workers: int
+    tp: int
+    ep: int
+    dp: int
+    attention_dp: bool
+    gpus: int
+
+
+@dataclass
+class InferenceCase:
+    row_id: str
+    metric: str
+    measured: float
+    model: str
+    chip: str
+    gpus: int
+    engine: str
+    weight_dtype: str | None
+    kv_dtype: str | None
+    tp: int | None
+    pp: int | None
+    ep: int | None
+    dp: int | None
+    isl: float
+    osl: float
+    concurrency: float | None
+    request_rate: float | None
+    scenario: str
+    num_requests: float | None = None
+    poisson: bool = True
+    spec_draft: int = 0
+    spec_accept: float = 1.0
+    prefill_pool: PoolLayout | None = None
+    decode_pool: PoolLayout | None = None
+    notes_used: list[str] = field(default_factory=list)
+
+
+def _num(row: dict[str, str], key: str, *, integer: bool = False, required: bool = False) -> float | None:
+    raw = (row.get(key) or "").strip()
+    if not raw:
+        if required:
+            raise InputError(key, "is blank but required")
+        return None
+    try:
+        v = float(raw)
+    except ValueError:
+        raise InputError(key, f"'{raw}' is not a number") from None
+    if math.isnan(v) or v < 0:
+        raise InputError(key, f"must be a non-negative number, got {raw}")
+    if integer:
+        if v != int(v) or v < 1:
+            raise InputError(key, f"must be a positive integer, got {raw}")
+        return int(v)
+    return v
+
+
+_NO_SPEC = re.compile(r"spec decoding: none|no speculative|no mtp|without mtp|mtp off|not enabled", re.I)
+_SPEC = re.compile(r"\b(mtp|eagle3?|nextn|speculative)", re.I)
+_STEPS = re.compile(r"(?:nextn\s*)?(\d+)\s*steps?(?:\s*/\s*(\d+)\s*draft)?", re.I)
+_NEXTN_LAYERS = re.compile(r"(\d+)\s*nextn layers", re.I)
+_ACCEPT = re.compile(r"accept(?:ance)? length\s*(?:of\s*)?(?:~\s*)?([\d.]+)", re.I)
+_PROMPTS = re.compile(r"(\d[\d,]*)\s*(?:successful\s+)?(?:prompts|requests)\b", re.I)
+_OVER = re.compile(r"over (\d[\d,]*) successful requests", re.I)
+_IX_POOL = re.compile(r"(prefill|decode):? (\d+) worker\(s\) TP(\d+)/EP(\d+)( attnDP)? = (\d+) GPUs", re.I)
+_CARDS_POOL = re.compile(r"(prefill|decode)[^;,]*?(?:(\d+)\s*(?:instances\s*)?x\s*)?(\d+) cards\s*\(?tp(\d+) dp(\d+)", re.I)
+
+
+def parse_spec(notes: str, engine: str) -> tuple[int, float, list[str]]:
+    """(draft tokens, accept length, what was read) from a row's notes."""
+    used: list[str] = []
+    if _NO_SPEC.search(notes) or not _SPEC.search(notes):
+        return 0, 1.0, used
+    draft = 0
+    m = _NEXTN_LAYERS.search(notes)
+    if m:
+        draft = int(m.group(1))
+    else:
+        steps = [int(s.group(1)) for s in _STEPS.finditer(notes)]
+        if steps:
+            draft = steps[-1]          # decode-side setting is stated last
+    acc = _ACCEPT.search(notes)
+    if draft == 0:
+        draft = 3 if acc and float(acc.group(1)) > 2.2 else (1 if not acc else 2)
+        used.append(f"speculative decoding with {draft} draft tokens (count not stated; assumed)")
+    accept = float(acc.group(1)) if acc else default_accept_length(draft)
+    if not acc:
+        used.append(f"accept length {accept:.2f} (published MTP acceptance, not stated by the source)")
+    return draft, accept, used
+
+
+def parse_pools(notes: str, chip_units: int = 1) -> tuple[PoolLayout | None, PoolLayout | None]:
+    """Prefill and decode pools of a disaggregated run, from the notes' layout text."""
+    pools: dict[str, PoolLayout] = {}
+    for m in _IX_POOL.finditer(notes):
+        role, workers, tp, ep, adp, gpus = m.groups()
+        tp_i, ep_i = int(tp), int(ep)
+        pools.setdefault(role.lower(), PoolLayout(int(workers), tp_i, ep_i, tp_i if adp else 1, bool(adp),
+                                                  int(gpus)))
+    if not pools:
+        for m in _CARDS_POOL.finditer(notes):
+            role, inst, cards, tp, dp = m.groups()
+            n = int(inst or 1)
+            pools.setdefault(role.lower(), PoolLayout(n, int(tp), int(tp), int(dp), int(dp) > 1,
+                                                      n * int(cards) * chip_units))
+    return pools.get("prefill"), pools.get("decode")
+
+
+def read_rows(path: str | Path) -> tuple[str, list[dict[str, str]]]:
+    """('inference' | 'training', rows). Raises DataError for an unreadable file or unknown columns."""
+    p = Path(path)
+    try:
+        with p.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            cols = tuple(reader.fieldnames or ())
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read {p}: {exc}") from None
+    if set(INFERENCE_COLUMNS) <= set(cols):
+        return "inference", rows
+    if set(TRAINING_COLUMNS) - {"notes"} <= set(cols):
+        return "training", rows
+    missing = sorted(set(INFERENCE_COLUMNS) - set(cols))
+    raise DataError(f"{p.name}: not a measured-data CSV; the inference schema lacks columns {', '.join(missing)} "
+                    "(see CONTRACTS.md)")
+
+
+def inference_case(row: dict[str, str]) -> InferenceCase:
+    """One CSV row -> InferenceCase. Raises InputError naming the bad column."""
+    metric = (row.get("metric") or "").strip()
+    if metric not in INFERENCE_METRICS:
+        raise InputError("metric", f"'{metric}' is not one of {', '.join(INFERENCE_METRICS)}")
+    value = _num(row, "value", required=True)
+    if not value:
+        raise InputError("value", "must be a positive measured number")
+    notes = row.get("notes") or ""
+    engine = (row.get("engine") or "").strip().lower() or "vllm"
+    draft, accept, used = parse_spec(notes, engine)
+    num_req = None
+    m = _OVER.search(notes) or _PROMPTS.search(notes)
+    if m:
+        num_req = float(m.group(1).replace(",", ""))
+    rate = _num(row, "request_rate")
+    conc = _num(row, "concurrency")
+    case = InferenceCase(
+        row_id=row.get("id", ""), metric=metric, measured=float(value), model=(row.get("model") or "").strip(),
+        chip=(row.get("accelerator") or "").strip(), gpus=int(_num(row, "num_accelerators", integer=True,
+                                                                      required=True) or 1),
+        engine=engine, weight_dtype=(row.get("weight_dtype") or "").strip().lower() or None,
+        kv_dtype=(row.get("kv_dtype") or "").strip().lower() or None,
+        tp=_num(row, "tp", integer=True), pp=_num(row, "pp", integer=True), ep=_num(row, "ep", integer=True),
+        dp=_num(row, "dp", integer=True),
+        isl=float(_num(row, "input_len", required=True) or 0), osl=float(_num(row, "output_len", required=True) or 0),
+        concurrency=conc, request_rate=rate, scenario=(row.get("scenario") or "").strip().lower(),
+        num_requests=num_req, poisson=not re.search(r"constant[- ]rate|fixed rate", notes, re.I),
+        spec_draft=draft, spec_accept=accept, notes_used=used)
+    if case.isl <= 0 or case.osl <= 0:
+        raise InputError("input_len", "input_len and output_len must be positive")
+    units = 2 if case.chip.startswith("ascend-910c") else 1
+    if re.search(r"disaggregat", notes, re.I) and not re.search(r"no disagg|aggregated \(no", notes, re.I):
+        case.prefill_pool, case.decode_pool = parse_pools(notes, units)
+    return case

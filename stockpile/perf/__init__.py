@@ -1,0 +1,1 @@
+"""Performance models: FLOPs and bytes per operator, memory fit, communication, serving dynamics."""

@@ -1,0 +1,106 @@
+"""Calibration parameters: a few global, physically meaningful efficiency factors.
+
+They live in ``stockpile/data/calibration/inference.yaml``, written by ``stockpile calibrate`` with the
+date and the data they were fitted on. Groups: per chip *family* (how close kernels get to the peak and to
+the memory bandwidth), per *engine* (step overhead, kernel quality), and global (shape of the GEMM
+efficiency curve, attention efficiency, communication, MoE imbalance, low-precision GEMM efficiency).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+# Defaults are priors before any fit (and the values used for families with no measured data).
+GLOBAL_DEFAULTS: dict[str, float] = {
+    "gemm_m_half": 40.0,        # GEMM rows (tokens) at which a GEMM reaches half its peak efficiency
+    "attn_eff": 0.55,           # flash-attention prefill: fraction of the GEMM efficiency
+    "comm_eff": 0.7,            # achieved fraction of link bandwidth in collectives
+    "comm_latency_s": 8e-6,     # per collective step latency on the scale-up fabric
+    "moe_imbalance": 1.25,      # hottest expert rank load / mean load
+    "fp8_gemm_eff": 0.85,       # fp8 GEMM efficiency relative to bf16 (scaling, smaller tiles)
+    "fp4_gemm_eff": 0.7,
+    "int8_gemm_eff": 0.85,
+    "dequant_eff": 0.8,         # weight-only (w4a16/w8a16) GEMMs: compute-side efficiency factor
+    "reserve_gb": 4.0,          # engine reserve per GPU: activations, CUDA graphs, workspace
+    "burst_tail": 0.5,          # drain tail of a burst run, in request lifetimes at the running batch
+    "overlap_comm": 0.3,        # fraction of EP/TP communication hidden behind compute
+}
+FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8}
+ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-6, "kernel_eff": 1.0}
+
+# Families that share kernels and behaviour closely enough to share a calibration.
+FAMILY_GROUPS = {
+    "ampere": "ampere", "ada": "ada", "hopper": "hopper", "blackwell": "blackwell",
+    "blackwell-ultra": "blackwell", "volta": "ampere", "cdna2": "cdna", "cdna3": "cdna", "cdna4": "cdna",
+    "ascend": "ascend", "gaudi": "other", "tpu": "other", "kunlun": "other", "cambricon": "other",
+    "hygon": "other", "moore-threads": "other", "biren": "other", "t-head": "other",
+}
+ENGINES = ("vllm", "sglang", "trtllm", "tgi", "other")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Resolved scalars for one (chip family, engine) pair."""
+
+    gemm_eff: float
+    mem_eff: float
+    step_s: float
+    seq_s: float
+    kernel_eff: float
+    gemm_m_half: float
+    attn_eff: float
+    comm_eff: float
+    comm_latency_s: float
+    moe_imbalance: float
+    fp8_gemm_eff: float
+    fp4_gemm_eff: float
+    int8_gemm_eff: float
+    dequant_eff: float
+    reserve_gb: float
+    burst_tail: float
+    overlap_comm: float
+
+    def with_(self, **kw: float) -> "Params":
+        return replace(self, **kw)
+
+
+@dataclass
+class Calibration:
+    global_: dict[str, float]
+    families: dict[str, dict[str, float]]
+    engines: dict[str, dict[str, float]]
+    meta: dict[str, Any]
+
+    def params(self, family: str, engine: str) -> Params:
+        fam = self.families.get(FAMILY_GROUPS.get(family, family)) or self.families.get("default") or {}
+        eng = self.engines.get(engine) or self.engines.get("default") or {}
+        vals = {**GLOBAL_DEFAULTS, **self.global_,
+                **FAMILY_DEFAULTS, **(self.families.get("default") or {}), **fam,
+                **ENGINE_DEFAULTS, **(self.engines.get("default") or {}), **eng}
+        return Params(**{f.name: float(vals[f.name]) for f in fields(Params)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"meta": self.meta, "global": self.global_, "families": self.families, "engines": self.engines}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Calibration":
+        return cls(global_=dict(d.get("global") or {}), families=dict(d.get("families") or {}),
+                   engines=dict(d.get("engines") or {}), meta=dict(d.get("meta") or {}))
+
+
+def default_calibration() -> Calibration:
+    return Calibration(global_=dict(GLOBAL_DEFAULTS), families={"default": dict(FAMILY_DEFAULTS)},
+                       engines={"default": dict(ENGINE_DEFAULTS)}, meta={"fitted": None})
+
+
+@cache
+def load_calibration() -> Calibration:
+    """The shipped fit, or the priors when no fit has been written yet."""
+    path = resources.files("stockpile") / "data" / "calibration" / "inference.yaml"
+    if not path.is_file():
+        return default_calibration()
+    return Calibration.from_dict(yaml.safe_load(path.read_text()) or {})

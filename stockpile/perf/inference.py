@@ -1,0 +1,310 @@
+"""Inference estimate: a model on N chips with a layout, dtypes, engine and workload.
+
+:func:`evaluate` is the vectorised entry (arrays of layouts, dtypes and workloads for one model, chip and
+engine) used by search and calibration; :func:`estimate` wraps it for one configuration and returns a typed
+:class:`InferenceEstimate` with the memory breakdown and what limits the configuration.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel
+
+from stockpile.catalog.chips import BYTES, Chip
+from stockpile.catalog.models import ModelSpec
+from stockpile.errors import InputError, UnknownNameError
+from stockpile.perf.calibration import Calibration, Params, load_calibration
+from stockpile.perf.layout import Layout
+from stockpile.perf.operators import ChipConsts, ModelConsts
+from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN, serve
+
+ENGINES = ("vllm", "sglang", "trtllm", "tgi", "other")
+WEIGHT_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
+KV_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8")
+# Stored bytes per weight, scales included: int4 group-128 with fp16 scales; NVFP4 block-16 with fp8 scales.
+WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0 + 4 / 128 ** 2, "int8": 1.0 + 2 / 4096,
+                "int4": 0.5 + 2 / 128, "fp4": 0.5 + 1 / 16}
+
+
+@cache
+def engine_defaults() -> dict[str, dict[str, Any]]:
+    path = resources.files("stockpile") / "data" / "engines" / "defaults.yaml"
+    return yaml.safe_load(path.read_text())
+
+
+def check_engine(engine: str) -> str:
+    e = engine.strip().lower()
+    aliases = {"trt-llm": "trtllm", "tensorrt-llm": "trtllm", "tensorrt_llm": "trtllm"}
+    e = aliases.get(e, e)
+    if e not in ENGINES:
+        raise UnknownNameError("engine", engine, ENGINES)
+    return e
+
+
+def check_dtype(field_name: str, dtype: str, allowed: tuple[str, ...]) -> str:
+    d = dtype.strip().lower()
+    if d not in allowed:
+        raise UnknownNameError(field_name, dtype, allowed)
+    return d
+
+
+def compute_path(chip: Chip, wdtype: str, p: Params) -> tuple[float, float, str]:
+    """(GEMM peak FLOP/s, efficiency factor, description) for weights stored in `wdtype` on `chip`.
+
+    Native low-precision tensor cores run W8A8/W4A4 at their own peak; otherwise engines dequantize to
+    16 bit (weight-only kernels such as Marlin), so the 16-bit peak applies with a dequant penalty."""
+    native = {"fp8": p.fp8_gemm_eff, "fp4": p.fp4_gemm_eff, "int8": p.int8_gemm_eff}
+    if wdtype in native and chip.has_native(wdtype):
+        return chip.peak_flops(wdtype), native[wdtype], f"{wdtype} tensor cores"
+    if wdtype in ("bf16", "fp16", "fp32"):
+        return chip.peak_flops("bf16" if chip.has_native("bf16") else "fp16"), 1.0, "16-bit tensor cores"
+    return chip.peak_flops("bf16" if chip.has_native("bf16") else "fp16"), p.dequant_eff, \
+        f"{wdtype} weights dequantized to 16 bit"
+
+
+def weight_bytes_array(m: ModelSpec, attn_tp, pp, moe_ep, moe_tp, wbytes):
+    mc = ModelConsts.of(m)
+    stage = (mc.dense_like_params / attn_tp + mc.expert_params / (moe_ep * moe_tp)) / pp
+    vocab = np.where(np.asarray(pp) == 1, m.embed_params + m.lm_head_params,
+                     max(m.embed_params, m.lm_head_params)) / attn_tp
+    return (stage + vocab) * wbytes
+
+
+def kv_bytes_per_token_gpu(m: ModelSpec, attn_tp, pp, kvbytes, context):
+    """KV bytes one GPU stores per token of one of its sequences (GQA heads split over TP; MLA not)."""
+    mc = ModelConsts.of(m)
+    split = np.minimum(attn_tp, mc.kv_split_max)
+    per_layer = mc.kv_elems * kvbytes / split
+    frac = np.minimum(1.0, mc.window / np.maximum(context, 1.0)) if mc.sliding_layers else 1.0
+    layers = mc.full_layers + mc.sliding_layers * frac
+    extra = mc.index_bytes * mc.softmax_layers if mc.sparse_topk else 0.0
+    return (per_layer * layers + extra) / pp
+
+
+@dataclass
+class Configs:
+    """Arrays (broadcastable) describing configurations of one model on one chip with one engine."""
+
+    attn_tp: Any = 1
+    attn_dp: Any = 1
+    pp: Any = 1
+    moe_ep: Any = 1
+    moe_tp: Any = 1
+    replicas: Any = 1
+    weight_dtype: Any = "bf16"      # str or array of str
+    kv_dtype: Any = "bf16"
+    isl: Any = 1024
+    osl: Any = 256
+    mode: Any = MODE_CLOSED
+    concurrency: Any = np.nan
+    rate: Any = np.nan
+    num_requests: Any = np.nan
+    poisson: Any = 1.0
+    spec_draft: Any = 0
+    spec_accept: Any = 1.0
+    prefix_hit: Any = 0.0
+    max_seqs: Any = None
+    chunk: Any = None
+    mem_util: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _lookup(values, table: dict[str, float]) -> np.ndarray:
+    a = np.asarray(values)
+    if a.dtype.kind in "US":
+        uniq, inv = np.unique(a, return_inverse=True)
+        return np.array([table[u] for u in uniq], dtype=float)[inv].reshape(a.shape)
+    return np.asarray(a, dtype=float)
+
+
+def evaluate(model: ModelSpec, chip: Chip, engine: str, cfg: Configs,
+             calibration: Calibration | None = None, params: Params | None = None) -> dict[str, np.ndarray]:
+    """Vectorised evaluation of many configurations; returns metric arrays (see serving.serve)."""
+    cal = calibration or load_calibration()
+    p = params or cal.params(chip.family, engine)
+    mc, cc = ModelConsts.of(model), ChipConsts.of(chip)
+    d = engine_defaults()[engine]
+    wd = np.asarray(cfg.weight_dtype)
+    uniq = np.unique(wd)
+    peak_tab, eff_tab = {}, {}
+    for u in uniq:
+        peak_tab[str(u)], eff_tab[str(u)], _ = compute_path(chip, str(u), p)
+    gemm_peak = _lookup(wd, peak_tab)
+    dtype_eff = _lookup(wd, eff_tab)
+    wbytes = _lookup(wd, WEIGHT_BYTES)
+    kvbytes = _lookup(cfg.kv_dtype, {k: BYTES[k] for k in KV_DTYPES})
+    attn_tp, pp = np.asarray(cfg.attn_tp, float), np.asarray(cfg.pp, float)
+    moe_ep, moe_tp = np.asarray(cfg.moe_ep, float), np.asarray(cfg.moe_tp, float)
+    isl, osl = np.asarray(cfg.isl, float), np.asarray(cfg.osl, float)
+    weights = weight_bytes_array(model, attn_tp, pp, moe_ep, moe_tp, wbytes)
+    kv_tok = kv_bytes_per_token_gpu(model, attn_tp, pp, kvbytes, isl + osl)
+    small = chip.memory_bytes < 70e9
+    max_seqs = cfg.max_seqs if cfg.max_seqs is not None else (
+        d.get("max_num_seqs_small_gpu", d["max_num_seqs"]) if small else d["max_num_seqs"])
+    chunk = cfg.chunk if cfg.chunk is not None else d["max_num_batched_tokens"]
+    mem_util = cfg.mem_util if cfg.mem_util is not None else d["gpu_memory_utilization"]
+    out = serve(mc, cc, p, attn_tp=attn_tp, attn_dp=cfg.attn_dp, pp=pp, moe_ep=moe_ep, moe_tp=moe_tp,
+                replicas=cfg.replicas, wbytes=wbytes, kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_eff,
+                weights_gpu=weights, kv_token_gpu=kv_tok, isl=isl, osl=osl, mode=cfg.mode,
+                concurrency=cfg.concurrency, rate=cfg.rate, num_requests=cfg.num_requests, poisson=cfg.poisson,
+                spec_draft=cfg.spec_draft, spec_accept=cfg.spec_accept, prefix_hit=cfg.prefix_hit,
+                max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
+    out["weights_bytes"] = np.broadcast_to(weights, out["ttft_s"].shape)
+    out["kv_bytes_per_token"] = np.broadcast_to(kv_tok, out["ttft_s"].shape)
+    return out
+
+
+# ------------------------------------------------------------------ one configuration, typed
+class MemoryBreakdown(BaseModel):
+    total_gb: float
+    weights_gb: float
+    kv_cache_gb: float
+    reserve_gb: float
+    capacity_gb: float
+    kv_per_sequence_mb: float
+
+
+class InferenceEstimate(BaseModel):
+    model: str
+    chip: str
+    gpus: int
+    engine: str
+    layout: dict[str, int]
+    layout_text: str
+    weight_dtype: str
+    kv_dtype: str
+    compute_path: str
+    isl: float
+    osl: float
+    mode: str
+    concurrency: float | None
+    request_rate: float | None
+    fits: bool
+    max_batch: int
+    batch: float
+    ttft_ms: float
+    tpot_ms: float
+    e2e_latency_s: float
+    output_tokens_per_s: float
+    output_tokens_per_s_per_gpu: float
+    total_tokens_per_s: float
+    total_tokens_per_s_per_gpu: float
+    requests_per_s: float
+    tokens_per_s_per_user: float
+    memory_gb: MemoryBreakdown
+    limits: str
+    assumptions: list[str]
+
+
+def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vllm", weight_dtype: str | None = None,
+             kv_dtype: str | None = None, isl: float, osl: float, concurrency: float | None = None,
+             request_rate: float | None = None, num_requests: float | None = None, poisson: bool = True,
+             spec_draft: int = 0, spec_accept: float = 1.0, prefix_hit: float = 0.0,
+             calibration: Calibration | None = None, assumptions: list[str] | None = None) -> InferenceEstimate:
+    """Estimate one configuration. Offline max-throughput when neither concurrency nor rate is given."""
+    engine = check_engine(engine)
+    notes = list(assumptions or [])
+    wdt = check_dtype("weight_dtype", weight_dtype or model.default_weight_dtype, WEIGHT_DTYPES)
+    if kv_dtype is None:
+        kv_dtype = "fp8" if engine == "trtllm" and wdt in ("fp8", "fp4") else "bf16"
+        notes.append(f"kv_dtype not given: {kv_dtype} (engine default)")
+    kdt = check_dtype("kv_dtype", kv_dtype, KV_DTYPES)
+    for name, v in (("isl", isl), ("osl", osl)):
+        if not v or v <= 0:
+            raise InputError(name, f"must be a positive token count, got {v}")
+    if concurrency is not None and concurrency <= 0:
+        raise InputError("concurrency", f"must be positive, got {concurrency}")
+    if request_rate is not None and request_rate <= 0:
+        raise InputError("request_rate", f"must be positive, got {request_rate}")
+    if concurrency is not None and request_rate is not None:
+        raise InputError("request_rate", "give either --concurrency or --request-rate, not both")
+    if not 0 <= prefix_hit < 1:
+        raise InputError("prefix_hit", f"must be in [0, 1), got {prefix_hit}")
+    mode = MODE_OPEN if request_rate else MODE_CLOSED if concurrency else MODE_OFFLINE
+    cal = calibration or load_calibration()
+    p = cal.params(chip.family, engine)
+    cfg = Configs(attn_tp=layout.attn_tp, attn_dp=layout.attn_dp, pp=layout.pp, moe_ep=layout.moe_ep,
+                  moe_tp=layout.moe_tp, replicas=layout.replicas, weight_dtype=wdt, kv_dtype=kdt, isl=isl,
+                  osl=osl, mode=mode, concurrency=np.nan if concurrency is None else concurrency,
+                  rate=np.nan if request_rate is None else request_rate,
+                  num_requests=np.nan if num_requests is None else num_requests, poisson=1.0 if poisson else 0.0,
+                  spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit)
+    r = {k: np.asarray(v).reshape(-1)[0] for k, v in evaluate(model, chip, engine, cfg, cal, p).items()}
+    gpus = layout.gpus
+    d = engine_defaults()[engine]
+    cap = chip.memory_bytes * d["gpu_memory_utilization"]
+    kv_seq = float(r["kv_bytes_per_token"]) * (isl + osl)
+    kv_used = min(float(r["batch"]) / max(layout.attn_dp, 1), float(r["max_batch"]) / max(layout.attn_dp, 1)) * kv_seq
+    weights = float(r["weights_bytes"])
+    mem = MemoryBreakdown(total_gb=(weights + kv_used + p.reserve_gb * 1e9) / 1e9, weights_gb=weights / 1e9,
+                          kv_cache_gb=kv_used / 1e9, reserve_gb=p.reserve_gb, capacity_gb=chip.memory_bytes / 1e9,
+                          kv_per_sequence_mb=kv_seq / 1e6)
+    fits = bool(r["fits"])
+    _, _, cpath = compute_path(chip, wdt, p)
+    if not fits:
+        need = (weights + p.reserve_gb * 1e9 + kv_seq) / 1e9
+        limits = (f"does not fit: needs {need:.1f} GB per GPU for weights + one sequence, "
+                  f"{cap / 1e9:.1f} GB usable of {chip.memory_bytes / 1e9:.0f} GB")
+    else:
+        limits = _limit_text(r, layout, concurrency)
+    out_tps = float(r["output_tokens_per_s"])
+    return InferenceEstimate(
+        model=model.id, chip=chip.id, gpus=gpus, engine=engine,
+        layout={"tp": layout.attn_tp, "attn_dp": layout.attn_dp, "pp": layout.pp, "ep": layout.moe_ep,
+                "expert_tp": layout.moe_tp, "replicas": layout.replicas},
+        layout_text=layout.describe(), weight_dtype=wdt, kv_dtype=kdt, compute_path=cpath, isl=isl, osl=osl,
+        mode={MODE_OPEN: "open-loop", MODE_CLOSED: "closed-loop", MODE_OFFLINE: "offline"}[mode],
+        concurrency=concurrency, request_rate=request_rate, fits=fits, max_batch=int(r["max_batch"]),
+        batch=float(r["batch"]), ttft_ms=float(r["ttft_s"]) * 1e3, tpot_ms=float(r["tpot_s"]) * 1e3,
+        e2e_latency_s=float(r["e2e_s"]), output_tokens_per_s=out_tps, output_tokens_per_s_per_gpu=out_tps / gpus,
+        total_tokens_per_s=float(r["total_tokens_per_s"]),
+        total_tokens_per_s_per_gpu=float(r["total_tokens_per_s"]) / gpus,
+        requests_per_s=float(r["requests_per_s"]), tokens_per_s_per_user=1.0 / max(float(r["tpot_s"]), 1e-12),
+        memory_gb=mem, limits=limits, assumptions=notes)
+
+
+def _limit_text(r: dict[str, Any], layout: Layout, concurrency: float | None) -> str:
+    if concurrency and concurrency / layout.replicas > float(r["max_batch"]):
+        return f"KV-cache memory: at most {int(r['max_batch'])} sequences run per instance; the rest queue"
+    if float(r.get("utilisation", 0)) >= 1:
+        return "saturated: the offered request rate exceeds capacity; queueing dominates TTFT"
+    b = float(r["batch"])
+    return "memory bandwidth (small batch, weight and KV reads)" if b < 64 else "compute (large batch)"
+
+
+def evaluate_disagg(model: ModelSpec, chip: Chip, engine: str, *, pre: dict[str, Any], dec: dict[str, Any],
+                    pre_workers, dec_workers, weight_dtype, kv_dtype, isl, osl, concurrency=np.nan, rate=np.nan,
+                    num_requests=np.nan, poisson=1.0, spec_draft=0, spec_accept=1.0, prefix_hit=0.0,
+                    calibration: Calibration | None = None, params: Params | None = None) -> dict[str, np.ndarray]:
+    """Vectorised prefill/decode-disaggregated evaluation; `pre`/`dec` hold layout arrays
+    (attn_tp, attn_dp, pp, moe_ep, moe_tp)."""
+    from stockpile.perf.serving import serve_disagg
+    cal = calibration or load_calibration()
+    p = params or cal.params(chip.family, engine)
+    mc, cc = ModelConsts.of(model), ChipConsts.of(chip)
+    d = engine_defaults()[engine]
+    wd = np.asarray(weight_dtype)
+    peak_tab = {str(u): compute_path(chip, str(u), p)[0] for u in np.unique(wd)}
+    eff_tab = {str(u): compute_path(chip, str(u), p)[1] for u in np.unique(wd)}
+    wbytes = _lookup(wd, WEIGHT_BYTES)
+    kvbytes = _lookup(kv_dtype, {k: BYTES[k] for k in KV_DTYPES})
+    isl_a, osl_a = np.asarray(isl, float), np.asarray(osl, float)
+    dec_f = {k: np.asarray(v, float) for k, v in dec.items()}
+    pre_f = {k: np.asarray(v, float) for k, v in pre.items()}
+    dec_w = weight_bytes_array(model, dec_f["attn_tp"], dec_f["pp"], dec_f["moe_ep"], dec_f["moe_tp"], wbytes)
+    dec_kv = kv_bytes_per_token_gpu(model, dec_f["attn_tp"], dec_f["pp"], kvbytes, isl_a + osl_a)
+    kv_model = kv_bytes_per_token_gpu(model, 1.0, 1.0, kvbytes, isl_a + osl_a)
+    out = serve_disagg(mc, cc, p, pre=pre_f, dec=dec_f, pre_workers=pre_workers, dec_workers=dec_workers,
+                       wbytes=wbytes, kvbytes=kvbytes, gemm_peak=_lookup(wd, peak_tab), dtype_eff=_lookup(wd, eff_tab),
+                       dec_weights_gpu=dec_w, dec_kv_token_gpu=dec_kv, kv_token_model=kv_model,
+                       pre_gpus_worker=pre_f["attn_tp"] * pre_f["attn_dp"] * pre_f["pp"], isl=isl_a, osl=osl_a,
+                       concurrency=concurrency, rate=rate, num_requests=num_requests, poisson=poisson,
+                       spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit,
+                       max_seqs=d["max_num_seqs"], chunk=d["max_num_batched_tokens"], mem_util=d["gpu_memory_utilization"])
+    out["weights_bytes"] = dec_w
+    return out

@@ -1,0 +1,170 @@
+"""Per-operator time of one pipeline stage on one GPU, vectorised over configurations (numpy).
+
+Every operator is a roofline: time = max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency)),
+with a GEMM efficiency that rises with the number of rows (tokens) it multiplies,
+``eff(M) = gemm_eff x M / (M + m_half)``. Attention reads the KV cache (decode) or is compute-bound
+(prefill, causal). MoE experts see the tokens routed to them; the weights read are those of the experts
+actually hit. Tensor-parallel all-reduces and expert-parallel all-to-alls cross the scale-up link (or the
+scale-out link where a group outgrows the scale-up domain). Equations: docs/inference-model.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from stockpile.catalog.chips import Chip
+from stockpile.catalog.models import ModelSpec
+from stockpile.perf.calibration import Params
+
+ACT_BYTES = 2.0     # activations travel in bf16
+F = np.ndarray
+
+
+@dataclass(frozen=True)
+class ModelConsts:
+    """Scalars of a model that the operator formulas need (precomputed once per model)."""
+
+    hidden: float
+    layers: float
+    softmax_layers: float
+    dense_like_params: float        # attention projections + dense FFN + shared experts + linear-attn (all layers)
+    expert_params: float            # all routed experts
+    lm_head: float                  # V x d
+    experts: float
+    top_k: float
+    moe_layers: float
+    kv_elems: float                 # cached elements per token per softmax layer
+    kv_split_max: float             # TP ranks that split the KV heads (MLA: 1, the latent is shared)
+    full_layers: float
+    sliding_layers: float
+    window: float
+    dec_attn_coef: float            # attention FLOPs per (query token x context token x layer), decode
+    pre_attn_coef: float            # same for prefill
+    heads: float
+    sparse_topk: float
+    index_bytes: float              # DSA indexer key bytes per token per layer
+    index_coef: float               # DSA indexer FLOPs per (query x context token x layer)
+    linear_state_bytes: float       # per sequence, all linear-attention layers
+
+    @classmethod
+    def of(cls, m: ModelSpec) -> "ModelConsts":
+        soft = m.layers - m.linear_layers
+        if m.is_mla:
+            dec = 2 * m.heads * (m.kv_lora_rank + m.qk_rope_head_dim) + 2 * m.heads * m.kv_lora_rank
+            pre = 2 * m.heads * (m.qk_nope_head_dim + m.qk_rope_head_dim) + 2 * m.heads * m.v_head_dim
+            split = 1.0
+        else:
+            dec = pre = 4.0 * m.heads * m.head_dim
+            split = float(m.kv_heads)
+        dense_like = m.attn_params + m.dense_ffn_params + m.shared_expert_params + m.router_params
+        return cls(
+            hidden=float(m.hidden), layers=float(m.layers), softmax_layers=float(soft),
+            dense_like_params=float(dense_like), expert_params=float(m.expert_params),
+            lm_head=float(m.vocab * m.hidden), experts=float(max(m.experts, 1)),
+            top_k=float(m.experts_per_token), moe_layers=float(m.moe_layers if m.is_moe else 0),
+            kv_elems=m.kv_elems_per_token_layer(), kv_split_max=split, full_layers=float(m.full_layers),
+            sliding_layers=float(m.sliding_layers), window=float(max(m.sliding_window, 1)),
+            dec_attn_coef=float(dec), pre_attn_coef=float(pre), heads=float(m.heads),
+            sparse_topk=float(m.sparse_attn_topk), index_bytes=float(m.index_head_dim),
+            index_coef=float(2 * m.index_heads * m.index_head_dim),
+            linear_state_bytes=float(m.linear_layers * m.linear_state_bytes_per_layer))
+
+
+@dataclass(frozen=True)
+class ChipConsts:
+    mem_bw: float
+    memory: float
+    peak_bf16: float
+    scaleup_bw: float
+    scaleout_bw: float
+    domain: float
+
+    @classmethod
+    def of(cls, c: Chip) -> "ChipConsts":
+        try:
+            scaleout = c.scaleout_bw
+        except Exception:  # noqa: BLE001 - scale-out only matters beyond one node; a missing NIC figure
+            scaleout = c.scaleup_bw / 8   # is then modelled as a slow network, and said so by `estimate`
+        return cls(mem_bw=c.mem_bw, memory=c.memory_bytes, peak_bf16=c.peak_flops("bf16"),
+                   scaleup_bw=c.scaleup_bw, scaleout_bw=scaleout, domain=float(c.scaleup_size))
+
+
+def gemm_eff(p: Params, rows: F) -> F:
+    """GEMM efficiency as a function of its row count (tokens): saturating in M."""
+    return p.gemm_eff * p.kernel_eff * rows / (rows + p.gemm_m_half)
+
+
+def link_bw(cc: ChipConsts, group: F) -> F:
+    """Per-direction bandwidth of a collective over `group` GPUs: scale-up inside the domain."""
+    return np.where(group <= cc.domain, cc.scaleup_bw, cc.scaleout_bw)
+
+
+def effective_layers(mc: ModelConsts, ctx: F) -> F:
+    """Softmax layers weighted by the share of the context they read (sliding windows cap it)."""
+    if mc.sliding_layers == 0:
+        return np.full_like(ctx, mc.full_layers, dtype=float)
+    frac = np.minimum(1.0, mc.window / np.maximum(ctx, 1.0))
+    return mc.full_layers + mc.sliding_layers * frac
+
+
+def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_dp: F, pp: F, moe_ep: F,
+               moe_tp: F, wbytes: F, kvbytes: F, gemm_peak: F, dtype_eff: F,
+               dec_seqs: F, dec_tokens: F, dec_ctx: F, pre_tokens: F, pre_ctx: F) -> F:
+    """Seconds for one step of one pipeline stage on one GPU (one attention-DP rank's micro-batch).
+
+    dec_seqs: sequences decoding on this rank; dec_tokens: their query tokens (x (1+draft) with speculation);
+    dec_ctx: mean context they attend; pre_tokens: prompt tokens prefilled in this step on this rank;
+    pre_ctx: mean context a prefill token attends (causal: prefix + half the prompt)."""
+    layers_s = mc.layers / pp
+    tokens = dec_tokens + pre_tokens
+    eff_tok = gemm_eff(p, np.maximum(tokens, 1.0)) * dtype_eff
+    bw = cc.mem_bw * p.mem_eff
+    # 1. dense-like GEMMs: attention projections, dense FFN, shared experts (split by attention TP)
+    w_dense = mc.dense_like_params / (attn_tp * pp)
+    t_dense = np.maximum(2.0 * tokens * w_dense / (gemm_peak * eff_tok), w_dense * wbytes / bw)
+    # 2. lm head (vocab-parallel over attention TP) for the tokens that sample
+    w_head = mc.lm_head / attn_tp
+    head_rows = dec_tokens + np.minimum(pre_tokens, 1.0)
+    t_head = np.maximum(2.0 * head_rows * w_head / (gemm_peak * gemm_eff(p, np.maximum(head_rows, 1.0)) * dtype_eff),
+                        w_head * wbytes / bw) / pp
+    # 3. routed experts: tokens from every attention-DP rank meet in the expert layer
+    t_moe = np.zeros_like(tokens, dtype=float)
+    t_a2a = np.zeros_like(tokens, dtype=float)
+    if mc.moe_layers > 0:
+        inst_tokens = tokens * attn_dp
+        rows_per_expert = np.maximum(inst_tokens * mc.top_k / mc.experts, 1e-9)
+        hit = 1.0 - np.power(1.0 - mc.top_k / mc.experts, inst_tokens)
+        w_exp_gpu = mc.expert_params / (moe_ep * moe_tp * pp)
+        flops = 2.0 * inst_tokens * mc.top_k * p.moe_imbalance * mc.expert_params / (mc.experts * moe_ep * moe_tp * pp)
+        eff_e = gemm_eff(p, np.maximum(rows_per_expert, 1.0)) * dtype_eff
+        t_moe = np.maximum(flops / (gemm_peak * eff_e), w_exp_gpu * hit * wbytes / bw)
+        # all-to-all dispatch (fp8/bf16) + combine (bf16) across the EP group
+        group = moe_ep * moe_tp
+        a2a_bytes = tokens * mc.top_k * mc.hidden * (1.0 + ACT_BYTES) * (moe_ep - 1.0) / np.maximum(moe_ep, 1.0)
+        t_a2a = np.where(moe_ep > 1, (mc.moe_layers / pp) * (
+            2 * p.comm_latency_s + a2a_bytes / (link_bw(cc, group) * p.comm_eff)), 0.0) * (1 - p.overlap_comm)
+    # 4. attention core: decode reads the KV cache; prefill is compute-bound
+    kv_split = np.minimum(attn_tp, mc.kv_split_max)
+    ctx_eff = np.minimum(dec_ctx, mc.sparse_topk) if mc.sparse_topk else dec_ctx
+    lay_d = effective_layers(mc, dec_ctx) / pp
+    kv_read = dec_seqs * ctx_eff * mc.kv_elems * kvbytes * lay_d / kv_split
+    att_flops = dec_tokens * ctx_eff * mc.dec_attn_coef * lay_d / attn_tp
+    if mc.sparse_topk:
+        kv_read = kv_read + dec_seqs * dec_ctx * mc.index_bytes * (mc.softmax_layers / pp)
+        att_flops = att_flops + dec_tokens * dec_ctx * mc.index_coef * (mc.softmax_layers / pp)
+    t_att_dec = np.maximum(att_flops / (cc.peak_bf16 * p.gemm_eff * p.attn_eff), kv_read / bw)
+    pre_ctx_eff = np.minimum(pre_ctx, mc.sparse_topk) if mc.sparse_topk else pre_ctx
+    lay_p = effective_layers(mc, pre_ctx) / pp
+    t_att_pre = pre_tokens * pre_ctx_eff * mc.pre_attn_coef * lay_p / attn_tp / (
+        cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)
+    # 5. tensor-parallel all-reduce: two per layer, ring, over the attention TP group
+    ar_bytes = tokens * mc.hidden * ACT_BYTES
+    t_ar = np.where(attn_tp > 1, 2.0 * layers_s * (
+        p.comm_latency_s * np.log2(np.maximum(attn_tp, 2.0)) + 2.0 * (attn_tp - 1) / attn_tp * ar_bytes
+        / (link_bw(cc, attn_tp) * p.comm_eff)), 0.0)
+    # 6. pipeline hand-off to the next stage
+    t_pp = np.where(pp > 1, p.comm_latency_s + ar_bytes / (link_bw(cc, attn_tp * pp) * p.comm_eff), 0.0)
+    # 7. engine overhead per step (scheduling, launch) and per running sequence on this rank (sampling)
+    t_over = p.step_s + p.seq_s * dec_seqs
+    return t_dense + t_head + t_moe + t_a2a + t_att_dec + t_att_pre + t_ar + t_pp + t_over

@@ -1,0 +1,198 @@
+"""Continuous-batching steady state, vectorised over configurations.
+
+One serving instance runs iterations; each iteration decodes one token (or verifies ``1 + draft`` tokens
+with speculative decoding) for every running sequence and prefills the prompt tokens that arrive meanwhile
+(chunked prefill piggybacks them on the same iteration). In steady state a request's life is
+``TTFT + (steps - 1) x t_iter`` with ``steps = OSL / accept_length``, and Little's law ties the running
+batch B to throughput: ``X = B / latency``. Four load modes:
+
+* closed loop at a fixed concurrency (``bench serve --max-concurrency``): B = min(C, B_max); the excess waits;
+* offline max-throughput: B = B_max (memory and engine limits);
+* a burst of N prompts sent at once: the first B prefill back to back, the rest wait for slots, and the run
+  ends with a drain tail;
+* open loop at a request rate: B from the fixed point B = lambda x latency(B), queueing (M/D/1 for Poisson,
+  near zero for constant-rate arrivals) until saturation, then the backlog of a finite run.
+Equations: docs/inference-model.md.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from stockpile.perf.calibration import Params
+from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
+
+MODE_CLOSED, MODE_OFFLINE, MODE_OPEN = 0, 1, 2
+
+
+def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas,
+          wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency,
+          rate, num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
+          mem_util) -> dict[str, np.ndarray]:
+    """Evaluate every configuration (numpy arrays broadcast together); returns arrays per metric.
+
+    Lengths are tokens; rates per second; `concurrency`, `rate` are per system (all replicas);
+    `num_requests` is NaN when the run length is unknown."""
+    arr = np.broadcast_arrays(attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak,
+                              dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency, rate,
+                              num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
+                              mem_util)
+    (attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu,
+     kv_token_gpu, isl, osl, mode, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
+     prefix_hit, max_seqs, chunk, mem_util) = [np.asarray(a, dtype=float) for a in arr]
+    lay = dict(attn_tp=attn_tp, attn_dp=attn_dp, pp=pp, moe_ep=moe_ep, moe_tp=moe_tp, wbytes=wbytes,
+               kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_eff)
+
+    # ---- memory: what is left for the KV cache bounds the running batch
+    kv_budget = cc.memory * mem_util - weights_gpu - p.reserve_gb * 1e9
+    per_seq = kv_token_gpu * (isl + osl) + mc.linear_state_bytes / (attn_tp * pp)
+    b_rank = np.floor(np.maximum(kv_budget, 0.0) / np.maximum(per_seq, 1.0))
+    fits = b_rank >= 1
+    b_cap = np.maximum(np.minimum(b_rank * attn_dp, max_seqs), 1.0)
+
+    new_isl = np.maximum(isl * (1.0 - prefix_hit), 1.0)
+    accept = np.maximum(spec_accept, 1.0)
+    steps = np.maximum(osl / accept, 1.0)          # decode iterations per request
+    dec_ctx = isl + osl / 2.0
+    pre_ctx = isl * prefix_hit + new_isl / 2.0
+    ranks = attn_dp * pp                          # micro-batches the running batch splits into
+
+    def iteration(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(iteration time, TTFT of a request admitted now) at running batch b per instance."""
+        b_mb = b / ranks
+        piggy = b * new_isl / steps / ranks       # prompt tokens prefilled per iteration per rank
+        st = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=b_mb * (1 + spec_draft), dec_ctx=dec_ctx,
+                        pre_tokens=piggy, pre_ctx=pre_ctx)
+        t_it = pp * st
+        # draft model / MTP head: about one decoder layer plus the lm head per drafted token
+        t_it = t_it + spec_draft * (t_it / mc.layers + 0.5 * p.step_s)
+        st_pre = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=b_mb, dec_ctx=dec_ctx,
+                            pre_tokens=new_isl + piggy, pre_ctx=pre_ctx)
+        n_chunks = np.ceil(new_isl / np.maximum(chunk, 1.0))
+        ttft = pp * st_pre + (n_chunks - 1) * p.step_s + 0.5 * t_it
+        return t_it, ttft
+
+    def closed(b: np.ndarray):
+        t_it, ttft = iteration(b)
+        lat = ttft + (steps - 1.0) * t_it
+        return t_it, ttft, lat, b / lat
+
+    # ---- capacity at the largest running batch
+    t_cap, ttft_cap, lat_cap, x_cap = closed(b_cap)
+
+    # ---- closed loop (and burst / offline) at running batch b
+    conc_inst = np.where(np.isnan(concurrency), np.inf, concurrency / replicas)
+    n_inst = num_requests / replicas
+    b_run = np.where(mode == MODE_OFFLINE, np.minimum(b_cap, np.where(np.isnan(n_inst), np.inf, n_inst)),
+                     np.minimum(np.minimum(conc_inst, b_cap), np.where(np.isnan(n_inst), np.inf, n_inst)))
+    b_run = np.maximum(b_run, 1.0)
+
+    # ---- open loop: fixed point B = lambda * latency(B), below saturation
+    lam = np.where(np.isnan(rate), 0.0, rate / replicas)
+    rho = lam / np.maximum(x_cap, 1e-12)
+    b_open = np.clip(lam * lat_cap / np.maximum(b_cap, 1.0), 1.0, None)
+    for _ in range(20):
+        _, _, lat_b, _ = closed(b_open)
+        b_open = np.clip(0.5 * b_open + 0.5 * lam * lat_b, 1.0, b_cap)
+    is_open = mode == MODE_OPEN
+    b_run = np.where(is_open, np.where(rho < 1, b_open, b_cap), b_run)
+
+    t_it, ttft0, lat, x = closed(b_run)
+    tpot = t_it / accept
+
+    # queueing beyond the running batch (closed loop with C > B_max): Little's law
+    wq_closed = np.maximum(conc_inst / x - lat, 0.0)
+    wq_closed = np.where(np.isfinite(conc_inst), wq_closed, 0.0)
+    # burst: the first B prefill back to back, later ones wait for slots
+    pre_tok_t = pp * stage_time(mc, cc, p, **lay, dec_seqs=0.0 * b_run, dec_tokens=0.0 * b_run, dec_ctx=dec_ctx,
+                                pre_tokens=np.maximum(chunk, new_isl), pre_ctx=pre_ctx) / np.maximum(chunk, new_isl)
+    burst_n = np.where(np.isnan(n_inst), 0.0, n_inst)
+    is_burst = (mode == MODE_OFFLINE) & (burst_n > 0) | (mode == MODE_CLOSED) & (burst_n > 0) & (conc_inst >= burst_n)
+    first = np.minimum(b_run, np.maximum(burst_n, 1.0))
+    ttft_first = (first / attn_dp + 1.0) / 2.0 * new_isl * pre_tok_t + 0.5 * t_it
+    rest = np.maximum(burst_n - first, 0.0)
+    ttft_rest = ttft0 + (rest + 1.0) / (2.0 * x)
+    ttft_burst = (first * ttft_first + rest * ttft_rest) / np.maximum(first + rest, 1.0)
+    # open loop queueing: M/D/1 below saturation (Poisson), a finite run's backlog above it
+    wq_open = np.where(rho < 1, np.minimum(rho, 0.98) / (2 * (1 - np.minimum(rho, 0.98))) * ttft0
+                       * np.where(poisson > 0, 1.0, 0.2), 0.0)
+    n_open = np.where(np.isnan(n_inst), 1000.0, n_inst)
+    backlog = np.where(rho >= 1, 0.5 * n_open * (1.0 / x - 1.0 / np.maximum(lam, 1e-12)), 0.0)
+    ttft = np.where(is_open, ttft0 + wq_open + backlog, np.where(is_burst, ttft_burst, ttft0 + wq_closed))
+
+    # throughput per instance; a burst pays its drain tail
+    x_eff = np.where(is_open, np.minimum(lam, x), x)
+    elapsed = burst_n / np.maximum(x, 1e-12) + p.burst_tail * lat
+    x_eff = np.where(is_burst, burst_n / np.maximum(elapsed, 1e-12), x_eff)
+    rps = x_eff * replicas
+    e2e = ttft + (steps - 1.0) * t_it
+    return {
+        "fits": fits, "max_batch": b_cap, "batch": b_run, "ttft_s": ttft, "tpot_s": tpot, "itl_s": t_it,
+        "e2e_s": e2e, "requests_per_s": rps, "output_tokens_per_s": rps * osl,
+        "total_tokens_per_s": rps * (isl + osl), "kv_budget_bytes": kv_budget, "utilisation": np.minimum(rho, 1.0),
+    }
+
+
+def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: dict, pre_workers, dec_workers,
+                 wbytes, kvbytes, gemm_peak, dtype_eff, dec_weights_gpu, dec_kv_token_gpu, kv_token_model,
+                 pre_gpus_worker, isl, osl, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
+                 prefix_hit, max_seqs, chunk, mem_util) -> dict[str, np.ndarray]:
+    """Prefill/decode disaggregation: `pre_workers` prefill instances feed `dec_workers` decode instances.
+
+    Decode iterations carry no prompt tokens; a request's TTFT is its prefill, the KV-cache transfer over
+    the scale-out network and the wait for a prefill slot. Throughput is the lesser of the pools'."""
+    f = lambda a: np.asarray(a, dtype=float)  # noqa: E731
+    isl, osl, conc, rate = f(isl), f(osl), f(concurrency), f(rate)
+    dtypes = dict(wbytes=wbytes, kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_eff)
+    new_isl = np.maximum(isl * (1.0 - f(prefix_hit)), 1.0)
+    accept = np.maximum(f(spec_accept), 1.0)
+    steps = np.maximum(osl / accept, 1.0)
+    dec_ctx, pre_ctx = isl + osl / 2.0, isl * f(prefix_hit) + new_isl / 2.0
+    # decode pool
+    kv_budget = cc.memory * f(mem_util) - f(dec_weights_gpu) - p.reserve_gb * 1e9
+    per_seq = f(dec_kv_token_gpu) * (isl + osl) + mc.linear_state_bytes / (f(dec["attn_tp"]) * f(dec["pp"]))
+    b_rank = np.floor(np.maximum(kv_budget, 0.0) / np.maximum(per_seq, 1.0))
+    fits = b_rank >= 1
+    b_cap = np.maximum(np.minimum(b_rank * f(dec["attn_dp"]), f(max_seqs)), 1.0)
+    ranks = f(dec["attn_dp"]) * f(dec["pp"])
+
+    def t_dec(b):
+        b_mb = b / ranks
+        st = stage_time(mc, cc, p, **dec, **dtypes, dec_seqs=b_mb, dec_tokens=b_mb * (1 + f(spec_draft)),
+                        dec_ctx=dec_ctx, pre_tokens=0.0 * b_mb, pre_ctx=pre_ctx)
+        t = f(dec["pp"]) * st
+        return t + f(spec_draft) * (t / mc.layers + 0.5 * p.step_s)
+
+    # prefill pool: one request alone, and the pool's token rate at full chunks
+    zero = 0.0 * isl
+    t_p1 = f(pre["pp"]) * stage_time(mc, cc, p, **pre, **dtypes, dec_seqs=zero, dec_tokens=zero, dec_ctx=dec_ctx,
+                                     pre_tokens=new_isl, pre_ctx=pre_ctx)
+    big = np.maximum(f(chunk), new_isl)
+    t_big = f(pre["pp"]) * stage_time(mc, cc, p, **pre, **dtypes, dec_seqs=zero, dec_tokens=zero, dec_ctx=dec_ctx,
+                                      pre_tokens=big, pre_ctx=pre_ctx)
+    mu_pre = f(pre_workers) * f(pre["attn_dp"]) * big / (t_big * new_isl)      # requests/s, whole pool
+    t_kv = isl * f(kv_token_model) / (cc.scaleout_bw * p.comm_eff * f(pre_gpus_worker)) + 1e-3
+    workers = f(dec_workers)
+    conc_w = np.where(np.isnan(conc), np.inf, conc / workers)
+    lam = np.where(np.isnan(rate), np.inf, rate)
+    b = np.minimum(np.minimum(conc_w, b_cap), np.where(np.isinf(lam), np.inf, lam / workers * (t_p1 + steps * 0.05)))
+    b = np.maximum(np.where(np.isfinite(b), b, b_cap), 1.0)
+    for _ in range(12):                              # open loop: B = lambda/workers x decode lifetime
+        td = t_dec(b)
+        b_new = np.minimum(np.where(np.isinf(lam), np.minimum(conc_w, b_cap), lam / workers * (steps * td + t_p1)),
+                           b_cap)
+        b = np.maximum(0.5 * b + 0.5 * b_new, 1.0)
+    td = t_dec(b)
+    lat0 = t_p1 + t_kv + (steps - 1.0) * td
+    x_dec = workers * b / lat0
+    x = np.minimum(np.minimum(x_dec, mu_pre), lam)
+    rho = np.minimum(x / mu_pre, 0.98)
+    wq = rho / (2 * (1 - rho)) * t_p1 * np.where(f(poisson) > 0, 1.0, 0.2)
+    closed_conc = np.where(np.isnan(conc), np.inf, conc)
+    # closed loop beyond either pool's capacity: Little's law gives the wait
+    wq_little = np.where(np.isfinite(closed_conc), np.maximum(closed_conc / x - lat0, 0.0), 0.0)
+    n = np.where(np.isnan(f(num_requests)), 1000.0, f(num_requests))
+    backlog = np.where(np.isfinite(lam) & (lam > x), 0.5 * n * (1 / x - 1 / lam), 0.0)
+    ttft = t_p1 + t_kv + np.maximum(wq, wq_little) + backlog
+    return {"fits": fits, "max_batch": b_cap * workers, "batch": b * workers, "ttft_s": ttft, "tpot_s": td / accept,
+            "itl_s": td, "e2e_s": ttft + (steps - 1) * td, "requests_per_s": x, "output_tokens_per_s": x * osl,
+            "total_tokens_per_s": x * (isl + osl), "kv_budget_bytes": kv_budget, "utilisation": rho}

@@ -1,0 +1,224 @@
+"""Validate: measured CSV -> predictions -> errors, per row and summarised (CONTRACTS.md `validate --json`).
+
+Rows that share a model, chip and engine are predicted together in one vectorised call, so the whole
+inference file (about 1,300 rows) takes well under a second; a malformed row becomes ``invalid`` with the
+reason, and the rest still run.
+"""
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stockpile.catalog.chips import Chip, Figure, get_chip
+from stockpile.catalog.models import ModelSpec, get_model, implied_weight_dtype
+from stockpile.errors import MissingFigureError, StockpileError
+from stockpile.measured import InferenceCase, PoolLayout, inference_case, read_rows
+from stockpile.perf.calibration import Calibration, load_calibration
+from stockpile.perf.inference import (KV_DTYPES, WEIGHT_DTYPES, Configs, check_engine, evaluate,
+                                      evaluate_disagg)
+from stockpile.perf.layout import Layout, resolve_layout
+from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN
+
+_DIE_FIELDS = ("memory_gb", "memory_bw_gbs", "fp32_tflops", "tf32_tflops", "bf16_tflops", "fp16_tflops",
+               "fp8_tflops", "int8_tops", "int4_tops", "fp4_tflops", "tdp_w")
+
+
+def per_die(chip: Chip, dies: int) -> Chip:
+    """A multi-die package seen as `dies` devices (Ascend 910C: SGLang ranks count dies)."""
+    upd: dict[str, Any] = {"id": f"{chip.id}/die"}
+    for name in _DIE_FIELDS:
+        fig = getattr(chip, name)
+        if fig is not None:
+            upd[name] = Figure(value=fig.value / dies, source=fig.source, note=f"per die (1/{dies} package)")
+    return chip.model_copy(update=upd)
+
+
+@dataclass
+class Prepared:
+    """A case resolved against the catalogs: what to evaluate and how to read the metric back."""
+
+    case: InferenceCase
+    model: ModelSpec
+    chip: Chip
+    engine: str
+    layout: Layout | None
+    wdt: str
+    kdt: str
+    scale_gpus: int        # divide system metrics by this for per-GPU (per-card) metrics
+    units_per_gpu: int     # devices the model sees per listed accelerator
+    pre: Layout | None = None
+    dec: Layout | None = None
+    pre_workers: int = 0
+    dec_workers: int = 0
+
+
+def prepare(case: InferenceCase) -> Prepared:
+    model = get_model(case.model)
+    chip = get_chip(case.chip)
+    engine = check_engine(case.engine)
+    units = 1
+    if chip.id.startswith("ascend-910c"):
+        units = 2
+        chip = per_die(chip, 2)
+    wdt = case.weight_dtype or implied_weight_dtype(case.model) or model.default_weight_dtype
+    if wdt not in WEIGHT_DTYPES:
+        raise StockpileError(f"weight_dtype: unknown '{wdt}'")
+    kdt = case.kv_dtype or ("fp8" if engine == "trtllm" and wdt in ("fp8", "fp4") else "bf16")
+    if kdt not in KV_DTYPES:
+        raise StockpileError(f"kv_dtype: unknown '{kdt}'")
+    for fig in ("memory_gb", "memory_bw_gbs"):
+        if getattr(chip, fig) is None:
+            raise MissingFigureError(f"chip '{case.chip}' has no sourced {fig}")
+    devices = case.gpus * units
+    prep = Prepared(case, model, chip, engine, None, wdt, kdt, case.gpus, units)
+    if case.decode_pool is not None and case.prefill_pool is not None:
+        prep.pre, prep.pre_workers = _pool(case.prefill_pool, model)
+        prep.dec, prep.dec_workers = _pool(case.decode_pool, model)
+        return prep
+    if case.decode_pool is not None or case.prefill_pool is not None:
+        raise StockpileError("disaggregated run: the notes give only one pool's layout")
+    prep.layout = resolve_layout(gpus=devices, tp=case.tp, pp=case.pp, ep=case.ep, dp=case.dp, is_moe=model.is_moe)
+    return prep
+
+
+def _pool(pool: PoolLayout, model: ModelSpec) -> tuple[Layout, int]:
+    per_worker = max(pool.gpus // max(pool.workers, 1), 1)
+    lay = resolve_layout(gpus=per_worker, tp=pool.tp, ep=pool.ep, dp=pool.dp if pool.attention_dp else 1,
+                         is_moe=model.is_moe, attention_dp=pool.attention_dp)
+    return lay, pool.workers * lay.replicas
+
+
+def _mode(c: InferenceCase) -> int:
+    if c.request_rate:
+        return MODE_OPEN
+    if c.concurrency:
+        return MODE_CLOSED
+    return MODE_OFFLINE
+
+
+def _metric(out: dict[str, np.ndarray], i: int, prep: Prepared) -> float:
+    m = prep.case.metric
+    n = prep.scale_gpus
+    if m == "ttft_ms":
+        return float(out["ttft_s"][i]) * 1e3
+    if m == "tpot_ms":
+        return float(out["tpot_s"][i]) * 1e3
+    if m == "e2e_latency_s":
+        return float(out["e2e_s"][i])
+    if m == "requests_per_s":
+        return float(out["requests_per_s"][i])
+    base = "output_tokens_per_s" if m.startswith("output") else "total_tokens_per_s"
+    v = float(out[base][i])
+    return v / n if m.endswith("_per_gpu") else v
+
+
+def predict(preps: list[Prepared], cal: Calibration, params_override: dict | None = None) -> list[float]:
+    """Predicted metric for each prepared case, evaluated in groups (model, chip, engine, kind)."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, pr in enumerate(preps):
+        groups[(pr.model.id, pr.chip.id, pr.engine, pr.dec is not None)].append(i)
+    result = [float("nan")] * len(preps)
+    for (_, _, engine, disagg), idx in groups.items():
+        g = [preps[i] for i in idx]
+        chip, model = g[0].chip, g[0].model
+        p = (params_override or {}).get((chip.family, engine)) or cal.params(chip.family, engine)
+        cs = [pr.case for pr in g]
+        col = lambda f: np.array([f(pr) for pr in g])  # noqa: E731
+        common = dict(isl=col(lambda pr: pr.case.isl), osl=col(lambda pr: pr.case.osl),
+                      concurrency=col(lambda pr: pr.case.concurrency or np.nan),
+                      rate=col(lambda pr: pr.case.request_rate or np.nan),
+                      num_requests=col(lambda pr: pr.case.num_requests or np.nan),
+                      poisson=col(lambda pr: 1.0 if pr.case.poisson else 0.0),
+                      spec_draft=col(lambda pr: pr.case.spec_draft), spec_accept=col(lambda pr: pr.case.spec_accept))
+        if disagg:
+            lay = lambda key: {a: col(lambda pr, a=a: getattr(getattr(pr, key), a))  # noqa: E731
+                               for a in ("attn_tp", "attn_dp", "pp", "moe_ep", "moe_tp")}
+            out = evaluate_disagg(model, chip, engine, pre=lay("pre"), dec=lay("dec"),
+                                  pre_workers=col(lambda pr: pr.pre_workers), dec_workers=col(lambda pr: pr.dec_workers),
+                                  weight_dtype=col(lambda pr: pr.wdt), kv_dtype=col(lambda pr: pr.kdt),
+                                  params=p, calibration=cal, **common)
+        else:
+            cfg = Configs(attn_tp=col(lambda pr: pr.layout.attn_tp), attn_dp=col(lambda pr: pr.layout.attn_dp),
+                          pp=col(lambda pr: pr.layout.pp), moe_ep=col(lambda pr: pr.layout.moe_ep),
+                          moe_tp=col(lambda pr: pr.layout.moe_tp), replicas=col(lambda pr: pr.layout.replicas),
+                          weight_dtype=col(lambda pr: pr.wdt), kv_dtype=col(lambda pr: pr.kdt),
+                          mode=np.array([_mode(c) for c in cs]), **common)
+            out = evaluate(model, chip, engine, cfg, cal, p)
+        for j, i in enumerate(idx):
+            result[i] = _metric(out, j, preps[i]) if bool(out["fits"][j]) else float("nan")
+    return result
+
+
+def prepare_file(path: str | Path) -> tuple[str, list[dict[str, str]], list[Prepared | Exception]]:
+    kind, rows = read_rows(path)
+    prepared: list[Prepared | Exception] = []
+    for row in rows:
+        if kind != "inference":
+            prepared.append(StockpileError("training rows are not supported yet (training model pending)"))
+            continue
+        try:
+            prepared.append(prepare(inference_case(row)))
+        except StockpileError as exc:
+            prepared.append(exc)
+    return kind, rows, prepared
+
+
+def validate_file(path: str | Path, calibration: Calibration | None = None) -> dict[str, Any]:
+    """The `validate --json` document for one CSV."""
+    cal = calibration or load_calibration()
+    kind, rows, prepared = prepare_file(path)
+    ok = [p for p in prepared if isinstance(p, Prepared)]
+    preds = iter(predict(ok, cal)) if ok else iter(())
+    out_rows = []
+    for row, prep in zip(rows, prepared):
+        measured = _float(row.get("value"))
+        rec: dict[str, Any] = {"id": row.get("id", ""), "metric": row.get("metric", ""), "measured": measured}
+        if isinstance(prep, Exception):
+            status = "unsupported" if kind == "training" or isinstance(prep, MissingFigureError) else "invalid"
+            rec.update(predicted=None, error=None, status=status, reason=str(prep))
+        else:
+            v = next(preds)
+            if not np.isfinite(v):
+                rec.update(predicted=None, error=None, status="unsupported",
+                           reason="the layout does not fit in memory under the model's assumptions")
+            else:
+                rec.update(predicted=round(v, 6), error=round((v - measured) / measured, 6), status="ok")
+                if prep.case.notes_used:
+                    rec["assumed"] = prep.case.notes_used
+        out_rows.append(rec)
+    return {"file": Path(path).name, "kind": kind, "rows": out_rows, "summary": summarize(out_rows),
+            "calibration": cal.meta.get("fitted")}
+
+
+def _float(x: Any) -> float | None:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def _p90(xs: list[float]) -> float | None:
+    return sorted(xs)[int(0.9 * (len(xs) - 1))] if xs else None
+
+
+def summarize(rows: list[dict[str, Any]], keys: tuple[str, ...] = ("metric",)) -> dict[str, Any]:
+    apes = [abs(r["error"]) for r in rows if r["status"] == "ok"]
+    s: dict[str, Any] = {"n": len(rows), "n_predicted": len(apes),
+                         "median_ape": round(statistics.median(apes), 4) if apes else None,
+                         "mape": round(statistics.fmean(apes), 4) if apes else None,
+                         "p90_ape": round(_p90(apes), 4) if apes else None}
+    by: dict[str, list[float]] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
+    for r in rows:
+        counts[r["metric"]] += 1
+        if r["status"] == "ok":
+            by[r["metric"]].append(abs(r["error"]))
+    s["by_metric"] = {m: {"n": counts[m], "n_predicted": len(by[m]),
+                          "median_ape": round(statistics.median(by[m]), 4) if by[m] else None}
+                      for m in sorted(counts)}
+    return s
