@@ -1,0 +1,166 @@
+"""Fit the calibration parameters to measured inference data (``stockpile calibrate``).
+
+Least squares on log(predicted / measured) with a soft-L1 loss (robust to a few odd rows), over a small
+set of global, physically meaningful parameters: per chip family the achieved fraction of peak FLOP/s and of
+memory bandwidth, per engine its step overhead, per-sequence overhead and kernel quality, and global shape
+parameters. Each parameter is fitted in log space between physical bounds, with a weak prior toward its
+default so that parameters the data cannot see stay where physics puts them. No per-row terms exist.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import statistics
+import tempfile
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy.optimize import least_squares
+
+from stockpile.errors import DataError
+from stockpile.perf.calibration import (ENGINE_DEFAULTS, FAMILY_DEFAULTS, FAMILY_GROUPS, GLOBAL_DEFAULTS,
+                                        Calibration)
+from stockpile.validate import Prepared, predict, prepare_file
+
+BOUNDS: dict[str, tuple[float, float]] = {
+    "gemm_eff": (0.2, 0.95), "mem_eff": (0.4, 0.95), "step_s": (2e-4, 0.05), "seq_s": (1e-7, 2e-4),
+    "kernel_eff": (0.4, 1.2), "gemm_m_half": (4.0, 512.0), "attn_eff": (0.2, 1.0), "comm_eff": (0.2, 0.95),
+    "comm_latency_s": (1e-6, 1e-4), "moe_imbalance": (1.0, 2.5), "fp8_gemm_eff": (0.4, 1.1),
+    "fp4_gemm_eff": (0.2, 1.1), "int8_gemm_eff": (0.3, 1.1), "dequant_eff": (0.2, 1.1), "reserve_gb": (1.0, 16.0),
+    "burst_tail": (0.0, 3.0), "overlap_comm": (0.0, 0.9),
+}
+FITTED_GLOBALS = ("gemm_m_half", "attn_eff", "comm_eff", "moe_imbalance", "fp8_gemm_eff", "fp4_gemm_eff",
+                  "int8_gemm_eff", "dequant_eff", "burst_tail", "overlap_comm", "reserve_gb")
+PRIOR_WEIGHT = 0.15     # strength of the pull toward defaults, in log units per residual
+NOT_FIT_PENALTY = 1.0   # residual for a measured configuration the model says does not fit
+
+
+def default_files() -> list[Path]:
+    root = resources.files("stockpile") / "data" / "measurements"
+    return [Path(str(root / n)) for n in ("inference_measurements.csv", "inferencex_sample.csv")
+            if (root / n).is_file()]
+
+
+def _engine_key(engine: str) -> str:
+    return engine
+
+
+def _parameters(preps: list[Prepared]) -> list[tuple[str, str, str]]:
+    """(scope, key, name) for every fitted parameter, only for families/engines that have data."""
+    fams = sorted({FAMILY_GROUPS.get(p.chip.family, p.chip.family) for p in preps})
+    engs = sorted({p.engine for p in preps})
+    out = [("global", "", n) for n in FITTED_GLOBALS]
+    out += [("families", f, n) for f in fams for n in FAMILY_DEFAULTS]
+    out += [("engines", e, n) for e in engs for n in ENGINE_DEFAULTS if not (e == "trtllm" and n == "kernel_eff")]
+    return out
+
+
+def _default(scope: str, name: str) -> float:
+    return {**GLOBAL_DEFAULTS, **FAMILY_DEFAULTS, **ENGINE_DEFAULTS}[name]
+
+
+def _build(theta: np.ndarray, spec: list[tuple[str, str, str]], base: Calibration) -> Calibration:
+    g = dict(base.global_)
+    fams = {k: dict(v) for k, v in base.families.items()}
+    engs = {k: dict(v) for k, v in base.engines.items()}
+    for (scope, key, name), v in zip(spec, np.exp(theta)):
+        if scope == "global":
+            g[name] = float(v)
+        elif scope == "families":
+            fams.setdefault(key, {})[name] = float(v)
+        else:
+            engs.setdefault(key, {})[name] = float(v)
+    return Calibration(global_=g, families=fams, engines=engs, meta=dict(base.meta))
+
+
+def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int = 60) -> tuple[Calibration, dict[str, Any]]:
+    """Fit on the rows of `paths` (optionally leaving one source out); returns the calibration and a report."""
+    preps: list[Prepared] = []
+    measured: list[float] = []
+    for path in paths:
+        _, rows, prepared = prepare_file(path)
+        for row, pr in zip(rows, prepared):
+            if isinstance(pr, Prepared) and (exclude_source is None or source_key(row) != exclude_source):
+                preps.append(pr)
+                measured.append(pr.case.measured)
+    if not preps:
+        raise DataError("no predictable rows to calibrate on")
+    meas = np.array(measured)
+    base = Calibration(global_=dict(GLOBAL_DEFAULTS), families={"default": dict(FAMILY_DEFAULTS)},
+                       engines={"default": dict(ENGINE_DEFAULTS)}, meta={})
+    spec = _parameters(preps)
+    x0 = np.log([_default(s, n) for s, _, n in spec])
+    lo = np.log([BOUNDS[n][0] for _, _, n in spec])
+    hi = np.log([BOUNDS[n][1] for _, _, n in spec])
+    x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
+
+    def residuals(theta: np.ndarray) -> np.ndarray:
+        cal = _build(theta, spec, base)
+        pred = np.array(predict(preps, cal))
+        r = np.where(np.isfinite(pred), np.log(np.maximum(pred, 1e-12) / meas), NOT_FIT_PENALTY)
+        return np.concatenate([r, PRIOR_WEIGHT * (theta - x0)])
+
+    r0 = residuals(x0)[: len(preps)]
+    sol = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.15, max_nfev=max_nfev,
+                        diff_step=1e-3, x_scale=1.0)
+    r1 = sol.fun[: len(preps)]
+    cal = _build(sol.x, spec, base)
+    cal.meta = {"fitted": dt.date.today().isoformat(), "rows": len(preps),
+                "files": [p.name for p in paths], "excluded_source": exclude_source,
+                "sources": dict(Counter(source_key_case(p) for p in preps)),
+                "loss": "soft_l1 on log(pred/measured), f_scale 0.15; weak log prior toward defaults",
+                "median_ape": round(float(np.median(np.abs(np.expm1(r1)))), 4)}
+    report = {"rows": len(preps), "median_ape_before": float(np.median(np.abs(np.expm1(r0)))),
+              "median_ape_after": float(np.median(np.abs(np.expm1(r1)))), "nfev": int(sol.nfev),
+              "parameters": {f"{s}.{k}.{n}".replace("..", "."): float(v) for (s, k, n), v in zip(spec, np.exp(sol.x))}}
+    return cal, report
+
+
+def source_key(row: dict[str, str]) -> str:
+    """A row's publication: the id prefix names it (trtllm017, gpustack, dstack, sgl, ix, ...)."""
+    return (row.get("id") or "").split("-")[0]
+
+
+def source_key_case(p: Prepared) -> str:
+    return p.case.row_id.split("-")[0]
+
+
+def write_calibration(cal: Calibration, path: Path | None = None) -> Path:
+    """Write atomically (temp file + rename) so a crash never leaves a half-written calibration."""
+    dest = Path(path) if path else Path(str(resources.files("stockpile") / "data" / "calibration" / "inference.yaml"))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    round_ = lambda d: {k: float(f"{v:.4g}") for k, v in d.items()}  # noqa: E731
+    doc = {"meta": cal.meta, "global": round_(cal.global_),
+           "families": {k: round_(v) for k, v in sorted(cal.families.items())},
+           "engines": {k: round_(v) for k, v in sorted(cal.engines.items())}}
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".calib-", suffix=".yaml")
+    with os.fdopen(fd, "w") as fh:
+        fh.write("# Written by `stockpile calibrate`; see docs/inference-model.md for each parameter.\n")
+        yaml.safe_dump(doc, fh, sort_keys=False)
+    os.replace(tmp, dest)
+    return dest
+
+
+def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int = 40) -> dict[str, dict[str, Any]]:
+    """For each source: fit without it, predict it; the median |error| on rows the fit never saw."""
+    from stockpile.validate import validate_file
+    keys: Counter[str] = Counter()
+    for path in paths:
+        _, rows, _ = prepare_file(path)
+        keys.update(source_key(r) for r in rows)
+    out: dict[str, dict[str, Any]] = {}
+    for key, n in sorted(keys.items()):
+        if n < min_rows:
+            continue
+        cal, _ = fit(paths, exclude_source=key, max_nfev=max_nfev)
+        apes = []
+        for path in paths:
+            doc = validate_file(path, cal)
+            apes += [abs(r["error"]) for r in doc["rows"] if r["status"] == "ok" and r["id"].split("-")[0] == key]
+        out[key] = {"n": n, "n_predicted": len(apes),
+                    "median_ape": round(statistics.median(apes), 4) if apes else None}
+    return out

@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+
+from stockpile.errors import InputError
+from stockpile.perf.inference import Configs, estimate, evaluate
+from stockpile.perf.layout import resolve_layout
+from stockpile.perf.serving import MODE_CLOSED
+
+
+def est(model, chip, **kw):
+    base = dict(layout=resolve_layout(gpus=1), engine="vllm", weight_dtype="bf16", kv_dtype="bf16", isl=512, osl=256)
+    base.update(kw)
+    return estimate(model, chip, **base)
+
+
+def test_throughput_rises_and_tpot_grows_with_concurrency(tiny_model, tiny_chip):
+    rows = [est(tiny_model, tiny_chip, concurrency=c) for c in (1, 4, 16, 64)]
+    tput = [r.output_tokens_per_s for r in rows]
+    tpot = [r.tpot_ms for r in rows]
+    assert all(a < b for a, b in zip(tput, tput[1:]))
+    assert all(a <= b for a, b in zip(tpot, tpot[1:]))
+
+
+def test_batch_one_decode_is_bounded_by_weight_reads(tiny_model, tiny_chip):
+    r = est(tiny_model, tiny_chip, concurrency=1)
+    floor_ms = tiny_model.params * 2 / 1000e9 * 1e3      # bf16 weights over 1 TB/s
+    assert floor_ms < r.tpot_ms < 3 * floor_ms
+
+
+def test_fp8_weights_decode_faster_than_bf16(tiny_model, tiny_chip):
+    a = est(tiny_model, tiny_chip, concurrency=1, weight_dtype="bf16")
+    b = est(tiny_model, tiny_chip, concurrency=1, weight_dtype="fp8")
+    assert b.tpot_ms < a.tpot_ms
+    assert b.memory_gb.weights_gb == pytest.approx(a.memory_gb.weights_gb / 2, rel=0.02)
+
+
+def test_tensor_parallel_cuts_tpot(tiny_model, tiny_chip):
+    one = est(tiny_model, tiny_chip, concurrency=1)
+    four = est(tiny_model, tiny_chip, concurrency=1, layout=resolve_layout(gpus=4, tp=4))
+    assert four.tpot_ms < one.tpot_ms
+
+
+def test_model_too_large_does_not_fit(tiny_chip):
+    from stockpile.catalog.models import spec_from_config
+    big = spec_from_config(dict(model_type="llama", hidden_size=8192, num_hidden_layers=80, num_attention_heads=64,
+                                num_key_value_heads=8, intermediate_size=28672, vocab_size=128256), model_id="x/70b")
+    r = est(big, tiny_chip, concurrency=1)
+    assert not r.fits and "does not fit" in r.limits
+
+
+def test_queueing_beyond_kv_capacity_raises_ttft(tiny_model, tiny_chip):
+    small = est(tiny_model, tiny_chip, concurrency=8, isl=4000, osl=1000)
+    over = est(tiny_model, tiny_chip, concurrency=4 * max(small.max_batch, 8), isl=4000, osl=1000)
+    assert over.batch <= over.max_batch
+    assert over.ttft_ms > 3 * small.ttft_ms
+
+
+def test_open_loop_saturates(tiny_model, tiny_chip):
+    low = est(tiny_model, tiny_chip, request_rate=0.5)
+    high = est(tiny_model, tiny_chip, request_rate=1000)
+    assert low.requests_per_s == pytest.approx(0.5, rel=1e-6)
+    assert high.requests_per_s < 1000 and high.ttft_ms > 10 * low.ttft_ms
+
+
+def test_speculative_decoding_cuts_tpot_at_small_batch(tiny_model, tiny_chip):
+    base = est(tiny_model, tiny_chip, concurrency=1)
+    spec = est(tiny_model, tiny_chip, concurrency=1, spec_draft=2, spec_accept=2.4)
+    assert spec.tpot_ms < 0.7 * base.tpot_ms
+
+
+def test_prefix_cache_cuts_ttft(tiny_model, tiny_chip):
+    a = est(tiny_model, tiny_chip, concurrency=1, isl=8000)
+    b = est(tiny_model, tiny_chip, concurrency=1, isl=8000, prefix_hit=0.75)
+    assert b.ttft_ms < 0.5 * a.ttft_ms
+
+
+def test_vectorised_matches_scalar(tiny_model, tiny_chip):
+    conc = np.array([1.0, 8.0, 32.0])
+    out = evaluate(tiny_model, tiny_chip, "vllm", Configs(isl=512, osl=256, mode=MODE_CLOSED, concurrency=conc))
+    for i, c in enumerate(conc):
+        r = est(tiny_model, tiny_chip, concurrency=c)
+        assert out["tpot_s"][i] * 1e3 == pytest.approx(r.tpot_ms)
+        assert out["output_tokens_per_s"][i] == pytest.approx(r.output_tokens_per_s)
+
+
+def test_moe_reads_only_experts_it_hits(tiny_moe, tiny_chip):
+    dense_like = tiny_moe.model_copy(update={"experts_per_token": tiny_moe.experts})
+    sparse = est(tiny_moe, tiny_chip, concurrency=1)
+    every = est(dense_like, tiny_chip, concurrency=1)
+    assert sparse.memory_gb.weights_gb == pytest.approx(every.memory_gb.weights_gb)
+    # batch 1 reads 4 of 32 experts per layer; the all-expert variant reads them all
+    expert_read_ms = tiny_moe.expert_params * 2 / 1000e9 * 1e3
+    assert every.tpot_ms - sparse.tpot_ms > 0.5 * expert_read_ms
+
+
+@pytest.mark.parametrize("kw,field", [(dict(isl=-5), "isl"), (dict(concurrency=-1), "concurrency"),
+                                      (dict(concurrency=2, request_rate=1.0), "request_rate"),
+                                      (dict(prefix_hit=1.5), "prefix_hit")])
+def test_bad_inputs_name_the_field(tiny_model, tiny_chip, kw, field):
+    with pytest.raises(InputError) as e:
+        est(tiny_model, tiny_chip, **kw)
+    assert e.value.field == field

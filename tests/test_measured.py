@@ -1,0 +1,48 @@
+import pytest
+
+from stockpile.errors import InputError
+from stockpile.measured import default_accept_length, inference_case, parse_pools, parse_spec
+
+ROW = dict(id="r1", model="meta-llama/Llama-3.1-8B-Instruct", accelerator="h100-sxm-80gb", num_accelerators="1",
+           engine="vllm", weight_dtype="bf16", kv_dtype="", tp="1", pp="", ep="", dp="", input_len="1000",
+           output_len="200", concurrency="16", scenario="server", metric="tpot_ms", value="12.5",
+           source_url="https://example.org", notes="")
+
+
+def test_row_parses_with_blanks_left_blank():
+    c = inference_case(ROW)
+    assert (c.tp, c.pp, c.kv_dtype, c.concurrency, c.spec_draft) == (1, None, None, 16.0, 0)
+
+
+@pytest.mark.parametrize("col,val", [("metric", "tokens"), ("value", "abc"), ("input_len", "-3"),
+                                     ("num_accelerators", "0"), ("tp", "1.5")])
+def test_bad_cells_name_the_column(col, val):
+    with pytest.raises(InputError) as e:
+        inference_case({**ROW, col: val})
+    assert e.value.field == col
+
+
+def test_spec_decoding_from_notes():
+    assert parse_spec("MTP NEXTN 3 steps/4 draft tokens, accept length 2.59", "sglang")[:2] == (3, 2.59)
+    assert parse_spec("INCLUDES MTP speculative decoding (3 nextn layers)", "trtllm")[0] == 3
+    assert parse_spec("spec decoding: none; aggregated", "sglang")[:2] == (0, 1.0)
+    draft, acc, used = parse_spec("spec decoding: MTP on; aggregated", "sglang")
+    assert draft >= 1 and acc == pytest.approx(default_accept_length(draft)) and used
+
+
+def test_default_accept_length_grows_with_draft():
+    vals = [default_accept_length(k) for k in range(4)]
+    assert vals[0] == 1.0 and all(a < b for a, b in zip(vals, vals[1:])) and vals[1] == pytest.approx(1.85)
+
+
+def test_inferencex_pools():
+    notes = ("disaggregated prefill/decode: prefill 2 worker(s) TP8/EP8 attnDP = 16 GPUs; "
+             "decode 1 worker(s) TP16/EP16 attnDP = 16 GPUs")
+    pre, dec = parse_pools(notes)
+    assert (pre.workers, pre.tp, pre.attention_dp, pre.gpus) == (2, 8, True, 16)
+    assert (dec.workers, dec.tp, dec.ep, dec.gpus) == (1, 16, 16, 16)
+
+
+def test_ascend_card_pools_count_dies():
+    pre, dec = parse_pools("PD disaggregation: prefill 8 cards tp16 dp2, decode 8 cards tp16 dp16; MTP", 2)
+    assert (pre.tp, pre.dp, pre.gpus) == (16, 2, 16) and (dec.dp, dec.gpus) == (16, 16)
