@@ -24,17 +24,17 @@ from scipy.optimize import least_squares
 from stockpile.errors import DataError
 from stockpile.perf.calibration import (ENGINE_DEFAULTS, FAMILY_DEFAULTS, FAMILY_GROUPS, GLOBAL_DEFAULTS,
                                         Calibration)
-from stockpile.validate import Prepared, predict, prepare_file
+from stockpile.validate import Batch, Prepared, prepare_file
 
 BOUNDS: dict[str, tuple[float, float]] = {
     "gemm_eff": (0.2, 0.95), "mem_eff": (0.4, 0.95), "step_s": (2e-4, 0.05), "seq_s": (1e-7, 2e-4),
     "kernel_eff": (0.4, 1.2), "gemm_m_half": (4.0, 512.0), "attn_eff": (0.2, 1.0), "comm_eff": (0.2, 0.95),
     "comm_latency_s": (1e-6, 1e-4), "moe_imbalance": (1.0, 2.5), "fp8_gemm_eff": (0.4, 1.1),
     "fp4_gemm_eff": (0.2, 1.1), "int8_gemm_eff": (0.3, 1.1), "dequant_eff": (0.2, 1.1), "reserve_gb": (1.0, 16.0),
-    "burst_tail": (0.0, 3.0), "overlap_comm": (0.0, 0.9),
+    "burst_tail": (0.01, 3.0), "overlap_comm": (0.01, 0.9), "sync_eff": (0.01, 1.0),
 }
 FITTED_GLOBALS = ("gemm_m_half", "attn_eff", "comm_eff", "moe_imbalance", "fp8_gemm_eff", "fp4_gemm_eff",
-                  "int8_gemm_eff", "dequant_eff", "burst_tail", "overlap_comm", "reserve_gb")
+                  "int8_gemm_eff", "dequant_eff", "burst_tail", "overlap_comm", "reserve_gb", "sync_eff")
 PRIOR_WEIGHT = 0.15     # strength of the pull toward defaults, in log units per residual
 NOT_FIT_PENALTY = 1.0   # residual for a measured configuration the model says does not fit
 
@@ -98,9 +98,11 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
     hi = np.log([BOUNDS[n][1] for _, _, n in spec])
     x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
 
+    batch = Batch(preps)
+
     def residuals(theta: np.ndarray) -> np.ndarray:
         cal = _build(theta, spec, base)
-        pred = np.array(predict(preps, cal))
+        pred = np.array(batch.run(cal))
         r = np.where(np.isfinite(pred), np.log(np.maximum(pred, 1e-12) / meas), NOT_FIT_PENALTY)
         return np.concatenate([r, PRIOR_WEIGHT * (theta - x0)])
 

@@ -71,6 +71,7 @@ class InferenceCase:
     poisson: bool = True
     spec_draft: int = 0
     spec_accept: float = 1.0
+    fixed_lengths: bool = True
     prefill_pool: PoolLayout | None = None
     decode_pool: PoolLayout | None = None
     notes_used: list[str] = field(default_factory=list)
@@ -193,7 +194,8 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         isl=float(_num(row, "input_len", required=True) or 0), osl=float(_num(row, "output_len", required=True) or 0),
         concurrency=conc, request_rate=rate, scenario=(row.get("scenario") or "").strip().lower(),
         num_requests=num_req, poisson=not re.search(r"constant[- ]rate|fixed rate", notes, re.I),
-        spec_draft=draft, spec_accept=accept, notes_used=used)
+        spec_draft=draft, spec_accept=accept, notes_used=used,
+        fixed_lengths=not re.search(r"sharegpt|variance|\+/-|varied", notes, re.I))
     if case.isl <= 0 or case.osl <= 0:
         raise InputError("input_len", "input_len and output_len must be positive")
     units = 2 if case.chip.startswith("ascend-910c") else 1

@@ -6,6 +6,7 @@ reason, and the rest still run.
 """
 from __future__ import annotations
 
+import functools
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from stockpile.catalog.models import ModelSpec, get_model, implied_weight_dtype
 from stockpile.errors import MissingFigureError, StockpileError
 from stockpile.measured import InferenceCase, PoolLayout, inference_case, read_rows
 from stockpile.perf.calibration import Calibration, load_calibration
-from stockpile.perf.inference import (KV_DTYPES, WEIGHT_DTYPES, Configs, check_engine, evaluate,
-                                      evaluate_disagg)
+from stockpile.perf.calibration import Params
+from stockpile.perf.inference import (KV_DTYPES, WEIGHT_DTYPES, Configs, check_engine, chip_dtype_tables,
+                                      disagg_core, engine_limits, evaluate_core)
+from stockpile.perf.operators import ChipConsts, ModelConsts
 from stockpile.perf.layout import Layout, resolve_layout
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN
 
@@ -117,41 +120,85 @@ def _metric(out: dict[str, np.ndarray], i: int, prep: Prepared) -> float:
     return v / n if m.endswith("_per_gpu") else v
 
 
-def predict(preps: list[Prepared], cal: Calibration, params_override: dict | None = None) -> list[float]:
-    """Predicted metric for each prepared case, evaluated in groups (model, chip, engine, kind)."""
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, pr in enumerate(preps):
-        groups[(pr.model.id, pr.chip.id, pr.engine, pr.dec is not None)].append(i)
-    result = [float("nan")] * len(preps)
-    for (_, _, engine, disagg), idx in groups.items():
-        g = [preps[i] for i in idx]
-        chip, model = g[0].chip, g[0].model
-        p = (params_override or {}).get((chip.family, engine)) or cal.params(chip.family, engine)
-        cs = [pr.case for pr in g]
+class Batch:
+    """Prepared cases turned into per-row arrays once; :meth:`run` re-evaluates them under a calibration.
+
+    Model, chip and calibration constants are per-row arrays, so a file of mixed rows is one numpy pass per
+    kind (aggregated, disaggregated). Calibration calls :meth:`run` many times on one Batch."""
+
+    def __init__(self, preps: list[Prepared]):
+        self.preps = preps
+        self.parts = []
+        for disagg in (False, True):
+            idx = [i for i, pr in enumerate(preps) if (pr.dec is not None) == disagg]
+            if idx:
+                self.parts.append((disagg, idx, self._arrays([preps[i] for i in idx], disagg)))
+
+    @staticmethod
+    def _arrays(g: list[Prepared], disagg: bool) -> dict[str, Any]:
         col = lambda f: np.array([f(pr) for pr in g])  # noqa: E731
-        common = dict(isl=col(lambda pr: pr.case.isl), osl=col(lambda pr: pr.case.osl),
-                      concurrency=col(lambda pr: pr.case.concurrency or np.nan),
-                      rate=col(lambda pr: pr.case.request_rate or np.nan),
-                      num_requests=col(lambda pr: pr.case.num_requests or np.nan),
-                      poisson=col(lambda pr: 1.0 if pr.case.poisson else 0.0),
-                      spec_draft=col(lambda pr: pr.case.spec_draft), spec_accept=col(lambda pr: pr.case.spec_accept))
+        tables = [chip_dtype_tables(pr.chip, pr.wdt) for pr in g]
+        limits = [engine_limits(pr.engine, pr.chip, Configs()) for pr in g]
+        keys = sorted({(pr.chip.family, pr.engine) for pr in g})
+        a: dict[str, Any] = dict(
+            mc=ModelConsts.stack([_model_consts(pr.model) for pr in g]),
+            cc=ChipConsts.stack([_chip_consts(pr.chip) for pr in g]),
+            keys=keys, key_index=np.array([keys.index((pr.chip.family, pr.engine)) for pr in g]),
+            peak=np.array([float(t[0]) for t in tables]), kind=np.array([float(t[1]) for t in tables]),
+            limits=[np.array([lim[k] for lim in limits], dtype=float) for k in range(3)],
+            common=dict(isl=col(lambda pr: pr.case.isl), osl=col(lambda pr: pr.case.osl),
+                        concurrency=col(lambda pr: pr.case.concurrency or np.nan),
+                        rate=col(lambda pr: pr.case.request_rate or np.nan),
+                        num_requests=col(lambda pr: pr.case.num_requests or np.nan),
+                        poisson=col(lambda pr: 1.0 if pr.case.poisson else 0.0),
+                        spec_draft=col(lambda pr: pr.case.spec_draft),
+                        spec_accept=col(lambda pr: pr.case.spec_accept)),
+            wdt=col(lambda pr: pr.wdt), kdt=col(lambda pr: pr.kdt))
         if disagg:
-            lay = lambda key: {a: col(lambda pr, a=a: getattr(getattr(pr, key), a))  # noqa: E731
-                               for a in ("attn_tp", "attn_dp", "pp", "moe_ep", "moe_tp")}
-            out = evaluate_disagg(model, chip, engine, pre=lay("pre"), dec=lay("dec"),
-                                  pre_workers=col(lambda pr: pr.pre_workers), dec_workers=col(lambda pr: pr.dec_workers),
-                                  weight_dtype=col(lambda pr: pr.wdt), kv_dtype=col(lambda pr: pr.kdt),
-                                  params=p, calibration=cal, **common)
+            for key in ("pre", "dec"):
+                a[key] = {f: col(lambda pr, f=f, key=key: getattr(getattr(pr, key), f))
+                          for f in ("attn_tp", "attn_dp", "pp", "moe_ep", "moe_tp")}
+            a["pre_workers"], a["dec_workers"] = col(lambda pr: pr.pre_workers), col(lambda pr: pr.dec_workers)
         else:
-            cfg = Configs(attn_tp=col(lambda pr: pr.layout.attn_tp), attn_dp=col(lambda pr: pr.layout.attn_dp),
-                          pp=col(lambda pr: pr.layout.pp), moe_ep=col(lambda pr: pr.layout.moe_ep),
-                          moe_tp=col(lambda pr: pr.layout.moe_tp), replicas=col(lambda pr: pr.layout.replicas),
-                          weight_dtype=col(lambda pr: pr.wdt), kv_dtype=col(lambda pr: pr.kdt),
-                          mode=np.array([_mode(c) for c in cs]), **common)
-            out = evaluate(model, chip, engine, cfg, cal, p)
-        for j, i in enumerate(idx):
-            result[i] = _metric(out, j, preps[i]) if bool(out["fits"][j]) else float("nan")
-    return result
+            a["cfg"] = Configs(attn_tp=col(lambda pr: pr.layout.attn_tp), attn_dp=col(lambda pr: pr.layout.attn_dp),
+                               pp=col(lambda pr: pr.layout.pp), moe_ep=col(lambda pr: pr.layout.moe_ep),
+                               moe_tp=col(lambda pr: pr.layout.moe_tp), replicas=col(lambda pr: pr.layout.replicas),
+                               weight_dtype=a["wdt"], kv_dtype=a["kdt"], mode=np.array([_mode(pr.case) for pr in g]),
+                               sync=col(lambda pr: 1.0 if pr.case.fixed_lengths else 0.0), **a["common"])
+        return a
+
+    def run(self, cal: Calibration) -> list[float]:
+        result = [float("nan")] * len(self.preps)
+        for disagg, idx, a in self.parts:
+            table = Params.stack([cal.params(fam, eng) for fam, eng in a["keys"]])
+            p = Params(**{k: v[a["key_index"]] for k, v in vars(table).items()})
+            max_seqs, chunk, mem_util = a["limits"]
+            if disagg:
+                out = disagg_core(a["mc"], a["cc"], p, pre=a["pre"], dec=a["dec"], pre_workers=a["pre_workers"],
+                                  dec_workers=a["dec_workers"], weight_dtype=a["wdt"], kv_dtype=a["kdt"],
+                                  gemm_peak=a["peak"], kind=a["kind"], prefix_hit=0.0, max_seqs=max_seqs,
+                                  chunk=chunk, mem_util=mem_util, **a["common"])
+            else:
+                out = evaluate_core(a["mc"], a["cc"], p, a["cfg"], gemm_peak=a["peak"], kind=a["kind"],
+                                    max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
+            for j, i in enumerate(idx):
+                result[i] = _metric(out, j, self.preps[i]) if bool(out["fits"][j]) else float("nan")
+        return result
+
+
+def predict(preps: list[Prepared], cal: Calibration) -> list[float]:
+    """Predicted metric for each prepared case (NaN where the configuration does not fit)."""
+    return Batch(preps).run(cal) if preps else []
+
+
+@functools.cache
+def _model_consts(model: ModelSpec) -> ModelConsts:
+    return ModelConsts.of(model)
+
+
+@functools.cache
+def _chip_consts(chip: Chip) -> ChipConsts:
+    return ChipConsts.of(chip)
 
 
 def prepare_file(path: str | Path) -> tuple[str, list[dict[str, str]], list[Prepared | Exception]]:

@@ -96,7 +96,8 @@ class Chip(BaseModel):
 
     @property
     def memory_bytes(self) -> float:
-        return self._need("memory_gb") * 1e9
+        """Capacity in bytes. Vendors' HBM "GB" are binary (an "80 GB" H100 shows 81,559 MiB), so GiB."""
+        return self._need("memory_gb") * 2**30
 
     @property
     def mem_bw(self) -> float:

@@ -22,10 +22,19 @@ from stockpile.errors import DataError, InputError, UnknownNameError
 # model_type values we know how to read; each maps onto the normal form below.
 KNOWN_TYPES = {
     "llama", "mistral", "qwen2", "qwen3", "internlm", "internlm2", "yi", "gemma", "gemma2", "gemma3",
-    "gemma3_text", "phi3", "chatglm", "glm4", "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2",
+    "gemma3_text", "phi3", "chatglm", "glm4", "mixtral", "qwen2_moe", "qwen3_moe", "deepseek", "deepseek_v2",
     "deepseek_v3", "deepseek_v32", "kimi_k2", "gpt_oss", "llama4", "llama4_text", "ernie4_5_moe",
     "ernie4_5", "hunyuan_v1_moe", "hunyuan_v1_dense", "hunyuan", "glm4_moe", "minimax_m2", "minimax",
-    "qwen3_next", "qwen3_5_moe", "qwen3_5_moe_text", "qwen3_5", "mpt", "gpt2", "gpt_neox", "falcon",
+    "qwen3_next", "qwen3_5_moe", "glm_moe_dsa", "mimo", "qwen3_5_moe_text", "qwen3_5", "mpt", "gpt2", "gpt_neox", "falcon",
+}
+# Values a published config.json may omit because the transformers config class supplies them
+# (transformers/models/<type>/configuration_<type>.py defaults).
+TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma3_text": {"vocab_size": 262208, "tie_word_embeddings": True, "sliding_window_pattern": 6,
+                    "head_dim": 256, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+                    "num_attention_heads": 8, "num_key_value_heads": 4},
+    "gemma2": {"tie_word_embeddings": True},
+    "gemma": {"tie_word_embeddings": True},
 }
 REQUIRED_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
 
@@ -218,6 +227,7 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
     """Read a published HF config.json into the normal form. Raises DataError naming missing fields."""
     outer_type = str(cfg.get("model_type", ""))
     cfg = _text_config(cfg)
+    cfg = {**TYPE_DEFAULTS.get(str(cfg.get("model_type")), {}), **cfg}
     mtype = str(cfg.get("_outer_model_type") or cfg.get("model_type") or "")
     if mtype not in KNOWN_TYPES and str(cfg.get("model_type")) not in KNOWN_TYPES:
         raise DataError(

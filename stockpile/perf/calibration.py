@@ -28,6 +28,7 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "reserve_gb": 4.0,          # engine reserve per GPU: activations, CUDA graphs, workspace
     "burst_tail": 0.5,          # drain tail of a burst run, in request lifetimes at the running batch
     "overlap_comm": 0.3,        # fraction of EP/TP communication hidden behind compute
+    "sync_eff": 0.5,            # how much of a fixed-length closed loop's lockstep prefill queue persists
 }
 FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8}
 ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-6, "kernel_eff": 1.0}
@@ -63,9 +64,16 @@ class Params:
     reserve_gb: float
     burst_tail: float
     overlap_comm: float
+    sync_eff: float
 
     def with_(self, **kw: float) -> "Params":
         return replace(self, **kw)
+
+    @classmethod
+    def stack(cls, items: list["Params"]) -> "Params":
+        """Field-wise arrays (one entry per configuration) for one-pass evaluation of mixed rows."""
+        import numpy as np
+        return cls(**{f.name: np.array([getattr(i, f.name) for i in items]) for f in fields(cls)})
 
 
 @dataclass

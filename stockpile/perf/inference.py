@@ -6,7 +6,7 @@ engine) used by search and calibration; :func:`estimate` wraps it for one config
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -21,7 +21,7 @@ from stockpile.errors import InputError, UnknownNameError
 from stockpile.perf.calibration import Calibration, Params, load_calibration
 from stockpile.perf.layout import Layout
 from stockpile.perf.operators import ChipConsts, ModelConsts
-from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN, serve
+from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN, serve, serve_disagg
 
 ENGINES = ("vllm", "sglang", "trtllm", "tgi", "other")
 WEIGHT_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
@@ -53,37 +53,44 @@ def check_dtype(field_name: str, dtype: str, allowed: tuple[str, ...]) -> str:
     return d
 
 
-def compute_path(chip: Chip, wdtype: str, p: Params) -> tuple[float, float, str]:
-    """(GEMM peak FLOP/s, efficiency factor, description) for weights stored in `wdtype` on `chip`.
+DTYPE_KINDS = ("16bit", "fp8", "fp4", "int8", "dequant")
+
+
+def compute_path(chip: Chip, wdtype: str) -> tuple[float, str, str]:
+    """(GEMM peak FLOP/s, kind, description) for weights stored in `wdtype` on `chip`.
 
     Native low-precision tensor cores run W8A8/W4A4 at their own peak; otherwise engines dequantize to
     16 bit (weight-only kernels such as Marlin), so the 16-bit peak applies with a dequant penalty."""
-    native = {"fp8": p.fp8_gemm_eff, "fp4": p.fp4_gemm_eff, "int8": p.int8_gemm_eff}
-    if wdtype in native and chip.has_native(wdtype):
-        return chip.peak_flops(wdtype), native[wdtype], f"{wdtype} tensor cores"
+    sixteen = "bf16" if chip.has_native("bf16") else "fp16"
+    if wdtype in ("fp8", "fp4", "int8") and chip.has_native(wdtype):
+        return chip.peak_flops(wdtype), wdtype, f"{wdtype} tensor cores"
     if wdtype in ("bf16", "fp16", "fp32"):
-        return chip.peak_flops("bf16" if chip.has_native("bf16") else "fp16"), 1.0, "16-bit tensor cores"
-    return chip.peak_flops("bf16" if chip.has_native("bf16") else "fp16"), p.dequant_eff, \
-        f"{wdtype} weights dequantized to 16 bit"
+        return chip.peak_flops(sixteen), "16bit", "16-bit tensor cores"
+    return chip.peak_flops(sixteen), "dequant", f"{wdtype} weights dequantized to 16 bit"
 
 
-def weight_bytes_array(m: ModelSpec, attn_tp, pp, moe_ep, moe_tp, wbytes):
-    mc = ModelConsts.of(m)
+def dtype_efficiency(p: Params, kind: np.ndarray) -> np.ndarray:
+    """GEMM efficiency factor of each compute path relative to 16-bit GEMMs (kind: index in DTYPE_KINDS)."""
+    table = np.stack(np.broadcast_arrays(1.0, p.fp8_gemm_eff, p.fp4_gemm_eff, p.int8_gemm_eff, p.dequant_eff))
+    k = np.asarray(kind, dtype=int)
+    if table.ndim == 1:
+        return table[k]
+    return np.take_along_axis(table, k.reshape(1, -1), axis=0)[0] if k.ndim else table[k]
+
+
+def weight_bytes_array(mc: ModelConsts, attn_tp, pp, moe_ep, moe_tp, wbytes):
+    """Weights held by the most loaded GPU: each part split by its parallel degree, over PP stages."""
     stage = (mc.dense_like_params / attn_tp + mc.expert_params / (moe_ep * moe_tp)) / pp
-    vocab = np.where(np.asarray(pp) == 1, m.embed_params + m.lm_head_params,
-                     max(m.embed_params, m.lm_head_params)) / attn_tp
+    vocab = np.where(np.asarray(pp) == 1, mc.embed + mc.head_params, np.maximum(mc.embed, mc.head_params)) / attn_tp
     return (stage + vocab) * wbytes
 
 
-def kv_bytes_per_token_gpu(m: ModelSpec, attn_tp, pp, kvbytes, context):
+def kv_bytes_per_token_gpu(mc: ModelConsts, attn_tp, pp, kvbytes, context):
     """KV bytes one GPU stores per token of one of its sequences (GQA heads split over TP; MLA not)."""
-    mc = ModelConsts.of(m)
     split = np.minimum(attn_tp, mc.kv_split_max)
-    per_layer = mc.kv_elems * kvbytes / split
-    frac = np.minimum(1.0, mc.window / np.maximum(context, 1.0)) if mc.sliding_layers else 1.0
+    frac = np.minimum(1.0, mc.window / np.maximum(context, 1.0))
     layers = mc.full_layers + mc.sliding_layers * frac
-    extra = mc.index_bytes * mc.softmax_layers if mc.sparse_topk else 0.0
-    return (per_layer * layers + extra) / pp
+    return (mc.kv_elems * kvbytes / split * layers + mc.index_bytes * mc.softmax_layers) / pp
 
 
 @dataclass
@@ -111,7 +118,7 @@ class Configs:
     max_seqs: Any = None
     chunk: Any = None
     mem_util: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    sync: Any = 1.0                 # 1: fixed request lengths (closed loops stay in lockstep); 0: varied
 
 
 def _lookup(values, table: dict[str, float]) -> np.ndarray:
@@ -122,41 +129,57 @@ def _lookup(values, table: dict[str, float]) -> np.ndarray:
     return np.asarray(a, dtype=float)
 
 
-def evaluate(model: ModelSpec, chip: Chip, engine: str, cfg: Configs,
-             calibration: Calibration | None = None, params: Params | None = None) -> dict[str, np.ndarray]:
-    """Vectorised evaluation of many configurations; returns metric arrays (see serving.serve)."""
-    cal = calibration or load_calibration()
-    p = params or cal.params(chip.family, engine)
-    mc, cc = ModelConsts.of(model), ChipConsts.of(chip)
+def chip_dtype_tables(chip: Chip, dtypes) -> tuple[np.ndarray, np.ndarray]:
+    """(GEMM peak, compute-path kind index) for each weight dtype in `dtypes`, on `chip`."""
+    wd = np.asarray(dtypes)
+    peaks, kinds = {}, {}
+    for u in np.unique(wd):
+        peak, kind, _ = compute_path(chip, str(u))
+        peaks[str(u)], kinds[str(u)] = peak, float(DTYPE_KINDS.index(kind))
+    return _lookup(wd, peaks), _lookup(wd, kinds)
+
+
+def engine_limits(engine: str, chip: Chip, cfg: Configs) -> tuple[Any, Any, Any]:
+    """(max running sequences, prefill chunk tokens, memory fraction) from the run or the engine defaults."""
     d = engine_defaults()[engine]
-    wd = np.asarray(cfg.weight_dtype)
-    uniq = np.unique(wd)
-    peak_tab, eff_tab = {}, {}
-    for u in uniq:
-        peak_tab[str(u)], eff_tab[str(u)], _ = compute_path(chip, str(u), p)
-    gemm_peak = _lookup(wd, peak_tab)
-    dtype_eff = _lookup(wd, eff_tab)
-    wbytes = _lookup(wd, WEIGHT_BYTES)
-    kvbytes = _lookup(cfg.kv_dtype, {k: BYTES[k] for k in KV_DTYPES})
-    attn_tp, pp = np.asarray(cfg.attn_tp, float), np.asarray(cfg.pp, float)
-    moe_ep, moe_tp = np.asarray(cfg.moe_ep, float), np.asarray(cfg.moe_tp, float)
-    isl, osl = np.asarray(cfg.isl, float), np.asarray(cfg.osl, float)
-    weights = weight_bytes_array(model, attn_tp, pp, moe_ep, moe_tp, wbytes)
-    kv_tok = kv_bytes_per_token_gpu(model, attn_tp, pp, kvbytes, isl + osl)
     small = chip.memory_bytes < 70e9
     max_seqs = cfg.max_seqs if cfg.max_seqs is not None else (
         d.get("max_num_seqs_small_gpu", d["max_num_seqs"]) if small else d["max_num_seqs"])
     chunk = cfg.chunk if cfg.chunk is not None else d["max_num_batched_tokens"]
     mem_util = cfg.mem_util if cfg.mem_util is not None else d["gpu_memory_utilization"]
+    return max_seqs, chunk, mem_util
+
+
+def evaluate_core(mc: ModelConsts, cc: ChipConsts, p: Params, cfg: Configs, *, gemm_peak, kind,
+                  max_seqs, chunk, mem_util) -> dict[str, np.ndarray]:
+    """Evaluation where model, chip and calibration constants may themselves be per-configuration arrays."""
+    wbytes = _lookup(cfg.weight_dtype, WEIGHT_BYTES)
+    kvbytes = _lookup(cfg.kv_dtype, {k: BYTES[k] for k in KV_DTYPES})
+    attn_tp, pp = np.asarray(cfg.attn_tp, float), np.asarray(cfg.pp, float)
+    moe_ep, moe_tp = np.asarray(cfg.moe_ep, float), np.asarray(cfg.moe_tp, float)
+    isl, osl = np.asarray(cfg.isl, float), np.asarray(cfg.osl, float)
+    weights = weight_bytes_array(mc, attn_tp, pp, moe_ep, moe_tp, wbytes)
+    kv_tok = kv_bytes_per_token_gpu(mc, attn_tp, pp, kvbytes, isl + osl)
     out = serve(mc, cc, p, attn_tp=attn_tp, attn_dp=cfg.attn_dp, pp=pp, moe_ep=moe_ep, moe_tp=moe_tp,
-                replicas=cfg.replicas, wbytes=wbytes, kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_eff,
-                weights_gpu=weights, kv_token_gpu=kv_tok, isl=isl, osl=osl, mode=cfg.mode,
-                concurrency=cfg.concurrency, rate=cfg.rate, num_requests=cfg.num_requests, poisson=cfg.poisson,
-                spec_draft=cfg.spec_draft, spec_accept=cfg.spec_accept, prefix_hit=cfg.prefix_hit,
-                max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
+                replicas=cfg.replicas, wbytes=wbytes, kvbytes=kvbytes, gemm_peak=gemm_peak,
+                dtype_eff=dtype_efficiency(p, kind), weights_gpu=weights, kv_token_gpu=kv_tok, isl=isl, osl=osl,
+                mode=cfg.mode, concurrency=cfg.concurrency, rate=cfg.rate, num_requests=cfg.num_requests,
+                poisson=cfg.poisson, spec_draft=cfg.spec_draft, spec_accept=cfg.spec_accept,
+                prefix_hit=cfg.prefix_hit, max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=cfg.sync)
     out["weights_bytes"] = np.broadcast_to(weights, out["ttft_s"].shape)
     out["kv_bytes_per_token"] = np.broadcast_to(kv_tok, out["ttft_s"].shape)
     return out
+
+
+def evaluate(model: ModelSpec, chip: Chip, engine: str, cfg: Configs,
+             calibration: Calibration | None = None, params: Params | None = None) -> dict[str, np.ndarray]:
+    """Vectorised evaluation of many configurations of one model on one chip; metric arrays (serving.serve)."""
+    cal = calibration or load_calibration()
+    p = params or cal.params(chip.family, engine)
+    peak, kind = chip_dtype_tables(chip, cfg.weight_dtype)
+    max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg)
+    return evaluate_core(ModelConsts.of(model), ChipConsts.of(chip), p, cfg, gemm_peak=peak, kind=kind,
+                         max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
 
 
 # ------------------------------------------------------------------ one configuration, typed
@@ -245,7 +268,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
                           kv_cache_gb=kv_used / 1e9, reserve_gb=p.reserve_gb, capacity_gb=chip.memory_bytes / 1e9,
                           kv_per_sequence_mb=kv_seq / 1e6)
     fits = bool(r["fits"])
-    _, _, cpath = compute_path(chip, wdt, p)
+    _, _, cpath = compute_path(chip, wdt)
     if not fits:
         need = (weights + p.reserve_gb * 1e9 + kv_seq) / 1e9
         limits = (f"does not fit: needs {need:.1f} GB per GPU for weights + one sequence, "
@@ -283,28 +306,35 @@ def evaluate_disagg(model: ModelSpec, chip: Chip, engine: str, *, pre: dict[str,
                     calibration: Calibration | None = None, params: Params | None = None) -> dict[str, np.ndarray]:
     """Vectorised prefill/decode-disaggregated evaluation; `pre`/`dec` hold layout arrays
     (attn_tp, attn_dp, pp, moe_ep, moe_tp)."""
-    from stockpile.perf.serving import serve_disagg
     cal = calibration or load_calibration()
     p = params or cal.params(chip.family, engine)
-    mc, cc = ModelConsts.of(model), ChipConsts.of(chip)
-    d = engine_defaults()[engine]
-    wd = np.asarray(weight_dtype)
-    peak_tab = {str(u): compute_path(chip, str(u), p)[0] for u in np.unique(wd)}
-    eff_tab = {str(u): compute_path(chip, str(u), p)[1] for u in np.unique(wd)}
-    wbytes = _lookup(wd, WEIGHT_BYTES)
+    peak, kind = chip_dtype_tables(chip, weight_dtype)
+    max_seqs, chunk, mem_util = engine_limits(engine, chip, Configs())
+    return disagg_core(ModelConsts.of(model), ChipConsts.of(chip), p, pre=pre, dec=dec, pre_workers=pre_workers,
+                       dec_workers=dec_workers, weight_dtype=weight_dtype, kv_dtype=kv_dtype, gemm_peak=peak,
+                       kind=kind, isl=isl, osl=osl, concurrency=concurrency, rate=rate, num_requests=num_requests,
+                       poisson=poisson, spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit,
+                       max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
+
+
+def disagg_core(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict[str, Any], dec: dict[str, Any],
+                pre_workers, dec_workers, weight_dtype, kv_dtype, gemm_peak, kind, isl, osl, concurrency, rate,
+                num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
+                mem_util) -> dict[str, np.ndarray]:
+    wbytes = _lookup(weight_dtype, WEIGHT_BYTES)
     kvbytes = _lookup(kv_dtype, {k: BYTES[k] for k in KV_DTYPES})
     isl_a, osl_a = np.asarray(isl, float), np.asarray(osl, float)
     dec_f = {k: np.asarray(v, float) for k, v in dec.items()}
     pre_f = {k: np.asarray(v, float) for k, v in pre.items()}
-    dec_w = weight_bytes_array(model, dec_f["attn_tp"], dec_f["pp"], dec_f["moe_ep"], dec_f["moe_tp"], wbytes)
-    dec_kv = kv_bytes_per_token_gpu(model, dec_f["attn_tp"], dec_f["pp"], kvbytes, isl_a + osl_a)
-    kv_model = kv_bytes_per_token_gpu(model, 1.0, 1.0, kvbytes, isl_a + osl_a)
+    dec_w = weight_bytes_array(mc, dec_f["attn_tp"], dec_f["pp"], dec_f["moe_ep"], dec_f["moe_tp"], wbytes)
+    dec_kv = kv_bytes_per_token_gpu(mc, dec_f["attn_tp"], dec_f["pp"], kvbytes, isl_a + osl_a)
+    kv_model = kv_bytes_per_token_gpu(mc, 1.0, 1.0, kvbytes, isl_a + osl_a)
     out = serve_disagg(mc, cc, p, pre=pre_f, dec=dec_f, pre_workers=pre_workers, dec_workers=dec_workers,
-                       wbytes=wbytes, kvbytes=kvbytes, gemm_peak=_lookup(wd, peak_tab), dtype_eff=_lookup(wd, eff_tab),
+                       wbytes=wbytes, kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_efficiency(p, kind),
                        dec_weights_gpu=dec_w, dec_kv_token_gpu=dec_kv, kv_token_model=kv_model,
                        pre_gpus_worker=pre_f["attn_tp"] * pre_f["attn_dp"] * pre_f["pp"], isl=isl_a, osl=osl_a,
                        concurrency=concurrency, rate=rate, num_requests=num_requests, poisson=poisson,
                        spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit,
-                       max_seqs=d["max_num_seqs"], chunk=d["max_num_batched_tokens"], mem_util=d["gpu_memory_utilization"])
+                       max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
     out["weights_bytes"] = dec_w
     return out

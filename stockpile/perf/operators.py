@@ -46,6 +46,8 @@ class ModelConsts:
     index_bytes: float              # DSA indexer key bytes per token per layer
     index_coef: float               # DSA indexer FLOPs per (query x context token x layer)
     linear_state_bytes: float       # per sequence, all linear-attention layers
+    embed: float                    # embedding table parameters
+    head_params: float              # untied lm-head parameters (0 when tied)
 
     @classmethod
     def of(cls, m: ModelSpec) -> "ModelConsts":
@@ -68,7 +70,13 @@ class ModelConsts:
             dec_attn_coef=float(dec), pre_attn_coef=float(pre), heads=float(m.heads),
             sparse_topk=float(m.sparse_attn_topk), index_bytes=float(m.index_head_dim),
             index_coef=float(2 * m.index_heads * m.index_head_dim),
-            linear_state_bytes=float(m.linear_layers * m.linear_state_bytes_per_layer))
+            linear_state_bytes=float(m.linear_layers * m.linear_state_bytes_per_layer),
+            embed=float(m.embed_params), head_params=float(m.lm_head_params))
+
+    @classmethod
+    def stack(cls, items: list["ModelConsts"]) -> "ModelConsts":
+        """Field-wise arrays, one entry per item: evaluates many models in one numpy pass."""
+        return cls(**{f: np.array([getattr(i, f) for i in items]) for f in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,10 @@ class ChipConsts:
         return cls(mem_bw=c.mem_bw, memory=c.memory_bytes, peak_bf16=c.peak_flops("bf16"),
                    scaleup_bw=c.scaleup_bw, scaleout_bw=scaleout, domain=float(c.scaleup_size))
 
+    @classmethod
+    def stack(cls, items: list["ChipConsts"]) -> "ChipConsts":
+        return cls(**{f: np.array([getattr(i, f) for i in items]) for f in cls.__dataclass_fields__})
+
 
 def gemm_eff(p: Params, rows: F) -> F:
     """GEMM efficiency as a function of its row count (tokens): saturating in M."""
@@ -102,8 +114,6 @@ def link_bw(cc: ChipConsts, group: F) -> F:
 
 def effective_layers(mc: ModelConsts, ctx: F) -> F:
     """Softmax layers weighted by the share of the context they read (sliding windows cap it)."""
-    if mc.sliding_layers == 0:
-        return np.full_like(ctx, mc.full_layers, dtype=float)
     frac = np.minimum(1.0, mc.window / np.maximum(ctx, 1.0))
     return mc.full_layers + mc.sliding_layers * frac
 
@@ -128,33 +138,29 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     head_rows = dec_tokens + np.minimum(pre_tokens, 1.0)
     t_head = np.maximum(2.0 * head_rows * w_head / (gemm_peak * gemm_eff(p, np.maximum(head_rows, 1.0)) * dtype_eff),
                         w_head * wbytes / bw) / pp
-    # 3. routed experts: tokens from every attention-DP rank meet in the expert layer
-    t_moe = np.zeros_like(tokens, dtype=float)
-    t_a2a = np.zeros_like(tokens, dtype=float)
-    if mc.moe_layers > 0:
-        inst_tokens = tokens * attn_dp
-        rows_per_expert = np.maximum(inst_tokens * mc.top_k / mc.experts, 1e-9)
-        hit = 1.0 - np.power(1.0 - mc.top_k / mc.experts, inst_tokens)
-        w_exp_gpu = mc.expert_params / (moe_ep * moe_tp * pp)
-        flops = 2.0 * inst_tokens * mc.top_k * p.moe_imbalance * mc.expert_params / (mc.experts * moe_ep * moe_tp * pp)
-        eff_e = gemm_eff(p, np.maximum(rows_per_expert, 1.0)) * dtype_eff
-        t_moe = np.maximum(flops / (gemm_peak * eff_e), w_exp_gpu * hit * wbytes / bw)
-        # all-to-all dispatch (fp8/bf16) + combine (bf16) across the EP group
-        group = moe_ep * moe_tp
-        a2a_bytes = tokens * mc.top_k * mc.hidden * (1.0 + ACT_BYTES) * (moe_ep - 1.0) / np.maximum(moe_ep, 1.0)
-        t_a2a = np.where(moe_ep > 1, (mc.moe_layers / pp) * (
-            2 * p.comm_latency_s + a2a_bytes / (link_bw(cc, group) * p.comm_eff)), 0.0) * (1 - p.overlap_comm)
+    # 3. routed experts: tokens from every attention-DP rank meet in the expert layer (zero for dense models)
+    inst_tokens = tokens * attn_dp
+    rows_per_expert = np.maximum(inst_tokens * mc.top_k / mc.experts, 1e-9)
+    hit = 1.0 - np.power(1.0 - mc.top_k / mc.experts, inst_tokens)
+    w_exp_gpu = mc.expert_params / (moe_ep * moe_tp * pp)
+    flops = 2.0 * inst_tokens * mc.top_k * p.moe_imbalance * mc.expert_params / (mc.experts * moe_ep * moe_tp * pp)
+    eff_e = gemm_eff(p, np.maximum(rows_per_expert, 1.0)) * dtype_eff
+    t_moe = np.maximum(flops / (gemm_peak * eff_e), w_exp_gpu * hit * wbytes / bw)
+    # all-to-all dispatch (fp8) + combine (bf16) across the EP group, partly hidden behind compute
+    a2a_bytes = tokens * mc.top_k * mc.hidden * (1.0 + ACT_BYTES) * (moe_ep - 1.0) / np.maximum(moe_ep, 1.0)
+    t_a2a = np.where(moe_ep > 1, (mc.moe_layers / pp) * (
+        2 * p.comm_latency_s + a2a_bytes / (link_bw(cc, moe_ep * moe_tp) * p.comm_eff)), 0.0) * (1 - p.overlap_comm)
     # 4. attention core: decode reads the KV cache; prefill is compute-bound
     kv_split = np.minimum(attn_tp, mc.kv_split_max)
-    ctx_eff = np.minimum(dec_ctx, mc.sparse_topk) if mc.sparse_topk else dec_ctx
+    ctx_eff = np.where(mc.sparse_topk > 0, np.minimum(dec_ctx, mc.sparse_topk), dec_ctx)
     lay_d = effective_layers(mc, dec_ctx) / pp
     kv_read = dec_seqs * ctx_eff * mc.kv_elems * kvbytes * lay_d / kv_split
     att_flops = dec_tokens * ctx_eff * mc.dec_attn_coef * lay_d / attn_tp
-    if mc.sparse_topk:
-        kv_read = kv_read + dec_seqs * dec_ctx * mc.index_bytes * (mc.softmax_layers / pp)
-        att_flops = att_flops + dec_tokens * dec_ctx * mc.index_coef * (mc.softmax_layers / pp)
+    # DeepSeek sparse attention: the indexer scans every cached token's small key (zero elsewhere)
+    kv_read = kv_read + dec_seqs * dec_ctx * mc.index_bytes * (mc.softmax_layers / pp)
+    att_flops = att_flops + dec_tokens * dec_ctx * mc.index_coef * (mc.softmax_layers / pp)
     t_att_dec = np.maximum(att_flops / (cc.peak_bf16 * p.gemm_eff * p.attn_eff), kv_read / bw)
-    pre_ctx_eff = np.minimum(pre_ctx, mc.sparse_topk) if mc.sparse_topk else pre_ctx
+    pre_ctx_eff = np.where(mc.sparse_topk > 0, np.minimum(pre_ctx, mc.sparse_topk), pre_ctx)
     lay_p = effective_layers(mc, pre_ctx) / pp
     t_att_pre = pre_tokens * pre_ctx_eff * mc.pre_attn_coef * lay_p / attn_tp / (
         cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)

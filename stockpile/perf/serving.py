@@ -27,7 +27,7 @@ MODE_CLOSED, MODE_OFFLINE, MODE_OPEN = 0, 1, 2
 def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas,
           wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency,
           rate, num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-          mem_util) -> dict[str, np.ndarray]:
+          mem_util, sync=1.0) -> dict[str, np.ndarray]:
     """Evaluate every configuration (numpy arrays broadcast together); returns arrays per metric.
 
     Lengths are tokens; rates per second; `concurrency`, `rate` are per system (all replicas);
@@ -35,10 +35,11 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     arr = np.broadcast_arrays(attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak,
                               dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency, rate,
                               num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-                              mem_util)
+                              mem_util, sync)
     (attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu,
      kv_token_gpu, isl, osl, mode, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
-     prefix_hit, max_seqs, chunk, mem_util) = [np.asarray(a, dtype=float) for a in arr]
+     prefix_hit, max_seqs, chunk, mem_util, sync) = [np.asarray(a, dtype=float) for a in arr]
+    sync = sync * (mode == MODE_CLOSED)            # lockstep only where finished requests are replaced at once
     lay = dict(attn_tp=attn_tp, attn_dp=attn_dp, pp=pp, moe_ep=moe_ep, moe_tp=moe_tp, wbytes=wbytes,
                kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_eff)
 
@@ -56,10 +57,18 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     pre_ctx = isl * prefix_hit + new_isl / 2.0
     ranks = attn_dp * pp                          # micro-batches the running batch splits into
 
-    def iteration(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(iteration time, TTFT of a request admitted now) at running batch b per instance."""
+    # seconds per prompt token when prefill runs alone in full chunks (bursts, synchronised arrivals)
+    zero = 0.0 * isl
+    big = np.maximum(chunk, new_isl)
+    pre_tok_t = pp * stage_time(mc, cc, p, **lay, dec_seqs=zero, dec_tokens=zero, dec_ctx=dec_ctx,
+                                pre_tokens=big, pre_ctx=pre_ctx) / big
+
+    def iteration(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(iteration time, TTFT of a request admitted now, prompt tokens per iteration and rank) at batch b."""
         b_mb = b / ranks
-        piggy = b * new_isl / steps / ranks       # prompt tokens prefilled per iteration per rank
+        demand = b * new_isl / steps / ranks       # prompt tokens to prefill per iteration per rank
+        budget = np.maximum(chunk - b_mb * (1 + spec_draft), 0.25 * chunk)
+        piggy = np.minimum(demand, budget)         # the chunked-prefill token budget caps it
         st = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=b_mb * (1 + spec_draft), dec_ctx=dec_ctx,
                         pre_tokens=piggy, pre_ctx=pre_ctx)
         t_it = pp * st
@@ -68,13 +77,18 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         st_pre = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=b_mb, dec_ctx=dec_ctx,
                             pre_tokens=new_isl + piggy, pre_ctx=pre_ctx)
         n_chunks = np.ceil(new_isl / np.maximum(chunk, 1.0))
-        ttft = pp * st_pre + (n_chunks - 1) * p.step_s + 0.5 * t_it
-        return t_it, ttft
+        # fixed-length closed loops stay in lockstep: B prompts arrive together and queue for prefill
+        lockstep = sync * p.sync_eff * np.maximum(b / attn_dp - 1.0, 0.0) / 2.0 * new_isl * pre_tok_t
+        ttft = pp * st_pre + (n_chunks - 1) * p.step_s + 0.5 * t_it + lockstep
+        return t_it, ttft, piggy
 
     def closed(b: np.ndarray):
-        t_it, ttft = iteration(b)
+        t_it, ttft, piggy = iteration(b)
         lat = ttft + (steps - 1.0) * t_it
-        return t_it, ttft, lat, b / lat
+        # prefill-bound: admissions cannot outrun the prompt tokens the iterations carry
+        x = np.minimum(b / lat, piggy * ranks / (new_isl * t_it))
+        ttft = np.maximum(ttft, b / x - (steps - 1.0) * t_it)
+        return t_it, ttft, b / x, x
 
     # ---- capacity at the largest running batch
     t_cap, ttft_cap, lat_cap, x_cap = closed(b_cap)
@@ -90,7 +104,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     lam = np.where(np.isnan(rate), 0.0, rate / replicas)
     rho = lam / np.maximum(x_cap, 1e-12)
     b_open = np.clip(lam * lat_cap / np.maximum(b_cap, 1.0), 1.0, None)
-    for _ in range(20):
+    for _ in range(12 if np.any(mode == MODE_OPEN) else 0):
         _, _, lat_b, _ = closed(b_open)
         b_open = np.clip(0.5 * b_open + 0.5 * lam * lat_b, 1.0, b_cap)
     is_open = mode == MODE_OPEN
@@ -103,8 +117,6 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     wq_closed = np.maximum(conc_inst / x - lat, 0.0)
     wq_closed = np.where(np.isfinite(conc_inst), wq_closed, 0.0)
     # burst: the first B prefill back to back, later ones wait for slots
-    pre_tok_t = pp * stage_time(mc, cc, p, **lay, dec_seqs=0.0 * b_run, dec_tokens=0.0 * b_run, dec_ctx=dec_ctx,
-                                pre_tokens=np.maximum(chunk, new_isl), pre_ctx=pre_ctx) / np.maximum(chunk, new_isl)
     burst_n = np.where(np.isnan(n_inst), 0.0, n_inst)
     is_burst = (mode == MODE_OFFLINE) & (burst_n > 0) | (mode == MODE_CLOSED) & (burst_n > 0) & (conc_inst >= burst_n)
     first = np.minimum(b_run, np.maximum(burst_n, 1.0))
