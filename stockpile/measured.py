@@ -87,7 +87,7 @@ def _num(row: dict[str, str], key: str, *, integer: bool = False, required: bool
         v = float(raw)
     except ValueError:
         raise InputError(key, f"'{raw}' is not a number") from None
-    if math.isnan(v) or v < 0:
+    if math.isnan(v) or v < 0 or (math.isinf(v) and key != "request_rate"):
         raise InputError(key, f"must be a non-negative number, got {raw}")
     if integer:
         if v != int(v) or v < 1:
@@ -182,6 +182,8 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
     if m:
         num_req = float(m.group(1).replace(",", ""))
     rate = _num(row, "request_rate")
+    if rate is not None and math.isinf(rate):
+        rate = None            # "inf": requests sent as fast as the concurrency cap allows: a closed loop
     conc = _num(row, "concurrency")
     case = InferenceCase(
         row_id=row.get("id", ""), metric=metric, measured=float(value), model=(row.get("model") or "").strip(),

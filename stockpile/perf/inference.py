@@ -320,7 +320,7 @@ def evaluate_disagg(model: ModelSpec, chip: Chip, engine: str, *, pre: dict[str,
 def disagg_core(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict[str, Any], dec: dict[str, Any],
                 pre_workers, dec_workers, weight_dtype, kv_dtype, gemm_peak, kind, isl, osl, concurrency, rate,
                 num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-                mem_util) -> dict[str, np.ndarray]:
+                mem_util, sync=1.0) -> dict[str, np.ndarray]:
     wbytes = _lookup(weight_dtype, WEIGHT_BYTES)
     kvbytes = _lookup(kv_dtype, {k: BYTES[k] for k in KV_DTYPES})
     isl_a, osl_a = np.asarray(isl, float), np.asarray(osl, float)
@@ -335,6 +335,6 @@ def disagg_core(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict[str, An
                        pre_gpus_worker=pre_f["attn_tp"] * pre_f["attn_dp"] * pre_f["pp"], isl=isl_a, osl=osl_a,
                        concurrency=concurrency, rate=rate, num_requests=num_requests, poisson=poisson,
                        spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit,
-                       max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
+                       max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=sync)
     out["weights_bytes"] = dec_w
     return out

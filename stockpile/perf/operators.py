@@ -108,8 +108,33 @@ def gemm_eff(p: Params, rows: F) -> F:
 
 
 def link_bw(cc: ChipConsts, group: F) -> F:
-    """Per-direction bandwidth of a collective over `group` GPUs: scale-up inside the domain."""
+    """Per-direction bandwidth of a point-to-point hop inside `group` GPUs: scale-up inside the domain."""
     return np.where(group <= cc.domain, cc.scaleup_bw, cc.scaleout_bw)
+
+
+def allreduce_time(cc: ChipConsts, p: Params, group: F, nbytes: F) -> F:
+    """Hierarchical ring all-reduce of `nbytes` over `group` GPUs (NCCL-style, Thakur et al. 2005).
+
+    Inside one scale-up domain of D GPUs: 2(g-1)/g x S over the scale-up link. Across n = g/D domains:
+    reduce-scatter inside the domain, all-reduce of the 1/D shard across domains over each GPU's NIC,
+    all-gather inside: 2(D-1)/D x S / B_up + 2(n-1)/n x (S/D) / B_out."""
+    g = np.maximum(group, 1.0)
+    d = np.minimum(g, cc.domain)
+    n = np.maximum(g / d, 1.0)
+    intra = 2.0 * (d - 1.0) / d * nbytes / (cc.scaleup_bw * p.comm_eff)
+    inter = 2.0 * (n - 1.0) / n * (nbytes / d) / (cc.scaleout_bw * p.comm_eff)
+    steps = np.log2(np.maximum(g, 2.0))
+    return np.where(g > 1, p.comm_latency_s * steps + intra + inter, 0.0)
+
+
+def alltoall_time(cc: ChipConsts, p: Params, group: F, nbytes: F) -> F:
+    """All-to-all where each GPU sends `nbytes` spread evenly over the other GPUs of `group`: the share bound
+    for GPUs in its own scale-up domain crosses the scale-up link, the rest crosses its NIC."""
+    g = np.maximum(group, 1.0)
+    d = np.minimum(g, cc.domain)
+    intra = nbytes * (d - 1.0) / g / (cc.scaleup_bw * p.comm_eff)
+    inter = nbytes * (g - d) / g / (cc.scaleout_bw * p.comm_eff)
+    return np.where(g > 1, 2 * p.comm_latency_s + np.maximum(intra, inter), 0.0)
 
 
 def effective_layers(mc: ModelConsts, ctx: F) -> F:
@@ -120,7 +145,7 @@ def effective_layers(mc: ModelConsts, ctx: F) -> F:
 
 def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_dp: F, pp: F, moe_ep: F,
                moe_tp: F, wbytes: F, kvbytes: F, gemm_peak: F, dtype_eff: F,
-               dec_seqs: F, dec_tokens: F, dec_ctx: F, pre_tokens: F, pre_ctx: F) -> F:
+               dec_seqs: F, dec_tokens: F, dec_ctx: F, pre_tokens: F, pre_ctx: F, parts: bool = False):
     """Seconds for one step of one pipeline stage on one GPU (one attention-DP rank's micro-batch).
 
     dec_seqs: sequences decoding on this rank; dec_tokens: their query tokens (x (1+draft) with speculation);
@@ -147,9 +172,9 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     eff_e = gemm_eff(p, np.maximum(rows_per_expert, 1.0)) * dtype_eff
     t_moe = np.maximum(flops / (gemm_peak * eff_e), w_exp_gpu * hit * wbytes / bw)
     # all-to-all dispatch (fp8) + combine (bf16) across the EP group, partly hidden behind compute
-    a2a_bytes = tokens * mc.top_k * mc.hidden * (1.0 + ACT_BYTES) * (moe_ep - 1.0) / np.maximum(moe_ep, 1.0)
-    t_a2a = np.where(moe_ep > 1, (mc.moe_layers / pp) * (
-        2 * p.comm_latency_s + a2a_bytes / (link_bw(cc, moe_ep * moe_tp) * p.comm_eff)), 0.0) * (1 - p.overlap_comm)
+    a2a_bytes = tokens * mc.top_k * mc.hidden * (1.0 + ACT_BYTES)
+    t_a2a = np.where(moe_ep > 1, (mc.moe_layers / pp) * alltoall_time(cc, p, moe_ep * moe_tp, a2a_bytes),
+                     0.0) * (1 - p.overlap_comm)
     # 4. attention core: decode reads the KV cache; prefill is compute-bound
     kv_split = np.minimum(attn_tp, mc.kv_split_max)
     ctx_eff = np.where(mc.sparse_topk > 0, np.minimum(dec_ctx, mc.sparse_topk), dec_ctx)
@@ -166,11 +191,12 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
         cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)
     # 5. tensor-parallel all-reduce: two per layer, ring, over the attention TP group
     ar_bytes = tokens * mc.hidden * ACT_BYTES
-    t_ar = np.where(attn_tp > 1, 2.0 * layers_s * (
-        p.comm_latency_s * np.log2(np.maximum(attn_tp, 2.0)) + 2.0 * (attn_tp - 1) / attn_tp * ar_bytes
-        / (link_bw(cc, attn_tp) * p.comm_eff)), 0.0)
+    t_ar = 2.0 * layers_s * allreduce_time(cc, p, attn_tp, ar_bytes)
     # 6. pipeline hand-off to the next stage
     t_pp = np.where(pp > 1, p.comm_latency_s + ar_bytes / (link_bw(cc, attn_tp * pp) * p.comm_eff), 0.0)
     # 7. engine overhead per step (scheduling, launch) and per running sequence on this rank (sampling)
     t_over = p.step_s + p.seq_s * dec_seqs
+    if parts:   # per-operator seconds, for explanations ("what limits this configuration")
+        return {"gemm": t_dense + t_head, "experts": t_moe, "attention": t_att_dec + t_att_pre,
+                "tp_allreduce": t_ar, "ep_alltoall": t_a2a, "pp_handoff": t_pp, "overhead": t_over}
     return t_dense + t_head + t_moe + t_a2a + t_att_dec + t_att_pre + t_ar + t_pp + t_over

@@ -147,7 +147,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
 def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: dict, pre_workers, dec_workers,
                  wbytes, kvbytes, gemm_peak, dtype_eff, dec_weights_gpu, dec_kv_token_gpu, kv_token_model,
                  pre_gpus_worker, isl, osl, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
-                 prefix_hit, max_seqs, chunk, mem_util) -> dict[str, np.ndarray]:
+                 prefix_hit, max_seqs, chunk, mem_util, sync=1.0) -> dict[str, np.ndarray]:
     """Prefill/decode disaggregation: `pre_workers` prefill instances feed `dec_workers` decode instances.
 
     Decode iterations carry no prompt tokens; a request's TTFT is its prefill, the KV-cache transfer over
@@ -204,7 +204,10 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     wq_little = np.where(np.isfinite(closed_conc), np.maximum(closed_conc / x - lat0, 0.0), 0.0)
     n = np.where(np.isnan(f(num_requests)), 1000.0, f(num_requests))
     backlog = np.where(np.isfinite(lam) & (lam > x), 0.5 * n * (1 / x - 1 / lam), 0.0)
-    ttft = t_p1 + t_kv + np.maximum(wq, wq_little) + backlog
+    # fixed-length closed loops arrive in lockstep: C prompts queue at the prefill pool together
+    lockstep = np.where(np.isfinite(closed_conc), f(sync) * p.sync_eff * np.maximum(
+        closed_conc / (f(pre_workers) * f(pre["attn_dp"])) - 1.0, 0.0) / 2.0 * new_isl * t_big / big, 0.0)
+    ttft = t_p1 + t_kv + np.maximum(wq, wq_little) + backlog + lockstep
     return {"fits": fits, "max_batch": b_cap * workers, "batch": b * workers, "ttft_s": ttft, "tpot_s": td / accept,
             "itl_s": td, "e2e_s": ttft + (steps - 1) * td, "requests_per_s": x, "output_tokens_per_s": x * osl,
             "total_tokens_per_s": x * (isl + osl), "kv_budget_bytes": kv_budget, "utilisation": rho}

@@ -1,0 +1,182 @@
+"""Kubernetes manifests for a DeploySpec: Deployment or LeaderWorkerSet per role, plus Services.
+
+* An instance that fits one node -> ``apps/v1`` Deployment (``replicas`` = instances) + Service.
+* An instance spanning nodes -> ``leaderworkerset.x-k8s.io/v1`` LeaderWorkerSet (``size`` = nodes per
+  instance, one pod per node) + Service on the leader pods. LWS injects LWS_LEADER_ADDRESS and
+  LWS_WORKER_INDEX into every container; the engine args reference them as ``$(VAR)``, which the
+  kubelet expands before the engine starts.
+* Prefill/decode disaggregation -> one workload + Service per role; for SGLang also the
+  sglang-router Deployment (pod discovery by label, hence a ServiceAccount/Role/RoleBinding) and the
+  public Service. vLLM 0.33 ships no P/D router, so its P/D output stops at the two role Services.
+* GPU resource name and node-selector label per vendor come from data/engines/k8s_accelerators.yaml.
+* Probes hit the OpenAI-compatible server both engines run: readiness ``GET /v1/models``, liveness and
+  startup ``GET /health`` (startup allows 30 min for weight loading). Only leader pods serve HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any, Callable
+
+import yaml
+
+from .flags import DATA_DIR
+from .sglang import BOOTSTRAP_PORT, sglang_command, sglang_router_command
+from .spec import DeployError, DeploySpec, Layout
+from .vllm import vllm_command
+
+LWS_API = "leaderworkerset.x-k8s.io/v1"
+LEADER_ADDR = "$(LWS_LEADER_ADDRESS)"
+WORKER_INDEX = "$(LWS_WORKER_INDEX)"
+MANAGED = {"app.kubernetes.io/managed-by": "stockpile"}
+NODE_ROLE = "stockpile.dev/node-role"
+
+
+@lru_cache(maxsize=None)
+def accelerator_table() -> dict[str, Any]:
+    """data/engines/k8s_accelerators.yaml (vendors, default images, chips)."""
+    return dict(yaml.safe_load((DATA_DIR / "k8s_accelerators.yaml").read_text()))
+
+
+def accelerator(chip_id: str, node_selector: dict[str, str] | None = None) -> tuple[str, str, dict[str, str]]:
+    """(vendor, GPU resource name, node selector) for a chip; ``node_selector`` overrides the label."""
+    table = accelerator_table()
+    chip = table["chips"].get(chip_id)
+    if chip is None:
+        raise DeployError(f"chip_id: {chip_id!r} has no Kubernetes entry; fix: add it to "
+                          "data/engines/k8s_accelerators.yaml")
+    vendor = table["vendors"][chip["vendor"]]
+    selector = node_selector if node_selector is not None else {vendor["node_label"]: chip["label"]}
+    return chip["vendor"], vendor["resource"], dict(selector)
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:limit].rstrip("-") or "model"
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period,
+            "timeoutSeconds": 5, "failureThreshold": failures}
+
+
+def _container(argv: list[str], image: str, resource: str | None, gpus: int, port: int,
+               serves_http: bool, router: bool = False) -> dict[str, Any]:
+    """The engine container: command = launcher, args = the rest of the engine argv."""
+    c: dict[str, Any] = {"name": "router" if router else "engine", "image": image,
+                         "command": argv[:1], "args": argv[1:],
+                         "ports": [{"name": "http", "containerPort": port}]}
+    if resource:
+        c["resources"] = {"requests": {resource: str(gpus)}, "limits": {resource: str(gpus)}}
+        c["env"] = [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": "hf-token", "key": "token", "optional": True}}}]
+        c["volumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    if serves_http:
+        ready, live = ("/readiness", "/liveness") if router else ("/v1/models", "/health")
+        c["readinessProbe"] = _probe(ready, 10, 3)
+        c["livenessProbe"] = _probe(live, 30, 5)
+        c["startupProbe"] = _probe(live, 10, 180)
+    return c
+
+
+def _pod(container: dict[str, Any], selector: dict[str, str] | None, shm_size: str,
+         labels: dict[str, str], annotations: dict[str, str] | None = None,
+         account: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [container]}
+    if selector is not None:
+        spec["nodeSelector"] = selector
+        spec["volumes"] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}}]
+    if account:
+        spec["serviceAccountName"] = account
+    meta: dict[str, Any] = {"labels": labels}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"metadata": meta, "spec": spec}
+
+
+def _service(name: str, ns: str, labels: dict[str, str], selector: dict[str, str], port: int) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns,
+            "labels": labels}, "spec": {"type": "ClusterIP", "selector": selector,
+            "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}]}}
+
+
+def _role_manifests(spec: DeploySpec, lay: Layout, base: str, ns: str, image: str, resource: str,
+                    selector: dict[str, str], shm_size: str,
+                    command: Callable[..., list[str]]) -> list[dict[str, Any]]:
+    name = base if lay.role == "serve" else f"{base}-{lay.role}"
+    labels = {"app.kubernetes.io/name": base, "app.kubernetes.io/component": lay.role, **MANAGED}
+    leader = {**labels, NODE_ROLE: "leader"}
+    role = None if lay.role == "serve" else lay.role
+    notes = ({"sglang.ai/bootstrap-port": str(BOOTSTRAP_PORT)}
+             if spec.engine == "sglang" and lay.role == "prefill" else None)
+    meta = {"name": name, "namespace": ns, "labels": labels}
+    if lay.nodes == 1:
+        pod = _pod(_container(command(spec, role), image, resource, lay.gpus, spec.port, True),
+                   selector, shm_size, leader, notes)
+        workload: dict[str, Any] = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+                                    "spec": {"replicas": lay.instances, "selector": {"matchLabels": leader},
+                                             "template": pod}}
+    else:
+        lead_argv = command(spec, role, 0, LEADER_ADDR)
+        work_argv = command(spec, role, WORKER_INDEX, LEADER_ADDR)
+        lead = _pod(_container(lead_argv, image, resource, lay.gpus_per_pod, spec.port, True),
+                    selector, shm_size, leader, notes)
+        work = _pod(_container(work_argv, image, resource, lay.gpus_per_pod, spec.port, False),
+                    selector, shm_size, {**labels, NODE_ROLE: "worker"})
+        workload = {"apiVersion": LWS_API, "kind": "LeaderWorkerSet", "metadata": meta, "spec": {
+            "replicas": lay.instances, "startupPolicy": "LeaderCreated",
+            "leaderWorkerTemplate": {"size": lay.nodes, "restartPolicy": "RecreateGroupOnPodRestart",
+                                     "leaderTemplate": lead, "workerTemplate": work}}}
+    return [workload, _service(name, ns, labels, leader, spec.port)]
+
+
+def _router_manifests(spec: DeploySpec, base: str, ns: str, image: str) -> list[dict[str, Any]]:
+    """sglang-router in PD mode discovering prefill/decode leader pods by label."""
+    name = f"{base}-router"
+    labels = {"app.kubernetes.io/name": base, "app.kubernetes.io/component": "router", **MANAGED}
+    pick = {r: {"app.kubernetes.io/name": base, "app.kubernetes.io/component": r, NODE_ROLE: "leader"}
+            for r in ("prefill", "decode")}
+    argv = sglang_router_command(spec, discovery={"namespace": ns, **pick})
+    meta = {"name": name, "namespace": ns, "labels": labels}
+    rbac = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
+         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}}]
+    pod = _pod(_container(argv, image, None, 0, spec.port, True, router=True), None, "", labels,
+               account=name)
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+              "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": pod}}
+    return [*rbac, deploy, _service(base, ns, labels, labels, spec.port)]
+
+
+def k8s_manifests(spec: DeploySpec, image: str | None = None, namespace: str = "default", *,
+                  name: str | None = None, node_selector: dict[str, str] | None = None,
+                  shm_size: str = "16Gi") -> list[dict[str, Any]]:
+    """Manifests (plain dicts, apply order) that run ``spec`` on a cluster.
+
+    ``image`` defaults per vendor/engine from k8s_accelerators.yaml (NVIDIA only); ``name`` defaults
+    to a slug of model and engine; ``node_selector`` replaces the chip's label selector.
+    """
+    vendor, resource, selector = accelerator(spec.chip_id, node_selector)
+    if image is None:
+        image = accelerator_table().get("images", {}).get(vendor, {}).get(spec.engine)
+        if image is None:
+            raise DeployError(f"image: no default {spec.engine} image for {vendor} accelerators; "
+                              "fix: pass image= (the vendor's build of the engine)")
+    base = _slug(name or f"{spec.model_id.split('/')[-1]}-{spec.engine}")
+    command = vllm_command if spec.engine == "vllm" else sglang_command
+    out: list[dict[str, Any]] = []
+    for lay in spec.layouts():
+        out += _role_manifests(spec, lay, base, namespace, image, resource, selector, shm_size, command)
+    if spec.disaggregated is not None and spec.engine == "sglang":
+        out += _router_manifests(spec, base, namespace, image)
+    return out
+
+
+def to_yaml(manifests: list[dict[str, Any]]) -> str:
+    """Multi-document YAML (``kubectl apply -f -`` ready)."""
+    return yaml.safe_dump_all(manifests, sort_keys=False, default_flow_style=False)

@@ -1,0 +1,137 @@
+"""Export a DeploySpec to ``vllm serve`` argv, checked against data/engines/vllm.yaml (vLLM 0.33.0).
+
+Flag semantics, all read from vLLM 0.33.0 (git 4ba787ec9):
+
+* ``--tensor-parallel-size`` / ``--pipeline-parallel-size`` / ``--data-parallel-size``:
+  vllm/engine/arg_utils.py + vllm/config/parallel.py. One engine holds TP x PP x DP GPUs.
+* attention DP (spec ``attention_dp``): vLLM runs attention data-parallel across DP ranks of a MoE model
+  and shards experts over the flattened TP x DP group when ``--enable-expert-parallel`` is on
+  (model_executor/layers/fused_moe/config.py ``flatten_tp_across_dp``). The spec's "``dp`` attention
+  groups inside ``tp`` GPUs" is therefore ``-tp tp/dp -dp dp``.
+* ``--enable-expert-parallel`` is an EnableDisableAction switch; EP width is implied (see spec.py).
+* ``--dtype`` only names the activation dtype (bfloat16/float16); quantized weights are read from the
+  checkpoint's quantization_config unless ``--quantization`` is given (fp8 weights default to
+  ``--quantization fp8``, which also quantizes a BF16 checkpoint online).
+* ``--kv-cache-dtype``: vllm/config/cache.py ``CacheDType`` (fp8 = fp8_e4m3).
+* ``--enable-prefix-caching`` / ``--disable-prefix-caching``: vllm/utils/argparse_utils.py
+  EnableDisableAction.
+* ``--speculative-config`` JSON: vllm/config/speculative.py (``method`` in SpeculativeMethod,
+  ``num_speculative_tokens``, ``model`` for EAGLE heads).
+* ``--kv-transfer-config`` JSON: vllm/config/kv_transfer.py; NIXL uses ``kv_role=kv_both`` on both
+  sides, Mooncake producer/consumer.
+* Multi-node (instance > one node): ``--nnodes``/``--node-rank``/``--master-addr`` with the ``mp``
+  executor, ``--headless`` on ranks > 0; DP ranks are inferred from the node rank
+  (engine/arg_utils.py ``create_engine_config``). Ray is not needed.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from .flags import ArgvBuilder, load_table
+from .launch import LEADER_PLACEHOLDER, Launch, check_node_rank, script
+from .spec import PD_TRANSFER, DeploySpec, Layout
+
+_KV = {"bf16": "bfloat16", "fp16": "float16", "fp8": "fp8"}
+_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
+MASTER_PORT = 29501  # vllm/config/parallel.py ParallelConfig.master_port default
+
+
+def engine_parallel(lay: Layout) -> tuple[int, int]:
+    """(tensor_parallel_size, data_parallel_size) as vLLM counts them for this layout."""
+    if lay.attention_dp:
+        return lay.tp // lay.dp, lay.dp
+    return lay.tp, lay.dp
+
+
+def _speculative(spec: DeploySpec) -> dict[str, object] | None:
+    sp = spec.speculative
+    if sp is None:
+        return None
+    cfg: dict[str, object] = {"method": sp.method, "num_speculative_tokens": sp.num_draft_tokens}
+    if sp.draft_model:
+        cfg["model"] = sp.draft_model
+    return cfg
+
+
+def _kv_transfer(spec: DeploySpec, role: str) -> dict[str, object] | None:
+    if spec.disaggregated is None:
+        return None
+    backend = spec.disaggregated.kv_transfer
+    connector = PD_TRANSFER["vllm"][backend]
+    if backend == "nixl":
+        kv_role = "kv_both"
+    else:
+        kv_role = "kv_producer" if role == "prefill" else "kv_consumer"
+    return {"kv_connector": connector, "kv_role": kv_role}
+
+
+def vllm_command(spec: DeploySpec, role: str | None = None, node_rank: int | str = 0,
+                 leader_address: str = LEADER_PLACEHOLDER, master_port: int = MASTER_PORT) -> list[str]:
+    """argv for one ``vllm serve`` process: ``role`` (prefill/decode when disaggregated) on ``node_rank``.
+
+    ``node_rank``/``leader_address`` matter only when one instance spans several nodes; they may be
+    Kubernetes ``$(VAR)`` references (the manifests use LWS_WORKER_INDEX / LWS_LEADER_ADDRESS).
+    """
+    lay = spec.layout(role)
+    check_node_rank(node_rank, lay.nodes)
+    b = ArgvBuilder(load_table("vllm"), [spec.model_id])
+    tp, dp = engine_parallel(lay)
+    b.value("--tensor-parallel-size", tp).value("--pipeline-parallel-size", lay.pp)
+    if dp > 1:
+        b.value("--data-parallel-size", dp)
+    if lay.ep > 1:
+        b.toggle("--enable-expert-parallel", True)
+    if spec.weight_dtype in _DTYPE:
+        b.value("--dtype", _DTYPE[spec.weight_dtype])
+    quant = spec.quantization or ("fp8" if spec.weight_dtype == "fp8" else None)
+    if quant:
+        b.value("--quantization", quant)
+    b.value("--kv-cache-dtype", _KV[spec.kv_dtype])
+    b.value("--max-num-seqs", spec.max_num_seqs)
+    if spec.max_num_batched_tokens is not None:
+        b.value("--max-num-batched-tokens", spec.max_num_batched_tokens)
+    b.value("--max-model-len", spec.max_model_len)
+    b.value("--gpu-memory-utilization", spec.gpu_memory_utilization)
+    b.toggle("--enable-prefix-caching", spec.prefix_caching)
+    speculative = _speculative(spec)
+    if speculative:
+        b.value("--speculative-config", speculative)
+    transfer = _kv_transfer(spec, lay.role)
+    if transfer:
+        b.value("--kv-transfer-config", transfer)
+    b.value("--port", spec.port)
+    if spec.served_model_name:
+        b.value("--served-model-name", spec.served_model_name)
+    if lay.nodes > 1:
+        b.value("--nnodes", lay.nodes).value("--node-rank", node_rank)
+        b.value("--master-addr", leader_address).value("--master-port", master_port)
+        if node_rank != 0:
+            b.switch("--headless")
+    return b.argv
+
+
+def vllm_shell(spec: DeploySpec, role: str | None = None, node_rank: int | str = 0,
+               leader_address: str = LEADER_PLACEHOLDER) -> str:
+    """:func:`vllm_command` as one shell line (shlex-joined)."""
+    return shlex.join(vllm_command(spec, role, node_rank, leader_address))
+
+
+def vllm_launches(spec: DeploySpec, leader_address: str = LEADER_PLACEHOLDER) -> list[Launch]:
+    """Every distinct process: one per role x node rank (P/D gives a prefill and a decode command).
+
+    vLLM ships no prefill/decode router; a disaggregated deployment needs an external KV-aware proxy
+    in front of the two pools (not generated here).
+    """
+    out = []
+    for lay in spec.layouts():
+        role = None if lay.role == "serve" else lay.role
+        for rank in range(lay.nodes):
+            out.append(Launch(lay.role, rank, lay.nodes, lay.instances,
+                              vllm_command(spec, role, rank, leader_address)))
+    return out
+
+
+def vllm_script(spec: DeploySpec, leader_address: str = LEADER_PLACEHOLDER) -> str:
+    """All launches as a commented shell script."""
+    return script(vllm_launches(spec, leader_address))
