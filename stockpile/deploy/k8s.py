@@ -85,7 +85,7 @@ def _pod(container: dict[str, Any], selector: dict[str, str] | None, shm_size: s
          account: str | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {"containers": [container]}
     if selector is not None:
-        spec["nodeSelector"] = selector
+        spec["nodeSelector"] = dict(selector)
         spec["volumes"] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}}]
     if account:
         spec["serviceAccountName"] = account
@@ -177,6 +177,13 @@ def k8s_manifests(spec: DeploySpec, image: str | None = None, namespace: str = "
     return out
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes repeated sub-objects out in full instead of as YAML anchors/aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def to_yaml(manifests: list[dict[str, Any]]) -> str:
     """Multi-document YAML (``kubectl apply -f -`` ready)."""
-    return yaml.safe_dump_all(manifests, sort_keys=False, default_flow_style=False)
+    return yaml.dump_all(manifests, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False)

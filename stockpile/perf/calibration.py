@@ -36,7 +36,7 @@ ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-6, "kernel_eff
 # Families that share kernels and behaviour closely enough to share a calibration.
 FAMILY_GROUPS = {
     "ampere": "ampere", "ada": "ada", "hopper": "hopper", "blackwell": "blackwell",
-    "blackwell-ultra": "blackwell", "volta": "ampere", "cdna2": "cdna", "cdna3": "cdna", "cdna4": "cdna",
+    "blackwell-ultra": "blackwell", "volta": "ampere", "cdna2": "cdna3", "cdna3": "cdna3", "cdna4": "cdna4",
     "ascend": "ascend", "gaudi": "other", "tpu": "other", "kunlun": "other", "cambricon": "other",
     "hygon": "other", "moore-threads": "other", "biren": "other", "t-head": "other",
 }

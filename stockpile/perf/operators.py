@@ -123,8 +123,9 @@ def allreduce_time(cc: ChipConsts, p: Params, group: F, nbytes: F) -> F:
     n = np.maximum(g / d, 1.0)
     intra = 2.0 * (d - 1.0) / d * nbytes / (cc.scaleup_bw * p.comm_eff)
     inter = 2.0 * (n - 1.0) / n * (nbytes / d) / (cc.scaleout_bw * p.comm_eff)
-    steps = np.log2(np.maximum(g, 2.0))
-    return np.where(g > 1, p.comm_latency_s * steps + intra + inter, 0.0)
+    # one-shot kernels inside a domain pay one latency; crossing domains adds a network round
+    latency = p.comm_latency_s * np.where(n > 1, 1.0 + np.log2(n) * 4.0, 1.0)
+    return np.where(g > 1, latency + intra + inter, 0.0)
 
 
 def alltoall_time(cc: ChipConsts, p: Params, group: F, nbytes: F) -> F:
