@@ -77,7 +77,7 @@ def _build(theta: np.ndarray, spec: list[tuple[str, str, str]], base: Calibratio
     return Calibration(global_=g, families=fams, engines=engs, meta=dict(base.meta))
 
 
-def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int = 60) -> tuple[Calibration, dict[str, Any]]:
+def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int = 150) -> tuple[Calibration, dict[str, Any]]:
     """Fit on the rows of `paths` (optionally leaving one source out); returns the calibration and a report."""
     preps: list[Prepared] = []
     measured: list[float] = []
