@@ -142,9 +142,11 @@ class Chip(BaseModel):
 
     @property
     def tpp(self) -> float | None:
-        """Total Processing Performance (ECCN 3A090): max over formats of dense TOPS x bit length."""
+        """Total Processing Performance (ECCN 3A090): max over formats of dense TOPS x bit length.
+
+        TF32 is left out: its operands carry 19 significant bits, and the 16-bit rate bounds it anyway."""
         vals = [fig.value * BITS[d] for d, f in _PEAK_FIELDS.items()
-                if (fig := getattr(self, f)) is not None and fig.value > 0]
+                if d != "tf32" and (fig := getattr(self, f)) is not None and fig.value > 0]
         return max(vals) if vals else None
 
     @property

@@ -93,6 +93,7 @@ class ModelSpec(BaseModel):
     published_params_b: float | None = None
     published_active_params_b: float | None = None
     default_weight_dtype: str = "bf16"
+    has_vision: bool = False                # multimodal repo: counts here are the language model's only
     aliases: tuple[str, ...] = Field(default=())
 
     # ---------------- structure ----------------
@@ -226,6 +227,8 @@ def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
 def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str, Any] | None = None) -> ModelSpec:
     """Read a published HF config.json into the normal form. Raises DataError naming missing fields."""
     outer_type = str(cfg.get("model_type", ""))
+    vision = isinstance(cfg.get("vision_config"), dict) or "vision" in str(cfg.get("architectures", "")).lower() \
+        or "ForConditionalGeneration" in str(cfg.get("architectures", ""))
     cfg = _text_config(cfg)
     cfg = {**TYPE_DEFAULTS.get(str(cfg.get("model_type")), {}), **cfg}
     mtype = str(cfg.get("_outer_model_type") or cfg.get("model_type") or "")
@@ -330,6 +333,7 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
             raise DataError(f"{model_id}: config.json lacks intermediate_size")
         f.update(dense_layers=layers, ffn_dense=int(inter))
     f["mtp_layers"] = int(cfg.get("num_nextn_predict_layers", 0) or 0)
+    f["has_vision"] = bool(vision)
     q = cfg.get("quantization_config") or {}
     qm = str(q.get("quant_method", "")).lower()
     if qm == "fp8" or q.get("fmt") == "e4m3":

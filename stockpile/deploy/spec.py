@@ -44,22 +44,26 @@ PD_TRANSFER: dict[str, dict[str, str]] = {
 class DeployError(ValueError):
     """A spec the deploy layer cannot turn into a working launch; the message names field and fix."""
 
+    def __init__(self, message: str, entries: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.entries = entries or [message]
 
-def _describe(exc: ValidationError) -> str:
-    lines = []
+
+def _describe(exc: ValidationError) -> DeployError:
+    entries = []
     for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
         inner = (err.get("ctx") or {}).get("error")
-        if isinstance(inner, DeployError):
-            lines.append(str(inner))
+        if isinstance(inner, DeployError):  # raised by our validators (or a nested model's __init__)
+            entries += [e if not loc or e.startswith(loc + ".") else f"{loc}.{e}" for e in inner.entries]
             continue
-        loc = ".".join(str(p) for p in err["loc"]) or "spec"
         fix = {
             "extra_forbidden": "remove it (unknown field; check the spelling against DeploySpec)",
             "missing": "set it",
             "literal_error": "use one of the listed values",
         }.get(err["type"], "give a value of the stated type/range")
-        lines.append(f"{loc}: {err['msg']} (got {err.get('input')!r}); fix: {fix}")
-    return "; ".join(lines)
+        entries.append(f"{loc or 'spec'}: {err['msg']} (got {err.get('input')!r}); fix: {fix}")
+    return DeployError("; ".join(entries), entries)
 
 
 class _Model(BaseModel):
@@ -71,14 +75,14 @@ class _Model(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise DeployError(_describe(exc)) from None
+            raise _describe(exc) from None
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         try:
             return super().model_validate(obj, *args, **kwargs)
         except ValidationError as exc:
-            raise DeployError(_describe(exc)) from None
+            raise _describe(exc) from None
 
 
 class SpeculativeSpec(_Model):

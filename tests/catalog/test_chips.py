@@ -1,0 +1,65 @@
+import pytest
+
+from stockpile.catalog.chips import Figure, classify_3a090, get_chip, list_chips
+from stockpile.errors import UnknownNameError
+
+CONTRACT_IDS = ["h100-sxm-80gb", "h100-pcie-80gb", "h200-sxm-141gb", "h800-sxm-80gb", "h20-96gb", "a100-sxm-80gb",
+                "a100-sxm-40gb", "a800-sxm-80gb", "l40s-48gb", "l20-48gb", "l4-24gb", "b200-sxm-180gb", "gb200-186gb",
+                "mi300x-192gb", "mi308x-192gb", "mi325x-256gb", "gaudi3-128gb", "tpu-v5p-95gb", "ascend-910b-64gb",
+                "ascend-910c-128gb", "kunlun-p800-96gb", "mlu590-64gb", "b300-sxm-288gb", "gb300-288gb"]
+
+
+def test_catalog_has_contract_ids_and_at_least_24_chips():
+    ids = {c.id for c in list_chips()}
+    assert len(ids) >= 24
+    assert set(CONTRACT_IDS) <= ids
+
+
+def test_every_chip_in_the_measured_data_is_catalogued():
+    import csv
+    from importlib import resources
+    root = resources.files("stockpile") / "data" / "measurements"
+    ids = {c.id for c in list_chips()}
+    for name in ("inference_measurements.csv", "inferencex_sample.csv", "training_measurements.csv"):
+        with (root / name).open() as fh:
+            seen = {r["accelerator"] for r in csv.DictReader(fh)}
+        assert seen <= ids, seen - ids
+
+
+def test_every_figure_has_a_source():
+    for chip in list_chips():
+        for name in type(chip).model_fields:
+            fig = getattr(chip, name)
+            if isinstance(fig, Figure):
+                assert fig.source.startswith("http"), (chip.id, name)
+
+
+def test_tpp_is_derived_from_specs():
+    h100 = get_chip("h100-sxm-80gb")
+    assert h100.tpp == pytest.approx(max(h100.fp8_tflops.value * 8, h100.bf16_tflops.value * 16,
+                                         h100.fp16_tflops.value * 16))
+    assert 15000 < h100.tpp < 16500 and h100.eccn_3a090 == "3A090.a"
+    h20 = get_chip("h20-96gb")
+    assert h20.tpp < 4800          # designed under the Oct-2023 line
+    b300 = get_chip("b300-sxm-288gb")
+    assert b300.tpp == pytest.approx(max(b300.fp4_tflops.value * 4, b300.fp8_tflops.value * 8))
+
+
+def test_3a090_thresholds():
+    assert classify_3a090(5000, None) == "3A090.a"
+    assert classify_3a090(2000, 6.0) == "3A090.a"
+    assert classify_3a090(3000, 2.0) == "3A090.b"
+    assert classify_3a090(1000, 1.0) == "not 3A090"
+
+
+def test_lookup_is_case_insensitive_and_suggests():
+    assert get_chip("H800-SXM-80GB").id == "h800-sxm-80gb"
+    with pytest.raises(UnknownNameError) as e:
+        get_chip("h800-80gb")
+    assert "h800-sxm-80gb" in str(e.value)
+
+
+def test_memory_and_bandwidth_are_si():
+    h200 = get_chip("h200-sxm-141gb")
+    assert 140e9 < h200.memory_bytes < 160e9
+    assert h200.mem_bw == pytest.approx(h200.memory_bw_gbs.value * 1e9)

@@ -1,0 +1,96 @@
+import json
+
+import pytest
+
+from stockpile.catalog.models import get_model, implied_weight_dtype, list_models, spec_from_config
+from stockpile.errors import DataError, UnknownNameError
+
+# Published totals / active counts (billions) the issue names; 2 % tolerance.
+PUBLISHED = {
+    "meta-llama/Llama-3.1-8B-Instruct": (8.03, 8.03),
+    "meta-llama/Llama-3.1-70B-Instruct": (70.6, 70.6),
+    "meta-llama/Llama-3.1-405B": (405.9, 405.9),
+    "deepseek-ai/DeepSeek-V3": (671, 37),
+    "Qwen/Qwen3-235B-A22B": (235, 22),
+    "mistralai/Mixtral-8x7B-v0.1": (46.7, 12.9),
+}
+
+
+@pytest.mark.parametrize("model_id,counts", PUBLISHED.items())
+def test_published_parameter_counts(model_id, counts):
+    m = get_model(model_id)
+    assert m.params / 1e9 == pytest.approx(counts[0], rel=0.02)
+    assert m.active_params / 1e9 == pytest.approx(counts[1], rel=0.02)
+
+
+def test_every_shipped_total_matches_its_published_count():
+    from stockpile.catalog.models import _index
+    rounded = {e["id"] for e in _index().values() if "name only" in str(e.get("params_note", ""))}
+    checked = 0
+    for m in list_models():
+        if not m.published_params_b or m.id in rounded:
+            continue
+        if m.has_vision:     # published counts include the vision tower; ours are the language model's
+            assert 0.85 * m.published_params_b <= m.params / 1e9 <= 1.02 * m.published_params_b, m.id
+        else:
+            assert m.params / 1e9 == pytest.approx(m.published_params_b, rel=0.05), m.id
+        checked += 1
+    assert checked >= 40
+
+
+def test_at_least_forty_models_and_the_families():
+    models = list_models()
+    assert len(models) >= 40
+    kinds = {m.architecture for m in models}
+    assert {"llama", "qwen3", "qwen3_moe", "mixtral", "deepseek_v3", "gpt_oss", "llama4"} <= kinds
+
+
+def test_kv_cache_bytes_gqa_and_mla():
+    llama = get_model("meta-llama/Llama-3.1-8B-Instruct")
+    assert llama.kv_bytes_per_token(2.0) == 2 * 8 * 128 * 32 * 2          # K+V, 8 kv heads, 32 layers, bf16
+    ds = get_model("deepseek-ai/DeepSeek-V3")
+    assert ds.is_mla and ds.kv_bytes_per_token(2.0) == (512 + 64) * 61 * 2  # latent + rope key per layer
+
+
+def test_moe_structure_of_deepseek_and_llama4():
+    ds = get_model("deepseek-ai/DeepSeek-R1")
+    assert (ds.experts, ds.experts_per_token, ds.dense_layers, ds.moe_layers) == (256, 8, 3, 58)
+    mav = get_model("meta-llama/Llama-4-Maverick-17B-128E-Instruct")
+    assert mav.moe_layers == mav.layers // 2            # interleaved MoE every other layer
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("RedHatAI/Llama-4-Scout-17B-16E-Instruct-FP8-dynamic", "meta-llama/Llama-4-Scout-17B-16E-Instruct"),
+    ("Qwen/Qwen3-235B-A22B-Instruct-2507-FP8", "Qwen/Qwen3-235B-A22B"),
+    ("deepseek-ai/DeepSeek-R1-0528", "deepseek-ai/DeepSeek-R1"),
+    ("META-LLAMA/LLAMA-3.1-8B-INSTRUCT", "meta-llama/Llama-3.1-8B-Instruct"),
+])
+def test_aliases_and_suffixes_resolve(name, expected):
+    assert get_model(name).id.lower() in (expected.lower(),) or expected.lower() in [
+        a.lower() for a in get_model(name).aliases]
+
+
+def test_suffix_implies_dtype():
+    assert implied_weight_dtype("Qwen/Qwen3-32B-AWQ") == "int4"
+    assert implied_weight_dtype("RedHatAI/x-FP8-dynamic") == "fp8"
+    assert implied_weight_dtype("Qwen/Qwen3-32B") is None
+
+
+def test_unknown_model_suggests():
+    with pytest.raises(UnknownNameError) as e:
+        get_model("meta-llama/Llama-3.1-7B-Instruct")
+    assert "Llama-3.1-8B" in str(e.value)
+
+
+def test_unknown_model_type_names_the_fields():
+    with pytest.raises(DataError) as e:
+        spec_from_config({"model_type": "mamba9", "hidden_size": 8}, model_id="x/y")
+    assert "hidden_size" in str(e.value) and "mamba9" in str(e.value)
+
+
+def test_config_path_is_accepted(tmp_path):
+    cfg = dict(model_type="llama", hidden_size=1024, num_hidden_layers=4, num_attention_heads=8,
+               num_key_value_heads=8, intermediate_size=4096, vocab_size=1000)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert get_model(str(tmp_path)).layers == 4
+    assert get_model(str(tmp_path / "config.json")).hidden == 1024
