@@ -28,7 +28,7 @@ from stockpile.validate import Batch, Prepared, prepare_file
 
 BOUNDS: dict[str, tuple[float, float]] = {
     "gemm_eff": (0.2, 0.95), "mem_eff": (0.4, 0.95), "step_s": (2e-4, 0.05), "seq_s": (1e-7, 2e-4),
-    "kernel_eff": (0.4, 1.2), "gemm_m_half": (4.0, 512.0), "attn_eff": (0.2, 1.0), "comm_eff": (0.2, 0.95),
+    "kernel_eff": (0.4, 1.2), "ttft_s": (1e-3, 0.3), "gemm_m_half": (4.0, 512.0), "attn_eff": (0.2, 1.0), "comm_eff": (0.2, 0.95),
     "comm_latency_s": (1e-6, 6e-5), "moe_imbalance": (1.0, 2.5), "fp8_gemm_eff": (0.4, 1.1),
     "fp4_gemm_eff": (0.2, 1.1), "int8_gemm_eff": (0.3, 1.1), "dequant_eff": (0.2, 1.1), "reserve_gb": (1.0, 16.0),
     "burst_tail": (0.01, 3.0), "overlap_comm": (0.01, 0.9), "sync_eff": (0.01, 1.0),

@@ -12,7 +12,7 @@ import argparse
 import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ class FlagTable:
                                   "fix: pick one of them")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_table(name: str) -> FlagTable:
     """Load ``stockpile/data/engines/<name>.yaml`` (vllm, sglang, sglang_router)."""
     raw = yaml.safe_load((DATA_DIR / f"{name}.yaml").read_text())

@@ -16,8 +16,9 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import cache
+from typing import Any
 
 import yaml
 
@@ -33,7 +34,7 @@ MANAGED = {"app.kubernetes.io/managed-by": "stockpile"}
 NODE_ROLE = "stockpile.dev/node-role"
 
 
-@lru_cache(maxsize=None)
+@cache
 def accelerator_table() -> dict[str, Any]:
     """data/engines/k8s_accelerators.yaml (vendors, default images, chips)."""
     return dict(yaml.safe_load((DATA_DIR / "k8s_accelerators.yaml").read_text()))
@@ -95,7 +96,7 @@ def _pod(container: dict[str, Any], selector: dict[str, str] | None, shm_size: s
     return {"metadata": meta, "spec": spec}
 
 
-def _service(name: str, ns: str, labels: dict[str, str], selector: dict[str, str], port: int) -> dict:
+def _service(name: str, ns: str, labels: dict[str, str], selector: dict[str, str], port: int) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns,
             "labels": labels}, "spec": {"type": "ClusterIP", "selector": selector,
             "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}]}}
@@ -139,7 +140,7 @@ def _router_manifests(spec: DeploySpec, base: str, ns: str, image: str) -> list[
             for r in ("prefill", "decode")}
     argv = sglang_router_command(spec, discovery={"namespace": ns, **pick})
     meta = {"name": name, "namespace": ns, "labels": labels}
-    rbac = [
+    rbac: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
          "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]},

@@ -78,7 +78,7 @@ class _Model(BaseModel):
             raise _describe(exc) from None
 
     @classmethod
-    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().model_validate(obj, *args, **kwargs)
         except ValidationError as exc:
@@ -181,9 +181,11 @@ class DeploySpec(_Model):
         if self.disaggregated is None:
             return [Layout("serve", self.replicas, self.tp, self.pp, self.ep, self.dp,
                            self.attention_dp, self.gpus_per_node)]
-        return [Layout(name, r.instances, r.tp, r.pp, r.ep, r.dp, r.attention_dp, self.gpus_per_node)
-                for name, r in (("prefill", self.disaggregated.prefill),
-                                ("decode", self.disaggregated.decode))]
+        pd = self.disaggregated
+        return [Layout("prefill", pd.prefill.instances, pd.prefill.tp, pd.prefill.pp, pd.prefill.ep,
+                       pd.prefill.dp, pd.prefill.attention_dp, self.gpus_per_node),
+                Layout("decode", pd.decode.instances, pd.decode.tp, pd.decode.pp, pd.decode.ep,
+                       pd.decode.dp, pd.decode.attention_dp, self.gpus_per_node)]
 
     def layout(self, role: str | None = None) -> Layout:
         """The layout for ``role`` (None = the only one; required when disaggregated)."""

@@ -31,7 +31,7 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "sync_eff": 0.5,            # how much of a fixed-length closed loop's lockstep prefill queue persists
 }
 FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8}
-ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-6, "kernel_eff": 1.0}
+ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-6, "kernel_eff": 1.0, "ttft_s": 0.02}
 
 # Families that share kernels and behaviour closely enough to share a calibration.
 FAMILY_GROUPS = {
@@ -52,6 +52,7 @@ class Params:
     step_s: float
     seq_s: float
     kernel_eff: float
+    ttft_s: float
     gemm_m_half: float
     attn_eff: float
     comm_eff: float

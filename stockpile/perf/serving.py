@@ -64,23 +64,34 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
                                 pre_tokens=big, pre_ctx=pre_ctx) / big
 
     def iteration(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(iteration time, TTFT of a request admitted now, prompt tokens per iteration and rank) at batch b."""
+        """(mean iteration time, TTFT of a request admitted now, prompt tokens per iteration and rank) at batch b.
+
+        Prompts are prefilled in chunks of up to `chunk` tokens that ride along with one decode iteration;
+        a fraction f of iterations carries a chunk, the others decode only. (Spreading prompt tokens evenly
+        over every iteration would wrongly make each MoE decode step touch most experts.)"""
         b_mb = b / ranks
+        dec_tok = b_mb * (1 + spec_draft)
         demand = b * new_isl / steps / ranks       # prompt tokens to prefill per iteration per rank
-        budget = np.maximum(chunk - b_mb * (1 + spec_draft), 0.25 * chunk)
-        piggy = np.minimum(demand, budget)         # the chunked-prefill token budget caps it
-        st = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=b_mb * (1 + spec_draft), dec_ctx=dec_ctx,
-                        pre_tokens=piggy, pre_ctx=pre_ctx)
-        t_it = pp * st
+        # prompts that share one prefill chunk: those arriving within an iteration (about B/steps), or the
+        # whole batch when a fixed-length closed loop runs in lockstep
+        lock = sync * p.sync_eff
+        prompts = np.maximum(1.0, b_mb / steps + lock * (b_mb - b_mb / steps))
+        c = np.maximum(np.minimum(np.maximum(chunk - dec_tok, 0.25 * chunk), prompts * new_isl), 1.0)
+        f = np.minimum(demand / c, 1.0)            # share of iterations that carry a prefill chunk
+        zero_pre = 0.0 * c
+        st_dec = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=dec_tok, dec_ctx=dec_ctx,
+                            pre_tokens=zero_pre, pre_ctx=pre_ctx)
+        st_mix = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=dec_tok, dec_ctx=dec_ctx,
+                            pre_tokens=c, pre_ctx=pre_ctx)
+        t_dec, t_mix = pp * st_dec, pp * st_mix
         # draft model / MTP head: about one decoder layer plus the lm head per drafted token
-        t_it = t_it + spec_draft * (t_it / mc.layers + 0.5 * p.step_s)
-        st_pre = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=b_mb, dec_ctx=dec_ctx,
-                            pre_tokens=new_isl + piggy, pre_ctx=pre_ctx)
-        n_chunks = np.ceil(new_isl / np.maximum(chunk, 1.0))
+        draft = spec_draft * (t_dec / mc.layers + 0.5 * p.step_s)
+        t_it = (1.0 - f) * t_dec + f * t_mix + draft
+        n_chunks = np.ceil(new_isl / c)
         # fixed-length closed loops stay in lockstep: B prompts arrive together and queue for prefill
-        lockstep = sync * p.sync_eff * np.maximum(b / attn_dp - 1.0, 0.0) / 2.0 * new_isl * pre_tok_t
-        ttft = pp * st_pre + (n_chunks - 1) * p.step_s + 0.5 * t_it + lockstep
-        return t_it, ttft, piggy
+        lockstep = lock * np.maximum(b / attn_dp - 1.0, 0.0) / 2.0 * new_isl * pre_tok_t
+        ttft = n_chunks * (t_mix + draft) + 0.5 * t_it + lockstep + p.ttft_s
+        return t_it, ttft, f * c
 
     def closed(b: np.ndarray):
         t_it, ttft, piggy = iteration(b)
@@ -194,7 +205,7 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
                            b_cap)
         b = np.maximum(0.5 * b + 0.5 * b_new, 1.0)
     td = t_dec(b)
-    lat0 = t_p1 + t_kv + (steps - 1.0) * td
+    lat0 = t_p1 + t_kv + p.ttft_s + (steps - 1.0) * td
     x_dec = workers * b / lat0
     x = np.minimum(np.minimum(x_dec, mu_pre), lam)
     rho = np.minimum(x / mu_pre, 0.98)
@@ -207,7 +218,7 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     # fixed-length closed loops arrive in lockstep: C prompts queue at the prefill pool together
     lockstep = np.where(np.isfinite(closed_conc), f(sync) * p.sync_eff * np.maximum(
         closed_conc / (f(pre_workers) * f(pre["attn_dp"])) - 1.0, 0.0) / 2.0 * new_isl * t_big / big, 0.0)
-    ttft = t_p1 + t_kv + np.maximum(wq, wq_little) + backlog + lockstep
+    ttft = t_p1 + t_kv + p.ttft_s + np.maximum(wq, wq_little) + backlog + lockstep
     return {"fits": fits, "max_batch": b_cap * workers, "batch": b * workers, "ttft_s": ttft, "tpot_s": td / accept,
             "itl_s": td, "e2e_s": ttft + (steps - 1) * td, "requests_per_s": x, "output_tokens_per_s": x * osl,
             "total_tokens_per_s": x * (isl + osl), "kv_budget_bytes": kv_budget, "utilisation": rho}

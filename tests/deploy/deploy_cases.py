@@ -11,41 +11,41 @@ BASE: dict[str, Any] = {"max_model_len": 8192}
 
 CASES: dict[str, dict[str, Any]] = {
     # dense, TP inside one node, FP8 weights
-    "dense_tp8_fp8": dict(model_id="meta-llama/Llama-3.1-70B-Instruct", chip_id="h800-sxm-80gb", tp=8,
-                          weight_dtype="fp8", max_num_batched_tokens=8192, max_num_seqs=128),
+    "dense_tp8_fp8": {"model_id": "meta-llama/Llama-3.1-70B-Instruct", "chip_id": "h800-sxm-80gb", "tp": 8,
+                          "weight_dtype": "fp8", "max_num_batched_tokens": 8192, "max_num_seqs": 128},
     # dense, TP x PP over two nodes
-    "tp8_pp2_multinode": dict(model_id="meta-llama/Llama-3.1-405B-Instruct", chip_id="h100-sxm-80gb",
-                              tp=8, pp=2, served_model_name="llama-405b"),
+    "tp8_pp2_multinode": {"model_id": "meta-llama/Llama-3.1-405B-Instruct", "chip_id": "h100-sxm-80gb",
+                              "tp": 8, "pp": 2, "served_model_name": "llama-405b"},
     # dense, engine-internal data parallel (4 replicas of TP2 on one node), several pods
-    "dense_dp4_tp2": dict(model_id="Qwen/Qwen3-32B", chip_id="a100-sxm-80gb", tp=2, dp=4, replicas=3),
+    "dense_dp4_tp2": {"model_id": "Qwen/Qwen3-32B", "chip_id": "a100-sxm-80gb", "tp": 2, "dp": 4, "replicas": 3},
     # MoE with EP + attention DP on one node
-    "moe_ep8_attn_dp8": dict(model_id="deepseek-ai/DeepSeek-V3", chip_id="h200-sxm-141gb", tp=8, dp=8,
-                             ep=8, attention_dp=True, weight_dtype="fp8", kv_dtype="fp8",
-                             max_model_len=32768),
+    "moe_ep8_attn_dp8": {"model_id": "deepseek-ai/DeepSeek-V3", "chip_id": "h200-sxm-141gb", "tp": 8, "dp": 8,
+                             "ep": 8, "attention_dp": True, "weight_dtype": "fp8", "kv_dtype": "fp8",
+                             "max_model_len": 32768},
     # MoE with EP + attention DP spanning two nodes
-    "moe_ep16_attn_dp16_2nodes": dict(model_id="deepseek-ai/DeepSeek-R1", chip_id="h800-sxm-80gb", tp=16,
-                                      dp=16, ep=16, attention_dp=True, weight_dtype="fp8"),
+    "moe_ep16_attn_dp16_2nodes": {"model_id": "deepseek-ai/DeepSeek-R1", "chip_id": "h800-sxm-80gb", "tp": 16,
+                                      "dp": 16, "ep": 16, "attention_dp": True, "weight_dtype": "fp8"},
     # FP8 KV cache, prefix caching off, small model on a 4-GPU node
-    "fp8_kv": dict(model_id="Qwen/Qwen2.5-7B-Instruct", chip_id="l40s-48gb", gpus_per_node=4, tp=1,
-                   kv_dtype="fp8", prefix_caching=False, gpu_memory_utilization=0.85, port=30000),
+    "fp8_kv": {"model_id": "Qwen/Qwen2.5-7B-Instruct", "chip_id": "l40s-48gb", "gpus_per_node": 4, "tp": 1,
+                   "kv_dtype": "fp8", "prefix_caching": False, "gpu_memory_utilization": 0.85, "port": 30000},
     # speculative MTP
-    "spec_mtp": dict(model_id="deepseek-ai/DeepSeek-V3", chip_id="h200-sxm-141gb", tp=8,
-                     weight_dtype="fp8", speculative={"method": "mtp", "num_draft_tokens": 3}),
+    "spec_mtp": {"model_id": "deepseek-ai/DeepSeek-V3", "chip_id": "h200-sxm-141gb", "tp": 8,
+                     "weight_dtype": "fp8", "speculative": {"method": "mtp", "num_draft_tokens": 3}},
     # speculative EAGLE3 with a draft head, several replicas
-    "spec_eagle3": dict(model_id="meta-llama/Llama-3.1-8B-Instruct", chip_id="h100-sxm-80gb", tp=1,
-                        replicas=4, speculative={"method": "eagle3", "num_draft_tokens": 4,
-                                                 "draft_model": "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B"}),
+    "spec_eagle3": {"model_id": "meta-llama/Llama-3.1-8B-Instruct", "chip_id": "h100-sxm-80gb", "tp": 1,
+                        "replicas": 4, "speculative": {"method": "eagle3", "num_draft_tokens": 4,
+                                                 "draft_model": "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B"}},
     # P/D disaggregation, single-node roles, NIXL
-    "pd_nixl": dict(model_id="Qwen/Qwen3-32B", chip_id="h100-sxm-80gb",
-                    disaggregated={"prefill": {"instances": 2, "tp": 4}, "decode": {"instances": 1, "tp": 8},
-                                   "kv_transfer": "nixl"}),
+    "pd_nixl": {"model_id": "Qwen/Qwen3-32B", "chip_id": "h100-sxm-80gb",
+                    "disaggregated": {"prefill": {"instances": 2, "tp": 4}, "decode": {"instances": 1, "tp": 8},
+                                   "kv_transfer": "nixl"}},
     # P/D disaggregation of a MoE, decode spans two nodes with attention DP, Mooncake
-    "pd_moe_mooncake": dict(model_id="deepseek-ai/DeepSeek-V3", chip_id="h800-sxm-80gb",
-                            weight_dtype="fp8", disaggregated={
+    "pd_moe_mooncake": {"model_id": "deepseek-ai/DeepSeek-V3", "chip_id": "h800-sxm-80gb",
+                            "weight_dtype": "fp8", "disaggregated": {
                                 "prefill": {"instances": 1, "tp": 8, "ep": 8, "dp": 8, "attention_dp": True},
                                 "decode": {"instances": 2, "tp": 16, "ep": 16, "dp": 16,
                                            "attention_dp": True},
-                                "kv_transfer": "mooncake"}),
+                                "kv_transfer": "mooncake"}},
 }
 
 ENGINES = ("vllm", "sglang")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 
 import pytest
@@ -167,6 +168,6 @@ def test_sglang_own_parser_accepts_argv(spec: DeploySpec) -> None:  # pragma: no
 
 def test_json_values_are_compact_and_valid(spec: DeploySpec) -> None:
     for _, argv in launches(spec):
-        for flag, value in zip(argv, argv[1:]):
+        for flag, value in itertools.pairwise(argv):
             if flag in ("--speculative-config", "--kv-transfer-config"):
                 assert isinstance(json.loads(value), dict) and " " not in value

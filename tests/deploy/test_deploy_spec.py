@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from stockpile.deploy import DeployError, DeploySpec, SpeculativeSpec
 
-OK: dict[str, Any] = dict(model_id="Qwen/Qwen3-32B", chip_id="h100-sxm-80gb", engine="vllm",
-                          max_model_len=8192)
+OK: dict[str, Any] = {"model_id": "Qwen/Qwen3-32B", "chip_id": "h100-sxm-80gb", "engine": "vllm",
+                          "max_model_len": 8192}
 
 
 def make(**kw: Any) -> DeploySpec:
@@ -24,12 +25,12 @@ def test_defaults_and_layout() -> None:
 
 
 @pytest.mark.parametrize("kw,gpus,nodes", [
-    (dict(tp=8, pp=2), 16, 2),
-    (dict(tp=2, dp=4), 8, 1),
-    (dict(tp=8, dp=8, ep=8, attention_dp=True), 8, 1),
-    (dict(tp=16, dp=16, ep=16, attention_dp=True), 16, 2),
-    (dict(tp=8, pp=4, gpus_per_node=4), 32, 8),
-    (dict(tp=8, pp=3), 24, 3),
+    ({"tp": 8, "pp": 2}, 16, 2),
+    ({"tp": 2, "dp": 4}, 8, 1),
+    ({"tp": 8, "dp": 8, "ep": 8, "attention_dp": True}, 8, 1),
+    ({"tp": 16, "dp": 16, "ep": 16, "attention_dp": True}, 16, 2),
+    ({"tp": 8, "pp": 4, "gpus_per_node": 4}, 32, 8),
+    ({"tp": 8, "pp": 3}, 24, 3),
 ])
 def test_gpus_per_instance(kw: dict[str, Any], gpus: int, nodes: int) -> None:
     lay = make(**kw).layout()
@@ -38,18 +39,18 @@ def test_gpus_per_instance(kw: dict[str, Any], gpus: int, nodes: int) -> None:
 
 def test_spec_is_frozen_and_closed() -> None:
     s = make()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         s.tp = 2  # type: ignore[misc]
     with pytest.raises(DeployError, match="tensor_parallel.*fix: remove it"):
         make(tensor_parallel=2)
 
 
 @pytest.mark.parametrize("kw,field", [
-    (dict(tp=3), "tp/pp"),                           # 3 does not divide an 8-GPU node
-    (dict(tp=16, gpus_per_node=6), "tp/pp"),         # 16 GPUs is not whole 6-GPU nodes
-    (dict(tp=4, pp=3), "tp/pp"),                     # 12 GPUs
-    (dict(tp=2, dp=3), "tp/pp"),                     # 6 GPUs of engine DP
-    (dict(tp=6, gpus_per_node=4), "tp/pp"),
+    ({"tp": 3}, "tp/pp"),                           # 3 does not divide an 8-GPU node
+    ({"tp": 16, "gpus_per_node": 6}, "tp/pp"),         # 16 GPUs is not whole 6-GPU nodes
+    ({"tp": 4, "pp": 3}, "tp/pp"),                     # 12 GPUs
+    ({"tp": 2, "dp": 3}, "tp/pp"),                     # 6 GPUs of engine DP
+    ({"tp": 6, "gpus_per_node": 4}, "tp/pp"),
 ])
 def test_layout_must_tile_nodes(kw: dict[str, Any], field: str) -> None:
     with pytest.raises(DeployError) as err:
@@ -59,13 +60,13 @@ def test_layout_must_tile_nodes(kw: dict[str, Any], field: str) -> None:
 
 
 @pytest.mark.parametrize("kw,needle", [
-    (dict(weight_dtype="fp6"), "weight_dtype"),
-    (dict(kv_dtype="int8"), "kv_dtype"),
-    (dict(engine="trtllm"), "engine"),
-    (dict(tp=0), "tp"),
-    (dict(gpu_memory_utilization=1.5), "gpu_memory_utilization"),
-    (dict(port=70000), "port"),
-    (dict(max_model_len=None), "max_model_len"),
+    ({"weight_dtype": "fp6"}, "weight_dtype"),
+    ({"kv_dtype": "int8"}, "kv_dtype"),
+    ({"engine": "trtllm"}, "engine"),
+    ({"tp": 0}, "tp"),
+    ({"gpu_memory_utilization": 1.5}, "gpu_memory_utilization"),
+    ({"port": 70000}, "port"),
+    ({"max_model_len": None}, "max_model_len"),
 ])
 def test_unknown_or_out_of_range_values(kw: dict[str, Any], needle: str) -> None:
     with pytest.raises(DeployError) as err:

@@ -1,0 +1,93 @@
+"""The CLI contracts (CONTRACTS.md): JSON shapes, one-line errors, exit codes."""
+import json
+
+from typer.testing import CliRunner
+
+from stockpile.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_estimate_json_contract():
+    r = run("estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "h100-sxm-80gb", "--isl", "1k",
+            "--osl", "256", "--concurrency", "16", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    for key in ("ttft_ms", "tpot_ms", "output_tokens_per_s", "output_tokens_per_s_per_gpu", "requests_per_s",
+                "fits", "memory_gb"):
+        assert key in d
+    assert d["fits"] is True and d["memory_gb"]["weights_gb"] > 15
+    assert d["tpot_ms"] > 0 and d["output_tokens_per_s"] > 0
+
+
+def test_estimate_human_table():
+    r = run("estimate", "--model", "Qwen/Qwen3-32B", "--chip", "h20-96gb", "--tp", "2", "--isl", "2000",
+            "--osl", "500", "--request-rate", "2")
+    assert r.exit_code == 0, r.output
+    assert "TTFT" in r.stdout and "TPOT" in r.stdout
+
+
+def test_unknown_chip_one_line_error_with_suggestion():
+    r = run("estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "h100-80gb", "--isl", "100",
+            "--osl", "100")
+    assert r.exit_code == 2
+    assert "h100-sxm-80gb" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) <= 3
+
+
+def test_negative_length_is_an_error():
+    r = run("estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "h100-sxm-80gb", "--isl", "-5",
+            "--osl", "100")
+    assert r.exit_code == 2 and "isl" in r.output
+
+
+def test_impossible_layout_is_an_error():
+    r = run("estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "h100-sxm-80gb", "--gpus", "4",
+            "--tp", "8", "--isl", "100", "--osl", "100")
+    assert r.exit_code == 2 and "tp" in r.output
+
+
+def test_model_that_does_not_fit_says_so():
+    r = run("estimate", "--model", "meta-llama/Llama-3.1-405B", "--chip", "l4-24gb", "--isl", "100", "--osl", "100",
+            "--json")
+    assert r.exit_code == 0
+    d = json.loads(r.stdout)
+    assert d["fits"] is False and "does not fit" in d["limits"]
+
+
+def test_catalog_json():
+    chips = json.loads(run("catalog", "chips", "--json").stdout)
+    assert all({"id", "sources"} <= set(c) for c in chips)
+    models = json.loads(run("catalog", "models", "--json").stdout)
+    assert all({"id", "architecture", "params_b", "active_params_b"} <= set(m) for m in models)
+
+
+def test_validate_json_contract_and_bad_rows(tmp_path):
+    header = ("id,model,accelerator,num_accelerators,engine,weight_dtype,kv_dtype,tp,pp,ep,dp,input_len,output_len,"
+              "concurrency,scenario,metric,value,source_url,notes\n")
+    good = "a,meta-llama/Llama-3.1-8B-Instruct,h100-sxm-80gb,1,vllm,bf16,bf16,1,1,,1,1000,200,8,server,tpot_ms,9,u,\n"
+    bad_chip = "b,meta-llama/Llama-3.1-8B-Instruct,h999,1,vllm,bf16,bf16,1,1,,1,1000,200,8,server,tpot_ms,9,u,\n"
+    bad_num = "c,meta-llama/Llama-3.1-8B-Instruct,h100-sxm-80gb,1,vllm,bf16,bf16,1,1,,1,abc,200,8,server,tpot_ms,9,u,\n"
+    f = tmp_path / "m.csv"
+    f.write_text(header + good + bad_chip + bad_num)
+    r = run("validate", str(f), "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    rows = {x["id"]: x for x in d["rows"]}
+    assert rows["a"]["status"] == "ok" and abs(rows["a"]["error"] - (rows["a"]["predicted"] - 9) / 9) < 1e-5
+    assert rows["b"]["status"] == "invalid" and rows["b"]["predicted"] is None and "h999" in rows["b"]["reason"]
+    assert rows["c"]["status"] == "invalid" and "input_len" in rows["c"]["reason"]
+    s = d["summary"]
+    assert (s["n"], s["n_predicted"]) == (3, 1)
+    assert {"median_ape", "mape", "p90_ape", "by_metric"} <= set(s)
+
+
+def test_validate_rejects_a_file_that_is_not_measured_data(tmp_path):
+    f = tmp_path / "x.csv"
+    f.write_text("a,b\n1,2\n")
+    r = run("validate", str(f))
+    assert r.exit_code == 2 and "CONTRACTS" in r.output

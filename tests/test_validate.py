@@ -1,0 +1,26 @@
+"""Accuracy on the shipped measurements (the issue's bar): median |error| <= 15 %, >= 90 % rows predicted."""
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from stockpile.validate import validate_file
+
+ROOT = Path(str(resources.files("stockpile") / "data" / "measurements"))
+
+
+@pytest.mark.parametrize("name", ["inference_measurements.csv", "inferencex_sample.csv"])
+def test_shipped_inference_data_within_bar(name):
+    s = validate_file(ROOT / name)["summary"]
+    assert s["n_predicted"] >= 0.9 * s["n"], s
+    assert s["median_ape"] <= 0.15, s
+
+
+def test_every_row_has_a_status_and_errors_are_consistent():
+    doc = validate_file(ROOT / "inference_measurements.csv")
+    for r in doc["rows"]:
+        assert r["status"] in ("ok", "unsupported", "invalid")
+        if r["status"] == "ok":
+            assert r["error"] == pytest.approx((r["predicted"] - r["measured"]) / r["measured"], abs=1e-5)
+        else:
+            assert r["predicted"] is None and r["reason"]
