@@ -299,25 +299,22 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
         f["linear_params_per_layer"] = float(hidden * (qkv + vh * vd + 2 * vh) + vh * vd * hidden + conv * qkv)
         f["linear_state_bytes_per_layer"] = float(vh * kd * vd * 4 + conv * qkv * 2)   # fp32 state + conv cache
     # --- feed-forward: experts
-    n_exp = int(_get(cfg, "n_routed_experts", "num_local_experts", "num_experts", "moe_num_experts", default=0) or 0)
-    if isinstance(_get(cfg, "moe_num_experts"), list):
-        n_exp = int(cfg["moe_num_experts"][0])
-    top_k = int(_get(cfg, "num_experts_per_tok", "experts_per_token", "moe_k", "moe_topk", "top_k", default=0) or 0)
-    if isinstance(top_k, list):
-        top_k = int(top_k[0])
+    def first(v: Any) -> Any:
+        return v[0] if isinstance(v, list) and v else v
+
+    n_exp = int(first(_get(cfg, "n_routed_experts", "num_local_experts", "num_experts", "moe_num_experts",
+                           default=0)) or 0)
+    top_k = int(first(_get(cfg, "num_experts_per_tok", "experts_per_token", "moe_k", "moe_topk", "top_k",
+                           default=0)) or 0)
     if n_exp and top_k:
-        ffn_expert = int(_get(cfg, "moe_intermediate_size", default=inter) or inter)
-        if isinstance(ffn_expert, list):
-            ffn_expert = int(ffn_expert[0])
+        ffn_expert = int(first(_get(cfg, "moe_intermediate_size", default=inter)) or inter)
         if mtype in ("llama4", "llama4_text"):
             ffn_expert = int(cfg["intermediate_size"])
             inter = int(cfg.get("intermediate_size_mlp", inter))
         moe_mask = _moe_layer_mask(cfg, mtype, layers)
         n_moe = sum(moe_mask)
-        n_shared = int(_get(cfg, "n_shared_experts", "num_shared_experts", "moe_num_shared_experts",
-                            "num_shared_expert", default=0) or 0)
-        if isinstance(n_shared, list):
-            n_shared = int(n_shared[0])
+        n_shared = int(first(_get(cfg, "n_shared_experts", "num_shared_experts", "moe_num_shared_experts",
+                                  "num_shared_expert", default=0)) or 0)
         shared_w = _get(cfg, "shared_expert_intermediate_size")
         if shared_w:
             ffn_shared = int(shared_w)

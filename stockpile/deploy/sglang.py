@@ -60,7 +60,8 @@ def sglang_command(spec: DeploySpec, role: str | None = None, node_rank: int | s
     quant = spec.quantization or ("fp8" if spec.weight_dtype == "fp8" else None)
     if quant:
         b.value("--quantization", quant)
-    b.value("--kv-cache-dtype", _KV[spec.kv_dtype])
+    act = "fp16" if spec.weight_dtype == "fp16" else "bf16"
+    b.value("--kv-cache-dtype", "auto" if spec.kv_dtype == act else _KV[spec.kv_dtype])
     b.value("--max-running-requests", spec.max_num_seqs)
     if spec.max_num_batched_tokens is not None:
         b.value("--chunked-prefill-size", spec.max_num_batched_tokens)

@@ -151,7 +151,17 @@ class Layout:
 
 
 class DeploySpec(_Model):
-    """One serving configuration to export (fields documented in the deploy layer's brief)."""
+    """One serving configuration to export.
+
+    model_id: HF repo id; chip_id: catalog id (e.g. "h800-sxm-80gb"); gpus_per_node: GPUs per host.
+    tp/pp/ep/dp/attention_dp: instance layout (module docstring); replicas: copies of the instance.
+    weight_dtype/kv_dtype/quantization: numerics (quantization = engine method hint, e.g. "awq",
+    "modelopt_fp4"; checked against the engine's flag table when the command is built).
+    max_num_seqs, max_num_batched_tokens (chunked-prefill budget), max_model_len,
+    gpu_memory_utilization, prefix_caching: scheduler/memory knobs. speculative, disaggregated: see
+    their models; with ``disaggregated`` the role layouts come from it and the top-level layout
+    fields are unused. port / served_model_name: the OpenAI-compatible endpoint.
+    """
 
     model_id: str = Field(min_length=1)
     chip_id: str = Field(min_length=1)

@@ -12,7 +12,8 @@ Flag semantics, all read from vLLM 0.33.0 (git 4ba787ec9):
 * ``--dtype`` only names the activation dtype (bfloat16/float16); quantized weights are read from the
   checkpoint's quantization_config unless ``--quantization`` is given (fp8 weights default to
   ``--quantization fp8``, which also quantizes a BF16 checkpoint online).
-* ``--kv-cache-dtype``: vllm/config/cache.py ``CacheDType`` (fp8 = fp8_e4m3).
+* ``--kv-cache-dtype``: vllm/config/cache.py ``CacheDType`` (fp8 = fp8_e4m3); ``auto`` (= model dtype)
+  when the KV dtype equals the activation dtype, so attention kernels see matching q/kv dtypes.
 * ``--enable-prefix-caching`` / ``--disable-prefix-caching``: vllm/utils/argparse_utils.py
   EnableDisableAction.
 * ``--speculative-config`` JSON: vllm/config/speculative.py (``method`` in SpeculativeMethod,
@@ -87,7 +88,8 @@ def vllm_command(spec: DeploySpec, role: str | None = None, node_rank: int | str
     quant = spec.quantization or ("fp8" if spec.weight_dtype == "fp8" else None)
     if quant:
         b.value("--quantization", quant)
-    b.value("--kv-cache-dtype", _KV[spec.kv_dtype])
+    act = "fp16" if spec.weight_dtype == "fp16" else "bf16"  # activation dtype of quantized checkpoints
+    b.value("--kv-cache-dtype", "auto" if spec.kv_dtype == act else _KV[spec.kv_dtype])
     b.value("--max-num-seqs", spec.max_num_seqs)
     if spec.max_num_batched_tokens is not None:
         b.value("--max-num-batched-tokens", spec.max_num_batched_tokens)

@@ -85,7 +85,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
                             pre_tokens=c, pre_ctx=pre_ctx)
         t_dec, t_mix = pp * st_dec, pp * st_mix
         # draft model / MTP head: about one decoder layer plus the lm head per drafted token
-        draft = spec_draft * (t_dec / mc.layers + 0.5 * p.step_s)
+        draft = spec_draft * (t_dec / mc.layers + 0.25 * p.step_s)
         t_it = (1.0 - f) * t_dec + f * t_mix + draft
         n_chunks = np.ceil(new_isl / c)
         # fixed-length closed loops stay in lockstep: B prompts arrive together and queue for prefill
@@ -143,7 +143,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     ttft = np.where(is_open, ttft0 + wq_open + backlog, np.where(is_burst, ttft_burst, ttft0 + wq_closed))
 
     # throughput per instance; a burst pays its drain tail
-    x_eff = np.where(is_open, np.minimum(lam, x), x)
+    x_eff = np.where(is_open, np.where(rho < 1, lam, np.minimum(lam, x)), x)
     elapsed = burst_n / np.maximum(x, 1e-12) + p.burst_tail * lat
     x_eff = np.where(is_burst, burst_n / np.maximum(elapsed, 1e-12), x_eff)
     rps = x_eff * replicas
@@ -183,7 +183,7 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
         st = stage_time(mc, cc, p, **dec, **dtypes, dec_seqs=b_mb, dec_tokens=b_mb * (1 + f(spec_draft)),
                         dec_ctx=dec_ctx, pre_tokens=0.0 * b_mb, pre_ctx=pre_ctx)
         t = f(dec["pp"]) * st
-        return t + f(spec_draft) * (t / mc.layers + 0.5 * p.step_s)
+        return t + f(spec_draft) * (t / mc.layers + 0.25 * p.step_s)
 
     # prefill pool: one request alone, and the pool's token rate at full chunks
     zero = 0.0 * isl

@@ -144,3 +144,19 @@ def test_launch_count_is_roles_times_nodes(spec) -> None:  # type: ignore[no-unt
     if spec.engine == "sglang" and spec.disaggregated is not None:
         expected += 1
     assert len(launches) == expected
+
+
+@pytest.mark.parametrize("weight,kv,vllm_kv,sglang_kv", [
+    ("bf16", "bf16", "auto", "auto"),
+    ("fp8", "bf16", "auto", "auto"),       # quantized checkpoints keep bf16 activations
+    ("fp16", "fp16", "auto", "auto"),
+    ("fp16", "bf16", "bfloat16", "bf16"),  # explicit only when it differs from the activations
+    ("bf16", "fp8", "fp8", "fp8_e4m3"),
+])
+def test_kv_cache_dtype_mapping(weight: str, kv: str, vllm_kv: str, sglang_kv: str) -> None:
+    base = {"model_id": "m/m", "chip_id": "h100-sxm-80gb", "max_model_len": 4096, "weight_dtype": weight,
+                "kv_dtype": kv}
+    from stockpile.deploy import DeploySpec
+
+    assert opt(vllm_command(DeploySpec(engine="vllm", **base)), "--kv-cache-dtype") == vllm_kv
+    assert opt(sglang_command(DeploySpec(engine="sglang", **base)), "--kv-cache-dtype") == sglang_kv

@@ -2,13 +2,18 @@ import numpy as np
 import pytest
 
 from stockpile.errors import InputError
+from stockpile.perf.calibration import default_calibration
 from stockpile.perf.inference import Configs, estimate, evaluate
 from stockpile.perf.layout import resolve_layout
 from stockpile.perf.serving import MODE_CLOSED
 
 
+PRIORS = default_calibration()     # properties are checked under the priors, not whatever fit is shipped
+
+
 def est(model, chip, **kw):
-    base = dict(layout=resolve_layout(gpus=1), engine="vllm", weight_dtype="bf16", kv_dtype="bf16", isl=512, osl=256)
+    base = dict(layout=resolve_layout(gpus=1), engine="vllm", weight_dtype="bf16", kv_dtype="bf16", isl=512, osl=256,
+                calibration=PRIORS)
     base.update(kw)
     return estimate(model, chip, **base)
 
@@ -76,7 +81,8 @@ def test_prefix_cache_cuts_ttft(tiny_model, tiny_chip):
 
 def test_vectorised_matches_scalar(tiny_model, tiny_chip):
     conc = np.array([1.0, 8.0, 32.0])
-    out = evaluate(tiny_model, tiny_chip, "vllm", Configs(isl=512, osl=256, mode=MODE_CLOSED, concurrency=conc))
+    out = evaluate(tiny_model, tiny_chip, "vllm", Configs(isl=512, osl=256, mode=MODE_CLOSED, concurrency=conc),
+                   PRIORS)
     for i, c in enumerate(conc):
         r = est(tiny_model, tiny_chip, concurrency=c)
         assert out["tpot_s"][i] * 1e3 == pytest.approx(r.tpot_ms)
