@@ -31,10 +31,10 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "kernel_eff": (0.4, 1.2), "ttft_s": (1e-3, 0.3), "gemm_m_half": (4.0, 512.0), "attn_eff": (0.2, 1.0), "comm_eff": (0.2, 0.95),
     "comm_latency_s": (1e-6, 6e-5), "moe_imbalance": (1.0, 2.5), "fp8_gemm_eff": (0.4, 1.1),
     "fp4_gemm_eff": (0.2, 1.1), "int8_gemm_eff": (0.3, 1.1), "dequant_eff": (0.2, 1.1), "reserve_gb": (1.0, 16.0),
-    "burst_tail": (0.01, 3.0), "overlap_comm": (0.01, 0.9), "sync_eff": (0.01, 1.0),
+    "burst_tail": (0.01, 3.0), "overlap_comm": (0.01, 0.9), "sync_eff": (0.01, 1.0), "gemm_n_half": (8.0, 2048.0), "act_rw": (1.0, 40.0),
 }
 FITTED_GLOBALS = ("gemm_m_half", "comm_latency_s", "attn_eff", "comm_eff", "moe_imbalance", "fp8_gemm_eff", "fp4_gemm_eff",
-                  "int8_gemm_eff", "dequant_eff", "burst_tail", "overlap_comm", "reserve_gb", "sync_eff")
+                  "int8_gemm_eff", "dequant_eff", "burst_tail", "overlap_comm", "reserve_gb", "sync_eff", "gemm_n_half", "act_rw")
 PRIOR_WEIGHT = 0.15     # strength of the pull toward defaults, in log units per residual
 NOT_FIT_PENALTY = 1.0   # residual for a measured configuration the model says does not fit
 
@@ -90,6 +90,10 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
     if not preps:
         raise DataError("no predictable rows to calibrate on")
     meas = np.array(measured)
+    # weight each publication by 1/sqrt(rows): large sources do not drown small ones, and no source decides alone
+    counts = Counter(source_key_case(p) for p in preps)
+    weight = np.array([1.0 / np.sqrt(counts[source_key_case(p)]) for p in preps])
+    weight *= len(weight) / weight.sum()
     base = Calibration(global_=dict(GLOBAL_DEFAULTS), families={"default": dict(FAMILY_DEFAULTS)},
                        engines={"default": dict(ENGINE_DEFAULTS)}, meta={})
     spec = _parameters(preps)
@@ -104,17 +108,18 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
         cal = _build(theta, spec, base)
         pred = np.array(batch.run(cal))
         r = np.where(np.isfinite(pred), np.log(np.maximum(pred, 1e-12) / meas), NOT_FIT_PENALTY)
-        return np.concatenate([r, PRIOR_WEIGHT * (theta - x0)])
+        return np.concatenate([r * np.sqrt(weight), PRIOR_WEIGHT * (theta - x0)])
 
-    r0 = residuals(x0)[: len(preps)]
+    r0 = residuals(x0)[: len(preps)] / np.sqrt(weight)
     sol = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.15, max_nfev=max_nfev,
                         diff_step=1e-3, x_scale=1.0)
-    r1 = sol.fun[: len(preps)]
+    r1 = sol.fun[: len(preps)] / np.sqrt(weight)
     cal = _build(sol.x, spec, base)
     cal.meta = {"fitted": dt.date.today().isoformat(), "rows": len(preps),
                 "files": [p.name for p in paths], "excluded_source": exclude_source,
                 "sources": dict(Counter(source_key_case(p) for p in preps)),
-                "loss": "soft_l1 on log(pred/measured), f_scale 0.15; weak log prior toward defaults",
+                "loss": "soft_l1 on log(pred/measured), f_scale 0.15, rows weighted 1/sqrt(rows of their source); "
+                        "weak log prior toward defaults",
                 "median_ape": round(float(np.median(np.abs(np.expm1(r1)))), 4)}
     report = {"rows": len(preps), "median_ape_before": float(np.median(np.abs(np.expm1(r0)))),
               "median_ape_after": float(np.median(np.abs(np.expm1(r1)))), "nfev": int(sol.nfev),

@@ -25,10 +25,14 @@ TRAINING_COLUMNS = ("id", "model", "params_b", "active_params_b", "layers", "hid
 INFERENCE_METRICS = ("output_tokens_per_s", "output_tokens_per_s_per_gpu", "total_tokens_per_s",
                      "total_tokens_per_s_per_gpu", "ttft_ms", "tpot_ms", "e2e_latency_s", "requests_per_s")
 
-# Default speculative acceptance: per-position acceptance p of a chained draft, accept length
-# sum_{i=0..k} p^i. DeepSeek-V3 report (arXiv:2412.19437, sec. 5.4.3): the second token is accepted
-# 85-90 % of the time with one MTP module; deeper drafts accept less, so p = 0.75 beyond the first.
-MTP_P1, DRAFT_P = 0.85, 0.75
+# Default speculative acceptance: per-position acceptance of a chained draft, accept length
+# 1 + p1 + p1*p + p1*p^2 + ... DeepSeek-V3 report (arXiv:2412.19437, sec. 5.4.3): the first drafted token is
+# accepted 85-90 % of the time (p1 = 0.85). Deeper positions accept less; p = 0.65 reproduces the accept
+# lengths SGLang publishes for 3-step MTP on DeepSeek-R1 (2.8-2.9 on Ascend A3, SGLang NPU best-practice doc).
+MTP_P1, DRAFT_P = 0.85, 0.65
+# When a source says only "MTP on": the SGLang DeepSeek recipe (--speculative-num-steps 3, eagle-topk 1,
+# 4 draft tokens) and TensorRT-LLM's min-latency recipe (3 nextn layers) both draft 3 tokens.
+DEFAULT_DRAFT = 3
 
 
 def default_accept_length(draft: int) -> float:
@@ -122,7 +126,7 @@ def parse_spec(notes: str, engine: str) -> tuple[int, float, list[str]]:
             draft = steps[-1]          # decode-side setting is stated last
     acc = _ACCEPT.search(notes)
     if draft == 0:
-        draft = 3 if acc and float(acc.group(1)) > 2.2 else (1 if not acc else 2)
+        draft = DEFAULT_DRAFT if not acc or float(acc.group(1)) > 2.2 else 1
         used.append(f"speculative decoding with {draft} draft tokens (count not stated; assumed)")
     accept = float(acc.group(1)) if acc else default_accept_length(draft)
     if not acc:

@@ -28,7 +28,9 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "reserve_gb": 4.0,          # engine reserve per GPU: activations, CUDA graphs, workspace
     "burst_tail": 0.5,          # drain tail of a burst run, in request lifetimes at the running batch
     "overlap_comm": 0.3,        # fraction of EP/TP communication hidden behind compute
-    "sync_eff": 0.5,            # how much of a fixed-length closed loop's lockstep prefill queue persists
+    "sync_eff": 0.5,
+    "gemm_n_half": 128.0,       # GEMM N (output width per GPU) at which tile utilisation halves efficiency
+    "act_rw": 8.0,              # hidden-state reads/writes per layer and token outside GEMMs            # how much of a fixed-length closed loop's lockstep prefill queue persists
 }
 FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8}
 ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-6, "kernel_eff": 1.0, "ttft_s": 0.02}
@@ -66,6 +68,8 @@ class Params:
     burst_tail: float
     overlap_comm: float
     sync_eff: float
+    gemm_n_half: float
+    act_rw: float
 
     def with_(self, **kw: float) -> "Params":
         return replace(self, **kw)

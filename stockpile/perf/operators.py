@@ -46,6 +46,7 @@ class ModelConsts:
     index_bytes: float              # DSA indexer key bytes per token per layer
     index_coef: float               # DSA indexer FLOPs per (query x context token x layer)
     linear_state_bytes: float       # per sequence, all linear-attention layers
+    expert_width: float             # intermediate size of one routed expert (GEMM N dimension)
     embed: float                    # embedding table parameters
     head_params: float              # untied lm-head parameters (0 when tied)
 
@@ -71,7 +72,8 @@ class ModelConsts:
             sparse_topk=float(m.sparse_attn_topk), index_bytes=float(m.index_head_dim),
             index_coef=float(2 * m.index_heads * m.index_head_dim),
             linear_state_bytes=float(m.linear_layers * m.linear_state_bytes_per_layer),
-            embed=float(m.embed_params), head_params=float(m.lm_head_params))
+            expert_width=float(max(m.ffn_expert, 1)), embed=float(m.embed_params),
+            head_params=float(m.lm_head_params))
 
     @classmethod
     def stack(cls, items: list["ModelConsts"]) -> "ModelConsts":
@@ -170,7 +172,9 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     hit = 1.0 - np.power(1.0 - mc.top_k / mc.experts, inst_tokens)
     w_exp_gpu = mc.expert_params / (moe_ep * moe_tp * pp)
     flops = 2.0 * inst_tokens * mc.top_k * p.moe_imbalance * mc.expert_params / (mc.experts * moe_ep * moe_tp * pp)
-    eff_e = gemm_eff(p, np.maximum(rows_per_expert, 1.0)) * dtype_eff
+    # narrow experts (small N per GPU after expert-TP) fill tensor-core tiles poorly
+    width = mc.expert_width / moe_tp
+    eff_e = gemm_eff(p, np.maximum(rows_per_expert, 1.0)) * dtype_eff * width / (width + p.gemm_n_half)
     t_moe = np.maximum(flops / (gemm_peak * eff_e), w_exp_gpu * hit * wbytes / bw)
     # all-to-all dispatch (fp8) + combine (bf16) across the EP group, partly hidden behind compute
     a2a_bytes = tokens * mc.top_k * mc.hidden * (1.0 + ACT_BYTES)
@@ -197,7 +201,12 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     t_pp = np.where(pp > 1, p.comm_latency_s + ar_bytes / (link_bw(cc, attn_tp * pp) * p.comm_eff), 0.0)
     # 7. engine overhead per step (scheduling, launch) and per running sequence on this rank (sampling)
     t_over = p.step_s + p.seq_s * dec_seqs
+    # 8. activation traffic: norms, residuals, rotary, activation functions and MoE permutes read and write
+    # the hidden state a few times per layer and token (act_rw tensors; 4 more per routed copy of a token)
+    act_bytes = tokens * layers_s * mc.hidden * ACT_BYTES * (p.act_rw + 4.0 * mc.top_k) / attn_tp
+    t_act = act_bytes / bw
     if parts:   # per-operator seconds, for explanations ("what limits this configuration")
         return {"gemm": t_dense + t_head, "experts": t_moe, "attention": t_att_dec + t_att_pre,
-                "tp_allreduce": t_ar, "ep_alltoall": t_a2a, "pp_handoff": t_pp, "overhead": t_over}
-    return t_dense + t_head + t_moe + t_a2a + t_att_dec + t_att_pre + t_ar + t_pp + t_over
+                "activations": t_act, "tp_allreduce": t_ar, "ep_alltoall": t_a2a, "pp_handoff": t_pp,
+                "overhead": t_over}
+    return t_dense + t_head + t_moe + t_a2a + t_att_dec + t_att_pre + t_ar + t_pp + t_over + t_act

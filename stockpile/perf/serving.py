@@ -109,6 +109,8 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     n_inst = num_requests / replicas
     b_run = np.where(mode == MODE_OFFLINE, np.minimum(b_cap, np.where(np.isnan(n_inst), np.inf, n_inst)),
                      np.minimum(np.minimum(conc_inst, b_cap), np.where(np.isnan(n_inst), np.inf, n_inst)))
+    # fewer requests than instances: some instances idle (occupancy < 1); a running batch is at least 1
+    occupancy = np.where(mode == MODE_CLOSED, np.minimum(b_run, 1.0), 1.0)
     b_run = np.maximum(b_run, 1.0)
 
     # ---- open loop: fixed point B = lambda * latency(B), below saturation
@@ -143,7 +145,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     ttft = np.where(is_open, ttft0 + wq_open + backlog, np.where(is_burst, ttft_burst, ttft0 + wq_closed))
 
     # throughput per instance; a burst pays its drain tail
-    x_eff = np.where(is_open, np.where(rho < 1, lam, np.minimum(lam, x)), x)
+    x_eff = np.where(is_open, np.where(rho < 1, lam, np.minimum(lam, x)), x * occupancy)
     elapsed = burst_n / np.maximum(x, 1e-12) + p.burst_tail * lat
     x_eff = np.where(is_burst, burst_n / np.maximum(elapsed, 1e-12), x_eff)
     rps = x_eff * replicas
@@ -206,7 +208,7 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
         b = np.maximum(0.5 * b + 0.5 * b_new, 1.0)
     td = t_dec(b)
     lat0 = t_p1 + t_kv + p.ttft_s + (steps - 1.0) * td
-    x_dec = workers * b / lat0
+    x_dec = workers * np.minimum(b, np.maximum(np.minimum(conc_w, b_cap), 1e-9)) / lat0
     x = np.minimum(np.minimum(x_dec, mu_pre), lam)
     rho = np.minimum(x / mu_pre, 0.98)
     wq = rho / (2 * (1 - rho)) * t_p1 * np.where(f(poisson) > 0, 1.0, 0.2)
