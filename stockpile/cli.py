@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -17,7 +18,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Stockpile: how far a fixed stock of accelerators goes, and how to get the most out of each.")
 catalog_app = typer.Typer(no_args_is_help=True, help="Browse the accelerator and model catalogs.")
 app.add_typer(catalog_app, name="catalog")
-out = Console()
+# Wide tables when output is piped (rich falls back to 80 columns without a terminal).
+out = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160")))
 err = Console(stderr=True)
 
 
@@ -176,6 +178,152 @@ def _render_estimate(e: Any) -> None:
     out.print(t)
     for a in e.assumptions:
         out.print(f"[dim]assumed: {a}[/dim]")
+
+
+# ------------------------------------------------------------------ search / export
+def _search_args(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: Optional[float],
+                 tpot_ms: Optional[float], engine: str, top: int, weight_dtype: Optional[str], disagg: bool):
+    from stockpile.catalog import get_chip, get_model
+    from stockpile.catalog.models import implied_weight_dtype
+    from stockpile.errors import InputError
+    from stockpile.search.serving import Slo, search
+    if gpus < 1:
+        raise InputError("gpus", f"must be >= 1, got {gpus}")
+    for name, v in (("ttft_ms", ttft_ms), ("tpot_ms", tpot_ms)):
+        if v is not None and v <= 0:
+            raise InputError(name, f"must be a positive latency target in ms, got {v}")
+    m = get_model(model)
+    wd = weight_dtype or implied_weight_dtype(model)
+    dtypes = [d.strip().lower() for d in wd.split(",")] if wd else None
+    chips = [get_chip(c.strip()) for c in chip.split(",") if c.strip()]
+    slo = Slo(ttft_ms=ttft_ms, tpot_ms=tpot_ms)
+    return m, [(c, search(m, c, gpus=gpus, isl=_count(isl, "isl"), osl=_count(osl, "osl"), slo=slo, engine=engine,
+                          top=top, dtypes=dtypes, disaggregation=disagg)) for c in chips]
+
+
+_SEARCH_OPTS = dict(
+    model=typer.Option(..., "--model", help="HF repo id or config.json path."),
+    chip=typer.Option(..., "--chip", "--chips", help="Accelerator id, or several separated by commas."),
+    gpus=typer.Option(..., "--gpus", help="GPUs available."),
+    isl=typer.Option(..., "--isl"), osl=typer.Option(..., "--osl"),
+    ttft_ms=typer.Option(None, "--ttft-ms", help="TTFT target (ms)."),
+    tpot_ms=typer.Option(None, "--tpot-ms", help="TPOT target (ms)."),
+    engine=typer.Option("vllm", "--engine", help="vllm, sglang, trtllm."),
+    top=typer.Option(5, "--top", help="Candidates to show."),
+    weight_dtype=typer.Option(None, "--weight-dtype", help="Restrict weight dtypes (comma list)."),
+    disagg=typer.Option(True, "--disagg/--no-disagg", help="Also search prefill/decode disaggregation."),
+)
+
+
+@app.command()
+@guarded
+def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"], gpus: int = _SEARCH_OPTS["gpus"],
+           isl: str = _SEARCH_OPTS["isl"], osl: str = _SEARCH_OPTS["osl"],
+           ttft_ms: Optional[float] = _SEARCH_OPTS["ttft_ms"], tpot_ms: Optional[float] = _SEARCH_OPTS["tpot_ms"],
+           engine: str = _SEARCH_OPTS["engine"], top: int = _SEARCH_OPTS["top"],
+           weight_dtype: Optional[str] = _SEARCH_OPTS["weight_dtype"], disagg: bool = _SEARCH_OPTS["disagg"],
+           json_out: bool = typer.Option(False, "--json")) -> None:
+    """Find the serving configuration with the most tokens/s per GPU within the latency targets."""
+    from stockpile.errors import InfeasibleError
+    m, results = _search_args(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, engine, top, weight_dtype, disagg)
+    if json_out:
+        docs = [{**r.model_dump(), "best": r.best.model_dump() if r.best else None} for _, r in results]
+        emit_json(docs[0] if len(docs) == 1 else {"comparison": docs})
+    else:
+        for _, r in results:
+            _render_search(r)
+        if len(results) > 1:
+            _render_comparison(results)
+    if all(not r.candidates for _, r in results):
+        raise InfeasibleError(results[0][1].message)
+
+
+def _render_search(r) -> None:
+    t = Table(title=f"{r.model} on {r.gpus} x {r.chip} ({r.engine}), ISL {r.isl:g} / OSL {r.osl:g}, {r.slo.text()}")
+    for col in ("#", "mode", "layout", "w/kv", "MTP", "conc", "TTFT ms", "TPOT ms", "tok/s/GPU", "tok/s/user",
+                "SLO", "limited by"):
+        t.add_column(col, overflow="fold")
+    for c in r.candidates:
+        t.add_row(str(c.rank), "P/D" if c.mode == "disaggregated" else "agg", c.layout_text, f"{c.weight_dtype}/{c.kv_dtype}", str(c.spec_draft or "-"),
+                  f"{c.concurrency:g}", f"{c.ttft_ms:,.0f}", f"{c.tpot_ms:,.1f}", f"{c.output_tokens_per_s_per_gpu:,.0f}",
+                  f"{c.tokens_per_s_per_user:,.0f}", "yes" if c.meets_slo else "NO", c.limits)
+    out.print(t)
+    if r.best:
+        out.print(f"best: {r.best.layout_text}, {r.best.weight_dtype} weights, {r.best.kv_dtype} KV, concurrency "
+                  f"{r.best.concurrency:g}: {r.best.why}")
+    out.print(f"{r.message}; {r.evaluated:,} configurations evaluated in {1e3 * r.seconds:.0f} ms")
+    if r.pareto:
+        front = ", ".join(f"{p['tokens_per_s_per_user']:.0f}->{p['output_tokens_per_s_per_gpu']:.0f}"
+                          for p in r.pareto[:: max(1, len(r.pareto) // 8)])
+        out.print(f"[dim]Pareto front (tok/s per user -> tok/s per GPU): {front}[/dim]")
+
+
+def _render_comparison(results) -> None:
+    t = Table(title="Chips side by side (best configuration meeting the targets)")
+    for col in ("chip", "layout", "tok/s/GPU", "tok/s per kW", "tok/s per $1k chip", "TPOT ms", "TTFT ms"):
+        t.add_column(col)
+    for chip, r in results:
+        b = r.best
+        if b is None:
+            t.add_row(chip.id, "nothing meets the targets", "-", "-", "-", "-", "-")
+            continue
+        kw = f"{b.output_tokens_per_s_per_gpu / (chip.tdp_w.value / 1000):,.0f}" if chip.tdp_w else "-"
+        usd = f"{b.output_tokens_per_s_per_gpu / (chip.price_usd.value / 1000):,.1f}" if chip.price_usd else "-"
+        t.add_row(chip.id, b.layout_text, f"{b.output_tokens_per_s_per_gpu:,.0f}", kw, usd, f"{b.tpot_ms:.1f}",
+                  f"{b.ttft_ms:,.0f}")
+    out.print(t)
+
+
+@app.command()
+@guarded
+def export(target: str = typer.Option(..., "--target", help="vllm, sglang or k8s."),
+           model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"], gpus: int = _SEARCH_OPTS["gpus"],
+           isl: str = _SEARCH_OPTS["isl"], osl: str = _SEARCH_OPTS["osl"],
+           ttft_ms: Optional[float] = _SEARCH_OPTS["ttft_ms"], tpot_ms: Optional[float] = _SEARCH_OPTS["tpot_ms"],
+           engine: Optional[str] = typer.Option(None, "--engine", help="Engine for k8s (default vllm)."),
+           rank: int = typer.Option(1, "--rank", help="Export the K-th candidate."),
+           weight_dtype: Optional[str] = _SEARCH_OPTS["weight_dtype"], disagg: bool = _SEARCH_OPTS["disagg"],
+           image: Optional[str] = typer.Option(None, "--image", help="Container image (k8s)."),
+           json_out: bool = typer.Option(False, "--json")) -> None:
+    """Emit the launch command (vLLM, SGLang) or Kubernetes manifests for a searched configuration."""
+    from stockpile.deploy import k8s_manifests, sglang_launches, to_yaml, vllm_launches
+    from stockpile.errors import InfeasibleError, InputError
+    from stockpile.search.export import deploy_spec
+    tgt = target.strip().lower()
+    if tgt not in ("vllm", "sglang", "k8s"):
+        raise InputError("target", f"'{target}' is not one of vllm, sglang, k8s")
+    eng = tgt if tgt in ("vllm", "sglang") else (engine or "vllm")
+    if engine and tgt in ("vllm", "sglang") and engine != tgt:
+        raise InputError("engine", f"--engine {engine} contradicts --target {tgt}; drop --engine")
+    if "," in chip:
+        raise InputError("chip", "export takes one chip; search compares several")
+    m, results = _search_args(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, eng, max(rank, 1), weight_dtype, disagg)
+    c_obj, r = results[0]
+    if len(r.candidates) < rank:
+        raise InfeasibleError(r.message if not r.candidates else f"only {len(r.candidates)} candidates; lower --rank")
+    cand = r.candidates[rank - 1]
+    if not cand.meets_slo:
+        err.print(f"[yellow]warning:[/yellow] {r.message}")
+    spec = deploy_spec(cand, model_id=model, chip=c_obj, engine=eng, isl=r.isl, osl=r.osl)
+    if tgt == "k8s":
+        manifests = k8s_manifests(spec, image=image)
+        if json_out:
+            emit_json({"candidate": cand.model_dump(), "manifests": manifests})
+        else:
+            sys.stdout.write(to_yaml(manifests))
+        return
+    launches = vllm_launches(spec) if tgt == "vllm" else sglang_launches(spec)
+    if json_out:
+        emit_json({"candidate": cand.model_dump(), "spec": spec.model_dump(),
+                   "launches": [{"role": la.role, "node_rank": la.node_rank, "nodes": la.nodes,
+                                 "instances": la.instances, "argv": la.argv, "shell": la.shell} for la in launches]})
+        return
+    out.print(f"# {cand.layout_text}, {cand.weight_dtype}/{cand.kv_dtype}: predicted "
+              f"{cand.output_tokens_per_s_per_gpu:,.0f} tok/s/GPU, TTFT {cand.ttft_ms:,.0f} ms, TPOT {cand.tpot_ms:.1f} ms",
+              highlight=False, markup=False)
+    for la in launches:
+        sys.stdout.write(f"# {la.role}: node {la.node_rank + 1} of {la.nodes}, {la.instances} instance(s)\n"
+                         f"{la.shell}\n")
 
 
 # ------------------------------------------------------------------ validate / calibrate

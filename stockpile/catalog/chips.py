@@ -10,6 +10,8 @@ from importlib import resources
 from typing import Literal
 
 import yaml
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stockpile.errors import DataError, MissingFigureError, UnknownNameError
@@ -199,7 +201,7 @@ def _catalog() -> dict[str, Chip]:
     for entry in sorted(root.iterdir(), key=lambda p: p.name):
         if not entry.name.endswith((".yaml", ".yml")):
             continue
-        records = yaml.safe_load(entry.read_text()) or []
+        records = yaml.load(entry.read_text(), Loader=_Loader) or []
         for i, rec in enumerate(records):
             try:
                 chip = Chip.model_validate(rec)

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
 from pydantic import BaseModel, ConfigDict, Field
 
 from stockpile.errors import DataError, InputError, UnknownNameError
@@ -384,7 +386,7 @@ _DATA = resources.files("stockpile") / "data" / "models"
 @cache
 def _index() -> dict[str, dict[str, Any]]:
     path = _DATA / "index.yaml"
-    entries = yaml.safe_load(path.read_text()) or [] if path.is_file() else []
+    entries = yaml.load(path.read_text(), Loader=_Loader) or [] if path.is_file() else []
     out: dict[str, dict[str, Any]] = {}
     for e in entries:
         out[e["id"].lower()] = e

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from stockpile.errors import StockpileError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Engine = Literal["vllm", "sglang"]
@@ -41,7 +42,7 @@ PD_TRANSFER: dict[str, dict[str, str]] = {
 }
 
 
-class DeployError(ValueError):
+class DeployError(StockpileError, ValueError):
     """A spec the deploy layer cannot turn into a working launch; the message names field and fix."""
 
     def __init__(self, message: str, entries: list[str] | None = None) -> None:

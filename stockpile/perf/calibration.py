@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
+
 # Defaults are priors before any fit (and the values used for families with no measured data).
 GLOBAL_DEFAULTS: dict[str, float] = {
     "gemm_m_half": 40.0,        # GEMM rows (tokens) at which a GEMM reaches half its peak efficiency
@@ -116,4 +118,4 @@ def load_calibration() -> Calibration:
     path = resources.files("stockpile") / "data" / "calibration" / "inference.yaml"
     if not path.is_file():
         return default_calibration()
-    return Calibration.from_dict(yaml.safe_load(path.read_text()) or {})
+    return Calibration.from_dict(yaml.load(path.read_text(), Loader=_Loader) or {})

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import yaml
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
 from pydantic import BaseModel
 
 from stockpile.catalog.chips import BYTES, Chip
@@ -34,7 +36,7 @@ WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0 + 4 / 128 ** 2
 @cache
 def engine_defaults() -> dict[str, dict[str, Any]]:
     path = resources.files("stockpile") / "data" / "engines" / "defaults.yaml"
-    return yaml.safe_load(path.read_text())
+    return yaml.load(path.read_text(), Loader=_Loader)
 
 
 def check_engine(engine: str) -> str:

@@ -1,0 +1,137 @@
+"""Per-chip rates the planner needs, behind two small callables so that tests and other layers can swap them.
+
+    ServingRate(model_id, chip_id, isl, osl, ttft_ms, tpot_ms) -> output tokens/s per GPU meeting the SLO
+    TrainingRate(params_b, active_params_b, chip_id)          -> training tokens/s per GPU
+
+The defaults ask the performance layers: serving sweeps a few layouts and concurrencies of
+:func:`stockpile.perf.inference.estimate` and keeps the best per-GPU throughput that meets the SLO; training
+uses ``stockpile.search.training.train`` when it is importable and otherwise the MFU rule
+
+    tokens/s per GPU = MFU * peak_FLOP/s / (6 * N_active)            (Kaplan et al. 2020, C = 6 N D)
+
+Both are cached; nothing heavy is imported until a rate is asked for.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+ServingRate = Callable[[str, str, float, float, "float | None", "float | None"], float]
+TrainingRate = Callable[[float, float, str], float]
+
+# Layout sizes (GPUs per serving instance) and closed-loop concurrencies per instance that the sweep tries.
+SWEEP_GPUS = (1, 2, 4, 8, 16, 32)
+SWEEP_CONCURRENCY = (1, 4, 16, 64, 128, 256, 512)
+
+
+@lru_cache(maxsize=4096)
+def default_serving_rate(model_id: str, chip_id: str, isl: float, osl: float,
+                         ttft_ms: float | None = None, tpot_ms: float | None = None,
+                         weight_dtype: str | None = None) -> float:
+    """Best output tokens/s per GPU of `model_id` on `chip_id` whose TTFT and TPOT meet the SLO (0 if none).
+
+    Sweeps instance sizes (tensor parallel; for MoE also expert parallel with attention data parallel) and
+    closed-loop concurrencies with :func:`stockpile.perf.inference.estimate`, keeping configurations that fit."""
+    from stockpile.catalog import get_chip, get_model
+    from stockpile.errors import StockpileError
+    from stockpile.perf.inference import estimate
+    from stockpile.perf.layout import resolve_layout
+
+    model, chip = get_model(model_id), get_chip(chip_id)
+    best = 0.0
+    for gpus in SWEEP_GPUS:
+        shapes: list[dict[str, Any]] = [dict(tp=gpus)]
+        if model.is_moe and gpus >= 8:
+            shapes.append(dict(tp=gpus, ep=gpus, dp=gpus))
+        for shape in shapes:
+            try:
+                layout = resolve_layout(gpus=gpus, is_moe=model.is_moe, **shape)
+            except StockpileError:
+                continue
+            for conc in SWEEP_CONCURRENCY:
+                try:
+                    e = estimate(model, chip, layout=layout, weight_dtype=weight_dtype, isl=isl, osl=osl,
+                                 concurrency=conc * layout.replicas)
+                except StockpileError:
+                    break
+                if not e.fits:
+                    break
+                if (ttft_ms is None or e.ttft_ms <= ttft_ms) and (tpot_ms is None or e.tpot_ms <= tpot_ms):
+                    best = max(best, e.output_tokens_per_s_per_gpu)
+    return best
+
+
+def peak_training_flops(chip_id: str, precision: str = "bf16") -> float:
+    """Dense tensor peak of the chip for the training precision, FLOP/s (from the catalog, never guessed)."""
+    from stockpile.catalog import get_chip
+    return get_chip(chip_id).peak_flops(precision)
+
+
+def mfu_tokens_per_s(params_active: float, peak_flops: float, mfu: float) -> float:
+    """Training tokens/s per GPU = MFU * peak / (6 N_active)  (Kaplan et al. 2020; Chowdhery et al. 2022 MFU)."""
+    return mfu * peak_flops / (6.0 * params_active)
+
+
+def mfu_training_rate(mfu: float = 0.35, precision: str = "bf16",
+                      mfu_by_chip: dict[str, float] | None = None) -> TrainingRate:
+    """A TrainingRate from a model FLOPs utilisation (per chip override allowed) and the catalog peak."""
+    per_chip = {k.lower(): v for k, v in (mfu_by_chip or {}).items()}
+
+    @lru_cache(maxsize=1024)
+    def rate(params_b: float, active_params_b: float, chip_id: str) -> float:
+        u = per_chip.get(chip_id.lower(), mfu)
+        return mfu_tokens_per_s(active_params_b * 1e9, peak_training_flops(chip_id, precision), u)
+    return rate
+
+
+def _search_train() -> Callable[..., Any] | None:
+    try:
+        from stockpile.search.training import train  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    return train  # type: ignore[no-any-return]
+
+
+def search_training_rate(fallback: TrainingRate, *, gpus: int = 1024, tokens: float = 1e12,
+                         models: dict[tuple[float, float], str] | None = None) -> TrainingRate:
+    """Use ``stockpile.search.training.train`` for catalog models when it exists; else `fallback`.
+
+    `models` maps (params_b, active_params_b) to a catalog model id; generations described only by their size
+    use the fallback. Any failure of the search falls back too, so the planner never depends on it."""
+    train = _search_train()
+    if train is None:
+        return fallback
+    names = dict(models or {})
+
+    @lru_cache(maxsize=1024)
+    def rate(params_b: float, active_params_b: float, chip_id: str) -> float:
+        model_id = names.get((params_b, active_params_b))
+        if model_id is None:
+            return fallback(params_b, active_params_b, chip_id)
+        try:
+            from stockpile.catalog import get_chip, get_model
+            params = inspect.signature(train).parameters
+            kw: dict[str, Any] = {"gpus": gpus, "tokens": tokens}
+            kw = {k: v for k, v in kw.items() if k in params}
+            res = train(get_model(model_id), get_chip(chip_id), **kw)
+            val = getattr(res, "tokens_per_s_per_gpu", None)
+            if val is None and isinstance(res, dict):
+                val = res.get("tokens_per_s_per_gpu")
+            if val is None:
+                raise TypeError("no tokens_per_s_per_gpu")
+            return float(val)
+        except Exception:  # noqa: BLE001 - the search is optional; its failure must not stop a plan
+            return fallback(params_b, active_params_b, chip_id)
+    return rate
+
+
+@dataclass
+class Rates:
+    """The two rates the planner uses, plus notes saying where they came from."""
+
+    serving: ServingRate = default_serving_rate
+    training: TrainingRate | None = None
+    notes: list[str] = field(default_factory=list)

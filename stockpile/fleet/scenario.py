@@ -1,0 +1,477 @@
+"""Scenario file for ``stockpile plan``: the pydantic v2 schema, YAML loading with line numbers, and checks.
+
+A scenario names the stock (chip, count, acquisition month, cluster), attrition by age, procurement options,
+policy events, the training programme, inference workloads, costs, the horizon and the uncertainty the Monte
+Carlo samples. ``scenario_json_schema()`` is what ``stockpile plan --schema`` prints. Defaults cite their
+sources (``stockpile/data/measurements/fleet_facts.csv`` holds the facts with URLs).
+
+Errors name the field as a path (``stock[2].count``) and, for YAML files, the line it sits on.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from stockpile.errors import DataError, InputError, UnknownNameError
+
+_MONTH_RE = re.compile(r"^\s*(\d{4})-(\d{1,2})(?:-(\d{1,2}))?\s*$")
+
+
+def _month(v: Any) -> Any:
+    """'2025-04', '2025-04-09', a YAML date or datetime -> '2025-04' (an event dated inside a month applies
+    from that month on)."""
+    if isinstance(v, (_dt.date, _dt.datetime)):
+        return f"{v.year:04d}-{v.month:02d}"
+    if isinstance(v, str):
+        m = _MONTH_RE.match(v)
+        if not m or not 1 <= int(m.group(2)) <= 12:
+            raise ValueError(f"'{v}' is not a month; write YYYY-MM, e.g. 2025-04")
+        return f"{int(m.group(1)):04d}-{int(m.group(2)):02d}"
+    raise ValueError(f"{v!r} is not a month; write YYYY-MM, e.g. 2025-04")
+
+
+def _count(v: Any) -> Any:
+    """Token and FLOP counts may be written 15T, 1.5e12 or 4k."""
+    if isinstance(v, str):
+        from stockpile.units import parse_count
+        try:
+            return parse_count(v)
+        except InputError as exc:
+            raise ValueError(str(exc).split(": ", 1)[-1]) from None
+    return v
+
+
+Month = Annotated[str, BeforeValidator(_month), Field(pattern=r"^\d{4}-\d{2}$", examples=["2025-04"])]
+Count = Annotated[float, BeforeValidator(_count)]
+
+
+def month_index(m: str) -> int:
+    """'YYYY-MM' -> months since year 0 (so differences are month counts)."""
+    y, mo = m.split("-")
+    return int(y) * 12 + int(mo) - 1
+
+
+def month_name(i: int) -> str:
+    return f"{i // 12:04d}-{i % 12 + 1:02d}"
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Range(_Base):
+    """A uniform range [low, high]."""
+
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) is below low ({self.low})")
+        return self
+
+
+class Cluster(_Base):
+    """A site: its facility power limit and, optionally, its own PUE and electricity price."""
+
+    id: str = Field(min_length=1)
+    power_mw: float | None = Field(None, gt=0, description="facility power available to accelerators, MW "
+                                   "(accelerators x all-in power x PUE must stay below it); blank: no limit")
+    pue: float | None = Field(None, ge=1.0, description="power usage effectiveness; blank: costs.pue")
+    power_usd_per_kwh: float | None = Field(None, ge=0, description="blank: costs.power_usd_per_kwh")
+
+
+class StockItem(_Base):
+    """Chips on hand: one chip type in one cluster, bought in one month."""
+
+    chip: str = Field(description="accelerator id (stockpile catalog chips)")
+    count: int = Field(ge=0)
+    acquired: Month | None = Field(None, description="acquisition month (age drives attrition); or age_months")
+    age_months: int | None = Field(None, ge=0, description="age at the scenario start")
+    cluster: str = "default"
+
+
+class AgeRate(_Base):
+    age_years: float = Field(ge=0, description="the rate applies from this age until the next entry")
+    annual_rate: float = Field(ge=0, lt=1, description="permanent failures per chip-year, fraction")
+
+
+class Attrition(_Base):
+    """Permanent chip failures by age (a step curve), with optional per-chip multipliers and retirement."""
+
+    curve: list[AgeRate] = Field(
+        default_factory=lambda: [AgeRate(age_years=0, annual_rate=0.04)],
+        description="default 4 %/yr for H100-class GPUs (range 2.5-6 %; fleet_facts.csv 'Annual permanent "
+                    "GPU failure rate', https://research-viewer.pages.dev/orbital-ai-datacenters-3/pages/"
+                    "terrestrial-gpu-failure-rate/)")
+    chip_multiplier: dict[str, float] = Field(default_factory=dict)
+    retire_age_years: float | None = Field(None, gt=0, description="chips retire at this age; accounting lives "
+                                           "are 5-6 years (Microsoft, Alphabet, Meta, Amazon 10-K/10-Q)")
+
+
+class Procurement(_Base):
+    """A way to buy more chips: price, lead time, when it can be ordered and how many per month."""
+
+    chip: str
+    cluster: str | None = Field(None, description="where deliveries go; blank: the first cluster")
+    price_usd: float = Field(ge=0, description="per chip, all-in (server share included)")
+    lead_time_months: int = Field(0, ge=0, description="order month to usable month")
+    available_from: Month | None = Field(None, description="first order month; blank: the start")
+    available_until: Month | None = Field(None, description="last order month; blank: open")
+    max_per_month: float = Field(ge=0, description="chips that can be ordered per month")
+    max_total: float | None = Field(None, ge=0)
+    delay_mean_months: float | None = Field(None, ge=0, description="Monte Carlo: mean extra delivery delay "
+                                            "(Poisson); blank: uncertainty.procurement_delay_mean_months")
+    fill_rate: Range | None = Field(None, description="Monte Carlo: fraction of an order that arrives; blank: "
+                                    "uncertainty.fill_rate")
+
+
+class PolicyEvent(_Base):
+    """An export-control or domestic-policy change for one chip type from a month on.
+
+    no_purchase: deliveries from that month on stop (orders in the pipeline are lost: NVIDIA's April-2025 H20
+    write-off); allow_purchase: the chip can only be delivered from that month on; no_use: chips on hand may no
+    longer be used. The plan applies events with probability >= 0.5; the Monte Carlo samples them."""
+
+    chip: str
+    date: Month
+    effect: Literal["no_purchase", "allow_purchase", "no_use"] = "no_purchase"
+    probability: float = Field(1.0, ge=0, le=1)
+    date_sd_months: float = Field(0.0, ge=0, description="Monte Carlo: normal jitter of the date, months")
+    note: str | None = None
+
+
+class Generation(_Base):
+    """One model generation to train: size, token budget (or compute), deadline, chips."""
+
+    name: str = Field(min_length=1)
+    model: str | None = Field(None, description="catalog model id giving params_b / active_params_b")
+    params_b: float | None = Field(None, gt=0, description="total parameters, billions")
+    active_params_b: float | None = Field(None, gt=0, description="active parameters per token (MoE), billions")
+    tokens: Count | None = Field(None, gt=0, description="training tokens (15T, 1.5e13)")
+    compute_flop: Count | None = Field(None, gt=0, description="training compute; tokens = C / (6 N_active)")
+    earliest_start: Month | None = None
+    deadline: Month = Field(description="the run must finish by the end of this month")
+    min_chips: int = Field(ge=1)
+    max_chips: int = Field(ge=1)
+    sizes: list[int] | None = Field(None, description="chip counts to consider; blank: up to 4 steps from "
+                                    "min_chips to max_chips")
+    chips: list[str] | None = Field(None, description="chip types it may run on (one type, one cluster); "
+                                    "blank: any in the stock or procurement")
+    clusters: list[str] | None = None
+    after: str | None = Field(None, description="name of a generation that must finish first")
+    mfu: float | None = Field(None, gt=0, le=1)
+    late_penalty_usd_per_month: float | None = Field(None, ge=0)
+    miss_penalty_usd: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Generation:
+        if self.max_chips < self.min_chips:
+            raise ValueError(f"max_chips ({self.max_chips}) is below min_chips ({self.min_chips})")
+        if self.tokens is None and self.compute_flop is None:
+            raise ValueError("give tokens (the token budget) or compute_flop")
+        if self.model is None and self.params_b is None and self.active_params_b is None:
+            raise ValueError("give model (a catalog id) or params_b / active_params_b")
+        if self.earliest_start and month_index(self.deadline) < month_index(self.earliest_start):
+            raise ValueError(f"deadline {self.deadline} is before earliest_start {self.earliest_start}")
+        return self
+
+
+class Training(_Base):
+    mfu: float = Field(0.35, gt=0, le=1, description="model FLOPs utilisation for the MFU training rate; 0.35 "
+                       "sits below Llama 3 405B's 38 % BF16 MFU on 16k H100 (arXiv 2407.21783) and MegaScale's "
+                       "55 % (arXiv 2402.15627)")
+    mfu_by_chip: dict[str, float] = Field(default_factory=dict)
+    precision: Literal["bf16", "fp8"] = "bf16"
+    goodput: float = Field(0.9, gt=0, le=1, description="effective training time fraction after failures and "
+                           "restarts: Llama 3 reports >90 % (arXiv 2407.21783); ByteRobust 97 % (arXiv 2509.16293)")
+    late_penalty_usd_per_month: float = Field(1e9, ge=0, description="cost per month a run ends after its "
+                                              "deadline (a policy weight, not a price)")
+    miss_penalty_usd: float = Field(1e10, ge=0, description="cost of a generation not trained in the horizon")
+    generations: list[Generation] = Field(default_factory=list)
+
+
+class Workload(_Base):
+    """An inference product: model, traffic and its growth, request shape and SLO."""
+
+    name: str = Field(min_length=1)
+    model: str = Field(description="catalog model id (Hugging Face repo id)")
+    tokens_per_day: Count | None = Field(None, gt=0, description="input + output tokens per day at start")
+    requests_per_day: Count | None = Field(None, gt=0, description="alternative to tokens_per_day")
+    monthly_growth: float = Field(0.0, gt=-1, description="traffic growth per month, fraction (0.1 = +10 %)")
+    growth_sd: float | None = Field(None, ge=0, description="Monte Carlo: sd of monthly_growth; blank: "
+                                    "uncertainty.demand_growth_sd")
+    start: Month | None = Field(None, description="launch month; blank: the scenario start")
+    isl: float = Field(gt=0, description="mean input tokens per request")
+    osl: float = Field(gt=0, description="mean output tokens per request")
+    ttft_ms: float | None = Field(None, gt=0)
+    tpot_ms: float | None = Field(None, gt=0)
+    peak_to_mean: float = Field(1.0, ge=1.0, description="capacity is sized for the peak hour; DeepSeek's "
+                                "inference fleet peaked at 278 nodes vs 226.75 average (1.23; open-infra-index)")
+    chips: list[str] | None = Field(None, description="chip types that may serve it; blank: all")
+    weight_dtype: str | None = None
+
+    @model_validator(mode="after")
+    def _traffic(self) -> Workload:
+        if (self.tokens_per_day is None) == (self.requests_per_day is None):
+            raise ValueError("give exactly one of tokens_per_day or requests_per_day")
+        return self
+
+
+class Rental(_Base):
+    chip: str
+    usd_per_gpu_hour: float = Field(gt=0)
+    max_gpus: float = Field(ge=0, description="most GPUs that can be rented in any month")
+
+
+class ChipOverride(_Base):
+    """Figures the catalog lacks for a chip, with their source (a missing figure is an error, not a guess)."""
+
+    power_w: float | None = Field(None, gt=0, description="all-in power per accelerator (host, network), W")
+    tdp_w: float | None = Field(None, gt=0)
+    source: str | None = None
+
+
+class Costs(_Base):
+    power_usd_per_kwh: float = Field(0.091, ge=0, description="default: US average 9.1 c/kWh (EIA, in "
+                                     "fleet_facts.csv); China data centres pay 0.03-0.06 USD/kWh")
+    pue: float = Field(1.3, ge=1, description="China's target PUE for new large data centres (MIIT 2022-2025)")
+    host_overhead: float = Field(1.82, ge=1, description="all-in power per accelerator / TDP: DGX H100 "
+                                 "maximum 10.2 kW for 8 x 700 W GPUs (NVIDIA spec via supercluster.blog)")
+    average_power_fraction: float = Field(0.735, gt=0, le=1, description="average / maximum draw: DGX H100 "
+                                          "typical 7.5 kW of 10.2 kW max")
+    depreciation_years: float = Field(5.0, gt=0, description="procured chips are charged over this life "
+                                      "(Meta 5-5.5, Amazon 5, Microsoft/Alphabet 6 years)")
+    unmet_penalty_usd_per_mtok: float = Field(100.0, ge=0, description="cost of one million output tokens "
+                                              "not served; high (DeepSeek-R1 lists 2.19 USD/M output) so that "
+                                              "the plan buys or rents before it drops demand")
+    capex_budget_usd: float | None = Field(None, ge=0, description="cap on procurement spend in the horizon")
+    rental: list[Rental] = Field(default_factory=list)
+
+
+class Uncertainty(_Base):
+    """Distributions the Monte Carlo samples (seeded, reproducible)."""
+
+    seed: int = 0
+    demand_growth_sd: float = Field(0.02, ge=0, description="sd of each workload's monthly growth rate, "
+                                    "held for the whole horizon in a sample")
+    demand_level_sd: float = Field(0.1, ge=0, description="lognormal sigma of the starting traffic")
+    demand_correlation: float = Field(0.5, ge=0, le=1, description="share of demand noise common to workloads")
+    attrition_sigma: float = Field(0.4, ge=0, description="lognormal sigma of the failure-rate multiplier "
+                                   "(the sourced range 2.5-6 %/yr is about +-0.45 in log)")
+    procurement_delay_mean_months: float = Field(1.0, ge=0, description="mean extra delivery delay (Poisson)")
+    fill_rate: Range = Field(default_factory=lambda: Range(low=0.7, high=1.0), description="fraction of "
+                             "ordered chips delivered; ByteDance got <30k of >100k Ascend 910B ordered in 2024")
+    goodput: Range = Field(default_factory=lambda: Range(low=0.85, high=0.97), description="training goodput "
+                           "range (Llama 3 >90 %, ByteRobust 97 %)")
+
+
+class Scenario(_Base):
+    """A fleet-planning scenario (input of ``stockpile plan``)."""
+
+    name: str = "scenario"
+    description: str | None = None
+    start: Month
+    horizon_months: int = Field(24, ge=1, le=120)
+    clusters: list[Cluster] = Field(default_factory=list)
+    stock: list[StockItem] = Field(default_factory=list)
+    attrition: Attrition = Field(default_factory=Attrition)
+    procurement: list[Procurement] = Field(default_factory=list)
+    policy_events: list[PolicyEvent] = Field(default_factory=list)
+    training: Training = Field(default_factory=Training)
+    inference: list[Workload] = Field(default_factory=list)
+    chips: dict[str, ChipOverride] = Field(default_factory=dict)
+    costs: Costs = Field(default_factory=Costs)
+    uncertainty: Uncertainty = Field(default_factory=Uncertainty)
+    runway_tolerance: float = Field(0.01, ge=0, lt=1, description="a month 'meets demand' when unmet output "
+                                    "tokens are at most this fraction of demand")
+
+    @property
+    def start_index(self) -> int:
+        return month_index(self.start)
+
+
+def scenario_json_schema() -> dict[str, Any]:
+    """The published JSON Schema of the scenario file (``stockpile plan --schema``)."""
+    return Scenario.model_json_schema()
+
+
+# ------------------------------------------------------------------ loading with line numbers
+def _line_map(text: str) -> dict[tuple[Any, ...], int]:
+    """YAML path (keys and list indices) -> 1-based line of the value (or key) there."""
+    lines: dict[tuple[Any, ...], int] = {}
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+
+    def walk(node: Any, path: tuple[Any, ...]) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = (k.value,)
+                lines[path + key] = k.start_mark.line + 1
+                walk(v, path + key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, path + (i,))
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "scenario"
+
+
+def _where(source: str, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
+    """' (file.yaml, line 12)' for the deepest part of `loc` found in the file, else ''."""
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return f" ({source}, line {lines[loc[:n]]})"
+    return ""
+
+
+class Loaded:
+    """A validated scenario plus where its fields sit in the source file."""
+
+    def __init__(self, scenario: Scenario, source: str, lines: dict[tuple[Any, ...], int]):
+        self.scenario, self.source, self.lines = scenario, source, lines
+
+    def where(self, loc: tuple[Any, ...]) -> str:
+        return _where(self.source, self.lines, loc)
+
+    def error(self, loc: tuple[Any, ...], message: str) -> InputError:
+        return InputError(field_path(loc), message + self.where(loc))
+
+
+def load_scenario(src: str | Path | dict[str, Any] | Scenario) -> Loaded:
+    """Read and validate a scenario from a YAML path, YAML text, a dict or a Scenario; check names too."""
+    if isinstance(src, Scenario):
+        loaded = Loaded(src, "scenario", {})
+        check_scenario(loaded)
+        return loaded
+    lines: dict[tuple[Any, ...], int] = {}
+    source = "scenario"
+    if isinstance(src, dict):
+        data: Any = src
+    else:
+        text_or_path = str(src)
+        p = Path(text_or_path)
+        if "\n" not in text_or_path and (p.suffix in (".yaml", ".yml", ".json") or p.exists()):
+            if not p.exists():
+                raise InputError("scenario", f"file not found: {p}")
+            text, source = p.read_text(), p.name
+        else:
+            text = text_or_path
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" ({source}, line {mark.line + 1})" if mark else ""
+            raise DataError(f"scenario is not valid YAML: {getattr(exc, 'problem', exc)}{at}") from None
+        lines = _line_map(text)
+    if not isinstance(data, dict):
+        raise InputError("scenario", "must be a mapping with start, stock, ... (see `stockpile plan --schema`)")
+    try:
+        scn = Scenario.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = err["msg"].removeprefix("Value error, ")
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise InputError(field_path(loc), msg + more + _where(source, lines, loc)) from None
+    loaded = Loaded(scn, source, lines)
+    check_scenario(loaded)
+    return loaded
+
+
+def _check_chip(loaded: Loaded, loc: tuple[Any, ...], chip_id: str) -> None:
+    from stockpile.catalog import get_chip
+    try:
+        get_chip(chip_id)
+    except UnknownNameError as exc:
+        exc.field = field_path(loc)
+        exc.args = (f"{exc.args[0]}{loaded.where(loc)}",)
+        raise
+
+
+def check_scenario(loaded: Loaded) -> None:
+    """Cross-field checks: known chip and model ids, clusters, months inside the horizon, generation order."""
+    from stockpile.catalog import get_model
+    s = loaded.scenario
+    start, end = s.start_index, s.start_index + s.horizon_months
+    clusters = {c.id for c in s.clusters}
+    for i, it in enumerate(s.stock):
+        _check_chip(loaded, ("stock", i, "chip"), it.chip)
+        if clusters and it.cluster not in clusters:
+            raise loaded.error(("stock", i, "cluster"), f"unknown cluster '{it.cluster}'; clusters are "
+                               + ", ".join(sorted(clusters)))
+        if it.acquired and month_index(it.acquired) > start:
+            raise loaded.error(("stock", i, "acquired"), f"{it.acquired} is after the start {s.start}; "
+                               "future deliveries belong in procurement")
+    for i, o in enumerate(s.procurement):
+        _check_chip(loaded, ("procurement", i, "chip"), o.chip)
+        if o.cluster and clusters and o.cluster not in clusters:
+            raise loaded.error(("procurement", i, "cluster"), f"unknown cluster '{o.cluster}'")
+        if o.available_from and o.available_until and o.available_until < o.available_from:
+            raise loaded.error(("procurement", i, "available_until"), "is before available_from")
+    for i, ev in enumerate(s.policy_events):
+        _check_chip(loaded, ("policy_events", i, "chip"), ev.chip)
+    for key in s.chips:
+        _check_chip(loaded, ("chips", key), key)
+    for key in s.attrition.chip_multiplier:
+        _check_chip(loaded, ("attrition", "chip_multiplier", key), key)
+    for r_i, r in enumerate(s.costs.rental):
+        _check_chip(loaded, ("costs", "rental", r_i, "chip"), r.chip)
+    names = [g.name for g in s.training.generations]
+    for i, g in enumerate(s.training.generations):
+        loc = ("training", "generations", i)
+        if g.model:
+            try:
+                get_model(g.model)
+            except UnknownNameError as exc:
+                exc.field = field_path(loc + ("model",))
+                exc.args = (f"{exc.args[0]}{loaded.where(loc + ('model',))}",)
+                raise
+        for j, c in enumerate(g.chips or []):
+            _check_chip(loaded, loc + ("chips", j), c)
+        if month_index(g.deadline) < start:
+            raise loaded.error(loc + ("deadline",), f"deadline {g.deadline} is before the scenario start {s.start}")
+        if g.earliest_start and month_index(g.earliest_start) >= end:
+            raise loaded.error(loc + ("earliest_start",), f"{g.earliest_start} is after the horizon")
+        if g.after is not None and (g.after not in names or g.after == g.name):
+            raise loaded.error(loc + ("after",), f"'{g.after}' is not another generation; generations are "
+                               + ", ".join(names))
+        if g.clusters and clusters:
+            for j, c in enumerate(g.clusters):
+                if c not in clusters:
+                    raise loaded.error(loc + ("clusters", j), f"unknown cluster '{c}'")
+    if len(set(names)) != len(names):
+        raise loaded.error(("training", "generations"), "generation names must be unique")
+    wnames = [w.name for w in s.inference]
+    if len(set(wnames)) != len(wnames):
+        raise loaded.error(("inference",), "workload names must be unique")
+    for i, w in enumerate(s.inference):
+        try:
+            get_model(w.model)
+        except UnknownNameError as exc:
+            exc.field = field_path(("inference", i, "model"))
+            exc.args = (f"{exc.args[0]}{loaded.where(('inference', i, 'model'))}",)
+            raise
+        for j, c in enumerate(w.chips or []):
+            _check_chip(loaded, ("inference", i, "chips", j), c)
+    if not s.stock and not s.procurement:
+        raise loaded.error(("stock",), "the scenario has no chips: give a stock or procurement options")

@@ -1,0 +1,1 @@
+"""Search: declare configuration spaces as arrays, evaluate them vectorised, keep what meets the targets."""

@@ -1,0 +1,318 @@
+"""Serving search: the configuration that serves the most tokens per GPU within the latency targets.
+
+The space (space.py) is scored in one vectorised call per kind (aggregated, disaggregated), masked by memory
+fit and the SLO, reduced to a Pareto front of tokens/s per GPU against tokens/s per user, and the best
+candidates are explained: what makes them win, and what limits them.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from stockpile.catalog.chips import Chip
+from stockpile.catalog.models import ModelSpec
+from stockpile.errors import InputError
+from stockpile.measured import default_accept_length
+from stockpile.perf.calibration import Calibration, load_calibration
+from stockpile.perf.inference import (Configs, check_engine, chip_dtype_tables, disagg_core, engine_limits,
+                                      evaluate_core)
+from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
+from stockpile.perf.serving import MODE_CLOSED
+from stockpile.search.space import CONCURRENCY_PER_GPU, Space, aggregated_space, instance_layouts
+
+LAYOUT_FIELDS = ("attn_tp", "attn_dp", "pp", "moe_ep", "moe_tp")
+
+
+class Slo(BaseModel):
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+
+    def text(self) -> str:
+        parts = [f"TTFT <= {self.ttft_ms:g} ms" if self.ttft_ms else "", f"TPOT <= {self.tpot_ms:g} ms" if self.tpot_ms
+                 else ""]
+        return " and ".join(p for p in parts if p) or "no latency target"
+
+
+class Candidate(BaseModel):
+    rank: int
+    mode: str                                  # aggregated | disaggregated
+    layout: dict[str, int]
+    layout_text: str
+    prefill: dict[str, int] | None = None      # disaggregated: prefill instance layout and count
+    decode: dict[str, int] | None = None
+    weight_dtype: str
+    kv_dtype: str
+    spec_draft: int
+    concurrency: float
+    batch_per_instance: float
+    ttft_ms: float
+    tpot_ms: float
+    output_tokens_per_s: float
+    output_tokens_per_s_per_gpu: float
+    tokens_per_s_per_user: float
+    requests_per_s: float
+    weights_gb_per_gpu: float
+    meets_slo: bool
+    limits: str
+    why: str = ""
+
+
+class SearchResult(BaseModel):
+    model: str
+    chip: str
+    gpus: int
+    engine: str
+    isl: float
+    osl: float
+    slo: Slo
+    evaluated: int
+    seconds: float
+    feasible: int
+    meets_slo: int
+    candidates: list[Candidate]
+    pareto: list[dict[str, float]]
+    message: str
+
+    @property
+    def best(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates and self.candidates[0].meets_slo else None
+
+
+def _scores(out: dict[str, np.ndarray], gpus: int, slo: Slo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    per_gpu = out["output_tokens_per_s"] / gpus
+    per_user = 1.0 / np.maximum(out["tpot_s"], 1e-9)
+    ok = out["fits"].astype(bool) & np.isfinite(per_gpu)
+    meets = ok.copy()
+    if slo.ttft_ms:
+        meets &= out["ttft_s"] * 1e3 <= slo.ttft_ms
+    if slo.tpot_ms:
+        meets &= out["tpot_s"] * 1e3 <= slo.tpot_ms
+    return per_gpu, per_user, np.where(ok, meets, False)
+
+
+def _aggregated(model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: float, osl: float, cal: Calibration,
+                dtypes: list[str] | None) -> tuple[Space, dict[str, np.ndarray]]:
+    sp = aggregated_space(model, chip, gpus, engine, dtypes=dtypes)
+    p = cal.params(chip.family, engine)
+    peak, kind = chip_dtype_tables(chip, sp.weight_dtype)
+    accept = np.array([default_accept_length(int(k)) for k in (0, 1, 2, 3, 4)])[sp.spec_draft.astype(int)]
+    cfg = Configs(attn_tp=sp.attn_tp, attn_dp=sp.attn_dp, pp=sp.pp, moe_ep=sp.moe_ep, moe_tp=sp.moe_tp,
+                  replicas=sp.replicas, weight_dtype=sp.weight_dtype, kv_dtype=sp.kv_dtype, isl=isl, osl=osl,
+                  mode=MODE_CLOSED, concurrency=sp.concurrency, spec_draft=sp.spec_draft, spec_accept=accept,
+                  sync=0.0)
+    max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg)
+    out = evaluate_core(ModelConsts.of(model), ChipConsts.of(chip), p, cfg, gemm_peak=peak, kind=kind,
+                        max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
+    return sp, out
+
+
+def _disaggregated(model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: float, osl: float,
+                   cal: Calibration, dtypes: list[str] | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """x prefill + y decode instances (each its own layout) that use all `gpus`; one dtype pair per run."""
+    lays = [lay for lay in instance_layouts(model, gpus, chip.scaleup_size, engine) if lay[2] == 1]
+    size = {lay: lay[0] * lay[1] for lay in lays}
+    combos = []
+    for pre, dec in itertools.product(lays, lays):
+        for x in range(1, gpus // size[pre]):
+            rest = gpus - x * size[pre]
+            if rest > 0 and rest % size[dec] == 0:
+                combos.append((pre, x, dec, rest // size[dec]))
+    if not combos:
+        return {}, {}
+    wd = (dtypes or ["fp8" if chip.has_native("fp8") else "bf16"])
+    rows = [(c, w) for c in combos for w in wd]
+    conc = CONCURRENCY_PER_GPU * gpus
+    n = conc.size
+    arr: dict[str, Any] = {}
+    for i, f in enumerate(LAYOUT_FIELDS):
+        arr["pre_" + f] = np.repeat([float(r[0][0][i]) for r in rows], n)
+        arr["dec_" + f] = np.repeat([float(r[0][2][i]) for r in rows], n)
+    arr["pre_workers"] = np.repeat([float(r[0][1]) for r in rows], n)
+    arr["dec_workers"] = np.repeat([float(r[0][3]) for r in rows], n)
+    arr["weight_dtype"] = np.repeat([r[1] for r in rows], n)
+    arr["kv_dtype"] = np.where(np.char.startswith(arr["weight_dtype"].astype(str), "fp"), "fp8", "bf16") \
+        if chip.has_native("fp8") else np.full(arr["weight_dtype"].shape, "bf16")
+    arr["concurrency"] = np.tile(conc, len(rows))
+    p = cal.params(chip.family, engine)
+    peak, kind = chip_dtype_tables(chip, arr["weight_dtype"])
+    max_seqs, chunk, mem_util = engine_limits(engine, chip, Configs())
+    out = disagg_core(ModelConsts.of(model), ChipConsts.of(chip), p,
+                      pre={f: arr["pre_" + f] for f in LAYOUT_FIELDS}, dec={f: arr["dec_" + f] for f in LAYOUT_FIELDS},
+                      pre_workers=arr["pre_workers"], dec_workers=arr["dec_workers"], weight_dtype=arr["weight_dtype"],
+                      kv_dtype=arr["kv_dtype"], gemm_peak=peak, kind=kind, isl=isl, osl=osl,
+                      concurrency=arr["concurrency"], rate=np.nan, num_requests=np.nan, poisson=1.0, spec_draft=0.0,
+                      spec_accept=1.0, prefix_hit=0.0, max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=0.0)
+    return arr, out
+
+
+def pareto_front(per_user: np.ndarray, per_gpu: np.ndarray) -> np.ndarray:
+    """Indices of points no other point beats on both axes (higher is better on both)."""
+    order = np.lexsort((-per_gpu, -per_user))
+    best = -np.inf
+    keep = []
+    for i in order:
+        if per_gpu[i] > best:
+            keep.append(i)
+            best = per_gpu[i]
+    return np.array(keep, dtype=int)
+
+
+def _layout_text(tp: float, adp: float, pp: float, ep: float) -> str:
+    s = f"TP{int(tp)}" if adp <= 1 else f"attnDP{int(adp)}"
+    if pp > 1:
+        s += f" PP{int(pp)}"
+    if ep > 1:
+        s += f" EP{int(ep)}"
+    return s
+
+
+def _limit(model: ModelSpec, chip: Chip, engine: str, cal: Calibration, lay: dict[str, float], wd: str, kvd: str,
+           batch: float, max_batch: float, slo: Slo, tpot_ms: float, ttft_ms: float, isl: float, osl: float) -> str:
+    """What binds: the SLO, KV capacity, or the largest operator time of a decode step."""
+    if slo.tpot_ms and tpot_ms > 0.85 * slo.tpot_ms:
+        return f"TPOT target ({tpot_ms:.1f} of {slo.tpot_ms:g} ms): a bigger batch would break it"
+    if slo.ttft_ms and ttft_ms > 0.85 * slo.ttft_ms:
+        return f"TTFT target ({ttft_ms:.0f} of {slo.ttft_ms:g} ms)"
+    if batch >= 0.98 * max_batch:
+        return f"KV-cache memory: {int(max_batch)} sequences fit per instance"
+    p = cal.params(chip.family, engine)
+    peak, kind = chip_dtype_tables(chip, wd)
+    from stockpile.perf.inference import dtype_efficiency, WEIGHT_BYTES
+    from stockpile.catalog.chips import BYTES
+    b = batch / (lay["attn_dp"] * lay["pp"])
+    parts = stage_time(ModelConsts.of(model), ChipConsts.of(chip), p, **{k: np.array(v) for k, v in lay.items()},
+                       wbytes=np.array(WEIGHT_BYTES[wd]), kvbytes=np.array(BYTES[kvd]), gemm_peak=np.array(peak),
+                       dtype_eff=dtype_efficiency(p, np.array(kind)), dec_seqs=np.array(b), dec_tokens=np.array(b),
+                       dec_ctx=np.array(isl + osl / 2), pre_tokens=np.array(0.0), pre_ctx=np.array(isl / 2),
+                       parts=True)
+    name, t = max(((k, float(v)) for k, v in parts.items()), key=lambda kv: kv[1])
+    total = sum(float(v) for v in parts.values())
+    label = {"gemm": "weight GEMMs", "experts": "expert GEMMs", "attention": "attention (KV-cache reads)",
+             "activations": "activation traffic", "tp_allreduce": "tensor-parallel all-reduce",
+             "ep_alltoall": "expert all-to-all", "pp_handoff": "pipeline hand-off", "overhead": "engine overhead"}
+    return f"{label[name]}: {100 * t / total:.0f}% of a decode step"
+
+
+def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, slo: Slo | None = None,
+           engine: str = "vllm", top: int = 5, dtypes: list[str] | None = None, disaggregation: bool = True,
+           calibration: Calibration | None = None) -> SearchResult:
+    """Search the serving space; candidates best first (those meeting the SLO, else the closest)."""
+    t0 = time.perf_counter()
+    engine = check_engine(engine)
+    slo = slo or Slo()
+    if gpus < 1:
+        raise InputError("gpus", f"must be >= 1, got {gpus}")
+    if isl <= 0 or osl <= 0:
+        raise InputError("isl" if isl <= 0 else "osl", "must be a positive token count")
+    if top < 1:
+        raise InputError("top", "must be >= 1")
+    cal = calibration or load_calibration()
+    sp, out = _aggregated(model, chip, engine, gpus, isl, osl, cal, dtypes)
+    per_gpu, per_user, meets = _scores(out, gpus, slo)
+    recs: list[dict[str, Any]] = []
+    idx = np.flatnonzero(out["fits"].astype(bool))
+    for i in idx:
+        recs.append(dict(mode="aggregated", i=int(i), per_gpu=float(per_gpu[i]), per_user=float(per_user[i]),
+                         meets=bool(meets[i]), out=out, lay={f: float(getattr(sp, f)[i]) for f in LAYOUT_FIELDS},
+                         replicas=float(sp.replicas[i]), wd=str(sp.weight_dtype[i]), kvd=str(sp.kv_dtype[i]),
+                         spec=int(sp.spec_draft[i]), conc=float(sp.concurrency[i])))
+    evaluated = sp.size
+    if disaggregation and gpus >= 2:
+        arr, dout = _disaggregated(model, chip, engine, gpus, isl, osl, cal, dtypes)
+        if dout:
+            d_gpu, d_user, d_meets = _scores(dout, gpus, slo)
+            evaluated += int(d_gpu.size)
+            for i in np.flatnonzero(dout["fits"].astype(bool)):
+                recs.append(dict(mode="disaggregated", i=int(i), per_gpu=float(d_gpu[i]), per_user=float(d_user[i]),
+                                 meets=bool(d_meets[i]), out=dout,
+                                 lay={f: arr["dec_" + f][i] for f in LAYOUT_FIELDS},
+                                 pre={f: arr["pre_" + f][i] for f in LAYOUT_FIELDS}, replicas=1.0,
+                                 pre_workers=int(arr["pre_workers"][i]), dec_workers=int(arr["dec_workers"][i]),
+                                 wd=str(arr["weight_dtype"][i]), kvd=str(arr["kv_dtype"][i]), spec=0,
+                                 conc=float(arr["concurrency"][i])))
+    n_meet = sum(r["meets"] for r in recs)
+    if not recs:
+        msg = (f"{model.id} does not fit on {gpus} x {chip.id} in any layout "
+               f"({model.params / 1e9:.0f}B parameters; {gpus * chip.memory_bytes / 2**30:.0f} GiB in all)")
+        return SearchResult(model=model.id, chip=chip.id, gpus=gpus, engine=engine, isl=isl, osl=osl, slo=slo,
+                            evaluated=evaluated, seconds=time.perf_counter() - t0, feasible=0, meets_slo=0,
+                            candidates=[], pareto=[], message=msg)
+    pu = np.array([r["per_user"] for r in recs])
+    pg = np.array([r["per_gpu"] for r in recs])
+    front = pareto_front(pu, pg)
+    pareto = [{"tokens_per_s_per_user": round(float(pu[i]), 2), "output_tokens_per_s_per_gpu": round(float(pg[i]), 1)}
+              for i in front]
+    if n_meet:
+        pool = sorted((r for r in recs if r["meets"]), key=lambda r: (-r["per_gpu"], -r["per_user"]))
+        msg = f"{n_meet:,} of {evaluated:,} configurations meet {slo.text()}"
+    else:
+        pool = sorted(recs, key=lambda r: _violation(r, slo))
+        msg = (f"no configuration meets {slo.text()}; showing the closest (least violation). "
+               "Relax the targets, add GPUs, or use a faster chip")
+    chosen, seen = [], set()
+    for r in pool:
+        key = (r["mode"], tuple(r["lay"].values()), r.get("pre_workers"), r.get("dec_workers"), r["wd"], r["kvd"],
+               r["spec"])
+        if key in seen:
+            continue
+        seen.add(key)
+        chosen.append(r)
+        if len(chosen) >= top:
+            break
+    cands = [_candidate(k + 1, r, model, chip, engine, cal, slo, gpus, isl, osl) for k, r in enumerate(chosen)]
+    if cands and n_meet:
+        runner = f"; next best {cands[1].output_tokens_per_s_per_gpu:,.0f}" if len(cands) > 1 else ""
+        cands[0].why = (f"most output tokens/s per GPU ({cands[0].output_tokens_per_s_per_gpu:,.0f}) of the {n_meet:,} "
+                        f"configurations meeting {slo.text()}{runner}")
+        for c in cands[1:]:
+            c.why = f"{100 * (1 - c.output_tokens_per_s_per_gpu / cands[0].output_tokens_per_s_per_gpu):.0f}% " \
+                    "fewer tokens/s per GPU than the best"
+    return SearchResult(model=model.id, chip=chip.id, gpus=gpus, engine=engine, isl=isl, osl=osl, slo=slo,
+                        evaluated=evaluated, seconds=time.perf_counter() - t0, feasible=len(recs), meets_slo=n_meet,
+                        candidates=cands, pareto=pareto, message=msg)
+
+
+def _violation(r: dict[str, Any], slo: Slo) -> float:
+    o, i = r["out"], r["i"]
+    v = 0.0
+    if slo.ttft_ms:
+        v += max(0.0, o["ttft_s"][i] * 1e3 / slo.ttft_ms - 1)
+    if slo.tpot_ms:
+        v += max(0.0, o["tpot_s"][i] * 1e3 / slo.tpot_ms - 1)
+    return v - 1e-9 * r["per_gpu"]
+
+
+def _candidate(rank: int, r: dict[str, Any], model: ModelSpec, chip: Chip, engine: str, cal: Calibration, slo: Slo,
+               gpus: int, isl: float, osl: float) -> Candidate:
+    o, i, lay = r["out"], r["i"], r["lay"]
+    tpot, ttft = float(o["tpot_s"][i]) * 1e3, float(o["ttft_s"][i]) * 1e3
+    inst = lay["attn_tp"] * lay["attn_dp"] * lay["pp"]
+    if r["mode"] == "aggregated":
+        text = _layout_text(lay["attn_tp"], lay["attn_dp"], lay["pp"], lay["moe_ep"])
+        if r["replicas"] > 1:
+            text += f" x {int(r['replicas'])} replicas"
+        pre = dec = None
+        batch = float(o["batch"][i])
+    else:
+        pl = r["pre"]
+        text = (f"{r['pre_workers']} x prefill {_layout_text(pl['attn_tp'], pl['attn_dp'], pl['pp'], pl['moe_ep'])}"
+                f" + {r['dec_workers']} x decode {_layout_text(lay['attn_tp'], lay['attn_dp'], lay['pp'], lay['moe_ep'])}")
+        pre = {"instances": r["pre_workers"], **{k: int(v) for k, v in pl.items()}}
+        dec = {"instances": r["dec_workers"], **{k: int(v) for k, v in lay.items()}}
+        batch = float(o["batch"][i]) / max(r["dec_workers"], 1)
+    max_batch = float(o["max_batch"][i]) / (1 if r["mode"] == "aggregated" else max(r["dec_workers"], 1))
+    limits = _limit(model, chip, engine, cal, lay, r["wd"], r["kvd"], batch, max_batch, slo, tpot, ttft, isl, osl)
+    return Candidate(
+        rank=rank, mode=r["mode"], layout={"tp": int(lay["attn_tp"]), "attn_dp": int(lay["attn_dp"]),
+                                           "pp": int(lay["pp"]), "ep": int(lay["moe_ep"]),
+                                           "replicas": int(r["replicas"]), "gpus_per_instance": int(inst)},
+        layout_text=text, prefill=pre, decode=dec, weight_dtype=r["wd"], kv_dtype=r["kvd"], spec_draft=r["spec"],
+        concurrency=r["conc"], batch_per_instance=round(batch, 1), ttft_ms=round(ttft, 1), tpot_ms=round(tpot, 2),
+        output_tokens_per_s=round(float(o["output_tokens_per_s"][i]), 1),
+        output_tokens_per_s_per_gpu=round(r["per_gpu"], 1), tokens_per_s_per_user=round(r["per_user"], 1),
+        requests_per_s=round(float(o["requests_per_s"][i]), 3),
+        weights_gb_per_gpu=round(float(o["weights_bytes"][i]) / 1e9, 1), meets_slo=r["meets"], limits=limits)

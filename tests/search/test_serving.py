@@ -1,0 +1,106 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from stockpile.catalog import get_chip, get_model
+from stockpile.cli import app
+from stockpile.deploy import load_table, parse
+from stockpile.search.export import deploy_spec
+from stockpile.search.serving import Slo, pareto_front, search
+
+runner = CliRunner()
+QWEN, H200 = "Qwen/Qwen3-32B", "h200-sxm-141gb"
+
+
+@pytest.fixture(scope="module")
+def qwen_h200():
+    return search(get_model(QWEN), get_chip(H200), gpus=8, isl=4000, osl=500, slo=Slo(ttft_ms=1000, tpot_ms=50))
+
+
+def test_best_meets_slo_and_is_best(qwen_h200):
+    r = qwen_h200
+    assert r.best is not None and r.best.meets_slo
+    assert r.best.ttft_ms <= 1000 and r.best.tpot_ms <= 50
+    assert all(c.output_tokens_per_s_per_gpu <= r.best.output_tokens_per_s_per_gpu for c in r.candidates)
+    assert r.evaluated > 1000 and r.meets_slo <= r.feasible <= r.evaluated
+
+
+def test_pareto_front_is_non_dominated(qwen_h200):
+    front = qwen_h200.pareto
+    users = [p["tokens_per_s_per_user"] for p in front]
+    gpus = [p["output_tokens_per_s_per_gpu"] for p in front]
+    assert users == sorted(users, reverse=True) and gpus == sorted(gpus)
+
+
+def test_pareto_helper():
+    import numpy as np
+    idx = pareto_front(np.array([3.0, 2.0, 1.0, 2.5]), np.array([1.0, 2.0, 3.0, 0.5]))
+    assert sorted(idx.tolist()) == [0, 1, 2]
+
+
+def test_more_gpus_never_lowers_best_total_throughput():
+    m, c = get_model("meta-llama/Llama-3.1-70B-Instruct"), get_chip("h100-sxm-80gb")
+    totals = []
+    for g in (4, 8, 16):
+        r = search(m, c, gpus=g, isl=2000, osl=500, slo=Slo(tpot_ms=60), disaggregation=False)
+        totals.append(r.best.output_tokens_per_s)
+    assert totals == sorted(totals)
+
+
+def test_tighter_slo_never_raises_throughput():
+    m, c = get_model(QWEN), get_chip(H200)
+    loose = search(m, c, gpus=8, isl=2000, osl=500, slo=Slo(tpot_ms=80)).best
+    tight = search(m, c, gpus=8, isl=2000, osl=500, slo=Slo(tpot_ms=20)).best
+    assert tight.output_tokens_per_s_per_gpu <= loose.output_tokens_per_s_per_gpu
+    assert tight.tpot_ms <= 20
+
+
+def test_impossible_slo_reports_closest():
+    r = search(get_model(QWEN), get_chip("l4-24gb"), gpus=1, isl=4000, osl=500, slo=Slo(ttft_ms=1, tpot_ms=1))
+    assert r.best is None and r.candidates and "no configuration meets" in r.message
+    assert not any(c.meets_slo for c in r.candidates)
+
+
+def test_export_flags_parse_with_the_engine_tables(qwen_h200):
+    cand = qwen_h200.candidates[0]
+    for engine, table in (("vllm", "vllm"), ("sglang", "sglang")):
+        spec = deploy_spec(cand, model_id=QWEN, chip=get_chip(H200), engine=engine, isl=4000, osl=500)
+        from stockpile.deploy import sglang_launches, vllm_launches
+        launches = vllm_launches(spec) if engine == "vllm" else sglang_launches(spec)
+        for la in launches:
+            ns = parse(load_table(table), la.argv)       # raises on any flag or value the engine lacks
+            assert ns is not None
+
+
+def test_cli_search_json_and_export_k8s():
+    r = runner.invoke(app, ["search", "--model", QWEN, "--chip", H200, "--gpus", "8", "--isl", "4000", "--osl", "500",
+                            "--ttft-ms", "1000", "--tpot-ms", "50", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["evaluated"] > 0 and d["candidates"][0]["meets_slo"] and "layout" in d["candidates"][0]
+    r = runner.invoke(app, ["export", "--target", "k8s", "--model", QWEN, "--chip", H200, "--gpus", "8", "--isl", "4000",
+                            "--osl", "500", "--tpot-ms", "50", "--json"])
+    assert r.exit_code == 0, r.output
+    kinds = {m["kind"] for m in json.loads(r.stdout)["manifests"]}
+    assert {"Service"} <= kinds and ({"Deployment"} <= kinds or {"LeaderWorkerSet"} <= kinds)
+
+
+def test_cli_chip_comparison():
+    r = runner.invoke(app, ["search", "--model", QWEN, "--chips", "h800-sxm-80gb,h20-96gb,ascend-910b-64gb", "--gpus",
+                            "8", "--isl", "2000", "--osl", "500", "--tpot-ms", "60", "--json"])
+    assert r.exit_code == 0, r.output
+    docs = json.loads(r.stdout)["comparison"]
+    assert [d["chip"] for d in docs] == ["h800-sxm-80gb", "h20-96gb", "ascend-910b-64gb"]
+
+
+def test_cli_model_that_cannot_fit_is_an_error():
+    r = runner.invoke(app, ["search", "--model", "deepseek-ai/DeepSeek-R1", "--chip", "l4-24gb", "--gpus", "2", "--isl",
+                            "1000", "--osl", "100"])
+    assert r.exit_code == 2 and "does not fit" in r.output
+
+
+def test_cli_contradictory_flags():
+    r = runner.invoke(app, ["export", "--target", "vllm", "--engine", "sglang", "--model", QWEN, "--chip", H200,
+                            "--gpus", "8", "--isl", "100", "--osl", "100"])
+    assert r.exit_code == 2 and "contradicts" in r.output
