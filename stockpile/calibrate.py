@@ -31,10 +31,10 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "kernel_eff": (0.4, 1.2), "ttft_s": (1e-3, 0.3), "gemm_m_half": (4.0, 512.0), "attn_eff": (0.2, 1.0), "comm_eff": (0.2, 0.95),
     "comm_latency_s": (1e-6, 6e-5), "moe_imbalance": (1.0, 2.5), "fp8_gemm_eff": (0.4, 1.1),
     "fp4_gemm_eff": (0.2, 1.1), "int8_gemm_eff": (0.3, 1.1), "dequant_eff": (0.2, 1.1), "reserve_gb": (1.0, 16.0),
-    "burst_tail": (0.01, 3.0), "overlap_comm": (0.01, 0.9), "sync_eff": (0.01, 1.0), "gemm_n_half": (8.0, 2048.0), "act_rw": (1.0, 40.0),
+    "burst_tail": (0.01, 3.0), "overlap_comm": (0.01, 0.9), "sync_eff": (0.01, 1.0), "gemm_n_half": (8.0, 2048.0), "act_rw": (1.0, 40.0), "a2a_latency_s": (3e-6, 3e-4), "expert_mem_eff": (0.3, 1.1),
 }
 FITTED_GLOBALS = ("gemm_m_half", "comm_latency_s", "attn_eff", "comm_eff", "moe_imbalance", "fp8_gemm_eff", "fp4_gemm_eff",
-                  "int8_gemm_eff", "dequant_eff", "burst_tail", "overlap_comm", "reserve_gb", "sync_eff", "gemm_n_half", "act_rw")
+                  "int8_gemm_eff", "dequant_eff", "burst_tail", "overlap_comm", "reserve_gb", "sync_eff", "gemm_n_half", "act_rw", "a2a_latency_s", "expert_mem_eff")
 PRIOR_WEIGHT = 0.15     # strength of the pull toward defaults, in log units per residual
 NOT_FIT_PENALTY = 1.0   # residual for a measured configuration the model says does not fit
 
@@ -81,18 +81,24 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
     """Fit on the rows of `paths` (optionally leaving one source out); returns the calibration and a report."""
     preps: list[Prepared] = []
     measured: list[float] = []
-    for path in paths:
+    files: list[int] = []
+    for k, path in enumerate(paths):
         _, rows, prepared = prepare_file(path)
         for row, pr in zip(rows, prepared):
             if isinstance(pr, Prepared) and (exclude_source is None or source_key(row) != exclude_source):
                 preps.append(pr)
                 measured.append(pr.case.measured)
+                files.append(k)
     if not preps:
         raise DataError("no predictable rows to calibrate on")
     meas = np.array(measured)
     # weight each publication by 1/sqrt(rows): large sources do not drown small ones, and no source decides alone
     counts = Counter(source_key_case(p) for p in preps)
     weight = np.array([1.0 / np.sqrt(counts[source_key_case(p)]) for p in preps])
+    # and each file (a benchmark suite) carries the same total weight
+    fidx = np.array(files)
+    for k in set(files):
+        weight[fidx == k] /= weight[fidx == k].sum()
     weight *= len(weight) / weight.sum()
     base = Calibration(global_=dict(GLOBAL_DEFAULTS), families={"default": dict(FAMILY_DEFAULTS)},
                        engines={"default": dict(ENGINE_DEFAULTS)}, meta={})
@@ -118,7 +124,8 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
     cal.meta = {"fitted": dt.date.today().isoformat(), "rows": len(preps),
                 "files": [p.name for p in paths], "excluded_source": exclude_source,
                 "sources": dict(Counter(source_key_case(p) for p in preps)),
-                "loss": "soft_l1 on log(pred/measured), f_scale 0.15, rows weighted 1/sqrt(rows of their source); "
+                "loss": "soft_l1 on log(pred/measured), f_scale 0.15, rows weighted 1/sqrt(rows of their source), "
+                        "each file the same total weight; "
                         "weak log prior toward defaults",
                 "median_ape": round(float(np.median(np.abs(np.expm1(r1)))), 4)}
     report = {"rows": len(preps), "median_ape_before": float(np.median(np.abs(np.expm1(r0)))),

@@ -32,7 +32,9 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "overlap_comm": 0.3,        # fraction of EP/TP communication hidden behind compute
     "sync_eff": 0.5,
     "gemm_n_half": 128.0,       # GEMM N (output width per GPU) at which tile utilisation halves efficiency
-    "act_rw": 8.0,              # hidden-state reads/writes per layer and token outside GEMMs            # how much of a fixed-length closed loop's lockstep prefill queue persists
+    "act_rw": 8.0,
+    "a2a_latency_s": 4e-5,
+    "expert_mem_eff": 0.85,     # bandwidth share of grouped expert GEMMs relative to dense GEMMs      # latency of one expert all-to-all phase (dispatch or combine)              # hidden-state reads/writes per layer and token outside GEMMs            # how much of a fixed-length closed loop's lockstep prefill queue persists
 }
 FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8}
 ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-6, "kernel_eff": 1.0, "ttft_s": 0.02}
@@ -72,6 +74,8 @@ class Params:
     sync_eff: float
     gemm_n_half: float
     act_rw: float
+    a2a_latency_s: float
+    expert_mem_eff: float
 
     def with_(self, **kw: float) -> "Params":
         return replace(self, **kw)

@@ -137,7 +137,8 @@ def alltoall_time(cc: ChipConsts, p: Params, group: F, nbytes: F) -> F:
     d = np.minimum(g, cc.domain)
     intra = nbytes * (d - 1.0) / g / (cc.scaleup_bw * p.comm_eff)
     inter = nbytes * (g - d) / g / (cc.scaleout_bw * p.comm_eff)
-    return np.where(g > 1, 2 * p.comm_latency_s + np.maximum(intra, inter), 0.0)
+    # dispatch and combine each pay the all-to-all launch/synchronisation latency (DeepEP-style kernels)
+    return np.where(g > 1, 2 * p.a2a_latency_s + np.maximum(intra, inter), 0.0)
 
 
 def effective_layers(mc: ModelConsts, ctx: F) -> F:
@@ -175,7 +176,8 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     # narrow experts (small N per GPU after expert-TP) fill tensor-core tiles poorly
     width = mc.expert_width / moe_tp
     eff_e = gemm_eff(p, np.maximum(rows_per_expert, 1.0)) * dtype_eff * width / (width + p.gemm_n_half)
-    t_moe = np.maximum(flops / (gemm_peak * eff_e), w_exp_gpu * hit * wbytes / bw)
+    # grouped-GEMM kernels stream many small expert matrices: a lower share of HBM bandwidth than dense GEMMs
+    t_moe = np.maximum(flops / (gemm_peak * eff_e), w_exp_gpu * hit * wbytes / (bw * p.expert_mem_eff))
     # all-to-all dispatch (fp8) + combine (bf16) across the EP group, partly hidden behind compute
     a2a_bytes = tokens * mc.top_k * mc.hidden * (1.0 + ACT_BYTES)
     t_a2a = np.where(moe_ep > 1, (mc.moe_layers / pp) * alltoall_time(cc, p, moe_ep * moe_tp, a2a_bytes),

@@ -1,0 +1,559 @@
+"""Training performance model: FLOPs, memory and step time of one parallel layout (numpy-vectorised).
+
+Every function takes scalars or arrays (one entry per layout) and broadcasts, so the layout search and the
+validation of a whole CSV are single numpy passes. Sources:
+Narayanan et al. 2021, "Efficient Large-Scale Language Model Training on GPU Clusters Using Megatron-LM"
+(SC'21, arXiv:2104.04473): PTD-P, 1F1B and interleaved schedules and their bubble, the FLOPs formula.
+Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models" (arXiv:2205.05198):
+sequence parallelism, selective recompute, activation memory per layer.
+Rajbhandari et al. 2020, "ZeRO" (SC'20, arXiv:1910.02054): sharded optimizer states, gradients, parameters.
+DeepSeek-AI 2024, "DeepSeek-V3 Technical Report" (arXiv:2412.19437): FP8 with fine-grained scaling, DualPipe.
+Equations and assumptions: docs/training-model.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from stockpile.catalog.chips import Chip
+from stockpile.catalog.models import ModelSpec
+from stockpile.errors import MissingFigureError
+
+F = Any                                    # float or np.ndarray: every formula broadcasts
+RECOMPUTE = ("none", "selective", "full")  # codes 0, 1, 2 in the arrays
+PRECISIONS = ("bf16", "fp16", "fp8")
+
+# ---------------------------------------------------------------- calibration parameters
+GLOBAL_DEFAULTS: dict[str, float] = {
+    "attn_eff": 0.65,        # flash-attention throughput relative to a large GEMM
+    "fp8_eff": 0.75,         # fp8 GEMM efficiency relative to bf16 (scaling, smaller tiles)
+    "mem_eff": 0.8,          # achieved fraction of HBM bandwidth in elementwise kernels
+    "w_half": 96.0,          # GEMM inner width (per GPU) at which a GEMM reaches half its peak efficiency
+    "m_half": 64.0,          # GEMM rows (tokens per expert) at half efficiency
+    "elem_bytes": 60.0,      # non-GEMM HBM traffic per token per layer, in bytes per hidden unit (fwd+bwd)
+    "comm_eff": 0.7,         # achieved fraction of link bandwidth in collectives
+    "comm_latency_s": 2e-5,  # per collective
+    "tp_overlap": 0.6,       # share of TP collectives hidden where the framework overlaps them
+    "dp_overlap": 0.8,       # share of the overlap window that hides data-parallel traffic
+    "ep_overlap": 0.5,       # share of EP all-to-all hidden where the framework overlaps it
+    "moe_imbalance": 1.15,   # busiest expert rank's load / mean load
+    "step_s": 0.02,          # per-step fixed cost: data loading, logging, gradient clipping
+    "reserve_gb": 6.0,       # CUDA context, communication buffers, allocator fragmentation
+    "fused_elem": 0.6,       # share of elementwise traffic left when a compiler fuses kernels
+}
+FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.75}      # large-GEMM fraction of the dense peak
+FRAMEWORK_DEFAULTS: dict[str, float] = {"kernel_eff": 1.0}  # framework kernel quality relative to the family
+FAMILY_GROUPS = {"ampere": "ampere", "volta": "ampere", "hopper": "hopper", "blackwell": "blackwell",
+                 "blackwell-ultra": "blackwell", "tpu": "tpu", "ascend": "ascend", "gaudi": "gaudi",
+                 "cdna2": "amd", "cdna3": "amd", "cdna4": "amd"}
+
+
+@dataclass(frozen=True)
+class Framework:
+    """What a training framework does by default (its documentation), not fitted."""
+
+    zero: tuple[int, ...]       # sharding stages it offers: 0 none, 1 optimizer, 2 +grads, 3 +params (FSDP)
+    sp: bool = True             # sequence parallelism with TP (Korthikanti 2022)
+    tp_overlap: bool = False    # TP collectives overlapped with GEMMs (TE userbuffers, async TP, XLA)
+    dp_overlap: bool = True     # gradient reduce / parameter gather overlapped with compute
+    ep_overlap: bool = False    # MoE all-to-all overlapped with compute
+    dualpipe: bool = False      # DeepSeek-V3 DualPipe: bidirectional pipeline, EP fully hidden
+    fused: bool = False         # elementwise kernels fused by a compiler (XLA, torch.compile)
+
+
+FRAMEWORKS: dict[str, Framework] = {
+    "megatron": Framework(zero=(0, 1), tp_overlap=True, ep_overlap=True),
+    "megatron2021": Framework(zero=(0,), sp=False, dp_overlap=False),
+    "fsdp": Framework(zero=(2, 3)),                    # PyTorch FSDP: MosaicML Composer, torchtitan
+    "maxtext": Framework(zero=(3,), tp_overlap=True, fused=True),
+    "deepspeed": Framework(zero=(0, 1, 2, 3), sp=False),
+    "mindspore": Framework(zero=(0, 1)),
+    "internevo": Framework(zero=(1,)),
+    "hai-llm": Framework(zero=(1,), dualpipe=True, ep_overlap=True),
+}
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    gemm_eff: F
+    kernel_eff: F
+    attn_eff: F
+    fp8_eff: F
+    mem_eff: F
+    w_half: F
+    m_half: F
+    elem_bytes: F
+    comm_eff: F
+    comm_latency_s: F
+    tp_overlap: F
+    dp_overlap: F
+    ep_overlap: F
+    moe_imbalance: F
+    step_s: F
+    reserve_gb: F
+    fused_elem: F
+
+    def with_(self, **kw: F) -> "TrainParams":
+        return replace(self, **kw)
+
+    @classmethod
+    def stack(cls, items: list["TrainParams"]) -> "TrainParams":
+        return cls(**{f.name: np.array([getattr(i, f.name) for i in items]) for f in fields(cls)})
+
+
+@dataclass
+class TrainCalibration:
+    global_: dict[str, float]
+    families: dict[str, dict[str, float]]
+    frameworks: dict[str, dict[str, float]]
+    meta: dict[str, Any]
+
+    def params(self, family: str, framework: str) -> TrainParams:
+        vals = {**GLOBAL_DEFAULTS, **self.global_, **FAMILY_DEFAULTS,
+                **self.families.get(FAMILY_GROUPS.get(family, family), {}),
+                **FRAMEWORK_DEFAULTS, **self.frameworks.get(framework, {})}
+        return TrainParams(**{f.name: float(vals[f.name]) for f in fields(TrainParams)})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainCalibration":
+        return cls(dict(d.get("global") or {}), dict(d.get("families") or {}), dict(d.get("frameworks") or {}),
+                   dict(d.get("meta") or {}))
+
+
+@cache
+def load_training_calibration() -> TrainCalibration:
+    """The shipped fit (``data/calibration/training.yaml``), or the priors when none is written."""
+    path = resources.files("stockpile") / "data" / "calibration" / "training.yaml"
+    if not path.is_file():
+        return TrainCalibration({}, {}, {}, {"fitted": None})
+    return TrainCalibration.from_dict(yaml.safe_load(path.read_text()) or {})
+
+
+# ---------------------------------------------------------------- model and chip constants
+@dataclass(frozen=True)
+class TrainConsts:
+    """Scalars of a model the formulas need; `stack` makes arrays to evaluate many models at once."""
+
+    layers: F
+    hidden: F
+    vocab: F
+    q_dim: F                # heads x query head dim
+    kv_dim: F               # K+V elements per token per layer that context parallelism exchanges
+    attn_coef: F            # attention-core forward FLOPs per (query, key) pair per layer
+    full_layers: F          # layers with global softmax attention
+    sliding_layers: F
+    window: F
+    p_dense: F              # GEMM weights outside routed experts, all layers (attention, dense FFN, shared)
+    p_expert: F             # all routed experts, all layers
+    p_total: F
+    ffn_act: F              # activated FFN width per token (mean over layers)
+    moe_frac: F             # share of layers that are MoE
+    experts: F
+    top_k: F
+    ffn_expert: F
+    mats: F                 # 3 for gated MLPs, 2 otherwise
+
+    @classmethod
+    def of(cls, m: ModelSpec) -> "TrainConsts":
+        if m.is_mla:
+            coef = 2.0 * m.heads * (m.qk_nope_head_dim + m.qk_rope_head_dim) + 2.0 * m.heads * m.v_head_dim
+            kv = m.heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)
+            q = m.heads * (m.qk_nope_head_dim + m.qk_rope_head_dim)
+        else:
+            coef, kv, q = 4.0 * m.heads * m.head_dim, 2 * m.kv_heads * m.head_dim, m.heads * m.head_dim
+        moe = m.moe_layers if m.is_moe else 0
+        ffn_act = (m.dense_layers * m.ffn_dense + moe * (m.experts_per_token * m.ffn_expert + m.ffn_shared)) / m.layers
+        return cls(
+            layers=float(m.layers), hidden=float(m.hidden), vocab=float(m.vocab), q_dim=float(q), kv_dim=float(kv),
+            attn_coef=float(coef), full_layers=float(m.full_layers), sliding_layers=float(m.sliding_layers),
+            window=float(max(m.sliding_window, 1)),
+            p_dense=float(m.attn_params + m.dense_ffn_params + m.shared_expert_params + m.router_params),
+            p_expert=float(m.expert_params if moe else 0.0), p_total=float(m.params), ffn_act=float(ffn_act),
+            moe_frac=float(moe / m.layers), experts=float(max(m.experts, 1)), top_k=float(max(m.experts_per_token, 1)),
+            ffn_expert=float(max(m.ffn_expert, 1)), mats=3.0 if m.gated_mlp else 2.0)
+
+    @classmethod
+    def stack(cls, items: list["TrainConsts"]) -> "TrainConsts":
+        return cls(**{f.name: np.array([getattr(i, f.name) for i in items]) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class TrainChip:
+    peak_bf16: F
+    peak_fp8: F             # the bf16 peak where the chip has no fp8 units
+    mem_bw: F
+    memory: F
+    up_bw: F                # scale-up bandwidth per direction per chip
+    out_bw: F               # scale-out bandwidth per chip
+    domain: F               # chips per scale-up domain
+
+    @classmethod
+    def of(cls, c: Chip, *, out_bw: float | None = None) -> "TrainChip":
+        """`out_bw` overrides the NIC figure (a measured cluster's network); a missing NIC is scale-up / 8."""
+        try:
+            nic = out_bw or c.scaleout_bw
+        except MissingFigureError:
+            nic = c.scaleup_bw / 8
+        return cls(peak_bf16=c.peak_flops("bf16"), peak_fp8=c.peak_flops("fp8"), mem_bw=c.mem_bw,
+                   memory=c.memory_bytes, up_bw=c.scaleup_bw, out_bw=nic, domain=float(c.scaleup_size))
+
+    @classmethod
+    def stack(cls, items: list["TrainChip"]) -> "TrainChip":
+        return cls(**{f.name: np.array([getattr(i, f.name) for i in items]) for f in fields(cls)})
+
+
+# ---------------------------------------------------------------- FLOPs per token
+def attention_context(mc: TrainConsts, seq: F, *, causal: bool = True) -> F:
+    """Keys each query attends, summed over layers: s/2 per causal layer (s under the non-causal
+    convention some frameworks report), capped by the window on sliding-window layers."""
+    full = seq / 2.0 if causal else seq
+    slide = np.minimum(full, mc.window)
+    return mc.full_layers * full + mc.sliding_layers * slide
+
+
+def model_flops_per_token(mc: TrainConsts, seq: F, *, causal: bool = True) -> F:
+    """Model FLOPs per token, forward + backward: 6 N_active + 3 x attention-core forward.
+
+    Narayanan et al. 2021 eq. (3) per token, generalised to GQA/MLA, gated and MoE FFNs and untied heads:
+    N_active counts the GEMM weights a token touches (attention, dense FFN, top-k experts, lm head)."""
+    n_act = mc.p_dense + mc.p_expert * mc.top_k / mc.experts + mc.vocab * mc.hidden
+    return 6.0 * n_act + 3.0 * mc.attn_coef * attention_context(mc, seq, causal=causal)
+
+
+def hardware_flops_per_token(mc: TrainConsts, seq: F, recompute: F, *, causal: bool = True) -> F:
+    """Model FLOPs plus what activation recompute repeats: selective repeats the attention core forward,
+    full repeats every layer's forward (the lm head is not recomputed). Korthikanti et al. 2022 sec. 5."""
+    att = mc.attn_coef * attention_context(mc, seq, causal=causal)
+    lin = 2.0 * (mc.p_dense + mc.p_expert * mc.top_k / mc.experts)
+    extra = np.where(recompute >= 2, lin + att, np.where(recompute >= 1, att, 0.0))
+    return model_flops_per_token(mc, seq, causal=causal) + extra
+
+
+# ---------------------------------------------------------------- memory per GPU
+def local_params(mc: TrainConsts, tp: F, pp: F, ep: F) -> tuple[F, F]:
+    """(dense, expert) parameters held by one GPU before ZeRO sharding: dense weights split by TP and PP,
+    routed experts by EP and PP (expert TP = 1); embeddings and head split by TP."""
+    return (mc.p_total - mc.p_expert) / (tp * pp), mc.p_expert / (ep * pp)
+
+
+def activation_bytes_per_token_layer(mc: TrainConsts, recompute: F) -> F:
+    """Stored activation bytes per token per layer in bf16 (flash attention keeps no score matrix).
+
+    Korthikanti et al. 2022 eq. (2) without the s^2 term, generalised: attention stores its inputs, Q/K/V and
+    output (2(4h + q + kv)); the FFN its input, the up/gate outputs and the activation output. Selective
+    recompute drops the activation-function output, full recompute keeps only the layer input (2h)."""
+    h = mc.hidden
+    attn = 2.0 * (4.0 * h + mc.q_dim + mc.kv_dim)
+    ffn_in = 2.0 * 2.0 * h * (1.0 - mc.moe_frac) + mc.moe_frac * 2.0 * h * (1.0 + mc.top_k)
+    ffn = ffn_in + 2.0 * mc.mats * mc.ffn_act
+    full = attn + ffn
+    sel = full - 2.0 * mc.ffn_act
+    return np.where(recompute >= 2, 2.0 * h, np.where(recompute >= 1, sel, full))
+
+
+def memory_per_gpu(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, dp: F, ep: F, cp: F,
+                   mb: F, recompute: F, zero: F, vpp: F, micro_batches: F, seq: F, fp8: F,
+                   dualpipe: F = 0.0) -> dict[str, F]:
+    """Bytes per GPU on the busiest (first) pipeline stage (Rajbhandari et al. 2020; Korthikanti et al. 2022).
+
+    Weights bf16 (2 B) plus an fp8 copy in fp8 training, fp32 main gradients (4 B), Adam fp32 master weights
+    and two moments (12 B); ZeRO-1 shards the optimizer over the data-parallel (and CP) ranks, ZeRO-2 also
+    the gradients, ZeRO-3/FSDP also the weights (plus two gathered layers). In-flight micro-batches: the
+    first 1F1B stage holds min(pp, m); interleaving adds (pp-1)/(pp v) (Narayanan et al. 2021 sec. 2.2)."""
+    dense, expert = local_params(mc, tp, pp, ep)
+    shard_d, shard_e = dp * cp, np.maximum(dp * cp * tp / ep, 1.0)
+    z3 = zero >= 3
+    copies = 1.0 + dualpipe                                   # DualPipe keeps two copies of the weights
+    w_bytes = 2.0 + np.where(fp8 > 0, 1.0, 0.0)
+    weights = copies * w_bytes * np.where(z3, dense / shard_d + expert / shard_e, dense + expert)
+    weights = weights + np.where(z3, 2.0 * 2.0 * (dense + expert) / np.maximum(mc.layers / pp, 1.0), 0.0)
+    grads = 4.0 * np.where(zero >= 2, dense / shard_d + expert / shard_e, dense + expert)
+    optim = 12.0 * np.where(zero >= 1, dense / shard_d + expert / shard_e, dense + expert)
+    tokens = mb * seq / (cp * tp)                             # SP splits stored activations by TP
+    in_flight = np.where(pp > 1, np.minimum(pp, micro_batches) * (1.0 + (pp - 1.0) / (pp * vpp)
+                                                                    * (vpp > 1)), 1.0)
+    per_layer = activation_bytes_per_token_layer(mc, recompute) * tokens
+    acts = per_layer * (mc.layers / pp) * in_flight
+    acts = acts + np.where(recompute >= 2, activation_bytes_per_token_layer(mc, 0.0) * tokens, 0.0)
+    logits = mb * seq / cp * mc.vocab / tp * 6.0              # bf16 logits + fp32 softmax, last stage
+    other = np.where(pp > 1, 0.0, logits) + p.reserve_gb * 2**30
+    total = weights + grads + optim + acts + other
+    return {"weights": weights, "gradients": grads, "optimizer": optim, "activations": acts, "other": other,
+            "total": total, "capacity": cc.memory + 0.0 * total}
+
+
+# ---------------------------------------------------------------- collectives
+def _ring(cc: TrainChip, p: TrainParams, group: F, per_domain: F, nbytes: F, passes: float) -> F:
+    """`passes` x (g-1)/g x S over a group with `per_domain` ranks in each scale-up domain: the domain part
+    over the scale-up link, the rest over each rank's NIC carrying 1/per_domain of the data (rail-aligned,
+    NCCL-style hierarchical ring; Thakur et al. 2005). passes = 2 for all-reduce, 1 for (reduce-)scatter/gather."""
+    g = np.maximum(group, 1.0)
+    d = np.clip(per_domain, 1.0, g)
+    n = g / d
+    t = passes * ((d - 1.0) / d * nbytes / cc.up_bw + (n - 1.0) / n * nbytes / d / cc.out_bw) / p.comm_eff
+    return np.where(g > 1, t + p.comm_latency_s * (1.0 + np.log2(g)), 0.0)
+
+
+def _alltoall(cc: TrainChip, p: TrainParams, group: F, per_domain: F, nbytes: F) -> F:
+    """Each rank sends `nbytes` spread evenly over the group: the in-domain share over scale-up, the rest
+    over the NIC, in parallel."""
+    g = np.maximum(group, 1.0)
+    d = np.clip(per_domain, 1.0, g)
+    t = np.maximum(nbytes * (d - 1.0) / g / cc.up_bw, nbytes * (g - d) / g / cc.out_bw) / p.comm_eff
+    return np.where(g > 1, t + 2.0 * p.comm_latency_s, 0.0)
+
+
+# ---------------------------------------------------------------- step time
+def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, dp: F, ep: F, cp: F, mb: F,
+              recompute: F, zero: F, vpp: F, seq: F, batch_tokens: F, fp8: F, fw_sp: F = 1.0,
+              fw_tp_overlap: F = 1.0, fw_dp_overlap: F = 1.0, fw_ep_overlap: F = 0.0, dualpipe: F = 0.0,
+              fused: F = 0.0) -> dict[str, F]:
+    """Seconds per optimizer step and its parts, for arrays of layouts.
+
+    One micro-batch on the busiest stage: GEMMs at peak x efficiency(width, rows), flash attention, HBM-bound
+    elementwise work, fp8 casts, and the exposed share of TP, EP and CP communication. The pipeline runs
+    m micro-batches plus a bubble of (pp-1)/v micro-batch times (Narayanan et al. 2021 eq. (1)-(2); DualPipe
+    halves it); then the exposed data-parallel traffic and the optimizer update."""
+    h, L = mc.hidden, mc.layers
+    m = batch_tokens / (dp * mb * seq)
+    T = mb * seq / cp                                     # tokens of one micro-batch on one CP rank
+    rc = recompute
+    peak = np.where(fp8 > 0, cc.peak_fp8, cc.peak_bf16)
+    base = p.gemm_eff * p.kernel_eff * np.where(fp8 > 0, p.fp8_eff, 1.0)
+    w_d = h / tp
+    eff_d = base * w_d / (w_d + p.w_half)
+    rows_e = T / tp * mc.top_k * ep / mc.experts         # tokens per local expert
+    eff_e = base * mc.ffn_expert / (mc.ffn_expert + p.w_half) * rows_e / (rows_e + p.m_half)
+    rc_lin = np.where(rc >= 2, 4.0 / 3.0, 1.0)
+    f_dense = 6.0 * T * mc.p_dense / (tp * pp) * rc_lin
+    f_exp = 6.0 * T * mc.p_expert * mc.top_k / mc.experts / (tp * pp) * p.moe_imbalance * rc_lin
+    f_head = 6.0 * T * mc.vocab * h / tp
+    t_gemm = (f_dense + f_head) / (peak * eff_d) + np.where(mc.moe_frac > 0, f_exp / (peak * eff_e), 0.0)
+    f_att = 3.0 * T * mc.attn_coef * attention_context(mc, seq) / (tp * pp) * np.where(rc >= 1, 4.0 / 3.0, 1.0)
+    t_att = f_att / (cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)
+    # HBM-bound work: norms, residuals, rotary, activation functions, MoE permutations; fp8 casts
+    tok_sp = T / np.where(fw_sp > 0, tp, 1.0)
+    elem = p.elem_bytes * h + 18.0 * mc.ffn_act + mc.moe_frac * 24.0 * mc.top_k * h
+    elem = elem * np.where(fused > 0, p.fused_elem, 1.0) * np.where(rc >= 2, 4.0 / 3.0, 1.0)
+    cast = np.where(fp8 > 0, 6.0 * (2.0 * h + mc.q_dim + mc.ffn_act), 0.0)
+    t_elem = tok_sp * (L / pp) * (elem + cast) / (cc.mem_bw * p.mem_eff)
+    # tensor parallel: per layer 2 all-reduce equivalents forward (1 in MoE layers: expert TP = 1), as many
+    # backward, again forward under full recompute; exposed unless the framework overlaps them
+    n_tp = (2.0 - mc.moe_frac) * (2.0 + (rc >= 2)) * (L / pp)
+    t_tp = n_tp * _ring(cc, p, tp, np.minimum(tp, cc.domain), T * h * 2.0, 2.0)
+    t_tp = t_tp * (1.0 - p.tp_overlap * fw_tp_overlap)
+    # expert parallel: dispatch + combine forward and backward (fp8 dispatch in fp8 training)
+    a2a_bytes = T / tp * mc.top_k * h * np.where(fp8 > 0, 1.5, 2.0)
+    t_ep = mc.moe_frac * (L / pp) * (4.0 + 2.0 * (rc >= 2)) * _alltoall(cc, p, ep, np.minimum(ep, cc.domain),
+                                                                           a2a_bytes)
+    t_ep = t_ep * np.where(dualpipe > 0, 0.0, 1.0 - p.ep_overlap * fw_ep_overlap)
+    # context parallel (ring attention): the local K/V travels cp-1 hops forward, K/V and dK/dV backward,
+    # hidden behind the attention core where it is longer
+    kv_bytes = T * mc.kv_dim * 2.0 / tp
+    per_dom_cp = np.clip(cc.domain / tp, 1.0, cp)
+    t_cp_layer = 3.0 * (cp - 1.0) * kv_bytes / np.where(per_dom_cp >= cp, cc.up_bw, cc.out_bw) / p.comm_eff
+    t_cp = np.where(cp > 1, np.maximum(t_cp_layer * (L / pp) - t_att, 0.0), 0.0)
+    # pipeline hand-offs: activations forward, gradients backward, per virtual stage
+    bw_pp = np.where(tp * cp * dp * pp <= cc.domain, cc.up_bw, cc.out_bw)
+    t_p2p = np.where(pp > 1, 2.0 * vpp * (p.comm_latency_s + T / tp * h * 2.0 / (bw_pp * p.comm_eff)), 0.0)
+    t_mb = t_gemm + t_att + t_elem + t_tp + t_ep + t_cp + t_p2p
+    bubble = (pp - 1.0) / vpp * np.where(dualpipe > 0, 0.5, 1.0)
+    t_pipe = (m + bubble) * t_mb
+    # data parallel: ZeRO-0 all-reduces fp32 gradients; ZeRO-1/2 reduce-scatter them and all-gather bf16
+    # weights; ZeRO-3/FSDP gathers weights forward and backward and reduce-scatters per micro-batch
+    dense, expert = local_params(mc, tp, pp, ep)
+    g_d, g_e = dp * cp, np.maximum(dp * cp * tp / ep, 1.0)
+    k_d, k_e = np.maximum(cc.domain / (tp * cp), 1.0), np.maximum(cc.domain / ep, 1.0)
+
+    def dp_time(nbytes_per_param: float, passes: float) -> F:
+        return (_ring(cc, p, g_d, k_d, dense * nbytes_per_param, passes)
+                + _ring(cc, p, g_e, k_e, expert * nbytes_per_param, passes))
+
+    t_dp_z0 = dp_time(4.0, 2.0)
+    t_dp_z1 = dp_time(4.0, 1.0) + dp_time(2.0, 1.0)
+    t_dp_z3 = m * (2.0 * dp_time(2.0, 1.0) + dp_time(4.0, 1.0))
+    t_dp = np.where(zero >= 3, t_dp_z3, np.where(zero >= 1, t_dp_z1, t_dp_z0))
+    window = np.where(zero >= 3, m * t_mb, t_mb) * p.dp_overlap * fw_dp_overlap
+    t_dp_exp = np.maximum(t_dp - window, 0.0)
+    # optimizer: Adam over the local shard, HBM-bound (~30 B per parameter); fp8 weight casts once per step
+    shard = np.where(zero >= 1, 1.0, 0.0)
+    p_opt = dense / np.where(shard > 0, g_d, 1.0) + expert / np.where(shard > 0, g_e, 1.0)
+    t_opt = (30.0 * p_opt + np.where(fp8 > 0, 6.0, 0.0) * (dense + expert)) / (cc.mem_bw * p.mem_eff)
+    total = t_pipe + t_dp_exp + t_opt + p.step_s
+    return {"step": total, "micro_batches": m, "t_mb": t_mb, "gemm": m * t_gemm, "attention": m * t_att,
+            "elementwise": m * t_elem, "tp_comm": m * t_tp, "ep_comm": m * t_ep, "cp_comm": m * t_cp,
+            "pp_p2p": m * t_p2p, "pp_bubble": bubble * t_mb, "dp_comm": t_dp_exp, "optimizer": t_opt + p.step_s}
+
+
+# ---------------------------------------------------------------- typed inputs and results
+class TrainLayout(BaseModel):
+    """A parallel layout. gpus = tp x pp x dp x cp; EP splits the experts over tp x dp x cp ranks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tp: int = Field(1, ge=1)
+    pp: int = Field(1, ge=1)
+    dp: int = Field(1, ge=1)
+    ep: int = Field(1, ge=1)
+    cp: int = Field(1, ge=1)
+    micro_batch: int = Field(1, ge=1)
+    recompute: Literal["none", "selective", "full"] = "none"
+    zero: int = Field(1, ge=0, le=3)
+    vpp: int = Field(1, ge=1)
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dp * self.cp
+
+    @property
+    def schedule(self) -> str:
+        return "interleaved-1f1b" if self.vpp > 1 else ("1f1b" if self.pp > 1 else "none")
+
+
+class TrainJob(BaseModel):
+    """What to train, on what, and how much: the input of `stockpile train`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model: ModelSpec
+    chip: Chip
+    gpus: int = Field(ge=1)
+    tokens: float | None = Field(None, gt=0)
+    seq_len: int = Field(4096, ge=16)
+    global_batch_tokens: float | None = Field(None, gt=0)
+    precision: Literal["bf16", "fp16", "fp8"] = "bf16"
+    framework: str = "megatron"
+    pue: float = Field(1.2, ge=1.0)
+
+
+class TrainingEstimate(BaseModel):
+    """Predicted training performance of one layout (all rates per second; memory per GPU in GB)."""
+
+    model: str
+    chip: str
+    gpus: int
+    precision: str
+    framework: str
+    layout: dict[str, Any]
+    seq_len: int
+    global_batch_tokens: float
+    micro_batches: float
+    step_time_s: float
+    tokens_per_s: float
+    tokens_per_s_per_gpu: float
+    tflops_per_gpu: float
+    mfu: float
+    hfu: float
+    model_flops_per_token: float
+    memory_gb: dict[str, float]
+    fits: bool
+    over_memory_gb: float = 0.0
+    time_breakdown_s: dict[str, float] = {}
+    tokens: float | None = None
+    gpu_hours: float | None = None
+    days: float | None = None
+    goodput: float | None = None
+    energy_kwh: float | None = None
+    evaluated: int = 1
+    limits: list[str] = []
+    notes: list[str] = []
+
+
+# ---------------------------------------------------------------- evaluation
+def framework(name: str) -> Framework:
+    from stockpile.errors import UnknownNameError
+    if name not in FRAMEWORKS:
+        raise UnknownNameError("framework", name, FRAMEWORKS)
+    return FRAMEWORKS[name]
+
+
+def evaluate(mc: TrainConsts, cc: TrainChip, p: TrainParams, fw: Framework, *, tp: F, pp: F, dp: F, ep: F,
+             cp: F, mb: F, recompute: F, zero: F, vpp: F, seq: F, batch_tokens: F, fp8: F,
+             tp_overlap: F | None = None, fused: F | None = None) -> dict[str, F]:
+    """Step time, throughput, MFU/HFU and memory for arrays of layouts (one pass, no loop)."""
+    kw = dict(tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, mb=mb, recompute=recompute, zero=zero, vpp=vpp)
+    dual = 1.0 if fw.dualpipe else 0.0
+    t = step_time(mc, cc, p, seq=seq, batch_tokens=batch_tokens, fp8=fp8, fw_sp=float(fw.sp),
+                  fw_tp_overlap=float(fw.tp_overlap) if tp_overlap is None else tp_overlap,
+                  fw_dp_overlap=float(fw.dp_overlap), fw_ep_overlap=float(fw.ep_overlap), dualpipe=dual,
+                  fused=float(fw.fused) if fused is None else fused, **kw)
+    mem = memory_per_gpu(mc, cc, p, micro_batches=t["micro_batches"], seq=seq, fp8=fp8, dualpipe=dual, **kw)
+    gpus = tp * pp * dp * cp
+    tps = batch_tokens / t["step"]
+    peak = np.where(fp8 > 0, cc.peak_fp8, cc.peak_bf16)
+    mflops = model_flops_per_token(mc, seq)
+    hflops = hardware_flops_per_token(mc, seq, recompute)
+    return {**t, "memory": mem, "fits": mem["total"] <= mem["capacity"], "gpus": gpus, "tokens_per_s": tps,
+            "tokens_per_s_per_gpu": tps / gpus, "model_flops_per_token": mflops,
+            "tflops_per_gpu": tps / gpus * mflops / 1e12, "mfu": tps / gpus * mflops / peak,
+            "hfu": tps / gpus * hflops / peak}
+
+
+def _pick(x: F, i: int) -> float:
+    return float(np.asarray(x).reshape(-1)[i] if np.ndim(x) else x)
+
+
+def to_estimate(job: TrainJob, out: dict[str, F], i: int, layout: TrainLayout, *, evaluated: int = 1,
+                notes: list[str] | None = None) -> TrainingEstimate:
+    """The TrainingEstimate of entry `i` of an `evaluate` result, with the token budget's hours, days,
+    goodput and energy (TDP x PUE) when `job.tokens` is given."""
+    from stockpile.perf.goodput import job_goodput
+    mem = {k: round(_pick(v, i) / 2**30, 3) for k, v in out["memory"].items()}
+    tps = _pick(out["tokens_per_s"], i)
+    parts = ("gemm", "attention", "elementwise", "tp_comm", "ep_comm", "cp_comm", "pp_p2p", "pp_bubble",
+             "dp_comm", "optimizer")
+    breakdown = {k: round(_pick(out[k], i), 6) for k in parts}
+    limits = [f"largest time share: {max(breakdown, key=lambda k: breakdown[k])}"]
+    fits = bool(_pick(out["fits"], i))
+    over = max(0.0, mem["total"] - mem["capacity"])
+    if not fits:
+        limits.append(f"does not fit: needs {mem['total']:.1f} GB per GPU, {over:.1f} GB over the "
+                      f"{mem['capacity']:.0f} GB of {job.chip.id}")
+    est = TrainingEstimate(
+        model=job.model.id, chip=job.chip.id, gpus=layout.gpus, precision=job.precision, framework=job.framework,
+        layout={**layout.model_dump(), "schedule": layout.schedule}, seq_len=job.seq_len,
+        global_batch_tokens=_pick(out["tokens_per_s"], i) * _pick(out["step"], i),
+        micro_batches=_pick(out["micro_batches"], i), step_time_s=_pick(out["step"], i), tokens_per_s=tps,
+        tokens_per_s_per_gpu=_pick(out["tokens_per_s_per_gpu"], i), tflops_per_gpu=_pick(out["tflops_per_gpu"], i),
+        mfu=_pick(out["mfu"], i), hfu=_pick(out["hfu"], i), model_flops_per_token=_pick(out["model_flops_per_token"], i),
+        memory_gb=mem, fits=fits, over_memory_gb=round(over, 3), time_breakdown_s=breakdown, evaluated=evaluated,
+        limits=limits, notes=list(notes or []))
+    if job.tokens:
+        g = job_goodput(layout.gpus, job.model.params)
+        hours = job.tokens / tps / 3600.0 / g.goodput
+        try:
+            energy: float | None = hours * layout.gpus * job.chip.tdp * job.pue / 1000.0
+        except MissingFigureError:
+            energy = None
+            est.notes.append(f"energy unknown: {job.chip.id} has no sourced TDP")
+        est = est.model_copy(update=dict(
+            tokens=job.tokens, gpu_hours=hours * layout.gpus, days=hours / 24.0, goodput=g.goodput,
+            energy_kwh=energy))
+        est.notes.append(f"goodput {g.goodput:.3f}: {g.interruptions_per_day:.2f} interruptions/day (Llama 3 "
+                         f"rate), checkpoint {g.checkpoint_write_s:.0f} s every {g.checkpoint_interval_s / 60:.0f} "
+                         f"min (Young/Daly), restart {g.restart_s:.0f} s")
+    return est
+
+
+def layout_arrays(layout: TrainLayout) -> dict[str, float]:
+    return dict(tp=float(layout.tp), pp=float(layout.pp), dp=float(layout.dp), ep=float(layout.ep),
+                cp=float(layout.cp), mb=float(layout.micro_batch), recompute=float(RECOMPUTE.index(layout.recompute)),
+                zero=float(layout.zero), vpp=float(layout.vpp))
+
+
+def estimate(job: TrainJob, layout: TrainLayout, *, calibration: TrainCalibration | None = None,
+             params: TrainParams | None = None) -> TrainingEstimate:
+    """Performance of one given layout (the layout must use exactly `job.gpus` GPUs)."""
+    from stockpile.search.training import check_layout
+    check_layout(job, layout)
+    cal = calibration or load_training_calibration()
+    p = params or cal.params(job.chip.family, job.framework)
+    batch = job.global_batch_tokens or float(layout.dp * layout.micro_batch * job.seq_len * max(4 * layout.pp, 1))
+    out = evaluate(TrainConsts.of(job.model), TrainChip.of(job.chip), p, framework(job.framework),
+                   seq=float(job.seq_len), batch_tokens=batch, fp8=1.0 if job.precision == "fp8" else 0.0,
+                   **layout_arrays(layout))
+    return to_estimate(job, out, 0, layout)
