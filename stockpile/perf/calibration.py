@@ -29,6 +29,7 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "dequant_eff": 0.8,         # weight-only (w4a16/w8a16) GEMMs: compute-side efficiency factor
     "reserve_gb": 4.0,          # engine reserve per GPU: activations, CUDA graphs, workspace
     "burst_tail": 0.5,          # drain tail of a burst run, in request lifetimes at the running batch
+    "burst_tail_var": 1.5,      # the same for variable-length datasets (the longest outputs finish last)
     "overlap_comm": 0.3,        # fraction of EP/TP communication hidden behind compute
     "sync_eff": 0.5,
     "gemm_n_half": 128.0,       # GEMM N (output width per GPU) at which tile utilisation halves efficiency
@@ -70,6 +71,7 @@ class Params:
     dequant_eff: float
     reserve_gb: float
     burst_tail: float
+    burst_tail_var: float
     overlap_comm: float
     sync_eff: float
     gemm_n_half: float

@@ -144,10 +144,12 @@ def chip_dtype_tables(chip: Chip, dtypes) -> tuple[np.ndarray, np.ndarray]:
 def engine_limits(engine: str, chip: Chip, cfg: Configs) -> tuple[Any, Any, Any]:
     """(max running sequences, prefill chunk tokens, memory fraction) from the run or the engine defaults."""
     d = engine_defaults()[engine]
-    small = chip.memory_bytes < 70e9
+    small = chip.memory_bytes < 70 * 2**30 or chip.family in d.get("small_gpu_families", ())
     max_seqs = cfg.max_seqs if cfg.max_seqs is not None else (
         d.get("max_num_seqs_small_gpu", d["max_num_seqs"]) if small else d["max_num_seqs"])
-    chunk = cfg.chunk if cfg.chunk is not None else d["max_num_batched_tokens"]
+    chunk = cfg.chunk if cfg.chunk is not None else (
+        d.get("max_num_batched_tokens_small_gpu", d["max_num_batched_tokens"]) if small
+        else d["max_num_batched_tokens"])
     mem_util = cfg.mem_util if cfg.mem_util is not None else d["gpu_memory_utilization"]
     return max_seqs, chunk, mem_util
 

@@ -39,6 +39,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     (attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu,
      kv_token_gpu, isl, osl, mode, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
      prefix_hit, max_seqs, chunk, mem_util, sync) = [np.asarray(a, dtype=float) for a in arr]
+    sync_in = sync                                 # 1: fixed request lengths, 0: varied (e.g. ShareGPT)
     sync = sync * (mode == MODE_CLOSED)            # lockstep only where finished requests are replaced at once
     lay = dict(attn_tp=attn_tp, attn_dp=attn_dp, pp=pp, moe_ep=moe_ep, moe_tp=moe_tp, wbytes=wbytes,
                kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_eff)
@@ -146,7 +147,9 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
 
     # throughput per instance; a burst pays its drain tail
     x_eff = np.where(is_open, np.where(rho < 1, lam, np.minimum(lam, x)), x * occupancy)
-    elapsed = burst_n / np.maximum(x, 1e-12) + p.burst_tail * lat
+    # the run ends with its longest requests: variable-length datasets (ShareGPT) drain far longer
+    tail = np.where(sync_in > 0, p.burst_tail, p.burst_tail_var)
+    elapsed = burst_n / np.maximum(x, 1e-12) + tail * lat
     x_eff = np.where(is_burst, burst_n / np.maximum(elapsed, 1e-12), x_eff)
     rps = x_eff * replicas
     e2e = ttft + (steps - 1.0) * t_it

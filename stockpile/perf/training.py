@@ -68,15 +68,23 @@ class Framework:
 
 
 FRAMEWORKS: dict[str, Framework] = {
-    "megatron": Framework(zero=(0, 1), tp_overlap=True, ep_overlap=True),
-    "megatron2021": Framework(zero=(0,), sp=False, dp_overlap=False),
-    "fsdp": Framework(zero=(2, 3)),                    # PyTorch FSDP: MosaicML Composer, torchtitan
-    "maxtext": Framework(zero=(3,), tp_overlap=True, fused=True),
+    "megatron": Framework(zero=(0, 1), tp_overlap=True, ep_overlap=True),      # Megatron-Core, NeMo, MindSpeed
+    "megatron2021": Framework(zero=(0,), sp=False, dp_overlap=False),          # Narayanan et al. 2021 runs
+    "mosaic": Framework(zero=(2, 3)),                                          # Composer + PyTorch FSDP
+    "torchtitan": Framework(zero=(3,)),                                        # FSDP2; async TP/compile via notes
+    "maxtext": Framework(zero=(3,), tp_overlap=True, fused=True),              # JAX/XLA on TPU
     "deepspeed": Framework(zero=(0, 1, 2, 3), sp=False),
-    "mindspore": Framework(zero=(0, 1)),
-    "internevo": Framework(zero=(1,)),
-    "hai-llm": Framework(zero=(1,), dualpipe=True, ep_overlap=True),
+    "mindspore": Framework(zero=(0, 1)),                                       # MindFormers on Ascend
+    "internevo": Framework(zero=(1,)),                                         # hybrid ZeRO
+    "meta": Framework(zero=(1, 2)),                                            # Llama 3 4D parallelism
+    "hai-llm": Framework(zero=(1,), dualpipe=True, ep_overlap=True),           # DeepSeek-V3 report sec. 3.2
 }
+
+
+def fw_flags(fw: Framework) -> dict[str, float]:
+    """A framework's behaviour as numbers the step-time formula takes (arrays when stacked)."""
+    return {"fw_sp": float(fw.sp), "fw_tp_overlap": float(fw.tp_overlap), "fw_dp_overlap": float(fw.dp_overlap),
+            "fw_ep_overlap": float(fw.ep_overlap), "dualpipe": float(fw.dualpipe), "fused": float(fw.fused)}
 
 
 @dataclass(frozen=True)
@@ -471,17 +479,13 @@ def framework(name: str) -> Framework:
     return FRAMEWORKS[name]
 
 
-def evaluate(mc: TrainConsts, cc: TrainChip, p: TrainParams, fw: Framework, *, tp: F, pp: F, dp: F, ep: F,
-             cp: F, mb: F, recompute: F, zero: F, vpp: F, seq: F, batch_tokens: F, fp8: F,
-             tp_overlap: F | None = None, fused: F | None = None) -> dict[str, F]:
+def evaluate(mc: TrainConsts, cc: TrainChip, p: TrainParams, flags: dict[str, F], *, tp: F, pp: F, dp: F,
+             ep: F, cp: F, mb: F, recompute: F, zero: F, vpp: F, seq: F, batch_tokens: F, fp8: F) -> dict[str, F]:
     """Step time, throughput, MFU/HFU and memory for arrays of layouts (one pass, no loop)."""
     kw = dict(tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, mb=mb, recompute=recompute, zero=zero, vpp=vpp)
-    dual = 1.0 if fw.dualpipe else 0.0
-    t = step_time(mc, cc, p, seq=seq, batch_tokens=batch_tokens, fp8=fp8, fw_sp=float(fw.sp),
-                  fw_tp_overlap=float(fw.tp_overlap) if tp_overlap is None else tp_overlap,
-                  fw_dp_overlap=float(fw.dp_overlap), fw_ep_overlap=float(fw.ep_overlap), dualpipe=dual,
-                  fused=float(fw.fused) if fused is None else fused, **kw)
-    mem = memory_per_gpu(mc, cc, p, micro_batches=t["micro_batches"], seq=seq, fp8=fp8, dualpipe=dual, **kw)
+    t = step_time(mc, cc, p, seq=seq, batch_tokens=batch_tokens, fp8=fp8, **flags, **kw)
+    mem = memory_per_gpu(mc, cc, p, micro_batches=t["micro_batches"], seq=seq, fp8=fp8, dualpipe=flags["dualpipe"],
+                         **kw)
     gpus = tp * pp * dp * cp
     tps = batch_tokens / t["step"]
     peak = np.where(fp8 > 0, cc.peak_fp8, cc.peak_bf16)
@@ -553,7 +557,7 @@ def estimate(job: TrainJob, layout: TrainLayout, *, calibration: TrainCalibratio
     cal = calibration or load_training_calibration()
     p = params or cal.params(job.chip.family, job.framework)
     batch = job.global_batch_tokens or float(layout.dp * layout.micro_batch * job.seq_len * max(4 * layout.pp, 1))
-    out = evaluate(TrainConsts.of(job.model), TrainChip.of(job.chip), p, framework(job.framework),
+    out = evaluate(TrainConsts.of(job.model), TrainChip.of(job.chip), p, fw_flags(framework(job.framework)),
                    seq=float(job.seq_len), batch_tokens=batch, fp8=1.0 if job.precision == "fp8" else 0.0,
                    **layout_arrays(layout))
     return to_estimate(job, out, 0, layout)
