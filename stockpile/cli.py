@@ -383,6 +383,18 @@ class _null:
         return None
 
 
+@app.command()
+@guarded
+def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port")) -> None:
+    """Run the REST API and the web dashboard (http://HOST:PORT/)."""
+    import uvicorn
+
+    from stockpile.errors import InputError
+    if not 0 < port < 65536:
+        raise InputError("port", f"must be 1..65535, got {port}")
+    uvicorn.run("stockpile.api.app:app", host=host, port=port, log_level="info")
+
+
 def main() -> None:
     app()
 
