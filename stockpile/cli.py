@@ -182,11 +182,13 @@ def _render_estimate(e: Any) -> None:
 
 # ------------------------------------------------------------------ search / export
 def _search_args(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: Optional[float],
-                 tpot_ms: Optional[float], engine: str, top: int, weight_dtype: Optional[str], disagg: bool):
+                 tpot_ms: Optional[float], engine: str, top: int, weight_dtype: Optional[str], disagg: bool,
+                 kv_dtype: Optional[str] = None, spec_draft: Optional[int] = None,
+                 spec_accept: Optional[float] = None):
     from stockpile.catalog import get_chip, get_model
     from stockpile.catalog.models import implied_weight_dtype
     from stockpile.errors import InputError
-    from stockpile.search.serving import Slo, search
+    from stockpile.search.serving import Slo, Spec, search
     if gpus < 1:
         raise InputError("gpus", f"must be >= 1, got {gpus}")
     for name, v in (("ttft_ms", ttft_ms), ("tpot_ms", tpot_ms)):
@@ -197,8 +199,10 @@ def _search_args(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: 
     dtypes = [d.strip().lower() for d in wd.split(",")] if wd else None
     chips = [get_chip(c.strip()) for c in chip.split(",") if c.strip()]
     slo = Slo(ttft_ms=ttft_ms, tpot_ms=tpot_ms)
+    kvs = [d.strip().lower() for d in kv_dtype.split(",")] if kv_dtype else None
+    spec = Spec(draft=spec_draft, accept_length=spec_accept)
     return m, [(c, search(m, c, gpus=gpus, isl=_count(isl, "isl"), osl=_count(osl, "osl"), slo=slo, engine=engine,
-                          top=top, dtypes=dtypes, disaggregation=disagg)) for c in chips]
+                          top=top, dtypes=dtypes, disaggregation=disagg, kv_dtypes=kvs, spec=spec)) for c in chips]
 
 
 _SEARCH_OPTS = dict(
@@ -212,6 +216,9 @@ _SEARCH_OPTS = dict(
     top=typer.Option(5, "--top", help="Candidates to show."),
     weight_dtype=typer.Option(None, "--weight-dtype", help="Restrict weight dtypes (comma list)."),
     disagg=typer.Option(True, "--disagg/--no-disagg", help="Also search prefill/decode disaggregation."),
+    kv_dtype=typer.Option(None, "--kv-dtype", help="Restrict KV-cache dtypes (comma list)."),
+    spec_draft=typer.Option(None, "--spec-draft", help="Speculative draft tokens to consider (0 disables)."),
+    spec_accept=typer.Option(None, "--spec-accept", help="Accept length (tokens per step) for speculation."),
 )
 
 
@@ -222,10 +229,13 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
            ttft_ms: Optional[float] = _SEARCH_OPTS["ttft_ms"], tpot_ms: Optional[float] = _SEARCH_OPTS["tpot_ms"],
            engine: str = _SEARCH_OPTS["engine"], top: int = _SEARCH_OPTS["top"],
            weight_dtype: Optional[str] = _SEARCH_OPTS["weight_dtype"], disagg: bool = _SEARCH_OPTS["disagg"],
+           kv_dtype: Optional[str] = _SEARCH_OPTS["kv_dtype"], spec_draft: Optional[int] = _SEARCH_OPTS["spec_draft"],
+           spec_accept: Optional[float] = _SEARCH_OPTS["spec_accept"],
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Find the serving configuration with the most tokens/s per GPU within the latency targets."""
     from stockpile.errors import InfeasibleError
-    m, results = _search_args(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, engine, top, weight_dtype, disagg)
+    m, results = _search_args(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, engine, top, weight_dtype, disagg,
+                              kv_dtype, spec_draft, spec_accept)
     if json_out:
         docs = [{**r.model_dump(), "best": r.best.model_dump() if r.best else None} for _, r in results]
         emit_json(docs[0] if len(docs) == 1 else {"comparison": docs})
@@ -283,6 +293,8 @@ def export(target: str = typer.Option(..., "--target", help="vllm, sglang or k8s
            engine: Optional[str] = typer.Option(None, "--engine", help="Engine for k8s (default vllm)."),
            rank: int = typer.Option(1, "--rank", help="Export the K-th candidate."),
            weight_dtype: Optional[str] = _SEARCH_OPTS["weight_dtype"], disagg: bool = _SEARCH_OPTS["disagg"],
+           kv_dtype: Optional[str] = _SEARCH_OPTS["kv_dtype"], spec_draft: Optional[int] = _SEARCH_OPTS["spec_draft"],
+           spec_accept: Optional[float] = _SEARCH_OPTS["spec_accept"],
            image: Optional[str] = typer.Option(None, "--image", help="Container image (k8s)."),
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Emit the launch command (vLLM, SGLang) or Kubernetes manifests for a searched configuration."""
@@ -297,7 +309,8 @@ def export(target: str = typer.Option(..., "--target", help="vllm, sglang or k8s
         raise InputError("engine", f"--engine {engine} contradicts --target {tgt}; drop --engine")
     if "," in chip:
         raise InputError("chip", "export takes one chip; search compares several")
-    m, results = _search_args(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, eng, max(rank, 1), weight_dtype, disagg)
+    m, results = _search_args(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, eng, max(rank, 1), weight_dtype, disagg,
+                              kv_dtype, spec_draft, spec_accept)
     c_obj, r = results[0]
     if len(r.candidates) < rank:
         raise InfeasibleError(r.message if not r.candidates else f"only {len(r.candidates)} candidates; lower --rank")

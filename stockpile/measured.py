@@ -76,6 +76,7 @@ class InferenceCase:
     spec_draft: int = 0
     spec_accept: float = 1.0
     fixed_lengths: bool = True
+    decode_only: bool = False          # the source measured the decode phase alone (e.g. a PD decode node)
     prefill_pool: PoolLayout | None = None
     decode_pool: PoolLayout | None = None
     notes_used: list[str] = field(default_factory=list)
@@ -204,6 +205,10 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         fixed_lengths=not re.search(r"sharegpt|variance|\+/-|varied", notes, re.I))
     if case.isl <= 0 or case.osl <= 0:
         raise InputError("input_len", "input_len and output_len must be positive")
+    if case.osl > 1 and metric.startswith("output") and re.search(
+            r"decode-phase|decode throughput only|\"decode batch\" log", notes, re.I):
+        case.decode_only = True
+        case.notes_used.append("decode-phase measurement: prompt prefill left out of the prediction")
     units = 2 if case.chip.startswith("ascend-910c") else 1
     if re.search(r"disaggregat", notes, re.I) and not re.search(r"no disagg|aggregated \(no", notes, re.I):
         case.prefill_pool, case.decode_pool = parse_pools(notes, units)

@@ -153,7 +153,8 @@ class Batch:
                         poisson=col(lambda pr: 1.0 if pr.case.poisson else 0.0),
                         spec_draft=col(lambda pr: pr.case.spec_draft),
                         spec_accept=col(lambda pr: pr.case.spec_accept)),
-            sync=col(lambda pr: 1.0 if pr.case.fixed_lengths else 0.0),
+            sync=col(lambda pr: 1.0 if pr.case.fixed_lengths and not pr.case.decode_only else 0.0),
+            prefix_hit=col(lambda pr: 1.0 - 1.0 / max(pr.case.isl, 2.0) if pr.case.decode_only else 0.0),
             wdt=col(lambda pr: pr.wdt), kdt=col(lambda pr: pr.kdt))
         if disagg:
             for key in ("pre", "dec"):
@@ -165,7 +166,7 @@ class Batch:
                                pp=col(lambda pr: pr.layout.pp), moe_ep=col(lambda pr: pr.layout.moe_ep),
                                moe_tp=col(lambda pr: pr.layout.moe_tp), replicas=col(lambda pr: pr.layout.replicas),
                                weight_dtype=a["wdt"], kv_dtype=a["kdt"], mode=np.array([_mode(pr.case) for pr in g]),
-                               sync=a["sync"], **a["common"])
+                               sync=a["sync"], prefix_hit=a["prefix_hit"], **a["common"])
         return a
 
     def run(self, cal: Calibration) -> list[float]:
@@ -177,7 +178,7 @@ class Batch:
             if disagg:
                 out = disagg_core(a["mc"], a["cc"], p, pre=a["pre"], dec=a["dec"], pre_workers=a["pre_workers"],
                                   dec_workers=a["dec_workers"], weight_dtype=a["wdt"], kv_dtype=a["kdt"],
-                                  gemm_peak=a["peak"], kind=a["kind"], prefix_hit=0.0, max_seqs=max_seqs,
+                                  gemm_peak=a["peak"], kind=a["kind"], prefix_hit=a["prefix_hit"], max_seqs=max_seqs,
                                   chunk=chunk, mem_util=mem_util, sync=a["sync"], **a["common"])
             else:
                 out = evaluate_core(a["mc"], a["cc"], p, a["cfg"], gemm_peak=a["peak"], kind=a["kind"],

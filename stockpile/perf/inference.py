@@ -90,8 +90,9 @@ def weight_bytes_array(mc: ModelConsts, attn_tp, pp, moe_ep, moe_tp, wbytes):
 def kv_bytes_per_token_gpu(mc: ModelConsts, attn_tp, pp, kvbytes, context):
     """KV bytes one GPU stores per token of one of its sequences (GQA heads split over TP; MLA not)."""
     split = np.minimum(attn_tp, mc.kv_split_max)
-    frac = np.minimum(1.0, mc.window / np.maximum(context, 1.0))
-    layers = mc.full_layers + mc.sliding_layers * frac
+    # Sliding-window layers still get full-length KV blocks in the engines' default allocators (TensorRT-LLM,
+    # SGLang, vLLM before its hybrid allocator); the window saves attention reads, not capacity.
+    layers = mc.full_layers + mc.sliding_layers
     return (mc.kv_elems * kvbytes / split * layers + mc.index_bytes * mc.softmax_layers) / pp
 
 

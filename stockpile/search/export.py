@@ -25,6 +25,7 @@ def deploy_spec(c: Candidate, *, model_id: str, chip: Chip, engine: str, isl: fl
     common = dict(model_id=model_id, chip_id=chip.id, gpus_per_node=gpn, engine=engine,
                   weight_dtype=c.weight_dtype, kv_dtype=c.kv_dtype, quantization=QUANTIZATION.get(c.weight_dtype),
                   max_num_seqs=max(8, int(math.ceil(c.batch_per_instance * 1.25))), max_model_len=max_len,
+                  max_num_batched_tokens=c.chunk,
                   speculative=spec_dec)
     if c.mode == "disaggregated" and c.prefill and c.decode:
         pre = _role({k: c.prefill[k] for k in ("attn_tp", "attn_dp", "pp", "moe_ep")}, c.prefill["instances"])

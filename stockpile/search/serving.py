@@ -37,6 +37,24 @@ class Slo(BaseModel):
         return " and ".join(p for p in parts if p) or "no latency target"
 
 
+class Spec(BaseModel):
+    """Speculative decoding options: draft lengths to try (None: 0, 1, 3 for models with an MTP head) and an
+    accept length (mean tokens per verification step) that overrides the published default."""
+
+    draft: int | None = None
+    accept_length: float | None = None
+
+    def drafts(self, model: ModelSpec) -> list[int] | None:
+        return None if self.draft is None else sorted({0, self.draft})
+
+    def accept(self, k: int) -> float:
+        if k == 0:
+            return 1.0
+        if self.accept_length is not None:
+            return min(self.accept_length, k + 1.0)
+        return default_accept_length(k)
+
+
 class Candidate(BaseModel):
     rank: int
     mode: str                                  # aggregated | disaggregated
@@ -47,6 +65,7 @@ class Candidate(BaseModel):
     weight_dtype: str
     kv_dtype: str
     spec_draft: int
+    chunk: int | None = None
     concurrency: float
     batch_per_instance: float
     ttft_ms: float
@@ -95,15 +114,15 @@ def _scores(out: dict[str, np.ndarray], gpus: int, slo: Slo) -> tuple[np.ndarray
 
 
 def _aggregated(model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: float, osl: float, cal: Calibration,
-                dtypes: list[str] | None) -> tuple[Space, dict[str, np.ndarray]]:
-    sp = aggregated_space(model, chip, gpus, engine, dtypes=dtypes)
+                dtypes: list[str] | None, kv: list[str] | None, spec: Spec) -> tuple[Space, dict[str, np.ndarray]]:
+    sp = aggregated_space(model, chip, gpus, engine, dtypes=dtypes, kv_options=kv, spec_options=spec.drafts(model))
     p = cal.params(chip.family, engine)
     peak, kind = chip_dtype_tables(chip, sp.weight_dtype)
-    accept = np.array([default_accept_length(int(k)) for k in (0, 1, 2, 3, 4)])[sp.spec_draft.astype(int)]
+    accept = np.array([spec.accept(int(k)) for k in range(9)])[sp.spec_draft.astype(int)]
     cfg = Configs(attn_tp=sp.attn_tp, attn_dp=sp.attn_dp, pp=sp.pp, moe_ep=sp.moe_ep, moe_tp=sp.moe_tp,
                   replicas=sp.replicas, weight_dtype=sp.weight_dtype, kv_dtype=sp.kv_dtype, isl=isl, osl=osl,
                   mode=MODE_CLOSED, concurrency=sp.concurrency, spec_draft=sp.spec_draft, spec_accept=accept,
-                  sync=0.0)
+                  sync=0.0, chunk=sp.chunk)
     max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg)
     out = evaluate_core(ModelConsts.of(model), ChipConsts.of(chip), p, cfg, gemm_peak=peak, kind=kind,
                         max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
@@ -111,7 +130,8 @@ def _aggregated(model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: float
 
 
 def _disaggregated(model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: float, osl: float,
-                   cal: Calibration, dtypes: list[str] | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                   cal: Calibration, dtypes: list[str] | None,
+                   kv: list[str] | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """x prefill + y decode instances (each its own layout) that use all `gpus`; one dtype pair per run."""
     lays = [lay for lay in instance_layouts(model, gpus, chip.scaleup_size, engine) if lay[2] == 1]
     size = {lay: lay[0] * lay[1] for lay in lays}
@@ -134,8 +154,11 @@ def _disaggregated(model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: fl
     arr["pre_workers"] = np.repeat([float(r[0][1]) for r in rows], n)
     arr["dec_workers"] = np.repeat([float(r[0][3]) for r in rows], n)
     arr["weight_dtype"] = np.repeat([r[1] for r in rows], n)
-    arr["kv_dtype"] = np.where(np.char.startswith(arr["weight_dtype"].astype(str), "fp"), "fp8", "bf16") \
-        if chip.has_native("fp8") else np.full(arr["weight_dtype"].shape, "bf16")
+    if kv:
+        arr["kv_dtype"] = np.full(arr["weight_dtype"].shape, kv[0])
+    else:
+        arr["kv_dtype"] = np.where(np.char.startswith(arr["weight_dtype"].astype(str), "fp"), "fp8", "bf16") \
+            if chip.has_native("fp8") else np.full(arr["weight_dtype"].shape, "bf16")
     arr["concurrency"] = np.tile(conc, len(rows))
     p = cal.params(chip.family, engine)
     peak, kind = chip_dtype_tables(chip, arr["weight_dtype"])
@@ -199,6 +222,7 @@ def _limit(model: ModelSpec, chip: Chip, engine: str, cal: Calibration, lay: dic
 
 def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, slo: Slo | None = None,
            engine: str = "vllm", top: int = 5, dtypes: list[str] | None = None, disaggregation: bool = True,
+           kv_dtypes: list[str] | None = None, spec: Spec | None = None,
            calibration: Calibration | None = None) -> SearchResult:
     """Search the serving space; candidates best first (those meeting the SLO, else the closest)."""
     t0 = time.perf_counter()
@@ -211,7 +235,12 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
     if top < 1:
         raise InputError("top", "must be >= 1")
     cal = calibration or load_calibration()
-    sp, out = _aggregated(model, chip, engine, gpus, isl, osl, cal, dtypes)
+    spec = spec or Spec()
+    if spec.draft is not None and not 0 <= spec.draft <= 8:
+        raise InputError("spec_draft", f"must be 0..8 draft tokens, got {spec.draft}")
+    if spec.accept_length is not None and spec.accept_length < 1:
+        raise InputError("spec_accept", f"an accept length is >= 1 token per step, got {spec.accept_length}")
+    sp, out = _aggregated(model, chip, engine, gpus, isl, osl, cal, dtypes, kv_dtypes, spec)
     per_gpu, per_user, meets = _scores(out, gpus, slo)
     recs: list[dict[str, Any]] = []
     idx = np.flatnonzero(out["fits"].astype(bool))
@@ -219,10 +248,10 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
         recs.append(dict(mode="aggregated", i=int(i), per_gpu=float(per_gpu[i]), per_user=float(per_user[i]),
                          meets=bool(meets[i]), out=out, lay={f: float(getattr(sp, f)[i]) for f in LAYOUT_FIELDS},
                          replicas=float(sp.replicas[i]), wd=str(sp.weight_dtype[i]), kvd=str(sp.kv_dtype[i]),
-                         spec=int(sp.spec_draft[i]), conc=float(sp.concurrency[i])))
+                         spec=int(sp.spec_draft[i]), conc=float(sp.concurrency[i]), chunk=int(sp.chunk[i])))
     evaluated = sp.size
     if disaggregation and gpus >= 2:
-        arr, dout = _disaggregated(model, chip, engine, gpus, isl, osl, cal, dtypes)
+        arr, dout = _disaggregated(model, chip, engine, gpus, isl, osl, cal, dtypes, kv_dtypes)
         if dout:
             d_gpu, d_user, d_meets = _scores(dout, gpus, slo)
             evaluated += int(d_gpu.size)
@@ -256,7 +285,7 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
     chosen, seen = [], set()
     for r in pool:
         key = (r["mode"], tuple(r["lay"].values()), r.get("pre_workers"), r.get("dec_workers"), r["wd"], r["kvd"],
-               r["spec"])
+               r["spec"], r.get("chunk"))
         if key in seen:
             continue
         seen.add(key)
@@ -311,6 +340,7 @@ def _candidate(rank: int, r: dict[str, Any], model: ModelSpec, chip: Chip, engin
                                            "pp": int(lay["pp"]), "ep": int(lay["moe_ep"]),
                                            "replicas": int(r["replicas"]), "gpus_per_instance": int(inst)},
         layout_text=text, prefill=pre, decode=dec, weight_dtype=r["wd"], kv_dtype=r["kvd"], spec_draft=r["spec"],
+        chunk=r.get("chunk"),
         concurrency=r["conc"], batch_per_instance=round(batch, 1), ttft_ms=round(ttft, 1), tpot_ms=round(tpot, 2),
         output_tokens_per_s=round(float(o["output_tokens_per_s"][i]), 1),
         output_tokens_per_s_per_gpu=round(r["per_gpu"], 1), tokens_per_s_per_user=round(r["per_user"], 1),

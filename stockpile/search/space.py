@@ -55,6 +55,7 @@ class Space:
     kv_dtype: np.ndarray
     concurrency: np.ndarray
     spec_draft: np.ndarray
+    chunk: np.ndarray
 
     @property
     def size(self) -> int:
@@ -79,21 +80,26 @@ def instance_layouts(model: ModelSpec, gpus: int, domain: int, engine: str) -> l
     return sorted(set(out))
 
 
+CHUNKS = (2048.0, 8192.0)      # chunked-prefill token budgets worth comparing (smooth TPOT vs fast TTFT)
+
+
 def aggregated_space(model: ModelSpec, chip: Chip, gpus: int, engine: str, *,
-                     dtypes: list[str] | None = None, spec_options: list[int] | None = None) -> Space:
+                     dtypes: list[str] | None = None, spec_options: list[int] | None = None,
+                     kv_options: list[str] | None = None) -> Space:
     lays = instance_layouts(model, gpus, chip.scaleup_size, engine)
     wds = dtypes or weight_dtypes(model, chip, engine)
-    kvs = kv_dtypes(chip)
+    kvs = kv_options or kv_dtypes(chip)
     specs = spec_options if spec_options is not None else ([0, 1, 3] if model.mtp_layers else [0])
     conc = CONCURRENCY_PER_GPU * gpus
-    rows = list(itertools.product(range(len(lays)), range(len(wds)), range(len(kvs)), specs))
+    rows = list(itertools.product(range(len(lays)), range(len(wds)), range(len(kvs)), specs, CHUNKS))
     L = np.array([lays[r[0]] for r in rows], dtype=float).reshape(-1, 5)
     W = np.array([wds[r[1]] for r in rows])
     K = np.array([kvs[r[2]] for r in rows])
     S = np.array([r[3] for r in rows], dtype=float)
+    C = np.array([r[4] for r in rows], dtype=float)
     n_c = conc.size
     rep = lambda a: np.repeat(a, n_c)  # noqa: E731
     size = L[:, 0] * L[:, 1] * L[:, 2]
     return Space(attn_tp=rep(L[:, 0]), attn_dp=rep(L[:, 1]), pp=rep(L[:, 2]), moe_ep=rep(L[:, 3]),
                  moe_tp=rep(L[:, 4]), replicas=rep(gpus / size), weight_dtype=rep(W), kv_dtype=rep(K),
-                 concurrency=np.tile(conc, len(rows)), spec_draft=rep(S))
+                 concurrency=np.tile(conc, len(rows)), spec_draft=rep(S), chunk=rep(C))

@@ -1,0 +1,246 @@
+"""Training layout search: the fastest (TP, PP, DP, EP, CP, micro-batch, recompute, ZeRO stage, virtual
+stages) that fits, for a model, a chip type and a GPU count.
+
+The space is declared as arrays (one entry per configuration), filtered with masks (divisibility, batch,
+framework) and evaluated in one numpy pass by :func:`stockpile.perf.training.evaluate`; there is no Python
+loop per configuration. Infeasible layouts stay in the arrays with the reason they fail.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from stockpile.catalog.chips import Chip, get_chip
+from stockpile.catalog.models import ModelSpec, get_model
+from stockpile.errors import InfeasibleError, InputError, MissingFigureError
+from stockpile.perf.goodput import job_goodput
+from stockpile.perf.training import (RECOMPUTE, F, TrainCalibration, TrainChip, TrainConsts, TrainingEstimate,
+                                     TrainJob, TrainLayout, TrainParams, check_layout, evaluate, framework,
+                                     fw_flags, load_training_calibration)
+
+MAX_BATCH_TOKENS = 2**24     # 16M tokens: Llama 3 405B's final global batch (arXiv:2407.21783 sec. 3.4.1)
+MICRO_BATCHES_PER_STAGE = 8  # free batch: at most 8 x pp micro-batches (Korthikanti et al. 2022's benchmarks)
+MICRO_BATCHES = (1, 2, 4, 8, 16, 32)
+VPP = (1, 2, 4)
+DIMS = ("tp", "pp", "dp", "ep", "cp", "mb", "recompute", "zero", "vpp")
+
+
+def _pow2(limit: int) -> list[int]:
+    return [2**i for i in range(0, max(limit, 1).bit_length()) if 2**i <= limit]
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def space(model: ModelSpec, chip: Chip, gpus: int, *, seq: int, zero_stages: tuple[int, ...],
+          fixed: dict[str, int] | None = None, model_parallel: int | None = None) -> dict[str, np.ndarray]:
+    """All layouts of `gpus` GPUs as flat arrays (before batch and memory masks). `fixed` pins dimensions
+    (a measured run's stated degrees); `model_parallel` pins tp x pp."""
+    fx = dict(fixed or {})
+    dom = chip.scaleup_size
+    tps = [t for t in _pow2(min(gpus, max(dom, 8) * 2)) if model.heads % t == 0]
+    pps = sorted({p for p in _pow2(model.layers) + _divisors(model.layers) if p <= gpus})
+    cps = [c for c in _pow2(min(gpus, 32)) if c == 1 or (seq % (2 * c) == 0 and seq // c >= 1024)]
+    eps = _pow2(model.experts) if model.is_moe else [1]
+    eps = [e for e in eps if model.experts % e == 0] if model.is_moe else [1]
+    trip = [(t, p, c) for t, p, c in itertools.product(
+        [fx["tp"]] if "tp" in fx else tps, [fx["pp"]] if "pp" in fx else pps, [fx["cp"]] if "cp" in fx else cps)
+        if gpus % (t * p * c) == 0 and (model_parallel is None or t * p == model_parallel)]
+    trip = [(t, p, c, gpus // (t * p * c)) for t, p, c in trip if "dp" not in fx or gpus // (t * p * c) == fx["dp"]]
+    if not trip:
+        return {k: np.zeros(0) for k in DIMS}
+    rest = {"ep": [fx["ep"]] if "ep" in fx else eps, "mb": [fx["mb"]] if "mb" in fx else list(MICRO_BATCHES),
+            "recompute": [fx["recompute"]] if "recompute" in fx else [0, 1, 2],
+            "zero": [fx["zero"]] if "zero" in fx else list(zero_stages), "vpp": [fx["vpp"]] if "vpp" in fx else list(VPP)}
+    t3 = np.array(trip, dtype=float)
+    grids = np.meshgrid(np.arange(len(trip)), *[np.array(v, dtype=float) for v in rest.values()], indexing="ij")
+    idx = grids[0].reshape(-1).astype(int)
+    out = {"tp": t3[idx, 0], "pp": t3[idx, 1], "cp": t3[idx, 2], "dp": t3[idx, 3]}
+    out.update({k: g.reshape(-1) for k, g in zip(rest, grids[1:])})
+    ok = (out["vpp"] == 1) | ((out["pp"] > 1) & (out["pp"] * out["vpp"] <= model.layers))   # uneven splits allowed
+    ranks = out["tp"] * out["dp"] * out["cp"]
+    ok &= (ranks % out["ep"] == 0) & (out["ep"] <= ranks)
+    return {k: v[ok] for k, v in out.items()}
+
+
+def batch_micro_batches(sp: dict[str, np.ndarray], seq: int, batch_tokens: float | None,
+                        gpus: int) -> tuple[np.ndarray, np.ndarray]:
+    """Global batch and micro-batch count per layout. A given batch must split into whole micro-batches
+    (m >= 1, m x pp divisible under interleaving); a free batch takes the most micro-batches, up to 8 x pp,
+    that keep it within MAX_BATCH_TOKENS (at least one micro-batch per data-parallel replica)."""
+    per_mb = sp["dp"] * sp["mb"] * seq
+    if batch_tokens is None:
+        m = np.clip(np.floor(MAX_BATCH_TOKENS / per_mb), 1.0, MICRO_BATCHES_PER_STAGE * sp["pp"])
+        m = np.where(sp["vpp"] > 1, np.maximum(np.floor(m / sp["pp"]), 1.0) * sp["pp"], m)
+        return per_mb * m, m
+    m = batch_tokens / per_mb
+    return np.full_like(m, float(batch_tokens)), m
+
+
+def search(job: TrainJob, *, params: TrainParams | None = None, calibration: TrainCalibration | None = None,
+           fixed: dict[str, int] | None = None, model_parallel: int | None = None,
+           flags: dict[str, float] | None = None, out_bw: float | None = None, require_fit: bool = True) -> tuple[dict[str, Any], dict[str, np.ndarray], int]:
+    """Evaluate the whole space; returns (evaluate output, layout arrays, index of the best layout).
+
+    Best = highest tokens/s among layouts that fit; when none fits, the one with the least memory overshoot
+    (require_fit=False) or an InfeasibleError naming it and by how much it is over."""
+    fw = framework(job.framework)
+    cal = calibration or load_training_calibration()
+    p = params or cal.params(job.chip.family, job.framework)
+    sp = space(job.model, job.chip, job.gpus, seq=job.seq_len, zero_stages=fw.zero, fixed=fixed,
+               model_parallel=model_parallel)
+    if sp["tp"].size == 0:
+        raise InputError("layout", f"no parallel layout of {job.gpus} GPUs matches the stated degrees "
+                         f"{fixed or {}} for {job.model.id}")
+    batch, m = batch_micro_batches(sp, job.seq_len, job.global_batch_tokens, job.gpus)
+    whole = (m >= 1.0 - 1e-9) & (np.abs(m - np.round(m)) < 1e-6) & ((sp["vpp"] == 1) | (np.round(m) % sp["pp"] == 0))
+    if job.global_batch_tokens is None:        # a free batch exceeds the cap only with one sequence per micro-batch
+        whole &= (batch <= MAX_BATCH_TOKENS) | (sp["mb"] == 1)
+    if not whole.any():                 # a stated batch no layout splits exactly: accept fractional m
+        whole = m >= 1.0 - 1e-9
+    if not whole.any():
+        raise InputError("global_batch_tokens", f"{job.global_batch_tokens:.0f} tokens is less than one sequence "
+                         "per data-parallel rank for every layout")
+    sp = {k: v[whole] for k, v in sp.items()}
+    out = evaluate(TrainConsts.of(job.model, mtp=job.mtp), TrainChip.of(job.chip, out_bw=out_bw), p, {**fw_flags(fw), **(flags or {})},
+                   seq=float(job.seq_len), batch_tokens=batch[whole], fp8=1.0 if job.precision == "fp8" else 0.0,
+                   tp=sp["tp"], pp=sp["pp"], dp=sp["dp"], ep=sp["ep"], cp=sp["cp"], mb=sp["mb"],
+                   recompute=sp["recompute"], zero=sp["zero"], vpp=sp["vpp"])
+    fits = np.asarray(out["fits"])
+    if fits.any():
+        best = int(np.argmax(np.where(fits, out["tokens_per_s"], -np.inf)))
+    else:
+        over = out["memory"]["total"] - out["memory"]["capacity"]
+        best = int(np.argmin(over))
+        if require_fit:
+            lay = layout_at(sp, best)
+            raise InfeasibleError(
+                f"{job.model.id} does not fit on {job.gpus} x {job.chip.id} in any layout; the closest "
+                f"({_describe(lay)}) needs {out['memory']['total'][best] / 2**30:.1f} GB per GPU, "
+                f"{over[best] / 2**30:.1f} GB over the {job.chip.memory_bytes / 2**30:.0f} GB; use more GPUs")
+    return out, sp, best
+
+
+def layout_at(sp: dict[str, np.ndarray], i: int) -> TrainLayout:
+    return TrainLayout(tp=int(sp["tp"][i]), pp=int(sp["pp"][i]), dp=int(sp["dp"][i]), ep=int(sp["ep"][i]),
+                       cp=int(sp["cp"][i]), micro_batch=int(sp["mb"][i]), recompute=RECOMPUTE[int(sp["recompute"][i])],
+                       zero=int(sp["zero"][i]), vpp=int(sp["vpp"][i]))
+
+
+def _describe(lay: TrainLayout) -> str:
+    return (f"tp={lay.tp} pp={lay.pp} dp={lay.dp} ep={lay.ep} cp={lay.cp} mb={lay.micro_batch} "
+            f"recompute={lay.recompute} zero={lay.zero} vpp={lay.vpp}")
+
+
+def best_training_layout(model: ModelSpec | str, chip: Chip | str, gpus: int, *, seq_len: int,
+                         global_batch_tokens: float | None = None, precision: str = "bf16", tokens: float | None = None,
+                         framework: str = "megatron", calibration: TrainCalibration | None = None,
+                         fixed: dict[str, int] | None = None) -> TrainingEstimate:
+    """The fastest layout that fits (TrainingEstimate with `evaluated` = configurations scored).
+
+    Raises InfeasibleError when nothing fits (saying by how much the closest layout is over) and InputError
+    for bad input."""
+    job = make_job(model, chip, gpus, tokens=tokens, seq_len=seq_len, global_batch_tokens=global_batch_tokens,
+                   precision=precision, framework=framework)
+    out, sp, best = search(job, calibration=calibration, fixed=fixed)
+    job = job.model_copy(update={"global_batch_tokens": float(out["tokens_per_s"][best] * out["step"][best])})
+    notes = [] if global_batch_tokens else [f"global batch chosen by the search: {job.global_batch_tokens:.0f} tokens "
+                                            f"(at most {MAX_BATCH_TOKENS} unless one micro-batch per replica is more)"]
+    return to_estimate(job, out, best, layout_at(sp, best), evaluated=int(sp["tp"].size), notes=notes)
+
+
+def make_job(model: ModelSpec | str, chip: Chip | str, gpus: int, *, tokens: float | None, seq_len: int | None,
+             global_batch_tokens: float | None, precision: str, framework: str = "megatron") -> TrainJob:
+    """Validate the inputs of a training question into a TrainJob (InputError names the field)."""
+    spec = get_model(model) if isinstance(model, str) else model
+    hw = get_chip(chip) if isinstance(chip, str) else chip
+    if int(gpus) != gpus or gpus < 1:
+        raise InputError("gpus", f"needs a positive whole number of GPUs, not {gpus}")
+    if tokens is not None and tokens <= 0:
+        raise InputError("tokens", "the token budget must be positive (e.g. 15T)")
+    if precision not in ("bf16", "fp16", "fp8"):
+        raise InputError("precision", f"'{precision}' is not one of bf16, fp16, fp8")
+    if precision == "fp8" and not hw.has_native("fp8"):
+        raise InputError("precision", f"{hw.id} has no fp8 tensor units; train in bf16")
+    seq = int(seq_len or min(spec.max_position or 4096, 8192))
+    if seq < 16:
+        raise InputError("seq_len", "the sequence length must be at least 16 tokens")
+    if global_batch_tokens is not None and global_batch_tokens < seq:
+        raise InputError("global_batch_tokens", f"{global_batch_tokens:.0f} tokens is less than one sequence of {seq}")
+    return TrainJob(model=spec, chip=hw, gpus=int(gpus), tokens=tokens, seq_len=seq,
+                    global_batch_tokens=global_batch_tokens, precision=precision, framework=framework)  # type: ignore[arg-type]
+
+
+def train(model_id: str, chip_id: str, gpus: int, tokens: float, seq_len: int | None = None,
+          precision: str = "bf16") -> TrainingEstimate:
+    """`stockpile train`: the best layout for the job and the GPU-hours, days, goodput and energy of `tokens`."""
+    job = make_job(model_id, chip_id, gpus, tokens=tokens, seq_len=seq_len, global_batch_tokens=None,
+                   precision=precision)
+    return best_training_layout(job.model, job.chip, gpus, seq_len=job.seq_len, precision=precision, tokens=tokens)
+
+
+def _pick(x: F, i: int) -> float:
+    return float(np.asarray(x).reshape(-1)[i] if np.ndim(x) else x)
+
+
+def to_estimate(job: TrainJob, out: dict[str, F], i: int, layout: TrainLayout, *, evaluated: int = 1,
+                notes: list[str] | None = None) -> TrainingEstimate:
+    """The TrainingEstimate of entry `i` of an `evaluate` result, with the token budget's hours, days,
+    goodput and energy (TDP x PUE) when `job.tokens` is given."""
+    mem = {k: round(_pick(v, i) / 2**30, 3) for k, v in out["memory"].items()}
+    tps = _pick(out["tokens_per_s"], i)
+    parts = ("gemm", "attention", "elementwise", "tp_comm", "ep_comm", "cp_comm", "pp_p2p", "pp_bubble",
+             "dp_comm", "optimizer", "straggler")
+    breakdown = {k: round(_pick(out[k], i), 6) for k in parts}
+    limits = [f"largest time share: {max(breakdown, key=lambda k: breakdown[k])}"]
+    fits = bool(_pick(out["fits"], i))
+    over = max(0.0, mem["total"] - mem["capacity"])
+    if not fits:
+        limits.append(f"does not fit: needs {mem['total']:.1f} GB per GPU, {over:.1f} GB over the "
+                      f"{mem['capacity']:.0f} GB of {job.chip.id}")
+    est = TrainingEstimate(
+        model=job.model.id, chip=job.chip.id, gpus=layout.gpus, precision=job.precision, framework=job.framework,
+        layout={**layout.model_dump(), "schedule": layout.schedule}, seq_len=job.seq_len,
+        global_batch_tokens=_pick(out["tokens_per_s"], i) * _pick(out["step"], i),
+        micro_batches=_pick(out["micro_batches"], i), step_time_s=_pick(out["step"], i), tokens_per_s=tps,
+        tokens_per_s_per_gpu=_pick(out["tokens_per_s_per_gpu"], i), tflops_per_gpu=_pick(out["tflops_per_gpu"], i),
+        mfu=_pick(out["mfu"], i), hfu=_pick(out["hfu"], i), model_flops_per_token=_pick(out["model_flops_per_token"], i),
+        memory_gb=mem, fits=fits, over_memory_gb=round(over, 3), time_breakdown_s=breakdown, evaluated=evaluated,
+        limits=limits, notes=list(notes or []))
+    if job.tokens:
+        g = job_goodput(layout.gpus, job.model.params)
+        hours = job.tokens / tps / 3600.0 / g.goodput
+        try:
+            energy: float | None = hours * layout.gpus * job.chip.tdp * job.pue / 1000.0
+        except MissingFigureError:
+            energy = None
+            est.notes.append(f"energy unknown: {job.chip.id} has no sourced TDP")
+        est = est.model_copy(update=dict(
+            tokens=job.tokens, gpu_hours=hours * layout.gpus, days=hours / 24.0, goodput=g.goodput,
+            energy_kwh=energy))
+        est.notes.append(f"goodput {g.goodput:.3f}: {g.interruptions_per_day:.2f} interruptions/day (Llama 3 "
+                         f"rate), checkpoint {g.checkpoint_write_s:.0f} s every {g.checkpoint_interval_s / 60:.0f} "
+                         f"min (Young/Daly), restart {g.restart_s:.0f} s")
+    return est
+
+
+def layout_arrays(layout: TrainLayout) -> dict[str, float]:
+    return dict(tp=float(layout.tp), pp=float(layout.pp), dp=float(layout.dp), ep=float(layout.ep),
+                cp=float(layout.cp), mb=float(layout.micro_batch), recompute=float(RECOMPUTE.index(layout.recompute)),
+                zero=float(layout.zero), vpp=float(layout.vpp))
+
+
+def estimate(job: TrainJob, layout: TrainLayout, *, calibration: TrainCalibration | None = None,
+             params: TrainParams | None = None) -> TrainingEstimate:
+    """Performance of one given layout (the layout must use exactly `job.gpus` GPUs)."""
+    check_layout(job, layout)
+    cal = calibration or load_training_calibration()
+    p = params or cal.params(job.chip.family, job.framework)
+    batch = job.global_batch_tokens or float(layout.dp * layout.micro_batch * job.seq_len * max(4 * layout.pp, 1))
+    out = evaluate(TrainConsts.of(job.model, mtp=job.mtp), TrainChip.of(job.chip), p, fw_flags(framework(job.framework)),
+                   seq=float(job.seq_len), batch_tokens=batch, fp8=1.0 if job.precision == "fp8" else 0.0,
+                   **layout_arrays(layout))
+    return to_estimate(job, out, 0, layout)
