@@ -13,7 +13,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/stockpile estimate --model meta-llama/Llama-3.1-70B-Instruct --chip h800-sxm-80gb --gpus 8 --tp 8 --weight-dtype fp8 --isl 2000 --osl 500 --concurrency 64
+	$(BIN)/stockpile plan --report plan.html
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

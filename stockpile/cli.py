@@ -396,6 +396,69 @@ class _null:
         return None
 
 
+# ------------------------------------------------------------------ fleet plan and sizing
+@app.command()
+@guarded
+def plan(scenario: Optional[Path] = typer.Argument(None, help="Scenario YAML (default: the bundled example)."),
+         json_out: bool = typer.Option(False, "--json"),
+         report: Optional[Path] = typer.Option(None, "--report", help="Write a self-contained HTML report."),
+         schema: bool = typer.Option(False, "--schema", help="Print the scenario JSON Schema and exit."),
+         samples: int = typer.Option(10000, "--samples", help="Monte Carlo samples for the runway fan."),
+         backend: str = typer.Option("numpy", "--backend", help="numpy, process or ray.")) -> None:
+    """Split the stock between training and inference month by month; the runway with P10/P50/P90."""
+    from stockpile.errors import InputError
+    from stockpile.fleet.api import plan_scenario, scenario_schema, write_report
+    if schema:
+        emit_json(scenario_schema())
+        return
+    if samples < 0:
+        raise InputError("samples", f"must be >= 0, got {samples}")
+    if json_out:
+        res = plan_scenario(scenario, samples=samples, backend=backend)
+    else:
+        with out.status("planning the fleet and sampling the runway ..."):
+            res = plan_scenario(scenario, samples=samples, backend=backend)
+    if report:
+        dest = write_report(res, report)
+        err.print(f"report written to {dest}")
+    if json_out:
+        emit_json(res.to_contract())
+    else:
+        out.print(res.summary(), highlight=False, markup=False)
+
+
+@app.command()
+@guarded
+def size(compute: Optional[str] = typer.Option(None, "--compute", help="Training compute budget, FLOP (e.g. 3e24)."),
+         target_loss: Optional[float] = typer.Option(None, "--target-loss", help="Target pre-training loss."),
+         inference_tokens: str = typer.Option("0", "--inference-tokens", help="Lifetime inference tokens (e.g. 2e15)."),
+         moe_active_ratio: Optional[float] = typer.Option(None, "--moe-active-ratio",
+                                                          help="Active/total parameters for an MoE (e.g. 0.055)."),
+         law: str = typer.Option("besiroglu2024", "--law", help="besiroglu2024 or hoffmann2022."),
+         json_out: bool = typer.Option(False, "--json")) -> None:
+    """Model size and training tokens that minimise training + inference compute for a target loss."""
+    from stockpile.fleet.api import size_model
+    from stockpile.units import fmt_count
+    res = size_model(compute_budget_flop=_count(compute, "compute"), target_loss=target_loss,
+                     inference_tokens=_count(inference_tokens, "inference_tokens") or 0.0, law=law,
+                     moe_active_ratio=moe_active_ratio)
+    if json_out:
+        emit_json(res.model_dump())
+        return
+    t = Table(title=f"Sizing ({res.law}; {res.mode}; lifetime inference {fmt_count(res.inference_tokens)} tokens)")
+    for col in ("", "active params", "total params", "train tokens", "tokens/param", "train FLOP", "inference FLOP",
+                "total FLOP", "loss"):
+        t.add_column(col)
+    for name, pt in (("inference-aware optimum", res.optimal), ("Chinchilla-optimal", res.chinchilla)):
+        t.add_row(name, f"{pt.active_params_b:,.1f}B", f"{pt.total_params_b:,.1f}B", fmt_count(pt.tokens),
+                  f"{pt.tokens_per_param:,.0f}", f"{pt.training_flop:.2e}", f"{pt.inference_flop:.2e}",
+                  f"{pt.total_flop:.2e}", f"{pt.loss:.3f}")
+    out.print(t)
+    out.print(f"counting inference saves {100 * res.saving_vs_chinchilla:.1f}% of total compute; source: {res.source}")
+    for n in res.notes:
+        out.print(f"[dim]{n}[/dim]")
+
+
 @app.command()
 @guarded
 def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port")) -> None:

@@ -4,7 +4,7 @@ Monthly periods t; pools p = (chip type, cluster). Decision variables (docs/flee
 
     x[w,p,t] >= 0   chips of pool p serving workload w in month t
     r[w,j,t] >= 0   rented GPUs of rental offer j serving w
-    b[o,t]   >= 0   chips ordered through procurement option o in month t (arrive t + L_o)
+    b[o,t]   >= 0   chips ordered through option o in month t (a fraction f_o arrives in t + L_o + delay_o)
     y[q] in {0,1}   training run q = (generation, pool, start, chips) is chosen
     m[g] in [0,1]   generation g is not trained in the horizon
     u[w,t]   >= 0   unmet demand of w, output tokens/s
@@ -29,6 +29,8 @@ from scipy.sparse import coo_matrix, csr_matrix
 from stockpile.fleet.plan_model import SECONDS_PER_MONTH, Problem
 
 SCALE = 1e-6          # objective in millions of USD for conditioning
+TOK = 1e3             # demand rows and unmet variables in thousands of tokens/s for conditioning
+EARLY = 1e-3          # preference for early finishes, as a fraction of the late penalty per month
 
 
 class _Builder:
@@ -120,14 +122,20 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
     R = B.var((len(rent_pairs), T), cost=(pb.rent_usd_month[rent_pairs[:, 1]] * SCALE)[:, None]
               if len(rent_pairs) else 0.0)
     months_held = np.maximum(0, T - (tt[None, :] + pb.opt_lead[:, None])) if O else np.zeros((0, T))
-    Bv = B.var((O, T), cost=pb.opt_price[:, None] * months_held / life * SCALE if O else 0.0,
+    paid = pb.opt_price * pb.opt_fill if O else np.zeros(0)      # USD per chip ordered (paid on delivery)
+    Bv = B.var((O, T), cost=paid[:, None] * months_held / life * SCALE if O else 0.0,
                ub=np.where(pb.order_ok, pb.opt_max_month[:, None], 0.0) if O else 0.0)
     occ_energy = np.zeros(pat.n)
     np.add.at(occ_energy, pat.occ_rows, pat.occ_val * pb.energy_usd[pat.pool[pat.occ_rows]])
     late_pen = np.array([pb.gens[g].late_penalty for g in pat.gen]) if pat.n else np.zeros(0)
-    Y = B.var((pat.n,), cost=(occ_energy + late_pen * pat.late) * SCALE, ub=1.0, integer=True)
+    # a late run pays per month late; every run pays EARLY x late penalty per month of its end, so that among
+    # equally cheap plans the earliest finish wins (slack before the deadline absorbs delays)
+    Y = B.var((pat.n,), cost=(occ_energy + late_pen * (pat.late + EARLY * pat.end)) * SCALE, ub=1.0, integer=True)
     M = B.var((G,), cost=np.array([g.miss_penalty for g in pb.gens]) * SCALE, ub=1.0)
-    U = B.var((W, T), cost=s.costs.unmet_penalty_usd_per_mtok * SECONDS_PER_MONTH / 1e6 * SCALE)
+    unmet_cost = s.costs.unmet_penalty_usd_per_mtok * SECONDS_PER_MONTH / 1e6 * SCALE
+    U = B.var((W, T), cost=unmet_cost * TOK)
+    reserve = s.serving_reserve * pb.demand / TOK
+    Ur = B.var((W, T), cost=0.1 * unmet_cost * TOK, ub=reserve)
 
     # 1. chips used <= chips on hand, per pool and month
     cap = B.rows("stock", (P, T), hi=pb.stock * pb.usable[pc])
@@ -139,13 +147,14 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
         coef = pb.arrival_coef(o)                     # (tau, t)
         tau, t = np.nonzero(coef * pb.order_ok[o][:, None])
         B.add(cap[pb.opt_pool[o], t], Bv[o, tau], -coef[tau, t])
-    # 2. served + unmet >= demand
-    dem = B.rows("demand", (W, T), lo=pb.demand)
+    # 2. served + unmet + reserve shortfall >= demand * (1 + reserve)
+    dem = B.rows("demand", (W, T), lo=pb.demand / TOK + reserve)
     if len(pairs):
-        B.add(dem[pairs[:, 0]], X, pb.rate[pairs[:, 0], pc[pairs[:, 1]]][:, None])
+        B.add(dem[pairs[:, 0]], X, pb.rate[pairs[:, 0], pc[pairs[:, 1]]][:, None] / TOK)
     if len(rent_pairs):
-        B.add(dem[rent_pairs[:, 0]], R, pb.rate[rent_pairs[:, 0], pb.rent_chip[rent_pairs[:, 1]]][:, None])
+        B.add(dem[rent_pairs[:, 0]], R, pb.rate[rent_pairs[:, 0], pb.rent_chip[rent_pairs[:, 1]]][:, None] / TOK)
     B.add(dem, U, 1.0)
+    B.add(dem, Ur, 1.0)
     # 3. facility power per cluster (finite limits only)
     limited = np.nonzero(np.isfinite(pb.cluster_cap_kw))[0]
     if len(limited):
@@ -189,7 +198,7 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
         B.add(tot[:, None], Bv[fin], 1.0)
     if s.costs.capex_budget_usd is not None and O:
         bud = B.rows("capex_budget", (1,), hi=s.costs.capex_budget_usd)
-        B.add(bud[0], Bv, pb.opt_price[:, None])
+        B.add(bud[0], Bv, paid[:, None])
     return B, {"x": X, "rent": R, "buy": Bv, "y": Y, "miss": M, "unmet": U, "pairs": pairs,
                "rent_pairs": rent_pairs}
 
@@ -212,7 +221,7 @@ def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
     if res.x is None:
         # No incumbent (should not happen: all-unmet is always feasible). Answer with the empty plan.
         z = np.zeros(B.n)
-        z[ix["unmet"].ravel()] = pb.demand.ravel()
+        z[ix["unmet"].ravel()] = pb.demand.ravel() / TOK
         z[ix["miss"]] = 1.0
         sol_x, ok = z, False
     else:
@@ -222,9 +231,11 @@ def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
         objective_usd=float(c @ sol_x) / SCALE, mip_gap=getattr(res, "mip_gap", None),
         seconds=0.0, x=sol_x[ix["x"]], pairs=ix["pairs"], rent=sol_x[ix["rent"]], rent_pairs=ix["rent_pairs"],
         buy=sol_x[ix["buy"]], y=np.round(sol_x[ix["y"]]), miss=sol_x[ix["miss"]], unmet=sol_x[ix["unmet"]])
-    sol.unmet = np.maximum(sol.unmet, 0.0).reshape(W, T)
+    sol.unmet = np.maximum(sol.unmet, 0.0).reshape(W, T) * TOK
     if duals and ok:
         _shadow_prices(B, A, c, lb, ub, integ, lo, hi, sol_x, sol)
+        if "upper" in sol.bound_duals:
+            sol.bound_duals["buy"] = sol.bound_duals.pop("upper")[ix["buy"]]
     sol.seconds = time.perf_counter() - t_start
     return sol
 
@@ -255,7 +266,7 @@ def _shadow_prices(B: _Builder, A: csr_matrix, c, lb, ub, integ, lo, hi, x, sol:
         marg[np.nonzero(eq)[0]] = res.eqlin.marginals
     for kind, (start, shape) in B.kinds.items():
         size = int(np.prod(shape))
-        sol.duals[kind] = marg[start:start + size].reshape(shape) / SCALE
+        sol.duals[kind] = marg[start:start + size].reshape(shape) / SCALE / (TOK if kind == "demand" else 1.0)
     sol.bound_duals["upper"] = res.upper.marginals / SCALE
 
 

@@ -102,8 +102,12 @@ class Problem:
     launch: np.ndarray                 # (W,) month index of launch
     rate: np.ndarray                   # (W, C) output tokens/s per GPU under the SLO; 0 = cannot serve
     opt_pool: np.ndarray               # (O,)
-    opt_price: np.ndarray
-    opt_lead: np.ndarray
+    opt_price: np.ndarray              # USD per chip delivered
+    opt_lead: np.ndarray               # expected lead time: nominal + mean delay (rounded), months
+    opt_lead_base: np.ndarray          # nominal lead time
+    opt_delay_mean: np.ndarray         # mean extra delay (Monte Carlo: Poisson)
+    opt_fill: np.ndarray               # expected fraction of an order delivered (mean of the fill range)
+    opt_fill_range: np.ndarray         # (O, 2) fill-rate range sampled by the Monte Carlo
     opt_max_month: np.ndarray
     opt_max_total: np.ndarray
     order_ok: np.ndarray               # (O, T) bool: an order in month tau arrives in the horizon, allowed
@@ -126,23 +130,19 @@ class Problem:
     def pool_name(self, p: int) -> str:
         return f"{self.chips[self.pool_chip[p]]}@{self.clusters[self.pool_cluster[p]]}"
 
-    def arrival_coef(self, o: int) -> np.ndarray:
-        """(T_order, T): chips on hand in month t per chip ordered in month tau (survival after arrival)."""
+    def arrival_coef(self, o: int, usable: bool = True) -> np.ndarray:
+        """(T_order, T): chips on hand in month t per chip ordered in month tau (survival after arrival),
+        times the policy usability of the chip unless `usable` is False."""
         T, lead = self.T, int(self.opt_lead[o])
         c = self.pool_chip[self.opt_pool[o]]
         k = np.arange(T)[None, :] - (np.arange(T)[:, None] + lead)
-        out = np.where(k >= 0, self.new_surv[c][np.clip(k, 0, T - 1)], 0.0)
-        return out * self.usable[c][None, :]
+        out = np.where(k >= 0, self.new_surv[c][np.clip(k, 0, T - 1)], 0.0) * self.opt_fill[o]
+        return out * self.usable[c][None, :] if usable else out
 
 
-def applied_events(s: Scenario) -> list[PolicyEvent]:
-    """Events the deterministic plan assumes: those more likely than not."""
-    return [e for e in s.policy_events if e.probability >= 0.5]
-
-
-def event_masks(s: Scenario, chips: list[str], T: int, t0: int, events: list[tuple[PolicyEvent, int]],
-                leads: dict[str, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(usable (C, T), deliverable (C, T)) from events given as (event, month index relative to t0)."""
+def event_masks(chips: list[str], T: int, events: list[tuple[PolicyEvent, int | None]]) -> tuple[np.ndarray, np.ndarray]:
+    """(usable (C, T), deliverable (C, T)) from events as (event, month index from the start, or None if the
+    event does not happen). A chip gated by an allow_purchase event that does not happen is never delivered."""
     C = len(chips)
     usable, deliver = np.ones((C, T)), np.ones((C, T), bool)
     tt = np.arange(T)
@@ -150,12 +150,14 @@ def event_masks(s: Scenario, chips: list[str], T: int, t0: int, events: list[tup
         if ev.chip.lower() not in chips:
             continue
         c = chips.index(ev.chip.lower())
-        if ev.effect == "no_use":
+        if ev.effect == "allow_purchase":
+            deliver[c, tt < (m if m is not None else T)] = False
+        elif m is None:
+            continue
+        elif ev.effect == "no_use":
             usable[c, tt >= m] = 0.0
-        elif ev.effect == "no_purchase":
-            deliver[c, tt >= m] = False
         else:
-            deliver[c, tt < m] = False
+            deliver[c, tt >= m] = False
     return usable, deliver
 
 
@@ -188,8 +190,13 @@ def _gen_size(g: Generation) -> tuple[float, float]:
 def default_rates(s: Scenario) -> Rates:
     t = s.training
     fallback = mfu_training_rate(t.mfu, t.precision, t.mfu_by_chip)
-    models = {_gen_size(g): g.model for g in t.generations if g.model}
-    return Rates(serving=default_serving_rate, training=search_training_rate(fallback, models=models))
+    models = {_gen_size(g): (g.model, g.max_chips) for g in t.generations if g.model}
+    training = search_training_rate(fallback, models=models, precision=t.precision)
+    notes = []
+    if models:
+        notes.append("training rates of generations naming a catalog model come from the layout search "
+                     "(stockpile.search.training) where it runs, else from the MFU rule")
+    return Rates(serving=default_serving_rate, training=training, notes=notes)
 
 
 def compile_problem(s: Scenario, rates: Rates | None = None) -> Problem:
@@ -246,16 +253,16 @@ def compile_problem(s: Scenario, rates: Rates | None = None) -> Problem:
     new_surv = np.vstack([survival(np.zeros(1), T, curve, mult.get(c, 1.0), retire)[0] for c in chips]) \
         if chips else np.zeros((0, T))
 
-    # --- policy events (deterministic: probability >= 0.5)
-    ev = [(e, month_index(e.date) - t0) for e in applied_events(s)]
-    usable, deliver = event_masks(s, chips, T, t0, ev)
+    # --- policy events: the plan assumes those more likely than not
+    ev = [(e, month_index(e.date) - t0 if e.probability >= 0.5 else None) for e in s.policy_events]
+    usable, deliver = event_masks(chips, T, ev)
 
     # --- power and energy
     cl = {c.id: c for c in s.clusters}
     pue = np.array([(cl[k].pue if k in cl and cl[k].pue else s.costs.pue) for k in clusters])
     price = np.array([(cl[k].power_usd_per_kwh if k in cl and cl[k].power_usd_per_kwh is not None
                        else s.costs.power_usd_per_kwh) for k in clusters])
-    cap = np.array([(cl[k].power_mw * 1e3 / pue[i] if k in cl and cl[k].power_mw else np.inf)
+    cap = np.array([(float(cl[k].power_mw or 0.0) * 1e3 / pue[i] if k in cl and cl[k].power_mw else np.inf)
                     for i, k in enumerate(clusters)])
     power_kw = np.array([chip_power_w(s, chips[c]) / 1e3 for c in pool_chip]) if P else np.zeros(0)
     energy = power_kw * s.costs.average_power_fraction * pue[pool_cluster] * HOURS_PER_MONTH * price[pool_cluster]
@@ -282,14 +289,20 @@ def compile_problem(s: Scenario, rates: Rates | None = None) -> Problem:
                 r = serving(wl.model, cid, wl.isl, wl.osl, wl.ttft_ms, wl.tpot_ms)
             rate[w, c] = max(0.0, float(r))
 
-    # --- procurement
+    # --- procurement: the plan uses the expected lead time (nominal + mean delay) and the expected fill
     O = len(s.procurement)
+    u = s.uncertainty
     opt_pool = np.array([pool_of(o.chip, o.cluster or clusters[0]) for o in s.procurement], int)
+    delay_mean = np.array([o.delay_mean_months if o.delay_mean_months is not None
+                           else u.procurement_delay_mean_months for o in s.procurement])
+    fill_range = np.array([[(o.fill_rate or u.fill_rate).low, (o.fill_rate or u.fill_rate).high]
+                           for o in s.procurement]).reshape(-1, 2)
+    lead = np.array([o.lead_time_months for o in s.procurement], int) + np.rint(delay_mean).astype(int)
     order_ok = np.zeros((O, T), bool)
     for i, o in enumerate(s.procurement):
         first = month_index(o.available_from) - t0 if o.available_from else 0
         last = month_index(o.available_until) - t0 if o.available_until else T
-        arrive = tt + o.lead_time_months
+        arrive = tt + lead[i]
         c = chips.index(o.chip.lower())
         ok = (tt >= first) & (tt <= last) & (arrive < T)
         ok &= deliver[c, np.clip(arrive, 0, T - 1)]
@@ -303,7 +316,8 @@ def compile_problem(s: Scenario, rates: Rates | None = None) -> Problem:
         cluster_cap_kw=cap, workloads=[w.name for w in s.inference], demand=demand, demand_base=base,
         growth=growth, launch=launch, rate=rate, opt_pool=opt_pool,
         opt_price=np.array([o.price_usd for o in s.procurement]),
-        opt_lead=np.array([o.lead_time_months for o in s.procurement], int),
+        opt_lead=lead, opt_lead_base=np.array([o.lead_time_months for o in s.procurement], int),
+        opt_delay_mean=delay_mean, opt_fill=fill_range.mean(axis=1), opt_fill_range=fill_range,
         opt_max_month=np.array([o.max_per_month for o in s.procurement]),
         opt_max_total=np.array([o.max_total if o.max_total is not None else np.inf for o in s.procurement]),
         order_ok=order_ok, new_surv=new_surv, rent_chip=rent_chip,
@@ -325,7 +339,7 @@ def compile_problem(s: Scenario, rates: Rates | None = None) -> Problem:
 
 def _gen_spec(s: Scenario, g: Generation, chips: list[str], training: object, t0: int) -> GenSpec:
     params_b, active_b = _gen_size(g)
-    tokens = g.tokens if g.tokens is not None else (g.compute_flop or 0.0) / (6.0 * active_b * 1e9)
+    tokens = float(g.tokens) if g.tokens is not None else float(g.compute_flop or 0.0) / (6.0 * active_b * 1e9)
     allowed = {c.lower() for c in g.chips} if g.chips else None
     gpu_hours: dict[int, float] = {}
     for c, cid in enumerate(chips):
@@ -366,7 +380,7 @@ def _patterns(pb: Problem) -> Patterns:
         cum = np.cumsum(np.where(pb.order_ok[o], pb.opt_max_month[o], 0.0))
         lead = int(pb.opt_lead[o])
         add = np.concatenate([np.zeros(min(lead, T)), cum[: max(T - lead, 0)]])
-        ub[pb.opt_pool[o]] += np.minimum(add, pb.opt_max_total[o])
+        ub[pb.opt_pool[o]] += np.minimum(add, pb.opt_max_total[o]) * pb.opt_fill[o]
     rows: dict[str, list] = {k: [] for k in ("gen", "pool", "start", "size", "months", "end", "late")}
     occ_r, occ_t, occ_v = [], [], []
     for gi, (g, spec) in enumerate(zip(s.training.generations, pb.gens)):

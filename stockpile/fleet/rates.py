@@ -13,7 +13,6 @@ Both are cached; nothing heavy is imported until a rate is asked for.
 """
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -43,9 +42,9 @@ def default_serving_rate(model_id: str, chip_id: str, isl: float, osl: float,
     model, chip = get_model(model_id), get_chip(chip_id)
     best = 0.0
     for gpus in SWEEP_GPUS:
-        shapes: list[dict[str, Any]] = [dict(tp=gpus)]
+        shapes: list[dict[str, Any]] = [{"tp": gpus}]
         if model.is_moe and gpus >= 8:
-            shapes.append(dict(tp=gpus, ep=gpus, dp=gpus))
+            shapes.append({"tp": gpus, "ep": gpus, "dp": gpus})
         for shape in shapes:
             try:
                 layout = resolve_layout(gpus=gpus, is_moe=model.is_moe, **shape)
@@ -95,34 +94,25 @@ def _search_train() -> Callable[..., Any] | None:
     return train  # type: ignore[no-any-return]
 
 
-def search_training_rate(fallback: TrainingRate, *, gpus: int = 1024, tokens: float = 1e12,
-                         models: dict[tuple[float, float], str] | None = None) -> TrainingRate:
-    """Use ``stockpile.search.training.train`` for catalog models when it exists; else `fallback`.
+def search_training_rate(fallback: TrainingRate, *, models: dict[tuple[float, float], tuple[str, int]] | None = None,
+                         tokens: float = 1e12, precision: str = "bf16") -> TrainingRate:
+    """Use ``stockpile.search.training.train`` (best layout on that many GPUs) for catalog models when it exists.
 
-    `models` maps (params_b, active_params_b) to a catalog model id; generations described only by their size
-    use the fallback. Any failure of the search falls back too, so the planner never depends on it."""
+    `models` maps (params_b, active_params_b) to (catalog model id, GPUs of the run); generations described only
+    by their size use `fallback`, and so does any failure of the search: the planner never depends on it."""
     train = _search_train()
-    if train is None:
+    if train is None or not models:
         return fallback
-    names = dict(models or {})
+    names = dict(models)
 
     @lru_cache(maxsize=1024)
     def rate(params_b: float, active_params_b: float, chip_id: str) -> float:
-        model_id = names.get((params_b, active_params_b))
-        if model_id is None:
+        job = names.get((params_b, active_params_b))
+        if job is None:
             return fallback(params_b, active_params_b, chip_id)
         try:
-            from stockpile.catalog import get_chip, get_model
-            params = inspect.signature(train).parameters
-            kw: dict[str, Any] = {"gpus": gpus, "tokens": tokens}
-            kw = {k: v for k, v in kw.items() if k in params}
-            res = train(get_model(model_id), get_chip(chip_id), **kw)
-            val = getattr(res, "tokens_per_s_per_gpu", None)
-            if val is None and isinstance(res, dict):
-                val = res.get("tokens_per_s_per_gpu")
-            if val is None:
-                raise TypeError("no tokens_per_s_per_gpu")
-            return float(val)
+            res = train(job[0], chip_id, job[1], tokens, precision=precision)
+            return float(res.tokens_per_s_per_gpu)
         except Exception:  # noqa: BLE001 - the search is optional; its failure must not stop a plan
             return fallback(params_b, active_params_b, chip_id)
     return rate

@@ -81,10 +81,10 @@ class Cluster(_Base):
     """A site: its facility power limit and, optionally, its own PUE and electricity price."""
 
     id: str = Field(min_length=1)
-    power_mw: float | None = Field(None, gt=0, description="facility power available to accelerators, MW "
+    power_mw: float | None = Field(default=None, gt=0, description="facility power available to accelerators, MW "
                                    "(accelerators x all-in power x PUE must stay below it); blank: no limit")
-    pue: float | None = Field(None, ge=1.0, description="power usage effectiveness; blank: costs.pue")
-    power_usd_per_kwh: float | None = Field(None, ge=0, description="blank: costs.power_usd_per_kwh")
+    pue: float | None = Field(default=None, ge=1.0, description="power usage effectiveness; blank: costs.pue")
+    power_usd_per_kwh: float | None = Field(default=None, ge=0, description="blank: costs.power_usd_per_kwh")
 
 
 class StockItem(_Base):
@@ -92,8 +92,8 @@ class StockItem(_Base):
 
     chip: str = Field(description="accelerator id (stockpile catalog chips)")
     count: int = Field(ge=0)
-    acquired: Month | None = Field(None, description="acquisition month (age drives attrition); or age_months")
-    age_months: int | None = Field(None, ge=0, description="age at the scenario start")
+    acquired: Month | None = Field(default=None, description="acquisition month (age drives attrition); or age_months")
+    age_months: int | None = Field(default=None, ge=0, description="age at the scenario start")
     cluster: str = "default"
 
 
@@ -111,7 +111,7 @@ class Attrition(_Base):
                     "GPU failure rate', https://research-viewer.pages.dev/orbital-ai-datacenters-3/pages/"
                     "terrestrial-gpu-failure-rate/)")
     chip_multiplier: dict[str, float] = Field(default_factory=dict)
-    retire_age_years: float | None = Field(None, gt=0, description="chips retire at this age; accounting lives "
+    retire_age_years: float | None = Field(default=None, gt=0, description="chips retire at this age; accounting lives "
                                            "are 5-6 years (Microsoft, Alphabet, Meta, Amazon 10-K/10-Q)")
 
 
@@ -119,16 +119,16 @@ class Procurement(_Base):
     """A way to buy more chips: price, lead time, when it can be ordered and how many per month."""
 
     chip: str
-    cluster: str | None = Field(None, description="where deliveries go; blank: the first cluster")
+    cluster: str | None = Field(default=None, description="where deliveries go; blank: the first cluster")
     price_usd: float = Field(ge=0, description="per chip, all-in (server share included)")
-    lead_time_months: int = Field(0, ge=0, description="order month to usable month")
-    available_from: Month | None = Field(None, description="first order month; blank: the start")
-    available_until: Month | None = Field(None, description="last order month; blank: open")
+    lead_time_months: int = Field(default=0, ge=0, description="order month to usable month")
+    available_from: Month | None = Field(default=None, description="first order month; blank: the start")
+    available_until: Month | None = Field(default=None, description="last order month; blank: open")
     max_per_month: float = Field(ge=0, description="chips that can be ordered per month")
-    max_total: float | None = Field(None, ge=0)
-    delay_mean_months: float | None = Field(None, ge=0, description="Monte Carlo: mean extra delivery delay "
+    max_total: float | None = Field(default=None, ge=0)
+    delay_mean_months: float | None = Field(default=None, ge=0, description="Monte Carlo: mean extra delivery delay "
                                             "(Poisson); blank: uncertainty.procurement_delay_mean_months")
-    fill_rate: Range | None = Field(None, description="Monte Carlo: fraction of an order that arrives; blank: "
+    fill_rate: Range | None = Field(default=None, description="Monte Carlo: fraction of an order that arrives; blank: "
                                     "uncertainty.fill_rate")
 
 
@@ -142,8 +142,8 @@ class PolicyEvent(_Base):
     chip: str
     date: Month
     effect: Literal["no_purchase", "allow_purchase", "no_use"] = "no_purchase"
-    probability: float = Field(1.0, ge=0, le=1)
-    date_sd_months: float = Field(0.0, ge=0, description="Monte Carlo: normal jitter of the date, months")
+    probability: float = Field(default=1.0, ge=0, le=1)
+    date_sd_months: float = Field(default=0.0, ge=0, description="Monte Carlo: normal jitter of the date, months")
     note: str | None = None
 
 
@@ -151,24 +151,24 @@ class Generation(_Base):
     """One model generation to train: size, token budget (or compute), deadline, chips."""
 
     name: str = Field(min_length=1)
-    model: str | None = Field(None, description="catalog model id giving params_b / active_params_b")
-    params_b: float | None = Field(None, gt=0, description="total parameters, billions")
-    active_params_b: float | None = Field(None, gt=0, description="active parameters per token (MoE), billions")
-    tokens: Count | None = Field(None, gt=0, description="training tokens (15T, 1.5e13)")
-    compute_flop: Count | None = Field(None, gt=0, description="training compute; tokens = C / (6 N_active)")
+    model: str | None = Field(default=None, description="catalog model id giving params_b / active_params_b")
+    params_b: float | None = Field(default=None, gt=0, description="total parameters, billions")
+    active_params_b: float | None = Field(default=None, gt=0, description="active parameters per token (MoE), billions")
+    tokens: Count | None = Field(default=None, gt=0, description="training tokens (15T, 1.5e13)")
+    compute_flop: Count | None = Field(default=None, gt=0, description="training compute; tokens = C / (6 N_active)")
     earliest_start: Month | None = None
     deadline: Month = Field(description="the run must finish by the end of this month")
     min_chips: int = Field(ge=1)
     max_chips: int = Field(ge=1)
-    sizes: list[int] | None = Field(None, description="chip counts to consider; blank: up to 4 steps from "
+    sizes: list[int] | None = Field(default=None, description="chip counts to consider; blank: up to 4 steps from "
                                     "min_chips to max_chips")
-    chips: list[str] | None = Field(None, description="chip types it may run on (one type, one cluster); "
+    chips: list[str] | None = Field(default=None, description="chip types it may run on (one type, one cluster); "
                                     "blank: any in the stock or procurement")
     clusters: list[str] | None = None
-    after: str | None = Field(None, description="name of a generation that must finish first")
-    mfu: float | None = Field(None, gt=0, le=1)
-    late_penalty_usd_per_month: float | None = Field(None, ge=0)
-    miss_penalty_usd: float | None = Field(None, ge=0)
+    after: str | None = Field(default=None, description="name of a generation that must finish first")
+    mfu: float | None = Field(default=None, gt=0, le=1)
+    late_penalty_usd_per_month: float | None = Field(default=None, ge=0)
+    miss_penalty_usd: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> Generation:
@@ -184,16 +184,16 @@ class Generation(_Base):
 
 
 class Training(_Base):
-    mfu: float = Field(0.35, gt=0, le=1, description="model FLOPs utilisation for the MFU training rate; 0.35 "
+    mfu: float = Field(default=0.35, gt=0, le=1, description="model FLOPs utilisation for the MFU training rate; 0.35 "
                        "sits below Llama 3 405B's 38 % BF16 MFU on 16k H100 (arXiv 2407.21783) and MegaScale's "
                        "55 % (arXiv 2402.15627)")
     mfu_by_chip: dict[str, float] = Field(default_factory=dict)
     precision: Literal["bf16", "fp8"] = "bf16"
-    goodput: float = Field(0.9, gt=0, le=1, description="effective training time fraction after failures and "
+    goodput: float = Field(default=0.9, gt=0, le=1, description="effective training time fraction after failures and "
                            "restarts: Llama 3 reports >90 % (arXiv 2407.21783); ByteRobust 97 % (arXiv 2509.16293)")
-    late_penalty_usd_per_month: float = Field(1e9, ge=0, description="cost per month a run ends after its "
+    late_penalty_usd_per_month: float = Field(default=1e9, ge=0, description="cost per month a run ends after its "
                                               "deadline (a policy weight, not a price)")
-    miss_penalty_usd: float = Field(1e10, ge=0, description="cost of a generation not trained in the horizon")
+    miss_penalty_usd: float = Field(default=1e10, ge=0, description="cost of a generation not trained in the horizon")
     generations: list[Generation] = Field(default_factory=list)
 
 
@@ -202,19 +202,19 @@ class Workload(_Base):
 
     name: str = Field(min_length=1)
     model: str = Field(description="catalog model id (Hugging Face repo id)")
-    tokens_per_day: Count | None = Field(None, gt=0, description="input + output tokens per day at start")
-    requests_per_day: Count | None = Field(None, gt=0, description="alternative to tokens_per_day")
-    monthly_growth: float = Field(0.0, gt=-1, description="traffic growth per month, fraction (0.1 = +10 %)")
-    growth_sd: float | None = Field(None, ge=0, description="Monte Carlo: sd of monthly_growth; blank: "
+    tokens_per_day: Count | None = Field(default=None, gt=0, description="input + output tokens per day at start")
+    requests_per_day: Count | None = Field(default=None, gt=0, description="alternative to tokens_per_day")
+    monthly_growth: float = Field(default=0.0, gt=-1, description="traffic growth per month, fraction (0.1 = +10 %)")
+    growth_sd: float | None = Field(default=None, ge=0, description="Monte Carlo: sd of monthly_growth; blank: "
                                     "uncertainty.demand_growth_sd")
-    start: Month | None = Field(None, description="launch month; blank: the scenario start")
+    start: Month | None = Field(default=None, description="launch month; blank: the scenario start")
     isl: float = Field(gt=0, description="mean input tokens per request")
     osl: float = Field(gt=0, description="mean output tokens per request")
-    ttft_ms: float | None = Field(None, gt=0)
-    tpot_ms: float | None = Field(None, gt=0)
-    peak_to_mean: float = Field(1.0, ge=1.0, description="capacity is sized for the peak hour; DeepSeek's "
+    ttft_ms: float | None = Field(default=None, gt=0)
+    tpot_ms: float | None = Field(default=None, gt=0)
+    peak_to_mean: float = Field(default=1.0, ge=1.0, description="capacity is sized for the peak hour; DeepSeek's "
                                 "inference fleet peaked at 278 nodes vs 226.75 average (1.23; open-infra-index)")
-    chips: list[str] | None = Field(None, description="chip types that may serve it; blank: all")
+    chips: list[str] | None = Field(default=None, description="chip types that may serve it; blank: all")
     weight_dtype: str | None = None
 
     @model_validator(mode="after")
@@ -233,25 +233,25 @@ class Rental(_Base):
 class ChipOverride(_Base):
     """Figures the catalog lacks for a chip, with their source (a missing figure is an error, not a guess)."""
 
-    power_w: float | None = Field(None, gt=0, description="all-in power per accelerator (host, network), W")
-    tdp_w: float | None = Field(None, gt=0)
+    power_w: float | None = Field(default=None, gt=0, description="all-in power per accelerator (host, network), W")
+    tdp_w: float | None = Field(default=None, gt=0)
     source: str | None = None
 
 
 class Costs(_Base):
-    power_usd_per_kwh: float = Field(0.091, ge=0, description="default: US average 9.1 c/kWh (EIA, in "
+    power_usd_per_kwh: float = Field(default=0.091, ge=0, description="default: US average 9.1 c/kWh (EIA, in "
                                      "fleet_facts.csv); China data centres pay 0.03-0.06 USD/kWh")
-    pue: float = Field(1.3, ge=1, description="China's target PUE for new large data centres (MIIT 2022-2025)")
-    host_overhead: float = Field(1.82, ge=1, description="all-in power per accelerator / TDP: DGX H100 "
+    pue: float = Field(default=1.3, ge=1, description="China's target PUE for new large data centres (MIIT 2022-2025)")
+    host_overhead: float = Field(default=1.82, ge=1, description="all-in power per accelerator / TDP: DGX H100 "
                                  "maximum 10.2 kW for 8 x 700 W GPUs (NVIDIA spec via supercluster.blog)")
-    average_power_fraction: float = Field(0.735, gt=0, le=1, description="average / maximum draw: DGX H100 "
+    average_power_fraction: float = Field(default=0.735, gt=0, le=1, description="average / maximum draw: DGX H100 "
                                           "typical 7.5 kW of 10.2 kW max")
-    depreciation_years: float = Field(5.0, gt=0, description="procured chips are charged over this life "
+    depreciation_years: float = Field(default=5.0, gt=0, description="procured chips are charged over this life "
                                       "(Meta 5-5.5, Amazon 5, Microsoft/Alphabet 6 years)")
-    unmet_penalty_usd_per_mtok: float = Field(100.0, ge=0, description="cost of one million output tokens "
+    unmet_penalty_usd_per_mtok: float = Field(default=100.0, ge=0, description="cost of one million output tokens "
                                               "not served; high (DeepSeek-R1 lists 2.19 USD/M output) so that "
                                               "the plan buys or rents before it drops demand")
-    capex_budget_usd: float | None = Field(None, ge=0, description="cap on procurement spend in the horizon")
+    capex_budget_usd: float | None = Field(default=None, ge=0, description="cap on procurement spend in the horizon")
     rental: list[Rental] = Field(default_factory=list)
 
 
@@ -259,13 +259,13 @@ class Uncertainty(_Base):
     """Distributions the Monte Carlo samples (seeded, reproducible)."""
 
     seed: int = 0
-    demand_growth_sd: float = Field(0.02, ge=0, description="sd of each workload's monthly growth rate, "
+    demand_growth_sd: float = Field(default=0.02, ge=0, description="sd of each workload's monthly growth rate, "
                                     "held for the whole horizon in a sample")
-    demand_level_sd: float = Field(0.1, ge=0, description="lognormal sigma of the starting traffic")
-    demand_correlation: float = Field(0.5, ge=0, le=1, description="share of demand noise common to workloads")
-    attrition_sigma: float = Field(0.4, ge=0, description="lognormal sigma of the failure-rate multiplier "
+    demand_level_sd: float = Field(default=0.1, ge=0, description="lognormal sigma of the starting traffic")
+    demand_correlation: float = Field(default=0.5, ge=0, le=1, description="share of demand noise common to workloads")
+    attrition_sigma: float = Field(default=0.4, ge=0, description="lognormal sigma of the failure-rate multiplier "
                                    "(the sourced range 2.5-6 %/yr is about +-0.45 in log)")
-    procurement_delay_mean_months: float = Field(1.0, ge=0, description="mean extra delivery delay (Poisson)")
+    procurement_delay_mean_months: float = Field(default=1.0, ge=0, description="mean extra delivery delay (Poisson)")
     fill_rate: Range = Field(default_factory=lambda: Range(low=0.7, high=1.0), description="fraction of "
                              "ordered chips delivered; ByteDance got <30k of >100k Ascend 910B ordered in 2024")
     goodput: Range = Field(default_factory=lambda: Range(low=0.85, high=0.97), description="training goodput "
@@ -278,7 +278,7 @@ class Scenario(_Base):
     name: str = "scenario"
     description: str | None = None
     start: Month
-    horizon_months: int = Field(24, ge=1, le=120)
+    horizon_months: int = Field(default=24, ge=1, le=120)
     clusters: list[Cluster] = Field(default_factory=list)
     stock: list[StockItem] = Field(default_factory=list)
     attrition: Attrition = Field(default_factory=Attrition)
@@ -289,7 +289,10 @@ class Scenario(_Base):
     chips: dict[str, ChipOverride] = Field(default_factory=dict)
     costs: Costs = Field(default_factory=Costs)
     uncertainty: Uncertainty = Field(default_factory=Uncertainty)
-    runway_tolerance: float = Field(0.01, ge=0, lt=1, description="a month 'meets demand' when unmet output "
+    serving_reserve: float = Field(default=0.05, ge=0, lt=1, description="headroom the plan keeps above inference demand "
+                                   "(a shortfall in it costs a tenth of unmet demand): 5 % spare capacity kept "
+                                   "99.9 % job availability on Delta's 1,056 A100/H100 (Cui et al. 2025)")
+    runway_tolerance: float = Field(default=0.01, ge=0, lt=1, description="a month 'meets demand' when unmet output "
                                     "tokens are at most this fraction of demand")
 
     @property
@@ -398,14 +401,20 @@ def load_scenario(src: str | Path | dict[str, Any] | Scenario) -> Loaded:
     return loaded
 
 
+def _located(exc: UnknownNameError, loaded: Loaded, loc: tuple[Any, ...]) -> UnknownNameError:
+    """The catalog's error, re-pointed at the scenario field and line."""
+    text = str(exc.args[0]).split(": ", 1)[-1]
+    exc.field = field_path(loc)
+    exc.args = (f"{exc.field}: {text}{loaded.where(loc)}",)
+    return exc
+
+
 def _check_chip(loaded: Loaded, loc: tuple[Any, ...], chip_id: str) -> None:
     from stockpile.catalog import get_chip
     try:
         get_chip(chip_id)
     except UnknownNameError as exc:
-        exc.field = field_path(loc)
-        exc.args = (f"{exc.args[0]}{loaded.where(loc)}",)
-        raise
+        raise _located(exc, loaded, loc) from None
 
 
 def check_scenario(loaded: Loaded) -> None:
@@ -443,9 +452,7 @@ def check_scenario(loaded: Loaded) -> None:
             try:
                 get_model(g.model)
             except UnknownNameError as exc:
-                exc.field = field_path(loc + ("model",))
-                exc.args = (f"{exc.args[0]}{loaded.where(loc + ('model',))}",)
-                raise
+                raise _located(exc, loaded, loc + ("model",)) from None
         for j, c in enumerate(g.chips or []):
             _check_chip(loaded, loc + ("chips", j), c)
         if month_index(g.deadline) < start:
@@ -468,9 +475,7 @@ def check_scenario(loaded: Loaded) -> None:
         try:
             get_model(w.model)
         except UnknownNameError as exc:
-            exc.field = field_path(("inference", i, "model"))
-            exc.args = (f"{exc.args[0]}{loaded.where(('inference', i, 'model'))}",)
-            raise
+            raise _located(exc, loaded, ("inference", i, "model")) from None
         for j, c in enumerate(w.chips or []):
             _check_chip(loaded, ("inference", i, "chips", j), c)
     if not s.stock and not s.procurement:

@@ -22,7 +22,7 @@ from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError, UnknownNameError
 from stockpile.perf.calibration import Calibration, Params, load_calibration
 from stockpile.perf.layout import Layout
-from stockpile.perf.operators import ChipConsts, ModelConsts
+from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN, serve, serve_disagg
 
 ENGINES = ("vllm", "sglang", "trtllm", "tgi", "other")
@@ -279,7 +279,11 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         limits = (f"does not fit: needs {need:.1f} GB per GPU for weights + one sequence, "
                   f"{cap / 1e9:.1f} GB usable of {chip.memory_bytes / 1e9:.0f} GB")
     else:
-        limits = _limit_text(r, layout, concurrency)
+        lay = {"attn_tp": layout.attn_tp, "attn_dp": layout.attn_dp, "pp": layout.pp, "moe_ep": layout.moe_ep,
+               "moe_tp": layout.moe_tp}
+        parts = decode_breakdown(model, chip, engine, p, layout=lay, wdtype=wdt, kvdtype=kdt,
+                                 batch=float(r["batch"]), context=isl + osl / 2)
+        limits = _limit_text(r, layout, concurrency, parts)
     out_tps = float(r["output_tokens_per_s"])
     return InferenceEstimate(
         model=model.id, chip=chip.id, gpus=gpus, engine=engine,
@@ -296,13 +300,35 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         memory_gb=mem, limits=limits, assumptions=notes)
 
 
-def _limit_text(r: dict[str, Any], layout: Layout, concurrency: float | None) -> str:
+PART_LABELS = {"gemm": "weight GEMMs", "experts": "expert GEMMs", "attention": "attention (KV-cache reads)",
+               "activations": "activation traffic", "tp_allreduce": "tensor-parallel all-reduce",
+               "ep_alltoall": "expert all-to-all", "pp_handoff": "pipeline hand-off", "overhead": "engine overhead"}
+
+
+def decode_breakdown(model: ModelSpec, chip: Chip, engine: str, p: Params, *, layout: dict[str, float], wdtype: str,
+                     kvdtype: str, batch: float, context: float) -> dict[str, float]:
+    """Seconds per operator group of one decode step at `batch` sequences per instance (for explanations)."""
+    peak, kind = chip_dtype_tables(chip, wdtype)
+    b = batch / (layout["attn_dp"] * layout["pp"])
+    A = lambda v: np.array(float(v))  # noqa: E731
+    parts = stage_time(ModelConsts.of(model), ChipConsts.of(chip), p, **{k: A(v) for k, v in layout.items()},
+                       wbytes=A(WEIGHT_BYTES[wdtype]), kvbytes=A(BYTES[kvdtype]), gemm_peak=A(peak),
+                       dtype_eff=dtype_efficiency(p, A(kind)), dec_seqs=A(b), dec_tokens=A(b), dec_ctx=A(context),
+                       pre_tokens=A(0.0), pre_ctx=A(context), parts=True)
+    return {k: float(v) for k, v in parts.items()}
+
+
+def dominant(parts: dict[str, float]) -> str:
+    name, t = max(parts.items(), key=lambda kv: kv[1])
+    return f"{PART_LABELS[name]}: {100 * t / max(sum(parts.values()), 1e-12):.0f}% of a decode step"
+
+
+def _limit_text(r: dict[str, Any], layout: Layout, concurrency: float | None, parts: dict[str, float]) -> str:
     if concurrency and concurrency / layout.replicas > float(r["max_batch"]):
         return f"KV-cache memory: at most {int(r['max_batch'])} sequences run per instance; the rest queue"
     if float(r.get("utilisation", 0)) >= 1:
         return "saturated: the offered request rate exceeds capacity; queueing dominates TTFT"
-    b = float(r["batch"])
-    return "memory bandwidth (small batch, weight and KV reads)" if b < 64 else "compute (large batch)"
+    return dominant(parts)
 
 
 def evaluate_disagg(model: ModelSpec, chip: Chip, engine: str, *, pre: dict[str, Any], dec: dict[str, Any],

@@ -18,9 +18,9 @@ from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError
 from stockpile.measured import default_accept_length
 from stockpile.perf.calibration import Calibration, load_calibration
-from stockpile.perf.inference import (Configs, check_engine, chip_dtype_tables, disagg_core, engine_limits,
-                                      evaluate_core)
-from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
+from stockpile.perf.inference import (Configs, check_engine, chip_dtype_tables, decode_breakdown, disagg_core,
+                                      dominant, engine_limits, evaluate_core)
+from stockpile.perf.operators import ChipConsts, ModelConsts
 from stockpile.perf.serving import MODE_CLOSED
 from stockpile.search.space import CONCURRENCY_PER_GPU, Space, aggregated_space, instance_layouts
 
@@ -202,22 +202,9 @@ def _limit(model: ModelSpec, chip: Chip, engine: str, cal: Calibration, lay: dic
         return f"TTFT target ({ttft_ms:.0f} of {slo.ttft_ms:g} ms)"
     if batch >= 0.98 * max_batch:
         return f"KV-cache memory: {int(max_batch)} sequences fit per instance"
-    p = cal.params(chip.family, engine)
-    peak, kind = chip_dtype_tables(chip, wd)
-    from stockpile.perf.inference import dtype_efficiency, WEIGHT_BYTES
-    from stockpile.catalog.chips import BYTES
-    b = batch / (lay["attn_dp"] * lay["pp"])
-    parts = stage_time(ModelConsts.of(model), ChipConsts.of(chip), p, **{k: np.array(v) for k, v in lay.items()},
-                       wbytes=np.array(WEIGHT_BYTES[wd]), kvbytes=np.array(BYTES[kvd]), gemm_peak=np.array(peak),
-                       dtype_eff=dtype_efficiency(p, np.array(kind)), dec_seqs=np.array(b), dec_tokens=np.array(b),
-                       dec_ctx=np.array(isl + osl / 2), pre_tokens=np.array(0.0), pre_ctx=np.array(isl / 2),
-                       parts=True)
-    name, t = max(((k, float(v)) for k, v in parts.items()), key=lambda kv: kv[1])
-    total = sum(float(v) for v in parts.values())
-    label = {"gemm": "weight GEMMs", "experts": "expert GEMMs", "attention": "attention (KV-cache reads)",
-             "activations": "activation traffic", "tp_allreduce": "tensor-parallel all-reduce",
-             "ep_alltoall": "expert all-to-all", "pp_handoff": "pipeline hand-off", "overhead": "engine overhead"}
-    return f"{label[name]}: {100 * t / total:.0f}% of a decode step"
+    parts = decode_breakdown(model, chip, engine, cal.params(chip.family, engine), layout=lay, wdtype=wd,
+                             kvdtype=kvd, batch=batch, context=isl + osl / 2)
+    return dominant(parts)
 
 
 def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, slo: Slo | None = None,
