@@ -396,6 +396,53 @@ class _null:
         return None
 
 
+# ------------------------------------------------------------------ training
+@app.command()
+@guarded
+def train(model: str = typer.Option(..., "--model", help="HF repo id or config.json path."),
+          chip: str = typer.Option(..., "--chip"), gpus: int = typer.Option(..., "--gpus"),
+          tokens: str = typer.Option(..., "--tokens", help="Training tokens (15.6T, 15.6e12, ...)."),
+          seq_len: Optional[int] = typer.Option(None, "--seq-len"),
+          precision: str = typer.Option("bf16", "--precision", help="bf16 or fp8."),
+          json_out: bool = typer.Option(False, "--json")) -> None:
+    """The fastest training layout that fits, its MFU, and the GPU-hours and days for a token budget."""
+    from stockpile.errors import InputError
+    from stockpile.search.training import train as run
+    n_tokens = _count(tokens, "tokens")
+    if not n_tokens or n_tokens <= 0:
+        raise InputError("tokens", f"must be a positive token count, got {tokens}")
+    if gpus < 1:
+        raise InputError("gpus", f"must be >= 1, got {gpus}")
+    if precision not in ("bf16", "fp8"):
+        raise InputError("precision", f"'{precision}' is not bf16 or fp8")
+    if seq_len is not None and seq_len < 1:
+        raise InputError("seq_len", f"must be >= 1, got {seq_len}")
+    e = run(model, chip, gpus, n_tokens, seq_len=seq_len, precision=precision)
+    if json_out:
+        emit_json(e.model_dump())
+        return
+    lay = e.layout
+    t = Table(title=f"Training {e.model} on {e.gpus} x {e.chip} ({e.precision}, {e.framework})")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    layout_text = ", ".join(f"{k}={v}" for k, v in lay.items())
+    rows = [("layout", layout_text), ("fits in memory", "yes" if e.fits else f"NO (over by {e.over_memory_gb:.1f} GB)"),
+            ("step time", f"{e.step_time_s:.2f} s"), ("tokens/s", f"{e.tokens_per_s:,.0f}"),
+            ("tokens/s per GPU", f"{e.tokens_per_s_per_gpu:,.0f}"), ("TFLOP/s per GPU", f"{e.tflops_per_gpu:,.0f}"),
+            ("MFU / HFU", f"{100 * e.mfu:.1f}% / {100 * e.hfu:.1f}%"),
+            ("memory per GPU", ", ".join(f"{k} {v:,.1f}" for k, v in e.memory_gb.items()) + " GB")]
+    if e.gpu_hours is not None:
+        rows += [("GPU-hours", f"{e.gpu_hours:,.0f}"), ("wall-clock days", f"{e.days:,.1f}"),
+                 ("goodput", f"{100 * (e.goodput or 0):.1f}%"), ("energy", f"{(e.energy_kwh or 0) / 1e6:,.2f} GWh")]
+    for k, v in rows:
+        t.add_row(k, v)
+    out.print(t)
+    for note in [*e.limits, *e.notes]:
+        out.print(f"[dim]{note}[/dim]")
+    if not e.fits:
+        raise typer.Exit(1)
+
+
 # ------------------------------------------------------------------ fleet plan and sizing
 @app.command()
 @guarded

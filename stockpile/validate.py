@@ -208,7 +208,7 @@ def prepare_file(path: str | Path) -> tuple[str, list[dict[str, str]], list[Prep
     prepared: list[Prepared | Exception] = []
     for row in rows:
         if kind != "inference":
-            prepared.append(StockpileError("training rows are not supported yet (training model pending)"))
+            prepared.append(StockpileError("training rows are predicted by stockpile.training_validate"))
             continue
         try:
             prepared.append(prepare(inference_case(row)))
@@ -218,9 +218,14 @@ def prepare_file(path: str | Path) -> tuple[str, list[dict[str, str]], list[Prep
 
 
 def validate_file(path: str | Path, calibration: Calibration | None = None) -> dict[str, Any]:
-    """The `validate --json` document for one CSV."""
+    """The `validate --json` document for one CSV (inference or training rows, told apart by columns)."""
+    kind, rows = read_rows(path)
+    if kind == "training":
+        from stockpile.training_validate import predict_training_rows
+        out_rows = predict_training_rows(rows)
+        return {"file": Path(path).name, "kind": kind, "rows": out_rows, "summary": summarize(out_rows)}
     cal = calibration or load_calibration()
-    kind, rows, prepared = prepare_file(path)
+    _, rows, prepared = prepare_file(path)
     ok = [p for p in prepared if isinstance(p, Prepared)]
     preds = iter(predict(ok, cal)) if ok else iter(())
     out_rows = []
@@ -228,7 +233,7 @@ def validate_file(path: str | Path, calibration: Calibration | None = None) -> d
         measured = _float(row.get("value"))
         rec: dict[str, Any] = {"id": row.get("id", ""), "metric": row.get("metric", ""), "measured": measured}
         if isinstance(prep, Exception):
-            status = "unsupported" if kind == "training" or isinstance(prep, MissingFigureError) else "invalid"
+            status = "unsupported" if isinstance(prep, MissingFigureError) else "invalid"
             rec.update(predicted=None, error=None, status=status, reason=str(prep))
         else:
             v = next(preds)

@@ -12,7 +12,7 @@ Equations and assumptions: docs/training-model.md.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -23,11 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stockpile.catalog.chips import Chip
 from stockpile.catalog.models import ModelSpec
-from stockpile.errors import MissingFigureError
+from stockpile.errors import InputError, MissingFigureError, UnknownNameError
 
 F = Any                                    # float or np.ndarray: every formula broadcasts
 RECOMPUTE = ("none", "selective", "full")  # codes 0, 1, 2 in the arrays
-PRECISIONS = ("bf16", "fp16", "fp8")
 
 # ---------------------------------------------------------------- calibration parameters
 GLOBAL_DEFAULTS: dict[str, float] = {
@@ -38,7 +37,7 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "m_half": 64.0,          # GEMM rows (tokens per expert) at half efficiency
     "elem_bytes": 60.0,      # non-GEMM HBM traffic per token per layer, in bytes per hidden unit (fwd+bwd)
     "comm_eff": 0.7,         # achieved fraction of link bandwidth in collectives
-    "comm_latency_s": 2e-5,  # per collective
+    "comm_latency_s": 5e-6,  # per ring step of a collective
     "tp_overlap": 0.6,       # share of TP collectives hidden where the framework overlaps them
     "dp_overlap": 0.8,       # share of the overlap window that hides data-parallel traffic
     "ep_overlap": 0.5,       # share of EP all-to-all hidden where the framework overlaps it
@@ -46,6 +45,9 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "step_s": 0.02,          # per-step fixed cost: data loading, logging, gradient clipping
     "reserve_gb": 6.0,       # CUDA context, communication buffers, allocator fragmentation
     "fused_elem": 0.6,       # share of elementwise traffic left when a compiler fuses kernels
+    "layer_s": 2e-4,         # host / kernel-launch time per layer per micro-batch (forward + backward)
+    "moe_layer_s": 5e-4,     # extra per MoE layer: router, permutation, grouped-GEMM setup
+    "jitter": 0.01,          # relative per-rank step-time noise; a synchronous step waits for the slowest
 }
 FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.75}      # large-GEMM fraction of the dense peak
 FRAMEWORK_DEFAULTS: dict[str, float] = {"kernel_eff": 1.0}  # framework kernel quality relative to the family
@@ -65,11 +67,13 @@ class Framework:
     ep_overlap: bool = False    # MoE all-to-all overlapped with compute
     dualpipe: bool = False      # DeepSeek-V3 DualPipe: bidirectional pipeline, EP fully hidden
     fused: bool = False         # elementwise kernels fused by a compiler (XLA, torch.compile)
+    kernels: str = ""           # calibration key of its kernel quality when shared with another entry
 
 
 FRAMEWORKS: dict[str, Framework] = {
     "megatron": Framework(zero=(0, 1), tp_overlap=True, ep_overlap=True),      # Megatron-Core, NeMo, MindSpeed
     "megatron2021": Framework(zero=(0,), sp=False, dp_overlap=False),          # Narayanan et al. 2021 runs
+    "megatron2022": Framework(zero=(0, 1), kernels="megatron"),                # Korthikanti 2022: SP, no TP overlap
     "mosaic": Framework(zero=(2, 3)),                                          # Composer + PyTorch FSDP
     "torchtitan": Framework(zero=(3,)),                                        # FSDP2; async TP/compile via notes
     "maxtext": Framework(zero=(3,), tp_overlap=True, fused=True),              # JAX/XLA on TPU
@@ -106,9 +110,9 @@ class TrainParams:
     step_s: F
     reserve_gb: F
     fused_elem: F
-
-    def with_(self, **kw: F) -> "TrainParams":
-        return replace(self, **kw)
+    layer_s: F
+    moe_layer_s: F
+    jitter: F
 
     @classmethod
     def stack(cls, items: list["TrainParams"]) -> "TrainParams":
@@ -123,9 +127,10 @@ class TrainCalibration:
     meta: dict[str, Any]
 
     def params(self, family: str, framework: str) -> TrainParams:
+        fw = FRAMEWORKS[framework].kernels or framework if framework in FRAMEWORKS else framework
         vals = {**GLOBAL_DEFAULTS, **self.global_, **FAMILY_DEFAULTS,
                 **self.families.get(FAMILY_GROUPS.get(family, family), {}),
-                **FRAMEWORK_DEFAULTS, **self.frameworks.get(framework, {})}
+                **FRAMEWORK_DEFAULTS, **self.frameworks.get(fw, {})}
         return TrainParams(**{f.name: float(vals[f.name]) for f in fields(TrainParams)})
 
     @classmethod
@@ -166,9 +171,10 @@ class TrainConsts:
     top_k: F
     ffn_expert: F
     mats: F                 # 3 for gated MLPs, 2 otherwise
+    mtp: F = 0.0            # multi-token-prediction modules trained (DeepSeek-V3: 1), on the last stage
 
     @classmethod
-    def of(cls, m: ModelSpec) -> "TrainConsts":
+    def of(cls, m: ModelSpec, *, mtp: bool = False) -> "TrainConsts":
         if m.is_mla:
             coef = 2.0 * m.heads * (m.qk_nope_head_dim + m.qk_rope_head_dim) + 2.0 * m.heads * m.v_head_dim
             kv = m.heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)
@@ -184,7 +190,8 @@ class TrainConsts:
             p_dense=float(m.attn_params + m.dense_ffn_params + m.shared_expert_params + m.router_params),
             p_expert=float(m.expert_params if moe else 0.0), p_total=float(m.params), ffn_act=float(ffn_act),
             moe_frac=float(moe / m.layers), experts=float(max(m.experts, 1)), top_k=float(max(m.experts_per_token, 1)),
-            ffn_expert=float(max(m.ffn_expert, 1)), mats=3.0 if m.gated_mlp else 2.0)
+            ffn_expert=float(max(m.ffn_expert, 1)), mats=3.0 if m.gated_mlp else 2.0,
+            mtp=float(m.mtp_layers if mtp else 0))
 
     @classmethod
     def stack(cls, items: list["TrainConsts"]) -> "TrainConsts":
@@ -230,8 +237,15 @@ def model_flops_per_token(mc: TrainConsts, seq: F, *, causal: bool = True) -> F:
 
     Narayanan et al. 2021 eq. (3) per token, generalised to GQA/MLA, gated and MoE FFNs and untied heads:
     N_active counts the GEMM weights a token touches (attention, dense FFN, top-k experts, lm head)."""
-    n_act = mc.p_dense + mc.p_expert * mc.top_k / mc.experts + mc.vocab * mc.hidden
-    return 6.0 * n_act + 3.0 * mc.attn_coef * attention_context(mc, seq, causal=causal)
+    n_act = mc.p_dense + mc.p_expert * mc.top_k / mc.experts + mc.vocab * mc.hidden + mtp_params(mc)
+    return 6.0 * n_act + 3.0 * mc.attn_coef * attention_context(mc, seq, causal=causal) * (1.0 + mc.mtp / mc.layers)
+
+
+def mtp_params(mc: TrainConsts) -> F:
+    """GEMM weights a token touches in the MTP modules (DeepSeek-V3 sec. 2.2): per module one mean layer, the
+    2h x h projection and the shared output head again."""
+    layer = (mc.p_dense + mc.p_expert * mc.top_k / mc.experts) / mc.layers
+    return mc.mtp * (layer + 2.0 * mc.hidden**2 + mc.vocab * mc.hidden)
 
 
 def hardware_flops_per_token(mc: TrainConsts, seq: F, recompute: F, *, causal: bool = True) -> F:
@@ -297,15 +311,17 @@ def memory_per_gpu(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp:
 
 
 # ---------------------------------------------------------------- collectives
-def _ring(cc: TrainChip, p: TrainParams, group: F, per_domain: F, nbytes: F, passes: float) -> F:
-    """`passes` x (g-1)/g x S over a group with `per_domain` ranks in each scale-up domain: the domain part
-    over the scale-up link, the rest over each rank's NIC carrying 1/per_domain of the data (rail-aligned,
-    NCCL-style hierarchical ring; Thakur et al. 2005). passes = 2 for all-reduce, 1 for (reduce-)scatter/gather."""
+def _ring(cc: TrainChip, p: TrainParams, group: F, per_domain: F, nbytes: F, passes: float, calls: F = 1.0) -> F:
+    """`passes` x (g-1)/g x S over a group with `per_domain` ranks in each scale-up domain, issued as `calls`
+    collectives: the domain part over the scale-up link, the rest over each rank's NIC carrying 1/per_domain
+    of the data (rail-aligned hierarchical ring, NCCL-style; Thakur et al. 2005), plus a latency per step:
+    d-1 ring steps in the domain, 2 log2(n) tree steps across domains. passes = 2 for all-reduce, 1 for
+    reduce-scatter or all-gather."""
     g = np.maximum(group, 1.0)
     d = np.clip(per_domain, 1.0, g)
     n = g / d
     t = passes * ((d - 1.0) / d * nbytes / cc.up_bw + (n - 1.0) / n * nbytes / d / cc.out_bw) / p.comm_eff
-    return np.where(g > 1, t + p.comm_latency_s * (1.0 + np.log2(g)), 0.0)
+    return np.where(g > 1, t + calls * passes * p.comm_latency_s * (d - 1.0 + 2.0 * np.log2(n)), 0.0)
 
 
 def _alltoall(cc: TrainChip, p: TrainParams, group: F, per_domain: F, nbytes: F) -> F:
@@ -314,7 +330,7 @@ def _alltoall(cc: TrainChip, p: TrainParams, group: F, per_domain: F, nbytes: F)
     g = np.maximum(group, 1.0)
     d = np.clip(per_domain, 1.0, g)
     t = np.maximum(nbytes * (d - 1.0) / g / cc.up_bw, nbytes * (g - d) / g / cc.out_bw) / p.comm_eff
-    return np.where(g > 1, t + 2.0 * p.comm_latency_s, 0.0)
+    return np.where(g > 1, t + 2.0 * p.comm_latency_s * np.sqrt(g), 0.0)
 
 
 # ---------------------------------------------------------------- step time
@@ -324,79 +340,79 @@ def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, d
               fused: F = 0.0) -> dict[str, F]:
     """Seconds per optimizer step and its parts, for arrays of layouts.
 
-    One micro-batch on the busiest stage: GEMMs at peak x efficiency(width, rows), flash attention, HBM-bound
-    elementwise work, fp8 casts, and the exposed share of TP, EP and CP communication. The pipeline runs
-    m micro-batches plus a bubble of (pp-1)/v micro-batch times (Narayanan et al. 2021 eq. (1)-(2); DualPipe
-    halves it); then the exposed data-parallel traffic and the optimizer update."""
+    One micro-batch on the busiest (last) stage: GEMMs at peak x efficiency(width, rows), flash attention,
+    HBM-bound elementwise work and fp8 casts, per-layer launch overhead, and the exposed share of TP, EP and
+    CP communication; the lm head (and MTP modules) sit on the last stage. The pipeline runs m micro-batches
+    plus a bubble of (pp-1)/v micro-batch times (Narayanan et al. 2021 eq. (1)-(2); DualPipe halves it).
+    Then the exposed data-parallel traffic, the optimizer update, and the wait for the slowest rank."""
     h, L = mc.hidden, mc.layers
     m = batch_tokens / (dp * mb * seq)
     T = mb * seq / cp                                     # tokens of one micro-batch on one CP rank
     rc = recompute
+    ls = L / pp                                           # layers per stage
     peak = np.where(fp8 > 0, cc.peak_fp8, cc.peak_bf16)
     base = p.gemm_eff * p.kernel_eff * np.where(fp8 > 0, p.fp8_eff, 1.0)
-    w_d = h / tp
-    eff_d = base * w_d / (w_d + p.w_half)
+    eff_d = base * (h / tp) / (h / tp + p.w_half)
     rows_e = T / tp * mc.top_k * ep / mc.experts         # tokens per local expert
     eff_e = base * mc.ffn_expert / (mc.ffn_expert + p.w_half) * rows_e / (rows_e + p.m_half)
     rc_lin = np.where(rc >= 2, 4.0 / 3.0, 1.0)
     f_dense = 6.0 * T * mc.p_dense / (tp * pp) * rc_lin
     f_exp = 6.0 * T * mc.p_expert * mc.top_k / mc.experts / (tp * pp) * p.moe_imbalance * rc_lin
-    f_head = 6.0 * T * mc.vocab * h / tp
+    f_head = 6.0 * T * (mc.vocab * h + mtp_params(mc)) / tp
     t_gemm = (f_dense + f_head) / (peak * eff_d) + np.where(mc.moe_frac > 0, f_exp / (peak * eff_e), 0.0)
-    f_att = 3.0 * T * mc.attn_coef * attention_context(mc, seq) / (tp * pp) * np.where(rc >= 1, 4.0 / 3.0, 1.0)
-    t_att = f_att / (cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)
+    f_att = 3.0 * T * mc.attn_coef * attention_context(mc, seq) * (1.0 / pp + mc.mtp / L) / tp
+    t_att = f_att * np.where(rc >= 1, 4.0 / 3.0, 1.0) / (cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)
     # HBM-bound work: norms, residuals, rotary, activation functions, MoE permutations; fp8 casts
     tok_sp = T / np.where(fw_sp > 0, tp, 1.0)
     elem = p.elem_bytes * h + 18.0 * mc.ffn_act + mc.moe_frac * 24.0 * mc.top_k * h
     elem = elem * np.where(fused > 0, p.fused_elem, 1.0) * np.where(rc >= 2, 4.0 / 3.0, 1.0)
     cast = np.where(fp8 > 0, 6.0 * (2.0 * h + mc.q_dim + mc.ffn_act), 0.0)
-    t_elem = tok_sp * (L / pp) * (elem + cast) / (cc.mem_bw * p.mem_eff)
+    t_elem = tok_sp * (ls + mc.mtp) * (elem + cast) / (cc.mem_bw * p.mem_eff)
+    t_launch = (ls + mc.mtp) * (p.layer_s + mc.moe_frac * p.moe_layer_s) * np.where(rc >= 2, 4.0 / 3.0, 1.0)
     # tensor parallel: per layer 2 all-reduce equivalents forward (1 in MoE layers: expert TP = 1), as many
     # backward, again forward under full recompute; exposed unless the framework overlaps them
-    n_tp = (2.0 - mc.moe_frac) * (2.0 + (rc >= 2)) * (L / pp)
-    t_tp = n_tp * _ring(cc, p, tp, np.minimum(tp, cc.domain), T * h * 2.0, 2.0)
+    n_tp = (2.0 - mc.moe_frac) * (2.0 + (rc >= 2)) * (ls + mc.mtp)
+    t_tp = _ring(cc, p, tp, np.minimum(tp, cc.domain), T * h * 2.0, 2.0) * n_tp
     t_tp = t_tp * (1.0 - p.tp_overlap * fw_tp_overlap)
     # expert parallel: dispatch + combine forward and backward (fp8 dispatch in fp8 training)
-    a2a_bytes = T / tp * mc.top_k * h * np.where(fp8 > 0, 1.5, 2.0)
-    t_ep = mc.moe_frac * (L / pp) * (4.0 + 2.0 * (rc >= 2)) * _alltoall(cc, p, ep, np.minimum(ep, cc.domain),
-                                                                           a2a_bytes)
+    a2a = _alltoall(cc, p, ep, np.minimum(ep, cc.domain), T / tp * mc.top_k * h * np.where(fp8 > 0, 1.5, 2.0))
+    t_ep = mc.moe_frac * (ls + mc.mtp) * (4.0 + 2.0 * (rc >= 2)) * a2a
     t_ep = t_ep * np.where(dualpipe > 0, 0.0, 1.0 - p.ep_overlap * fw_ep_overlap)
     # context parallel (ring attention): the local K/V travels cp-1 hops forward, K/V and dK/dV backward,
     # hidden behind the attention core where it is longer
-    kv_bytes = T * mc.kv_dim * 2.0 / tp
     per_dom_cp = np.clip(cc.domain / tp, 1.0, cp)
-    t_cp_layer = 3.0 * (cp - 1.0) * kv_bytes / np.where(per_dom_cp >= cp, cc.up_bw, cc.out_bw) / p.comm_eff
-    t_cp = np.where(cp > 1, np.maximum(t_cp_layer * (L / pp) - t_att, 0.0), 0.0)
+    hop = T * mc.kv_dim * 2.0 / tp / np.where(per_dom_cp >= cp, cc.up_bw, cc.out_bw) / p.comm_eff
+    t_cp = np.where(cp > 1, np.maximum(3.0 * (cp - 1.0) * (hop + p.comm_latency_s) * ls - t_att, 0.0), 0.0)
     # pipeline hand-offs: activations forward, gradients backward, per virtual stage
     bw_pp = np.where(tp * cp * dp * pp <= cc.domain, cc.up_bw, cc.out_bw)
     t_p2p = np.where(pp > 1, 2.0 * vpp * (p.comm_latency_s + T / tp * h * 2.0 / (bw_pp * p.comm_eff)), 0.0)
-    t_mb = t_gemm + t_att + t_elem + t_tp + t_ep + t_cp + t_p2p
+    t_mb = t_gemm + t_att + t_elem + t_launch + t_tp + t_ep + t_cp + t_p2p
     bubble = (pp - 1.0) / vpp * np.where(dualpipe > 0, 0.5, 1.0)
     t_pipe = (m + bubble) * t_mb
-    # data parallel: ZeRO-0 all-reduces fp32 gradients; ZeRO-1/2 reduce-scatter them and all-gather bf16
-    # weights; ZeRO-3/FSDP gathers weights forward and backward and reduce-scatters per micro-batch
+    # data parallel (one bucket per layer): ZeRO-0 all-reduces fp32 gradients; ZeRO-1/2 reduce-scatter them
+    # and all-gather bf16 weights; ZeRO-3/FSDP gathers weights forward and backward and reduce-scatters
+    # gradients per micro-batch. Hidden behind the last micro-batch (ZeRO-3: every micro-batch) when overlapped.
     dense, expert = local_params(mc, tp, pp, ep)
     g_d, g_e = dp * cp, np.maximum(dp * cp * tp / ep, 1.0)
     k_d, k_e = np.maximum(cc.domain / (tp * cp), 1.0), np.maximum(cc.domain / ep, 1.0)
 
     def dp_time(nbytes_per_param: float, passes: float) -> F:
-        return (_ring(cc, p, g_d, k_d, dense * nbytes_per_param, passes)
-                + _ring(cc, p, g_e, k_e, expert * nbytes_per_param, passes))
+        return (_ring(cc, p, g_d, k_d, dense * nbytes_per_param, passes, ls)
+                + np.where(mc.moe_frac > 0, _ring(cc, p, g_e, k_e, expert * nbytes_per_param, passes, ls), 0.0))
 
-    t_dp_z0 = dp_time(4.0, 2.0)
-    t_dp_z1 = dp_time(4.0, 1.0) + dp_time(2.0, 1.0)
-    t_dp_z3 = m * (2.0 * dp_time(2.0, 1.0) + dp_time(4.0, 1.0))
-    t_dp = np.where(zero >= 3, t_dp_z3, np.where(zero >= 1, t_dp_z1, t_dp_z0))
+    t_dp = np.where(zero >= 3, m * (2.0 * dp_time(2.0, 1.0) + dp_time(4.0, 1.0)),
+                    np.where(zero >= 1, dp_time(4.0, 1.0) + dp_time(2.0, 1.0), dp_time(4.0, 2.0)))
     window = np.where(zero >= 3, m * t_mb, t_mb) * p.dp_overlap * fw_dp_overlap
     t_dp_exp = np.maximum(t_dp - window, 0.0)
     # optimizer: Adam over the local shard, HBM-bound (~30 B per parameter); fp8 weight casts once per step
-    shard = np.where(zero >= 1, 1.0, 0.0)
-    p_opt = dense / np.where(shard > 0, g_d, 1.0) + expert / np.where(shard > 0, g_e, 1.0)
+    p_opt = np.where(zero >= 1, dense / g_d + expert / g_e, dense + expert)
     t_opt = (30.0 * p_opt + np.where(fp8 > 0, 6.0, 0.0) * (dense + expert)) / (cc.mem_bw * p.mem_eff)
-    total = t_pipe + t_dp_exp + t_opt + p.step_s
-    return {"step": total, "micro_batches": m, "t_mb": t_mb, "gemm": m * t_gemm, "attention": m * t_att,
-            "elementwise": m * t_elem, "tp_comm": m * t_tp, "ep_comm": m * t_ep, "cp_comm": m * t_cp,
-            "pp_p2p": m * t_p2p, "pp_bubble": bubble * t_mb, "dp_comm": t_dp_exp, "optimizer": t_opt + p.step_s}
+    work = t_pipe + t_dp_exp + t_opt + p.step_s
+    t_wait = work * p.jitter * np.sqrt(2.0 * np.log(np.maximum(tp * pp * dp * cp, 1.0)))
+    return {"step": work + t_wait, "micro_batches": m, "t_mb": t_mb, "gemm": m * t_gemm, "attention": m * t_att,
+            "elementwise": m * (t_elem + t_launch), "tp_comm": m * t_tp, "ep_comm": m * t_ep, "cp_comm": m * t_cp,
+            "pp_p2p": m * t_p2p, "pp_bubble": bubble * t_mb, "dp_comm": t_dp_exp, "optimizer": t_opt + p.step_s,
+            "straggler": t_wait}
 
 
 # ---------------------------------------------------------------- typed inputs and results
@@ -435,6 +451,7 @@ class TrainJob(BaseModel):
     global_batch_tokens: float | None = Field(None, gt=0)
     precision: Literal["bf16", "fp16", "fp8"] = "bf16"
     framework: str = "megatron"
+    mtp: bool = False                       # train the model's multi-token-prediction modules (DeepSeek-V3)
     pue: float = Field(1.2, ge=1.0)
 
 
@@ -473,7 +490,6 @@ class TrainingEstimate(BaseModel):
 
 # ---------------------------------------------------------------- evaluation
 def framework(name: str) -> Framework:
-    from stockpile.errors import UnknownNameError
     if name not in FRAMEWORKS:
         raise UnknownNameError("framework", name, FRAMEWORKS)
     return FRAMEWORKS[name]
@@ -497,67 +513,17 @@ def evaluate(mc: TrainConsts, cc: TrainChip, p: TrainParams, flags: dict[str, F]
             "hfu": tps / gpus * hflops / peak}
 
 
-def _pick(x: F, i: int) -> float:
-    return float(np.asarray(x).reshape(-1)[i] if np.ndim(x) else x)
-
-
-def to_estimate(job: TrainJob, out: dict[str, F], i: int, layout: TrainLayout, *, evaluated: int = 1,
-                notes: list[str] | None = None) -> TrainingEstimate:
-    """The TrainingEstimate of entry `i` of an `evaluate` result, with the token budget's hours, days,
-    goodput and energy (TDP x PUE) when `job.tokens` is given."""
-    from stockpile.perf.goodput import job_goodput
-    mem = {k: round(_pick(v, i) / 2**30, 3) for k, v in out["memory"].items()}
-    tps = _pick(out["tokens_per_s"], i)
-    parts = ("gemm", "attention", "elementwise", "tp_comm", "ep_comm", "cp_comm", "pp_p2p", "pp_bubble",
-             "dp_comm", "optimizer")
-    breakdown = {k: round(_pick(out[k], i), 6) for k in parts}
-    limits = [f"largest time share: {max(breakdown, key=lambda k: breakdown[k])}"]
-    fits = bool(_pick(out["fits"], i))
-    over = max(0.0, mem["total"] - mem["capacity"])
-    if not fits:
-        limits.append(f"does not fit: needs {mem['total']:.1f} GB per GPU, {over:.1f} GB over the "
-                      f"{mem['capacity']:.0f} GB of {job.chip.id}")
-    est = TrainingEstimate(
-        model=job.model.id, chip=job.chip.id, gpus=layout.gpus, precision=job.precision, framework=job.framework,
-        layout={**layout.model_dump(), "schedule": layout.schedule}, seq_len=job.seq_len,
-        global_batch_tokens=_pick(out["tokens_per_s"], i) * _pick(out["step"], i),
-        micro_batches=_pick(out["micro_batches"], i), step_time_s=_pick(out["step"], i), tokens_per_s=tps,
-        tokens_per_s_per_gpu=_pick(out["tokens_per_s_per_gpu"], i), tflops_per_gpu=_pick(out["tflops_per_gpu"], i),
-        mfu=_pick(out["mfu"], i), hfu=_pick(out["hfu"], i), model_flops_per_token=_pick(out["model_flops_per_token"], i),
-        memory_gb=mem, fits=fits, over_memory_gb=round(over, 3), time_breakdown_s=breakdown, evaluated=evaluated,
-        limits=limits, notes=list(notes or []))
-    if job.tokens:
-        g = job_goodput(layout.gpus, job.model.params)
-        hours = job.tokens / tps / 3600.0 / g.goodput
-        try:
-            energy: float | None = hours * layout.gpus * job.chip.tdp * job.pue / 1000.0
-        except MissingFigureError:
-            energy = None
-            est.notes.append(f"energy unknown: {job.chip.id} has no sourced TDP")
-        est = est.model_copy(update=dict(
-            tokens=job.tokens, gpu_hours=hours * layout.gpus, days=hours / 24.0, goodput=g.goodput,
-            energy_kwh=energy))
-        est.notes.append(f"goodput {g.goodput:.3f}: {g.interruptions_per_day:.2f} interruptions/day (Llama 3 "
-                         f"rate), checkpoint {g.checkpoint_write_s:.0f} s every {g.checkpoint_interval_s / 60:.0f} "
-                         f"min (Young/Daly), restart {g.restart_s:.0f} s")
-    return est
-
-
-def layout_arrays(layout: TrainLayout) -> dict[str, float]:
-    return dict(tp=float(layout.tp), pp=float(layout.pp), dp=float(layout.dp), ep=float(layout.ep),
-                cp=float(layout.cp), mb=float(layout.micro_batch), recompute=float(RECOMPUTE.index(layout.recompute)),
-                zero=float(layout.zero), vpp=float(layout.vpp))
-
-
-def estimate(job: TrainJob, layout: TrainLayout, *, calibration: TrainCalibration | None = None,
-             params: TrainParams | None = None) -> TrainingEstimate:
-    """Performance of one given layout (the layout must use exactly `job.gpus` GPUs)."""
-    from stockpile.search.training import check_layout
-    check_layout(job, layout)
-    cal = calibration or load_training_calibration()
-    p = params or cal.params(job.chip.family, job.framework)
-    batch = job.global_batch_tokens or float(layout.dp * layout.micro_batch * job.seq_len * max(4 * layout.pp, 1))
-    out = evaluate(TrainConsts.of(job.model), TrainChip.of(job.chip), p, fw_flags(framework(job.framework)),
-                   seq=float(job.seq_len), batch_tokens=batch, fp8=1.0 if job.precision == "fp8" else 0.0,
-                   **layout_arrays(layout))
-    return to_estimate(job, out, 0, layout)
+def check_layout(job: TrainJob, layout: TrainLayout) -> None:
+    """Raise InputError for parallel degrees that cannot describe `job` (a clear message, no traceback)."""
+    m = job.model
+    if layout.gpus != job.gpus:
+        raise InputError("layout", f"tp x pp x dp x cp = {layout.gpus} but the job has {job.gpus} GPUs")
+    if m.heads % layout.tp:
+        raise InputError("tp", f"tp={layout.tp} does not divide the {m.heads} attention heads of {m.id}")
+    if layout.pp > m.layers:
+        raise InputError("pp", f"pp={layout.pp} exceeds the {m.layers} layers of {m.id}")
+    if layout.ep > 1 and (not m.is_moe or m.experts % layout.ep or (layout.tp * layout.dp * layout.cp) % layout.ep):
+        raise InputError("ep", f"ep={layout.ep} must divide the experts ({m.experts}) and tp x dp x cp "
+                         f"({layout.tp * layout.dp * layout.cp}) of an MoE model")
+    if job.seq_len % (2 * layout.cp) and layout.cp > 1:
+        raise InputError("cp", f"cp={layout.cp} must split the sequence ({job.seq_len}) into 2 x cp chunks")

@@ -46,10 +46,11 @@ def space(model: ModelSpec, chip: Chip, gpus: int, *, seq: int, zero_stages: tup
     cps = [c for c in _pow2(min(gpus, 32)) if c == 1 or (seq % (2 * c) == 0 and seq // c >= 1024)]
     eps = _pow2(model.experts) if model.is_moe else [1]
     eps = [e for e in eps if model.experts % e == 0] if model.is_moe else [1]
-    trip = [(t, p, c) for t, p, c in itertools.product(
+    triples = [(t, p, c) for t, p, c in itertools.product(
         [fx["tp"]] if "tp" in fx else tps, [fx["pp"]] if "pp" in fx else pps, [fx["cp"]] if "cp" in fx else cps)
         if gpus % (t * p * c) == 0 and (model_parallel is None or t * p == model_parallel)]
-    trip = [(t, p, c, gpus // (t * p * c)) for t, p, c in trip if "dp" not in fx or gpus // (t * p * c) == fx["dp"]]
+    trip = [(t, p, c, gpus // (t * p * c)) for t, p, c in triples
+            if "dp" not in fx or gpus // (t * p * c) == fx["dp"]]
     if not trip:
         return {k: np.zeros(0) for k in DIMS}
     rest = {"ep": [fx["ep"]] if "ep" in fx else eps, "mb": [fx["mb"]] if "mb" in fx else list(MICRO_BATCHES),
@@ -82,7 +83,8 @@ def batch_micro_batches(sp: dict[str, np.ndarray], seq: int, batch_tokens: float
 
 def search(job: TrainJob, *, params: TrainParams | None = None, calibration: TrainCalibration | None = None,
            fixed: dict[str, int] | None = None, model_parallel: int | None = None,
-           flags: dict[str, float] | None = None, out_bw: float | None = None, require_fit: bool = True) -> tuple[dict[str, Any], dict[str, np.ndarray], int]:
+           flags: dict[str, float] | None = None, out_bw: float | None = None,
+           require_fit: bool = True) -> tuple[dict[str, Any], dict[str, np.ndarray], int]:
     """Evaluate the whole space; returns (evaluate output, layout arrays, index of the best layout).
 
     Best = highest tokens/s among layouts that fit; when none fits, the one with the least memory overshoot
@@ -105,8 +107,9 @@ def search(job: TrainJob, *, params: TrainParams | None = None, calibration: Tra
         raise InputError("global_batch_tokens", f"{job.global_batch_tokens:.0f} tokens is less than one sequence "
                          "per data-parallel rank for every layout")
     sp = {k: v[whole] for k, v in sp.items()}
-    out = evaluate(TrainConsts.of(job.model, mtp=job.mtp), TrainChip.of(job.chip, out_bw=out_bw), p, {**fw_flags(fw), **(flags or {})},
-                   seq=float(job.seq_len), batch_tokens=batch[whole], fp8=1.0 if job.precision == "fp8" else 0.0,
+    out = evaluate(TrainConsts.of(job.model, mtp=job.mtp), TrainChip.of(job.chip, out_bw=out_bw), p,
+                   {**fw_flags(fw), **(flags or {})}, seq=float(job.seq_len), batch_tokens=batch[whole],
+                   fp8=1.0 if job.precision == "fp8" else 0.0,
                    tp=sp["tp"], pp=sp["pp"], dp=sp["dp"], ep=sp["ep"], cp=sp["cp"], mb=sp["mb"],
                    recompute=sp["recompute"], zero=sp["zero"], vpp=sp["vpp"])
     fits = np.asarray(out["fits"])
@@ -126,7 +129,8 @@ def search(job: TrainJob, *, params: TrainParams | None = None, calibration: Tra
 
 def layout_at(sp: dict[str, np.ndarray], i: int) -> TrainLayout:
     return TrainLayout(tp=int(sp["tp"][i]), pp=int(sp["pp"][i]), dp=int(sp["dp"][i]), ep=int(sp["ep"][i]),
-                       cp=int(sp["cp"][i]), micro_batch=int(sp["mb"][i]), recompute=RECOMPUTE[int(sp["recompute"][i])],
+                       cp=int(sp["cp"][i]), micro_batch=int(sp["mb"][i]),
+                       recompute=RECOMPUTE[int(sp["recompute"][i])],  # type: ignore[arg-type]
                        zero=int(sp["zero"][i]), vpp=int(sp["vpp"][i]))
 
 
@@ -170,8 +174,9 @@ def make_job(model: ModelSpec | str, chip: Chip | str, gpus: int, *, tokens: flo
         raise InputError("seq_len", "the sequence length must be at least 16 tokens")
     if global_batch_tokens is not None and global_batch_tokens < seq:
         raise InputError("global_batch_tokens", f"{global_batch_tokens:.0f} tokens is less than one sequence of {seq}")
-    return TrainJob(model=spec, chip=hw, gpus=int(gpus), tokens=tokens, seq_len=seq,
-                    global_batch_tokens=global_batch_tokens, precision=precision, framework=framework)  # type: ignore[arg-type]
+    return TrainJob(model=spec, chip=hw, gpus=int(gpus), tokens=tokens, seq_len=seq,  # type: ignore[call-arg]
+                    global_batch_tokens=global_batch_tokens, precision=precision,  # type: ignore[arg-type]
+                    framework=framework)
 
 
 def train(model_id: str, chip_id: str, gpus: int, tokens: float, seq_len: int | None = None,
@@ -240,7 +245,8 @@ def estimate(job: TrainJob, layout: TrainLayout, *, calibration: TrainCalibratio
     cal = calibration or load_training_calibration()
     p = params or cal.params(job.chip.family, job.framework)
     batch = job.global_batch_tokens or float(layout.dp * layout.micro_batch * job.seq_len * max(4 * layout.pp, 1))
-    out = evaluate(TrainConsts.of(job.model, mtp=job.mtp), TrainChip.of(job.chip), p, fw_flags(framework(job.framework)),
+    out = evaluate(TrainConsts.of(job.model, mtp=job.mtp), TrainChip.of(job.chip), p,
+                   fw_flags(framework(job.framework)),
                    seq=float(job.seq_len), batch_tokens=batch, fp8=1.0 if job.precision == "fp8" else 0.0,
                    **layout_arrays(layout))
     return to_estimate(job, out, 0, layout)

@@ -1,0 +1,26 @@
+"""The shipped calibration file: fitted, dated, physical; and the fit runs end to end."""
+import pytest
+
+from stockpile.calibrate_training import BOUNDS, fit
+from stockpile.perf.training import load_training_calibration
+
+
+def test_shipped_calibration_is_dated_and_within_physical_bounds():
+    cal = load_training_calibration()
+    assert cal.meta["fitted"] and cal.meta["rows"] > 200 and cal.meta["file"]
+    assert "leave_one_source_out" in cal.meta
+    for scope in (cal.global_, *cal.families.values(), *cal.frameworks.values()):
+        for name, value in scope.items():
+            if name in BOUNDS:
+                lo, hi = BOUNDS[name]
+                assert lo * 0.999 <= value <= hi * 1.001, name
+    # a few global, family and framework parameters, no per-row terms
+    assert len(cal.global_) < 25 and set(cal.families) <= {"ampere", "hopper", "blackwell", "tpu", "ascend",
+                                                           "gaudi", "amd"}
+
+
+def test_fit_runs_on_a_subset(shipped_rows):
+    rows = [r for r in shipped_rows if "llm-foundry" in r["source_url"]][:30]
+    cal, report = fit(rows, rounds=1, max_nfev=3)
+    assert report["rows"] == 30 and report["median_ape_after"] is not None
+    assert cal.frameworks["mosaic"]["kernel_eff"] == pytest.approx(cal.frameworks["mosaic"]["kernel_eff"])

@@ -1,0 +1,88 @@
+"""Layout search: physical bounds over the whole space, monotonicity in GPUs, bad input."""
+import time
+
+import numpy as np
+import pytest
+
+from stockpile.catalog import get_chip, get_model
+from stockpile.errors import InputError, StockpileError
+from stockpile.perf.training import TrainJob, TrainLayout
+from stockpile.search.training import best_training_layout, estimate, make_job, search, train
+
+
+@pytest.mark.parametrize("model_id,chip_id,gpus,precision", [
+    ("meta-llama/Llama-3.1-8B", "h100-sxm-80gb", 64, "bf16"),
+    ("meta-llama/Llama-3.1-70B", "b200-sxm-180gb", 256, "fp8"),
+    ("deepseek-ai/DeepSeek-V3", "h800-sxm-80gb", 1024, "fp8"),
+    ("Qwen/Qwen3-30B-A3B", "a100-sxm-80gb", 16, "bf16"),
+])
+def test_mfu_and_hfu_never_exceed_one_anywhere_in_the_space(model_id, chip_id, gpus, precision, priors):
+    job = make_job(model_id, chip_id, gpus, tokens=None, seq_len=4096, global_batch_tokens=None, precision=precision)
+    for cal in (priors, None):                      # under the priors and under the shipped fit
+        out, sp, best = search(job, calibration=cal, require_fit=False)
+        assert sp["tp"].size > 100
+        assert np.all(out["mfu"] <= out["hfu"] + 1e-12) and np.all(out["hfu"] < 1.0)
+        assert np.all(out["step"] > 0)
+        assert out["fits"][best]
+
+
+def test_more_gpus_never_slow_the_best_layout():
+    totals = [best_training_layout("meta-llama/Llama-3.1-70B", "h100-sxm-80gb", g, seq_len=8192).tokens_per_s
+              for g in (32, 64, 128, 256, 512, 1024)]
+    assert all(b >= a for a, b in zip(totals, totals[1:]))
+    moe = [best_training_layout("Qwen/Qwen3-30B-A3B", "h100-sxm-80gb", g, seq_len=4096).tokens_per_s
+           for g in (8, 16, 32, 64)]
+    assert all(b >= a for a, b in zip(moe, moe[1:]))
+
+
+def test_search_is_one_vectorised_pass():
+    job = make_job("deepseek-ai/DeepSeek-V3", "h800-sxm-80gb", 2048, tokens=None, seq_len=4096,
+                   global_batch_tokens=None, precision="fp8")
+    t = time.perf_counter()
+    out, sp, _ = search(job)
+    assert sp["tp"].size > 10_000 and time.perf_counter() - t < 2.0
+
+
+def test_train_reports_the_contract_fields():
+    e = train("meta-llama/Llama-3.1-8B", "h100-sxm-80gb", 64, 1e12, seq_len=8192)
+    d = e.model_dump()
+    for key in ("layout", "step_time_s", "tokens_per_s", "tokens_per_s_per_gpu", "tflops_per_gpu", "mfu", "hfu",
+                "memory_gb", "gpu_hours", "days", "goodput", "energy_kwh", "fits"):
+        assert d[key] is not None, key
+    assert set(d["layout"]) >= {"tp", "pp", "dp", "ep", "cp", "micro_batch", "recompute"}
+    assert e.gpu_hours == pytest.approx(e.days * 24 * 64)
+    assert 0.5 < e.goodput < 1.0 and e.fits
+    assert e.gpu_hours * 3600 * e.tokens_per_s_per_gpu * e.goodput == pytest.approx(1e12, rel=1e-6)
+    assert e.energy_kwh == pytest.approx(e.gpu_hours * 0.7 * 1.2, rel=1e-6)      # 700 W TDP x PUE 1.2
+
+
+def test_fp8_training_is_faster_than_bf16_on_hopper():
+    a = best_training_layout("meta-llama/Llama-3.1-70B", "h100-sxm-80gb", 64, seq_len=8192, precision="bf16")
+    b = best_training_layout("meta-llama/Llama-3.1-70B", "h100-sxm-80gb", 64, seq_len=8192, precision="fp8")
+    assert b.tokens_per_s > 1.1 * a.tokens_per_s
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(tokens=0), "tokens"), (dict(gpus=0), "gpus"), (dict(precision="int3"), "precision"),
+    (dict(chip="l40s-48gb", precision="fp8", model="meta-llama/Llama-3.1-8B"), None),
+])
+def test_bad_input_raises_a_named_error(kwargs, field):
+    args = dict(model="meta-llama/Llama-3.1-8B", chip="a100-sxm-80gb", gpus=8, tokens=1e9, precision="bf16")
+    args.update(kwargs)
+    if field is None:          # fp8 on a chip with fp8 units is fine
+        assert train(args["model"], args["chip"], args["gpus"], args["tokens"], precision=args["precision"]).fits
+        return
+    with pytest.raises(InputError) as exc:
+        train(args["model"], args["chip"], args["gpus"], args["tokens"], precision=args["precision"])
+    assert exc.value.field == field
+
+
+def test_inconsistent_parallel_degrees_are_rejected():
+    job = TrainJob(model=get_model("meta-llama/Llama-3.1-8B"), chip=get_chip("h100-sxm-80gb"), gpus=48)
+    for lay, field in ((TrainLayout(tp=8, dp=4), "layout"), (TrainLayout(tp=3, dp=16), "tp"),
+                       (TrainLayout(tp=1, dp=48, ep=2), "ep"), (TrainLayout(pp=48), "pp")):
+        with pytest.raises(InputError) as exc:
+            estimate(job, lay)
+        assert exc.value.field == field
+    with pytest.raises(StockpileError):
+        train("no-such/model", "h100-sxm-80gb", 8, 1e9)

@@ -1,0 +1,49 @@
+"""Validation on the shipped measured training rows (the acceptance bounds of issue #5)."""
+import statistics
+
+import pytest
+
+from stockpile.training_validate import predict_training_rows
+
+
+def test_median_error_and_coverage_on_the_shipped_rows(shipped_rows, shipped_predictions):
+    recs = shipped_predictions
+    ok = [r for r in recs if r["status"] == "ok"]
+    assert len(recs) == len(shipped_rows)
+    assert len(ok) >= 0.9 * len(recs)
+    assert statistics.median(abs(r["error"]) for r in ok) <= 0.15
+    for r in recs:
+        assert r["status"] in ("ok", "unsupported", "invalid")
+        assert (r["predicted"] is None) == (r["status"] != "ok")
+        if r["status"] != "ok":
+            assert r["reason"]
+
+
+@pytest.mark.parametrize("model,published", [
+    ("meta-llama/Llama-3.1-8B", 1.46e6), ("meta-llama/Llama-3.1-70B", 7.0e6),
+    ("meta-llama/Llama-3.1-405B", 30.84e6), ("deepseek-ai/DeepSeek-V3", 2.664e6),
+])
+def test_published_gpu_hours_within_20_percent(model, published, shipped_rows):
+    rows = [r for r in shipped_rows if r["model"] == model and r["metric"] == "gpu_hours"
+            and float(r["value"]) == published]
+    assert rows
+    rec = predict_training_rows(rows)[0]
+    assert rec["status"] == "ok"
+    assert abs(rec["error"]) <= 0.20, rec
+
+
+def test_blank_cells_are_filled_and_said(shipped_rows):
+    rows = [r for r in shipped_rows if r["model"] == "meta-llama/Llama-3.1-405B" and r["metric"] == "gpu_hours"]
+    rec = predict_training_rows(rows)[0]
+    text = " ".join(rec["assumed"])
+    assert "16,384 H100" in text and "layout search filled" in text
+
+
+def test_bad_rows_are_invalid_or_unsupported_not_exceptions(shipped_rows):
+    base = dict(shipped_rows[0])
+    bad = [dict(base, metric="speed"), dict(base, value="-3"), dict(base, accelerator="h999-1gb"),
+           dict(base, metric="gpu_hours", tokens_b=""), dict(base, tp="3")]
+    recs = predict_training_rows(bad)
+    assert [r["status"] for r in recs[:2]] == ["invalid", "invalid"]
+    assert all(r["status"] != "ok" and r["reason"] for r in recs[:4])
+    assert recs[4]["status"] in ("unsupported", "invalid")
