@@ -250,12 +250,12 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
 
 def _render_search(r) -> None:
     t = Table(title=f"{r.model} on {r.gpus} x {r.chip} ({r.engine}), ISL {r.isl:g} / OSL {r.osl:g}, {r.slo.text()}")
-    for col in ("#", "mode", "layout", "w/kv", "MTP", "conc", "TTFT ms", "TPOT ms", "tok/s/GPU", "tok/s/user",
-                "SLO", "limited by"):
+    for col in ("#", "mode", "layout", "w/kv", "MTP", "chunk", "conc", "TTFT ms", "TPOT ms", "tok/s/GPU",
+                "tok/s/user", "SLO", "limited by"):
         t.add_column(col, overflow="fold")
     for c in r.candidates:
         t.add_row(str(c.rank), "P/D" if c.mode == "disaggregated" else "agg", c.layout_text, f"{c.weight_dtype}/{c.kv_dtype}", str(c.spec_draft or "-"),
-                  f"{c.concurrency:g}", f"{c.ttft_ms:,.0f}", f"{c.tpot_ms:,.1f}", f"{c.output_tokens_per_s_per_gpu:,.0f}",
+                  str(c.chunk or "-"), f"{c.concurrency:g}", f"{c.ttft_ms:,.0f}", f"{c.tpot_ms:,.1f}", f"{c.output_tokens_per_s_per_gpu:,.0f}",
                   f"{c.tokens_per_s_per_user:,.0f}", "yes" if c.meets_slo else "NO", c.limits)
     out.print(t)
     if r.best:
