@@ -48,6 +48,57 @@ def table(title: str, groups: dict[str, tuple[int, list[float], list[float], lis
     return out + [""]
 
 
+def training_section() -> list[str]:
+    """Training rows: validate summary by metric and by source (the training model's own fit)."""
+    path = ROOT / "training_measurements.csv"
+    doc = validate_file(path)
+    s = doc["summary"]
+    out = ["## training_measurements.csv", "",
+           f"n = {s['n']}, predicted = {s['n_predicted']}, median APE = {pct(s['median_ape'])}, "
+           f"p90 APE = {pct(s['p90_ape'])}. Method: docs/training-model.md (its leave-one-source-out table too).", "",
+           "| metric | rows | predicted | median APE |", "|---|---:|---:|---:|"]
+    for m, v in s["by_metric"].items():
+        out.append(f"| {m} | {v['n']} | {v['n_predicted']} | {pct(v['median_ape'])} |")
+    by_src: dict[str, list[float]] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
+    for r in doc["rows"]:
+        key = r.get("source", "?")
+        counts[key] += 1
+        if r["status"] == "ok":
+            by_src[key].append(abs(r["error"]))
+    out += ["", "| source | rows | predicted | median APE |", "|---|---:|---:|---:|"]
+    for key in sorted(counts, key=lambda k: -counts[k]):
+        v = by_src[key]
+        out.append(f"| {key} | {counts[key]} | {len(v)} | {pct(statistics.median(v) if v else None)} |")
+    print(f"{path.name}: n={s['n']} predicted={s['n_predicted']} median={pct(s['median_ape'])}")
+    return out + [""]
+
+
+def search_section() -> list[str]:
+    """Search speed and best configurations next to aiconfigurator (from bench/search_vs_aiconfigurator.py)."""
+    import json
+    res = Path(__file__).resolve().parent / "results" / "search_vs_aiconfigurator.json"
+    if not res.exists():
+        return []
+    d = json.loads(res.read_text())
+    out = ["## Serving search side by side with aiconfigurator", "",
+           f"From `bench/search_vs_aiconfigurator.py` (results in `bench/results/`; aiconfigurator "
+           f"{d['aiconfigurator'].get('version', '?')}, TensorRT-LLM backend, ISL 4000 / OSL 500, TTFT <= 1000 ms, "
+           "TPOT <= 50 ms, 8 GPUs; run at commit " + str(d.get("stockpile_commit", "?")) + "). Neither tool's best "
+           "configuration has been measured on hardware here; the throughputs are both tools' predictions.", "",
+           "| question | Stockpile best | tok/s/GPU | Stockpile search / CLI | aiconfigurator best | tok/s/GPU | "
+           "aiconfigurator CLI | ratio (CLI/CLI, CLI/search) |", "|---|---|---:|---:|---|---:|---:|---:|"]
+    for q in d.get("rows", []):
+        st, ai = q.get("stockpile", {}), q.get("aiconfigurator") or {}
+        sb, ab, r = st.get("best") or {}, ai.get("best") or {}, q.get("ratio") or {}
+        cli = (q.get("stockpile_cli") or {}).get("best_s", 0.0)
+        out.append(f"| {q.get('question', '?')} | {sb.get('config', '-')} | {sb.get('tok_s_gpu', '-')} | "
+                   f"{st.get('warm_s', 0) * 1e3:.0f} ms / {cli:.2f} s | {ab.get('config', '-')} | "
+                   f"{ab.get('tok_s_gpu', '-')} | {min(ai.get('wall_s') or [0]):.1f} s | "
+                   f"{r.get('cli_to_cli', 0):.0f}x, {r.get('cli_to_inprocess', 0):.0f}x |")
+    return out + [""]
+
+
 def main() -> None:
     loso = "--no-loso" not in sys.argv
     peer = {}
@@ -86,6 +137,8 @@ def main() -> None:
                         g[3].append(abs(r["error"]))
             groups = {k: (v[0], v[1], v[2], v[3]) for k, v in acc.items()}
             lines += table(title, groups)
+    lines += training_section()
+    lines += search_section()
     if loso:
         t0 = time.perf_counter()
         res = leave_one_source_out(default_files())

@@ -374,8 +374,18 @@ def validate(file: Path = typer.Argument(..., help="Measured-data CSV (CONTRACTS
 @guarded
 def calibrate(files: list[Path] = typer.Argument(None, help="Measured CSVs (default: the shipped ones)."),
               out_path: Optional[Path] = typer.Option(None, "--out", help="Where to write the fit."),
+              training: bool = typer.Option(False, "--training", help="Fit the training model instead."),
               json_out: bool = typer.Option(False, "--json")) -> None:
     """Fit the global efficiency parameters to measured data and write the calibration file."""
+    if training:
+        from stockpile.calibrate_training import main as fit_training
+        with out.status("fitting the training model (with leave-one-source-out) ...") if not json_out else _null():
+            report = fit_training()
+        if json_out:
+            emit_json(report)
+        else:
+            out.print(f"training calibration written; median |error| {report.get('median_ape_after', '?')}")
+        return
     from stockpile.calibrate import default_files, fit, write_calibration
     paths = files or default_files()
     with out.status("fitting efficiency parameters ...") if not json_out else _null():
