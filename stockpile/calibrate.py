@@ -9,21 +9,24 @@ default so that parameters the data cannot see stay where physics puts them. No 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import statistics
-import tempfile
 from collections import Counter
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from scipy.optimize import least_squares
 
+from stockpile.atomic import write_calibration_yaml
 from stockpile.errors import DataError
-from stockpile.perf.calibration import (ENGINE_DEFAULTS, FAMILY_DEFAULTS, FAMILY_GROUPS, GLOBAL_DEFAULTS,
-                                        Calibration)
+from stockpile.perf.calibration import (
+    ENGINE_DEFAULTS,
+    FAMILY_DEFAULTS,
+    FAMILY_GROUPS,
+    GLOBAL_DEFAULTS,
+    Calibration,
+)
 from stockpile.validate import Batch, Prepared, prepare_file
 
 BOUNDS: dict[str, tuple[float, float]] = {
@@ -146,17 +149,10 @@ def source_key_case(p: Prepared) -> str:
 def write_calibration(cal: Calibration, path: Path | None = None) -> Path:
     """Write atomically (temp file + rename) so a crash never leaves a half-written calibration."""
     dest = Path(path) if path else Path(str(resources.files("stockpile") / "data" / "calibration" / "inference.yaml"))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    round_ = lambda d: {k: float(f"{v:.4g}") for k, v in d.items()}  # noqa: E731
-    doc = {"meta": cal.meta, "global": round_(cal.global_),
-           "families": {k: round_(v) for k, v in sorted(cal.families.items())},
-           "engines": {k: round_(v) for k, v in sorted(cal.engines.items())}}
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".calib-", suffix=".yaml")
-    with os.fdopen(fd, "w") as fh:
-        fh.write("# Written by `stockpile calibrate`; see docs/inference-model.md for each parameter.\n")
-        yaml.safe_dump(doc, fh, sort_keys=False)
-    os.replace(tmp, dest)
-    return dest
+    return write_calibration_yaml(dest, meta=cal.meta, global_=cal.global_,
+                                  groups={"families": cal.families, "engines": cal.engines},
+                                  header="# Written by `stockpile calibrate`; see docs/inference-model.md for "
+                                         "each parameter.\n")
 
 
 def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int = 40) -> dict[str, dict[str, Any]]:

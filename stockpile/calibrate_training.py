@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
 import statistics
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
@@ -22,15 +20,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from scipy.optimize import least_squares
 
+from stockpile.atomic import write_calibration_yaml
 from stockpile.errors import DataError
 from stockpile.perf.goodput import job_goodput
-from stockpile.perf.training import (FAMILY_DEFAULTS, FAMILY_GROUPS, FRAMEWORK_DEFAULTS, FRAMEWORKS,
-                                     GLOBAL_DEFAULTS, TrainCalibration, TrainChip, TrainConsts, TrainParams,
-                                     evaluate, framework, fw_flags, hardware_flops_per_token,
-                                     model_flops_per_token)
+from stockpile.perf.training import (
+    FAMILY_DEFAULTS,
+    FAMILY_GROUPS,
+    FRAMEWORK_DEFAULTS,
+    FRAMEWORKS,
+    GLOBAL_DEFAULTS,
+    TrainCalibration,
+    TrainChip,
+    TrainConsts,
+    TrainParams,
+    evaluate,
+    framework,
+    fw_flags,
+    hardware_flops_per_token,
+    model_flops_per_token,
+)
 from stockpile.search.training import search
 from stockpile.training_validate import Case, predict_training_rows, prepare_rows
 
@@ -211,17 +221,10 @@ def leave_one_source_out(rows: list[dict[str, str]], *, min_rows: int = 5, round
 def write_calibration(cal: TrainCalibration, path: Path | None = None) -> Path:
     """Write atomically (temp file + rename)."""
     dest = Path(path) if path else Path(str(resources.files("stockpile") / "data" / "calibration" / "training.yaml"))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    rnd = lambda d: {k: float(f"{v:.4g}") for k, v in d.items()}  # noqa: E731
-    doc = {"meta": cal.meta, "global": rnd(cal.global_),
-           "families": {k: rnd(v) for k, v in sorted(cal.families.items())},
-           "frameworks": {k: rnd(v) for k, v in sorted(cal.frameworks.items())}}
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".calib-", suffix=".yaml")
-    with os.fdopen(fd, "w") as fh:
-        fh.write("# Written by `python -m stockpile.calibrate_training`; parameters: docs/training-model.md.\n")
-        yaml.safe_dump(doc, fh, sort_keys=False)
-    os.replace(tmp, dest)
-    return dest
+    return write_calibration_yaml(dest, meta=cal.meta, global_=cal.global_,
+                                  groups={"families": cal.families, "frameworks": cal.frameworks},
+                                  header="# Written by `python -m stockpile.calibrate_training`; parameters: "
+                                         "docs/training-model.md.\n")
 
 
 def main(loso: bool = True) -> dict[str, Any]:

@@ -19,12 +19,19 @@ from stockpile.catalog.chips import Chip, Figure, get_chip
 from stockpile.catalog.models import ModelSpec, get_model, implied_weight_dtype
 from stockpile.errors import MissingFigureError, StockpileError
 from stockpile.measured import InferenceCase, PoolLayout, inference_case, read_rows
-from stockpile.perf.calibration import Calibration, load_calibration
-from stockpile.perf.calibration import Params
-from stockpile.perf.inference import (KV_DTYPES, WEIGHT_DTYPES, Configs, check_engine, chip_dtype_tables,
-                                      disagg_core, engine_limits, evaluate_core)
-from stockpile.perf.operators import ChipConsts, ModelConsts
+from stockpile.perf.calibration import Calibration, Params, load_calibration
+from stockpile.perf.inference import (
+    KV_DTYPES,
+    WEIGHT_DTYPES,
+    Configs,
+    check_engine,
+    chip_dtype_tables,
+    disagg_core,
+    engine_limits,
+    evaluate_core,
+)
 from stockpile.perf.layout import Layout, resolve_layout
+from stockpile.perf.operators import ChipConsts, ModelConsts
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN
 
 _DIE_FIELDS = ("memory_gb", "memory_bw_gbs", "fp32_tflops", "tf32_tflops", "bf16_tflops", "fp16_tflops",

@@ -55,7 +55,8 @@ def create_app() -> FastAPI:
     @app.post("/api/search")
     def search(req: SearchRequest) -> dict[str, Any]:
         from stockpile.catalog import get_chip, get_model
-        from stockpile.search.serving import Slo, search as run
+        from stockpile.search.serving import Slo
+        from stockpile.search.serving import search as run
         r = run(get_model(req.model), get_chip(req.chip), gpus=req.gpus, isl=req.isl, osl=req.osl,
                 slo=Slo(ttft_ms=req.ttft_ms, tpot_ms=req.tpot_ms), engine=req.engine, top=req.top,
                 disaggregation=req.disaggregation)

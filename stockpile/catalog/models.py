@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
 from pydantic import BaseModel, ConfigDict, Field
 
 from stockpile.errors import DataError, InputError, UnknownNameError
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
 
 # model_type values we know how to read; each maps onto the normal form below.
 KNOWN_TYPES = {
@@ -397,7 +397,7 @@ def _index() -> dict[str, dict[str, Any]]:
 def _alias_map() -> dict[str, str]:
     """lower-case id, alias or bare model name -> canonical id."""
     m: dict[str, str] = {}
-    for key, e in _index().items():
+    for e in _index().values():
         names = [e["id"], *(e.get("aliases") or [])]
         for n in names:
             m.setdefault(n.lower(), e["id"])

@@ -20,8 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from stockpile.errors import StockpileError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from stockpile.errors import StockpileError
 
 Engine = Literal["vllm", "sglang"]
 WeightDtype = Literal["bf16", "fp16", "fp8", "int8", "int4", "fp4"]

@@ -77,7 +77,8 @@ class _Builder:
         self.v.append(vals[keep].ravel())
 
     def matrix(self) -> csr_matrix:
-        cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+        def cat(xs, dt):
+            return np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
         return coo_matrix((cat(self.v, float), (cat(self.r, int), cat(self.c, int))), shape=(self.m, self.n)).tocsr()
 
     def vec(self, parts: list[np.ndarray]) -> np.ndarray:
@@ -160,7 +161,7 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
     if len(limited):
         pw = B.rows("power", (len(limited), T), hi=pb.cluster_cap_kw[limited][:, None])
         row_of = {int(k): i for i, k in enumerate(limited)}
-        for i, (w, p) in enumerate(pairs):
+        for i, (_w, p) in enumerate(pairs):
             k = int(pb.pool_cluster[p])
             if k in row_of:
                 B.add(pw[row_of[k]], X[i], pb.power_kw[p])

@@ -16,6 +16,7 @@ import yaml
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
 
+
 # Defaults are priors before any fit (and the values used for families with no measured data).
 GLOBAL_DEFAULTS: dict[str, float] = {
     "gemm_m_half": 40.0,        # GEMM rows (tokens) at which a GEMM reaches half its peak efficiency

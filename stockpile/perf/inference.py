@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 import yaml
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
 from pydantic import BaseModel
 
 from stockpile.catalog.chips import BYTES, Chip
@@ -24,6 +22,8 @@ from stockpile.perf.calibration import Calibration, Params, load_calibration
 from stockpile.perf.layout import Layout
 from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN, serve, serve_disagg
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
 
 ENGINES = ("vllm", "sglang", "trtllm", "tgi", "other")
 WEIGHT_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")

@@ -18,8 +18,16 @@ from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError
 from stockpile.measured import default_accept_length
 from stockpile.perf.calibration import Calibration, load_calibration
-from stockpile.perf.inference import (Configs, check_engine, chip_dtype_tables, decode_breakdown, disagg_core,
-                                      dominant, engine_limits, evaluate_core)
+from stockpile.perf.inference import (
+    Configs,
+    check_engine,
+    chip_dtype_tables,
+    decode_breakdown,
+    disagg_core,
+    dominant,
+    engine_limits,
+    evaluate_core,
+)
 from stockpile.perf.operators import ChipConsts, ModelConsts
 from stockpile.perf.serving import MODE_CLOSED
 from stockpile.search.space import CONCURRENCY_PER_GPU, Space, aggregated_space, instance_layouts

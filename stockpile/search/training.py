@@ -16,9 +16,22 @@ from stockpile.catalog.chips import Chip, get_chip
 from stockpile.catalog.models import ModelSpec, get_model
 from stockpile.errors import InfeasibleError, InputError, MissingFigureError
 from stockpile.perf.goodput import job_goodput
-from stockpile.perf.training import (RECOMPUTE, F, TrainCalibration, TrainChip, TrainConsts, TrainingEstimate,
-                                     TrainJob, TrainLayout, TrainParams, check_layout, evaluate, framework,
-                                     fw_flags, load_training_calibration)
+from stockpile.perf.training import (
+    RECOMPUTE,
+    F,
+    TrainCalibration,
+    TrainChip,
+    TrainConsts,
+    TrainingEstimate,
+    TrainJob,
+    TrainLayout,
+    TrainParams,
+    check_layout,
+    evaluate,
+    framework,
+    fw_flags,
+    load_training_calibration,
+)
 
 MAX_BATCH_TOKENS = 2**24     # 16M tokens: Llama 3 405B's final global batch (arXiv:2407.21783 sec. 3.4.1)
 MICRO_BATCHES_PER_STAGE = 8  # free batch: at most 8 x pp micro-batches (Korthikanti et al. 2022's benchmarks)

@@ -7,7 +7,6 @@ from stockpile.perf.inference import Configs, estimate, evaluate
 from stockpile.perf.layout import resolve_layout
 from stockpile.perf.serving import MODE_CLOSED
 
-
 PRIORS = default_calibration()     # properties are checked under the priors, not whatever fit is shipped
 
 
