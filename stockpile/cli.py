@@ -77,7 +77,7 @@ def catalog_models(json_out: bool = typer.Option(False, "--json", help="Print th
     """List the shipped model architectures with derived parameter counts."""
     from stockpile.catalog.models import list_models
     models = list_models()
-    recs = [{"id": m.id, "architecture": m.architecture, "family": m.family, "params_b": round(m.params / 1e9, 3),
+    recs: list[dict[str, Any]] = [{"id": m.id, "architecture": m.architecture, "family": m.family, "params_b": round(m.params / 1e9, 3),
              "active_params_b": round(m.active_params / 1e9, 3), "layers": m.layers, "hidden": m.hidden,
              "attention": m.attention, "heads": m.heads, "kv_heads": m.kv_heads, "experts": m.experts,
              "experts_per_token": m.experts_per_token, "published_params_b": m.published_params_b,
@@ -100,6 +100,11 @@ def catalog_models(json_out: bool = typer.Option(False, "--json", help="Print th
 def _count(text: Optional[str], field: str) -> Optional[float]:
     from stockpile.units import parse_count
     return None if text is None else parse_count(text, field=field)
+
+
+def _length(text: str, field: str) -> float:
+    from stockpile.units import parse_count
+    return parse_count(text, field=field)
 
 
 @app.command()
@@ -131,7 +136,7 @@ def estimate(
     from stockpile.perf.inference import estimate as run
     from stockpile.perf.layout import resolve_layout
     m, c = get_model(model), get_chip(chip)
-    isl_v, osl_v = _count(isl, "isl"), _count(osl, "osl")
+    isl_v, osl_v = _length(isl, "isl"), _length(osl, "osl")
     n = gpus or (tp or 1) * (pp or 1) * ((dp or 1) if not attention_dp else 1) * (1 if tp or ep is None else ep)
     if gpus is not None and gpus < 1:
         raise InputError("gpus", f"must be >= 1, got {gpus}")
@@ -201,7 +206,7 @@ def _search_args(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: 
     slo = Slo(ttft_ms=ttft_ms, tpot_ms=tpot_ms)
     kvs = [d.strip().lower() for d in kv_dtype.split(",")] if kv_dtype else None
     spec = Spec(draft=spec_draft, accept_length=spec_accept)
-    return m, [(c, search(m, c, gpus=gpus, isl=_count(isl, "isl"), osl=_count(osl, "osl"), slo=slo, engine=engine,
+    return m, [(c, search(m, c, gpus=gpus, isl=_length(isl, "isl"), osl=_length(osl, "osl"), slo=slo, engine=engine,
                           top=top, dtypes=dtypes, disaggregation=disagg, kv_dtypes=kvs, spec=spec)) for c in chips]
 
 

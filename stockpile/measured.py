@@ -82,6 +82,11 @@ class InferenceCase:
     notes_used: list[str] = field(default_factory=list)
 
 
+def _int(row: dict[str, str], key: str, *, required: bool = False) -> int | None:
+    v = _num(row, key, integer=True, required=required)
+    return None if v is None else int(v)
+
+
 def _num(row: dict[str, str], key: str, *, integer: bool = False, required: bool = False) -> float | None:
     raw = (row.get(key) or "").strip()
     if not raw:
@@ -196,8 +201,7 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
                                                                       required=True) or 1),
         engine=engine, weight_dtype=(row.get("weight_dtype") or "").strip().lower() or None,
         kv_dtype=(row.get("kv_dtype") or "").strip().lower() or None,
-        tp=_num(row, "tp", integer=True), pp=_num(row, "pp", integer=True), ep=_num(row, "ep", integer=True),
-        dp=_num(row, "dp", integer=True),
+        tp=_int(row, "tp"), pp=_int(row, "pp"), ep=_int(row, "ep"), dp=_int(row, "dp"),
         isl=float(_num(row, "input_len", required=True) or 0), osl=float(_num(row, "output_len", required=True) or 0),
         concurrency=conc, request_rate=rate, scenario=(row.get("scenario") or "").strip().lower(),
         num_requests=num_req, poisson=not re.search(r"constant[- ]rate|fixed rate", notes, re.I),

@@ -244,7 +244,7 @@ def validate_file(path: str | Path, calibration: Calibration | None = None) -> d
             rec.update(predicted=None, error=None, status=status, reason=str(prep))
         else:
             v = next(preds)
-            if not np.isfinite(v):
+            if measured is None or not np.isfinite(v):
                 rec.update(predicted=None, error=None, status="unsupported",
                            reason="the layout does not fit in memory under the model's assumptions")
             else:
@@ -263,16 +263,12 @@ def _float(x: Any) -> float | None:
         return None
 
 
-def _p90(xs: list[float]) -> float | None:
-    return sorted(xs)[int(0.9 * (len(xs) - 1))] if xs else None
-
-
-def summarize(rows: list[dict[str, Any]], keys: tuple[str, ...] = ("metric",)) -> dict[str, Any]:
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     apes = [abs(r["error"]) for r in rows if r["status"] == "ok"]
     s: dict[str, Any] = {"n": len(rows), "n_predicted": len(apes),
                          "median_ape": round(statistics.median(apes), 4) if apes else None,
                          "mape": round(statistics.fmean(apes), 4) if apes else None,
-                         "p90_ape": round(_p90(apes), 4) if apes else None}
+                         "p90_ape": round(sorted(apes)[int(0.9 * (len(apes) - 1))], 4) if apes else None}
     by: dict[str, list[float]] = defaultdict(list)
     counts: dict[str, int] = defaultdict(int)
     for r in rows:

@@ -87,7 +87,7 @@ class Params:
     def stack(cls, items: list["Params"]) -> "Params":
         """Field-wise arrays (one entry per configuration) for one-pass evaluation of mixed rows."""
         import numpy as np
-        return cls(**{f.name: np.array([getattr(i, f.name) for i in items]) for f in fields(cls)})
+        return cls(**{f.name: np.array([getattr(i, f.name) for i in items]) for f in fields(cls)})  # type: ignore[arg-type]
 
 
 @dataclass

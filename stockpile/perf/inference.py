@@ -279,8 +279,8 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         limits = (f"does not fit: needs {need:.1f} GB per GPU for weights + one sequence, "
                   f"{cap / 1e9:.1f} GB usable of {chip.memory_bytes / 1e9:.0f} GB")
     else:
-        lay = {"attn_tp": layout.attn_tp, "attn_dp": layout.attn_dp, "pp": layout.pp, "moe_ep": layout.moe_ep,
-               "moe_tp": layout.moe_tp}
+        lay = {"attn_tp": float(layout.attn_tp), "attn_dp": float(layout.attn_dp), "pp": float(layout.pp),
+               "moe_ep": float(layout.moe_ep), "moe_tp": float(layout.moe_tp)}
         parts = decode_breakdown(model, chip, engine, p, layout=lay, wdtype=wdt, kvdtype=kdt,
                                  batch=float(r["batch"]), context=isl + osl / 2)
         limits = _limit_text(r, layout, concurrency, parts)

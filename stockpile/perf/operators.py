@@ -53,6 +53,8 @@ class ModelConsts:
     @classmethod
     def of(cls, m: ModelSpec) -> "ModelConsts":
         soft = m.layers - m.linear_layers
+        dec: float
+        pre: float
         if m.is_mla:
             dec = 2 * m.heads * (m.kv_lora_rank + m.qk_rope_head_dim) + 2 * m.heads * m.kv_lora_rank
             pre = 2 * m.heads * (m.qk_nope_head_dim + m.qk_rope_head_dim) + 2 * m.heads * m.v_head_dim
@@ -78,7 +80,7 @@ class ModelConsts:
     @classmethod
     def stack(cls, items: list["ModelConsts"]) -> "ModelConsts":
         """Field-wise arrays, one entry per item: evaluates many models in one numpy pass."""
-        return cls(**{f: np.array([getattr(i, f) for i in items]) for f in cls.__dataclass_fields__})
+        return cls(**{f: np.array([getattr(i, f) for i in items]) for f in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class ChipConsts:
 
     @classmethod
     def stack(cls, items: list["ChipConsts"]) -> "ChipConsts":
-        return cls(**{f: np.array([getattr(i, f) for i in items]) for f in cls.__dataclass_fields__})
+        return cls(**{f: np.array([getattr(i, f) for i in items]) for f in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
 def gemm_eff(p: Params, rows: F) -> F:

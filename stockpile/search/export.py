@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from stockpile.catalog.chips import Chip
 from stockpile.deploy.spec import DeploySpec, DisaggSpec, RoleSpec, SpeculativeSpec
@@ -22,7 +23,7 @@ def deploy_spec(c: Candidate, *, model_id: str, chip: Chip, engine: str, isl: fl
     gpn = min(8, max(chip.scaleup_size, 1)) if chip.scaleup_size < 72 else 4   # NVL72 trays hold 4 GPUs
     max_len = int(2 ** math.ceil(math.log2(isl + osl + 64)))
     spec_dec = SpeculativeSpec(method="mtp", num_draft_tokens=c.spec_draft) if c.spec_draft else None
-    common = dict(model_id=model_id, chip_id=chip.id, gpus_per_node=gpn, engine=engine,
+    common: dict[str, Any] = dict(model_id=model_id, chip_id=chip.id, gpus_per_node=gpn, engine=engine,
                   weight_dtype=c.weight_dtype, kv_dtype=c.kv_dtype, quantization=QUANTIZATION.get(c.weight_dtype),
                   max_num_seqs=max(8, int(math.ceil(c.batch_per_instance * 1.25))), max_model_len=max_len,
                   max_num_batched_tokens=c.chunk,
