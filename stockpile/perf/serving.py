@@ -94,6 +94,14 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         ttft = n_chunks * (t_mix + draft) + 0.5 * t_it + lockstep + p.ttft_s
         return t_it, ttft, f * c
 
+    def iteration_decode(b: np.ndarray) -> np.ndarray:
+        """A decode-only iteration at batch b (no prompt chunk), with the draft cost."""
+        b_mb = b / ranks
+        st = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=b_mb * (1 + spec_draft), dec_ctx=dec_ctx,
+                        pre_tokens=0.0 * b_mb, pre_ctx=pre_ctx)
+        t = pp * st
+        return t + spec_draft * (t / mc.layers + 0.25 * p.step_s)
+
     def closed(b: np.ndarray):
         t_it, ttft, piggy = iteration(b)
         lat = ttft + (steps - 1.0) * t_it
@@ -134,7 +142,18 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     burst_n = np.where(np.isnan(n_inst), 0.0, n_inst)
     is_burst = (mode == MODE_OFFLINE) & (burst_n > 0) | (mode == MODE_CLOSED) & (burst_n > 0) & (conc_inst >= burst_n)
     first = np.minimum(b_run, np.maximum(burst_n, 1.0))
-    ttft_first = (first / attn_dp + 1.0) / 2.0 * new_isl * pre_tok_t + 0.5 * t_it
+    # ramp: the first B prompts are prefilled in full chunks while the already-admitted half of them decode
+    # (engines schedule running decodes first, then fill the token budget with prompt chunks)
+    b_half = first / ranks / 2.0
+    c_ramp = np.maximum(chunk - b_half, 0.25 * chunk)
+    t_ramp = pp * stage_time(mc, cc, p, **lay, dec_seqs=b_half, dec_tokens=b_half, dec_ctx=dec_ctx,
+                             pre_tokens=c_ramp, pre_ctx=pre_ctx)
+    ramp = first / attn_dp * new_isl / c_ramp * t_ramp          # seconds until the last admitted prompt starts
+    ttft_first = ramp / 2.0 + t_ramp
+    # a request admitted mid-ramp spends part of its decode inside ramp steps (slow, shared with prefill)
+    n_ramp = np.minimum(steps, ramp / 2.0 / np.maximum(t_ramp, 1e-12))
+    t_dec_only = iteration_decode(b_run)
+    tpot_burst = (n_ramp * t_ramp + (steps - n_ramp) * t_dec_only) / steps / accept
     rest = np.maximum(burst_n - first, 0.0)
     ttft_rest = ttft0 + (rest + 1.0) / (2.0 * x)
     ttft_burst = (first * ttft_first + rest * ttft_rest) / np.maximum(first + rest, 1.0)
@@ -144,6 +163,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     n_open = np.where(np.isnan(n_inst), 1000.0, n_inst)
     backlog = np.where(rho >= 1, 0.5 * n_open * (1.0 / x - 1.0 / np.maximum(lam, 1e-12)), 0.0)
     ttft = np.where(is_open, ttft0 + wq_open + backlog, np.where(is_burst, ttft_burst, ttft0 + wq_closed))
+    tpot = np.where(is_burst & (rest <= 0), tpot_burst, tpot)
 
     # throughput per instance; a burst pays its drain tail
     x_eff = np.where(is_open, np.where(rho < 1, lam, np.minimum(lam, x)), x * occupancy)
