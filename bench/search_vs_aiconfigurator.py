@@ -40,6 +40,11 @@ ROOT = Path(__file__).resolve().parent
 DT = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
 
 
+
+def _home(path) -> str:
+    """A path with the home directory written as ~ (results must not name this machine's paths)."""
+    return str(path).replace(str(Path.home()), "~")
+
 def stockpile_inprocess(model_id: str, chip_id: str, engine: str, dtypes: list[str] | None) -> dict:
     model, chip = get_model(model_id), get_chip(chip_id)
     run = partial(search, model, chip, gpus=GPUS, isl=ISL, osl=OSL, slo=SLO, engine=engine, dtypes=dtypes)
@@ -84,7 +89,7 @@ def install_aic(venv: Path, version: str) -> tuple[Path | None, float, str]:
         got = subprocess.run([str(pip), "show", "aiconfigurator"], capture_output=True, text=True,
                              check=False).stdout
         if f"Version: {version}\n" in got:
-            return exe, 0.0, f"reusing {venv}"
+            return exe, 0.0, f"reusing {_home(venv)}"
     t0 = time.perf_counter()
     try:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
@@ -223,7 +228,7 @@ def main() -> int:
         "question": {"gpus": GPUS, "isl": ISL, "osl": OSL, "ttft_ms": SLO.ttft_ms, "tpot_ms": SLO.tpot_ms,
                      "engine": "trtllm"},
         "aiconfigurator": {"version": a.aic_version, "available": exe is not None, "install_s": install_s,
-                           "note": note, "venv": str(venv)},
+                           "note": note, "venv": _home(venv)},
         "rows": rows, "stockpile_unrestricted": unrestricted}, indent=1))
     print(f"wrote {out.relative_to(ROOT.parent)}")
     return 0
