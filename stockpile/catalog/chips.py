@@ -140,7 +140,9 @@ class Chip(BaseModel):
             fig = getattr(self, _PEAK_FIELDS[d], None)
             if fig is not None and fig.value > 0:
                 return fig.value * 1e12
-        raise MissingFigureError(f"chip '{self.id}' has no sourced tensor peak for {dtype} or a fallback dtype")
+        raise MissingFigureError(f"chip '{self.id}' has no sourced tensor peak for {dtype} (or a 16-bit fallback), so "
+                                 "its performance cannot be predicted; add the figure with its source in "
+                                 "stockpile/data/chips")
 
     @property
     def tpp(self) -> float | None:
