@@ -14,6 +14,8 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 demo: $(VENV)/.installed
 	$(BIN)/stockpile plan --report plan.html
+	$(BIN)/stockpile estimate --model deepseek-ai/DeepSeek-V3 --chip h800-sxm-80gb --gpus 16 --tp 16 --ep 16 --dp 16 \
+		--engine sglang --weight-dtype fp8 --isl 2000 --osl 500 --concurrency 256
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
