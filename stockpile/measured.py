@@ -30,9 +30,11 @@ INFERENCE_METRICS = ("output_tokens_per_s", "output_tokens_per_s_per_gpu", "tota
 # accepted 85-90 % of the time (p1 = 0.85). Deeper positions accept less; p = 0.65 reproduces the accept
 # lengths SGLang publishes for 3-step MTP on DeepSeek-R1 (2.8-2.9 on Ascend A3, SGLang NPU best-practice doc).
 MTP_P1, DRAFT_P = 0.85, 0.65
-# When a source says only "MTP on": the SGLang DeepSeek recipe (--speculative-num-steps 3, eagle-topk 1,
-# 4 draft tokens) and TensorRT-LLM's min-latency recipe (3 nextn layers) both draft 3 tokens.
+# When a source says only "MTP on": the latency recipes (SGLang's DeepSeek --speculative-num-steps 3 with
+# 4 draft tokens; TensorRT-LLM's min-latency 3 nextn layers) draft 3 tokens; the throughput recipes that run
+# attention data parallel draft 1 (TensorRT-LLM DeepSeek-R1 guide: MTP 1 with enable_attention_dp).
 DEFAULT_DRAFT = 3
+DEFAULT_DRAFT_ATTN_DP = 1
 
 
 def default_accept_length(draft: int) -> float:
@@ -75,6 +77,7 @@ class InferenceCase:
     poisson: bool = True
     spec_draft: int = 0
     spec_accept: float = 1.0
+    spec_assumed: bool = False         # draft count not stated: the layout decides (see validate.prepare)
     fixed_lengths: bool = True
     decode_only: bool = False          # the source measured the decode phase alone (e.g. a PD decode node)
     prefill_pool: PoolLayout | None = None
@@ -206,6 +209,7 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         concurrency=conc, request_rate=rate, scenario=(row.get("scenario") or "").strip().lower(),
         num_requests=num_req, poisson=not re.search(r"constant[- ]rate|fixed rate", notes, re.I),
         spec_draft=draft, spec_accept=accept, notes_used=used,
+        spec_assumed=draft > 0 and any("count not stated" in u for u in used),
         fixed_lengths=not re.search(r"sharegpt|variance|\+/-|varied", notes, re.I))
     if case.isl <= 0 or case.osl <= 0:
         raise InputError("input_len", "input_len and output_len must be positive")

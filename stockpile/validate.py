@@ -18,7 +18,8 @@ import numpy as np
 from stockpile.catalog.chips import Chip, Figure, get_chip
 from stockpile.catalog.models import ModelSpec, get_model, implied_weight_dtype
 from stockpile.errors import MissingFigureError, StockpileError
-from stockpile.measured import InferenceCase, PoolLayout, inference_case, read_rows
+from stockpile.measured import (DEFAULT_DRAFT_ATTN_DP, InferenceCase, PoolLayout, default_accept_length,
+                                inference_case, read_rows)
 from stockpile.perf.calibration import Calibration, Params, load_calibration
 from stockpile.perf.inference import (
     KV_DTYPES,
@@ -89,11 +90,23 @@ def prepare(case: InferenceCase) -> Prepared:
     if case.decode_pool is not None and case.prefill_pool is not None:
         prep.pre, prep.pre_workers = _pool(case.prefill_pool, model)
         prep.dec, prep.dec_workers = _pool(case.decode_pool, model)
+        _attention_dp_draft(case, prep.dec.attn_dp > 1)
         return prep
     if case.decode_pool is not None or case.prefill_pool is not None:
         raise StockpileError("disaggregated run: the notes give only one pool's layout")
     prep.layout = resolve_layout(gpus=devices, tp=case.tp, pp=case.pp, ep=case.ep, dp=case.dp, is_moe=model.is_moe)
+    _attention_dp_draft(case, prep.layout.attn_dp > 1)
     return prep
+
+
+def _attention_dp_draft(case: InferenceCase, attention_dp: bool) -> None:
+    """An unstated MTP draft count follows the recipe of the layout: 1 with attention DP, else 3."""
+    if case.spec_assumed and attention_dp and case.spec_draft != DEFAULT_DRAFT_ATTN_DP:
+        case.spec_draft = DEFAULT_DRAFT_ATTN_DP
+        case.spec_accept = default_accept_length(DEFAULT_DRAFT_ATTN_DP)
+        case.notes_used = [u for u in case.notes_used if "count not stated" not in u and "accept length" not in u]
+        case.notes_used.append(f"speculative decoding with {DEFAULT_DRAFT_ATTN_DP} draft token (attention-DP "
+                               "recipe; count not stated)")
 
 
 def _pool(pool: PoolLayout, model: ModelSpec) -> tuple[Layout, int]:
