@@ -18,8 +18,14 @@ import numpy as np
 from stockpile.catalog.chips import Chip, Figure, get_chip
 from stockpile.catalog.models import ModelSpec, get_model, implied_weight_dtype
 from stockpile.errors import MissingFigureError, StockpileError
-from stockpile.measured import (DEFAULT_DRAFT_ATTN_DP, InferenceCase, PoolLayout, default_accept_length,
-                                inference_case, read_rows)
+from stockpile.measured import (
+    DEFAULT_DRAFT_ATTN_DP,
+    InferenceCase,
+    PoolLayout,
+    default_accept_length,
+    inference_case,
+    read_rows,
+)
 from stockpile.perf.calibration import Calibration, Params, load_calibration
 from stockpile.perf.inference import (
     KV_DTYPES,
