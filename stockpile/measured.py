@@ -210,7 +210,7 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         num_requests=num_req, poisson=not re.search(r"constant[- ]rate|fixed rate", notes, re.I),
         spec_draft=draft, spec_accept=accept, notes_used=used,
         spec_assumed=draft > 0 and any("count not stated" in u for u in used),
-        fixed_lengths=not re.search(r"sharegpt|variance|\+/-|varied", notes, re.I))
+        fixed_lengths=not re.search(r"sharegpt|variance|\+/-|varied|random around|nominal isl", notes, re.I))
     if case.isl <= 0 or case.osl <= 0:
         raise InputError("input_len", "input_len and output_len must be positive")
     if case.osl > 1 and metric.startswith("output") and re.search(
