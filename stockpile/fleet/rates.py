@@ -21,9 +21,8 @@ from typing import Any
 ServingRate = Callable[[str, str, float, float, "float | None", "float | None"], float]
 TrainingRate = Callable[[float, float, str], float]
 
-# Layout sizes (GPUs per serving instance) and closed-loop concurrencies per instance that the sweep tries.
-SWEEP_GPUS = (1, 2, 4, 8, 16, 32)
-SWEEP_CONCURRENCY = (1, 4, 16, 64, 128, 256, 512)
+# GPU pools the serving search is asked about: a node, and two and four nodes for models too large for one.
+SEARCH_GPUS = (8, 16, 32)
 
 
 @lru_cache(maxsize=4096)
@@ -32,34 +31,26 @@ def default_serving_rate(model_id: str, chip_id: str, isl: float, osl: float,
                          weight_dtype: str | None = None) -> float:
     """Best output tokens/s per GPU of `model_id` on `chip_id` whose TTFT and TPOT meet the SLO (0 if none).
 
-    Sweeps instance sizes (tensor parallel; for MoE also expert parallel with attention data parallel) and
-    closed-loop concurrencies with :func:`stockpile.perf.inference.estimate`, keeping configurations that fit."""
+    Asks the serving search (:func:`stockpile.search.serving.search`: layouts, dtypes, batch, aggregated or
+    disaggregated) for a node and for multi-node pools, and keeps the best per-GPU throughput that meets the SLO."""
     from stockpile.catalog import get_chip, get_model
     from stockpile.errors import StockpileError
-    from stockpile.perf.inference import estimate
-    from stockpile.perf.layout import resolve_layout
+    from stockpile.search.serving import Slo, search
 
     model, chip = get_model(model_id), get_chip(chip_id)
+    # serve the checkpoint as published unless the workload names a dtype: quantizing is a quality decision
+    dtypes = [weight_dtype or model.default_weight_dtype]
     best = 0.0
-    for gpus in SWEEP_GPUS:
-        shapes: list[dict[str, Any]] = [{"tp": gpus}]
-        if model.is_moe and gpus >= 8:
-            shapes.append({"tp": gpus, "ep": gpus, "dp": gpus})
-        for shape in shapes:
-            try:
-                layout = resolve_layout(gpus=gpus, is_moe=model.is_moe, **shape)
-            except StockpileError:
-                continue
-            for conc in SWEEP_CONCURRENCY:
-                try:
-                    e = estimate(model, chip, layout=layout, weight_dtype=weight_dtype, isl=isl, osl=osl,
-                                 concurrency=conc * layout.replicas)
-                except StockpileError:
-                    break
-                if not e.fits:
-                    break
-                if (ttft_ms is None or e.ttft_ms <= ttft_ms) and (tpot_ms is None or e.tpot_ms <= tpot_ms):
-                    best = max(best, e.output_tokens_per_s_per_gpu)
+    for gpus in SEARCH_GPUS:
+        try:
+            r = search(model, chip, gpus=gpus, isl=isl, osl=osl, slo=Slo(ttft_ms=ttft_ms, tpot_ms=tpot_ms),
+                       top=1, dtypes=dtypes)
+        except StockpileError:
+            continue
+        if r.best is not None:
+            best = max(best, r.best.output_tokens_per_s_per_gpu)
+        elif best > 0:
+            break                # a larger pool will not help a model that already fits with room to spare
     return best
 
 
