@@ -1,6 +1,7 @@
 """The CLI contracts (CONTRACTS.md): JSON shapes, one-line errors, exit codes."""
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from stockpile.cli import app
@@ -91,3 +92,40 @@ def test_validate_rejects_a_file_that_is_not_measured_data(tmp_path):
     f.write_text("a,b\n1,2\n")
     r = run("validate", str(f))
     assert r.exit_code == 2 and "CONTRACTS" in r.output
+
+
+def test_train_json_contract():
+    r = run("train", "--model", "meta-llama/Llama-3.1-8B", "--chip", "h100-sxm-80gb", "--gpus", "64", "--tokens", "1T",
+            "--seq-len", "8192", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    for key in ("layout", "step_time_s", "tokens_per_s", "tokens_per_s_per_gpu", "tflops_per_gpu", "mfu", "hfu",
+                "memory_gb", "gpu_hours", "days", "goodput"):
+        assert key in d, key
+    assert {"tp", "pp", "dp", "ep", "cp", "micro_batch", "recompute"} <= set(d["layout"])
+    assert 0 < d["mfu"] <= d["hfu"] <= 1 and 0 < d["goodput"] <= 1
+    assert d["gpu_hours"] == pytest.approx(1e12 / d["tokens_per_s"] * 64 / 3600 / d["goodput"], rel=0.2)
+
+
+@pytest.mark.parametrize("args,field", [(["--tokens", "0"], "tokens"), (["--tokens", "1T", "--precision", "int3"],
+                                                                        "precision")])
+def test_train_bad_input(args, field):
+    r = run("train", "--model", "meta-llama/Llama-3.1-8B", "--chip", "h100-sxm-80gb", "--gpus", "8", *args)
+    assert r.exit_code == 2 and field in r.output and "Traceback" not in r.output
+
+
+def test_plan_json_contract_and_schema():
+    r = run("plan", "--samples", "500", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert {"runway", "generations", "allocation", "cost_usd", "unmet"} <= set(d)
+    assert {"p10", "p50", "p90"} <= set(d["runway"])
+    schema = json.loads(run("plan", "--schema").stdout)
+    assert "properties" in schema or "$defs" in schema
+
+
+def test_size_json():
+    r = run("size", "--target-loss", "2.0", "--inference-tokens", "1e15", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["optimal"]["total_flop"] <= d["chinchilla"]["total_flop"] * 1.0001
