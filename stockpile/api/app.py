@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from stockpile import __version__
-from stockpile.api.schemas import EstimateRequest, SearchRequest
+from stockpile.api.schemas import EstimateRequest, PlanRequest, SearchRequest, TrainRequest
 from stockpile.errors import InfeasibleError, StockpileError, UnknownNameError
 
 
@@ -61,6 +61,17 @@ def create_app() -> FastAPI:
                 slo=Slo(ttft_ms=req.ttft_ms, tpot_ms=req.tpot_ms), engine=req.engine, top=req.top,
                 disaggregation=req.disaggregation)
         return {**r.model_dump(), "best": r.best.model_dump() if r.best else None}
+
+    @app.post("/api/train")
+    def train(req: TrainRequest) -> dict[str, Any]:
+        from stockpile.search.training import train as run
+        return run(req.model, req.chip, req.gpus, req.tokens, seq_len=req.seq_len,
+                   precision=req.precision).model_dump()
+
+    @app.post("/api/plan")
+    def plan(req: PlanRequest) -> dict[str, Any]:
+        from stockpile.fleet.api import plan_scenario
+        return plan_scenario(req.scenario, samples=req.samples).to_contract()
 
     @app.get("/", response_class=HTMLResponse)
     def dashboard() -> str:
