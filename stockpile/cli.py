@@ -487,6 +487,30 @@ def plan(scenario: Optional[Path] = typer.Argument(None, help="Scenario YAML (de
         emit_json(res.to_contract())
     else:
         out.print(res.summary(), highlight=False, markup=False)
+        _render_allocation(res.to_contract())
+
+
+def _render_allocation(doc: dict[str, Any], every: int = 3) -> None:
+    """Chips per chip type and month (every `every` months): training / inference / idle, and utilisation."""
+    rows = doc.get("allocation") or []
+    months = sorted({r["month"] for r in rows})[::every]
+    chips = sorted({r["chip"] for r in rows})
+    t = Table(title=f"Allocation (chips: training / inference / idle, utilisation), every {every} months")
+    t.add_column("month")
+    for c in chips:
+        t.add_column(c, justify="right")
+    by = {(r["month"], r["chip"]): r for r in rows}
+    for m in months:
+        cells = []
+        for c in chips:
+            r = by.get((m, c))
+            if r is None:
+                cells.append("-")
+                continue
+            inf = sum((r.get("inference") or {}).values())
+            cells.append(f"{r['training']:,} / {inf:,} / {r['idle']:,} ({100 * r['utilisation']:.0f}%)")
+        t.add_row(m, *cells)
+    out.print(t)
 
 
 @app.command()
