@@ -36,6 +36,7 @@ from stockpile.perf.inference import (
     disagg_core,
     engine_limits,
     evaluate_core,
+    hybrid_kv,
 )
 from stockpile.perf.layout import Layout, resolve_layout
 from stockpile.perf.operators import ChipConsts, ModelConsts
@@ -180,6 +181,7 @@ class Batch:
                         spec_draft=col(lambda pr: pr.case.spec_draft),
                         spec_accept=col(lambda pr: pr.case.spec_accept)),
             sync=col(lambda pr: 1.0 if pr.case.fixed_lengths and not pr.case.decode_only else 0.0),
+            hybrid=col(lambda pr: hybrid_kv(pr.engine)),
             prefix_hit=col(lambda pr: 1.0 - 1.0 / max(pr.case.isl, 2.0) if pr.case.decode_only else 0.0),
             wdt=col(lambda pr: pr.wdt), kdt=col(lambda pr: pr.kdt))
         if disagg:
@@ -192,7 +194,7 @@ class Batch:
                                pp=col(lambda pr: pr.layout.pp), moe_ep=col(lambda pr: pr.layout.moe_ep),
                                moe_tp=col(lambda pr: pr.layout.moe_tp), replicas=col(lambda pr: pr.layout.replicas),
                                weight_dtype=a["wdt"], kv_dtype=a["kdt"], mode=np.array([_mode(pr.case) for pr in g]),
-                               sync=a["sync"], prefix_hit=a["prefix_hit"], **a["common"])
+                               sync=a["sync"], prefix_hit=a["prefix_hit"], hybrid_kv=a["hybrid"], **a["common"])
         return a
 
     def run(self, cal: Calibration) -> list[float]:
@@ -205,7 +207,8 @@ class Batch:
                 out = disagg_core(a["mc"], a["cc"], p, pre=a["pre"], dec=a["dec"], pre_workers=a["pre_workers"],
                                   dec_workers=a["dec_workers"], weight_dtype=a["wdt"], kv_dtype=a["kdt"],
                                   gemm_peak=a["peak"], kind=a["kind"], prefix_hit=a["prefix_hit"], max_seqs=max_seqs,
-                                  chunk=chunk, mem_util=mem_util, sync=a["sync"], **a["common"])
+                                  chunk=chunk, mem_util=mem_util, sync=a["sync"], hybrid=a["hybrid"],
+                                  **a["common"])
             else:
                 out = evaluate_core(a["mc"], a["cc"], p, a["cfg"], gemm_peak=a["peak"], kind=a["kind"],
                                     max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)

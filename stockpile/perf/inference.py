@@ -87,12 +87,14 @@ def weight_bytes_array(mc: ModelConsts, attn_tp, pp, moe_ep, moe_tp, wbytes):
     return (stage + vocab) * wbytes
 
 
-def kv_bytes_per_token_gpu(mc: ModelConsts, attn_tp, pp, kvbytes, context):
-    """KV bytes one GPU stores per token of one of its sequences (GQA heads split over TP; MLA not)."""
+def kv_bytes_per_token_gpu(mc: ModelConsts, attn_tp, pp, kvbytes, context, hybrid_kv=0.0):
+    """KV bytes one GPU stores per token of one of its sequences (GQA heads split over TP; MLA not).
+
+    Sliding-window layers get full-length KV blocks in most engines' allocators (TensorRT-LLM, SGLang); engines
+    with a hybrid KV manager (vLLM V1) keep only the window for them (`hybrid_kv` = 1)."""
     split = np.minimum(attn_tp, mc.kv_split_max)
-    # Sliding-window layers still get full-length KV blocks in the engines' default allocators (TensorRT-LLM,
-    # SGLang, vLLM before its hybrid allocator); the window saves attention reads, not capacity.
-    layers = mc.full_layers + mc.sliding_layers
+    frac = np.minimum(1.0, mc.window / np.maximum(context, 1.0))
+    layers = mc.full_layers + mc.sliding_layers * (1.0 - hybrid_kv + hybrid_kv * frac)
     return (mc.kv_elems * kvbytes / split * layers + mc.index_bytes * mc.softmax_layers) / pp
 
 
@@ -121,6 +123,7 @@ class Configs:
     max_seqs: Any = None
     chunk: Any = None
     mem_util: Any = None
+    hybrid_kv: Any = None           # 1 where the engine stores only the window for sliding-window layers
     sync: Any = 1.0                 # 1: fixed request lengths (closed loops stay in lockstep); 0: varied
 
 
@@ -140,6 +143,11 @@ def chip_dtype_tables(chip: Chip, dtypes) -> tuple[np.ndarray, np.ndarray]:
         peak, kind, _ = compute_path(chip, str(u))
         peaks[str(u)], kinds[str(u)] = peak, float(DTYPE_KINDS.index(kind))
     return _lookup(wd, peaks), _lookup(wd, kinds)
+
+
+def hybrid_kv(engine: str) -> float:
+    """1.0 if the engine keeps only the window of sliding-window layers in its KV cache (defaults.yaml)."""
+    return 1.0 if engine_defaults()[engine].get("hybrid_kv") else 0.0
 
 
 def engine_limits(engine: str, chip: Chip, cfg: Configs) -> tuple[Any, Any, Any]:
@@ -164,7 +172,8 @@ def evaluate_core(mc: ModelConsts, cc: ChipConsts, p: Params, cfg: Configs, *, g
     moe_ep, moe_tp = np.asarray(cfg.moe_ep, float), np.asarray(cfg.moe_tp, float)
     isl, osl = np.asarray(cfg.isl, float), np.asarray(cfg.osl, float)
     weights = weight_bytes_array(mc, attn_tp, pp, moe_ep, moe_tp, wbytes)
-    kv_tok = kv_bytes_per_token_gpu(mc, attn_tp, pp, kvbytes, isl + osl)
+    kv_tok = kv_bytes_per_token_gpu(mc, attn_tp, pp, kvbytes, isl + osl,
+                                    0.0 if cfg.hybrid_kv is None else np.asarray(cfg.hybrid_kv, float))
     out = serve(mc, cc, p, attn_tp=attn_tp, attn_dp=cfg.attn_dp, pp=pp, moe_ep=moe_ep, moe_tp=moe_tp,
                 replicas=cfg.replicas, wbytes=wbytes, kvbytes=kvbytes, gemm_peak=gemm_peak,
                 dtype_eff=dtype_efficiency(p, kind), weights_gpu=weights, kv_token_gpu=kv_tok, isl=isl, osl=osl,
@@ -183,6 +192,8 @@ def evaluate(model: ModelSpec, chip: Chip, engine: str, cfg: Configs,
     p = params or cal.params(chip.family, engine)
     peak, kind = chip_dtype_tables(chip, cfg.weight_dtype)
     max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg)
+    if cfg.hybrid_kv is None:
+        cfg.hybrid_kv = hybrid_kv(engine)
     return evaluate_core(ModelConsts.of(model), ChipConsts.of(chip), p, cfg, gemm_peak=peak, kind=kind,
                          max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
 
@@ -345,20 +356,20 @@ def evaluate_disagg(model: ModelSpec, chip: Chip, engine: str, *, pre: dict[str,
                        dec_workers=dec_workers, weight_dtype=weight_dtype, kv_dtype=kv_dtype, gemm_peak=peak,
                        kind=kind, isl=isl, osl=osl, concurrency=concurrency, rate=rate, num_requests=num_requests,
                        poisson=poisson, spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit,
-                       max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
+                       max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, hybrid=hybrid_kv(engine))
 
 
 def disagg_core(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict[str, Any], dec: dict[str, Any],
                 pre_workers, dec_workers, weight_dtype, kv_dtype, gemm_peak, kind, isl, osl, concurrency, rate,
                 num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-                mem_util, sync=1.0) -> dict[str, np.ndarray]:
+                mem_util, sync=1.0, hybrid=0.0) -> dict[str, np.ndarray]:
     wbytes = _lookup(weight_dtype, WEIGHT_BYTES)
     kvbytes = _lookup(kv_dtype, {k: BYTES[k] for k in KV_DTYPES})
     isl_a, osl_a = np.asarray(isl, float), np.asarray(osl, float)
     dec_f = {k: np.asarray(v, float) for k, v in dec.items()}
     pre_f = {k: np.asarray(v, float) for k, v in pre.items()}
     dec_w = weight_bytes_array(mc, dec_f["attn_tp"], dec_f["pp"], dec_f["moe_ep"], dec_f["moe_tp"], wbytes)
-    dec_kv = kv_bytes_per_token_gpu(mc, dec_f["attn_tp"], dec_f["pp"], kvbytes, isl_a + osl_a)
+    dec_kv = kv_bytes_per_token_gpu(mc, dec_f["attn_tp"], dec_f["pp"], kvbytes, isl_a + osl_a, hybrid)
     kv_model = kv_bytes_per_token_gpu(mc, 1.0, 1.0, kvbytes, isl_a + osl_a)
     out = serve_disagg(mc, cc, p, pre=pre_f, dec=dec_f, pre_workers=pre_workers, dec_workers=dec_workers,
                        wbytes=wbytes, kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_efficiency(p, kind),

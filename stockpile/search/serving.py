@@ -27,6 +27,7 @@ from stockpile.perf.inference import (
     dominant,
     engine_limits,
     evaluate_core,
+    hybrid_kv,
 )
 from stockpile.perf.operators import ChipConsts, ModelConsts
 from stockpile.perf.serving import MODE_CLOSED
@@ -130,7 +131,7 @@ def _aggregated(model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: float
     cfg = Configs(attn_tp=sp.attn_tp, attn_dp=sp.attn_dp, pp=sp.pp, moe_ep=sp.moe_ep, moe_tp=sp.moe_tp,
                   replicas=sp.replicas, weight_dtype=sp.weight_dtype, kv_dtype=sp.kv_dtype, isl=isl, osl=osl,
                   mode=MODE_CLOSED, concurrency=sp.concurrency, spec_draft=sp.spec_draft, spec_accept=accept,
-                  sync=0.0, chunk=sp.chunk)
+                  sync=0.0, chunk=sp.chunk, hybrid_kv=hybrid_kv(engine))
     max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg)
     out = evaluate_core(ModelConsts.of(model), ChipConsts.of(chip), p, cfg, gemm_peak=peak, kind=kind,
                         max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
@@ -176,7 +177,8 @@ def _disaggregated(model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: fl
                       pre_workers=arr["pre_workers"], dec_workers=arr["dec_workers"], weight_dtype=arr["weight_dtype"],
                       kv_dtype=arr["kv_dtype"], gemm_peak=peak, kind=kind, isl=isl, osl=osl,
                       concurrency=arr["concurrency"], rate=np.nan, num_requests=np.nan, poisson=1.0, spec_draft=0.0,
-                      spec_accept=1.0, prefix_hit=0.0, max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=0.0)
+                      spec_accept=1.0, prefix_hit=0.0, max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=0.0,
+                      hybrid=hybrid_kv(engine))
     return arr, out
 
 
