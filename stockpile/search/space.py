@@ -23,7 +23,8 @@ def weight_dtypes(model: ModelSpec, chip: Chip, engine: str) -> list[str]:
     """Weight formats worth trying: 16-bit, fp8 (native, or weight-only where the engine supports it),
     int4 weight-only (AWQ/GPTQ kernels), fp4 where the chip has native FP4."""
     out = ["bf16" if chip.has_native("bf16") else "fp16"]
-    if chip.has_native("fp8") or engine in ("vllm", "sglang"):
+    # fp8 weights without fp8 tensor cores run through weight-only CUDA kernels (Marlin) on Ampere/Ada only
+    if chip.has_native("fp8") or (engine in ("vllm", "sglang") and chip.family in ("ampere", "ada")):
         out.append("fp8")
     if chip.has_native("int8") and not chip.has_native("fp8"):
         out.append("int8")
