@@ -128,9 +128,11 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     b_open = np.clip(lam * lat_cap / np.maximum(b_cap, 1.0), 1.0, None)
     for _ in range(12 if np.any(mode == MODE_OPEN) else 0):
         _, _, lat_b, _ = closed(b_open)
-        b_open = np.clip(0.5 * b_open + 0.5 * lam * lat_b, 1.0, b_cap)
+        b_open = np.clip(0.5 * b_open + 0.5 * lam * lat_b, 1.0, np.minimum(b_cap, conc_inst))
     is_open = mode == MODE_OPEN
-    b_run = np.where(is_open, np.where(rho < 1, b_open, b_cap), b_run)
+    # a client concurrency cap (rate and max-concurrency both set) bounds the requests in flight: past
+    # saturation the excess waits in the client, outside the measured TTFT
+    b_run = np.where(is_open, np.where(rho < 1, b_open, np.minimum(b_cap, conc_inst)), b_run)
 
     t_it, ttft0, lat, x = closed(b_run)
     tpot = t_it / accept
@@ -161,8 +163,11 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     wq_open = np.where(rho < 1, np.minimum(rho, 0.98) / (2 * (1 - np.minimum(rho, 0.98))) * ttft0
                        * np.where(poisson > 0, 1.0, 0.2), 0.0)
     n_open = np.where(np.isnan(n_inst), 1000.0, n_inst)
-    backlog = np.where(rho >= 1, 0.5 * n_open * (1.0 / x - 1.0 / np.maximum(lam, 1e-12)), 0.0)
-    ttft = np.where(is_open, ttft0 + wq_open + backlog, np.where(is_burst, ttft_burst, ttft0 + wq_closed))
+    backlog = np.where((rho >= 1) & ~np.isfinite(conc_inst),
+                       0.5 * n_open * (1.0 / x - 1.0 / np.maximum(lam, 1e-12)), 0.0)
+    capped = (rho >= 1) & np.isfinite(conc_inst)
+    ttft = np.where(is_open, ttft0 + wq_open + backlog + np.where(capped, wq_closed, 0.0),
+                    np.where(is_burst, ttft_burst, ttft0 + wq_closed))
     tpot = np.where(is_burst & (rest <= 0), tpot_burst, tpot)
 
     # throughput per instance; a burst pays its drain tail
@@ -239,7 +244,8 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     # closed loop beyond either pool's capacity: Little's law gives the wait
     wq_little = np.where(np.isfinite(closed_conc), np.maximum(closed_conc / x - lat0, 0.0), 0.0)
     n = np.where(np.isnan(f(num_requests)), 1000.0, f(num_requests))
-    backlog = np.where(np.isfinite(lam) & (lam > x), 0.5 * n * (1 / x - 1 / lam), 0.0)
+    # a client concurrency cap keeps the excess of an over-fast request rate out of the measured TTFT
+    backlog = np.where(np.isfinite(lam) & (lam > x) & ~np.isfinite(closed_conc), 0.5 * n * (1 / x - 1 / lam), 0.0)
     # fixed-length closed loops arrive in lockstep: C prompts queue at the prefill pool together
     lockstep = np.where(np.isfinite(closed_conc), f(sync) * p.sync_eff * np.maximum(
         closed_conc / (f(pre_workers) * f(pre["attn_dp"])) - 1.0, 0.0) / 2.0 * new_isl * t_big / big, 0.0)
