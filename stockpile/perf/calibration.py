@@ -7,7 +7,7 @@ efficiency curve, attention efficiency, communication, MoE imbalance, low-precis
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -79,9 +79,6 @@ class Params:
     act_rw: float
     a2a_latency_s: float
     expert_mem_eff: float
-
-    def with_(self, **kw: float) -> "Params":
-        return replace(self, **kw)
 
     @classmethod
     def stack(cls, items: list["Params"]) -> "Params":

@@ -342,23 +342,6 @@ def _limit_text(r: dict[str, Any], layout: Layout, concurrency: float | None, pa
     return dominant(parts)
 
 
-def evaluate_disagg(model: ModelSpec, chip: Chip, engine: str, *, pre: dict[str, Any], dec: dict[str, Any],
-                    pre_workers, dec_workers, weight_dtype, kv_dtype, isl, osl, concurrency=np.nan, rate=np.nan,
-                    num_requests=np.nan, poisson=1.0, spec_draft=0, spec_accept=1.0, prefix_hit=0.0,
-                    calibration: Calibration | None = None, params: Params | None = None) -> dict[str, np.ndarray]:
-    """Vectorised prefill/decode-disaggregated evaluation; `pre`/`dec` hold layout arrays
-    (attn_tp, attn_dp, pp, moe_ep, moe_tp)."""
-    cal = calibration or load_calibration()
-    p = params or cal.params(chip.family, engine)
-    peak, kind = chip_dtype_tables(chip, weight_dtype)
-    max_seqs, chunk, mem_util = engine_limits(engine, chip, Configs())
-    return disagg_core(ModelConsts.of(model), ChipConsts.of(chip), p, pre=pre, dec=dec, pre_workers=pre_workers,
-                       dec_workers=dec_workers, weight_dtype=weight_dtype, kv_dtype=kv_dtype, gemm_peak=peak,
-                       kind=kind, isl=isl, osl=osl, concurrency=concurrency, rate=rate, num_requests=num_requests,
-                       poisson=poisson, spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit,
-                       max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, hybrid=hybrid_kv(engine))
-
-
 def disagg_core(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict[str, Any], dec: dict[str, Any],
                 pre_workers, dec_workers, weight_dtype, kv_dtype, gemm_peak, kind, isl, osl, concurrency, rate,
                 num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
