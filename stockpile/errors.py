@@ -35,6 +35,8 @@ class UnknownNameError(InputError):
         text = f"unknown {field} '{name}'"
         if self.suggestions:
             text += "; did you mean " + ", ".join(self.suggestions) + "?"
+        elif len(known) <= 12:
+            text += "; known: " + ", ".join(known)
         if hint:
             text += f" ({hint})"
         super().__init__(field, text)

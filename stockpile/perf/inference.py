@@ -264,6 +264,9 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         raise InputError("request_rate", "give either --concurrency or --request-rate, not both")
     if not 0 <= prefix_hit < 1:
         raise InputError("prefix_hit", f"must be in [0, 1), got {prefix_hit}")
+    if model.heads % layout.attn_tp:
+        raise InputError("tp", f"{model.heads} attention heads do not split over TP{layout.attn_tp}; use a TP "
+                               f"that divides {model.heads}")
     mode = MODE_OPEN if request_rate else MODE_CLOSED if concurrency else MODE_OFFLINE
     cal = calibration or load_calibration()
     p = cal.params(chip.family, engine)

@@ -73,8 +73,9 @@ def instance_layouts(model: ModelSpec, gpus: int, domain: int, engine: str) -> l
             world = size // pp
             if world > max(domain, 8) * 2 and pp == 1:
                 continue                     # TP across more than two domains is never the best
-            out.append((world, 1, pp, 1, world))
-            if model.is_moe:
+            if model.heads % world == 0:     # engines need the attention heads to split evenly over TP
+                out.append((world, 1, pp, 1, world))
+            if model.is_moe and model.heads % world == 0:
                 out.append((world, 1, pp, world, 1))                      # EP over the TP group
                 if ENGINE_ATTN_DP.get(engine) and world > 1 and (model.is_mla or model.kv_heads < world):
                     out.append((1, world, pp, world, 1))                  # attention DP + EP

@@ -105,3 +105,9 @@ def test_bad_inputs_name_the_field(tiny_model, tiny_chip, kw, field):
     with pytest.raises(InputError) as e:
         est(tiny_model, tiny_chip, **kw)
     assert e.value.field == field
+
+
+def test_tp_must_split_the_heads(tiny_model, tiny_chip):
+    with pytest.raises(InputError) as e:
+        est(tiny_model, tiny_chip, layout=resolve_layout(gpus=3, tp=3))
+    assert e.value.field == "tp" and "16 attention heads" in str(e.value)
