@@ -30,9 +30,8 @@ import shlex
 
 from .flags import ArgvBuilder, load_table
 from .launch import LEADER_PLACEHOLDER, Launch, check_node_rank, script
-from .spec import PD_TRANSFER, DeployError, DeploySpec
+from .spec import PD_TRANSFER, TORCH_DTYPE, DeployError, DeploySpec
 
-_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
 _KV = {"bf16": "bf16", "fp16": "auto", "fp8": "fp8_e4m3"}
 _ALGO = {"mtp": "EAGLE", "eagle": "EAGLE", "eagle3": "EAGLE3", "ngram": "NGRAM"}
 DIST_PORT = 20000
@@ -55,13 +54,11 @@ def sglang_command(spec: DeploySpec, role: str | None = None, node_rank: int | s
         b.value("--dp-size", lay.dp)
     if lay.ep > 1:
         b.value("--ep-size", lay.ep)
-    if spec.weight_dtype in _DTYPE:
-        b.value("--dtype", _DTYPE[spec.weight_dtype])
-    quant = spec.quantization or ("fp8" if spec.weight_dtype == "fp8" else None)
-    if quant:
-        b.value("--quantization", quant)
-    act = "fp16" if spec.weight_dtype == "fp16" else "bf16"
-    b.value("--kv-cache-dtype", "auto" if spec.kv_dtype == act else _KV[spec.kv_dtype])
+    if spec.weight_dtype in TORCH_DTYPE:
+        b.value("--dtype", TORCH_DTYPE[spec.weight_dtype])
+    if spec.quantization_method:
+        b.value("--quantization", spec.quantization_method)
+    b.value("--kv-cache-dtype", "auto" if spec.kv_follows_activations else _KV[spec.kv_dtype])
     b.value("--max-running-requests", spec.max_num_seqs)
     if spec.max_num_batched_tokens is not None:
         b.value("--chunked-prefill-size", spec.max_num_batched_tokens)

@@ -43,6 +43,10 @@ PD_TRANSFER: dict[str, dict[str, str]] = {
 }
 
 
+# --dtype values shared by vLLM and SGLang (torch dtype names) for 16-bit checkpoints
+TORCH_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
+
+
 class DeployError(StockpileError, ValueError):
     """A spec the deploy layer cannot turn into a working launch; the message names field and fix."""
 
@@ -187,6 +191,16 @@ class DeploySpec(_Model):
     replicas: int = _pos()
     port: int = Field(default=8000, ge=1, le=65535)
     served_model_name: str | None = None
+
+    @property
+    def quantization_method(self) -> str | None:
+        """The engine's quantization method: the one given, else fp8 for fp8 weights (both engines' spelling)."""
+        return self.quantization or ("fp8" if self.weight_dtype == "fp8" else None)
+
+    @property
+    def kv_follows_activations(self) -> bool:
+        """True when the KV cache keeps the activations' dtype, which both engines express as 'auto'."""
+        return self.kv_dtype == ("fp16" if self.weight_dtype == "fp16" else "bf16")
 
     def layouts(self) -> list[Layout]:
         """The roles to launch: ``serve`` alone, or ``prefill`` + ``decode`` when disaggregated."""

@@ -31,10 +31,9 @@ import shlex
 
 from .flags import ArgvBuilder, load_table
 from .launch import LEADER_PLACEHOLDER, Launch, check_node_rank, script
-from .spec import PD_TRANSFER, DeploySpec, Layout
+from .spec import PD_TRANSFER, TORCH_DTYPE, DeploySpec, Layout
 
 _KV = {"bf16": "bfloat16", "fp16": "float16", "fp8": "fp8"}
-_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
 MASTER_PORT = 29501  # vllm/config/parallel.py ParallelConfig.master_port default
 
 
@@ -83,13 +82,11 @@ def vllm_command(spec: DeploySpec, role: str | None = None, node_rank: int | str
         b.value("--data-parallel-size", dp)
     if lay.ep > 1:
         b.toggle("--enable-expert-parallel", True)
-    if spec.weight_dtype in _DTYPE:
-        b.value("--dtype", _DTYPE[spec.weight_dtype])
-    quant = spec.quantization or ("fp8" if spec.weight_dtype == "fp8" else None)
-    if quant:
-        b.value("--quantization", quant)
-    act = "fp16" if spec.weight_dtype == "fp16" else "bf16"  # activation dtype of quantized checkpoints
-    b.value("--kv-cache-dtype", "auto" if spec.kv_dtype == act else _KV[spec.kv_dtype])
+    if spec.weight_dtype in TORCH_DTYPE:
+        b.value("--dtype", TORCH_DTYPE[spec.weight_dtype])
+    if spec.quantization_method:
+        b.value("--quantization", spec.quantization_method)
+    b.value("--kv-cache-dtype", "auto" if spec.kv_follows_activations else _KV[spec.kv_dtype])
     b.value("--max-num-seqs", spec.max_num_seqs)
     if spec.max_num_batched_tokens is not None:
         b.value("--max-num-batched-tokens", spec.max_num_batched_tokens)

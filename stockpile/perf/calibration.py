@@ -48,7 +48,6 @@ FAMILY_GROUPS = {
     "ascend": "ascend", "gaudi": "other", "tpu": "other", "kunlun": "other", "cambricon": "other",
     "hygon": "other", "moore-threads": "other", "biren": "other", "t-head": "other",
 }
-ENGINES = ("vllm", "sglang", "trtllm", "tgi", "other")
 
 
 @dataclass(frozen=True)
