@@ -89,9 +89,8 @@ def prepare(case: InferenceCase) -> Prepared:
     kdt = case.kv_dtype or ("fp8" if engine == "trtllm" and wdt in ("fp8", "fp4") else "bf16")
     if kdt not in KV_DTYPES:
         raise StockpileError(f"kv_dtype: unknown '{kdt}'")
-    for fig in ("memory_gb", "memory_bw_gbs"):
-        if getattr(chip, fig) is None:
-            raise MissingFigureError(f"chip '{case.chip}' has no sourced {fig}")
+    _chip_consts(chip)          # every figure the model needs, checked per row (MissingFigureError names it)
+    chip_dtype_tables(chip, wdt)
     devices = case.gpus * units
     prep = Prepared(case, model, chip, engine, None, wdt, kdt, case.gpus, units)
     if case.decode_pool is not None and case.prefill_pool is not None:
