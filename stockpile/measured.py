@@ -116,6 +116,23 @@ _NEXTN_LAYERS = re.compile(r"(\d+)\s*nextn layers", re.I)
 _ACCEPT = re.compile(r"accept(?:ance)? length\s*(?:of\s*)?(?:~\s*)?([\d.]+)", re.I)
 _PROMPTS = re.compile(r"(\d[\d,]*)\s*(?:successful\s+)?(?:prompts|requests)\b", re.I)
 _OVER = re.compile(r"over (\d[\d,]*) successful requests", re.I)
+_RANGE_RATIO = re.compile(r"range[-_ ]ratio\s*=?\s*([\d.]+)", re.I)
+# InferenceX's harness (SemiAnalysisAI/InferenceX .github/workflows/benchmark-tmpl.yml and
+# benchmark-multinode-tmpl.yml: RANDOM_RANGE_RATIO 0.8) draws every prompt and output length uniformly from
+# [int(0.8 L), L] (utils/bench_serving/benchmark_serving.py, sample_random_requests; --ignore-eos), the
+# same rule as sglang.bench_serving's random dataset. Rows that name that dataset without a ratio use it.
+INFERENCEX_RANGE_RATIO = 0.8
+_INFERENCEX_RANDOM = re.compile(r"inferencex random dataset", re.I)
+
+
+def random_length_ratio(notes: str) -> float | None:
+    """The random dataset's range ratio r (lengths uniform in [r L, L]) when the notes give or imply one."""
+    m = _RANGE_RATIO.search(notes)
+    if m:
+        return min(float(m.group(1).rstrip(".")), 1.0)
+    if _INFERENCEX_RANDOM.search(notes):
+        return INFERENCEX_RANGE_RATIO
+    return None
 _IX_POOL = re.compile(r"(prefill|decode):? (\d+) worker\(s\) TP(\d+)/EP(\d+)( attnDP)? = (\d+) GPUs", re.I)
 _CARDS_POOL = re.compile(r"(prefill|decode)[^;,]*?(?:(\d+)\s*(?:instances\s*)?x\s*)?(\d+) cards\s*\(?tp(\d+) dp(\d+)", re.I)
 
@@ -213,6 +230,13 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         fixed_lengths=not re.search(r"sharegpt|variance|\+/-|varied|random around|nominal isl", notes, re.I))
     if case.isl <= 0 or case.osl <= 0:
         raise InputError("input_len", "input_len and output_len must be positive")
+    ratio = random_length_ratio(notes)
+    if ratio is not None and ratio < 1.0:
+        scale = (1.0 + ratio) / 2.0          # mean of a uniform draw from [r L, L]
+        case.isl, case.osl = case.isl * scale, case.osl * scale
+        case.fixed_lengths = False
+        case.notes_used.append(f"random lengths uniform in [{ratio:g} L, L]: mean input {case.isl:.0f}, "
+                               f"output {case.osl:.0f} tokens")
     if case.osl > 1 and metric.startswith("output") and re.search(
             r"decode-phase|decode throughput only|\"decode batch\" log", notes, re.I):
         case.decode_only = True

@@ -46,3 +46,13 @@ def test_inferencex_pools():
 def test_ascend_card_pools_count_dies():
     pre, dec = parse_pools("PD disaggregation: prefill 8 cards tp16 dp2, decode 8 cards tp16 dp16; MTP", 2)
     assert (pre.tp, pre.dp, pre.gpus) == (16, 2, 16) and (dec.dp, dec.gpus) == (16, 16)
+
+
+def test_random_range_ratio_sets_mean_lengths():
+    fixed = inference_case({**ROW, "notes": "sglang.bench_serving random dataset, random-range-ratio 1 (fixed lengths)"})
+    assert (fixed.isl, fixed.osl, fixed.fixed_lengths) == (1000.0, 200.0, True)
+    half = inference_case({**ROW, "notes": "random dataset, --random-range-ratio 0.5"})
+    assert (half.isl, half.osl, half.fixed_lengths) == (750.0, 150.0, False)
+    # InferenceX's harness draws lengths from [0.8 L, L]: a row naming its dataset gets mean 0.9 L
+    ix = inference_case({**ROW, "notes": "nominal ISL/OSL (InferenceX random dataset)"})
+    assert (ix.isl, ix.osl) == pytest.approx((900.0, 180.0)) and any("uniform" in u for u in ix.notes_used)
