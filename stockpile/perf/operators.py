@@ -180,10 +180,12 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     eff_e = gemm_eff(p, np.maximum(rows_per_expert, 1.0)) * dtype_eff * width / (width + p.gemm_n_half)
     # grouped-GEMM kernels stream many small expert matrices: a lower share of HBM bandwidth than dense GEMMs
     t_moe = np.maximum(flops / (gemm_peak * eff_e), w_exp_gpu * hit * wbytes / (bw * p.expert_mem_eff))
-    # all-to-all dispatch (fp8) + combine (bf16) across the EP group, partly hidden behind compute
+    # all-to-all dispatch (fp8) + combine (bf16) across the EP group, partly hidden behind compute. Only when
+    # attention runs data parallel do the ranks hold different tokens; under tensor-parallel attention every
+    # rank already holds the whole batch, runs its own experts on it, and the layer's all-reduce sums them
     a2a_bytes = tokens * mc.top_k * mc.hidden * (1.0 + ACT_BYTES)
-    t_a2a = np.where(moe_ep > 1, (mc.moe_layers / pp) * alltoall_time(cc, p, moe_ep * moe_tp, a2a_bytes),
-                     0.0) * (1 - p.overlap_comm)
+    t_a2a = np.where((moe_ep > 1) & (attn_dp > 1),
+                     (mc.moe_layers / pp) * alltoall_time(cc, p, moe_ep * moe_tp, a2a_bytes), 0.0) * (1 - p.overlap_comm)
     # 4. attention core: decode reads the KV cache; prefill is compute-bound
     kv_split = np.minimum(attn_tp, mc.kv_split_max)
     ctx_eff = np.where(mc.sparse_topk > 0, np.minimum(dec_ctx, mc.sparse_topk), dec_ctx)
