@@ -32,11 +32,11 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "burst_tail": 0.5,          # drain tail of a burst run, in request lifetimes at the running batch
     "burst_tail_var": 1.5,      # the same for variable-length datasets (the longest outputs finish last)
     "overlap_comm": 0.3,        # fraction of EP/TP communication hidden behind compute
-    "sync_eff": 0.5,
+    "sync_eff": 0.5,            # how much of a fixed-length closed loop's lockstep prefill queue persists
     "gemm_n_half": 128.0,       # GEMM N (output width per GPU) at which tile utilisation halves efficiency
-    "act_rw": 8.0,
-    "a2a_latency_s": 4e-5,
-    "expert_mem_eff": 0.85,     # bandwidth share of grouped expert GEMMs relative to dense GEMMs      # latency of one expert all-to-all phase (dispatch or combine)              # hidden-state reads/writes per layer and token outside GEMMs            # how much of a fixed-length closed loop's lockstep prefill queue persists
+    "act_rw": 8.0,              # hidden-state reads/writes per layer and token outside GEMMs
+    "a2a_latency_s": 4e-5,      # latency of one expert all-to-all phase (dispatch or combine)
+    "expert_mem_eff": 0.85,     # bandwidth share of grouped expert GEMMs relative to dense GEMMs
 }
 FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8}
 ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-6, "kernel_eff": 1.0, "ttft_s": 0.02}
