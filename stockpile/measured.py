@@ -166,6 +166,11 @@ def parse_pools(notes: str, chip_units: int = 1) -> tuple[PoolLayout | None, Poo
     for m in _IX_POOL.finditer(notes):
         role, workers, tp, ep, adp, gpus = m.groups()
         tp_i, ep_i = int(tp), int(ep)
+        adp = adp or ep_i > tp_i        # experts over more GPUs than the attention TP group: attention is DP
+        if adp:
+            # attention data parallel spans the worker, one attention rank per GPU (SGLang's --tp N --dp N
+            # --enable-dp-attention); the stated TP is either that N or the per-rank attention TP of 1
+            tp_i = max(int(gpus) // max(int(workers), 1), 1)
         pools.setdefault(role.lower(), PoolLayout(int(workers), tp_i, ep_i, tp_i if adp else 1, bool(adp),
                                                   int(gpus)))
     if not pools:

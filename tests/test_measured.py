@@ -56,3 +56,11 @@ def test_random_range_ratio_sets_mean_lengths():
     # InferenceX's harness draws lengths from [0.8 L, L]: a row naming its dataset gets mean 0.9 L
     ix = inference_case({**ROW, "notes": "nominal ISL/OSL (InferenceX random dataset)"})
     assert (ix.isl, ix.osl) == pytest.approx((900.0, 180.0)) and any("uniform" in u for u in ix.notes_used)
+
+
+def test_attention_dp_pools_span_the_worker():
+    # AMD/GB200 notation: TP1 per attention rank; experts over the worker imply data-parallel attention
+    pre, dec = parse_pools("disaggregated prefill/decode: prefill 1 worker(s) TP1/EP8 = 8 GPUs; "
+                           "decode 1 worker(s) TP1/EP1 attnDP = 4 GPUs")
+    assert (pre.tp, pre.dp, pre.attention_dp) == (8, 8, True)
+    assert (dec.tp, dec.ep, dec.dp, dec.attention_dp) == (4, 1, 4, True)

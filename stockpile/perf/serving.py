@@ -238,6 +238,11 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     lat0 = t_p1 + t_kv + p.ttft_s + (steps - 1.0) * td
     x_dec = workers * np.minimum(b, np.maximum(np.minimum(conc_w, b_cap), 1e-9)) / lat0
     x = np.minimum(np.minimum(x_dec, mu_pre), lam)
+    # a prefill-bound pool starves the decoders: the excess requests wait at prefill, and the decode batch is
+    # only the requests in flight there (Little's law at the pool's throughput), so decode steps run lighter
+    for _ in range(4):
+        b = np.maximum(np.minimum(b, x * (steps - 1.0) * td / workers), 1.0)
+        td = t_dec(b)
     rho = np.minimum(x / mu_pre, 0.98)
     wq = rho / (2 * (1 - rho)) * t_p1 * np.where(f(poisson) > 0, 1.0, 0.2)
     closed_conc = np.where(np.isnan(conc), np.inf, conc)
