@@ -167,10 +167,13 @@ def parse_pools(notes: str, chip_units: int = 1) -> tuple[PoolLayout | None, Poo
         role, workers, tp, ep, adp, gpus = m.groups()
         tp_i, ep_i = int(tp), int(ep)
         adp = adp or ep_i > tp_i        # experts over more GPUs than the attention TP group: attention is DP
+        per_worker = max(int(gpus) // max(int(workers), 1), 1)
         if adp:
             # attention data parallel spans the worker, one attention rank per GPU (SGLang's --tp N --dp N
             # --enable-dp-attention); the stated TP is either that N or the per-rank attention TP of 1
-            tp_i = max(int(gpus) // max(int(workers), 1), 1)
+            tp_i = per_worker
+        elif tp_i < per_worker:
+            tp_i = per_worker           # a worker spans its GPUs: "TP1" on a 4-GPU worker is a per-rank figure
         pools.setdefault(role.lower(), PoolLayout(int(workers), tp_i, ep_i, tp_i if adp else 1, bool(adp),
                                                   int(gpus)))
     if not pools:

@@ -64,3 +64,8 @@ def test_attention_dp_pools_span_the_worker():
                            "decode 1 worker(s) TP1/EP1 attnDP = 4 GPUs")
     assert (pre.tp, pre.dp, pre.attention_dp) == (8, 8, True)
     assert (dec.tp, dec.ep, dec.dp, dec.attention_dp) == (4, 1, 4, True)
+
+
+def test_a_pool_worker_spans_its_gpus():
+    pre, _ = parse_pools("prefill 1 worker(s) TP1/EP1 = 4 GPUs; decode 2 worker(s) TP8/EP1 = 16 GPUs")
+    assert (pre.tp, pre.dp, pre.attention_dp) == (4, 1, False)

@@ -37,6 +37,7 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "act_rw": 8.0,              # hidden-state reads/writes per layer and token outside GEMMs
     "a2a_latency_s": 4e-5,      # latency of one expert all-to-all phase (dispatch or combine)
     "expert_mem_eff": 0.85,     # bandwidth share of grouped expert GEMMs relative to dense GEMMs
+    "pd_handoff_s": 0.02,       # disaggregated serving: prefill-to-decode hand-off (routing, transfer set-up)
 }
 FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8}
 ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-6, "kernel_eff": 1.0, "ttft_s": 0.02}
@@ -78,6 +79,7 @@ class Params:
     act_rw: float
     a2a_latency_s: float
     expert_mem_eff: float
+    pd_handoff_s: float
 
     @classmethod
     def stack(cls, items: list["Params"]) -> "Params":

@@ -235,7 +235,7 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
                            b_cap)
         b = np.maximum(0.5 * b + 0.5 * b_new, 1.0)
     td = t_dec(b)
-    lat0 = t_p1 + t_kv + p.ttft_s + (steps - 1.0) * td
+    lat0 = t_p1 + t_kv + p.ttft_s + p.pd_handoff_s + (steps - 1.0) * td
     x_dec = workers * np.minimum(b, np.maximum(np.minimum(conc_w, b_cap), 1e-9)) / lat0
     x = np.minimum(np.minimum(x_dec, mu_pre), lam)
     # a prefill-bound pool starves the decoders: the excess requests wait at prefill, and the decode batch is
@@ -254,7 +254,7 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     # fixed-length closed loops arrive in lockstep: C prompts queue at the prefill pool together
     lockstep = np.where(np.isfinite(closed_conc), f(sync) * p.sync_eff * np.maximum(
         closed_conc / (f(pre_workers) * f(pre["attn_dp"])) - 1.0, 0.0) / 2.0 * new_isl * t_big / big, 0.0)
-    ttft = t_p1 + t_kv + p.ttft_s + np.maximum(wq, wq_little) + backlog + lockstep
+    ttft = t_p1 + t_kv + p.ttft_s + p.pd_handoff_s + np.maximum(wq, wq_little) + backlog + lockstep
     return {"fits": fits, "max_batch": b_cap * workers, "batch": b * workers, "ttft_s": ttft, "tpot_s": td / accept,
             "itl_s": td, "e2e_s": ttft + (steps - 1) * td, "requests_per_s": x, "output_tokens_per_s": x * osl,
             "total_tokens_per_s": x * (isl + osl), "kv_budget_bytes": kv_budget, "utilisation": rho}
