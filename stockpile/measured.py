@@ -51,6 +51,7 @@ class PoolLayout:
     dp: int
     attention_dp: bool
     gpus: int
+    pp: int = 1
 
 
 @dataclass
@@ -134,6 +135,10 @@ def random_length_ratio(notes: str) -> float | None:
         return INFERENCEX_RANGE_RATIO
     return None
 _IX_POOL = re.compile(r"(prefill|decode):? (\d+) worker\(s\) TP(\d+)/EP(\d+)( attnDP)? = (\d+) GPUs", re.I)
+# "1 prefill node (pp8) + 1 decode node (ep8)", "prefill 2 nodes tp32 ..., decode 2 nodes tp32 dp8 ep32"
+_NODE_POOL = re.compile(r"(?:(\d+) (prefill|decode) nodes?\s*\(([^)]*)\)|(prefill|decode):? (\d+) nodes?([^;,+]*))",
+                        re.I)
+_DEGREE = re.compile(r"\b(tp|pp|ep|dp)\s*(\d+)", re.I)
 _CARDS_POOL = re.compile(r"(prefill|decode)[^;,]*?(?:(\d+)\s*(?:instances\s*)?x\s*)?(\d+) cards\s*\(?tp(\d+) dp(\d+)", re.I)
 
 
@@ -160,7 +165,7 @@ def parse_spec(notes: str, engine: str) -> tuple[int, float, list[str]]:
     return draft, accept, used
 
 
-def parse_pools(notes: str, chip_units: int = 1) -> tuple[PoolLayout | None, PoolLayout | None]:
+def parse_pools(notes: str, chip_units: int = 1, total_gpus: int = 0) -> tuple[PoolLayout | None, PoolLayout | None]:
     """Prefill and decode pools of a disaggregated run, from the notes' layout text."""
     pools: dict[str, PoolLayout] = {}
     for m in _IX_POOL.finditer(notes):
@@ -182,7 +187,30 @@ def parse_pools(notes: str, chip_units: int = 1) -> tuple[PoolLayout | None, Poo
             n = int(inst or 1)
             pools.setdefault(role.lower(), PoolLayout(n, int(tp), int(tp), int(dp), int(dp) > 1,
                                                       n * int(cards) * chip_units))
+    if not pools and total_gpus:
+        pools = _node_pools(notes, total_gpus * chip_units)
     return pools.get("prefill"), pools.get("decode")
+
+
+def _node_pools(notes: str, devices: int) -> dict[str, PoolLayout]:
+    """Pools given in nodes ("1 prefill node (pp8) + 1 decode node (ep8)"): each role is one instance over its
+    nodes; a node holds the row's devices divided by all the nodes named."""
+    found: dict[str, tuple[int, dict[str, int]]] = {}
+    for m in _NODE_POOL.finditer(notes):
+        n, role, text = (m.group(1), m.group(2), m.group(3)) if m.group(2) else (m.group(5), m.group(4), m.group(6))
+        deg = {k.lower(): int(v) for k, v in _DEGREE.findall(text or "")}
+        found.setdefault(role.lower(), (int(n), deg))
+    if set(found) != {"prefill", "decode"}:
+        return {}
+    per_node = devices // sum(n for n, _ in found.values())
+    pools: dict[str, PoolLayout] = {}
+    for role, (n, deg) in found.items():
+        gpus = max(n * per_node, 1)
+        pp = deg.get("pp", 1)
+        tp = deg.get("tp", max(gpus // pp, 1))
+        dp = deg.get("dp", 1)
+        pools[role] = PoolLayout(1, tp, deg.get("ep", 1), dp, dp > 1, gpus, pp)
+    return pools
 
 
 def read_rows(path: str | Path) -> tuple[str, list[dict[str, str]]]:
@@ -250,6 +278,7 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         case.decode_only = True
         case.notes_used.append("decode-phase measurement: prompt prefill left out of the prediction")
     units = 2 if case.chip.startswith("ascend-910c") else 1
-    if re.search(r"disaggregat", notes, re.I) and not re.search(r"no disagg|aggregated \(no", notes, re.I):
-        case.prefill_pool, case.decode_pool = parse_pools(notes, units)
+    if (re.search(r"disaggregat|prefill nodes?\b.*decode nodes?\b", notes, re.I)
+            and not re.search(r"no disagg|aggregated \(no", notes, re.I)):
+        case.prefill_pool, case.decode_pool = parse_pools(notes, units, case.gpus)
     return case

@@ -117,8 +117,8 @@ def _attention_dp_draft(case: InferenceCase, attention_dp: bool) -> None:
 
 def _pool(pool: PoolLayout, model: ModelSpec) -> tuple[Layout, int]:
     per_worker = max(pool.gpus // max(pool.workers, 1), 1)
-    lay = resolve_layout(gpus=per_worker, tp=pool.tp, ep=pool.ep, dp=pool.dp if pool.attention_dp else 1,
-                         is_moe=model.is_moe, attention_dp=pool.attention_dp)
+    lay = resolve_layout(gpus=per_worker, tp=pool.tp, pp=pool.pp, ep=pool.ep,
+                         dp=pool.dp if pool.attention_dp else 1, is_moe=model.is_moe, attention_dp=pool.attention_dp)
     return lay, pool.workers * lay.replicas
 
 

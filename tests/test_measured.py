@@ -69,3 +69,11 @@ def test_attention_dp_pools_span_the_worker():
 def test_a_pool_worker_spans_its_gpus():
     pre, _ = parse_pools("prefill 1 worker(s) TP1/EP1 = 4 GPUs; decode 2 worker(s) TP8/EP1 = 16 GPUs")
     assert (pre.tp, pre.dp, pre.attention_dp) == (4, 1, False)
+
+
+def test_pools_given_in_nodes():
+    pre, dec = parse_pools("H20-96G, 1 prefill node (pp8) + 1 decode node (ep8) = 16 GPUs", 1, 16)
+    assert (pre.pp, pre.tp, pre.gpus) == (8, 1, 8) and (dec.tp, dec.ep, dec.gpus) == (8, 8, 8)
+    pre, dec = parse_pools("PD disaggregation: prefill 2 nodes tp32 with context parallel, decode 2 nodes tp32 dp8 "
+                           "ep32; MTP", 2, 32)
+    assert (pre.tp, pre.gpus) == (32, 32) and (dec.dp, dec.ep, dec.attention_dp) == (8, 32, True)

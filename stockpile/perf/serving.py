@@ -222,7 +222,8 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     big = np.maximum(f(chunk), new_isl)
     t_big = f(pre["pp"]) * stage_time(mc, cc, p, **pre, **dtypes, dec_seqs=zero, dec_tokens=zero, dec_ctx=dec_ctx,
                                       pre_tokens=big, pre_ctx=pre_ctx)
-    mu_pre = f(pre_workers) * f(pre["attn_dp"]) * big / (t_big * new_isl)      # requests/s, whole pool
+    # requests/s, whole pool; a pipelined prefill worker holds one chunk in each of its pp stages
+    mu_pre = f(pre_workers) * f(pre["attn_dp"]) * f(pre["pp"]) * big / (t_big * new_isl)
     t_kv = isl * f(kv_token_model) / (cc.scaleout_bw * p.comm_eff * f(pre_gpus_worker)) + 1e-3
     workers = f(dec_workers)
     conc_w = np.where(np.isnan(conc), np.inf, conc / workers)

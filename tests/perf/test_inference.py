@@ -111,3 +111,25 @@ def test_tp_must_split_the_heads(tiny_model, tiny_chip):
     with pytest.raises(InputError) as e:
         est(tiny_model, tiny_chip, layout=resolve_layout(gpus=3, tp=3))
     assert e.value.field == "tp" and "16 attention heads" in str(e.value)
+
+
+def _disagg(model, chip, pre_pp: int, pre_tp: int, conc: float):
+    from stockpile.perf.inference import chip_dtype_tables, disagg_core
+    from stockpile.perf.operators import ChipConsts, ModelConsts
+    p = PRIORS.params(chip.family, "sglang")
+    peak, kind = chip_dtype_tables(chip, np.array(["bf16"]))
+    lay = lambda tp, pp: dict(attn_tp=tp, attn_dp=1, pp=pp, moe_ep=1, moe_tp=tp)  # noqa: E731
+    return disagg_core(ModelConsts.of(model), ChipConsts.of(chip), p, pre=lay(pre_tp, pre_pp), dec=lay(1, 1),
+                       pre_workers=1, dec_workers=4, weight_dtype=np.array(["bf16"]), kv_dtype=np.array(["bf16"]),
+                       gemm_peak=peak, kind=kind, isl=8000.0, osl=50.0, concurrency=conc, rate=np.nan,
+                       num_requests=np.nan, poisson=1.0, spec_draft=0.0, spec_accept=1.0, prefix_hit=0.0,
+                       max_seqs=256.0, chunk=8192.0, mem_util=0.9)
+
+
+def test_pipelined_prefill_pool_keeps_every_stage_busy(tiny_model, tiny_chip):
+    # long prompts, short answers, one prefill worker: the prefill pool bounds throughput; a two-stage
+    # pipeline of it must not halve what the same two GPUs do as tensor parallel
+    pp2 = float(_disagg(tiny_model, tiny_chip, 2, 1, 256.0)["requests_per_s"][0])
+    tp2 = float(_disagg(tiny_model, tiny_chip, 1, 2, 256.0)["requests_per_s"][0])
+    one = float(_disagg(tiny_model, tiny_chip, 1, 1, 256.0)["requests_per_s"][0])
+    assert pp2 > 1.6 * one and pp2 > 0.7 * tp2
