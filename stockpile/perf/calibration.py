@@ -40,7 +40,8 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "pd_handoff_s": 0.02,       # disaggregated serving: prefill-to-decode hand-off (routing, transfer set-up)
 }
 FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8}
-ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-6, "kernel_eff": 1.0, "ttft_s": 0.02}
+ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-6, "kernel_eff": 1.0, "ttft_s": 0.02,
+                                     "eager_layer_s": 3e-4}     # host launch time per layer of a prefill step
 
 # Families that share kernels and behaviour closely enough to share a calibration.
 FAMILY_GROUPS = {
@@ -61,6 +62,7 @@ class Params:
     seq_s: float
     kernel_eff: float
     ttft_s: float
+    eager_layer_s: float
     gemm_m_half: float
     attn_eff: float
     comm_eff: float

@@ -207,12 +207,17 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     t_pp = np.where(pp > 1, p.comm_latency_s + ar_bytes / (link_bw(cc, attn_tp * pp) * p.comm_eff), 0.0)
     # 7. engine overhead per step (scheduling, launch) and per running sequence on this rank (sampling)
     t_over = p.step_s + p.seq_s * dec_seqs
+    # a step that carries prompt tokens runs outside CUDA graphs: the host launches its kernels layer by layer
+    # (an MoE layer about twice the kernels of a dense one), asynchronously, so the step takes the longer of
+    # the host's launch work and the device's execution
+    eager = np.where(pre_tokens > 0.5, (mc.layers + mc.moe_layers) / pp * p.eager_layer_s, 0.0)
     # 8. activation traffic: norms, residuals, rotary, activation functions and MoE permutes read and write
     # the hidden state a few times per layer and token (act_rw tensors; 4 more per routed copy of a token)
     act_bytes = tokens * layers_s * mc.hidden * ACT_BYTES * (p.act_rw + 4.0 * mc.top_k) / attn_tp
     t_act = act_bytes / bw
+    device = t_dense + t_head + t_moe + t_a2a + t_att_dec + t_att_pre + t_ar + t_pp + t_act
     if parts:   # per-operator seconds, for explanations ("what limits this configuration")
         return {"gemm": t_dense + t_head, "experts": t_moe, "attention": t_att_dec + t_att_pre,
                 "activations": t_act, "tp_allreduce": t_ar, "ep_alltoall": t_a2a, "pp_handoff": t_pp,
-                "overhead": t_over}
-    return t_dense + t_head + t_moe + t_a2a + t_att_dec + t_att_pre + t_ar + t_pp + t_over + t_act
+                "overhead": t_over + np.maximum(eager - device, 0.0)}
+    return np.maximum(device, eager) + t_over

@@ -133,3 +133,23 @@ def test_pipelined_prefill_pool_keeps_every_stage_busy(tiny_model, tiny_chip):
     tp2 = float(_disagg(tiny_model, tiny_chip, 1, 2, 256.0)["requests_per_s"][0])
     one = float(_disagg(tiny_model, tiny_chip, 1, 1, 256.0)["requests_per_s"][0])
     assert pp2 > 1.6 * one and pp2 > 0.7 * tp2
+
+
+def test_prefill_steps_take_the_longer_of_host_launches_and_device_work(tiny_model, tiny_chip):
+    from dataclasses import replace
+
+    from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
+    mc, cc = ModelConsts.of(tiny_model), ChipConsts.of(tiny_chip)
+    base = PRIORS.params(tiny_chip.family, "vllm")
+    lay = dict(attn_tp=1.0, attn_dp=1.0, pp=1.0, moe_ep=1.0, moe_tp=1.0, wbytes=2.0, kvbytes=2.0,
+               gemm_peak=100e12, dtype_eff=1.0, dec_ctx=512.0, pre_ctx=256.0)
+
+    def t(p, pre, seqs=0.0):
+        return float(stage_time(mc, cc, p, pre_tokens=pre, dec_seqs=seqs, dec_tokens=seqs, **lay))
+
+    slow_host, no_host = replace(base, eager_layer_s=2e-3), replace(base, eager_layer_s=0.0)
+    # 16 layers x 2 ms of launches bound a short prompt; a long one hides them behind the device's work
+    assert t(slow_host, 16.0) == pytest.approx(16 * 2e-3 + base.step_s, rel=1e-6)
+    assert t(slow_host, 64_000.0) == pytest.approx(t(no_host, 64_000.0), rel=1e-6)
+    # decode-only steps replay CUDA graphs: no launch term
+    assert t(slow_host, 0.0, 8.0) == pytest.approx(t(no_host, 0.0, 8.0))
