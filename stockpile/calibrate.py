@@ -2,9 +2,10 @@
 
 Least squares on log(predicted / measured) with robust losses (soft-L1, then Cauchy, so that rows the model
 cannot express stop pulling on the rest), over a small set of global, physically meaningful parameters: per
-chip family the achieved fraction of peak FLOP/s and of memory bandwidth, per engine its step overhead,
-per-sequence overhead and kernel quality, and global shape parameters. Each parameter is fitted in log space between physical bounds, with a weak prior toward its
-default so that parameters the data cannot see stay where physics puts them. No per-row terms exist.
+chip family the achieved fraction of peak FLOP/s and of memory bandwidth, per engine its step and per-sequence
+overheads, kernel quality and host launch time, and global shape parameters. Each parameter is fitted in log
+space between physical bounds, with a weak prior toward its default so that parameters the data cannot see
+stay where physics puts them. No per-row terms exist.
 """
 from __future__ import annotations
 
@@ -148,7 +149,8 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
     cal.meta = {"fitted": dt.date.today().isoformat(), "rows": len(preps),
                 "files": [p.name for p in paths], "excluded_source": exclude_source,
                 "sources": dict(Counter(source_key_case(p) for p in preps)),
-                "loss": "soft_l1 then cauchy on log(pred/measured), f_scale 0.15, rows weighted 1/sqrt(rows of their source), "
+                "loss": f"soft_l1 then cauchy on log(pred/measured), f_scale {F_SCALE}, rows weighted 1/sqrt(rows of "
+                        "their source), "
                         "each file the same total weight; "
                         "weak log prior toward defaults",
                 "median_ape": round(float(np.median(np.abs(np.expm1(r1)))), 4)}

@@ -134,6 +134,8 @@ def random_length_ratio(notes: str) -> float | None:
     if _INFERENCEX_RANDOM.search(notes):
         return INFERENCEX_RANGE_RATIO
     return None
+
+
 _IX_POOL = re.compile(r"(prefill|decode):? (\d+) worker\(s\) TP(\d+)/EP(\d+)( attnDP)? = (\d+) GPUs", re.I)
 # "1 prefill node (pp8) + 1 decode node (ep8)", "prefill 2 nodes tp32 ..., decode 2 nodes tp32 dp8 ep32"
 _NODE_POOL = re.compile(r"(?:(\d+) (prefill|decode) nodes?\s*\(([^)]*)\)|(prefill|decode):? (\d+) nodes?([^;,+]*))",
