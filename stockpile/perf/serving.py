@@ -239,8 +239,9 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     lat0 = t_p1 + t_kv + p.ttft_s + p.pd_handoff_s + (steps - 1.0) * td
     x_dec = workers * np.minimum(b, np.maximum(np.minimum(conc_w, b_cap), 1e-9)) / lat0
     x = np.minimum(np.minimum(x_dec, mu_pre), lam)
-    # a prefill-bound pool starves the decoders: the excess requests wait at prefill, and the decode batch is
-    # only the requests in flight there (Little's law at the pool's throughput), so decode steps run lighter
+    # the decode batch holds only the requests in their decode phase (Little's law at the system's throughput,
+    # B = X (steps - 1) t_dec per worker); the rest are queued or in prefill and hand-off. This matters most when
+    # the prefill pool is the bottleneck: its queue starves the decoders, so decode steps run lighter
     for _ in range(4):
         b = np.maximum(np.minimum(b, x * (steps - 1.0) * td / workers), 1.0)
         td = t_dec(b)
