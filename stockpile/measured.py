@@ -124,6 +124,14 @@ _RANGE_RATIO = re.compile(r"range[-_ ]ratio\s*=?\s*([\d.]+)", re.I)
 # same rule as sglang.bench_serving's random dataset. Rows that name that dataset without a ratio use it.
 INFERENCEX_RANGE_RATIO = 0.8
 _INFERENCEX_RANDOM = re.compile(r"inferencex random dataset", re.I)
+# The same harness's serving scripts store the KV cache in FP8 for FP8 and FP4 checkpoints (benchmarks/
+# single_node/*.sh and multi_node recipes: SGLang --kv-cache-dtype fp8_e4m3, TensorRT-LLM kv_cache_config
+# dtype fp8, ATOM/vLLM kv_cache_dtype fp8; a few H100/H200 scripts keep the default). Its dashboard rows do
+# not report the KV dtype, so rows from that harness with FP8/FP4 weights take FP8 KV.
+_INFERENCEX_HARNESS = re.compile(r"inferencex (?:dashboard|random dataset)", re.I)
+# Its fixed-sequence-length scripts run --num-prompts $((CONC * 10)) at --max-concurrency $CONC
+# (benchmarks/single_node/fixed_seq_len/*.sh), so a run's first wave is a tenth of its requests.
+INFERENCEX_PROMPTS_PER_CONCURRENCY = 10
 
 
 def random_length_ratio(notes: str) -> float | None:
@@ -268,6 +276,13 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         fixed_lengths=not re.search(r"sharegpt|variance|\+/-|varied|random around|nominal isl", notes, re.I))
     if case.isl <= 0 or case.osl <= 0:
         raise InputError("input_len", "input_len and output_len must be positive")
+    if case.num_requests is None and case.concurrency and _INFERENCEX_HARNESS.search(notes):
+        case.num_requests = INFERENCEX_PROMPTS_PER_CONCURRENCY * case.concurrency
+        case.notes_used.append(f"{case.num_requests:.0f} requests: the InferenceX harness sends 10 per unit of "
+                               "concurrency")
+    if case.kv_dtype is None and case.weight_dtype in ("fp8", "fp4") and _INFERENCEX_HARNESS.search(notes):
+        case.kv_dtype = "fp8"
+        case.notes_used.append("KV cache fp8: the InferenceX harness's setting for FP8/FP4 checkpoints")
     ratio = random_length_ratio(notes)
     if ratio is not None and ratio < 1.0:
         scale = (1.0 + ratio) / 2.0          # mean of a uniform draw from [r L, L]

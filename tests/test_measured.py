@@ -58,6 +58,24 @@ def test_random_range_ratio_sets_mean_lengths():
     assert (ix.isl, ix.osl) == pytest.approx((900.0, 180.0)) and any("uniform" in u for u in ix.notes_used)
 
 
+def test_inferencex_rows_take_the_harness_fp8_kv_cache():
+    notes = "InferenceX dashboard API snapshot; nominal ISL/OSL (InferenceX random dataset); kv dtype not reported"
+    fp8 = inference_case({**ROW, "weight_dtype": "fp8", "notes": notes})
+    assert fp8.kv_dtype == "fp8" and any("KV cache fp8" in u for u in fp8.notes_used)
+    # a stated KV dtype wins; BF16 checkpoints and other sources keep the engine default (blank)
+    assert inference_case({**ROW, "weight_dtype": "fp8", "kv_dtype": "bf16", "notes": notes}).kv_dtype == "bf16"
+    assert inference_case({**ROW, "weight_dtype": "bf16", "notes": notes}).kv_dtype is None
+    assert inference_case({**ROW, "weight_dtype": "fp8", "notes": "vLLM random dataset"}).kv_dtype is None
+
+
+def test_inferencex_rows_run_ten_requests_per_unit_of_concurrency():
+    ix = inference_case({**ROW, "notes": "InferenceX dashboard API snapshot; nominal ISL/OSL"})
+    assert ix.num_requests == 160.0 and any("10 per unit" in u for u in ix.notes_used)
+    # a stated count wins; other sources leave it unknown
+    assert inference_case({**ROW, "notes": "InferenceX dashboard; 500 prompts"}).num_requests == 500.0
+    assert inference_case(ROW).num_requests is None
+
+
 def test_attention_dp_pools_span_the_worker():
     # AMD/GB200 notation: TP1 per attention rank; experts over the worker imply data-parallel attention
     pre, dec = parse_pools("disaggregated prefill/decode: prefill 1 worker(s) TP1/EP8 = 8 GPUs; "

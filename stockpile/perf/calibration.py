@@ -52,6 +52,20 @@ FAMILY_GROUPS = {
 }
 
 
+# Not fitted: the largest decode step an engine replays from a CUDA graph (engines/defaults.yaml); larger
+# steps launch their kernels from the host like a prefill step. Engines without an entry are not capped.
+GRAPH_FIELDS = ("graph_max", "graph_max_small_tp", "graph_by_tokens")
+
+
+@cache
+def engine_graph_limits(engine: str) -> dict[str, float]:
+    path = resources.files("stockpile") / "data" / "engines" / "defaults.yaml"
+    d = (yaml.load(path.read_text(), Loader=_Loader) or {}).get(engine) or {}
+    cap = float(d.get("cuda_graph_max", 1e9))
+    return {"graph_max": cap, "graph_max_small_tp": float(d.get("cuda_graph_max_small_tp", cap)),
+            "graph_by_tokens": 1.0 if d.get("cuda_graph_unit") == "tokens" else 0.0}
+
+
 @dataclass(frozen=True)
 class Params:
     """Resolved scalars for one (chip family, engine) pair."""
@@ -82,6 +96,9 @@ class Params:
     a2a_latency_s: float
     expert_mem_eff: float
     pd_handoff_s: float
+    graph_max: float
+    graph_max_small_tp: float
+    graph_by_tokens: float
 
     @classmethod
     def stack(cls, items: list["Params"]) -> "Params":
@@ -102,7 +119,7 @@ class Calibration:
         eng = self.engines.get(engine) or self.engines.get("default") or {}
         vals = {**GLOBAL_DEFAULTS, **self.global_,
                 **FAMILY_DEFAULTS, **(self.families.get("default") or {}), **fam,
-                **ENGINE_DEFAULTS, **(self.engines.get("default") or {}), **eng}
+                **ENGINE_DEFAULTS, **(self.engines.get("default") or {}), **eng, **engine_graph_limits(engine)}
         return Params(**{f.name: float(vals[f.name]) for f in fields(Params)})
 
     def to_dict(self) -> dict[str, Any]:

@@ -207,10 +207,13 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     t_pp = np.where(pp > 1, p.comm_latency_s + ar_bytes / (link_bw(cc, attn_tp * pp) * p.comm_eff), 0.0)
     # 7. engine overhead per step (scheduling, launch) and per running sequence on this rank (sampling)
     t_over = p.step_s + p.seq_s * dec_seqs
-    # a step that carries prompt tokens runs outside CUDA graphs: the host launches its kernels layer by layer
-    # (an MoE layer about twice the kernels of a dense one), asynchronously, so the step takes the longer of
-    # the host's launch work and the device's execution
-    eager = np.where(pre_tokens > 0.5, (mc.layers + mc.moe_layers) / pp * p.eager_layer_s, 0.0)
+    # a step that carries prompt tokens, or a decode batch larger than the engine's CUDA graphs, runs outside
+    # graphs: the host launches its kernels layer by layer (an MoE layer about twice the kernels of a dense
+    # one), asynchronously, so the step takes the longer of the host's launch work and the device's execution
+    graph_units = np.where(p.graph_by_tokens > 0, dec_tokens, dec_seqs)
+    graph_cap = np.where((attn_tp * attn_dp < 4) & (cc.memory < 160 * 2**30), p.graph_max_small_tp, p.graph_max)
+    outside = (pre_tokens > 0.5) | (graph_units > graph_cap)
+    eager = np.where(outside, (mc.layers + mc.moe_layers) / pp * p.eager_layer_s, 0.0)
     # 8. activation traffic: norms, residuals, rotary, activation functions and MoE permutes read and write
     # the hidden state a few times per layer and token (act_rw tensors; 4 more per routed copy of a token)
     act_bytes = tokens * layers_s * mc.hidden * ACT_BYTES * (p.act_rw + 4.0 * mc.top_k) / attn_tp

@@ -166,8 +166,13 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     backlog = np.where((rho >= 1) & ~np.isfinite(conc_inst),
                        0.5 * n_open * (1.0 / x - 1.0 / np.maximum(lam, 1e-12)), 0.0)
     capped = (rho >= 1) & np.isfinite(conc_inst)
+    # a closed loop of n > C requests starts with C arrivals at once, and that first wave ramps in like a
+    # burst. Fixed-length loops keep arriving in waves, which the lockstep term (sync_eff) already carries
+    wave = np.where((mode == MODE_CLOSED) & ~is_burst & (burst_n > first) & (sync_in <= 0),
+                    first / np.maximum(burst_n, 1.0), 0.0)
+    ttft_closed = (1.0 - wave) * (ttft0 + wq_closed) + wave * ttft_first
     ttft = np.where(is_open, ttft0 + wq_open + backlog + np.where(capped, wq_closed, 0.0),
-                    np.where(is_burst, ttft_burst, ttft0 + wq_closed))
+                    np.where(is_burst, ttft_burst, ttft_closed))
     tpot = np.where(is_burst & (rest <= 0), tpot_burst, tpot)
 
     # throughput per instance; a burst pays its drain tail
@@ -253,10 +258,16 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     n = np.where(np.isnan(f(num_requests)), 1000.0, f(num_requests))
     # a client concurrency cap keeps the excess of an over-fast request rate out of the measured TTFT
     backlog = np.where(np.isfinite(lam) & (lam > x) & ~np.isfinite(closed_conc), 0.5 * n * (1 / x - 1 / lam), 0.0)
-    # fixed-length closed loops arrive in lockstep: C prompts queue at the prefill pool together
-    lockstep = np.where(np.isfinite(closed_conc), f(sync) * p.sync_eff * np.maximum(
+    # C prompts arriving together queue at the prefill pool. Fixed-length closed loops keep arriving in waves
+    # (persistence sync_eff); otherwise only a run's first wave does, a share C / n of its n requests
+    queue_all = np.where(np.isfinite(closed_conc), np.maximum(
         closed_conc / (f(pre_workers) * f(pre["attn_dp"])) - 1.0, 0.0) / 2.0 * new_isl * t_big / big, 0.0)
+    wave = np.where(np.isfinite(closed_conc) & np.isfinite(f(num_requests)) & (n > closed_conc),
+                    closed_conc / n, 0.0)
+    lockstep = np.where(f(sync) > 0, f(sync) * p.sync_eff, wave) * queue_all
     ttft = t_p1 + t_kv + p.ttft_s + p.pd_handoff_s + np.maximum(wq, wq_little) + backlog + lockstep
+    # a closed loop turns its C requests over once per whole request latency, the waits included
+    x = np.where(np.isfinite(closed_conc), np.minimum(x, closed_conc / (ttft + (steps - 1.0) * td)), x)
     return {"fits": fits, "max_batch": b_cap * workers, "batch": b * workers, "ttft_s": ttft, "tpot_s": td / accept,
             "itl_s": td, "e2e_s": ttft + (steps - 1) * td, "requests_per_s": x, "output_tokens_per_s": x * osl,
             "total_tokens_per_s": x * (isl + osl), "kv_budget_bytes": kv_budget, "utilisation": rho}

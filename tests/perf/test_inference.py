@@ -113,7 +113,8 @@ def test_tp_must_split_the_heads(tiny_model, tiny_chip):
     assert e.value.field == "tp" and "16 attention heads" in str(e.value)
 
 
-def _disagg(model, chip, pre_pp: int, pre_tp: int, conc: float):
+def _disagg(model, chip, pre_pp: int, pre_tp: int, conc: float, num_requests: float = np.nan, sync: float = 1.0,
+            isl: float = 8000.0, osl: float = 50.0):
     from stockpile.perf.inference import chip_dtype_tables, disagg_core
     from stockpile.perf.operators import ChipConsts, ModelConsts
     p = PRIORS.params(chip.family, "sglang")
@@ -121,9 +122,9 @@ def _disagg(model, chip, pre_pp: int, pre_tp: int, conc: float):
     lay = lambda tp, pp: dict(attn_tp=tp, attn_dp=1, pp=pp, moe_ep=1, moe_tp=tp)  # noqa: E731
     return disagg_core(ModelConsts.of(model), ChipConsts.of(chip), p, pre=lay(pre_tp, pre_pp), dec=lay(1, 1),
                        pre_workers=1, dec_workers=4, weight_dtype=np.array(["bf16"]), kv_dtype=np.array(["bf16"]),
-                       gemm_peak=peak, kind=kind, isl=8000.0, osl=50.0, concurrency=conc, rate=np.nan,
-                       num_requests=np.nan, poisson=1.0, spec_draft=0.0, spec_accept=1.0, prefix_hit=0.0,
-                       max_seqs=256.0, chunk=8192.0, mem_util=0.9)
+                       gemm_peak=peak, kind=kind, isl=isl, osl=osl, concurrency=conc, rate=np.nan,
+                       num_requests=num_requests, poisson=1.0, spec_draft=0.0, spec_accept=1.0, prefix_hit=0.0,
+                       max_seqs=256.0, chunk=8192.0, mem_util=0.9, sync=sync)
 
 
 def test_pipelined_prefill_pool_keeps_every_stage_busy(tiny_model, tiny_chip):
@@ -153,3 +154,48 @@ def test_prefill_steps_take_the_longer_of_host_launches_and_device_work(tiny_mod
     assert t(slow_host, 64_000.0) == pytest.approx(t(no_host, 64_000.0), rel=1e-6)
     # decode-only steps replay CUDA graphs: no launch term
     assert t(slow_host, 0.0, 8.0) == pytest.approx(t(no_host, 0.0, 8.0))
+
+
+def test_decode_batches_beyond_the_cuda_graphs_pay_host_launches(tiny_model, tiny_chip):
+    from dataclasses import replace
+
+    from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
+    mc, cc = ModelConsts.of(tiny_model), ChipConsts.of(tiny_chip)
+    lay = dict(attn_tp=8.0, attn_dp=1.0, pp=1.0, moe_ep=1.0, moe_tp=1.0, wbytes=2.0, kvbytes=2.0,
+               gemm_peak=100e12, dtype_eff=1.0, dec_ctx=512.0, pre_ctx=256.0, pre_tokens=0.0)
+
+    def t(p, seqs, **kw):
+        return float(stage_time(mc, cc, p, **{**lay, **kw}, dec_seqs=seqs, dec_tokens=seqs))
+
+    sgl = replace(PRIORS.params(tiny_chip.family, "sglang"), eager_layer_s=2e-3)
+    assert (sgl.graph_max, sgl.graph_max_small_tp) == (512.0, 256.0)      # engines/defaults.yaml
+    # 500 running requests replay a graph; 600 run eagerly and take at least the layers' launch time
+    assert t(sgl, 500.0) < 16 * 2e-3 <= t(sgl, 600.0)
+    # SGLang captures only up to 256 requests below TP 4 (on GPUs under 160 GB)
+    assert t(sgl, 300.0, attn_tp=2.0) >= 16 * 2e-3
+    # vLLM counts tokens (drafts included); TensorRT-LLM is not capped here
+    vll = replace(PRIORS.params(tiny_chip.family, "vllm"), eager_layer_s=2e-3)
+    assert float(stage_time(mc, cc, vll, **lay, dec_seqs=200.0, dec_tokens=800.0)) >= 16 * 2e-3
+    trt = replace(PRIORS.params(tiny_chip.family, "trtllm"), eager_layer_s=2e-3)
+    assert t(trt, 600.0) < 16 * 2e-3
+
+
+def test_disaggregated_closed_loop_turns_over_once_per_request_latency(tiny_model, tiny_chip):
+    # C requests in flight complete at most C per whole request latency (prefill queue and hand-off included)
+    for conc in (4.0, 64.0, 512.0):
+        out = _disagg(tiny_model, tiny_chip, 1, 1, conc, isl=2000.0, osl=500.0)
+        assert float(out["requests_per_s"][0]) <= conc / float(out["e2e_s"][0]) * (1 + 1e-9)
+
+
+def test_a_closed_runs_first_wave_queues_at_once(tiny_model, tiny_chip):
+    # varied lengths (sync 0): with a known run length the first C arrivals queue together, a share C / n
+    steady = _disagg(tiny_model, tiny_chip, 1, 1, 64.0, sync=0.0, isl=2000.0, osl=500.0)
+    short = _disagg(tiny_model, tiny_chip, 1, 1, 64.0, num_requests=128.0, sync=0.0, isl=2000.0, osl=500.0)
+    long = _disagg(tiny_model, tiny_chip, 1, 1, 64.0, num_requests=6400.0, sync=0.0, isl=2000.0, osl=500.0)
+    t0, t_short, t_long = (float(o["ttft_s"][0]) for o in (steady, short, long))
+    assert t0 < t_long < t_short
+    # aggregated serving: the same for a closed loop whose run length is known
+    def ttft(n):
+        cfg = Configs(isl=2000, osl=500, mode=MODE_CLOSED, concurrency=64.0, num_requests=n, sync=0.0)
+        return float(evaluate(tiny_model, tiny_chip, "vllm", cfg, calibration=PRIORS)["ttft_s"])
+    assert ttft(np.nan) < ttft(6400.0) < ttft(128.0)
