@@ -278,8 +278,8 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         raise InputError("input_len", "input_len and output_len must be positive")
     if case.num_requests is None and case.concurrency and _INFERENCEX_HARNESS.search(notes):
         case.num_requests = INFERENCEX_PROMPTS_PER_CONCURRENCY * case.concurrency
-        case.notes_used.append(f"{case.num_requests:.0f} requests: the InferenceX harness sends 10 per unit of "
-                               "concurrency")
+        case.notes_used.append(f"{case.num_requests:.0f} requests: the InferenceX harness sends "
+                               f"{INFERENCEX_PROMPTS_PER_CONCURRENCY} per unit of concurrency")
     if case.kv_dtype is None and case.weight_dtype in ("fp8", "fp4") and _INFERENCEX_HARNESS.search(notes):
         case.kv_dtype = "fp8"
         case.notes_used.append("KV cache fp8: the InferenceX harness's setting for FP8/FP4 checkpoints")

@@ -52,15 +52,18 @@ FAMILY_GROUPS = {
 }
 
 
-# Not fitted: the largest decode step an engine replays from a CUDA graph (engines/defaults.yaml); larger
-# steps launch their kernels from the host like a prefill step. Engines without an entry are not capped.
-GRAPH_FIELDS = ("graph_max", "graph_max_small_tp", "graph_by_tokens")
+@cache
+def engine_defaults() -> dict[str, dict[str, Any]]:
+    """Engine defaults that shape serving when a run does not set them (data/engines/defaults.yaml)."""
+    path = resources.files("stockpile") / "data" / "engines" / "defaults.yaml"
+    return yaml.load(path.read_text(), Loader=_Loader)
 
 
 @cache
 def engine_graph_limits(engine: str) -> dict[str, float]:
-    path = resources.files("stockpile") / "data" / "engines" / "defaults.yaml"
-    d = (yaml.load(path.read_text(), Loader=_Loader) or {}).get(engine) or {}
+    """Not fitted: the largest decode step the engine replays from a CUDA graph; larger steps launch their
+    kernels from the host like a prefill step. Engines without an entry are not capped."""
+    d = engine_defaults().get(engine) or {}
     cap = float(d.get("cuda_graph_max", 1e9))
     return {"graph_max": cap, "graph_max_small_tp": float(d.get("cuda_graph_max_small_tp", cap)),
             "graph_by_tokens": 1.0 if d.get("cuda_graph_unit") == "tokens" else 0.0}

@@ -7,23 +7,18 @@ engine) used by search and calibration; :func:`estimate` wraps it for one config
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel
 
 from stockpile.catalog.chips import BYTES, Chip
 from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError, UnknownNameError
-from stockpile.perf.calibration import Calibration, Params, load_calibration
+from stockpile.perf.calibration import Calibration, Params, engine_defaults, load_calibration
 from stockpile.perf.layout import Layout
 from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN, serve, serve_disagg
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
 
 ENGINES = ("vllm", "sglang", "trtllm", "tgi", "other")
 WEIGHT_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
@@ -31,12 +26,6 @@ KV_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8")
 # Stored bytes per weight, scales included: int4 group-128 with fp16 scales; NVFP4 block-16 with fp8 scales.
 WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0 + 4 / 128 ** 2, "int8": 1.0 + 2 / 4096,
                 "int4": 0.5 + 2 / 128, "fp4": 0.5 + 1 / 16}
-
-
-@cache
-def engine_defaults() -> dict[str, dict[str, Any]]:
-    path = resources.files("stockpile") / "data" / "engines" / "defaults.yaml"
-    return yaml.load(path.read_text(), Loader=_Loader)
 
 
 def check_engine(engine: str) -> str:
