@@ -80,6 +80,7 @@ class InferenceCase:
     spec_accept: float = 1.0
     spec_assumed: bool = False         # draft count not stated: the layout decides (see validate.prepare)
     fixed_lengths: bool = True
+    length_spread: float = math.inf    # (max - min) / mean of request lengths where known (0 when fixed)
     decode_only: bool = False          # the source measured the decode phase alone (e.g. a PD decode node)
     prefill_pool: PoolLayout | None = None
     decode_pool: PoolLayout | None = None
@@ -288,8 +289,11 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         scale = (1.0 + ratio) / 2.0          # mean of a uniform draw from [r L, L]
         case.isl, case.osl = case.isl * scale, case.osl * scale
         case.fixed_lengths = False
+        case.length_spread = (1.0 - ratio) / scale
         case.notes_used.append(f"random lengths uniform in [{ratio:g} L, L]: mean input {case.isl:.0f}, "
                                f"output {case.osl:.0f} tokens")
+    elif ratio == 1.0 or case.fixed_lengths:
+        case.length_spread = 0.0
     if case.osl > 1 and metric.startswith("output") and re.search(
             r"decode-phase|decode throughput only|\"decode batch\" log", notes, re.I):
         case.decode_only = True

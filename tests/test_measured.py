@@ -53,6 +53,8 @@ def test_random_range_ratio_sets_mean_lengths():
     assert (fixed.isl, fixed.osl, fixed.fixed_lengths) == (1000.0, 200.0, True)
     half = inference_case({**ROW, "notes": "random dataset, --random-range-ratio 0.5"})
     assert (half.isl, half.osl, half.fixed_lengths) == (750.0, 150.0, False)
+    assert half.length_spread == pytest.approx(0.5 / 0.75) and fixed.length_spread == 0.0
+    assert inference_case({**ROW, "notes": "ShareGPT"}).length_spread == float("inf")
     # InferenceX's harness draws lengths from [0.8 L, L]: a row naming its dataset gets mean 0.9 L
     ix = inference_case({**ROW, "notes": "nominal ISL/OSL (InferenceX random dataset)"})
     assert (ix.isl, ix.osl) == pytest.approx((900.0, 180.0)) and any("uniform" in u for u in ix.notes_used)

@@ -1,7 +1,7 @@
 """Accuracy on the shipped measurements. The issue's bar: median |error| <= 15 %, >= 90 % rows predicted.
 
-Both inference files meet it with the shipped calibration (inference_measurements about 11.4 %, the InferenceX
-sample about 13.6 %; docs/validation.md has the tables).
+Both inference files meet it with the shipped calibration (inference_measurements about 11.2 %, the InferenceX
+sample about 14.5 %; docs/validation.md has the tables).
 """
 from importlib import resources
 from pathlib import Path

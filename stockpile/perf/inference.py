@@ -114,6 +114,7 @@ class Configs:
     mem_util: Any = None
     hybrid_kv: Any = None           # 1 where the engine stores only the window for sliding-window layers
     sync: Any = 1.0                 # 1: fixed request lengths (closed loops stay in lockstep); 0: varied
+    spread: Any = np.inf            # varied lengths: (max - min) / mean where known (a random range ratio)
 
 
 def _lookup(values, table: dict[str, float]) -> np.ndarray:
@@ -168,7 +169,8 @@ def evaluate_core(mc: ModelConsts, cc: ChipConsts, p: Params, cfg: Configs, *, g
                 dtype_eff=dtype_efficiency(p, kind), weights_gpu=weights, kv_token_gpu=kv_tok, isl=isl, osl=osl,
                 mode=cfg.mode, concurrency=cfg.concurrency, rate=cfg.rate, num_requests=cfg.num_requests,
                 poisson=cfg.poisson, spec_draft=cfg.spec_draft, spec_accept=cfg.spec_accept,
-                prefix_hit=cfg.prefix_hit, max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=cfg.sync)
+                prefix_hit=cfg.prefix_hit, max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=cfg.sync,
+                spread=cfg.spread)
     out["weights_bytes"] = np.broadcast_to(weights, out["ttft_s"].shape)
     out["kv_bytes_per_token"] = np.broadcast_to(kv_tok, out["ttft_s"].shape)
     return out
@@ -337,7 +339,7 @@ def _limit_text(r: dict[str, Any], layout: Layout, concurrency: float | None, pa
 def disagg_core(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict[str, Any], dec: dict[str, Any],
                 pre_workers, dec_workers, weight_dtype, kv_dtype, gemm_peak, kind, isl, osl, concurrency, rate,
                 num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-                mem_util, sync=1.0, hybrid=0.0) -> dict[str, np.ndarray]:
+                mem_util, sync=1.0, hybrid=0.0, spread=np.inf) -> dict[str, np.ndarray]:
     wbytes = _lookup(weight_dtype, WEIGHT_BYTES)
     kvbytes = _lookup(kv_dtype, {k: BYTES[k] for k in KV_DTYPES})
     isl_a, osl_a = np.asarray(isl, float), np.asarray(osl, float)
@@ -352,6 +354,6 @@ def disagg_core(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict[str, An
                        pre_gpus_worker=pre_f["attn_tp"] * pre_f["attn_dp"] * pre_f["pp"], isl=isl_a, osl=osl_a,
                        concurrency=concurrency, rate=rate, num_requests=num_requests, poisson=poisson,
                        spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit,
-                       max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=sync)
+                       max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=sync, spread=spread)
     out["weights_bytes"] = dec_w
     return out

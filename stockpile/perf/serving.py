@@ -27,7 +27,7 @@ MODE_CLOSED, MODE_OFFLINE, MODE_OPEN = 0, 1, 2
 def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas,
           wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency,
           rate, num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-          mem_util, sync=1.0) -> dict[str, np.ndarray]:
+          mem_util, sync=1.0, spread=np.inf) -> dict[str, np.ndarray]:
     """Evaluate every configuration (numpy arrays broadcast together); returns arrays per metric.
 
     Lengths are tokens; rates per second; `concurrency`, `rate` are per system (all replicas);
@@ -35,10 +35,10 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     arr = np.broadcast_arrays(attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak,
                               dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency, rate,
                               num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-                              mem_util, sync)
+                              mem_util, sync, spread)
     (attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu,
      kv_token_gpu, isl, osl, mode, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
-     prefix_hit, max_seqs, chunk, mem_util, sync) = [np.asarray(a, dtype=float) for a in arr]
+     prefix_hit, max_seqs, chunk, mem_util, sync, spread) = [np.asarray(a, dtype=float) for a in arr]
     sync_in = sync                                 # 1: fixed request lengths, 0: varied (e.g. ShareGPT)
     sync = sync * (mode == MODE_CLOSED)            # lockstep only where finished requests are replaced at once
     lay = dict(attn_tp=attn_tp, attn_dp=attn_dp, pp=pp, moe_ep=moe_ep, moe_tp=moe_tp, wbytes=wbytes,
@@ -73,15 +73,19 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         b_mb = b / ranks
         dec_tok = b_mb * (1 + spec_draft)
         demand = b * new_isl / steps / ranks       # prompt tokens to prefill per iteration per rank
+        st_dec = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=dec_tok, dec_ctx=dec_ctx,
+                            pre_tokens=0.0 * b_mb, pre_ctx=pre_ctx)
         # prompts that share one prefill chunk: those arriving within an iteration (about B/steps), or the
-        # whole batch when a fixed-length closed loop runs in lockstep
-        lock = sync * p.sync_eff
+        # whole batch when a closed loop runs in lockstep. Fixed lengths keep it in lockstep; lengths drawn
+        # from a known range spread a wave's arrivals over spread x decode time, which dissolves the queue
+        # only where that window is longer than the wave's prefill work
+        window = spread * steps * pp * st_dec
+        work = np.maximum(b / attn_dp * new_isl * pre_tok_t, 1e-12)
+        lock = np.where(sync > 0, 1.0, np.where(mode == MODE_CLOSED, np.clip(1.0 - window / work, 0.0, 1.0),
+                                                 0.0)) * p.sync_eff
         prompts = np.maximum(1.0, b_mb / steps + lock * (b_mb - b_mb / steps))
         c = np.maximum(np.minimum(np.maximum(chunk - dec_tok, 0.25 * chunk), prompts * new_isl), 1.0)
         f = np.minimum(demand / c, 1.0)            # share of iterations that carry a prefill chunk
-        zero_pre = 0.0 * c
-        st_dec = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=dec_tok, dec_ctx=dec_ctx,
-                            pre_tokens=zero_pre, pre_ctx=pre_ctx)
         st_mix = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=dec_tok, dec_ctx=dec_ctx,
                             pre_tokens=c, pre_ctx=pre_ctx)
         t_dec, t_mix = pp * st_dec, pp * st_mix
@@ -89,7 +93,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         draft = spec_draft * (t_dec / mc.layers + 0.25 * p.step_s)
         t_it = (1.0 - f) * t_dec + f * t_mix + draft
         n_chunks = np.ceil(new_isl / c)
-        # fixed-length closed loops stay in lockstep: B prompts arrive together and queue for prefill
+        # a closed loop in lockstep: B prompts arrive together and queue for prefill
         lockstep = lock * np.maximum(b / attn_dp - 1.0, 0.0) / 2.0 * new_isl * pre_tok_t
         ttft = n_chunks * (t_mix + draft) + 0.5 * t_it + lockstep + p.ttft_s
         return t_it, ttft, f * c
@@ -193,7 +197,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
 def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: dict, pre_workers, dec_workers,
                  wbytes, kvbytes, gemm_peak, dtype_eff, dec_weights_gpu, dec_kv_token_gpu, kv_token_model,
                  pre_gpus_worker, isl, osl, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
-                 prefix_hit, max_seqs, chunk, mem_util, sync=1.0) -> dict[str, np.ndarray]:
+                 prefix_hit, max_seqs, chunk, mem_util, sync=1.0, spread=np.inf) -> dict[str, np.ndarray]:
     """Prefill/decode disaggregation: `pre_workers` prefill instances feed `dec_workers` decode instances.
 
     Decode iterations carry no prompt tokens; a request's TTFT is its prefill, the KV-cache transfer over
@@ -264,7 +268,10 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
         closed_conc / (f(pre_workers) * f(pre["attn_dp"])) - 1.0, 0.0) / 2.0 * new_isl * t_big / big, 0.0)
     wave = np.where(np.isfinite(closed_conc) & np.isfinite(f(num_requests)) & (n > closed_conc),
                     closed_conc / n, 0.0)
-    lockstep = np.where(f(sync) > 0, f(sync) * p.sync_eff, wave) * queue_all
+    # lengths from a known range: later waves arrive spread over spread x decode time (see serve)
+    work = np.maximum(queue_all * 2.0, 1e-12)
+    partial = np.clip(1.0 - f(spread) * (steps - 1.0) * td / work, 0.0, 1.0)
+    lockstep = np.where(f(sync) > 0, f(sync) * p.sync_eff, wave + (1.0 - wave) * partial * p.sync_eff) * queue_all
     ttft = t_p1 + t_kv + p.ttft_s + p.pd_handoff_s + np.maximum(wq, wq_little) + backlog + lockstep
     # a closed loop turns its C requests over once per whole request latency, the waits included
     x = np.where(np.isfinite(closed_conc), np.minimum(x, closed_conc / (ttft + (steps - 1.0) * td)), x)

@@ -199,3 +199,15 @@ def test_a_closed_runs_first_wave_queues_at_once(tiny_model, tiny_chip):
         cfg = Configs(isl=2000, osl=500, mode=MODE_CLOSED, concurrency=64.0, num_requests=n, sync=0.0)
         return float(evaluate(tiny_model, tiny_chip, "vllm", cfg, calibration=PRIORS)["ttft_s"])
     assert ttft(np.nan) < ttft(6400.0) < ttft(128.0)
+
+
+def test_lengths_from_a_narrow_range_keep_part_of_the_lockstep(tiny_model, tiny_chip):
+    # long prompts, short answers: a wave's prefill work outlasts the spread of its decode times, so a
+    # closed loop whose lengths vary by 20 % still queues its prompts, less than a fixed-length one
+    def ttft(sync, spread):
+        cfg = Configs(isl=4000, osl=200, mode=MODE_CLOSED, concurrency=64.0, sync=sync, spread=spread)
+        return float(evaluate(tiny_model, tiny_chip, "vllm", cfg, calibration=PRIORS)["ttft_s"])
+    fixed, narrow, varied = ttft(1.0, 0.0), ttft(0.0, 0.2), ttft(0.0, np.inf)
+    assert varied < narrow < fixed
+    # a wide spread dissolves the waves entirely
+    assert ttft(0.0, 50.0) == pytest.approx(varied)
