@@ -42,7 +42,18 @@ def test_at_least_forty_models_and_the_families():
     models = list_models()
     assert len(models) >= 40
     kinds = {m.architecture for m in models}
-    assert {"llama", "qwen3", "qwen3_moe", "mixtral", "deepseek_v3", "gpt_oss", "llama4"} <= kinds
+    assert {"llama", "qwen3", "qwen3_moe", "mixtral", "deepseek_v3", "gpt_oss", "llama4", "ernie4_5_moe",
+            "hunyuan", "glm4_moe", "kimi_k2", "mistral"} <= kinds
+
+
+def test_the_long_tail_and_leaders_the_issue_names_are_shipped():
+    for name in ("baidu/ERNIE-4.5-300B-A47B-PT", "mistralai/Mistral-Nemo-Instruct-2407", "01-ai/Yi-34B",
+                 "codellama/CodeLlama-34b-hf", "moonshotai/Kimi-K2-Instruct", "openai/gpt-oss-20b"):
+        assert get_model(name).params > 0
+    ernie = get_model("baidu/ERNIE-4.5-300B-A47B-PT")
+    # 54 layers, the first three dense, 64 experts of which 8 per token
+    assert (ernie.moe_layers, ernie.dense_layers, ernie.experts, ernie.experts_per_token) == (51, 3, 64, 8)
+    assert ernie.active_params / 1e9 == pytest.approx(47, rel=0.02)
 
 
 def test_kv_cache_bytes_gqa_and_mla():
