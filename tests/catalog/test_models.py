@@ -75,6 +75,12 @@ def test_moe_structure_of_deepseek_and_llama4():
     ("Qwen/Qwen3-235B-A22B-Instruct-2507-FP8", "Qwen/Qwen3-235B-A22B"),
     ("deepseek-ai/DeepSeek-R1-0528", "deepseek-ai/DeepSeek-R1"),
     ("META-LLAMA/LLAMA-3.1-8B-INSTRUCT", "meta-llama/Llama-3.1-8B-Instruct"),
+    # fine-tunes and distillations that keep their base model's shape
+    ("deepseek-ai/DeepSeek-R1-Distill-Llama-70B", "meta-llama/Llama-3.1-70B-Instruct"),
+    ("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "Qwen/Qwen2.5-32B"),
+    ("Qwen/QwQ-32B", "Qwen/Qwen2.5-32B"),
+    ("deepseek-ai/DeepSeek-V3.1", "deepseek-ai/DeepSeek-V3"),
+    ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "Qwen/Qwen3-30B-A3B"),
 ])
 def test_aliases_and_suffixes_resolve(name, expected):
     assert get_model(name).id.lower() in (expected.lower(),) or expected.lower() in [
