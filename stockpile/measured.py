@@ -277,11 +277,12 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         fixed_lengths=not re.search(r"sharegpt|variance|\+/-|varied|random around|nominal isl", notes, re.I))
     if case.isl <= 0 or case.osl <= 0:
         raise InputError("input_len", "input_len and output_len must be positive")
-    if case.num_requests is None and case.concurrency and _INFERENCEX_HARNESS.search(notes):
+    inferencex = bool(_INFERENCEX_HARNESS.search(notes))
+    if case.num_requests is None and case.concurrency and inferencex:
         case.num_requests = INFERENCEX_PROMPTS_PER_CONCURRENCY * case.concurrency
         case.notes_used.append(f"{case.num_requests:.0f} requests: the InferenceX harness sends "
                                f"{INFERENCEX_PROMPTS_PER_CONCURRENCY} per unit of concurrency")
-    if case.kv_dtype is None and case.weight_dtype in ("fp8", "fp4") and _INFERENCEX_HARNESS.search(notes):
+    if case.kv_dtype is None and case.weight_dtype in ("fp8", "fp4") and inferencex:
         case.kv_dtype = "fp8"
         case.notes_used.append("KV cache fp8: the InferenceX harness's setting for FP8/FP4 checkpoints")
     ratio = random_length_ratio(notes)

@@ -24,6 +24,12 @@ from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
 MODE_CLOSED, MODE_OFFLINE, MODE_OPEN = 0, 1, 2
 
 
+def _lockstep_share(spread, decode_s, work_s):
+    """Share of a wave's prefill queue left when its arrivals spread over `spread` x the decode time: lengths
+    drawn from a known range dissolve the queue only where that window outlasts the wave's prefill work."""
+    return np.clip(1.0 - spread * decode_s / np.maximum(work_s, 1e-12), 0.0, 1.0)
+
+
 def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas,
           wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency,
           rate, num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
@@ -79,10 +85,8 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         # whole batch when a closed loop runs in lockstep. Fixed lengths keep it in lockstep; lengths drawn
         # from a known range spread a wave's arrivals over spread x decode time, which dissolves the queue
         # only where that window is longer than the wave's prefill work
-        window = spread * steps * pp * st_dec
-        work = np.maximum(b / attn_dp * new_isl * pre_tok_t, 1e-12)
-        lock = np.where(sync > 0, 1.0, np.where(mode == MODE_CLOSED, np.clip(1.0 - window / work, 0.0, 1.0),
-                                                 0.0)) * p.sync_eff
+        partial = _lockstep_share(spread, steps * pp * st_dec, b / attn_dp * new_isl * pre_tok_t)
+        lock = np.where(sync > 0, 1.0, np.where(mode == MODE_CLOSED, partial, 0.0)) * p.sync_eff
         prompts = np.maximum(1.0, b_mb / steps + lock * (b_mb - b_mb / steps))
         c = np.maximum(np.minimum(np.maximum(chunk - dec_tok, 0.25 * chunk), prompts * new_isl), 1.0)
         f = np.minimum(demand / c, 1.0)            # share of iterations that carry a prefill chunk
@@ -269,8 +273,7 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     wave = np.where(np.isfinite(closed_conc) & np.isfinite(f(num_requests)) & (n > closed_conc),
                     closed_conc / n, 0.0)
     # lengths from a known range: later waves arrive spread over spread x decode time (see serve)
-    work = np.maximum(queue_all * 2.0, 1e-12)
-    partial = np.clip(1.0 - f(spread) * (steps - 1.0) * td / work, 0.0, 1.0)
+    partial = _lockstep_share(f(spread), (steps - 1.0) * td, queue_all * 2.0)
     lockstep = np.where(f(sync) > 0, f(sync) * p.sync_eff, wave + (1.0 - wave) * partial * p.sync_eff) * queue_all
     ttft = t_p1 + t_kv + p.ttft_s + p.pd_handoff_s + np.maximum(wq, wq_little) + backlog + lockstep
     # a closed loop turns its C requests over once per whole request latency, the waits included
