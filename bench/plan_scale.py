@@ -90,9 +90,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=10_000)
     ap.add_argument("--backend", default="numpy")
     args = ap.parse_args()
-    from stockpile.fleet.plan import solve
-    from stockpile.fleet.plan_model import compile_problem
-    from stockpile.fleet.plan_result import assemble
+    from stockpile.fleet.milp import solve
+    from stockpile.fleet.problem import compile_problem
+    from stockpile.fleet.result import assemble
     from stockpile.fleet.runway import monte_carlo
     from stockpile.fleet.scenario import load_scenario
 

@@ -469,7 +469,8 @@ def plan(scenario: Optional[Path] = typer.Argument(None, help="Scenario YAML (de
          backend: str = typer.Option("numpy", "--backend", help="numpy, process or ray.")) -> None:
     """Split the stock between training and inference month by month; the runway with P10/P50/P90."""
     from stockpile.errors import InputError
-    from stockpile.fleet.api import plan_scenario, scenario_schema, write_report
+    from stockpile.fleet.planner import plan_scenario, scenario_schema
+    from stockpile.report import write_plan_report
     if schema:
         emit_json(scenario_schema())
         return
@@ -481,7 +482,7 @@ def plan(scenario: Optional[Path] = typer.Argument(None, help="Scenario YAML (de
         with out.status("planning the fleet and sampling the runway ..."):
             res = plan_scenario(scenario, samples=samples, backend=backend)
     if report:
-        dest = write_report(res, report)
+        dest = write_plan_report(res, report)
         err.print(f"report written to {dest}")
     if json_out:
         emit_json(res.to_contract())
@@ -523,7 +524,7 @@ def size(compute: Optional[str] = typer.Option(None, "--compute", help="Training
          law: str = typer.Option("besiroglu2024", "--law", help="besiroglu2024 or hoffmann2022."),
          json_out: bool = typer.Option(False, "--json")) -> None:
     """Model size and training tokens that minimise training + inference compute for a target loss."""
-    from stockpile.fleet.api import size_model
+    from stockpile.fleet.planner import size_model
     from stockpile.units import fmt_count
     res = size_model(compute_budget_flop=_count(compute, "compute"), target_loss=target_loss,
                      inference_tokens=_count(inference_tokens, "inference_tokens") or 0.0, law=law,

@@ -70,7 +70,7 @@ def create_app() -> FastAPI:
 
     @app.post("/api/plan")
     def plan(req: PlanRequest) -> dict[str, Any]:
-        from stockpile.fleet.api import plan_scenario
+        from stockpile.fleet.planner import plan_scenario
         return plan_scenario(req.scenario, samples=req.samples).to_contract()
 
     @app.get("/", response_class=HTMLResponse)

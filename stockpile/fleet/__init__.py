@@ -20,11 +20,10 @@ __all__ = [
     "plan_scenario",
     "scenario_schema",
     "size_model",
-    "write_report",
 ]
 
-_WHERE = {"plan_scenario": "api", "size_model": "api", "scenario_schema": "api", "example_path": "api",
-          "write_report": "api", "load_scenario": "scenario", "Scenario": "scenario", "PlanResult": "plan_result",
+_WHERE = {"plan_scenario": "planner", "size_model": "planner", "scenario_schema": "planner", "example_path": "planner",
+          "load_scenario": "scenario", "Scenario": "scenario", "PlanResult": "result",
           "SizingResult": "sizing", "Rates": "rates"}
 
 

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from stockpile.errors import InputError
-from stockpile.fleet.plan import Solution
-from stockpile.fleet.plan_model import HOURS_PER_MONTH, Problem
+from stockpile.fleet.milp import Solution
+from stockpile.fleet.problem import HOURS_PER_MONTH, Problem
 from stockpile.fleet.scenario import month_index
 
 CHUNK = 2000

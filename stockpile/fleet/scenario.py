@@ -9,8 +9,6 @@ Errors name the field as a path (``stock[2].count``) and, for YAML files, the li
 """
 from __future__ import annotations
 
-import datetime as _dt
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,21 +16,16 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from stockpile.errors import DataError, InputError, UnknownNameError
+from stockpile.fleet.months import month_index, month_name, parse_month
 
-_MONTH_RE = re.compile(r"^\s*(\d{4})-(\d{1,2})(?:-(\d{1,2}))?\s*$")
+__all__ = ["Scenario", "load_scenario", "month_index", "month_name", "scenario_json_schema"]
+
+
+MAX_UNCERTAIN_EVENTS = 6       # 2^6 = 64 policy worlds in the scenario tree (CONTRACTS.md)
 
 
 def _month(v: Any) -> Any:
-    """'2025-04', '2025-04-09', a YAML date or datetime -> '2025-04' (an event dated inside a month applies
-    from that month on)."""
-    if isinstance(v, (_dt.date, _dt.datetime)):
-        return f"{v.year:04d}-{v.month:02d}"
-    if isinstance(v, str):
-        m = _MONTH_RE.match(v)
-        if not m or not 1 <= int(m.group(2)) <= 12:
-            raise ValueError(f"'{v}' is not a month; write YYYY-MM, e.g. 2025-04")
-        return f"{int(m.group(1)):04d}-{int(m.group(2)):02d}"
-    raise ValueError(f"{v!r} is not a month; write YYYY-MM, e.g. 2025-04")
+    return parse_month(v)
 
 
 def _count(v: Any) -> Any:
@@ -48,16 +41,6 @@ def _count(v: Any) -> Any:
 
 Month = Annotated[str, BeforeValidator(_month), Field(pattern=r"^\d{4}-\d{2}$", examples=["2025-04"])]
 Count = Annotated[float, BeforeValidator(_count)]
-
-
-def month_index(m: str) -> int:
-    """'YYYY-MM' -> months since year 0 (so differences are month counts)."""
-    y, mo = m.split("-")
-    return int(y) * 12 + int(mo) - 1
-
-
-def month_name(i: int) -> str:
-    return f"{i // 12:04d}-{i % 12 + 1:02d}"
 
 
 class _Base(BaseModel):
@@ -132,19 +115,55 @@ class Procurement(_Base):
                                     "uncertainty.fill_rate")
 
 
+class ChipRule(_Base):
+    """Chips selected by their export-control figures instead of by id (ECCN 3A090 style thresholds)."""
+
+    tpp_at_least: float | None = Field(default=None, gt=0, description="total processing performance (TPP = "
+                                       "dense TOPS x bit length, max over formats, as 3A090 defines it) at or "
+                                       "above this; 3A090.a uses 4,800")
+    performance_density_at_least: float | None = Field(default=None, gt=0, description="TPP per mm2 of die at "
+                                                       "or above this (chips whose die area is unsourced are not "
+                                                       "selected, and the plan says so)")
+
+    @model_validator(mode="after")
+    def _one(self) -> ChipRule:
+        if (self.tpp_at_least is None) == (self.performance_density_at_least is None):
+            raise ValueError("give exactly one of tpp_at_least or performance_density_at_least")
+        return self
+
+
 class PolicyEvent(_Base):
-    """An export-control or domestic-policy change for one chip type from a month on.
+    """An export-control or domestic-policy change for one chip type (or every chip a rule selects) from a month.
 
     no_purchase: deliveries from that month on stop (orders in the pipeline are lost: NVIDIA's April-2025 H20
-    write-off); allow_purchase: the chip can only be delivered from that month on; no_use: chips on hand may no
-    longer be used. The plan applies events with probability >= 0.5; the Monte Carlo samples them."""
+    write-off); allow_purchase: deliveries may resume (or start) from that month; no_use: chips on hand may no
+    longer be used, and may not be rented. Events apply in date order, a later one overriding an earlier one for
+    the same chip. An event with 0 < probability < 1 splits the plan into policy worlds; decisions before it is
+    `announced` are the same in the worlds with and without it."""
 
-    chip: str
+    chip: str | None = Field(default=None, description="accelerator id; or give rule")
+    rule: ChipRule | None = Field(default=None, description="select chips by their figures instead of by id")
     date: Month
     effect: Literal["no_purchase", "allow_purchase", "no_use"] = "no_purchase"
     probability: float = Field(default=1.0, ge=0, le=1)
-    date_sd_months: float = Field(default=0.0, ge=0, description="Monte Carlo: normal jitter of the date, months")
+    announced: Month | None = Field(default=None, description="when the event becomes known (default: its date); "
+                                    "decisions before it are shared by the worlds with and without it")
+    date_sd_months: float = Field(default=0.0, ge=0, description="Monte Carlo: normal jitter of the date (and of "
+                                  "the announcement with it), months")
     note: str | None = None
+
+    @model_validator(mode="after")
+    def _target(self) -> PolicyEvent:
+        if (self.chip is None) == (self.rule is None):
+            raise ValueError("give exactly one of chip (an id) or rule (e.g. {tpp_at_least: 4800})")
+        if self.announced is not None and month_index(self.announced) > month_index(self.date):
+            raise ValueError(f"announced {self.announced} is after the event's date {self.date}: an event is "
+                             "known by the month it takes effect; move announced to or before the date")
+        return self
+
+    @property
+    def known_month(self) -> str:
+        return self.announced or self.date
 
 
 class Generation(_Base):
@@ -183,6 +202,40 @@ class Generation(_Base):
         return self
 
 
+class LadderRung(_Base):
+    """The first rung of a training ladder: a model size and token budget, or a compute budget."""
+
+    params_b: float | None = Field(default=None, gt=0, description="total parameters, billions")
+    active_params_b: float | None = Field(default=None, gt=0, description="active parameters (MoE), billions")
+    tokens: Count | None = Field(default=None, gt=0)
+    compute_flop: Count | None = Field(default=None, gt=0, description="training compute, FLOP (6 N_active D)")
+
+    @model_validator(mode="after")
+    def _given(self) -> LadderRung:
+        sized = self.params_b is not None or self.active_params_b is not None
+        if self.compute_flop is None and not (sized and self.tokens is not None):
+            raise ValueError("give compute_flop, or params_b (and active_params_b for an MoE) with tokens")
+        return self
+
+
+class Ladder(_Base):
+    """Generations to come: rung k needs compute_growth^k times the first rung's compute, one rung at a time,
+    each finished within every_months of its start (CONTRACTS.md, training.ladder)."""
+
+    first: LadderRung | None = Field(default=None, description="blank: compute_growth x the largest generation "
+                                     "of the scenario, or x DeepSeek-V3's 6 x 37B x 14.8T FLOP (fleet_facts.csv "
+                                     "'DeepSeek-V3 pre-training tokens') when it names none")
+    compute_growth: float = Field(default=4.5, gt=1, description="compute of one generation over the previous: "
+                                  "4.5x a year, Epoch AI's frontier training compute growth (4-5x/yr; "
+                                  "fleet_facts.csv 'Epoch AI: training compute of frontier AI models growth "
+                                  "rate')")
+    every_months: int = Field(default=12, ge=1, le=120, description="cadence: a rung starts at most this often and "
+                              "must finish within this many months of its start (one generation a year at the "
+                              "growth rate above)")
+    chips: list[str] | None = Field(default=None, description="chip types the ladder may train on; blank: those "
+                                    "with a training rate")
+
+
 class Training(_Base):
     mfu: float = Field(default=0.35, gt=0, le=1, description="model FLOPs utilisation for the MFU training rate; 0.35 "
                        "sits below Llama 3 405B's 38 % BF16 MFU on 16k H100 (arXiv 2407.21783) and MegaScale's "
@@ -195,6 +248,8 @@ class Training(_Base):
                                               "deadline (a policy weight, not a price)")
     miss_penalty_usd: float = Field(default=1e10, ge=0, description="cost of a generation not trained in the horizon")
     generations: list[Generation] = Field(default_factory=list)
+    ladder: Ladder | None = Field(default=None, description="how many more generations the stock trains "
+                                  "(generations_trainable); blank: the default ladder")
 
 
 class Workload(_Base):
@@ -216,11 +271,23 @@ class Workload(_Base):
                                 "inference fleet peaked at 278 nodes vs 226.75 average (1.23; open-infra-index)")
     chips: list[str] | None = Field(default=None, description="chip types that may serve it; blank: all")
     weight_dtype: str | None = None
+    throughput_per_gpu: dict[str, float] = Field(default_factory=dict, description="the user's measured output "
+                                                 "tokens/s per GPU at this workload's SLO, per chip id; used for "
+                                                 "those chips instead of the serving search")
+    daily_profile: list[float] | None = Field(default=None, min_length=24, max_length=24, description="24 "
+                                              "relative hourly loads (any scale); default: a raised cosine with "
+                                              "this workload's peak_to_mean, trough floored at zero, mean 1")
 
     @model_validator(mode="after")
     def _traffic(self) -> Workload:
         if (self.tokens_per_day is None) == (self.requests_per_day is None):
             raise ValueError("give exactly one of tokens_per_day or requests_per_day")
+        for chip, v in self.throughput_per_gpu.items():
+            if not v > 0 or v != v or v == float("inf"):
+                raise ValueError(f"throughput_per_gpu.{chip} must be a positive number of output tokens/s, got {v}")
+        if self.daily_profile is not None:
+            if any(not (x >= 0) or x == float("inf") for x in self.daily_profile) or max(self.daily_profile) <= 0:
+                raise ValueError("daily_profile needs 24 finite values >= 0, not all zero")
         return self
 
 
@@ -252,6 +319,10 @@ class Costs(_Base):
                                               "not served; high (DeepSeek-R1 lists 2.19 USD/M output) so that "
                                               "the plan buys or rents before it drops demand")
     capex_budget_usd: float | None = Field(default=None, ge=0, description="cap on procurement spend in the horizon")
+    objective: Literal["energy", "tco"] = Field(default="energy", description="energy: idle chips cost nothing "
+                                                "(only running costs count); tco: also straight-line depreciation "
+                                                "of every chip on hand over depreciation_years and, for an idle "
+                                                "chip, its market rental as the opportunity forgone")
     rental: list[Rental] = Field(default_factory=list)
 
 
@@ -438,7 +509,25 @@ def check_scenario(loaded: Loaded) -> None:
         if o.available_from and o.available_until and o.available_until < o.available_from:
             raise loaded.error(("procurement", i, "available_until"), "is before available_from")
     for i, ev in enumerate(s.policy_events):
-        _check_chip(loaded, ("policy_events", i, "chip"), ev.chip)
+        if ev.chip is not None:
+            _check_chip(loaded, ("policy_events", i, "chip"), ev.chip)
+    uncertain = [i for i, ev in enumerate(s.policy_events) if 0 < ev.probability < 1]
+    if len(uncertain) > MAX_UNCERTAIN_EVENTS:
+        raise loaded.error(("policy_events", uncertain[MAX_UNCERTAIN_EVENTS], "probability"),
+                           f"{len(uncertain)} events have 0 < probability < 1; at most {MAX_UNCERTAIN_EVENTS} are "
+                           f"combined into policy worlds ({2 ** MAX_UNCERTAIN_EVENTS}); make the others certain "
+                           "(probability 0 or 1) or split the scenario")
+    seen: dict[tuple[str, str], tuple[int, str]] = {}
+    for i, ev in enumerate(s.policy_events):
+        if ev.chip is None:
+            continue
+        key = (ev.chip.lower(), ev.date)
+        if key in seen and seen[key][1] != ev.effect and ev.probability == 1 == s.policy_events[seen[key][0]].probability:
+            raise loaded.error(("policy_events", i, "effect"), f"policy_events[{seen[key][0]}] gives {ev.chip} "
+                               f"'{seen[key][1]}' in the same month {ev.date}; events apply in date order, so two "
+                               "certain events of opposite effect in one month contradict each other: date one "
+                               "of them a month later")
+        seen[key] = (i, ev.effect)
     for key in s.chips:
         _check_chip(loaded, ("chips", key), key)
     for key in s.attrition.chip_multiplier:
@@ -468,6 +557,19 @@ def check_scenario(loaded: Loaded) -> None:
                     raise loaded.error(loc + ("clusters", j), f"unknown cluster '{c}'")
     if len(set(names)) != len(names):
         raise loaded.error(("training", "generations"), "generation names must be unique")
+    after = {g.name: g.after for g in s.training.generations}
+    for i, g in enumerate(s.training.generations):
+        chain, cur = [g.name], g.after
+        while cur is not None:
+            if cur in chain:
+                raise loaded.error(("training", "generations", i, "after"), "circular dependency: "
+                                   + " -> ".join(chain + [cur]) + "; one generation must come first")
+            chain.append(cur)
+            cur = after.get(cur)
+    lad = s.training.ladder
+    if lad is not None:
+        for j, c in enumerate(lad.chips or []):
+            _check_chip(loaded, ("training", "ladder", "chips", j), c)
     wnames = [w.name for w in s.inference]
     if len(set(wnames)) != len(wnames):
         raise loaded.error(("inference",), "workload names must be unique")
@@ -478,5 +580,7 @@ def check_scenario(loaded: Loaded) -> None:
             raise _located(exc, loaded, ("inference", i, "model")) from None
         for j, c in enumerate(w.chips or []):
             _check_chip(loaded, ("inference", i, "chips", j), c)
+        for c in w.throughput_per_gpu:
+            _check_chip(loaded, ("inference", i, "throughput_per_gpu", c), c)
     if not s.stock and not s.procurement:
         raise loaded.error(("stock",), "the scenario has no chips: give a stock or procurement options")

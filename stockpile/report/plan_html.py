@@ -2,7 +2,7 @@
 
 Charts: served capacity vs demand by chip type; fleet allocation (stacked areas, overall and per chip type);
 training Gantt with deadlines; runway fan (P10/P50/P90 of demand served, probability of meeting demand);
-cost by month. Reads only a :class:`stockpile.fleet.plan_result.PlanResult`; plotly is imported here, lazily.
+cost by month. Reads only a :class:`stockpile.fleet.result.PlanResult`; plotly is imported here, lazily.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from stockpile.errors import InputError
-from stockpile.fleet.plan_result import PlanResult
+from stockpile.fleet.result import PlanResult
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from stockpile.fleet.api import example_path, plan_scenario, write_report
+from stockpile.fleet.planner import example_path, plan_scenario
+from stockpile.report import write_plan_report
 
 
 def test_contract_fields(base, rates):
@@ -44,7 +45,7 @@ def test_bundled_example_end_to_end():
 
 
 def test_api_import_is_light():
-    code = ("import sys, stockpile.fleet, stockpile.fleet.api, stockpile.report; "
+    code = ("import sys, stockpile.fleet, stockpile.fleet.planner, stockpile.report; "
             "print(any(m.startswith(('scipy', 'plotly')) for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -53,7 +54,7 @@ def test_api_import_is_light():
 def test_html_report_is_self_contained(base, rates, tmp_path):
     pytest.importorskip("plotly")
     res = plan_scenario(base, samples=200, rates=rates)
-    path = write_report(res, tmp_path / "plan.html")
+    path = write_plan_report(res, tmp_path / "plan.html")
     text = path.read_text()
     assert text.count("Plotly.newPlot") >= 5
     assert 'src="http' not in text                      # plotly.js inlined, no CDN

@@ -6,7 +6,7 @@ import math
 import pytest
 from fleet_helpers import HOURS, output_tokens_per_day
 
-from stockpile.fleet.api import plan_scenario
+from stockpile.fleet.planner import plan_scenario
 
 
 def months_of(res, chip):

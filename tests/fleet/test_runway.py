@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from stockpile.errors import InputError
-from stockpile.fleet.api import plan_scenario
+from stockpile.fleet.planner import plan_scenario
 from stockpile.fleet.runway import check_backend
 
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from stockpile.errors import DataError, InputError, UnknownNameError
-from stockpile.fleet.api import example_path, scenario_schema
+from stockpile.fleet.planner import example_path, scenario_schema
 from stockpile.fleet.scenario import load_scenario
 
 GOOD = """\

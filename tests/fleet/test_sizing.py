@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from stockpile.errors import InputError
-from stockpile.fleet.api import size_model
+from stockpile.fleet.planner import size_model
 from stockpile.fleet.sizing import scaling_law
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from stockpile.fleet.plan import Solution, month_of_fraction
-from stockpile.fleet.plan_model import SECONDS_PER_MONTH, Problem
+from stockpile.fleet.milp import Solution, month_of_fraction
+from stockpile.fleet.problem import SECONDS_PER_MONTH, Problem
 from stockpile.fleet.runway import RunwayResult, quantile_month
 from stockpile.fleet.scenario import month_name
 

@@ -4,6 +4,8 @@
     size_model(compute_budget_flop=..., target_loss=..., inference_tokens=...) -> SizingResult
     scenario_schema() -> dict                                                          (plan --schema)
     example_path() -> Path                                                             (the bundled scenario)
+
+The HTML report lives in stockpile.report (the CLI and the API call it; the library never imports it).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the heavy modules (scipy) load when a function runs, not at import
-    from stockpile.fleet.plan_result import PlanResult
+    from stockpile.fleet.result import PlanResult
     from stockpile.fleet.rates import Rates
     from stockpile.fleet.scenario import Scenario
     from stockpile.fleet.sizing import SizingResult
@@ -39,9 +41,9 @@ def plan_scenario(path_or_dict: str | Path | dict[str, Any] | Scenario | None = 
 
     Bad input raises InputError / UnknownNameError naming the field and line; an impossible programme is not an
     error: the result holds the best partial plan and its unmet demand."""
-    from stockpile.fleet.plan import solve
-    from stockpile.fleet.plan_model import compile_problem, default_rates
-    from stockpile.fleet.plan_result import assemble
+    from stockpile.fleet.milp import solve
+    from stockpile.fleet.problem import compile_problem, default_rates
+    from stockpile.fleet.result import assemble
     from stockpile.fleet.runway import check_backend, monte_carlo
     from stockpile.fleet.scenario import load_scenario
 
@@ -85,9 +87,3 @@ def size_model(*, compute_budget_flop: float | None = None, target_loss: float |
     from stockpile.fleet.sizing import size
     return size(compute_budget_flop=compute_budget_flop, target_loss=target_loss, inference_tokens=inference_tokens,
                 law=law, moe_active_ratio=moe_active_ratio, moe_dense_equivalent=moe_dense_equivalent)
-
-
-def write_report(result: PlanResult, path: str | Path) -> Path:
-    """Self-contained HTML report (plotly inlined) of a plan."""
-    from stockpile.report.plan_html import write_plan_report
-    return write_plan_report(result, path)

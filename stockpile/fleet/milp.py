@@ -26,7 +26,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from scipy.sparse import coo_matrix, csr_matrix
 
-from stockpile.fleet.plan_model import SECONDS_PER_MONTH, Problem
+from stockpile.fleet.problem import SECONDS_PER_MONTH, Problem
 
 SCALE = 1e-6          # objective in millions of USD for conditioning
 TOK = 1e3             # demand rows and unmet variables in thousands of tokens/s for conditioning
