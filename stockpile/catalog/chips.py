@@ -5,14 +5,18 @@ the properties on :class:`Chip` expose SI units (bytes, bytes/s, FLOP/s) for the
 """
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from importlib import resources
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from stockpile.errors import DataError, MissingFigureError, UnknownNameError
+from stockpile.errors import DataError, InputError, MissingFigureError, UnknownNameError
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
 
@@ -217,14 +221,167 @@ def _catalog() -> dict[str, Chip]:
     return chips
 
 
+# ------------------------------------------------------------------ user chips, looked up before the catalog
+# A stack of layers (``extra_chips`` blocks, innermost last); the innermost layer that has an id wins, then the
+# shipped catalog. The version rises on every enter and exit, so a cache keyed by (chip id, overlay_version())
+# never serves a figure from another overlay.
+_overlay: list[dict[str, Chip]] = []
+_overlay_lock = threading.Lock()
+_overlay_counter = 0
+
+
+def _key(chip_id: str) -> str:
+    return chip_id.strip().lower()
+
+
+def overlay_version() -> int:
+    """Rises (never repeats) each time an ``extra_chips`` block is entered or left; 0 before any."""
+    return _overlay_counter
+
+
+@contextmanager
+def extra_chips(chips: Iterable[Chip]) -> Iterator[list[Chip]]:
+    """Look these chips up before the shipped catalog inside the block (case-insensitive ids; a chip with a
+    catalog id replaces that record). Blocks nest, the inner one winning; leaving a block restores what was."""
+    global _overlay_counter
+    layer: dict[str, Chip] = {}
+    for chip in chips:
+        if not isinstance(chip, Chip):
+            raise TypeError(f"extra_chips takes Chip records, got {type(chip).__name__}")
+        key = _key(chip.id)
+        if not key:
+            raise InputError("chip", "a user chip needs a non-empty id")
+        layer[key] = chip if chip.id == key else chip.model_copy(update={"id": key})
+    with _overlay_lock:
+        _overlay.append(layer)
+        _overlay_counter += 1
+    try:
+        yield list(layer.values())
+    finally:
+        with _overlay_lock:
+            for i in range(len(_overlay) - 1, -1, -1):     # this block's own layer, even if left out of order
+                if _overlay[i] is layer:
+                    del _overlay[i]
+                    break
+            _overlay_counter += 1
+
+
+def _merged() -> dict[str, Chip]:
+    cat = _catalog()
+    if not _overlay:
+        return cat
+    merged = dict(cat)
+    for layer in list(_overlay):
+        merged.update(layer)
+    return merged
+
+
 def list_chips() -> list[Chip]:
-    return list(_catalog().values())
+    """Every chip: the shipped catalog in its order (user chips replacing records with their id), then the
+    user chips the catalog lacks."""
+    return list(_merged().values())
 
 
 def get_chip(chip_id: str) -> Chip:
-    """Case-insensitive lookup; an unknown id lists the closest known ids."""
+    """Case-insensitive lookup, user chips (``extra_chips``) first; an unknown id lists the closest known ids."""
+    key = _key(chip_id)
+    for layer in reversed(list(_overlay)):
+        if key in layer:
+            return layer[key]
     cat = _catalog()
-    key = chip_id.strip().lower()
     if key in cat:
         return cat[key]
-    raise UnknownNameError("chip", chip_id, cat.keys(), hint="see `stockpile catalog chips`")
+    raise UnknownNameError("chip", chip_id, _merged().keys(), hint="see `stockpile catalog chips`")
+
+
+_FIGURE_FIELDS: tuple[str, ...] = tuple(
+    name for name, f in Chip.model_fields.items() if Figure in get_args(f.annotation))
+
+
+def figure_fields() -> tuple[str, ...]:
+    """Names of the :class:`Chip` fields that hold a sourced :class:`Figure` (memory_gb, bf16_tflops, ...)."""
+    return _FIGURE_FIELDS
+
+
+_RECORD_FIX = ("every figure is a record {value: NUMBER, source: 'URL or document it was read from'}, as in "
+               "stockpile/data/chips/*.yaml; a chip needs id, vendor, name and family")
+
+
+def _yaml_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """(record index, field, ...) -> 1-based line, for messages."""
+    lines: dict[tuple[Any, ...], int] = {}
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+
+    def walk(node: Any, path: tuple[Any, ...]) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                lines[path + (k.value,)] = k.start_mark.line + 1
+                walk(v, path + (k.value,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, path + (i,))
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def load_chip_file(path: str | Path) -> list[Chip]:
+    """Chips from a YAML list in the catalog's own format (``--chip-file``); use them with ``extra_chips``.
+
+    Errors (InputError) name the file, the record (index and id), the field and its line, and the fix."""
+    p = Path(path)
+    field = f"chip file {p.name}"
+    if not p.is_file():
+        raise InputError(field, f"file not found: {p}")
+    text = p.read_text()
+    try:
+        records = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark else ""
+        raise InputError(field, f"not valid YAML: {getattr(exc, 'problem', exc)}{at}") from None
+    if not isinstance(records, list) or not records:
+        got = "empty" if records is None or records == [] else f"a {type(records).__name__}"
+        raise InputError(field, f"must be a YAML list of chips (one '- id: ...' record each), but it is {got}; "
+                         + _RECORD_FIX)
+    lines = _yaml_lines(text)
+
+    def line_of(loc: tuple[Any, ...]) -> str:
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in lines:
+                return f" (line {lines[loc[:n]]})"
+        return ""
+
+    chips: list[Chip] = []
+    seen: dict[str, int] = {}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise InputError(field, f"chip {i}{line_of((i,))}: is a {type(rec).__name__}, not a mapping; " + _RECORD_FIX)
+        rid = rec.get("id")
+        name = f"chip {i} ({rid})" if rid else f"chip {i}"
+        if not isinstance(rid, str) or not rid.strip():
+            raise InputError(field, f"{name}{line_of((i,))}: id: give the chip's id as text, e.g. id: mychip-64gb")
+        try:
+            chip = Chip.model_validate(rec)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = tuple(err["loc"])
+            where = ".".join(map(str, loc)) or "record"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "missing" and loc and loc[-1] == "source":
+                msg = "missing: a figure without its source is a guess"
+            elif err["type"] == "extra_forbidden":
+                msg = f"unknown field; chip fields are {', '.join(Chip.model_fields)}"
+            more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+            raise InputError(field, f"{name}{line_of((i,) + loc)}: {where}: {msg}{more}; {_RECORD_FIX}") from None
+        key = _key(chip.id)
+        if key in seen:
+            raise InputError(field, f"{name}{line_of((i, 'id'))}: id: '{chip.id}' is also chip {seen[key]}; ids must be "
+                             "unique in a chip file")
+        seen[key] = i
+        chips.append(chip.model_copy(update={"id": key}) if chip.id != key else chip)
+    return chips

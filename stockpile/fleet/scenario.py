@@ -9,12 +9,23 @@ Errors name the field as a path (``stock[2].count``) and, for YAML files, the li
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from stockpile.catalog.chips import Figure
 from stockpile.errors import DataError, InputError, UnknownNameError
 from stockpile.fleet.months import month_index, month_name, parse_month
 
@@ -78,6 +89,12 @@ class StockItem(_Base):
     acquired: Month | None = Field(default=None, description="acquisition month (age drives attrition); or age_months")
     age_months: int | None = Field(default=None, ge=0, description="age at the scenario start")
     cluster: str = "default"
+
+
+def _list_or_csv(schema: dict[str, Any]) -> None:
+    """JSON Schema of `stock`: the list, or a CSV file path."""
+    listed = {k: schema.pop(k) for k in ("type", "items") if k in schema}
+    schema["anyOf"] = [listed, {"type": "string", "description": "CSV file: chip,count,age_months,cluster"}]
 
 
 class AgeRate(_Base):
@@ -297,12 +314,109 @@ class Rental(_Base):
     max_gpus: float = Field(ge=0, description="most GPUs that can be rented in any month")
 
 
+_UNSOURCED_TDP = "scenario chips section (plain tdp_w, no source given)"
+_ABOVE_ZERO = ("memory_gb", "memory_bw_gbs", "tdp_w", "scaleup_domain")
+
+
+def _number_or_record(schema: dict[str, Any]) -> None:
+    """JSON Schema of a chip figure: a {value, source} record, or a number (with the chip's source)."""
+    schema.setdefault("anyOf", []).insert(0, {"type": "number", "minimum": 0})
+
+
+def _fig(what: str) -> Any:
+    return Field(default=None, json_schema_extra=_number_or_record, description=f"{what}: {{value, source, note}} "
+                 "as in stockpile/data/chips (a plain number takes the chip's source)")
+
+
 class ChipOverride(_Base):
-    """Figures the catalog lacks for a chip, with their source (a missing figure is an error, not a guess)."""
+    """A chip's figures given in the scenario, with their sources (a missing figure is an error, not a guess).
+
+    Figures use the catalog's format (``memory_gb: {value: 96, source: "..."}``) and replace the catalog's;
+    with figures, an id the catalog lacks is a chip of its own (give vendor, name, family). ``power_w`` is the
+    all-in power per accelerator the planner uses instead of TDP x costs.host_overhead."""
 
     power_w: float | None = Field(default=None, gt=0, description="all-in power per accelerator (host, network), W")
-    tdp_w: float | None = Field(default=None, gt=0)
-    source: str | None = None
+    source: str | None = Field(default=None, description="where power_w (and plain-number figures) come from")
+    vendor: str | None = Field(default=None, min_length=1, description="for a chip the catalog lacks; blank: the id")
+    name: str | None = Field(default=None, min_length=1, description="for a chip the catalog lacks; blank: the id")
+    family: str | None = Field(default=None, min_length=1, description="for a chip the catalog lacks; blank: user")
+    memory_gb: Figure | None = _fig("HBM capacity, GB")
+    memory_bw_gbs: Figure | None = _fig("memory bandwidth, GB/s")
+    fp32_tflops: Figure | None = _fig("dense FP32 peak, TFLOP/s")
+    tf32_tflops: Figure | None = _fig("dense TF32 tensor peak, TFLOP/s")
+    bf16_tflops: Figure | None = _fig("dense BF16 tensor peak, TFLOP/s")
+    fp16_tflops: Figure | None = _fig("dense FP16 tensor peak, TFLOP/s")
+    fp8_tflops: Figure | None = _fig("dense FP8 tensor peak, TFLOP/s")
+    int8_tops: Figure | None = _fig("dense INT8 tensor peak, TOP/s")
+    int4_tops: Figure | None = _fig("dense INT4 tensor peak, TOP/s")
+    fp4_tflops: Figure | None = _fig("dense FP4 tensor peak, TFLOP/s")
+    scaleup_bw_gbs: Figure | None = _fig("scale-up bandwidth per direction per chip, GB/s")
+    scaleup_domain: Figure | None = _fig("chips in one scale-up domain")
+    scaleout_gbps: Figure | None = _fig("scale-out NIC bandwidth per chip, Gbit/s")
+    tdp_figure: Figure | None = Field(default=None, alias="tdp_w", json_schema_extra=_number_or_record,
+                                      description="TDP, W: {value, source} or a plain number (then source: "
+                                      "applies, if given)")
+    die_area_mm2: Figure | None = _fig("die area, mm2 (performance density)")
+    price_usd: Figure | None = _fig("price per chip, USD")
+
+    @property
+    def tdp_w(self) -> float | None:
+        """TDP in W, when given."""
+        return None if self.tdp_figure is None else self.tdp_figure.value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_numbers(cls, data: Any) -> Any:
+        """A plain number takes the chip's `source:` (a bare tdp_w keeps working without one, as before)."""
+        if not isinstance(data, dict):
+            return data
+        from stockpile.catalog.chips import figure_fields
+        src = data.get("source")
+        out = dict(data)
+        for name in figure_fields():
+            v = out.get(name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if isinstance(src, str) and len(src.strip()) >= 8:
+                out[name] = {"value": v, "source": src}
+            elif name == "tdp_w":
+                out[name] = {"value": v, "source": _UNSOURCED_TDP}
+        return out
+
+    @field_validator("memory_gb", "memory_bw_gbs", "fp32_tflops", "tf32_tflops", "bf16_tflops", "fp16_tflops",
+                     "fp8_tflops", "int8_tops", "int4_tops", "fp4_tflops", "scaleup_bw_gbs", "scaleup_domain",
+                     "scaleout_gbps", "tdp_figure", "die_area_mm2", "price_usd", mode="before")
+    @classmethod
+    def _figure(cls, v: Any, info: ValidationInfo) -> Any:
+        name = "tdp_w" if info.field_name == "tdp_figure" else str(info.field_name)
+        if v is None or isinstance(v, Figure):
+            return v
+        if isinstance(v, bool) or not isinstance(v, dict):
+            raise ValueError(f"give the figure with its source, {{value: NUMBER, source: 'URL or document'}} "
+                             f"(or a plain number and the chip's source:), not {v!r}")
+        if "source" not in v:
+            raise ValueError("has no source: write {value: NUMBER, source: 'URL or document it was read from'}; "
+                             "a figure without a source is a guess")
+        val = v.get("value")
+        if isinstance(val, bool):
+            raise ValueError(f"value {val!r} is not a number")
+        if isinstance(val, (int, float)):
+            if not math.isfinite(val):
+                raise ValueError(f"value {val!r} is not a finite number")
+            if val < 0:
+                raise ValueError(f"value {val:g} is negative; give the chip's {name} (0 or more)")
+            if val == 0 and name in _ABOVE_ZERO:
+                raise ValueError(f"value 0 is not a {name}; give a number above 0")
+        return v
+
+    def figures(self) -> dict[str, Figure]:
+        """The figures given, by :class:`~stockpile.catalog.chips.Chip` field name (tdp_w included)."""
+        out: dict[str, Figure] = {}
+        for name in type(self).model_fields:
+            fig = getattr(self, name)
+            if isinstance(fig, Figure):
+                out["tdp_w" if name == "tdp_figure" else name] = fig
+        return out
 
 
 class Costs(_Base):
@@ -351,7 +465,10 @@ class Scenario(_Base):
     start: Month
     horizon_months: int = Field(default=24, ge=1, le=120)
     clusters: list[Cluster] = Field(default_factory=list)
-    stock: list[StockItem] = Field(default_factory=list)
+    stock: list[StockItem] = Field(default_factory=list, json_schema_extra=_list_or_csv,
+                                   description="chips on hand: a list, or the path of a CSV file with columns "
+                                   "chip,count,age_months,cluster (acquired as YYYY-MM may replace age_months; "
+                                   "cluster optional), relative to the scenario file's folder")
     attrition: Attrition = Field(default_factory=Attrition)
     procurement: list[Procurement] = Field(default_factory=list)
     policy_events: list[PolicyEvent] = Field(default_factory=list)
@@ -418,14 +535,39 @@ def _where(source: str, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...])
     return ""
 
 
+def _origin(origins: dict[tuple[Any, ...], str], loc: tuple[Any, ...]) -> str:
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in origins:
+            return origins[loc[:n]]
+    return ""
+
+
+def _stock_from_csv(data: dict[str, Any], base_dir: Path | None, source: str,
+                    lines: dict[tuple[Any, ...], int]) -> tuple[dict[str, Any], dict[tuple[Any, ...], str]]:
+    """`stock: inventory.csv` -> the list it stands for (before validation), and where each item came from."""
+    if not isinstance(data.get("stock"), str):
+        return data, {}
+    from stockpile.fleet.chips_in import raw_user_chip_ids, read_stock_csv
+    try:
+        items, rows = read_stock_csv(data["stock"], base_dir=base_dir,
+                                     user_chips=raw_user_chip_ids(data.get("chips")))
+    except InputError as exc:
+        if exc.field == "stock":                    # no file line to give: point at the scenario's stock: line
+            exc.args = (str(exc.args[0]) + _where(source, lines, ("stock",)),)
+        raise
+    return {**data, "stock": items}, {("stock", i): where for i, where in rows.items()}
+
+
 class Loaded:
     """A validated scenario plus where its fields sit in the source file."""
 
-    def __init__(self, scenario: Scenario, source: str, lines: dict[tuple[Any, ...], int]):
+    def __init__(self, scenario: Scenario, source: str, lines: dict[tuple[Any, ...], int],
+                 origins: dict[tuple[Any, ...], str] | None = None):
         self.scenario, self.source, self.lines = scenario, source, lines
+        self.origins = origins or {}       # loc prefix -> ' (inventory.csv, line 4)': items read from another file
 
     def where(self, loc: tuple[Any, ...]) -> str:
-        return _where(self.source, self.lines, loc)
+        return _origin(self.origins, loc) or _where(self.source, self.lines, loc)
 
     def error(self, loc: tuple[Any, ...], message: str) -> InputError:
         return InputError(field_path(loc), message + self.where(loc))
@@ -439,6 +581,7 @@ def load_scenario(src: str | Path | dict[str, Any] | Scenario) -> Loaded:
         return loaded
     lines: dict[tuple[Any, ...], int] = {}
     source = "scenario"
+    base_dir: Path | None = None          # a relative stock CSV path is read from here (blank: the current dir)
     if isinstance(src, dict):
         data: Any = src
     else:
@@ -447,7 +590,7 @@ def load_scenario(src: str | Path | dict[str, Any] | Scenario) -> Loaded:
         if "\n" not in text_or_path and (p.suffix in (".yaml", ".yml", ".json") or p.exists()):
             if not p.exists():
                 raise InputError("scenario", f"file not found: {p}")
-            text, source = p.read_text(), p.name
+            text, source, base_dir = p.read_text(), p.name, p.resolve().parent
         else:
             text = text_or_path
         try:
@@ -459,6 +602,7 @@ def load_scenario(src: str | Path | dict[str, Any] | Scenario) -> Loaded:
         lines = _line_map(text)
     if not isinstance(data, dict):
         raise InputError("scenario", "must be a mapping with start, stock, ... (see `stockpile plan --schema`)")
+    data, origins = _stock_from_csv(data, base_dir, source, lines)
     try:
         scn = Scenario.model_validate(data)
     except ValidationError as exc:
@@ -466,8 +610,8 @@ def load_scenario(src: str | Path | dict[str, Any] | Scenario) -> Loaded:
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         msg = err["msg"].removeprefix("Value error, ")
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise InputError(field_path(loc), msg + more + _where(source, lines, loc)) from None
-    loaded = Loaded(scn, source, lines)
+        raise InputError(field_path(loc), msg + more + (_origin(origins, loc) or _where(source, lines, loc))) from None
+    loaded = Loaded(scn, source, lines, origins)
     check_scenario(loaded)
     return loaded
 
@@ -480,17 +624,28 @@ def _located(exc: UnknownNameError, loaded: Loaded, loc: tuple[Any, ...]) -> Unk
     return exc
 
 
+def user_chip_ids(s: Scenario) -> set[str]:
+    """Lower-case ids the scenario's `chips:` section gives figures for (chips of their own, or catalog chips
+    with figures replaced); ``stockpile.fleet.chips_in.scenario_chips`` turns them into Chip records."""
+    return {k.strip().lower() for k, ov in s.chips.items() if ov.figures()}
+
+
 def _check_chip(loaded: Loaded, loc: tuple[Any, ...], chip_id: str) -> None:
-    from stockpile.catalog import get_chip
+    from stockpile.catalog import get_chip, list_chips
+    users = user_chip_ids(loaded.scenario)
+    if chip_id.strip().lower() in users:
+        return
     try:
         get_chip(chip_id)
     except UnknownNameError as exc:
-        raise _located(exc, loaded, loc) from None
+        err = exc if not users else UnknownNameError("chip", chip_id, [c.id for c in list_chips()] + sorted(users),
+                                                      hint="see `stockpile catalog chips`")
+        raise _located(err, loaded, loc) from None
 
 
 def check_scenario(loaded: Loaded) -> None:
     """Cross-field checks: known chip and model ids, clusters, months inside the horizon, generation order."""
-    from stockpile.catalog import get_model
+    from stockpile.catalog import get_chip, get_model
     s = loaded.scenario
     start, end = s.start_index, s.start_index + s.horizon_months
     clusters = {c.id for c in s.clusters}
@@ -528,10 +683,23 @@ def check_scenario(loaded: Loaded) -> None:
                                "certain events of opposite effect in one month contradict each other: date one "
                                "of them a month later")
         seen[key] = (i, ev.effect)
-    for key in s.chips:
-        _check_chip(loaded, ("chips", key), key)
-    for key in s.attrition.chip_multiplier:
-        _check_chip(loaded, ("attrition", "chip_multiplier", key), key)
+    seen_ids: dict[str, str] = {}
+    for cid, ov in s.chips.items():
+        if cid.strip().lower() in seen_ids:
+            raise loaded.error(("chips", cid), f"'{cid}' and '{seen_ids[cid.strip().lower()]}' name the same chip "
+                               "(ids are case-insensitive); merge them")
+        seen_ids[cid.strip().lower()] = cid
+        if not cid.strip():
+            raise loaded.error(("chips", cid), "a chip id may not be blank")
+        if not ov.figures():
+            try:
+                get_chip(cid)
+            except UnknownNameError as exc:
+                exc.args = (f"{exc.args[0]}; to plan a chip the catalog lacks, give its figures here as {{value, "
+                            "source} records (memory_gb, memory_bw_gbs, bf16_tflops, tdp_w, ...)",)
+                raise _located(exc, loaded, ("chips", cid)) from None
+    for mid in s.attrition.chip_multiplier:
+        _check_chip(loaded, ("attrition", "chip_multiplier", mid), mid)
     for r_i, r in enumerate(s.costs.rental):
         _check_chip(loaded, ("costs", "rental", r_i, "chip"), r.chip)
     names = [g.name for g in s.training.generations]
