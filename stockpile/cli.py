@@ -461,34 +461,70 @@ def train(model: str = typer.Option(..., "--model", help="HF repo id or config.j
 # ------------------------------------------------------------------ fleet plan and sizing
 @app.command()
 @guarded
-def plan(scenario: Optional[Path] = typer.Argument(None, help="Scenario YAML (default: the bundled example)."),
+def plan(scenarios: Optional[list[Path]] = typer.Argument(None, help="Scenario YAML files (default: the bundled "
+                                                          "example); two or more are compared side by side."),
          json_out: bool = typer.Option(False, "--json"),
          report: Optional[Path] = typer.Option(None, "--report", help="Write a self-contained HTML report."),
          schema: bool = typer.Option(False, "--schema", help="Print the scenario JSON Schema and exit."),
-         samples: int = typer.Option(10000, "--samples", help="Monte Carlo samples for the runway fan."),
-         backend: str = typer.Option("numpy", "--backend", help="numpy, process or ray.")) -> None:
-    """Split the stock between training and inference month by month; the runway with P10/P50/P90."""
+         samples: int = typer.Option(10000, "--samples", help="Monte Carlo samples for the runway fan "
+                                     "(0: the deterministic plan only; at most 1,000,000)."),
+         backend: str = typer.Option("numpy", "--backend", help="numpy or process (a local process pool).")) -> None:
+    """Split the stock between training and inference month by month; how far the stock alone goes, and the
+    runway with P10/P50/P90."""
     from stockpile.errors import InputError
-    from stockpile.fleet.planner import plan_scenario, scenario_schema
-    from stockpile.report import write_plan_report
+    from stockpile.fleet.planner import compare_scenarios, plan_scenario, scenario_schema
+    from stockpile.fleet.runway import MAX_SAMPLES
     if schema:
         emit_json(scenario_schema())
         return
-    if samples < 0:
-        raise InputError("samples", f"must be >= 0, got {samples}")
+    if not 0 <= samples <= MAX_SAMPLES:
+        raise InputError("samples", f"must be 0..{MAX_SAMPLES:,}, got {samples}")
+    if report is not None:
+        _check_report_path(report)
+    paths: list[Any] = list(scenarios or []) or [None]
+    if len(paths) > 1:
+        if json_out:
+            cmp = compare_scenarios(paths, samples=samples, backend=backend)
+        else:
+            with out.status(f"planning {len(paths)} scenarios ..."):
+                cmp = compare_scenarios(paths, samples=samples, backend=backend)
+        if report:
+            from stockpile.report import write_comparison_report
+            err.print(f"report written to {write_comparison_report(cmp, report)}")
+        if json_out:
+            emit_json(cmp.to_contract())
+        else:
+            for r in cmp.scenarios:
+                out.print(r.headline, highlight=False, markup=False)
+            out.print(cmp.summary(), highlight=False, markup=False)
+        return
     if json_out:
-        res = plan_scenario(scenario, samples=samples, backend=backend)
+        res = plan_scenario(paths[0], samples=samples, backend=backend)
     else:
         with out.status("planning the fleet and sampling the runway ..."):
-            res = plan_scenario(scenario, samples=samples, backend=backend)
+            res = plan_scenario(paths[0], samples=samples, backend=backend)
     if report:
-        dest = write_plan_report(res, report)
-        err.print(f"report written to {dest}")
+        from stockpile.report import write_plan_report
+        err.print(f"report written to {write_plan_report(res, report)}")
     if json_out:
         emit_json(res.to_contract())
     else:
         out.print(res.summary(), highlight=False, markup=False)
         _render_allocation(res.to_contract())
+
+
+def _check_report_path(report: Path) -> None:
+    """Refuse an unusable report path before any long work (a folder, a missing parent, no write access)."""
+    import os
+
+    from stockpile.errors import InputError
+    if report.is_dir():
+        raise InputError("report", f"{report} is a folder; give a file name such as {report / 'plan.html'}")
+    parent = report.parent if str(report.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError("report", f"folder {parent} does not exist; create it or write the report elsewhere")
+    if not os.access(parent, os.W_OK):
+        raise InputError("report", f"cannot write into {parent}; choose a writable folder")
 
 
 def _render_allocation(doc: dict[str, Any], every: int = 3) -> None:

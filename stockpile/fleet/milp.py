@@ -1,36 +1,40 @@
-"""The fleet plan as a mixed-integer programme, solved with HiGHS through ``scipy.optimize.milp``.
+"""The fleet plan as a multi-stage stochastic MILP over the scenario tree, solved with HiGHS through
+``scipy.optimize.milp``.
 
-Monthly periods t; pools p = (chip type, cluster). Decision variables (docs/fleet-model.md, section 2):
+Monthly periods t; pools p = (chip type, cluster); nodes n of the scenario tree (problem.Worlds: one node per
+month when no event is uncertain). Variables live on nodes, so worlds that cannot yet be told apart share them
+(non-anticipativity by construction). Per node n in month t (docs/fleet-model.md, section 2):
 
-    x[w,p,t] >= 0   chips of pool p serving workload w in month t
-    r[w,j,t] >= 0   rented GPUs of rental offer j serving w
-    b[o,t]   >= 0   chips ordered through option o in month t (a fraction f_o arrives in t + L_o + delay_o)
-    y[q] in {0,1}   training run q = (generation, pool, start, chips) is chosen
-    m[g] in [0,1]   generation g is not trained in the horizon
-    u[w,t]   >= 0   unmet demand of w, output tokens/s
+    x[n,w,p] >= 0   chips of pool p serving workload w
+    r[n,w,j] >= 0   rented GPUs of rental offer j serving w
+    b[n,o]   >= 0   chips ordered through option o (a fraction f_o arrives in t + L_o, if deliveries are allowed)
+    y[n,q] in {0,1} training run q (starting in month t) is chosen
+    z[n,w,k] >= 0   demand level segment k of workload w that is served (the day's load levels, filled bottom-up)
+    v[n,w] in [0, rho D]  serving reserve not kept
+    m[l,g] in [0,1] generation g is not trained in the horizon (per leaf l)
 
-Constraints: chips used <= chips on hand (stock after attrition + deliveries, times policy usability);
-served tokens + unmet >= demand; facility power per cluster; rental caps; each generation picks one run or is
-missed; a generation starts after the one it follows ends; procurement caps and budget.
-Objective (USD): energy of busy chips + amortised procurement + rental + penalties for unmet tokens, late
-and missed generations. Unmet demand has a penalty, so the programme is always feasible: an impossible
-programme is answered with its best partial plan and the unmet demand, never a solver error.
+Objective: the expected cost over worlds (each node's variables weighted by its probability): energy of busy
+chips + amortised procurement (paid on delivery) + rental + penalties for unmet tokens (integrated over the
+day), a missing serving reserve, late and missed generations. Tie-breaks are lexicographic: among plans of
+equal cost (to the solver's tolerance), a second solve picks the earliest training finishes; no weight of the
+first objective buys an earlier finish. Unmet demand has a penalty, so the programme is always feasible.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
-from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse import coo_matrix, csr_matrix, vstack
 
-from stockpile.fleet.problem import SECONDS_PER_MONTH, Problem
+from stockpile.fleet.months import SECONDS_PER_MONTH
+from stockpile.fleet.problem import Problem
 
 SCALE = 1e-6          # objective in millions of USD for conditioning
 TOK = 1e3             # demand rows and unmet variables in thousands of tokens/s for conditioning
-EARLY = 1e-3          # preference for early finishes, as a fraction of the late penalty per month
+DAY_S = SECONDS_PER_MONTH / 24.0   # seconds of one hour of the day summed over a month (3600 x days/month)
+RESERVE_WEIGHT = 0.1  # a missing serving reserve costs this share of unmet demand
 
 
 class _Builder:
@@ -87,7 +91,7 @@ class _Builder:
 
 @dataclass
 class Solution:
-    """Raw MILP solution, variable blocks already reshaped."""
+    """Raw MILP solution on the nodes of the scenario tree (node = month when nothing is uncertain)."""
 
     status: str
     message: str
@@ -95,21 +99,53 @@ class Solution:
     objective_usd: float
     mip_gap: float | None
     seconds: float
-    x: np.ndarray                # (pairs, T)
     pairs: np.ndarray            # (pairs, 2) = (w, p)
-    rent: np.ndarray             # (rent pairs, T)
     rent_pairs: np.ndarray       # (rent pairs, 2) = (w, j)
-    buy: np.ndarray              # (O, T)
-    y: np.ndarray                # (Q,)
-    miss: np.ndarray             # (G,)
-    unmet: np.ndarray            # (W, T)
+    x: np.ndarray                # (NM, pairs)
+    rent: np.ndarray             # (NM, rent pairs)
+    buy: np.ndarray              # (NM, O)
+    y_q: np.ndarray              # (Y,) pattern of each run variable
+    y_node: np.ndarray           # (Y,) node of each run variable
+    y: np.ndarray                # (Y,) 0/1
+    miss: np.ndarray             # (leaves, G)
+    served: np.ndarray           # (NM, W) output tokens/s of capacity counted against the day's levels
+    tie_break: str = "none"
     duals: dict[str, np.ndarray] = field(default_factory=dict)
     bound_duals: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class WorldPlan:
+    """One world's path through the tree, as month-indexed arrays (what the result and the Monte Carlo read)."""
+
+    world: int
+    nodes: np.ndarray            # (T,) node per month
+    x: np.ndarray                # (pairs, T)
+    rent: np.ndarray             # (rent pairs, T)
+    buy: np.ndarray              # (O, T)
+    runs: np.ndarray             # chosen pattern indices
+    served: np.ndarray           # (W, T)
+    unmet: np.ndarray            # (W, T) output tokens/s short at the peak hour
+    pairs: np.ndarray
+    rent_pairs: np.ndarray
+
+
+def world_plan(pb: Problem, sol: Solution, w: int) -> WorldPlan:
+    nodes = pb.worlds.node_of[w]
+    on_path = np.isin(sol.y_node, nodes) & (sol.y > 0.5)
+    served = sol.served[nodes].T
+    unmet = np.maximum(pb.demand - served, 0.0)
+    unmet[unmet <= 1e-9 * np.maximum(pb.demand, 1.0)] = 0.0
+    return WorldPlan(world=w, nodes=nodes, x=sol.x[nodes].T, rent=sol.rent[nodes].T, buy=sol.buy[nodes].T,
+                     runs=np.sort(sol.y_q[on_path]), served=served, unmet=unmet, pairs=sol.pairs,
+                     rent_pairs=sol.rent_pairs)
 
 
 def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
     """The MILP of the module docstring, as a builder plus the index arrays of each variable block."""
     s, T, P, W = pb.scenario, pb.T, pb.P, len(pb.workloads)
+    wd = pb.worlds
+    NM, nt, rep, prob = wd.NM, wd.node_t, wd.node_rep, wd.node_prob
     B = _Builder()
     pc = pb.pool_chip
     pairs = np.array([(w, p) for w in range(W) for p in range(P) if pb.rate[w, pc[p]] > 0], int).reshape(-1, 2)
@@ -117,98 +153,198 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
                            if pb.rate[w, pb.rent_chip[j]] > 0 and pb.rent_max[j] > 0], int).reshape(-1, 2)
     O, pat, G = len(pb.opt_pool), pb.patterns, len(pb.gens)
     life = s.costs.depreciation_years * 12.0
-    tt = np.arange(T)
+    usable_n = pb.usable_w[rep][:, :, :]                  # (NM, C, T) masks seen from each node's world
+    usable_nt = usable_n[np.arange(NM), :, nt]            # (NM, C) usability in the node's own month
 
-    X = B.var((len(pairs), T), cost=(pb.energy_usd[pairs[:, 1]] * SCALE)[:, None] if len(pairs) else 0.0)
-    R = B.var((len(rent_pairs), T), cost=(pb.rent_usd_month[rent_pairs[:, 1]] * SCALE)[:, None]
+    X = B.var((NM, len(pairs)), cost=(prob[:, None] * pb.energy_usd[pairs[:, 1]][None, :] * SCALE)
+              if len(pairs) else 0.0)
+    R = B.var((NM, len(rent_pairs)), cost=(prob[:, None] * pb.rent_usd_month[rent_pairs[:, 1]][None, :] * SCALE)
               if len(rent_pairs) else 0.0)
-    months_held = np.maximum(0, T - (tt[None, :] + pb.opt_lead[:, None])) if O else np.zeros((0, T))
-    paid = pb.opt_price * pb.opt_fill if O else np.zeros(0)      # USD per chip ordered (paid on delivery)
-    Bv = B.var((O, T), cost=paid[:, None] * months_held / life * SCALE if O else 0.0,
-               ub=np.where(pb.order_ok, pb.opt_max_month[:, None], 0.0) if O else 0.0)
-    occ_energy = np.zeros(pat.n)
-    np.add.at(occ_energy, pat.occ_rows, pat.occ_val * pb.energy_usd[pat.pool[pat.occ_rows]])
-    late_pen = np.array([pb.gens[g].late_penalty for g in pat.gen]) if pat.n else np.zeros(0)
-    # a late run pays per month late; every run pays EARLY x late penalty per month of its end, so that among
-    # equally cheap plans the earliest finish wins (slack before the deadline absorbs delays)
-    Y = B.var((pat.n,), cost=(occ_energy + late_pen * (pat.late + EARLY * pat.end)) * SCALE, ub=1.0, integer=True)
-    M = B.var((G,), cost=np.array([g.miss_penalty for g in pb.gens]) * SCALE, ub=1.0)
-    unmet_cost = s.costs.unmet_penalty_usd_per_mtok * SECONDS_PER_MONTH / 1e6 * SCALE
-    U = B.var((W, T), cost=unmet_cost * TOK)
-    reserve = s.serving_reserve * pb.demand / TOK
-    Ur = B.var((W, T), cost=0.1 * unmet_cost * TOK, ub=reserve)
-
-    # 1. chips used <= chips on hand, per pool and month
-    cap = B.rows("stock", (P, T), hi=pb.stock * pb.usable[pc])
-    if len(pairs):
-        B.add(cap[pairs[:, 1]], X, 1.0)
-    if pat.n:
-        B.add(cap[pat.pool[pat.occ_rows], pat.occ_t], Y[pat.occ_rows], pat.occ_val)
+    # orders: allowed where some world of the node can receive them; paid on delivery (expected over the worlds)
+    buy_ub = np.zeros((NM, O))
+    buy_cost = np.zeros((NM, O))
     for o in range(O):
-        coef = pb.arrival_coef(o)                     # (tau, t)
-        tau, t = np.nonzero(coef * pb.order_ok[o][:, None])
-        B.add(cap[pb.opt_pool[o], t], Bv[o, tau], -coef[tau, t])
-    # 2. served + unmet + reserve shortfall >= demand * (1 + reserve)
-    dem = B.rows("demand", (W, T), lo=pb.demand / TOK + reserve)
+        ok_w = np.stack([pb.order_ok(o, w) for w in range(wd.n)])              # (Omega, T)
+        held = np.maximum(0, T - (np.arange(T) + pb.opt_lead[o]))
+        for n in range(NM):
+            worlds = np.nonzero(wd.node_of[:, nt[n]] == n)[0]
+            okw = ok_w[worlds, nt[n]]
+            if okw.any():
+                buy_ub[n, o] = pb.opt_max_month[o]
+                buy_cost[n, o] = float((wd.prob[worlds] * okw).sum()) * pb.opt_price[o] * pb.opt_fill[o] \
+                    * held[nt[n]] / life
+    Bv = B.var((NM, O), cost=buy_cost * SCALE, ub=buy_ub)
+    # training runs: one binary per (pattern, node of its start month)
+    per_node = [np.nonzero(pat.start == nt[n])[0] for n in range(NM)]
+    y_q = np.concatenate(per_node) if per_node else np.zeros(0, int)
+    y_node = np.concatenate([np.full(len(v), n) for n, v in enumerate(per_node)]) if per_node else np.zeros(0, int)
+    occ_energy = np.zeros(pat.n)
+    np.add.at(occ_energy, pat.occ_rows, pat.busy_frac * pat.size[pat.occ_rows] * pb.energy_usd[pat.pool[pat.occ_rows]])
+    late_pen = np.array([pb.gens[g].late_penalty for g in pat.gen]) if pat.n else np.zeros(0)
+    Y = B.var((len(y_q),), cost=(prob[y_node] * (occ_energy[y_q] + late_pen[y_q] * pat.late[y_q]) * SCALE)
+              if pat.n else 0.0, ub=1.0, integer=True)
+    L = len(wd.leaves)
+    leaf_prob = prob[wd.leaves]
+    M = B.var((L, G), cost=(leaf_prob[:, None] * np.array([g.miss_penalty for g in pb.gens])[None, :] * SCALE)
+              if G else 0.0, ub=1.0)
+    # served demand levels: z_k in [0, D_mean len_k], cost -pi n_k per token/s (the constant 24 D is added back)
+    pi = s.costs.unmet_penalty_usd_per_mtok / 1e6
+    z_nm, z_w, z_ub, z_cost = [], [], [], []
+    for w in range(W):
+        for k, (ln, hr) in enumerate(zip(pb.level_len[w], pb.level_hours[w])):
+            z_nm.append(np.arange(NM))
+            z_w.append(np.full(NM, w))
+            z_ub.append(pb.demand_mean[w, nt] * ln / TOK)
+            z_cost.append(np.full(NM, -pi * hr * DAY_S * TOK) * prob)
+    z_nm_a = np.concatenate(z_nm) if z_nm else np.zeros(0, int)
+    z_w_a = np.concatenate(z_w) if z_w else np.zeros(0, int)
+    Z = B.var((len(z_nm_a),), cost=(np.concatenate(z_cost) * SCALE) if z_cost else 0.0,
+              ub=np.concatenate(z_ub) if z_ub else 0.0)
+    reserve = s.serving_reserve * pb.demand[:, nt].T / TOK                       # (NM, W)
+    V = B.var((NM, W), cost=RESERVE_WEIGHT * pi * SECONDS_PER_MONTH * TOK * prob[:, None] * SCALE, ub=reserve)
+
+    # 1. chips used <= chips on hand, per node and pool
+    cap = B.rows("stock", (NM, P), hi=pb.stock[:, nt].T * usable_nt[:, pc])
     if len(pairs):
-        B.add(dem[pairs[:, 0]], X, pb.rate[pairs[:, 0], pc[pairs[:, 1]]][:, None] / TOK)
+        B.add(cap[:, pairs[:, 1]], X, 1.0)
+    occ_k, occ_n, occ_m = _spread(pb, y_q, y_node, pat.occ_rows, pat.occ_t)
+    if len(occ_k):
+        B.add(cap[occ_n, pat.pool[y_q[occ_k]]], Y[occ_k], pat.size[y_q[occ_k]].astype(float))
+    for o in range(O):
+        coef = pb.arrival_coef(o)                                               # (tau, t)
+        c = pc[pb.opt_pool[o]]
+        for n in range(NM):
+            t = nt[n]
+            w0 = rep[n]
+            taus = np.nonzero(coef[:, t] > 0)[0]
+            if not len(taus):
+                continue
+            ok = pb.order_ok(o, w0)[taus] * pb.usable_w[w0, c, t]
+            anc = wd.node_of[w0, taus]
+            B.add(cap[n, pb.opt_pool[o]], Bv[anc, o], -coef[taus, t] * ok)
+    # 2. served levels and reserve: sum r x + sum r R - sum_k z + v >= rho D_peak
+    dem = B.rows("demand", (NM, W), lo=reserve)
+    if len(pairs):
+        B.add(dem[:, pairs[:, 0]], X, pb.rate[pairs[:, 0], pc[pairs[:, 1]]][None, :] / TOK)
     if len(rent_pairs):
-        B.add(dem[rent_pairs[:, 0]], R, pb.rate[rent_pairs[:, 0], pb.rent_chip[rent_pairs[:, 1]]][:, None] / TOK)
-    B.add(dem, U, 1.0)
-    B.add(dem, Ur, 1.0)
+        B.add(dem[:, rent_pairs[:, 0]], R, pb.rate[rent_pairs[:, 0], pb.rent_chip[rent_pairs[:, 1]]][None, :] / TOK)
+    if len(z_nm_a):
+        B.add(dem[z_nm_a, z_w_a], Z, -1.0)
+    B.add(dem, V, 1.0)
     # 3. facility power per cluster (finite limits only)
     limited = np.nonzero(np.isfinite(pb.cluster_cap_kw))[0]
     if len(limited):
-        pw = B.rows("power", (len(limited), T), hi=pb.cluster_cap_kw[limited][:, None])
+        pw = B.rows("power", (NM, len(limited)), hi=pb.cluster_cap_kw[limited][None, :])
         row_of = {int(k): i for i, k in enumerate(limited)}
         for i, (_w, p) in enumerate(pairs):
             k = int(pb.pool_cluster[p])
             if k in row_of:
-                B.add(pw[row_of[k]], X[i], pb.power_kw[p])
-        if pat.n:
-            kq = pb.pool_cluster[pat.pool[pat.occ_rows]]
-            sel = np.isin(kq, limited)
-            ridx = np.array([row_of.get(int(k), 0) for k in kq[sel]], int)
-            B.add(pw[ridx, pat.occ_t[sel]], Y[pat.occ_rows[sel]],
-                  pat.occ_val[sel] * pb.power_kw[pat.pool[pat.occ_rows[sel]]])
-    # 4. rental caps
+                B.add(pw[:, row_of[k]], X[:, i], pb.power_kw[p])
+        kc = pb.pool_cluster[pat.pool[y_q[occ_k]]]
+        sel = np.isin(kc, limited)
+        if sel.any():
+            ridx = np.array([row_of[int(k)] for k in kc[sel]], int)
+            qq = y_q[occ_k[sel]]
+            B.add(pw[occ_n[sel], ridx], Y[occ_k[sel]], pat.size[qq] * pb.power_kw[pat.pool[qq]])
+    # 4. rental caps (a chip barred from use cannot be rented either)
     if len(rent_pairs):
-        rc = B.rows("rental", (len(pb.rent_chip), T), hi=pb.rent_max[:, None])
-        B.add(rc[rent_pairs[:, 1]], R, 1.0)
-    # 5. one run per generation, or missed
+        rc = B.rows("rental", (NM, len(pb.rent_chip)), hi=pb.rent_max[None, :] * usable_nt[:, pb.rent_chip])
+        B.add(rc[:, rent_pairs[:, 1]], R, 1.0)
+    # 5. one run per generation in every world (leaf), or missed
     if G:
-        gr = B.rows("generation", (G,), lo=1.0, hi=1.0)
-        B.add(gr[pat.gen], Y, 1.0)
+        gr = B.rows("generation", (L, G), lo=1.0, hi=1.0)
+        for li, leaf in enumerate(wd.leaves):
+            w0 = rep[leaf]
+            on_path = wd.node_of[w0, nt[y_node]] == y_node
+            ks = np.nonzero(on_path)[0]
+            B.add(gr[li, pat.gen[y_q[ks]]], Y[ks], 1.0)
         B.add(gr, M, 1.0)
-    # 6. sequencing: g starts in month s only if its predecessor ended by then
+    # 6. sequencing: g starts in month s only if its predecessor ended by then (on the same path)
     for gi, g in enumerate(pb.gens):
         if g.after is None:
             continue
-        sq = B.rows(f"after:{gi}", (T,), hi=0.0)
-        mine = np.nonzero(pat.gen == gi)[0]
-        B.add(sq[pat.start[mine]], Y[mine], 1.0)
-        prev = np.nonzero(pat.gen == g.after)[0]
-        ends = np.ceil(pat.end[prev] - 1e-9).astype(int)
-        for q, e in zip(prev, ends):
-            if e < T:
-                B.add(sq[e:], Y[q], -1.0)
-    # 7. procurement totals and budget
+        sq = B.rows(f"after:{gi}", (NM,), hi=0.0)
+        mine = np.nonzero(pat.gen[y_q] == gi)[0]
+        B.add(sq[y_node[mine]], Y[mine], 1.0)
+        prev = np.nonzero(pat.gen[y_q] == g.after)[0]
+        if len(prev):
+            # a predecessor chosen at node a lets g start in every later node on its paths from its end month on
+            ends = np.ceil(pat.end[y_q[prev]] - 1e-9).astype(int)
+            counts = np.maximum(T - ends, 0)
+            rows_k = np.repeat(prev, counts)
+            months = np.concatenate([np.arange(e, T) for e in ends]) if counts.sum() else np.zeros(0, int)
+            k2, n2, _ = _spread(pb, y_q, y_node, rows_k, months, by_var=True)
+            B.add(sq[n2], Y[k2], -1.0)
+    # 7. procurement totals and budget, per leaf (path)
     fin = np.nonzero(np.isfinite(pb.opt_max_total))[0] if O else np.zeros(0, int)
     if len(fin):
-        tot = B.rows("procurement_total", (len(fin),), hi=pb.opt_max_total[fin])
-        B.add(tot[:, None], Bv[fin], 1.0)
+        tot = B.rows("procurement_total", (L, len(fin)), hi=pb.opt_max_total[fin][None, :])
+        for li, leaf in enumerate(wd.leaves):
+            nodes = wd.node_of[rep[leaf]]
+            for i, o in enumerate(fin):
+                B.add(tot[li, i], Bv[nodes, o], 1.0)
     if s.costs.capex_budget_usd is not None and O:
-        bud = B.rows("capex_budget", (1,), hi=s.costs.capex_budget_usd)
-        B.add(bud[0], Bv, paid[:, None])
-    return B, {"x": X, "rent": R, "buy": Bv, "y": Y, "miss": M, "unmet": U, "pairs": pairs,
-               "rent_pairs": rent_pairs}
+        bud = B.rows("capex_budget", (L,), hi=s.costs.capex_budget_usd)
+        for li, leaf in enumerate(wd.leaves):
+            w0 = rep[leaf]
+            nodes = wd.node_of[w0]
+            for o in range(O):
+                paid = pb.opt_price[o] * pb.opt_fill[o] * pb.order_ok(o, w0)
+                B.add(bud[li], Bv[nodes, o], paid)
+    return B, {"x": X, "rent": R, "buy": Bv, "y": Y, "y_q": y_q, "y_node": y_node, "miss": M, "z": Z,
+               "z_nm": z_nm_a, "z_w": z_w_a, "pairs": pairs, "rent_pairs": rent_pairs}
+
+
+def _spread(pb: Problem, y_q: np.ndarray, y_node: np.ndarray, rows: np.ndarray, months: np.ndarray,
+            by_var: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Map (run, month) entries to the tree: for each run variable k (pattern y_q[k] chosen at node y_node[k])
+    and each month m it concerns, the nodes in month m of the worlds that pass through y_node[k].
+
+    `rows` holds patterns (occupancy entries: every variable of that pattern gets the month) or, with by_var,
+    variable indices. Returns unique (variable, node, month) triplets."""
+    wd = pb.worlds
+    if by_var:
+        ent_k, ent_m = rows, months
+    else:
+        order = np.argsort(rows, kind="stable")
+        r_sorted, m_sorted = rows[order], months[order]
+        counts = np.bincount(r_sorted, minlength=pb.patterns.n)
+        ptr = np.concatenate([[0], np.cumsum(counts)])
+        per = counts[y_q]
+        ent_k = np.repeat(np.arange(len(y_q)), per)
+        offs = np.arange(per.sum()) - np.repeat(np.cumsum(per) - per, per)
+        ent_m = m_sorted[ptr[y_q][ent_k] + offs]
+    if not len(ent_k):
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, int)
+    if wd.NM == pb.T:                                 # one world: node = month
+        return ent_k, wd.node_of[0, ent_m], ent_m
+    Om = wd.n
+    in_node = wd.node_of[:, wd.node_t] == np.arange(wd.NM)[None, :]          # (Omega, NM)
+    k = np.repeat(ent_k, Om)
+    m = np.repeat(ent_m, Om)
+    w = np.tile(np.arange(Om), len(ent_k))
+    keep = in_node[w, y_node[k]]
+    k, m, w = k[keep], m[keep], w[keep]
+    n = wd.node_of[w, m]
+    key = np.unique(k.astype(np.int64) * wd.NM + n)
+    kk, nn = key // wd.NM, key % wd.NM
+    return kk.astype(int), nn.astype(int), wd.node_t[nn]
 
 
 _STATUS = {0: "optimal", 1: "time_limit", 2: "infeasible", 3: "unbounded", 4: "solver_error"}
 
 
-def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3, duals: bool = True) -> Solution:
-    """Build and solve the MILP; optionally re-solve the LP with the runs fixed for shadow prices."""
+def _constant_usd(pb: Problem) -> float:
+    """The objective's constant: every hour's demand unmet before any level is served (expected over nodes)."""
+    pi = pb.scenario.costs.unmet_penalty_usd_per_mtok / 1e6
+    nt = pb.worlds.node_t
+    return float((pb.worlds.node_prob[:, None] * pb.demand_mean[:, nt].T).sum() * 24.0 * DAY_S * pi)
+
+
+def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3, duals: bool = True,
+          tie_break: bool = True) -> Solution:
+    """Build and solve the MILP; then (lexicographic) the earliest training finishes at no extra cost; then,
+    optionally, the LP with the runs fixed for shadow prices."""
     t_start = time.perf_counter()
     B, ix = build(pb)
     A = B.matrix()
@@ -218,27 +354,47 @@ def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
     res = milp(c, integrality=integ, bounds=Bounds(lb, ub), constraints=LinearConstraint(A, lo, hi),
                options={"time_limit": time_limit_s, "mip_rel_gap": mip_rel_gap, "presolve": True})
     status = _STATUS.get(res.status, "solver_error")
-    W, T = len(pb.workloads), pb.T
+    NM, W = pb.worlds.NM, len(pb.workloads)
     if res.x is None:
-        # No incumbent (should not happen: all-unmet is always feasible). Answer with the empty plan.
-        z = np.zeros(B.n)
-        z[ix["unmet"].ravel()] = pb.demand.ravel() / TOK
-        z[ix["miss"]] = 1.0
-        sol_x, ok = z, False
+        sol_x, ok = np.zeros(B.n), False          # no incumbent (all-unmet is always feasible): the empty plan
+        sol_x[ix["miss"].ravel()] = 1.0
     else:
         sol_x, ok = res.x, True
+    how = "none"
+    if ok and tie_break and len(ix["y"]) and (sol_x[ix["y"]] > 0.5).any():
+        sol_x, how = _earliest_finish(pb, ix, A, c, lb, ub, integ, lo, hi, sol_x, time_limit_s, mip_rel_gap)
+    served = np.zeros((NM, W))
+    np.add.at(served, (ix["z_nm"], ix["z_w"]), sol_x[ix["z"]] * TOK)
     sol = Solution(
         status=status, message=str(res.message), success=ok and res.status in (0, 1),
-        objective_usd=float(c @ sol_x) / SCALE, mip_gap=getattr(res, "mip_gap", None),
-        seconds=0.0, x=sol_x[ix["x"]], pairs=ix["pairs"], rent=sol_x[ix["rent"]], rent_pairs=ix["rent_pairs"],
-        buy=sol_x[ix["buy"]], y=np.round(sol_x[ix["y"]]), miss=sol_x[ix["miss"]], unmet=sol_x[ix["unmet"]])
-    sol.unmet = np.maximum(sol.unmet, 0.0).reshape(W, T) * TOK
+        objective_usd=float(c @ sol_x) / SCALE + _constant_usd(pb), mip_gap=getattr(res, "mip_gap", None),
+        seconds=0.0, pairs=ix["pairs"], rent_pairs=ix["rent_pairs"], x=sol_x[ix["x"]], rent=sol_x[ix["rent"]],
+        buy=sol_x[ix["buy"]], y_q=ix["y_q"], y_node=ix["y_node"], y=np.round(sol_x[ix["y"]]),
+        miss=sol_x[ix["miss"]], served=served, tie_break=how)
     if duals and ok:
         _shadow_prices(B, A, c, lb, ub, integ, lo, hi, sol_x, sol)
         if "upper" in sol.bound_duals:
             sol.bound_duals["buy"] = sol.bound_duals.pop("upper")[ix["buy"]]
     sol.seconds = time.perf_counter() - t_start
     return sol
+
+
+def _earliest_finish(pb: Problem, ix: dict[str, np.ndarray], A: csr_matrix, c, lb, ub, integ, lo, hi, x0,
+                     time_limit_s: float, gap: float) -> tuple[np.ndarray, str]:
+    """Second, lexicographic solve: keep the first objective at most its value (no extra spend, no extra unmet
+    demand, no later or missed run), and minimise the expected end month of the chosen runs."""
+    pat = pb.patterns
+    cost0 = float(c @ x0)
+    tie = np.zeros(len(c))
+    tie[ix["y"]] = pb.worlds.node_prob[ix["y_node"]] * pat.end[ix["y_q"]]
+    A2 = vstack([A, csr_matrix(c.reshape(1, -1))]).tocsr()
+    slack = 1e-9 * max(1.0, abs(cost0))
+    res = milp(tie, integrality=integ, bounds=Bounds(lb, ub),
+               constraints=LinearConstraint(A2, np.append(lo, -np.inf), np.append(hi, cost0 + slack)),
+               options={"time_limit": max(5.0, time_limit_s / 4), "mip_rel_gap": gap, "presolve": True})
+    if res.x is None or float(c @ res.x) > cost0 + 10 * slack:
+        return x0, "kept: the tie-break solve found no plan of equal cost in its time"
+    return res.x, "earliest finish among plans of equal cost (second solve)"
 
 
 def _shadow_prices(B: _Builder, A: csr_matrix, c, lb, ub, integ, lo, hi, x, sol: Solution) -> None:
@@ -249,7 +405,6 @@ def _shadow_prices(B: _Builder, A: csr_matrix, c, lb, ub, integ, lo, hi, x, sol:
     eq = np.isfinite(lo) & np.isfinite(hi) & (lo == hi)
     up = np.isfinite(hi) & ~eq
     dn = np.isfinite(lo) & ~eq
-    from scipy.sparse import vstack
     A_ub = vstack([A[up], -A[dn]]).tocsr()
     b_ub = np.concatenate([hi[up], -lo[dn]])
     try:
@@ -269,8 +424,3 @@ def _shadow_prices(B: _Builder, A: csr_matrix, c, lb, ub, integ, lo, hi, x, sol:
         size = int(np.prod(shape))
         sol.duals[kind] = marg[start:start + size].reshape(shape) / SCALE / (TOK if kind == "demand" else 1.0)
     sol.bound_duals["upper"] = res.upper.marginals / SCALE
-
-
-def month_of_fraction(t: float) -> int:
-    """Index of the month in which a fractional month position falls (end of a run)."""
-    return max(0, math.ceil(t - 1e-9) - 1)

@@ -1,6 +1,12 @@
-"""Entry points the CLI and the web API call: plan a scenario, size a model, print the scenario schema.
+"""Entry points the CLI and the web API call: plan a scenario (or compare several), size a model, print the
+scenario schema. The pipeline, one stage per module:
 
-    plan_scenario(path_or_dict, *, samples=10_000, backend="numpy") -> PlanResult   (.to_contract(), .summary())
+    scenario.py (YAML -> Scenario) -> problem.py (arrays, policy worlds) -> milp.py (scenario-tree MILP)
+        -> runway.py (Monte Carlo of the plan) + stock_alone.py (the stock by itself, the ladder)
+        -> result.py (PlanResult: .to_contract(), .summary())
+
+    plan_scenario(path_or_dict, *, samples=10_000, backend="numpy") -> PlanResult
+    compare_scenarios([a, b, ...]) -> Comparison                                        (plan A.yaml B.yaml)
     size_model(compute_budget_flop=..., target_loss=..., inference_tokens=...) -> SizingResult
     scenario_schema() -> dict                                                          (plan --schema)
     example_path() -> Path                                                             (the bundled scenario)
@@ -9,13 +15,15 @@ The HTML report lives in stockpile.report (the CLI and the API call it; the libr
 """
 from __future__ import annotations
 
+import contextlib
+import time
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the heavy modules (scipy) load when a function runs, not at import
-    from stockpile.fleet.result import PlanResult
     from stockpile.fleet.rates import Rates
+    from stockpile.fleet.result import Comparison, PlanResult
     from stockpile.fleet.scenario import Scenario
     from stockpile.fleet.sizing import SizingResult
 
@@ -31,53 +39,97 @@ def scenario_schema() -> dict[str, Any]:
     return scenario_json_schema()
 
 
+def default_rates(scn: Scenario) -> Rates:
+    """Serving from the serving search; training from the training model at each run's size (rates.py)."""
+    from stockpile.fleet.rates import Rates, default_serving_rate, training_speed_fn
+    return Rates(serving=default_serving_rate, training=training_speed_fn(scn.training.precision),
+                 notes=["training speed: the training model's best layout at each run's chip count, with its "
+                        "goodput (one path for generations given by catalog id or by size)"])
+
+
 def plan_scenario(path_or_dict: str | Path | dict[str, Any] | Scenario | None = None, *, samples: int = 10_000,
                   backend: str = "numpy", seed: int | None = None, rates: Rates | None = None,
-                  time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3, max_resolves: int = 3,
-                  stock_only: bool = True) -> PlanResult:
-    """Load, validate, plan (MILP) and run the Monte Carlo runway; `samples=0` skips the Monte Carlo.
-
-    `stock_only` also plans the stock alone (no procurement, no rental) to say how far it goes by itself.
+                  time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3, stock_only: bool = True) -> PlanResult:
+    """Load, validate, plan (scenario-tree MILP), run the Monte Carlo runway, and answer for the stock alone;
+    `samples=0` skips the Monte Carlo (the answer is then the deterministic plan).
 
     Bad input raises InputError / UnknownNameError naming the field and line; an impossible programme is not an
     error: the result holds the best partial plan and its unmet demand."""
-    from stockpile.fleet.milp import solve
-    from stockpile.fleet.problem import compile_problem, default_rates
-    from stockpile.fleet.result import assemble
-    from stockpile.fleet.runway import check_backend, monte_carlo
+    from stockpile.catalog.chips import extra_chips
+    from stockpile.fleet.chips_in import scenario_chips
+    from stockpile.fleet.runway import check_backend, check_samples
     from stockpile.fleet.scenario import load_scenario
 
     if samples:
         backend = check_backend(backend)
+        check_samples(samples)
     loaded = load_scenario(example_path() if path_or_dict is None else path_or_dict)
     scn = loaded.scenario
-    rates = rates or default_rates(scn)
-    pb = compile_problem(scn, rates)
+    with extra_chips(scenario_chips(scn)) if scn.chips else contextlib.nullcontext():
+        return _plan(scn, samples=samples, backend=backend, seed=seed, rates=rates or default_rates(scn),
+                     time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, stock_only=stock_only)
+
+
+def _plan(scn: Scenario, *, samples: int, backend: str, seed: int | None, rates: Rates, time_limit_s: float,
+          mip_rel_gap: float, stock_only: bool) -> PlanResult:
+    from stockpile.fleet.milp import solve
+    from stockpile.fleet.problem import compile_problem
+    from stockpile.fleet.result import assemble
+    from stockpile.fleet.runway import draw, monte_carlo, views_of
+    from stockpile.fleet.stock_alone import stock_alone
+
+    t0 = time.perf_counter()
+    training = rates.training or default_rates(scn).training
+    assert training is not None
+    pb = compile_problem(scn, rates.serving, training)
     sol = solve(pb, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
     notes: list[str] = list(rates.notes)
     if sol.status == "time_limit":
         notes.append(f"the solver stopped at its time limit ({time_limit_s:.0f} s); the plan is the best found"
                      + (f" (gap {sol.mip_gap:.2%})" if sol.mip_gap is not None else ""))
-    mc = None
-    if samples:
-        def resolve(occurs: list[bool]) -> tuple[Any, Any]:
-            events = [e.model_copy(update={"probability": 1.0 if o else 0.0})
-                      for e, o in zip(scn.policy_events, occurs)]
-            pb_k = compile_problem(scn.model_copy(update={"policy_events": events}), rates)
-            return pb_k, solve(pb_k, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, duals=False)
-        mc = monte_carlo(pb, sol, samples=samples, seed=seed, backend=backend, resolve=resolve,
-                         max_resolves=max_resolves)
-    result = assemble(pb, sol, mc, notes)
-    if stock_only and (scn.procurement or scn.costs.rental):
+    seed = scn.uncertainty.seed if seed is None else seed
+    n = max(samples, 1)
+    draws = draw(pb, n, seed)
+    mc = monte_carlo(pb, sol, samples=samples, seed=seed, backend=backend, draws=draws) if samples else None
+    alone = None
+    if stock_only:
         bare = scn.model_copy(update={"procurement": [], "costs": scn.costs.model_copy(update={"rental": []})})
-        pb0 = compile_problem(bare, rates)
-        r0 = assemble(pb0, solve(pb0, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, duals=False), None, [])
-        result.runway.stock_only = r0.runway.deterministic
-        result.runway.stock_only_generations_trained = r0.generations_trained
-    elif stock_only:
-        result.runway.stock_only = result.runway.deterministic
-        result.runway.stock_only_generations_trained = result.generations_trained
+        pb0 = compile_problem(bare, rates.serving, training)
+        sol0 = solve(pb0, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, duals=False, tie_break=False)
+        alone = stock_alone(pb0, views_of(pb0, sol0), draw(pb0, n, seed) if samples else nominal_draws(pb0),
+                            nominal_draws(pb0), training)
+    result = assemble(pb, sol, mc, alone, notes)
+    result.seconds = round(time.perf_counter() - t0, 3)
     return result
+
+
+def nominal_draws(pb: Any) -> Any:
+    """One sample with nothing uncertain: medians of every distribution, events as the plan assumes them
+    (the most likely world), dates and fills as stated."""
+    import numpy as np
+
+    from stockpile.fleet.months import month_index
+    from stockpile.fleet.runway import Draws
+    s = pb.scenario
+    E, W, O = len(s.policy_events), len(pb.workloads), len(pb.opt_pool)
+    best = int(np.argmax(pb.worlds.prob))
+    occurs = np.array([[ev.probability >= 1.0 if i not in pb.worlds.uncertain
+                        else bool(pb.worlds.bits[best, pb.worlds.uncertain.index(i)])
+                        for i, ev in enumerate(s.policy_events)]], bool).reshape(1, E)
+    month = np.array([[month_index(ev.date) - pb.t0 for ev in s.policy_events]], int).reshape(1, E)
+    known = np.array([[month_index(ev.known_month) - pb.t0 for ev in s.policy_events]], int).reshape(1, E)
+    gr = s.uncertainty.goodput
+    return Draws(occurs=occurs, month=month, known=known, growth=pb.growth[None, :].copy(), level=np.ones((1, W)),
+                 mult=np.ones(1), goodput=np.array([0.5 * (gr.low + gr.high)]),
+                 delay=np.rint(pb.opt_delay_mean)[None, :].astype(int).reshape(1, O),
+                 fill=pb.opt_fill[None, :].reshape(1, O))
+
+
+def compare_scenarios(sources: list[str | Path | dict[str, Any]], **kwargs: Any) -> Comparison:
+    """Plan each scenario and line them up: runway, stock-alone runway, generations trainable, cost, and what
+    differs between the first and each other one (``plan A.yaml B.yaml``)."""
+    from stockpile.fleet.result import compare
+    return compare([plan_scenario(src, **kwargs) for src in sources])
 
 
 def size_model(*, compute_budget_flop: float | None = None, target_loss: float | None = None,

@@ -44,10 +44,18 @@ TrainingRate = Callable[[float, float, str], float]
 SEARCH_GPUS = (8, 16, 32)
 
 
-@lru_cache(maxsize=4096)
 def default_serving_rate(model_id: str, chip_id: str, isl: float, osl: float,
                          ttft_ms: float | None = None, tpot_ms: float | None = None,
                          weight_dtype: str | None = None) -> float:
+    """Best output tokens/s per GPU of `model_id` on `chip_id` whose TTFT and TPOT meet the SLO (0 if none).
+    Cached per catalog state (a user's chip figures, ``extra_chips``, are part of the key)."""
+    from stockpile.catalog.chips import overlay_version
+    return _serving_rate(model_id, chip_id, isl, osl, ttft_ms, tpot_ms, weight_dtype, overlay_version())
+
+
+@lru_cache(maxsize=4096)
+def _serving_rate(model_id: str, chip_id: str, isl: float, osl: float, ttft_ms: float | None,
+                  tpot_ms: float | None, weight_dtype: str | None, _version: int) -> float:
     """Best output tokens/s per GPU of `model_id` on `chip_id` whose TTFT and TPOT meet the SLO (0 if none).
 
     Asks the serving search (:func:`stockpile.search.serving.search`: layouts, dtypes, batch, aggregated or
@@ -127,15 +135,16 @@ def training_speed(params_b: float, active_params_b: float | None, chip_id: str,
 
     fp8 on a chip without fp8 tensor units trains in bf16 (the note says so). Bad input (unknown chip or
     model, a non-positive size or GPU count) raises InputError. Cached."""
+    from stockpile.catalog.chips import overlay_version
     n = int(gpus) if float(gpus).is_integer() else gpus       # 2048.0 from a YAML file is 2048 GPUs
     return _training_speed(float(params_b), None if active_params_b is None else float(active_params_b),
                            chip_id.strip().lower(), n, model_id, precision.lower(),
-                           DEFAULT_TRAIN_SEQ if seq_len is None else int(seq_len))
+                           DEFAULT_TRAIN_SEQ if seq_len is None else int(seq_len), overlay_version())
 
 
 @lru_cache(maxsize=4096)
 def _training_speed(params_b: float, active_params_b: float | None, chip_id: str, gpus: int,
-                    model_id: str | None, precision: str, seq_len: int) -> TrainingSpeed | None:
+                    model_id: str | None, precision: str, seq_len: int, _version: int) -> TrainingSpeed | None:
     from stockpile.catalog import get_chip, get_model
     from stockpile.catalog.derive import derive_model
     from stockpile.errors import InfeasibleError, MissingFigureError
@@ -171,31 +180,25 @@ def gpu_hours(tokens: float, speed: TrainingSpeed) -> float:
     return tokens / speed.tokens_per_s_per_gpu / 3600.0 / speed.goodput
 
 
-def search_training_rate(fallback: TrainingRate, *, models: dict[tuple[float, float], tuple[str, int]] | None = None,
-                         tokens: float = 1e12, precision: str = "bf16") -> TrainingRate:
-    """Deprecated bridge for callers of the old two-path TrainingRate (use :func:`training_speed`).
+# (params_b, active_params_b, chip_id, gpus, model_id) -> (training tokens/s per GPU, goodput), or None
+TrainingSpeedFn = Callable[[float, float, str, int, "str | None"], "tuple[float, float] | None"]
 
-    `models` maps (params_b, active_params_b) to (catalog model id, GPUs of the run); those get the per-GPU
-    tokens/s of :func:`training_speed`, everything else (and a chip that cannot train the model) `fallback`.
-    `tokens` is unused (kept for the signature)."""
-    if not models:
-        return fallback
-    names = dict(models)
 
-    @lru_cache(maxsize=1024)
-    def rate(params_b: float, active_params_b: float, chip_id: str) -> float:
-        job = names.get((params_b, active_params_b))
-        if job is None:
-            return fallback(params_b, active_params_b, chip_id)
-        speed = training_speed(params_b, active_params_b, chip_id, job[1], model_id=job[0], precision=precision)
-        return speed.tokens_per_s_per_gpu if speed is not None else fallback(params_b, active_params_b, chip_id)
-    return rate
+def training_speed_fn(precision: str = "bf16", seq_len: int | None = None) -> TrainingSpeedFn:
+    """The planner's training rate: :func:`training_speed` as (tokens/s per GPU, goodput), None where the chip
+    cannot train the model at that size."""
+    def fn(params_b: float, active_params_b: float, chip_id: str, gpus: int, model_id: str | None) -> \
+            tuple[float, float] | None:
+        sp = training_speed(params_b, active_params_b, chip_id, gpus, model_id=model_id, precision=precision,
+                            seq_len=seq_len)
+        return None if sp is None else (sp.tokens_per_s_per_gpu, sp.goodput)
+    return fn
 
 
 @dataclass
 class Rates:
-    """The two rates the planner uses, plus notes saying where they came from."""
+    """The two rates the planner uses (tests and other layers may inject their own), plus notes on their source."""
 
     serving: ServingRate = default_serving_rate
-    training: TrainingRate | None = None
+    training: TrainingSpeedFn | None = None
     notes: list[str] = field(default_factory=list)

@@ -1,5 +1,10 @@
-"""The plan's answer as typed records: allocation, generations, procurement, cost, unmet demand, binding
-constraints and the runway, with ``to_contract()`` giving the ``plan --json`` dict (CONTRACTS.md)."""
+"""The plan's answer as typed records: the stock-alone headline, runway (with policy worlds), generations,
+allocation (chips actually held), procurement, cost, unmet demand (integrated over the day), binding constraints
+and diagnoses, with ``to_contract()`` giving the ``plan --json`` dict (CONTRACTS.md).
+
+The allocation, generations and procurement shown are those of the most likely policy world; decisions taken
+before an uncertain event is known are the same in every world (``runway.worlds`` lists each world's path).
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -7,31 +12,60 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from stockpile.fleet.milp import Solution, month_of_fraction
-from stockpile.fleet.problem import SECONDS_PER_MONTH, Problem
+from stockpile.fleet.diagnose import binding, generation_reason, idle_reasons, procurement_notes
+from stockpile.fleet.milp import Solution, WorldPlan, world_plan
+from stockpile.fleet.months import SECONDS_PER_MONTH, month_name, month_of_fraction
+from stockpile.fleet.problem import Problem, unmet_hour_sum, world_label
 from stockpile.fleet.runway import RunwayResult, quantile_month
-from stockpile.fleet.scenario import month_name
+from stockpile.fleet.stock_alone import StockAloneResult
+
+
+class StockOnly(BaseModel):
+    p10: str | None = Field(description="10 % of futures: the stock alone stops meeting demand by this month; "
+                            "null only if it outlasts ten years")
+    p50: str | None
+    p90: str | None
+    deterministic: str | None
+    p_meets_demand_through_horizon: float | None = None
+    searched_until: str
+
+
+class World(BaseModel):
+    events: list[str] = Field(description="uncertain events that happen in this world")
+    probability: float
+    runway: str | None = Field(description="first month this world's plan leaves demand unmet; null: never "
+                               "inside the horizon")
+    runway_p50: str | None = None
+    samples: int = 0
+    procurement: list[Order]
 
 
 class Runway(BaseModel):
     p10: str | None = Field(description="pessimistic: 10 % of samples stop meeting demand by this month")
     p50: str | None
     p90: str | None
-    deterministic: str | None = Field(description="first month the plan itself leaves demand unmet")
+    deterministic: str | None = Field(description="first month the plan itself leaves demand unmet (peak hour)")
     samples: int = 0
     backend: str = "numpy"
     seconds: float = 0.0
-    resolves: int = 0
     p_meets_demand_through_horizon: float | None = None
     p_met_by_month: list[float] = Field(default_factory=list)
     coverage_p10: list[float] = Field(default_factory=list)
     coverage_p50: list[float] = Field(default_factory=list)
     coverage_p90: list[float] = Field(default_factory=list)
     by_workload: dict[str, str | None] = Field(default_factory=dict)
-    stock_only: str | None = Field(default=None, description="first month the stock alone (no procurement, no "
-                                   "rental) leaves demand unmet; null: it lasts the horizon")
-    stock_only_generations_trained: int | None = None
+    stock_only: StockOnly | None = None
+    worlds: list[World] = Field(default_factory=list)
     tolerance: float = 0.01
+    measured_at: str = "peak hour"
+
+
+class Trainable(BaseModel):
+    p10: int
+    p50: int
+    p90: int
+    deterministic: int
+    ladder: dict[str, Any]
 
 
 class GenerationPlan(BaseModel):
@@ -48,11 +82,13 @@ class GenerationPlan(BaseModel):
     meets_deadline: bool
     months_late: float = 0.0
     gpu_hours: float | None = None
+    goodput: float | None = None
     tokens: float
     params_b: float
     active_params_b: float
     p_on_time: float | None = None
     p_done_in_horizon: float | None = None
+    rate_source: str = ""
     reason: str | None = Field(default=None, description="why a generation is not trained")
 
 
@@ -61,7 +97,8 @@ class AllocationRow(BaseModel):
     chip: str
     stock: int
     usable: int
-    training: int
+    training: int = Field(description="chips held by training runs (a run holds its chips for every month it "
+                          "touches)")
     inference: dict[str, int]
     idle: int
     rented: dict[str, int] = Field(default_factory=dict)
@@ -80,18 +117,22 @@ class Order(BaseModel):
     capex_usd: float
 
 
+World.model_rebuild()
+Runway.model_rebuild()
+
+
 class UnmetRow(BaseModel):
     workload: str
     month: str
-    output_tokens_per_s: float
-    output_tokens: float
-    fraction: float
+    output_tokens_per_s: float = Field(description="short at the peak hour")
+    output_tokens: float = Field(description="short over the month, integrating the daily profile")
+    fraction: float = Field(description="share of the month's output tokens not served")
 
 
 class DemandRow(BaseModel):
     workload: str
     month: str
-    demand_tokens_per_s: float
+    demand_tokens_per_s: float = Field(description="peak hour")
     served_tokens_per_s: float
 
 
@@ -103,6 +144,13 @@ class Binding(BaseModel):
     unit: str
 
 
+class IdleReason(BaseModel):
+    chip: str
+    months_idle: int
+    mean_idle: float
+    reason: str
+
+
 class PlanResult(BaseModel):
     scenario: str
     start: str
@@ -111,9 +159,14 @@ class PlanResult(BaseModel):
     status: str
     message: str
     solve_seconds: float
+    seconds: float = 0.0
     mip_gap: float | None = None
     objective_usd: float
+    objective: str = "energy"
+    tie_break: str = "none"
+    headline: str = ""
     runway: Runway
+    generations_trainable: Trainable | None = None
     generations: list[GenerationPlan]
     generations_planned: int
     generations_trained: int
@@ -127,6 +180,7 @@ class PlanResult(BaseModel):
     demand: list[DemandRow]
     binding: list[Binding]
     binding_summary: str
+    idle: list[IdleReason] = Field(default_factory=list)
     rates: list[dict[str, Any]]
     notes: list[str]
 
@@ -135,33 +189,38 @@ class PlanResult(BaseModel):
         return self.model_dump(mode="json")
 
     def summary(self) -> str:
-        """Human summary: the runway answer first."""
+        """Human summary: the stock's own answer first, then the plan."""
         r = self.runway
         beyond = f"beyond {self.months[-1]}"
         lines = [f"Scenario '{self.scenario}': {self.start} + {self.horizon_months} months ({self.status})"]
+        if self.headline:
+            lines.append(self.headline)
         det = r.deterministic or beyond
         lines.append(f"Runway: the plan first leaves demand unmet in {det}" if r.deterministic
                      else f"Runway: the plan meets demand through the horizon ({beyond})")
         if r.samples:
             q = [v or beyond for v in (r.p10, r.p50, r.p90)]
-            lines.append(f"  under uncertainty ({r.samples} samples): P10 {q[0]}, P50 {q[1]}, P90 {q[2]}; "
+            lines.append(f"  under uncertainty ({r.samples:,} samples): P10 {q[0]}, P50 {q[1]}, P90 {q[2]}; "
                          f"P(meets demand through the horizon) = {r.p_meets_demand_through_horizon:.0%}")
-        if r.stock_only_generations_trained is not None:
-            lines.append("  the stock alone (no purchases, no rental) meets demand "
-                         + (f"until {r.stock_only}" if r.stock_only else "through the horizon")
-                         + f" and trains {r.stock_only_generations_trained} of {self.generations_planned} generations")
+        if len(r.worlds) > 1:
+            lines.append("  policy worlds (decisions before an event is known are shared):")
+            for w in r.worlds:
+                lines.append(f"    {', '.join(w.events) or 'no uncertain event happens'} (p {w.probability:.2f}): "
+                             f"runway {w.runway or beyond}, {sum(o.count for o in w.procurement):,} chips ordered")
         lines.append(f"Generations: {self.generations_trained} of {self.generations_planned} trained, "
                      f"{self.generations_on_time} on time")
         for g in self.generations:
             if g.trained:
                 p = f", P(on time) {g.p_on_time:.0%}" if g.p_on_time is not None else ""
                 lines.append(f"  {g.name}: {g.chips} x {g.chip} @ {g.cluster}, {g.start} -> {g.end} "
-                             f"(deadline {g.deadline}{'' if g.meets_deadline else ', LATE'}{p})")
+                             f"({g.gpu_hours / 1e6 if g.gpu_hours else 0:,.2f}M GPU-h; deadline {g.deadline}"
+                             f"{'' if g.meets_deadline else ', LATE'}{p})")
             else:
                 lines.append(f"  {g.name}: not trained in the horizon (deadline {g.deadline}): {g.reason}")
         cb = self.cost_breakdown_usd
         lines.append(f"Cost: ${self.cost_usd / 1e6:,.1f}M (energy ${cb['energy'] / 1e6:,.1f}M, procurement "
-                     f"${cb['procurement_capex'] / 1e6:,.1f}M, rental ${cb['rental'] / 1e6:,.1f}M)")
+                     f"${cb['procurement_capex'] / 1e6:,.1f}M, rental ${cb['rental'] / 1e6:,.1f}M)"
+                     + (f"; TCO ${cb['tco'] / 1e6:,.1f}M" if "tco" in cb else ""))
         if self.procurement:
             by_chip: dict[str, int] = {}
             for o in self.procurement:
@@ -170,52 +229,117 @@ class PlanResult(BaseModel):
         lines.append(f"Binding: {self.binding_summary}")
         if self.unmet:
             tot = sum(u.output_tokens for u in self.unmet)
-            lines.append(f"Unmet demand: {tot:.3g} output tokens over {len({u.month for u in self.unmet})} months")
+            lines.append(f"Unmet demand: {tot:.3g} output tokens over {len({u.month for u in self.unmet})} months "
+                         "(integrated over the day)")
+        for i in self.idle:
+            lines.append(f"Idle {i.chip}: {i.mean_idle:,.0f} chips on average in {i.months_idle} months: {i.reason}")
         lines += [f"Note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
-def _on_hand(pb: Problem, sol: Solution, usable: bool) -> np.ndarray:
-    """(P, T) chips on hand (expected, after attrition) including planned deliveries."""
-    out = pb.stock * (pb.usable[pb.pool_chip] if usable else 1.0)
-    for o in range(len(pb.opt_pool)):
-        out[pb.opt_pool[o]] += sol.buy[o] @ pb.arrival_coef(o, usable=usable)
+def _month_or_none(pb_months: list[str], t0: int, v: int, T: int) -> str | None:
+    return None if v >= T else month_name(t0 + v)
+
+
+def deterministic_runway(pb: Problem, wp: WorldPlan) -> tuple[int, dict[str, int]]:
+    """First month (index) the path leaves more than the tolerance of peak demand unmet; T = never."""
+    tol = pb.scenario.runway_tolerance
+    total = pb.demand.sum(axis=0)
+    bad = (wp.unmet.sum(axis=0) > tol * total + 1e-9) & (total > 0)
+    by_w = {}
+    for w, name in enumerate(pb.workloads):
+        bw = (wp.unmet[w] > tol * pb.demand[w] + 1e-9) & (pb.demand[w] > 0)
+        by_w[name] = int(np.argmax(bw)) if bw.any() else pb.T
+    return (int(np.argmax(bad)) if bad.any() else pb.T), by_w
+
+
+def _orders(pb: Problem, wp: WorldPlan) -> list[Order]:
+    out = []
+    for o, t in zip(*np.nonzero(wp.buy > 0.5)):
+        p = pb.opt_pool[o]
+        n = round(float(wp.buy[o, t]))
+        delivered = bool(pb.order_ok(int(o), wp.world)[t])
+        out.append(Order(option=int(o), chip=pb.chips[pb.pool_chip[p]], cluster=pb.clusters[pb.pool_cluster[p]],
+                         order_month=pb.months[t], arrival_month=month_name(pb.t0 + t + int(pb.opt_lead[o])),
+                         count=n, expected_delivered=round(n * pb.opt_fill[o]) if delivered else 0,
+                         capex_usd=round(n * float(pb.opt_fill[o] * pb.opt_price[o]), 2) if delivered else 0.0))
     return out
 
 
-def assemble(pb: Problem, sol: Solution, mc: RunwayResult | None, notes: list[str]) -> PlanResult:
+def capacity(pb: Problem, wp: WorldPlan) -> np.ndarray:
+    """(W, T) serving capacity of the path, output tokens/s (owned chips and rented GPUs)."""
+    cap = np.zeros((len(pb.workloads), pb.T))
+    for i, (w, p) in enumerate(wp.pairs):
+        cap[w] += pb.rate[w, pb.pool_chip[p]] * wp.x[i]
+    for i, (w, j) in enumerate(wp.rent_pairs):
+        cap[w] += pb.rate[w, pb.rent_chip[j]] * wp.rent[i]
+    return cap
+
+
+def assemble(pb: Problem, sol: Solution, mc: RunwayResult | None, alone: StockAloneResult | None,
+             notes: list[str]) -> PlanResult:
     s, T, W, C = pb.scenario, pb.T, len(pb.workloads), len(pb.chips)
     months = pb.months
     pat = pb.patterns
+    wd = pb.worlds
+    main = int(np.argmax(wd.prob))
+    wp = world_plan(pb, sol, main)
+    det, by_w = deterministic_runway(pb, wp)
+    runway = Runway(p10=None, p50=None, p90=None, deterministic=_month_or_none(months, pb.t0, det, T),
+                    by_workload={k: _month_or_none(months, pb.t0, v, T) for k, v in by_w.items()},
+                    tolerance=s.runway_tolerance)
     tol = s.runway_tolerance
-    # --- deterministic runway
-    total_d = pb.demand.sum(axis=0)
-    bad = (sol.unmet.sum(axis=0) > tol * total_d + 1e-9) & (total_d > 0)
-    det = months[int(np.argmax(bad))] if bad.any() else None
-    by_w = {}
-    for w, name in enumerate(pb.workloads):
-        bw = (sol.unmet[w] > tol * pb.demand[w] + 1e-9) & (pb.demand[w] > 0)
-        by_w[name] = months[int(np.argmax(bw))] if bw.any() else None
-    runway = Runway(p10=None, p50=None, p90=None, deterministic=det, by_workload=by_w, tolerance=tol)
     if mc is not None:
         qs = [quantile_month(mc.runway, x) for x in (0.1, 0.5, 0.9)]
         runway.p10, runway.p50, runway.p90 = (months[v] if v < T else None for v in qs)
-        runway.samples, runway.backend, runway.seconds, runway.resolves = (mc.samples, mc.backend, mc.seconds,
-                                                                           mc.resolves)
+        runway.samples, runway.backend, runway.seconds = mc.samples, mc.backend, round(mc.seconds, 3)
         runway.p_meets_demand_through_horizon = float(np.mean(mc.runway >= T))
-        met = mc.covered >= 1.0 - tol - 1e-12
+        met = mc.covered >= 1.0 - tol - 1e-9
         runway.p_met_by_month = [round(float(v), 4) for v in met.mean(axis=0)]
         for attr, qq in (("coverage_p10", 0.1), ("coverage_p50", 0.5), ("coverage_p90", 0.9)):
             setattr(runway, attr, [round(float(v), 4) for v in np.quantile(mc.covered, qq, axis=0)])
     else:
-        runway.p10 = runway.p50 = runway.p90 = det
-    # --- generations
+        runway.p10 = runway.p50 = runway.p90 = runway.deterministic
+    # --- policy worlds
+    for w in range(wd.n):
+        wpw = wp if w == main else world_plan(pb, sol, w)
+        dw, _ = deterministic_runway(pb, wpw)
+        entry = World(events=world_label(s, wd, w), probability=round(float(wd.prob[w]), 6),
+                      runway=_month_or_none(months, pb.t0, dw, T), procurement=_orders(pb, wpw))
+        if mc is not None:
+            sel = mc.world == w
+            entry.samples = int(sel.sum())
+            if sel.any():
+                v = quantile_month(mc.runway[sel], 0.5)
+                entry.runway_p50 = months[v] if v < T else None
+        runway.worlds.append(entry)
+    # --- the stock alone and the ladder
+    trainable = None
+    if alone is not None:
+        H = alone.horizon_ext
+
+        def m(v: int) -> str | None:
+            return None if v >= H else month_name(pb.t0 + v)
+        q = [quantile_month(alone.runway, x) for x in (0.1, 0.5, 0.9)]
+        runway.stock_only = StockOnly(p10=m(q[0]), p50=m(q[1]), p90=m(q[2]), deterministic=m(alone.deterministic),
+                                      p_meets_demand_through_horizon=round(float(np.mean(alone.runway >= T)), 4),
+                                      searched_until=month_name(pb.t0 + H - 1))
+        g = alone.generations
+        lad = alone.ladder
+        trainable = Trainable(
+            p10=int(np.quantile(g, 0.1, method="inverted_cdf")), p50=int(np.quantile(g, 0.5, method="inverted_cdf")),
+            p90=int(np.quantile(g, 0.9, method="inverted_cdf")), deterministic=alone.generations_deterministic,
+            ladder={"compute_growth": lad.compute_growth, "every_months": lad.every_months, "source": lad.source,
+                    "rungs": [{"index": r.index, "params_b": round(r.params_b, 1),
+                               "active_params_b": round(r.active_params_b, 1), "tokens": float(f"{r.tokens:.4g}"),
+                               "compute_flop": float(f"{r.compute_flop:.4g}")} for r in lad.rungs[:6]]})
+    # --- generations on the main path
     gens: list[GenerationPlan] = []
-    chosen = {int(pat.gen[q]): int(q) for q in np.nonzero(sol.y > 0.5)[0]}
+    chosen = {int(pat.gen[q]): int(q) for q in wp.runs}
     for gi, spec in enumerate(pb.gens):
         g = GenerationPlan(name=spec.name, trained=gi in chosen, deadline=month_name(pb.t0 + spec.deadline),
                            meets_deadline=False, tokens=spec.tokens, params_b=spec.params_b,
-                           active_params_b=spec.active_params_b)
+                           active_params_b=spec.active_params_b, rate_source=spec.rate_note)
         if gi in chosen:
             q = chosen[gi]
             p = int(pat.pool[q])
@@ -226,37 +350,40 @@ def assemble(pb: Problem, sol: Solution, mc: RunwayResult | None, notes: list[st
             g.months = round(float(pat.months[q]), 3)
             g.months_late = round(float(pat.late[q]), 3)
             g.meets_deadline = bool(pat.late[q] <= 1e-9)
-            g.gpu_hours = spec.gpu_hours[int(pb.pool_chip[p])]
-        elif not spec.gpu_hours:
-            g.reason = "none of the fleet's chip types it may use (stock, procurement) has a training rate"
-        elif not (pat.gen == gi).any():
-            g.reason = ("no run fits: not enough chips of an allowed type in one cluster for its minimum size "
-                        "in time to finish inside the horizon")
+            g.gpu_hours = float(pat.gpu_hours[q])
+            g.goodput = round(float(pat.goodput[q]), 4)
         else:
-            g.reason = "the plan drops it: the chips serve demand worth more than its miss penalty"
+            g.reason = generation_reason(pb, gi)
         if mc is not None and len(pb.gens):
             ends = mc.gen_end[:, gi]
             g.p_on_time = round(float(np.mean(ends <= spec.deadline + 1 + 1e-9)), 4)
             g.p_done_in_horizon = round(float(np.mean(np.isfinite(ends))), 4)
         gens.append(g)
-    # --- allocation per month per chip type
-    on_hand, usable = _on_hand(pb, sol, False), _on_hand(pb, sol, True)
+    # --- allocation per month per chip type: chips held
+    stock_c = np.zeros((C, T))
+    np.add.at(stock_c, pb.pool_chip, pb.stock)
+    arrived = np.zeros((C, T))
+    for o in range(len(pb.opt_pool)):
+        ok = pb.order_ok(o, main)
+        arrived[pb.pool_chip[pb.opt_pool[o]]] += (wp.buy[o] * ok) @ pb.arrival_coef(o)
+    on_hand = stock_c + arrived
+    usable = on_hand * pb.usable_w[main]
     inf = np.zeros((W, C, T))
-    for i, (w, p) in enumerate(sol.pairs):
-        inf[w, pb.pool_chip[p]] += sol.x[i]
+    for i, (w, p) in enumerate(wp.pairs):
+        inf[w, pb.pool_chip[p]] += wp.x[i]
     train = np.zeros((C, T))
-    sel = sol.y[pat.occ_rows] > 0.5
-    np.add.at(train, (pb.pool_chip[pat.pool[pat.occ_rows[sel]]], pat.occ_t[sel]), pat.occ_val[sel])
+    busy_energy = np.zeros((pb.P, T))
+    for q in wp.runs:
+        sel = pat.occ_rows == q
+        train[pb.pool_chip[pat.pool[q]], pat.occ_t[sel]] += pat.size[q]
+        busy_energy[pat.pool[q], pat.occ_t[sel]] += pat.size[q] * pat.busy_frac[sel]
     rent = np.zeros((W, C, T))
-    for i, (w, j) in enumerate(sol.rent_pairs):
-        rent[w, pb.rent_chip[j]] += sol.rent[i]
-    oh_c, us_c = np.zeros((C, T)), np.zeros((C, T))
-    np.add.at(oh_c, pb.pool_chip, on_hand)
-    np.add.at(us_c, pb.pool_chip, usable)
+    for i, (w, j) in enumerate(wp.rent_pairs):
+        rent[w, pb.rent_chip[j]] += wp.rent[i]
     rows: list[AllocationRow] = []
     for t in range(T):
         for c, cid in enumerate(pb.chips):
-            stock_i, use_i = int(np.floor(oh_c[c, t] + 1e-6)), int(np.floor(us_c[c, t] + 1e-6))
+            stock_i, use_i = int(np.floor(on_hand[c, t] + 1e-6)), int(np.floor(usable[c, t] + 1e-6))
             tr = min(round(train[c, t]), use_i)
             alloc = {pb.workloads[w]: int(np.floor(inf[w, c, t] + 1e-6)) for w in range(W) if inf[w, c, t] >= 0.5}
             over = tr + sum(alloc.values()) - use_i
@@ -273,123 +400,130 @@ def assemble(pb: Problem, sol: Solution, mc: RunwayResult | None, notes: list[st
                 month=months[t], chip=cid, stock=stock_i, usable=use_i, training=tr, inference=alloc,
                 idle=max(0, use_i - busy), rented=rented, utilisation=round(busy / use_i, 4) if use_i else 0.0,
                 output_tokens_per_s=round(float((pb.rate[:, c] * (inf[:, c, t] + rent[:, c, t])).sum()), 1)))
-    # --- procurement
-    orders = []
-    for o, t in zip(*np.nonzero(sol.buy > 0.5)):
-        p = pb.opt_pool[o]
-        n = round(sol.buy[o, t])
-        orders.append(Order(option=int(o), chip=pb.chips[pb.pool_chip[p]], cluster=pb.clusters[pb.pool_cluster[p]],
-                            order_month=months[t], arrival_month=month_name(pb.t0 + t + int(pb.opt_lead[o])),
-                            count=n, expected_delivered=round(n * pb.opt_fill[o]),
-                            capex_usd=round(n * float(pb.opt_fill[o] * pb.opt_price[o]), 2)))
-    # --- cost
-    busy_p = np.zeros((pb.P, T))
-    for i, (_, p) in enumerate(sol.pairs):
-        busy_p[p] += sol.x[i]
-    np.add.at(busy_p, (pat.pool[pat.occ_rows[sel]], pat.occ_t[sel]), pat.occ_val[sel])
-    energy_t = (busy_p * pb.energy_usd[:, None]).sum(axis=0)
+    # --- cost (the main world's path)
+    orders = _orders(pb, wp)
+    for i, (_, p) in enumerate(wp.pairs):
+        busy_energy[p] += wp.x[i]
+    energy_t = (busy_energy * pb.energy_usd[:, None]).sum(axis=0)
     rent_t = np.zeros(T)
-    for i, (_, j) in enumerate(sol.rent_pairs):
-        rent_t += sol.rent[i] * pb.rent_usd_month[j]
-    paid = (pb.opt_price * pb.opt_fill)[:, None]
-    capex_t = (sol.buy * paid).sum(axis=0) if len(pb.opt_pool) else np.zeros(T)
-    life = s.costs.depreciation_years * 12
-    months_held = np.maximum(0, T - (np.arange(T)[None, :] + pb.opt_lead[:, None])) if len(pb.opt_pool) else None
-    depreciation = float((sol.buy * paid * months_held / life).sum()) if months_held is not None else 0.0
-    unmet_tokens = sol.unmet * SECONDS_PER_MONTH
-    pen_unmet = float(unmet_tokens.sum() / 1e6 * s.costs.unmet_penalty_usd_per_mtok)
+    for i, (_, j) in enumerate(wp.rent_pairs):
+        rent_t += wp.rent[i] * pb.rent_usd_month[j]
+    capex_t = np.zeros(T)
+    for o in range(len(pb.opt_pool)):
+        capex_t += wp.buy[o] * pb.order_ok(o, main) * pb.opt_price[o] * pb.opt_fill[o]
+    cap = capacity(pb, wp)
+    unmet_tok = unmet_hour_sum(pb.profile[:, None, :], pb.demand_mean, np.minimum(cap, pb.demand)) \
+        * SECONDS_PER_MONTH / 24.0
+    demand_tok = pb.demand_mean * SECONDS_PER_MONTH
+    pen_unmet = float(unmet_tok.sum() / 1e6 * s.costs.unmet_penalty_usd_per_mtok)
     pen_late = sum(pb.gens[int(pat.gen[q])].late_penalty * float(pat.late[q]) for q in chosen.values())
     pen_miss = sum(g.miss_penalty for gi, g in enumerate(pb.gens) if gi not in chosen)
     breakdown = {"energy": float(energy_t.sum()), "procurement_capex": float(capex_t.sum()),
-                 "rental": float(rent_t.sum()), "depreciation_in_horizon": depreciation,
-                 "penalty_unmet": pen_unmet, "penalty_late": pen_late, "penalty_missed": pen_miss}
+                 "rental": float(rent_t.sum()), "penalty_unmet": pen_unmet, "penalty_late": pen_late,
+                 "penalty_missed": pen_miss}
+    if s.costs.objective == "tco":
+        from stockpile.fleet.diagnose import tco_costs
+        breakdown.update(tco_costs(pb, on_hand, usable, train, inf, orders))
+        breakdown["tco"] = (breakdown["energy"] + breakdown["rental"] + breakdown["depreciation_all_chips"]
+                            + breakdown["opportunity_idle"])
     breakdown = {k: round(v, 2) for k, v in breakdown.items()}
     cost_by_month = [{"month": months[t], "energy": round(float(energy_t[t]), 2),
                       "procurement_capex": round(float(capex_t[t]), 2), "rental": round(float(rent_t[t]), 2)}
                      for t in range(T)]
-    # --- unmet and demand
-    unmet = [UnmetRow(workload=pb.workloads[w], month=months[t], output_tokens_per_s=round(float(sol.unmet[w, t]), 3),
-                      output_tokens=float(unmet_tokens[w, t]),
-                      fraction=round(float(sol.unmet[w, t] / pb.demand[w, t]), 5) if pb.demand[w, t] > 0 else 0.0)
-             for w in range(W) for t in range(T) if sol.unmet[w, t] > max(1e-6, 1e-9 * pb.demand[w, t])]
+    unmet = [UnmetRow(workload=pb.workloads[w], month=months[t], output_tokens_per_s=round(float(wp.unmet[w, t]), 3),
+                      output_tokens=float(unmet_tok[w, t]),
+                      fraction=round(float(unmet_tok[w, t] / demand_tok[w, t]), 5) if demand_tok[w, t] > 0 else 0.0)
+             for w in range(W) for t in range(T) if wp.unmet[w, t] > max(1e-6, 1e-9 * pb.demand[w, t])]
     demand = [DemandRow(workload=pb.workloads[w], month=months[t], demand_tokens_per_s=round(float(pb.demand[w, t]), 3),
-                        served_tokens_per_s=round(float(pb.demand[w, t] - sol.unmet[w, t]), 3))
+                        served_tokens_per_s=round(float(pb.demand[w, t] - wp.unmet[w, t]), 3))
               for w in range(W) for t in range(T)]
-    binding, summary = _binding(pb, sol, on_hand)
-    rates = [{"workload": pb.workloads[w], "chip": pb.chips[c],
+    bind, summary = binding(pb, sol, wp, on_hand)
+    rates = [{"workload": pb.workloads[w], "chip": pb.chips[c], "source": "user" if pb.rate_given[w, c] else "search",
               "output_tokens_per_s_per_gpu": round(float(pb.rate[w, c]), 2)} for w in range(W) for c in range(C)]
-    rates += [{"generation": g.name, "chip": pb.chips[c], "gpu_hours": round(h, 1),
-               "tokens_per_s_per_gpu": round(g.tokens / (h * 3600 * s.training.goodput), 2)}
-              for g in pb.gens for c, h in g.gpu_hours.items()]
-    return PlanResult(
+    rates += [{"generation": g.name, "chip": pb.chips[c], "gpus": n, "gpu_hours": round(g.gpu_hours(c, n), 1),
+               "tokens_per_s_per_gpu": round(sp[0], 2), "goodput": round(sp[1], 4)}
+              for g in pb.gens for (c, n), sp in g.speed.items()]
+    idle = [IdleReason(**r) for r in idle_reasons(pb, wp, usable, train, inf)]
+    res = PlanResult(
         scenario=s.name, start=months[0], horizon_months=T, months=months, status=sol.status, message=sol.message,
         solve_seconds=round(sol.seconds, 3), mip_gap=sol.mip_gap, objective_usd=round(sol.objective_usd, 2),
-        runway=runway, generations=gens, generations_planned=len(gens),
-        generations_trained=sum(g.trained for g in gens), generations_on_time=sum(g.meets_deadline for g in gens),
-        allocation=rows, procurement=orders,
+        objective=s.costs.objective, tie_break=sol.tie_break, runway=runway, generations_trainable=trainable,
+        generations=gens, generations_planned=len(gens), generations_trained=sum(g.trained for g in gens),
+        generations_on_time=sum(g.meets_deadline for g in gens), allocation=rows, procurement=orders,
         cost_usd=round(breakdown["energy"] + breakdown["procurement_capex"] + breakdown["rental"], 2),
-        cost_breakdown_usd=breakdown, cost_by_month=cost_by_month, unmet=unmet, demand=demand, binding=binding,
-        binding_summary=summary, rates=rates, notes=list(pb.notes) + notes)
+        cost_breakdown_usd=breakdown, cost_by_month=cost_by_month, unmet=unmet, demand=demand, binding=bind,
+        binding_summary=summary, idle=idle, rates=rates,
+        notes=list(pb.notes) + procurement_notes(pb) + notes)
+    res.headline = headline(res)
+    return res
 
 
-def _binding(pb: Problem, sol: Solution, on_hand: np.ndarray) -> tuple[list[Binding], str]:
-    """Per month, the resource whose shadow price (USD per extra chip-month) is largest.
+def headline(r: PlanResult) -> str:
+    """'Your stock alone meets demand until M (P10..P90) and trains N more generations (P10..P90); with the
+    planned purchases: ...' (issue 11's wording)."""
+    so, gt, rw = r.runway.stock_only, r.generations_trainable, r.runway
+    beyond = f"beyond {r.months[-1]}"
+    parts = []
+    if so is not None:
+        until = so.p50 or f"beyond {so.searched_until}"
+        spread = f"P10 {so.p10 or '-'} .. P90 {so.p90 or 'beyond ' + so.searched_until}"
+        parts.append(f"Your stock alone meets demand until {until} ({spread})")
+        if gt is not None:
+            parts[-1] += (f" and trains {gt.p50} more generation{'s' if gt.p50 != 1 else ''} of the ladder "
+                          f"(P10 {gt.p10} .. P90 {gt.p90})")
+    plan = (f"with the planned purchases and rental: demand met until {rw.p50 or beyond} "
+            f"(P10 {rw.p10 or beyond} .. P90 {rw.p90 or beyond}), {r.generations_trained} of "
+            f"{r.generations_planned} generations trained, ${r.cost_usd / 1e6:,.1f}M")
+    parts.append(plan)
+    return "; ".join(parts) + "."
 
-    A shadow price below the dearest chip's monthly energy only says one chip type is cheaper to run than
-    another; a resource counts as binding when its price is above that (it forces buying, renting, unmet
-    demand or a late run)."""
-    if not sol.duals:
-        return [], "not computed (no shadow prices)"
-    T = pb.T
-    floor = float(pb.energy_usd.max()) * 1.01 if pb.P else 1.0
-    cand: list[list[tuple[float, str, str, str]]] = [[] for _ in range(T)]
-    d = sol.duals.get("stock")
-    if d is not None:
-        for c, cid in enumerate(pb.chips):
-            pools = np.nonzero(pb.pool_chip == c)[0]
-            if not len(pools):
-                continue
-            v = -d[pools].min(axis=0)
-            held = on_hand[pools].sum(axis=0)
-            for t in range(T):
-                if held[t] >= 0.5:
-                    cand[t].append((float(v[t]), "stock", f"chips of {cid} on hand", "USD per chip-month"))
-    d = sol.duals.get("power")
-    if d is not None:
-        limited = np.nonzero(np.isfinite(pb.cluster_cap_kw))[0]
-        for i, k in enumerate(limited):
-            kw = pb.power_kw[pb.pool_cluster == k].mean() if (pb.pool_cluster == k).any() else 1.0
-            for t in range(T):
-                cand[t].append((float(-d[i, t] * kw), "power", f"power limit of cluster {pb.clusters[k]}",
-                                "USD per chip-month of power"))
-    d = sol.duals.get("rental")
-    if d is not None:
-        for j, c in enumerate(pb.rent_chip):
-            for t in range(T):
-                cand[t].append((float(-d[j, t]), "rental", f"rental cap of {pb.chips[c]}", "USD per GPU-month"))
-    d = sol.bound_duals.get("buy")
-    if d is not None and d.size:
-        for o in range(d.shape[0]):
-            for t in range(T):
-                if pb.order_ok[o, t]:
-                    cand[t].append((float(-d[o, t]), "procurement", (f"monthly supply of {pb.chips[pb.pool_chip[pb.opt_pool[o]]]}"
-                                    f" (procurement[{o}])"), "USD per chip ordered"))
-    d = sol.duals.get("capex_budget")
-    if d is not None:
-        for t in range(T):
-            cand[t].append((float(-d[0]), "budget", "procurement budget", "USD per USD"))
-    out: list[Binding] = []
-    for t in range(T):
-        if not cand[t]:
-            continue
-        v, kind, name, unit = max(cand[t], key=lambda x: x[0])
-        if v > floor:
-            out.append(Binding(month=pb.months[t], kind=kind, constraint=name, shadow_usd=round(v, 2), unit=unit))
-    if not out:
-        return out, "none: every month has spare capacity"
-    counts: dict[str, list[str]] = {}
-    for b in out:
-        counts.setdefault(b.constraint, []).append(b.month)
-    top = max(counts, key=lambda k: len(counts[k]))
-    return out, f"{top} (binding in {len(counts[top])} of {T} months, from {counts[top][0]})"
 
+class ComparisonRow(BaseModel):
+    scenario: str
+    runway_p50: str | None
+    stock_only_p50: str | None
+    generations_trainable_p50: int | None
+    cost_usd: float
+    differences: list[str] = Field(default_factory=list)
+
+
+class Comparison(BaseModel):
+    scenarios: list[PlanResult]
+    comparison: list[ComparisonRow]
+
+    def to_contract(self) -> dict[str, Any]:
+        return {"scenarios": [r.to_contract() for r in self.scenarios],
+                "comparison": [c.model_dump(mode="json") for c in self.comparison]}
+
+    def summary(self) -> str:
+        lines = ["scenario | runway P50 | stock alone P50 | generations trainable P50 | cost"]
+        for c in self.comparison:
+            lines.append(f"{c.scenario} | {c.runway_p50 or 'beyond horizon'} | {c.stock_only_p50 or '-'} | "
+                         f"{c.generations_trainable_p50 if c.generations_trainable_p50 is not None else '-'} | "
+                         f"${c.cost_usd / 1e6:,.1f}M" + (f"  ({'; '.join(c.differences)})" if c.differences else ""))
+        return "\n".join(lines)
+
+
+def compare(results: list[PlanResult]) -> Comparison:
+    """Side by side: runway, stock-alone runway, generations trainable, cost; differences against the first."""
+    rows = []
+    base = results[0]
+    for r in results:
+        diff = []
+        if r is not base:
+            if r.runway.p50 != base.runway.p50:
+                diff.append(f"runway P50 {base.runway.p50 or 'beyond'} -> {r.runway.p50 or 'beyond'}")
+            b_so = base.runway.stock_only.p50 if base.runway.stock_only else None
+            r_so = r.runway.stock_only.p50 if r.runway.stock_only else None
+            if b_so != r_so:
+                diff.append(f"stock alone {b_so or 'beyond'} -> {r_so or 'beyond'}")
+            if r.generations_trained != base.generations_trained:
+                diff.append(f"generations trained {base.generations_trained} -> {r.generations_trained}")
+            if abs(r.cost_usd - base.cost_usd) > 0.005 * max(base.cost_usd, 1.0):
+                diff.append(f"cost {r.cost_usd - base.cost_usd:+,.0f} USD")
+        rows.append(ComparisonRow(
+            scenario=r.scenario, runway_p50=r.runway.p50,
+            stock_only_p50=r.runway.stock_only.p50 if r.runway.stock_only else None,
+            generations_trainable_p50=r.generations_trainable.p50 if r.generations_trainable else None,
+            cost_usd=r.cost_usd, differences=diff))
+    return Comparison(scenarios=results, comparison=rows)

@@ -259,8 +259,9 @@ class Training(_Base):
                        "55 % (arXiv 2402.15627)")
     mfu_by_chip: dict[str, float] = Field(default_factory=dict)
     precision: Literal["bf16", "fp8"] = "bf16"
-    goodput: float = Field(default=0.9, gt=0, le=1, description="effective training time fraction after failures and "
-                           "restarts: Llama 3 reports >90 % (arXiv 2407.21783); ByteRobust 97 % (arXiv 2509.16293)")
+    goodput: float | None = Field(default=None, gt=0, le=1, description="effective training time fraction after "
+                                  "failures and restarts; blank: the training model's goodput at each run's size "
+                                  "(Young/Daly checkpointing at Llama 3's interruption rate, arXiv 2407.21783)")
     late_penalty_usd_per_month: float = Field(default=1e9, ge=0, description="cost per month a run ends after its "
                                               "deadline (a policy weight, not a price)")
     miss_penalty_usd: float = Field(default=1e10, ge=0, description="cost of a generation not trained in the horizon")

@@ -10,8 +10,8 @@ HOURS = 8766.0 / 12.0
 
 
 def fake_rates() -> Rates:
-    return Rates(serving=lambda model, chip, isl, osl, ttft, tpot: SERVE.get(chip, 0.0),
-                 training=lambda params_b, active_b, chip: TRAIN.get(chip, 0.0))
+    return Rates(serving=lambda model, chip, isl, osl, ttft, tpot, dtype=None: SERVE.get(chip, 0.0),
+                 training=lambda params_b, active_b, chip, gpus, model: (TRAIN[chip], 0.9) if chip in TRAIN else None)
 
 
 def output_tokens_per_day(tok_s: float, isl: float = 500, osl: float = 500) -> float:

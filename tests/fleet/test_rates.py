@@ -11,7 +11,7 @@ from stockpile.fleet.rates import (
     gpu_hours,
     mfu_tokens_per_s,
     mfu_training_rate,
-    search_training_rate,
+    training_speed_fn,
     training_speed,
 )
 
@@ -105,9 +105,10 @@ def test_gpu_hours_arithmetic():
     assert gpu_hours(3.6e9, speed) == pytest.approx(1250.0)
 
 
-def test_search_training_rate_bridge_uses_training_speed():
-    rate = search_training_rate(lambda p, a, c: 1.0, models={(671.0, 37.0): ("deepseek-ai/DeepSeek-V3", 2048)})
+def test_planner_training_fn_is_training_speed():
+    fn = training_speed_fn("bf16")
     speed = training_speed(671, 37, "h800-sxm-80gb", 2048, model_id="deepseek-ai/DeepSeek-V3")
     assert speed is not None
-    assert rate(671.0, 37.0, "h800-sxm-80gb") == speed.tokens_per_s_per_gpu
-    assert rate(70.0, 70.0, "h800-sxm-80gb") == 1.0          # a size-only generation: the fallback
+    assert fn(671.0, 37.0, "h800-sxm-80gb", 2048, "deepseek-ai/DeepSeek-V3") == (speed.tokens_per_s_per_gpu,
+                                                                               speed.goodput)
+    assert fn(671.0, 37.0, "kunlun-p800-96gb", 2048, None) is None      # no sourced peak: cannot train

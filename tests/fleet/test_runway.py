@@ -47,7 +47,7 @@ def test_late_delivery_and_policy_risk_lower_confidence(base, rates):
     p = risky.runway.p_meets_demand_through_horizon
     assert 0.6 < p < 0.8                                 # the ban hits ~30 % of futures
     assert risky.runway.p10 == "2025-11"
-    assert risky.runway.resolves == 1                    # the ban world was re-planned once
+    assert len(risky.runway.worlds) == 2                 # with and without the ban
 
 
 def test_generation_on_time_probability(base, rates):
@@ -66,11 +66,8 @@ def test_generation_on_time_probability(base, rates):
 def test_backends(base, rates):
     with pytest.raises(InputError, match="unknown backend"):
         check_backend("spark")
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        with pytest.raises(InputError, match="ray is not installed"):
-            plan_scenario(base, samples=10, backend="ray", rates=rates)
+    with pytest.raises(InputError, match="unknown backend 'ray'; choose one of numpy, process"):
+        check_backend("ray")               # removed: 10,000 samples take seconds on one machine
     base["uncertainty"].update(demand_growth_sd=0.03)
     a = plan_scenario(base, samples=4100, rates=rates, backend="numpy")
     b = plan_scenario(base, samples=4100, rates=rates, backend="process")

@@ -1,0 +1,187 @@
+"""Why the plan looks the way it does, in sentences: binding constraints (shadow prices), generations not
+trained, idle chips, procurement options that can never deliver, and the total-cost-of-ownership accounting."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from stockpile.fleet.milp import Solution, WorldPlan
+from stockpile.fleet.months import HOURS_PER_MONTH, SECONDS_PER_MONTH, month_name
+from stockpile.fleet.problem import Problem, size_ladder
+
+if TYPE_CHECKING:
+    from stockpile.fleet.result import Binding
+
+
+def binding(pb: Problem, sol: Solution, wp: WorldPlan, on_hand_c: np.ndarray) -> tuple[list[Binding], str]:
+    """Per month, the resource whose shadow price (USD per extra chip-month) is largest, on the main path.
+
+    A shadow price below the dearest chip's monthly energy only says one chip type is cheaper to run than
+    another; a resource counts as binding when its price is above that (it forces buying, renting, unmet
+    demand or a late run)."""
+    from stockpile.fleet.result import Binding
+    if not sol.duals:
+        return [], "not computed (no shadow prices)"
+    T, nodes = pb.T, wp.nodes
+    floor = float(pb.energy_usd.max()) * 1.01 if pb.P else 1.0
+    cand: list[list[tuple[float, str, str, str]]] = [[] for _ in range(T)]
+    d = sol.duals.get("stock")
+    if d is not None:
+        for c, cid in enumerate(pb.chips):
+            pools = np.nonzero(pb.pool_chip == c)[0]
+            if not len(pools):
+                continue
+            v = -d[nodes][:, pools].min(axis=1)
+            for t in range(T):
+                if on_hand_c[c, t] >= 0.5:
+                    cand[t].append((float(v[t]), "stock", f"chips of {cid} on hand", "USD per chip-month"))
+    d = sol.duals.get("power")
+    if d is not None:
+        limited = np.nonzero(np.isfinite(pb.cluster_cap_kw))[0]
+        for i, k in enumerate(limited):
+            kw = pb.power_kw[pb.pool_cluster == k].mean() if (pb.pool_cluster == k).any() else 1.0
+            for t in range(T):
+                cand[t].append((float(-d[nodes[t], i] * kw), "power", f"power limit of cluster {pb.clusters[k]}",
+                                "USD per chip-month of power"))
+    d = sol.duals.get("rental")
+    if d is not None:
+        for j, c in enumerate(pb.rent_chip):
+            for t in range(T):
+                cand[t].append((float(-d[nodes[t], j]), "rental", f"rental cap of {pb.chips[c]}",
+                                "USD per GPU-month"))
+    d = sol.bound_duals.get("buy")
+    if d is not None and d.size:
+        for o in range(d.shape[1]):
+            ok = pb.order_ok(o, wp.world)
+            for t in range(T):
+                if ok[t]:
+                    cand[t].append((float(-d[nodes[t], o]), "procurement",
+                                    f"monthly supply of {pb.chips[pb.pool_chip[pb.opt_pool[o]]]} (procurement[{o}])",
+                                    "USD per chip ordered"))
+    d = sol.duals.get("capex_budget")
+    if d is not None:
+        leaf = int(np.nonzero(pb.worlds.leaves == pb.worlds.leaf_of[wp.world])[0][0])
+        for t in range(T):
+            cand[t].append((float(-d[leaf]), "budget", "procurement budget", "USD per USD"))
+    out: list[Binding] = []
+    for t in range(T):
+        if not cand[t]:
+            continue
+        v, kind, name, unit = max(cand[t], key=lambda x: x[0])
+        if v > floor:
+            out.append(Binding(month=pb.months[t], kind=kind, constraint=name, shadow_usd=round(v, 2), unit=unit))
+    if not out:
+        return out, "none: every month has spare capacity"
+    counts: dict[str, list[str]] = {}
+    for b in out:
+        counts.setdefault(b.constraint, []).append(b.month)
+    top = max(counts, key=lambda k: len(counts[k]))
+    return out, f"{top} (binding in {len(counts[top])} of {T} months, from {counts[top][0]})"
+
+
+def generation_reason(pb: Problem, gi: int) -> str:
+    """Why generation gi is not trained on the main path, as a sentence."""
+    spec = pb.gens[gi]
+    g = pb.scenario.training.generations[gi]
+    pat = pb.patterns
+    if not spec.speed:
+        return ("none of the fleet's chip types it may use (stock, procurement) can train it: no sourced peak, or "
+                "the model fits in no layout at its chip counts")
+    sizes = sorted({n for (_, n) in spec.speed})
+    if not (pat.gen == gi).any():
+        # would a run fit without attrition? then attrition is why
+        first = pb.stock[:, 0] * pb.usable_w.max(axis=0)[pb.pool_chip, 0]
+        for p in range(pb.P):
+            c = int(pb.pool_chip[p])
+            for n in sizes:
+                if (c, n) not in spec.speed or first[p] + 1e-6 < n:
+                    continue
+                d = spec.gpu_hours(c, n) / (n * HOURS_PER_MONTH)
+                if spec.earliest + d <= pb.T:
+                    low = np.nonzero(pb.stock[p] * pb.usable_w.max(axis=0)[c] + 1e-6 < n)[0]
+                    when = month_name(pb.t0 + int(low[0])) if len(low) else "the horizon's end"
+                    return (f"attrition left too few chips: {first[p]:,.0f} x {pb.chips[c]} at the start fall below "
+                            f"the {n:,}-chip run it needs by {when}, before a {d:.1f}-month run could finish")
+        return (f"no run fits: not {min(sizes):,} chips of an allowed type in one cluster (stock plus the most that "
+                "can be bought in time) for long enough to finish inside the horizon")
+    return (f"the plan drops it: in every run that fits, the chips it would hold serve demand, or other "
+            f"generations, worth more than its miss penalty (${spec.miss_penalty:,.0f})")
+
+
+def idle_reasons(pb: Problem, wp: WorldPlan, usable: np.ndarray, train: np.ndarray,
+                 inf: np.ndarray) -> list[dict[str, Any]]:
+    """A sentence for every chip type that sits idle (usable, neither training nor serving) on the main path."""
+    out = []
+    W = len(pb.workloads)
+    s = pb.scenario
+    cap = np.zeros((W, pb.T))
+    for i, (w, p) in enumerate(wp.pairs):
+        cap[w] += pb.rate[w, pb.pool_chip[p]] * wp.x[i]
+    for c, cid in enumerate(pb.chips):
+        idle = usable[c] - train[c] - inf[:, c].sum(axis=0)
+        months = np.nonzero(idle >= 0.5)[0]
+        if not len(months):
+            continue
+        mean = float(idle[months].mean())
+        serves = [w for w in range(W) if pb.rate[w, c] > 0]
+        barred = [s.inference[w].name for w in range(W) if s.inference[w].chips is not None
+                  and cid not in {x.lower() for x in s.inference[w].chips}]
+        if not serves:
+            why = "no workload can be served on it"
+            why += (f": {', '.join(barred)} exclude it (their chips lists)" if barred else
+                    ": none of the models fits on it or meets its SLO (TTFT/TPOT) at any layout the serving search "
+                    "tries")
+        else:
+            short = [pb.workloads[w] for w in serves if wp.unmet[w, months].sum() > 1e-6]
+            if short:
+                why = (f"{', '.join(short)} go short while it idles: the power limit of its cluster, or the chips are "
+                       "held back for a training run that starts or ends mid-month")
+            else:
+                cost = {}
+                for w in serves:
+                    pools = np.nonzero(pb.pool_chip == c)[0]
+                    e = float(pb.energy_usd[pools].min()) / (pb.rate[w, c] * SECONDS_PER_MONTH) * 1e6
+                    cost[pb.workloads[w]] = e
+                best = min(cost, key=lambda k: cost[k])
+                why = (f"the workloads it can serve ({', '.join(pb.workloads[w] for w in serves)}) are met by chips "
+                       f"that cost less to run per token (on {cid}: ${cost[best]:.3f} per million output tokens of "
+                       f"{best} in energy); only running costs count in the energy objective")
+                if s.costs.objective == "energy":
+                    why += " (costs.objective: tco charges idle chips their market rental)"
+        out.append({"chip": cid, "months_idle": int(len(months)), "mean_idle": round(mean, 1), "reason": why})
+    return out
+
+
+def procurement_notes(pb: Problem) -> list[str]:
+    """Options that can never deliver in any world (e.g. orders whose lead time lands after a ban)."""
+    notes = []
+    for o, opt in enumerate(pb.scenario.procurement):
+        if any(pb.order_ok(o, w).any() for w in range(pb.worlds.n)):
+            continue
+        window = pb.opt_window[o]
+        if not window.any():
+            why = "its ordering window lies outside the horizon"
+        else:
+            first = int(np.argmax(window))
+            why = (f"an order placed in {pb.months[first]} or later arrives after {int(pb.opt_lead[o])} months "
+                   f"(lead time plus expected delay), when deliveries of {opt.chip} are barred or the horizon ends")
+        notes.append(f"procurement[{o}] ({opt.chip}) is dead: it can never deliver: {why}")
+    return notes
+
+
+def tco_costs(pb: Problem, on_hand: np.ndarray, usable: np.ndarray, train: np.ndarray, inf: np.ndarray,
+              orders: list[Any]) -> dict[str, float]:
+    """Total cost of ownership on the main path: straight-line depreciation of every chip on hand (at the price
+    of its procurement option where one exists), and the market rental an idle usable chip forgoes."""
+    s = pb.scenario
+    life = s.costs.depreciation_years * 12.0
+    price = np.full(len(pb.chips), np.nan)
+    for o, opt in enumerate(s.procurement):
+        c = pb.pool_chip[pb.opt_pool[o]]
+        price[c] = np.nanmin([price[c], opt.price_usd])
+    dep = float(np.nansum(on_hand.sum(axis=1) * price / life))
+    idle = np.maximum(usable - train - inf.sum(axis=0), 0.0)
+    opp = float(np.nansum(idle.sum(axis=1) * pb.market_usd_month))
+    return {"depreciation_all_chips": dep, "opportunity_idle": opp,
+            "chip_types_without_price": float(np.isnan(price).sum())}
