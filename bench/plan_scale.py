@@ -1,131 +1,423 @@
-"""Fleet-plan scale benchmark: 100,000 GPUs of 20 chip types in 5 clusters, 50 inference workloads, 6 training
-generations, 24 months. Prints the MILP solve time (target < 5 s) and the time of 10,000 Monte Carlo samples
-(target < 10 s on 2 cores).
+"""Fleet-plan scale benchmark (issue 11, "Scale"): the whole plan of ``plan_scenario`` on a synthetic fleet.
 
-Serving and training rates are synthetic (a smooth function of each chip's catalog bandwidth and peak), so the
-benchmark measures the planner, not the performance models.
+    .venv/bin/python bench/plan_scale.py                                    # 100k GPUs, 20 chips, 50 wl, 24 mo
+    .venv/bin/python bench/plan_scale.py --gpus 1000000 --chips 40 --workloads 200 --months 36
+    options: --samples 10000  --seed 0  --time-limit 60  --check (also run plan_scenario end to end)
 
-    .venv/bin/python bench/plan_scale.py [--samples 10000] [--backend numpy|process]
+The scenario: `--gpus` GPUs split (Dirichlet) over `--chips` chip types, each type in one or two of 5 clusters
+with facility power limits (the stock's all-in power x 1.15); `--workloads` inference workloads over 10 catalog
+models, each allowed on a random 12 chip types, their traffic scaled so the fleet starts about half busy and
+grows 0-10 %/month; 6 training generations (100B-600B, sizes and tokens scaled with sqrt(GPUs / 100k), three
+of them chained by `after`); 6 procurement options; one rental offer; 4 policy events: 3 uncertain
+(allow_purchase p=0.6 with 2 months of date jitter, no_purchase p=0.3, no_use p=0.1 announced two months
+early: 8 policy worlds) and one certain no_purchase.
+
+Chips: catalog chips with a sourced bf16 (or fp16) peak and TDP come first (36 of 47). A larger fleet takes the
+other 11 catalog chips with their missing figures (TDP, bf16 peak, bandwidth, memory) given in the scenario's
+`chips:` section (catalog format, source "bench: synthetic ..."), and beyond 47 chips made-up ids
+``bench-chip-NN`` with all four figures in the same section. So `--chips 40` = 36 sourced catalog chips + 4
+catalog chips with synthetic figures (the run prints which).
+
+Rates are synthetic so that the benchmark measures the planner, not the performance models: serving from the
+catalog bandwidth (40 tokens/s per GPU per TB/s, scaled by sqrt(10B / active parameters)); training from the
+MFU rule (35 % of the bf16 peak / 6 N_active) with the failure model's job goodput at the run's GPU count.
+
+Stages are timed by calling the stage functions the way ``stockpile.fleet.planner._plan`` does (same
+arguments, inside the same ``extra_chips`` block); scipy's milp/linprog are wrapped (timing only) to split the
+MILP stage into build, first solve, tie-break solve and the shadow-price LP. Peak memory is ru_maxrss.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import platform
+import resource
+import sys
 import time
+from typing import Any
 
 import numpy as np
 
-CHIPS = ["h800-sxm-80gb", "h20-96gb", "a800-sxm-80gb", "h100-sxm-80gb", "h200-sxm-141gb", "a100-sxm-80gb",
-         "a100-sxm-40gb", "l40s-48gb", "ascend-910b-64gb", "mi300x-192gb", "mi325x-256gb", "gaudi2-96gb",
-         "gaudi3-128gb", "b200-sxm-180gb", "h100-pcie-80gb", "a800-pcie-80gb", "h20-141gb", "mlu590-64gb",
-         "dcu-k100-96gb", "v100-sxm-32gb"]
 MODELS = ["deepseek-ai/DeepSeek-V3", "Qwen/Qwen3-235B-A22B", "Qwen/Qwen3-32B", "Qwen/Qwen3-8B",
           "meta-llama/Llama-3.1-70B-Instruct", "meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen3-30B-A3B",
           "google/gemma-3-27b-it", "mistralai/Mixtral-8x7B-v0.1", "zai-org/GLM-5"]
 CLUSTERS = ["north", "east", "south", "west", "central"]
+# the fleet of a Chinese lab first (the previous benchmark's 20 chips), then the rest of the catalog
+PREFERRED = ["h800-sxm-80gb", "h20-96gb", "a800-sxm-80gb", "h100-sxm-80gb", "h200-sxm-141gb", "a100-sxm-80gb",
+             "a100-sxm-40gb", "l40s-48gb", "ascend-910b-64gb", "mi300x-192gb", "mi325x-256gb", "gaudi2-96gb",
+             "gaudi3-128gb", "b200-sxm-180gb", "h100-pcie-80gb", "a800-pcie-80gb", "h20-141gb", "mlu590-64gb",
+             "dcu-k100-96gb", "v100-sxm-32gb"]
+PROCURED = ["ascend-910b-64gb", "h20-96gb", "h200-sxm-141gb", "mi325x-256gb", "gaudi3-128gb", "b200-sxm-180gb"]
+TRAINERS = ["h800-sxm-80gb", "h100-sxm-80gb", "h200-sxm-141gb", "a800-sxm-80gb", "b200-sxm-180gb", "mi300x-192gb"]
+SYN = "bench: synthetic figure (bench/plan_scale.py), not a sourced value"
+HOST_OVERHEAD, PUE = 1.82, 1.3          # the scenario defaults (costs.host_overhead, costs.pue)
+GB = 1024.0 ** 2                        # ru_maxrss is in KiB on Linux
 
 
-def scenario(seed: int = 0) -> dict:
+def _peak_rss_gb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / (GB * 1024.0) if sys.platform == "darwin" else kb / GB
+
+
+# ------------------------------------------------------------------ the fleet's chips
+def pick_chips(n: int) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, float]]:
+    """(chip ids, the scenario's chips: section, TDP W per chip). Sourced catalog chips first, then catalog chips
+    with synthetic figures for what they lack, then made-up ids with all figures synthetic."""
+    from stockpile.catalog import list_chips
+    from stockpile.errors import MissingFigureError
+
+    def sourced(c: Any) -> bool:
+        try:
+            c.peak_flops("bf16")
+        except MissingFigureError:
+            return False
+        return c.tdp_w is not None
+
+    cat = {c.id: c for c in list_chips()}
+    good = [cid for cid in PREFERRED if cid in cat and sourced(cat[cid])]
+    good += [cid for cid, c in cat.items() if cid not in good and sourced(c)]
+    rest = [cid for cid in PREFERRED if cid in cat and cid not in good]
+    rest += [cid for cid in cat if cid not in good and cid not in rest]
+    chips = (good + rest)[:n]
+    section: dict[str, dict[str, Any]] = {}
+    for cid in chips:
+        c = cat[cid]
+        if sourced(c) and c.memory_bw_gbs is not None:
+            continue
+        figs: dict[str, Any] = {}
+        if c.tdp_w is None:
+            figs["tdp_w"] = {"value": 500.0, "source": SYN}
+        if not sourced(c) and c.bf16_tflops is None:
+            figs["bf16_tflops"] = {"value": 400.0, "source": SYN}
+        if c.memory_bw_gbs is None:
+            figs["memory_bw_gbs"] = {"value": 2000.0, "source": SYN}
+        if c.memory_gb is None:
+            figs["memory_gb"] = {"value": 96.0, "source": SYN}
+        section[cid] = figs
+    for k in range(n - len(chips)):
+        cid = f"bench-chip-{k:02d}"
+        chips.append(cid)
+        section[cid] = {"vendor": "bench", "name": cid, "family": "bench",
+                        "tdp_w": {"value": 400.0 + 10 * (k % 20), "source": SYN},
+                        "bf16_tflops": {"value": 300.0 + 25 * (k % 20), "source": SYN},
+                        "memory_bw_gbs": {"value": 1600.0 + 100 * (k % 20), "source": SYN},
+                        "memory_gb": {"value": 96.0, "source": SYN}}
+    tdp = {cid: float(section.get(cid, {}).get("tdp_w", {}).get("value") or cat[cid].tdp_w.value)  # type: ignore[union-attr]
+           for cid in chips}
+    return chips, section, tdp
+
+
+# ------------------------------------------------------------------ the scenario
+def month(start_year: int, k: int) -> str:
+    return f"{start_year + k // 12}-{1 + k % 12:02d}"
+
+
+def scenario(gpus: int = 100_000, n_chips: int = 20, n_workloads: int = 50, months: int = 24,
+             seed: int = 0) -> tuple[dict[str, Any], list[str]]:
     rng = np.random.default_rng(seed)
-    counts = rng.dirichlet(np.ones(len(CHIPS)) * 2) * 100_000
-    stock = []
-    for i, chip in enumerate(CHIPS):
-        split = rng.random() < 0.5
-        parts = [0.6, 0.4] if split else [1.0]
-        for j, f in enumerate(parts):
-            stock.append({"chip": chip, "count": int(counts[i] * f), "age_months": int(rng.integers(0, 36)),
+    chips, section, tdp = pick_chips(n_chips)
+    f = gpus / 100_000                                   # fleet scale against the 100k reference
+    sq = max(1.0, f) ** 0.5
+    counts = rng.dirichlet(np.ones(len(chips)) * 2) * gpus
+    stock: list[dict[str, Any]] = []
+    for i, chip in enumerate(chips):
+        parts = [0.6, 0.4] if rng.random() < 0.5 else [1.0]
+        for j, share in enumerate(parts):
+            stock.append({"chip": chip, "count": int(counts[i] * share), "age_months": int(rng.integers(0, 36)),
                           "cluster": CLUSTERS[(i + j) % len(CLUSTERS)]})
-    total = sum(s["count"] for s in stock)
-    stock[0]["count"] += 100_000 - total
+    stock[0]["count"] += gpus - sum(s["count"] for s in stock)
+    mw = dict.fromkeys(CLUSTERS, 0.0)
+    for s in stock:
+        mw[s["cluster"]] += s["count"] * tdp[s["chip"]] * HOST_OVERHEAD * PUE / 1e6
     workloads = []
-    for w in range(50):
-        workloads.append({"name": f"w{w:02d}", "model": MODELS[w % len(MODELS)],
-                          "tokens_per_day": float(rng.uniform(2e9, 4e10)), "monthly_growth": float(rng.uniform(0, 0.1)),
+    tok_scale = f * 50 / n_workloads
+    for w in range(n_workloads):
+        workloads.append({"name": f"w{w:03d}", "model": MODELS[w % len(MODELS)],
+                          "tokens_per_day": float(rng.uniform(2e9, 4e10) * tok_scale),
+                          "monthly_growth": float(rng.uniform(0, 0.1)),
                           "isl": int(rng.choice([500, 1000, 2000, 4000])), "osl": int(rng.choice([200, 500, 1000])),
                           "ttft_ms": 3000, "tpot_ms": 60,
-                          "chips": [CHIPS[k] for k in rng.choice(len(CHIPS), 12, replace=False)]})
+                          "chips": [chips[k] for k in rng.choice(len(chips), min(12, len(chips)), replace=False)]})
+    trainers = [c for c in TRAINERS if c in chips] or chips[:6]
     gens = []
     for g in range(6):
+        earliest = g * months // 8
         gens.append({"name": f"gen{g}", "params_b": float(100 * (g + 1)), "active_params_b": float(10 * (g + 1)),
-                     "tokens": float(5e12 * (g + 1)), "earliest_start": f"2025-{1 + 3 * (g % 4):02d}",
-                     "deadline": f"{2025 + (g + 2) // 4}-{1 + (3 * g + 6) % 12:02d}", "min_chips": 1024,
-                     "max_chips": 8192, "chips": CHIPS[:5]})
+                     "tokens": float(5e12 * (g + 1) * sq), "earliest_start": month(2025, earliest),
+                     "deadline": month(2025, min(months - 1, earliest + months // 3)),
+                     "min_chips": int(1024 * sq) // 8 * 8, "max_chips": int(8192 * sq) // 8 * 8, "chips": trainers})
     for g in range(1, 6, 2):
         gens[g]["after"] = gens[g - 1]["name"]
-    return {
-        "name": "scale-100k", "start": "2025-01", "horizon_months": 24,
-        "clusters": [{"id": k, "power_mw": 60.0} for k in CLUSTERS],
+    procured = [c for c in PROCURED if c in chips]
+    procured += [c for c in chips if c not in procured][:6 - len(procured)]
+    procurement = [{"chip": c, "cluster": CLUSTERS[i % 5], "price_usd": 15000 + 5000 * i, "lead_time_months": 3,
+                    "max_per_month": round(2000 * f)} for i, c in enumerate(procured)]
+    # the no_use event hits a stock chip that is neither procured nor the rental's
+    banned = next(c for c in chips[2:] if c not in procured)
+    events = [
+        {"chip": procured[1], "date": month(2025, 3), "effect": "no_purchase", "note": "certain"},
+        {"chip": procured[2], "date": month(2025, months // 3), "effect": "allow_purchase", "probability": 0.6,
+         "date_sd_months": 2},
+        {"chip": procured[3], "date": month(2025, 5), "effect": "no_purchase", "probability": 0.3},
+        {"chip": banned, "date": month(2025, months // 2), "announced": month(2025, months // 2 - 2),
+         "effect": "no_use", "probability": 0.1},
+    ]
+    scn = {
+        "name": f"scale-{gpus}", "start": "2025-01", "horizon_months": months,
+        "clusters": [{"id": k, "power_mw": round(max(mw[k], 1.0) * 1.15, 3)} for k in CLUSTERS],
         "stock": stock,
-        "procurement": [{"chip": c, "cluster": CLUSTERS[i % 5], "price_usd": 15000 + 5000 * i, "lead_time_months": 3,
-                         "max_per_month": 2000} for i, c in enumerate(["ascend-910b-64gb", "h20-96gb", "h200-sxm-141gb",
-                                                                         "mi325x-256gb", "gaudi3-128gb", "b200-sxm-180gb"])],
-        "policy_events": [{"chip": "h20-96gb", "date": "2025-04", "effect": "no_purchase"},
-                          {"chip": "h200-sxm-141gb", "date": "2026-02", "effect": "allow_purchase", "probability": 0.6,
-                           "date_sd_months": 2},
-                          {"chip": "mi325x-256gb", "date": "2025-06", "effect": "no_purchase", "probability": 0.3}],
+        "procurement": procurement,
+        "policy_events": events,
         "training": {"generations": gens},
         "inference": workloads,
-        "costs": {"rental": [{"chip": "h800-sxm-80gb", "usd_per_gpu_hour": 2.0, "max_gpus": 2000}]},
+        "costs": {"rental": [{"chip": chips[0], "usd_per_gpu_hour": 2.0, "max_gpus": round(2000 * f)}]},
+        "chips": section,
     }
+    synthetic = [c for c in chips if c in section]
+    return scn, synthetic
 
 
-def synthetic_rates():
+# ------------------------------------------------------------------ synthetic rates
+def synthetic_rates() -> Any:
+    """Rates(serving, training) with the planner's signatures (ServingRate with weight_dtype; TrainingSpeedFn).
+    Figures are read inside the caller's extra_chips block, cached per catalog overlay."""
     from stockpile.catalog import get_chip, get_model
-    from stockpile.fleet.rates import Rates, mfu_training_rate
+    from stockpile.catalog.chips import overlay_version
+    from stockpile.errors import MissingFigureError
+    from stockpile.fleet.rates import Rates, mfu_tokens_per_s
+    from stockpile.perf.goodput import job_goodput
 
-    def serving(model: str, chip: str, isl: float, osl: float, ttft: float | None, tpot: float | None) -> float:
+    @functools.lru_cache(maxsize=None)
+    def _serve(model: str, chip: str, _v: int) -> float:
         c, m = get_chip(chip), get_model(model)
         bw = c.memory_bw_gbs.value if c.memory_bw_gbs else 1000.0
         return 40.0 * bw / 1000.0 * (10e9 / max(m.active_params, 1e9)) ** 0.5
 
-    def training(params_b: float, active_b: float, chip: str) -> float:
+    def serving(model: str, chip: str, isl: float, osl: float, ttft: float | None, tpot: float | None,
+                weight_dtype: str | None = None) -> float:
+        return _serve(model, chip, overlay_version())
+
+    @functools.lru_cache(maxsize=None)
+    def _train(params_b: float, active_b: float, chip: str, gpus: int, _v: int) -> tuple[float, float] | None:
         try:
-            return mfu_training_rate(0.35)(params_b, active_b, chip)
-        except Exception:  # noqa: BLE001 - chips without a sourced bf16 peak do not train here
-            return 0.0
-    return Rates(serving=serving, training=training)
+            peak = get_chip(chip).peak_flops("bf16")
+        except MissingFigureError:
+            return None
+        return mfu_tokens_per_s(active_b * 1e9, peak, 0.35), job_goodput(int(gpus), params_b * 1e9).goodput
+
+    def training(params_b: float, active_b: float, chip: str, gpus: int,
+                 model_id: str | None = None) -> tuple[float, float] | None:
+        return _train(float(params_b), float(active_b), chip.lower(), int(gpus), overlay_version())
+
+    return Rates(serving=serving, training=training, notes=["bench: synthetic rates"])
+
+
+# ------------------------------------------------------------------ timing
+class SolverClock:
+    """Wraps scipy's milp / linprog as the fleet MILP module sees them: seconds of each call, and the size of
+    the first MILP of each solve (timing only; arguments and results pass through)."""
+
+    def __init__(self) -> None:
+        import stockpile.fleet.milp as mm
+        self.mm = mm
+        self.calls: list[tuple[str, float]] = []
+        self.sizes: list[dict[str, int]] = []
+        self.build_s = 0.0
+        self._orig = (mm.milp, mm.linprog, mm.build)
+
+    def __enter__(self) -> SolverClock:
+        milp0, linprog0, build0 = self._orig
+
+        def milp(c, *args, **kw):  # noqa: ANN001, ANN202
+            cons = kw.get("constraints")
+            A = cons.A if cons is not None else None
+            self.sizes.append({"vars": int(len(c)), "binaries": int(np.count_nonzero(kw.get("integrality", []))),
+                               "rows": int(A.shape[0]) if A is not None else 0,
+                               "nnz": int(A.nnz) if A is not None else 0})
+            t = time.perf_counter()
+            try:
+                return milp0(c, *args, **kw)
+            finally:
+                self.calls.append(("milp", time.perf_counter() - t))
+
+        def linprog(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+            t = time.perf_counter()
+            try:
+                return linprog0(*args, **kw)
+            finally:
+                self.calls.append(("lp", time.perf_counter() - t))
+
+        def build(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+            t = time.perf_counter()
+            try:
+                return build0(*args, **kw)
+            finally:
+                self.build_s += time.perf_counter() - t
+        self.mm.milp, self.mm.linprog, self.mm.build = milp, linprog, build
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.mm.milp, self.mm.linprog, self.mm.build = self._orig
+
+    def take(self) -> tuple[float, list[tuple[str, float]], list[dict[str, int]]]:
+        out = (self.build_s, self.calls, self.sizes)
+        self.build_s, self.calls, self.sizes = 0.0, [], []
+        return out
+
+
+def run_staged(scn_dict: dict[str, Any], samples: int, time_limit_s: float, gap: float = 1e-3) -> dict[str, Any]:
+    """The stages of planner._plan, each timed (same calls, same arguments, same extra_chips block)."""
+    from stockpile.catalog.chips import extra_chips
+    from stockpile.fleet.chips_in import scenario_chips
+    from stockpile.fleet.milp import solve
+    from stockpile.fleet.planner import nominal_draws
+    from stockpile.fleet.problem import compile_problem
+    from stockpile.fleet.result import assemble
+    from stockpile.fleet.runway import draw, monte_carlo, views_of
+    from stockpile.fleet.scenario import load_scenario
+    from stockpile.fleet.stock_alone import stock_alone
+
+    st: dict[str, Any] = {"rss": {}}
+    t = time.perf_counter()
+    scn = load_scenario(scn_dict).scenario
+    st["load"] = time.perf_counter() - t
+    st["rss"]["load"] = _peak_rss_gb()
+    rates = synthetic_rates()
+    with extra_chips(scenario_chips(scn)) if scn.chips else contextlib.nullcontext(), SolverClock() as clock:
+        t0 = time.perf_counter()
+        pb = compile_problem(scn, rates.serving, rates.training)
+        st["compile"] = time.perf_counter() - t0
+        st["rss"]["compile"] = _peak_rss_gb()
+
+        t = time.perf_counter()
+        sol = solve(pb, time_limit_s=time_limit_s, mip_rel_gap=gap)
+        st["solve"] = time.perf_counter() - t
+        st["solve_build"], st["solve_calls"], sizes = clock.take()
+        st["milp"] = sizes[0] if sizes else {}
+        st["status"], st["mip_gap"], st["tie_break"] = sol.status, sol.mip_gap, sol.tie_break
+        st["rss"]["solve"] = _peak_rss_gb()
+
+        t = time.perf_counter()
+        seed = scn.uncertainty.seed
+        n = max(samples, 1)
+        draws = draw(pb, n, seed)
+        mc = monte_carlo(pb, sol, samples=samples, seed=seed, backend="numpy", draws=draws) if samples else None
+        st["mc"] = time.perf_counter() - t
+        st["rss"]["mc"] = _peak_rss_gb()
+
+        t = time.perf_counter()
+        bare = scn.model_copy(update={"procurement": [], "costs": scn.costs.model_copy(update={"rental": []})})
+        pb0 = compile_problem(bare, rates.serving, rates.training)
+        st["alone_compile"] = time.perf_counter() - t
+        t1 = time.perf_counter()
+        sol0 = solve(pb0, time_limit_s=time_limit_s, mip_rel_gap=gap, duals=False, tie_break=False)
+        st["alone_solve"] = time.perf_counter() - t1
+        st["alone_build"], st["alone_calls"], sizes0 = clock.take()
+        st["milp0"] = sizes0[0] if sizes0 else {}
+        t1 = time.perf_counter()
+        alone = stock_alone(pb0, views_of(pb0, sol0), draw(pb0, n, seed) if samples else nominal_draws(pb0),
+                            nominal_draws(pb0), rates.training)
+        st["alone_mc"] = time.perf_counter() - t1
+        st["alone"] = time.perf_counter() - t
+        st["rss"]["alone"] = _peak_rss_gb()
+
+        t = time.perf_counter()
+        res = assemble(pb, sol, mc, alone, list(rates.notes))
+        st["assemble"] = time.perf_counter() - t
+        st["rss"]["assemble"] = _peak_rss_gb()
+        st["total"] = time.perf_counter() - t0
+    st.update(pb=pb, sol=sol, res=res)
+    return st
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--gpus", type=int, default=100_000)
+    ap.add_argument("--chips", type=int, default=20)
+    ap.add_argument("--workloads", type=int, default=50)
+    ap.add_argument("--months", type=int, default=24)
     ap.add_argument("--samples", type=int, default=10_000)
-    ap.add_argument("--backend", default="numpy")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--time-limit", type=float, default=60.0, help="solver time limit, s (plan_scenario's default)")
+    ap.add_argument("--check", action="store_true", help="also time plan_scenario end to end and compare")
     args = ap.parse_args()
-    from stockpile.fleet.milp import solve
-    from stockpile.fleet.problem import compile_problem
-    from stockpile.fleet.result import assemble
-    from stockpile.fleet.runway import monte_carlo
-    from stockpile.fleet.scenario import load_scenario
+    if args.months < 12:
+        ap.error("--months must be at least 12 (events and generations are placed in the first year)")
 
     t = time.perf_counter()
-    scn = load_scenario(scenario()).scenario
-    rates = synthetic_rates()
-    pb = compile_problem(scn, rates)
-    t_compile = time.perf_counter() - t
-    t = time.perf_counter()
-    sol = solve(pb, duals=False)
-    t_solve = time.perf_counter() - t
-    t = time.perf_counter()
-    sol_d = solve(pb, duals=True)
-    t_solve_duals = time.perf_counter() - t
-    def resolve(occurs: list[bool]):
-        events = [e.model_copy(update={"probability": 1.0 if o else 0.0}) for e, o in zip(scn.policy_events, occurs)]
-        pb_k = compile_problem(scn.model_copy(update={"policy_events": events}), rates)
-        return pb_k, solve(pb_k, duals=False)
-    t = time.perf_counter()
-    mc = monte_carlo(pb, sol, samples=args.samples, backend=args.backend, resolve=resolve)
-    t_mc = time.perf_counter() - t
-    res = assemble(pb, sol_d, mc, [])
-    n_vars = sol.x.size + sol.rent.size + sol.buy.size + sol.y.size + sol.miss.size + 2 * sol.unmet.size
-    print(f"fleet: {int(pb.stock[:, 0].sum()):,} GPUs, {len(pb.chips)} chip types, {pb.P} pools, "
-          f"{len(pb.workloads)} workloads, {len(pb.gens)} generations, {pb.T} months")
-    print(f"MILP: {n_vars:,} variables ({pb.patterns.n:,} binary training runs); status {sol.status}")
-    print(f"compile (scenario -> arrays): {t_compile:.2f} s")
-    print(f"solve (HiGHS MILP):           {t_solve:.2f} s   (target < 5 s)")
-    print(f"solve + shadow prices:        {t_solve_duals:.2f} s")
-    print(f"Monte Carlo {args.samples:,} samples ({args.backend}), {mc.resolves} policy-world re-solves: "
-          f"{t_mc:.2f} s   (target < 10 s)")
-    print(f"runway deterministic {res.runway.deterministic}, P10 {res.runway.p10}, P50 {res.runway.p50}, "
-          f"P90 {res.runway.p90}; generations trained {res.generations_trained}/{res.generations_planned}")
+    scn_dict, synthetic = scenario(args.gpus, args.chips, args.workloads, args.months, args.seed)
+    t_gen = time.perf_counter() - t
+    st = run_staged(scn_dict, args.samples, args.time_limit)
+    pb, res = st["pb"], st["res"]
+    wd = pb.worlds
+    big = args.gpus >= 1_000_000
+    t_target, m_target = (60.0, 2.0) if big else (5.0, None)
+    calls = st["solve_calls"]
+    milps = [s for k, s in calls if k == "milp"]
+    lps = [s for k, s in calls if k == "lp"]
+    m, m0 = st["milp"], st["milp0"]
+    rss = _peak_rss_gb()
+
+    print(f"plan_scale: {platform.python_implementation()} {platform.python_version()}, {platform.machine()}, "
+          f"numpy {np.__version__}; {_cpus()} CPUs")
+    print(f"fleet: {int(pb.stock[:, 0].sum()):,} GPUs, {len(pb.chips)} chip types "
+          f"({len(pb.chips) - len(synthetic)} sourced catalog chips"
+          + (f"; synthetic figures via chips: for {', '.join(synthetic)}" if synthetic else "") + "), "
+          f"{len(pb.clusters)} clusters, {pb.P} pools, {len(pb.workloads)} workloads, {len(pb.gens)} generations, "
+          f"{len(pb.opt_pool)} procurement options, {pb.T} months")
+    print(f"policy: {len(scn_dict['policy_events'])} events, {len(wd.uncertain)} uncertain -> {wd.n} worlds, "
+          f"{wd.NM} nodes of the scenario tree ({len(wd.leaves)} leaves)")
+    print(f"MILP (plan):       {m.get('vars', 0):,} variables, {m.get('binaries', 0):,} binaries "
+          f"({pb.patterns.n:,} candidate runs), {m.get('rows', 0):,} rows, {m.get('nnz', 0):,} nonzeros; "
+          f"status {st['status']}" + (f", gap {st['mip_gap']:.2e}" if st["mip_gap"] is not None else "")
+          + f"; tie-break: {st['tie_break']}")
+    print(f"MILP (stock only): {m0.get('vars', 0):,} variables, {m0.get('binaries', 0):,} binaries, "
+          f"{m0.get('rows', 0):,} rows, {m0.get('nnz', 0):,} nonzeros")
+    print(f"scenario generation (not timed in the total): {t_gen:.2f} s; load + validate {st['load']:.2f} s")
+    print("stage                                   wall s   peak RSS GB (so far)")
+    print(f"  compile (scenario -> arrays)        {st['compile']:8.2f}   {st['rss']['compile']:.2f}")
+    print(f"  MILP solve (build, solves, duals)   {st['solve']:8.2f}   {st['rss']['solve']:.2f}")
+    print(f"      build matrix                    {st['solve_build']:8.2f}")
+    if milps:
+        print(f"      HiGHS MILP                      {milps[0]:8.2f}")
+    if len(milps) > 1:
+        print(f"      HiGHS tie-break MILP            {sum(milps[1:]):8.2f}")
+    if lps:
+        print(f"      HiGHS LP (shadow prices)        {sum(lps):8.2f}")
+    print(f"      rest (assembly of Solution)     {st['solve'] - st['solve_build'] - sum(milps) - sum(lps):8.2f}")
+    print(f"  Monte Carlo ({args.samples:,} samples)        {st['mc']:8.2f}   {st['rss']['mc']:.2f}")
+    print(f"  stock-alone + ladder                {st['alone']:8.2f}   {st['rss']['alone']:.2f}")
+    print(f"      compile (no procurement/rental) {st['alone_compile']:8.2f}")
+    print(f"      MILP (no tie-break, no duals)   {st['alone_solve']:8.2f}   (build {st['alone_build']:.2f})")
+    print(f"      Monte Carlo to {res.runway.stock_only.searched_until if res.runway.stock_only else '?'} + ladder   "
+          f"{st['alone_mc']:8.2f}")
+    print(f"  assemble (PlanResult)               {st['assemble']:8.2f}   {st['rss']['assemble']:.2f}")
+    ok_t = "OK" if st["total"] < t_target else "MISSED"
+    print(f"  TOTAL (compile..assemble)           {st['total']:8.2f}   target < {t_target:.0f} s: {ok_t}")
+    mem = f"target < {m_target:.0f} GB: {'OK' if rss < m_target else 'MISSED'}" if m_target else "(no target)"
+    print(f"peak memory (ru_maxrss): {rss:.2f} GB   {mem}")
+    r = res.runway
+    so = r.stock_only
+    print(f"answer: runway deterministic {r.deterministic}, P10 {r.p10}, P50 {r.p50}, P90 {r.p90}; "
+          f"stock alone P50 {so.p50 if so else None}; generations trained {res.generations_trained}/"
+          f"{res.generations_planned}; ladder rungs {res.generations_trainable.p50 if res.generations_trainable else None}")
+    if args.check:
+        from stockpile.fleet.planner import plan_scenario
+        t = time.perf_counter()
+        res2 = plan_scenario(scn_dict, samples=args.samples, rates=synthetic_rates(), time_limit_s=args.time_limit)
+        t_all = time.perf_counter() - t
+        same = (res2.runway.p50, res2.runway.deterministic) == (r.p50, r.deterministic)
+        print(f"check: plan_scenario end to end {t_all:.2f} s (its own count {res2.seconds:.2f} s, load excluded); "
+              f"same runway as the staged run: {same}; peak RSS now {_peak_rss_gb():.2f} GB")
+
+
+def _cpus() -> int:
+    import os
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 if __name__ == "__main__":

@@ -138,17 +138,23 @@ def idle_reasons(pb: Problem, wp: WorldPlan, usable: np.ndarray, train: np.ndarr
                 why = (f"{', '.join(short)} go short while it idles: the power limit of its cluster, or the chips are "
                        "held back for a training run that starts or ends mid-month")
             else:
-                cost = {}
-                for w in serves:
-                    pools = np.nonzero(pb.pool_chip == c)[0]
-                    e = float(pb.energy_usd[pools].min()) / (pb.rate[w, c] * SECONDS_PER_MONTH) * 1e6
-                    cost[pb.workloads[w]] = e
-                best = min(cost, key=lambda k: cost[k])
-                why = (f"the workloads it can serve ({', '.join(pb.workloads[w] for w in serves)}) are met by chips "
-                       f"that cost less to run per token (on {cid}: ${cost[best]:.3f} per million output tokens of "
-                       f"{best} in energy); only running costs count in the energy objective")
+                def per_mtok(cc: int, w: int) -> float:
+                    pools = np.nonzero(pb.pool_chip == cc)[0]
+                    return float(pb.energy_usd[pools].min()) / (pb.rate[w, cc] * SECONDS_PER_MONTH) * 1e6
+                w0 = max(serves, key=lambda w: float(pb.demand[w, months].sum()))
+                used_by = [cc for cc in range(len(pb.chips)) if cc != c and inf[w0, cc, months].sum() > 0.5]
+                mine = per_mtok(c, w0)
+                if used_by:
+                    other = min(used_by, key=lambda cc: per_mtok(cc, w0))
+                    why = (f"the workloads it can serve ({', '.join(pb.workloads[w] for w in serves)}) are met by "
+                           f"chips that cost less to run: {pb.workloads[w0]} costs ${per_mtok(other, w0):.3f} per "
+                           f"million output tokens in energy on {pb.chips[other]}, ${mine:.3f} on {cid}")
+                else:
+                    why = (f"the workloads it can serve ({', '.join(pb.workloads[w] for w in serves)}) need no "
+                           "more chips")
                 if s.costs.objective == "energy":
-                    why += " (costs.objective: tco charges idle chips their market rental)"
+                    why += ("; only running costs count (costs.objective: energy), so an idle chip costs nothing; "
+                            "costs.objective: tco also charges its depreciation and forgone market rental")
         out.append({"chip": cid, "months_idle": int(len(months)), "mean_idle": round(mean, 1), "reason": why})
     return out
 

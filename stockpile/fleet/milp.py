@@ -189,18 +189,19 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
               if G else 0.0, ub=1.0)
     # served demand levels: z_k in [0, D_mean len_k], cost -pi n_k per token/s (the constant 24 D is added back)
     pi = s.costs.unmet_penalty_usd_per_mtok / 1e6
+    lp_mean = lp_demand_mean(pb)
     z_nm, z_w, z_ub, z_cost = [], [], [], []
     for w in range(W):
         for k, (ln, hr) in enumerate(zip(pb.level_len[w], pb.level_hours[w])):
             z_nm.append(np.arange(NM))
             z_w.append(np.full(NM, w))
-            z_ub.append(pb.demand_mean[w, nt] * ln / TOK)
+            z_ub.append(lp_mean[w, nt] * ln / TOK)
             z_cost.append(np.full(NM, -pi * hr * DAY_S * TOK) * prob)
     z_nm_a = np.concatenate(z_nm) if z_nm else np.zeros(0, int)
     z_w_a = np.concatenate(z_w) if z_w else np.zeros(0, int)
     Z = B.var((len(z_nm_a),), cost=(np.concatenate(z_cost) * SCALE) if z_cost else 0.0,
               ub=np.concatenate(z_ub) if z_ub else 0.0)
-    reserve = s.serving_reserve * pb.demand[:, nt].T / TOK                       # (NM, W)
+    reserve = s.serving_reserve * (lp_mean * pb.profile.max(axis=1)[:, None])[:, nt].T / TOK    # (NM, W)
     V = B.var((NM, W), cost=RESERVE_WEIGHT * pi * SECONDS_PER_MONTH * TOK * prob[:, None] * SCALE, ub=reserve)
 
     # 1. chips used <= chips on hand, per node and pool
@@ -338,7 +339,22 @@ def _constant_usd(pb: Problem) -> float:
     """The objective's constant: every hour's demand unmet before any level is served (expected over nodes)."""
     pi = pb.scenario.costs.unmet_penalty_usd_per_mtok / 1e6
     nt = pb.worlds.node_t
-    return float((pb.worlds.node_prob[:, None] * pb.demand_mean[:, nt].T).sum() * 24.0 * DAY_S * pi)
+    return float((pb.worlds.node_prob[:, None] * lp_demand_mean(pb)[:, nt].T).sum() * 24.0 * DAY_S * pi)
+
+
+def lp_demand_mean(pb: Problem) -> np.ndarray:
+    """(W, T) mean demand as the LP sees it: at most twice what every chip the fleet could ever hold (stock,
+    every purchase, every rental) serves at the peak hour. Demand beyond that is unmet whatever the plan does;
+    capping it keeps the LP well scaled under extreme growth (the result reports the real shortfall)."""
+    C = len(pb.chips)
+    most = np.zeros(C)
+    np.add.at(most, pb.pool_chip, pb.stock.max(axis=1) if pb.T else 0.0)
+    for o in range(len(pb.opt_pool)):
+        most[pb.pool_chip[pb.opt_pool[o]]] += min(pb.opt_max_month[o] * pb.T, pb.opt_max_total[o])
+    for j, c in enumerate(pb.rent_chip):
+        most[c] += pb.rent_max[j]
+    cap = 2.0 * (pb.rate * most[None, :]).sum(axis=1) / pb.profile.max(axis=1)                   # (W,)
+    return np.minimum(pb.demand_mean, cap[:, None])
 
 
 def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3, duals: bool = True,

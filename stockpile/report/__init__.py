@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["render_plan_html", "write_plan_report"]
+__all__ = ["render_comparison_html", "render_plan_html", "write_comparison_report", "write_plan_report"]
 
 
 def __getattr__(name: str) -> Any:
