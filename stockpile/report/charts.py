@@ -116,8 +116,12 @@ def runway_fan(r: PlanResult) -> Any:
         for month, labels in _markers([("P10", so.p10), ("P50", so.p50), ("P90", so.p90)], months).items():
             _vmarker(fig, month, f"stock alone {', '.join(labels)} {month}", color="#8c564b")
     fig.update_layout(hovermode="x unified", legend={"orientation": "h", "y": -0.12})
-    fig.update_yaxes(title_text="fraction of demand served (peak hour)", rangemode="tozero", secondary_y=False)
-    fig.update_yaxes(title_text="probability", range=[0, 1.05], secondary_y=True, showgrid=False)
+    low = min(rw.coverage_p10 or plan_coverage(r) or [0.0])
+    bottom = max(0.0, min(0.9, low) - 0.05)
+    fig.update_yaxes(title_text="share of demand served (peak hour)", range=[bottom, 1.02], tickformat=".0%",
+                     secondary_y=False)
+    fig.update_yaxes(title_text="P(meets demand)", range=[0, 1.02], tickformat=".0%", tickmode="linear", dtick=0.2,
+                     secondary_y=True, showgrid=False)
     _month_axes(fig)
     return fig
 
@@ -252,8 +256,9 @@ def comparison_coverage(results: list[PlanResult]) -> Any:
             _vmarker(fig, r.runway.p50, f"{r.scenario}: runway P50 {r.runway.p50}", color=col)
     fig.add_hline(y=1.0 - tol, line={"color": "#999", "width": 1}, annotation_text="demand met",
                   annotation_position="bottom left")
-    fig.update_layout(hovermode="x unified", yaxis={"title": "P50 of demand served (peak hour)",
-                                                    "rangemode": "tozero"},
-                      legend={"orientation": "h", "y": -0.12})
+    low = min((min(t.y) for t in fig.data if len(t.y)), default=0.0)
+    fig.update_layout(hovermode="x unified", legend={"orientation": "h", "y": -0.12},
+                      yaxis={"title": "P50 of demand served (peak hour)", "tickformat": ".0%",
+                             "range": [max(0.0, min(0.9, low) - 0.05), 1.02]})
     _month_axes(fig)
     return fig

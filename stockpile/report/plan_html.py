@@ -26,9 +26,11 @@ h1 { margin-bottom: 2px; } h2 { margin-top: 36px; border-bottom: 1px solid #e4e4
 .headline span { display: block; }
 .headline .plan { font-size: 19px; color: #333; margin-top: 6px; }
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0 24px; }
-th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; vertical-align: top; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; vertical-align: top; white-space: nowrap; }
+td.text { white-space: normal; }
 th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
-table.key td.text, table.worlds td.text { text-align: left; max-width: 520px; }
+td.text { text-align: left; max-width: 560px; } table.key { width: 100%; }
+table.key td:first-child { font-weight: 600; white-space: normal; min-width: 180px; }
 .note { color: #666; font-size: 13px; }
 ul.sentences li { margin-bottom: 6px; }
 nav { font-size: 13px; color: #666; } nav a { margin-right: 10px; }

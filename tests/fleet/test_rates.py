@@ -112,3 +112,26 @@ def test_planner_training_fn_is_training_speed():
     assert fn(671.0, 37.0, "h800-sxm-80gb", 2048, "deepseek-ai/DeepSeek-V3") == (speed.tokens_per_s_per_gpu,
                                                                                speed.goodput)
     assert fn(671.0, 37.0, "kunlun-p800-96gb", 2048, None) is None      # no sourced peak: cannot train
+
+
+def test_plan_prices_a_generation_the_same_by_size_and_by_id():
+    # One training-rate path (issue 11 item 8): DeepSeek-V3 named by its catalog id and described by its size
+    # (671B / 37B active) on 2048 H800 in FP8 cost the same GPU-hours, near DeepSeek's reported 2.664M.
+    from fleet_helpers import fake_rates
+
+    from stockpile.fleet.planner import plan_scenario
+    from stockpile.fleet.rates import Rates
+    scn = {"name": "t", "start": "2025-01", "horizon_months": 12,
+           "stock": [{"chip": "h800-sxm-80gb", "count": 4096}],
+           "training": {"precision": "fp8", "generations": [
+               {"name": "by-id", "model": "deepseek-ai/DeepSeek-V3", "tokens": "14.8T", "deadline": "2025-12",
+                "min_chips": 2048, "max_chips": 2048},
+               {"name": "by-size", "params_b": 671, "active_params_b": 37, "tokens": "14.8T",
+                "deadline": "2025-12", "min_chips": 2048, "max_chips": 2048}]}}
+    rates = Rates(serving=fake_rates().serving, training=training_speed_fn("fp8"))
+    res = plan_scenario(scn, samples=0, rates=rates, stock_only=False)
+    a, b = (g.gpu_hours for g in res.generations)
+    assert a == pytest.approx(b, rel=0.10)
+    for h in (a, b):
+        assert h == pytest.approx(2.664e6, rel=0.25)
+    assert all("training model" in g.rate_source for g in res.generations)

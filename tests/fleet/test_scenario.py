@@ -121,3 +121,78 @@ def test_unknown_cluster_and_generation_order():
                                       "min_chips": 8, "max_chips": 8, "after": "nothing"}]}
     with pytest.raises(InputError, match="not another generation"):
         load_scenario(d)
+
+
+GEN = """
+training:
+  generations:
+    - {name: a, params_b: 7, tokens: 1T, deadline: 2025-06, min_chips: 8, max_chips: 8, after: c}
+    - {name: b, params_b: 7, tokens: 1T, deadline: 2025-06, min_chips: 8, max_chips: 8, after: a}
+    - {name: c, params_b: 7, tokens: 1T, deadline: 2025-06, min_chips: 8, max_chips: 8, after: b}
+"""
+
+
+def test_circular_after_is_an_input_error_naming_the_chain():
+    with pytest.raises(InputError, match=r"training.generations\[0\].after: circular dependency: a -> c -> b -> a"):
+        load_scenario(GOOD + GEN)
+
+
+def test_event_announced_after_its_date_is_refused():
+    bad = GOOD + "policy_events:\n  - {chip: h800-sxm-80gb, date: 2025-03, announced: 2025-05, probability: 0.5}\n"
+    with pytest.raises(InputError, match=r"policy_events\[0\]: announced 2025-05 is after the event's date 2025-03"):
+        load_scenario(bad)
+
+
+def test_contradictory_events_in_one_month_are_refused():
+    bad = GOOD + ("policy_events:\n  - {chip: h800-sxm-80gb, date: 2025-03, effect: no_purchase}\n"
+                  "  - {chip: h800-sxm-80gb, date: 2025-03, effect: allow_purchase}\n")
+    with pytest.raises(InputError, match=r"policy_events\[1\].effect: .* contradict"):
+        load_scenario(bad)
+
+
+def test_event_needs_a_chip_or_a_rule():
+    with pytest.raises(InputError, match="give exactly one of chip"):
+        load_scenario(GOOD + "policy_events:\n  - {date: 2025-03}\n")
+
+
+def test_too_many_uncertain_events():
+    evs = "".join(f"  - {{chip: h800-sxm-80gb, date: 2025-{m:02d}, probability: 0.5}}\n" for m in range(1, 8))
+    with pytest.raises(InputError, match="at most 6 are combined into policy worlds"):
+        load_scenario(GOOD + "policy_events:\n" + evs)
+
+
+@pytest.mark.parametrize("ladder, message", [
+    ("{compute_growth: 0.5}", "compute_growth"),
+    ("{every_months: 0}", "every_months"),
+    ("{first: {params_b: 100}}", "give compute_flop, or params_b"),
+    ("{first: {compute_flop: -1}}", "compute_flop"),
+])
+def test_impossible_ladders_are_refused(ladder, message):
+    with pytest.raises(InputError, match=message):
+        load_scenario(GOOD + f"training:\n  ladder: {ladder}\n")
+
+
+def test_bad_daily_profile_and_measured_rate():
+    w = GOOD.replace("    osl: 500\n", "    osl: 500\n    daily_profile: [1, 2]\n")
+    with pytest.raises(InputError, match="daily_profile"):
+        load_scenario(w)
+    w = GOOD.replace("    osl: 500\n", "    osl: 500\n    throughput_per_gpu: {h800-sxm-80gb: -3}\n")
+    with pytest.raises(InputError, match="throughput_per_gpu.h800-sxm-80gb must be a positive"):
+        load_scenario(w)
+
+
+def test_cli_bad_scenarios_exit_non_zero_with_one_line(tmp_path):
+    import subprocess
+    import sys
+    cases = {"cycle": GOOD + GEN, "chip": GOOD.replace("h800-sxm-80gb", "h900-sxm-80gb"),
+             "count": GOOD.replace("count: 100", "count: -5"),
+             "ladder": GOOD + "training:\n  ladder: {compute_growth: 1}\n"}
+    for name, text in cases.items():
+        p = tmp_path / f"{name}.yaml"
+        p.write_text(text)
+        r = subprocess.run([sys.executable, "-m", "stockpile.cli", "plan", str(p)], capture_output=True, text=True)
+        assert r.returncode != 0, name
+        assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, (name, r.stderr)
+    r = subprocess.run([sys.executable, "-m", "stockpile.cli", "plan", str(tmp_path / "cycle.yaml"), "--report",
+                        str(tmp_path / "missing" / "x.html")], capture_output=True, text=True)
+    assert r.returncode != 0 and "does not exist" in r.stderr
