@@ -8,7 +8,7 @@ import numpy as np
 
 from stockpile.fleet.milp import Solution, WorldPlan
 from stockpile.fleet.months import HOURS_PER_MONTH, SECONDS_PER_MONTH, month_name
-from stockpile.fleet.problem import Problem, size_ladder
+from stockpile.fleet.problem import Problem
 
 if TYPE_CHECKING:
     from stockpile.fleet.result import Binding
@@ -83,7 +83,6 @@ def binding(pb: Problem, sol: Solution, wp: WorldPlan, on_hand_c: np.ndarray) ->
 def generation_reason(pb: Problem, gi: int) -> str:
     """Why generation gi is not trained on the main path, as a sentence."""
     spec = pb.gens[gi]
-    g = pb.scenario.training.generations[gi]
     pat = pb.patterns
     if not spec.speed:
         return ("none of the fleet's chip types it may use (stock, procurement) can train it: no sourced peak, or "
@@ -125,8 +124,7 @@ def idle_reasons(pb: Problem, wp: WorldPlan, usable: np.ndarray, train: np.ndarr
             continue
         mean = float(idle[months].mean())
         serves = [w for w in range(W) if pb.rate[w, c] > 0]
-        barred = [s.inference[w].name for w in range(W) if s.inference[w].chips is not None
-                  and cid not in {x.lower() for x in s.inference[w].chips}]
+        barred = [wl.name for wl in s.inference if wl.chips is not None and cid not in {x.lower() for x in wl.chips}]
         if not serves:
             why = "no workload can be served on it"
             why += (f": {', '.join(barred)} exclude it (their chips lists)" if barred else

@@ -192,7 +192,7 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
     lp_mean = lp_demand_mean(pb)
     z_nm, z_w, z_ub, z_cost = [], [], [], []
     for w in range(W):
-        for k, (ln, hr) in enumerate(zip(pb.level_len[w], pb.level_hours[w])):
+        for ln, hr in zip(pb.level_len[w], pb.level_hours[w]):
             z_nm.append(np.arange(NM))
             z_w.append(np.full(NM, w))
             z_ub.append(lp_mean[w, nt] * ln / TOK)
@@ -282,8 +282,8 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
         tot = B.rows("procurement_total", (L, len(fin)), hi=pb.opt_max_total[fin][None, :])
         for li, leaf in enumerate(wd.leaves):
             nodes = wd.node_of[rep[leaf]]
-            for i, o in enumerate(fin):
-                B.add(tot[li, i], Bv[nodes, o], 1.0)
+            for i, o_fin in enumerate(fin):
+                B.add(tot[li, i], Bv[nodes, o_fin], 1.0)
     if s.costs.capex_budget_usd is not None and O:
         bud = B.rows("capex_budget", (L,), hi=s.costs.capex_budget_usd)
         for li, leaf in enumerate(wd.leaves):

@@ -117,7 +117,8 @@ def event_masks(chips: list[str], T: int, events: list[PolicyEvent], month: list
     tt = np.arange(T)
     per_chip: dict[int, list[tuple[int, int, PolicyEvent, int | None]]] = {}
     for i, ev in enumerate(events):
-        nominal = month[i] if month[i] is not None else 10**6
+        m_i = month[i]
+        nominal: int = m_i if m_i is not None else 10**6
         for c in event_chips(ev, chips):
             per_chip.setdefault(c, []).append((nominal, i, ev, month[i]))
     for c, evs in per_chip.items():
@@ -173,7 +174,9 @@ def build_worlds(s: Scenario, T: int) -> Worlds:
     known = np.array([min(max(month_index(evs[i].known_month) - s.start_index, 0), T) for i in unc], int)
     Om = len(prob)
     node_of = np.zeros((Om, T), int)
-    node_t, node_prob, node_rep = [], [], []
+    node_t: list[int] = []
+    node_prob: list[float] = []
+    node_rep: list[int] = []
     for t in range(T):
         seen: dict[tuple[int, ...], int] = {}
         for w in range(Om):
@@ -565,7 +568,7 @@ def _patterns(pb: Problem) -> Patterns:
     A run holds its n chips in every month it touches (chips are booked by the month); it computes, and draws
     power for energy, only for the fraction of its last month it runs."""
     s, T = pb.scenario, pb.T
-    deliver_any = pb.deliver_w.any(axis=0)
+    deliver_any: np.ndarray = np.asarray(pb.deliver_w.any(axis=0))
     ub = pb.stock * pb.usable_w.max(axis=0)[pb.pool_chip]
     for o in range(len(pb.opt_pool)):
         c = pb.pool_chip[pb.opt_pool[o]]

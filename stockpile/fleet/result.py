@@ -324,11 +324,12 @@ def assemble(pb: Problem, sol: Solution, mc: RunwayResult | None, alone: StockAl
         runway.stock_only = StockOnly(p10=m(q[0]), p50=m(q[1]), p90=m(q[2]), deterministic=m(alone.deterministic),
                                       p_meets_demand_through_horizon=round(float(np.mean(alone.runway >= T)), 4),
                                       searched_until=month_name(pb.t0 + H - 1))
-        g = alone.generations
+        rungs = alone.generations
         lad = alone.ladder
         trainable = Trainable(
-            p10=int(np.quantile(g, 0.1, method="inverted_cdf")), p50=int(np.quantile(g, 0.5, method="inverted_cdf")),
-            p90=int(np.quantile(g, 0.9, method="inverted_cdf")), deterministic=alone.generations_deterministic,
+            p10=int(np.quantile(rungs, 0.1, method="inverted_cdf")),
+            p50=int(np.quantile(rungs, 0.5, method="inverted_cdf")),
+            p90=int(np.quantile(rungs, 0.9, method="inverted_cdf")), deterministic=alone.generations_deterministic,
             ladder={"compute_growth": lad.compute_growth, "every_months": lad.every_months, "source": lad.source,
                     "rungs": [{"index": r.index, "params_b": round(r.params_b, 1),
                                "active_params_b": round(r.active_params_b, 1), "tokens": float(f"{r.tokens:.4g}"),
@@ -341,17 +342,17 @@ def assemble(pb: Problem, sol: Solution, mc: RunwayResult | None, alone: StockAl
                            meets_deadline=False, tokens=spec.tokens, params_b=spec.params_b,
                            active_params_b=spec.active_params_b, rate_source=spec.rate_note)
         if gi in chosen:
-            q = chosen[gi]
-            p = int(pat.pool[q])
+            qi = chosen[gi]
+            p = int(pat.pool[qi])
             g.chip, g.cluster = pb.chips[pb.pool_chip[p]], pb.clusters[pb.pool_cluster[p]]
-            g.chips, g.start = int(pat.size[q]), months[int(pat.start[q])]
-            g.end = month_name(pb.t0 + month_of_fraction(float(pat.end[q])))
-            g.end_month_fraction = round(float(pat.end[q]), 3)
-            g.months = round(float(pat.months[q]), 3)
-            g.months_late = round(float(pat.late[q]), 3)
-            g.meets_deadline = bool(pat.late[q] <= 1e-9)
-            g.gpu_hours = float(pat.gpu_hours[q])
-            g.goodput = round(float(pat.goodput[q]), 4)
+            g.chips, g.start = int(pat.size[qi]), months[int(pat.start[qi])]
+            g.end = month_name(pb.t0 + month_of_fraction(float(pat.end[qi])))
+            g.end_month_fraction = round(float(pat.end[qi]), 3)
+            g.months = round(float(pat.months[qi]), 3)
+            g.months_late = round(float(pat.late[qi]), 3)
+            g.meets_deadline = bool(pat.late[qi] <= 1e-9)
+            g.gpu_hours = float(pat.gpu_hours[qi])
+            g.goodput = round(float(pat.goodput[qi]), 4)
         else:
             g.reason = generation_reason(pb, gi)
         if mc is not None and len(pb.gens):

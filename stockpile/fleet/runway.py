@@ -136,7 +136,7 @@ def _branch(pb: Problem, d: Draws, idx: np.ndarray, T: int) -> np.ndarray:
     """(S, T) world whose branch each sample follows in each month: the uncertain events it has seen announced."""
     wd = pb.worlds
     out = np.zeros((len(idx), T), int)
-    for j, e in enumerate(wd.uncertain):
+    for e in wd.uncertain:
         seen = d.occurs[idx, e][:, None] & (np.arange(T)[None, :] >= d.known[idx, e][:, None])
         out = out * 2 + seen.astype(int)          # itertools.product order: the first event is the high bit
     return out
@@ -239,8 +239,9 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
     cluster_cap = pb.cluster_cap_kw
     limited = np.isfinite(cluster_cap)
     kw = pb.power_kw
-    train_kw = np.zeros((S, len(cluster_cap), T))
-    np.add.at(train_kw, (slice(None), pb.pool_cluster, slice(None)), used * kw[None, :, None])
+    pool_kw = np.zeros((P, len(cluster_cap)))                         # kW a chip of pool p draws in cluster k
+    pool_kw[np.arange(P), pb.pool_cluster] = kw
+    train_kw = np.einsum("spt,pk->skt", used, pool_kw)
     pi = s.costs.unmet_penalty_usd_per_mtok / 1e6
     rent_ok = np.array([pb.rent_usd_month[j] < pi * pb.rate[:, pb.rent_chip[j]].max() * SECONDS_PER_MONTH
                         for j in range(len(pb.rent_chip))], bool)
@@ -266,8 +267,7 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
             want = scale @ v.x[m]                                                           # (n, P) chips
             give = np.minimum(want, spare[sel])
             frac = np.where(want > 0, give / np.where(want > 0, want, 1.0), 0.0)
-            power = np.zeros((sel.sum(), len(cluster_cap)))
-            np.add.at(power, (slice(None), pb.pool_cluster), give * kw[None, :])
+            power = give @ pool_kw
             over = np.where(limited[None, :] & (power > headroom[sel]),
                             np.maximum(headroom[sel], 0.0) / np.where(power > 0, power, 1.0), 1.0)
             frac = frac * over[:, pb.pool_cluster]
@@ -275,9 +275,7 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
             tok = (frac @ (v.x[m] * rate_p).T) * scale
             served[sel] = rented[None, :] + tok
             spare[sel] -= give
-            used_kw = np.zeros((sel.sum(), len(cluster_cap)))
-            np.add.at(used_kw, (slice(None), pb.pool_cluster), give * kw[None, :])
-            headroom[sel] -= used_kw
+            headroom[sel] -= give @ pool_kw
             if t < Tp:
                 rent_left[sel] = pb.rent_max[None, :] * usable[sel][:, pb.rent_chip, t] - v.rent_used[None, :, m]
         res = np.maximum(dem - served, 0.0)

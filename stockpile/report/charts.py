@@ -59,7 +59,8 @@ def _vmarker(fig: Any, month: str, text: str, color: str = "#555", row: int | No
     fig.add_shape(type="line", x0=month, x1=month, y0=0, y1=1, xref="x", yref="paper",
                   line={"color": color, "dash": "dot", "width": 1.5})
     fig.add_annotation(x=month, y=1, xref="x", yref="paper", text=text, showarrow=False, xanchor="left",
-                       yanchor="top", textangle=-90, font={"size": 11, "color": color})
+                       yanchor="top", textangle=-90, font={"size": 12, "color": color},
+                       bgcolor="rgba(255,255,255,0.8)")
 
 
 def _markers(pairs: list[tuple[str, str | None]], months: list[str]) -> dict[str, list[str]]:

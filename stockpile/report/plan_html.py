@@ -9,6 +9,7 @@ Reads only :class:`stockpile.fleet.result.PlanResult` / :class:`~stockpile.fleet
 from __future__ import annotations
 
 import html
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ h1 { margin-bottom: 2px; } h2 { margin-top: 36px; border-bottom: 1px solid #e4e4
 .headline .plan { font-size: 19px; color: #333; margin-top: 6px; }
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0 24px; }
 th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; vertical-align: top; white-space: nowrap; }
-td.text { white-space: normal; }
+td.text { white-space: normal; } th.text { text-align: left; }
 th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
 td.text { text-align: left; max-width: 560px; } table.key { width: 100%; }
 table.key td:first-child { font-weight: 600; white-space: normal; min-width: 180px; }
@@ -55,9 +56,12 @@ def _fmt(v: Any) -> str:
 def _table(headers: list[str], rows: list[list[Any]], max_rows: int | None = None, cls: str = "",
            text_cols: tuple[int, ...] = ()) -> str:
     """An HTML table; cells are escaped; `text_cols` are left-aligned, wrapping text."""
+    if not rows:
+        return "<p class='note'>None.</p>"
     body = rows if max_rows is None else rows[:max_rows]
-    out = [f"<table class='{cls}'><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-           + "</tr></thead><tbody>"]
+    out = [f"<table class='{cls}'><thead><tr>" + "".join(
+        f"<th class='text'>{html.escape(h)}</th>" if i in text_cols else f"<th>{html.escape(h)}</th>"
+        for i, h in enumerate(headers)) + "</tr></thead><tbody>"]
     for r in body:
         out.append("<tr>" + "".join(f"<td class='text'>{html.escape(_fmt(v))}</td>" if i in text_cols
                                     else f"<td>{html.escape(_fmt(v))}</td>" for i, v in enumerate(r)) + "</tr>")
@@ -140,7 +144,7 @@ def _main_world(r: PlanResult) -> int:
     return probs.index(max(probs)) if probs else 0
 
 
-def worlds_section(r: PlanResult) -> str:
+def worlds_section(r: PlanResult, shown_below: bool = True) -> str:
     """One row per policy world: events, probability, runway (deterministic and P50), chips ordered by chip."""
     worlds = r.runway.worlds
     beyond = f"beyond {r.months[-1]}"
@@ -155,11 +159,13 @@ def worlds_section(r: PlanResult) -> str:
             by_chip[o.chip] = by_chip.get(o.chip, 0) + o.count
         ordered = ", ".join(f"{n:,} x {c}" for c, n in by_chip.items()) or "none"
         events = ", ".join(w.events) or "none of the uncertain events"
-        rows.append([events + (" (shown below)" if i == main else ""), f"{w.probability:.0%}", w.runway or beyond,
+        mark = (" (shown below)" if shown_below else " (most likely)") if i == main else ""
+        rows.append([events + mark, f"{w.probability:.0%}", w.runway or beyond,
                      (w.runway_p50 or beyond) if w.samples else "-", w.samples, ordered])
     intro = ("<p>Decisions taken before an uncertain event is announced are shared by all worlds (the plan cannot "
-             "foresee the event); after the announcement each world follows its own plan. The charts and tables "
-             "below show the most likely world, marked <i>shown below</i>.</p>")
+             "foresee the event); after the announcement each world follows its own plan."
+             + (" The charts and tables below show the most likely world, marked <i>shown below</i>." if shown_below
+                else "") + "</p>")
     return intro + _table(["events happening", "probability", "runway (this world's plan)", "runway P50 (sampled)",
                            "samples", "chips ordered"], rows, cls="worlds", text_cols=(0, 5))
 
@@ -207,7 +213,7 @@ def render_plan_html(r: PlanResult) -> str:
                     g.p_on_time, g.gpu_hours, g.reason] for g in r.generations], text_cols=(11,))
     alloc = _table(["month", "chip", "stock", "usable", "training", "inference", "idle", "rented", "utilisation",
                     "output tok/s"],
-                   [[a.month, a.chip, a.stock, a.usable, a.training, a.inference, a.idle, a.rented, a.utilisation,
+                   [[a.month, a.chip, a.stock, a.usable, a.training, a.inference, a.idle, a.rented, _pct(a.utilisation),
                      a.output_tokens_per_s] for a in r.allocation], max_rows=400)
     proc = _table(["order", "arrives", "chip", "cluster", "ordered", "expected delivered", "capex USD"],
                   [[o.order_month, o.arrival_month, o.chip, o.cluster, o.count, o.expected_delivered, o.capex_usd]
@@ -262,7 +268,7 @@ def render_comparison_html(c: Comparison) -> str:
                       comparison_coverage(c.scenarios))], plotlyjs=True)
     per = []
     for r in c.scenarios:
-        worlds = worlds_section(r) if len(r.runway.worlds) > 1 else ""
+        worlds = worlds_section(r, shown_below=False) if len(r.runway.worlds) > 1 else ""
         per.append(f"<section class='scenario'><h2>{html.escape(r.scenario)}</h2>"
                    f"<p class='sub'>{html.escape(r.start)} + {r.horizon_months} months; solver "
                    f"{html.escape(r.status)}; cost ${r.cost_usd / 1e6:,.1f}M</p>"
@@ -289,9 +295,18 @@ def _write(text_of: Any, obj: Any, path: str | Path) -> Path:
         raise InputError("report", f"folder {parent} does not exist; create it or write the report elsewhere")
     text = text_of(obj)
     try:
-        return write_text_atomic(p, text)
+        mode = p.stat().st_mode & 0o777 if p.exists() else 0o666 & ~_umask()
+        write_text_atomic(p, text)
+        os.chmod(p, mode)            # the temporary file is private (0600); a report is as readable as any file
     except OSError as e:
         raise InputError("report", f"cannot write {p}: {e.strerror or e}") from None
+    return p
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_plan_report(r: PlanResult, path: str | Path) -> Path:

@@ -11,8 +11,8 @@ from stockpile.fleet.rates import (
     gpu_hours,
     mfu_tokens_per_s,
     mfu_training_rate,
-    training_speed_fn,
     training_speed,
+    training_speed_fn,
 )
 
 
