@@ -195,7 +195,7 @@ def _charts(figs: list[tuple[str, str, Any]], plotlyjs: bool) -> str:
         fig.update_layout(template="plotly_white", margin={"l": 70, "r": 30, "t": 30, "b": 50})
         div = fig.to_html(full_html=False, include_plotlyjs=plotlyjs and i == 0, default_height="460px",
                           div_id=f"chart-{anchor}")
-        parts.append(f"<section id='{anchor}'><h2>{html.escape(title)}</h2>{div}</section>")
+        parts.append(f'<section id="{anchor}"><h2>{html.escape(title)}</h2>{div}</section>')
     return "".join(parts)
 
 
