@@ -156,7 +156,11 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
     usable_n = pb.usable_w[rep][:, :, :]                  # (NM, C, T) masks seen from each node's world
     usable_nt = usable_n[np.arange(NM), :, nt]            # (NM, C) usability in the node's own month
 
-    X = B.var((NM, len(pairs)), cost=(prob[:, None] * pb.energy_usd[pairs[:, 1]][None, :] * SCALE)
+    # costs.objective tco: an idle usable chip forgoes its market rental, so each busy chip-month saves it, and a
+    # delivered chip adds it for every month it is held (the stock's own idle cost and depreciation are constants)
+    tco = s.costs.objective == "tco"
+    market = np.nan_to_num(pb.market_usd_month[pc]) if tco else np.zeros(P)       # (P,) USD per chip-month
+    X = B.var((NM, len(pairs)), cost=(prob[:, None] * (pb.energy_usd - market)[pairs[:, 1]][None, :] * SCALE)
               if len(pairs) else 0.0)
     R = B.var((NM, len(rent_pairs)), cost=(prob[:, None] * pb.rent_usd_month[rent_pairs[:, 1]][None, :] * SCALE)
               if len(rent_pairs) else 0.0)
@@ -171,15 +175,17 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
             okw = ok_w[worlds, nt[n]]
             if okw.any():
                 buy_ub[n, o] = pb.opt_max_month[o]
-                buy_cost[n, o] = float((wd.prob[worlds] * okw).sum()) * pb.opt_price[o] * pb.opt_fill[o] \
-                    * held[nt[n]] / life
+                buy_cost[n, o] = float((wd.prob[worlds] * okw).sum()) * (
+                    pb.opt_price[o] * pb.opt_fill[o] * held[nt[n]] / life
+                    + market[pb.opt_pool[o]] * float(pb.arrival_coef(o)[nt[n]].sum()))
     Bv = B.var((NM, O), cost=buy_cost * SCALE, ub=buy_ub)
     # training runs: one binary per (pattern, node of its start month)
     per_node = [np.nonzero(pat.start == nt[n])[0] for n in range(NM)]
     y_q = np.concatenate(per_node) if per_node else np.zeros(0, int)
     y_node = np.concatenate([np.full(len(v), n) for n, v in enumerate(per_node)]) if per_node else np.zeros(0, int)
     occ_energy = np.zeros(pat.n)
-    np.add.at(occ_energy, pat.occ_rows, pat.busy_frac * pat.size[pat.occ_rows] * pb.energy_usd[pat.pool[pat.occ_rows]])
+    np.add.at(occ_energy, pat.occ_rows, pat.size[pat.occ_rows] * (pat.busy_frac * pb.energy_usd[pat.pool[pat.occ_rows]]
+                                                                   - market[pat.pool[pat.occ_rows]]))
     late_pen = np.array([pb.gens[g].late_penalty for g in pat.gen]) if pat.n else np.zeros(0)
     Y = B.var((len(y_q),), cost=(prob[y_node] * (occ_energy[y_q] + late_pen[y_q] * pat.late[y_q]) * SCALE)
               if pat.n else 0.0, ub=1.0, integer=True)
@@ -201,7 +207,8 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
     z_w_a = np.concatenate(z_w) if z_w else np.zeros(0, int)
     Z = B.var((len(z_nm_a),), cost=(np.concatenate(z_cost) * SCALE) if z_cost else 0.0,
               ub=np.concatenate(z_ub) if z_ub else 0.0)
-    reserve = s.serving_reserve * (lp_mean * pb.profile.max(axis=1)[:, None])[:, nt].T / TOK    # (NM, W)
+    peak_lp = (lp_mean * pb.profile.max(axis=1)[:, None])[:, nt].T / TOK         # (NM, W) peak, k tokens/s
+    reserve = s.serving_reserve * peak_lp
     V = B.var((NM, W), cost=RESERVE_WEIGHT * pi * SECONDS_PER_MONTH * TOK * prob[:, None] * SCALE, ub=reserve)
 
     # 1. chips used <= chips on hand, per node and pool
@@ -232,6 +239,13 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
     if len(z_nm_a):
         B.add(dem[z_nm_a, z_w_a], Z, -1.0)
     B.add(dem, V, 1.0)
+    if tco:     # capacity beyond demand and reserve would count as busy without serving anyone: cap it
+        top = B.rows("serving_cap", (NM, W), hi=(1.0 + s.serving_reserve) * peak_lp)
+        if len(pairs):
+            B.add(top[:, pairs[:, 0]], X, pb.rate[pairs[:, 0], pc[pairs[:, 1]]][None, :] / TOK)
+        if len(rent_pairs):
+            B.add(top[:, rent_pairs[:, 0]], R,
+                  pb.rate[rent_pairs[:, 0], pb.rent_chip[rent_pairs[:, 1]]][None, :] / TOK)
     # 3. facility power per cluster (finite limits only)
     limited = np.nonzero(np.isfinite(pb.cluster_cap_kw))[0]
     if len(limited):

@@ -170,3 +170,22 @@ def test_scenarios_compare_side_by_side(base, rates):
     assert set(doc) == {"scenarios", "comparison"} and len(doc["scenarios"]) == 2
     assert set(doc["comparison"][0]) >= {"scenario", "runway_p50", "stock_only_p50", "generations_trainable_p50",
                                          "cost_usd"}
+
+
+def test_tco_objective_prefers_the_chip_with_the_higher_idle_value(base, rates):
+    # h800 and h20 serve at the same fake rate; under energy the cheaper-to-run h20 serves and h800 idles. Under
+    # tco an idle h800 forgoes 2 USD/h of rental (1,461 USD a month) against 0.3 USD/h for h20, far more than the
+    # energy difference, so the h800 serve and the h20 idle; capacity beyond demand is not counted as busy.
+    base["stock"].append({"chip": "h20-96gb", "count": 1000, "age_months": 0})
+    base["inference"][0]["monthly_growth"] = 0.0
+    base["costs"] = {"rental": [{"chip": "h800-sxm-80gb", "usd_per_gpu_hour": 2.0, "max_gpus": 0},
+                                {"chip": "h20-96gb", "usd_per_gpu_hour": 0.3, "max_gpus": 0}]}
+    energy = plan_scenario(base, samples=0, rates=rates)
+    base["costs"]["objective"] = "tco"
+    tco = plan_scenario(base, samples=0, rates=rates)
+    def serving(res, chip):
+        return next(a for a in res.allocation if a.month == "2025-01" and a.chip == chip).inference.get("chat", 0)
+    assert serving(energy, "h20-96gb") == 500 and serving(energy, "h800-sxm-80gb") == 0
+    assert serving(tco, "h800-sxm-80gb") == 500 and serving(tco, "h20-96gb") == 0
+    assert tco.cost_breakdown_usd["opportunity_idle"] == pytest.approx(1000 * 0.3 * HOURS * 12 + 500 * 2.0 * HOURS * 12,
+                                                                      rel=1e-6)
