@@ -35,6 +35,8 @@ SCALE = 1e-6          # objective in millions of USD for conditioning
 TOK = 1e3             # demand rows and unmet variables in thousands of tokens/s for conditioning
 DAY_S = SECONDS_PER_MONTH / 24.0   # seconds of one hour of the day summed over a month (3600 x days/month)
 RESERVE_WEIGHT = 0.1  # a missing serving reserve costs this share of unmet demand
+TIE_BREAK_BNB_MAX_RUNS = 3000   # the tie-break falls back to branch and bound only below this many run variables
+TIE_BREAK_MAX_VARS = 60_000     # above this the second solve (its cost row is dense) costs more than the plan
 
 
 class _Builder:
@@ -207,6 +209,9 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
     z_w_a = np.concatenate(z_w) if z_w else np.zeros(0, int)
     Z = B.var((len(z_nm_a),), cost=(np.concatenate(z_cost) * SCALE) if z_cost else 0.0,
               ub=np.concatenate(z_ub) if z_ub else 0.0)
+    # the objective's constant (every hour of demand unmet before any level is served), as a variable fixed at
+    # 1, so that the objective is the plan's true cost and the solver's relative gap is measured against it
+    B.var((1,), cost=_constant_usd(pb) * SCALE, lb=1.0, ub=1.0)
     peak_lp = (lp_mean * pb.profile.max(axis=1)[:, None])[:, nt].T / TOK         # (NM, W) peak, k tokens/s
     reserve = s.serving_reserve * peak_lp
     V = B.var((NM, W), cost=RESERVE_WEIGHT * pi * SECONDS_PER_MONTH * TOK * prob[:, None] * SCALE, ub=reserve)
@@ -381,23 +386,25 @@ def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
     c, lb, ub = B.vec(B.cost), B.vec(B.lb), B.vec(B.ub)
     integ = np.concatenate(B.integer) if B.integer else np.zeros(0, int)
     lo, hi = B.vec(B.row_lo), B.vec(B.row_hi)
-    res = milp(c, integrality=integ, bounds=Bounds(lb, ub), constraints=LinearConstraint(A, lo, hi),
-               options={"time_limit": time_limit_s, "mip_rel_gap": mip_rel_gap, "presolve": True})
-    status = _STATUS.get(res.status, "solver_error")
+    sol_x, code, message, gap = _mip(pb, ix, c, integ, lb, ub, A, lo, hi, time_limit_s, mip_rel_gap)
+    status = _STATUS.get(code, "solver_error")
     NM, W = pb.worlds.NM, len(pb.workloads)
-    if res.x is None:
-        sol_x, ok = np.zeros(B.n), False          # no incumbent (all-unmet is always feasible): the empty plan
+    ok = sol_x is not None
+    if sol_x is None:
+        sol_x = lb.copy()                         # no incumbent (all-unmet is always feasible): the empty plan
         sol_x[ix["miss"].ravel()] = 1.0
-    else:
-        sol_x, ok = res.x, True
     how = "none"
     if ok and tie_break and len(ix["y"]) and (sol_x[ix["y"]] > 0.5).any():
-        sol_x, how = _earliest_finish(pb, ix, A, c, lb, ub, integ, lo, hi, sol_x, time_limit_s, mip_rel_gap)
+        if B.n <= TIE_BREAK_MAX_VARS:
+            sol_x, how = _earliest_finish(pb, ix, A, c, lb, ub, integ, lo, hi, sol_x, time_limit_s, mip_rel_gap)
+        else:
+            how = (f"skipped: {B.n:,} variables is too many for the second solve; runs keep the first solve's "
+                   "starts (no weight of the cost objective favours early finishes, so nothing is spent on them)")
     served = np.zeros((NM, W))
     np.add.at(served, (ix["z_nm"], ix["z_w"]), sol_x[ix["z"]] * TOK)
     sol = Solution(
-        status=status, message=str(res.message), success=ok and res.status in (0, 1),
-        objective_usd=float(c @ sol_x) / SCALE + _constant_usd(pb), mip_gap=getattr(res, "mip_gap", None),
+        status=status, message=message, success=ok and code in (0, 1),
+        objective_usd=float(c @ sol_x) / SCALE, mip_gap=gap,
         seconds=0.0, pairs=ix["pairs"], rent_pairs=ix["rent_pairs"], x=sol_x[ix["x"]], rent=sol_x[ix["rent"]],
         buy=sol_x[ix["buy"]], y_q=ix["y_q"], y_node=ix["y_node"], y=np.round(sol_x[ix["y"]]),
         miss=sol_x[ix["miss"]], served=served, tie_break=how)
@@ -407,6 +414,107 @@ def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
             sol.bound_duals["buy"] = sol.bound_duals.pop("upper")[ix["buy"]]
     sol.seconds = time.perf_counter() - t_start
     return sol
+
+
+def _mip(pb: Problem, ix: dict[str, np.ndarray], c, integ, lb, ub, A, lo, hi, time_limit_s: float, gap: float,
+         order: np.ndarray | None = None, fallback: bool = True) -> tuple[np.ndarray | None, int, str, float | None]:
+    """Solve the MILP: first its LP relaxation, then relax-and-fix (``_dive``: the runs of one generation at a
+    time rounded and the LP solved again). If that plan is within `gap` of the relaxation's bound it is optimal
+    to that tolerance and HiGHS's branch and bound is not needed (the relaxation is usually tight: the runs are
+    few and the rest is continuous); otherwise branch and bound in the time left, keeping the better of the two.
+    Returns (x, status code, message, gap)."""
+    t0 = time.perf_counter()
+    bounds, cons = Bounds(lb, ub), LinearConstraint(A, lo, hi)
+    relax = milp(c, integrality=np.zeros_like(integ), bounds=bounds, constraints=cons,
+                 options={"time_limit": time_limit_s, "presolve": True})
+    dived: np.ndarray | None = None
+    bound = None
+    if relax.x is not None and relax.status == 0:
+        bound = float(relax.fun)
+        dived = _dive(pb, ix, c, integ, lb, ub, cons, relax.x, order, t0 + time_limit_s)
+        if dived is not None:
+            val = float(c @ dived)
+            g = (val - bound) / max(abs(bound), abs(val), 1e-9)
+            if g <= gap:
+                how = "the LP relaxation's runs are whole" if dived is relax.x else "runs fixed one generation at a time"
+                return dived, 0, f"optimal within {max(g, 0.0):.1e} of the LP bound ({how})", max(g, 0.0)
+    if not fallback:
+        return None, 4, "the rounded relaxation was not within the gap; branch and bound not tried", None
+    left = max(1.0, time_limit_s - (time.perf_counter() - t0))
+    res = milp(c, integrality=integ, bounds=bounds, constraints=cons,
+               options={"time_limit": left, "mip_rel_gap": gap, "presolve": True})
+    if dived is not None and bound is not None and (res.x is None or float(c @ dived) < float(c @ res.x)):
+        val = float(c @ dived)
+        g = max(0.0, (val - bound) / max(abs(bound), abs(val), 1e-9))
+        return dived, 1, f"branch and bound stopped at its time limit; the relax-and-fix plan is {g:.1e} from the LP bound", g
+    return res.x, int(res.status), str(res.message), getattr(res, "mip_gap", None)
+
+
+def _dive(pb: Problem, ix: dict[str, np.ndarray], c, integ, lb, ub, cons: LinearConstraint, x: np.ndarray,
+          order: np.ndarray | None, deadline: float) -> np.ndarray | None:
+    """Relax-and-fix: while some generation's runs are fractional, fix the first such generation (dependency
+    order) by rounding (``_round_runs``) and solve the LP again. None if an LP fails or time runs out."""
+    yk = ix["y"]
+    gen_of = pb.patterns.gen[ix["y_q"]]
+    lb2, ub2 = lb.copy(), ub.copy()
+    for _ in range(len(pb.gens) + 1):
+        y = x[yk]
+        frac = np.abs(y - np.round(y)) > 1e-6
+        if not frac.any():
+            return x
+        if time.perf_counter() > deadline:
+            return None
+        depth = [_depth(pb, int(g)) for g in gen_of[frac]]
+        g = int(gen_of[frac][int(np.argmin(depth))])
+        rounded = _round_runs(pb, ix, y, order)
+        mine = yk[gen_of == g]
+        lb2[mine] = ub2[mine] = rounded[gen_of == g]
+        res = milp(c, integrality=np.zeros_like(integ), bounds=Bounds(lb2, ub2), constraints=cons,
+                   options={"time_limit": max(1.0, deadline - time.perf_counter()), "presolve": True})
+        if res.x is None or res.status != 0:
+            return None
+        x = res.x
+    return None
+
+
+def _depth(pb: Problem, g: int) -> int:
+    """How many generations come before g through its `after` chain."""
+    d, cur = 0, pb.gens[g].after
+    while cur is not None:
+        d, cur = d + 1, pb.gens[cur].after
+    return d
+
+
+def _round_runs(pb: Problem, ix: dict[str, np.ndarray], y: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """0/1 runs from a relaxed solution: generations in dependency order, then runs by relaxed value (ties: the
+    earlier end, or `order`); a run is kept when no world through its node has that generation yet and, where
+    the generation follows another, the predecessor ends by its start on every such path. Runs the relaxation
+    did not use come last, so a generation is only left out where no candidate fits."""
+    pat, wd = pb.patterns, pb.worlds
+    y_q, y_node = ix["y_q"], ix["y_node"]
+    out = np.zeros(len(y_q))
+    depth = {g: _depth(pb, g) for g in range(len(pb.gens))}
+    tie = pat.end[y_q] if order is None else order
+    # every candidate, so that a generation whose preferred run no longer fits after its predecessor's rounding
+    # takes the next one that does (the relaxation may value it at zero)
+    keys = sorted(range(len(y_q)), key=lambda k: (depth[int(pat.gen[y_q[k]])], pat.late[y_q[k]] > 1e-9 and y[k] < 0.5,
+                                                  -round(float(y[k]), 6), float(tie[k])))
+    leaf_of_world = wd.leaf_of
+    done: dict[tuple[int, int], float] = {}               # (leaf, generation) -> end month
+    for k in keys:
+        q, a = int(y_q[k]), int(y_node[k])
+        g = int(pat.gen[q])
+        leaves = np.unique(leaf_of_world[wd.node_of[:, wd.node_t[a]] == a])
+        if any((int(lf), g) in done for lf in leaves):
+            continue
+        prev = pb.gens[g].after
+        if prev is not None and any((int(lf), prev) not in done or np.ceil(done[(int(lf), prev)] - 1e-9)
+                                    > pat.start[q] for lf in leaves):
+            continue
+        out[k] = 1.0
+        for lf in leaves:
+            done[(int(lf), g)] = float(pat.end[q])
+    return out
 
 
 def _earliest_finish(pb: Problem, ix: dict[str, np.ndarray], A: csr_matrix, c, lb, ub, integ, lo, hi, x0,
@@ -419,12 +527,12 @@ def _earliest_finish(pb: Problem, ix: dict[str, np.ndarray], A: csr_matrix, c, l
     tie[ix["y"]] = pb.worlds.node_prob[ix["y_node"]] * pat.end[ix["y_q"]]
     A2 = vstack([A, csr_matrix(c.reshape(1, -1))]).tocsr()
     slack = 1e-9 * max(1.0, abs(cost0))
-    res = milp(tie, integrality=integ, bounds=Bounds(lb, ub),
-               constraints=LinearConstraint(A2, np.append(lo, -np.inf), np.append(hi, cost0 + slack)),
-               options={"time_limit": max(5.0, time_limit_s / 4), "mip_rel_gap": gap, "presolve": True})
-    if res.x is None or float(c @ res.x) > cost0 + 10 * slack:
+    # branch and bound only where it is cheap: a tie-break is not worth minutes of a large plan
+    x, code, _, _ = _mip(pb, ix, tie, integ, lb, ub, A2, np.append(lo, -np.inf), np.append(hi, cost0 + slack),
+                         max(5.0, time_limit_s / 4), gap, fallback=len(ix["y"]) <= TIE_BREAK_BNB_MAX_RUNS)
+    if x is None or float(c @ x) > cost0 + 10 * slack or float(tie @ x) > float(tie @ x0) + 1e-9:
         return x0, "kept: the tie-break solve found no plan of equal cost in its time"
-    return res.x, "earliest finish among plans of equal cost (second solve)"
+    return x, "earliest finish among plans of equal cost (second solve)"
 
 
 def _shadow_prices(B: _Builder, A: csr_matrix, c, lb, ub, integ, lo, hi, x, sol: Solution) -> None:
