@@ -150,9 +150,11 @@ def _own_world(pb: Problem, d: Draws, idx: np.ndarray) -> np.ndarray:
 
 
 def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tolerance: float, *,
-             T: int | None = None) -> dict[str, np.ndarray]:
+             T: int | None = None, stop_at_runway: bool = False) -> dict[str, np.ndarray]:
     """The recursion of the module docstring for the samples `idx`; T may exceed the plan's horizon (the
-    stock-alone runway): beyond it the plan's last month's serving mix is kept and no decisions are taken."""
+    stock-alone runway): beyond it the plan's last month's serving mix is kept and no decisions are taken.
+    With `stop_at_runway` a sample is no longer followed once it fails (its coverage and spare chips stay 0
+    from then on): what the stock-alone runway and the ladder need."""
     s = pb.scenario
     T = T or pb.T
     Tp, W, C, P = pb.T, len(pb.workloads), len(pb.chips), pb.P
@@ -249,14 +251,21 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
     covered = np.ones((S, T))
     spare_out = np.zeros((S, P, T))
     rate_p = pb.rate[:, pb.pool_chip]                                  # (W, P)
+    elig = [np.nonzero(rate_p[:, p] > 0)[0] for p in range(P)]         # workloads each pool may serve
+    rent_elig = [np.nonzero(pb.rate[:, c] > 0)[0] for c in pb.rent_chip]
     for t in range(T):
         m = vi[t]
-        dem = peak[:, :, t]
-        served = np.zeros((S, W))
-        spare = free[:, :, t].copy()
-        headroom = np.where(limited[None, :], cluster_cap[None, :] - train_kw[:, :, t], np.inf)
-        rent_left = np.zeros((S, len(pb.rent_chip)))
-        bw = branch[:, min(t, Tp - 1)]
+        # samples still meeting demand (all of them unless the caller stops at each sample's runway)
+        rows = np.nonzero(runway == T)[0] if stop_at_runway else np.arange(S)
+        if not len(rows):
+            break
+        dem = peak[rows, :, t]
+        n = len(rows)
+        served = np.zeros((n, W))
+        spare = free[rows, :, t]
+        headroom = np.where(limited[None, :], cluster_cap[None, :] - train_kw[rows, :, t], np.inf)
+        rent_left = np.zeros((n, len(pb.rent_chip)))
+        bw = branch[rows, min(t, Tp - 1)]
         for wi in np.unique(bw):
             sel = bw == wi
             v = views[wi]
@@ -277,42 +286,51 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
             spare[sel] -= give
             headroom[sel] -= give @ pool_kw
             if t < Tp:
-                rent_left[sel] = pb.rent_max[None, :] * usable[sel][:, pb.rent_chip, t] - v.rent_used[None, :, m]
+                rent_left[sel] = pb.rent_max[None, :] * usable[rows[sel]][:, pb.rent_chip, t] - v.rent_used[None, :, m]
         res = np.maximum(dem - served, 0.0)
-        short = res.sum(axis=1) > 1e-9 * np.maximum(dem.sum(axis=1), 1.0)
-        for p in range(P) if short.any() else ():            # spare chips cover what they may serve
-            r = rate_p[:, p]
-            if not (r > 0).any():
-                continue
-            k_c = pb.pool_cluster[p]
-            avail = np.minimum(spare[:, p], np.maximum(headroom[:, k_c], 0.0) / kw[p])
-            need = (res * (r > 0)[None, :] / np.where(r > 0, r, 1.0)[None, :])                # chips per workload
-            tot = need.sum(axis=1)
-            use = np.minimum(avail, tot)
-            f = np.where(tot > 0, use / np.where(tot > 0, tot, 1.0), 0.0)
-            got = need * f[:, None] * r[None, :]
-            served += got
-            res -= got
-            spare[:, p] -= use
-            headroom[:, k_c] -= use * kw[p]
-        for j in range(len(pb.rent_chip)):                     # and unused rental capacity
-            if not rent_ok[j]:
-                continue
-            r = pb.rate[:, pb.rent_chip[j]]
-            need = (res * (r > 0)[None, :] / np.where(r > 0, r, 1.0)[None, :])
-            tot = need.sum(axis=1)
-            use = np.minimum(np.maximum(rent_left[:, j], 0.0), tot)
-            f = np.where(tot > 0, use / np.where(tot > 0, tot, 1.0), 0.0)
-            got = need * f[:, None] * r[None, :]
-            served += got
-            res -= got
+        short = np.nonzero(res.sum(axis=1) > 1e-9 * np.maximum(dem.sum(axis=1), 1.0))[0]
+        if len(short):
+            # spare chips cover what they may serve, then unused rental capacity (only the short samples)
+            r_s, sp_s, hr_s = res[short], spare[short], headroom[short]
+            got_s = np.zeros_like(r_s)
+            for p in range(P):
+                e = elig[p]
+                if not len(e):
+                    continue
+                k_c = pb.pool_cluster[p]
+                avail = np.minimum(sp_s[:, p], np.maximum(hr_s[:, k_c], 0.0) / kw[p])
+                if not (avail > 0).any():
+                    continue
+                need = r_s[:, e] / rate_p[e, p][None, :]                                   # chips per workload
+                tot = need.sum(axis=1)
+                use = np.minimum(avail, tot)
+                f = np.where(tot > 0, use / np.where(tot > 0, tot, 1.0), 0.0)
+                got = need * f[:, None] * rate_p[e, p][None, :]
+                got_s[:, e] += got
+                r_s[:, e] -= got
+                sp_s[:, p] -= use
+                hr_s[:, k_c] -= use * kw[p]
+            for j in range(len(pb.rent_chip)):
+                e = rent_elig[j]
+                if not rent_ok[j] or not len(e):
+                    continue
+                rr = pb.rate[e, pb.rent_chip[j]]
+                need = r_s[:, e] / rr[None, :]
+                tot = need.sum(axis=1)
+                use = np.minimum(np.maximum(rent_left[short, j], 0.0), tot)
+                f = np.where(tot > 0, use / np.where(tot > 0, tot, 1.0), 0.0)
+                got = need * f[:, None] * rr[None, :]
+                got_s[:, e] += got
+                r_s[:, e] -= got
+            served[short] += got_s
+            spare[short] = sp_s
         total = dem.sum(axis=1)
         unmet = np.maximum(dem - served, 0.0).sum(axis=1)
         frac_unmet = np.where(total > 0, unmet / np.where(total > 0, total, 1.0), 0.0)
-        covered[:, t] = 1.0 - frac_unmet
-        first = (frac_unmet > tolerance + 1e-9) & (runway == T)
-        runway[first] = t
-        spare_out[:, :, t] = spare
+        covered[rows, t] = 1.0 - frac_unmet
+        first = frac_unmet > tolerance + 1e-9
+        runway[rows[first & (runway[rows] == T)]] = t
+        spare_out[rows, :, t] = spare
     return {"runway": runway, "covered": covered, "gen_end": gen_end, "spare": spare_out}
 
 

@@ -169,10 +169,10 @@ def stock_alone(pb0: Problem, views: list[PlanView], draws: Draws, nominal: Draw
     gens = np.zeros(S, int)
     for i in range(0, S, chunk):
         idx = np.arange(i, min(S, i + chunk))
-        out = evaluate(pb0, views, draws, idx, tol, T=T_ext)
+        out = evaluate(pb0, views, draws, idx, tol, T=T_ext, stop_at_runway=True)
         runway[idx] = out["runway"]
         gens[idx] = climb(spec, out["spare"], out["runway"])
-    det = evaluate(pb0, views, nominal, np.arange(1), tol, T=T_ext)
+    det = evaluate(pb0, views, nominal, np.arange(1), tol, T=T_ext, stop_at_runway=True)
     return StockAloneResult(runway=runway, deterministic=int(det["runway"][0]), generations=gens,
                             generations_deterministic=int(climb(spec, det["spare"], det["runway"])[0]),
                             horizon_ext=T_ext, ladder=spec)
