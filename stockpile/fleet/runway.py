@@ -294,34 +294,34 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
             r_s, sp_s, hr_s = res[short], spare[short], headroom[short]
             got_s = np.zeros_like(r_s)
             for p in range(P):
-                e = elig[p]
-                if not len(e):
+                ws = elig[p]
+                if not len(ws):
                     continue
                 k_c = pb.pool_cluster[p]
                 avail = np.minimum(sp_s[:, p], np.maximum(hr_s[:, k_c], 0.0) / kw[p])
                 if not (avail > 0).any():
                     continue
-                need = r_s[:, e] / rate_p[e, p][None, :]                                   # chips per workload
+                need = r_s[:, ws] / rate_p[ws, p][None, :]                                   # chips per workload
                 tot = need.sum(axis=1)
                 use = np.minimum(avail, tot)
                 f = np.where(tot > 0, use / np.where(tot > 0, tot, 1.0), 0.0)
-                got = need * f[:, None] * rate_p[e, p][None, :]
-                got_s[:, e] += got
-                r_s[:, e] -= got
+                got = need * f[:, None] * rate_p[ws, p][None, :]
+                got_s[:, ws] += got
+                r_s[:, ws] -= got
                 sp_s[:, p] -= use
                 hr_s[:, k_c] -= use * kw[p]
             for j in range(len(pb.rent_chip)):
-                e = rent_elig[j]
-                if not rent_ok[j] or not len(e):
+                ws = rent_elig[j]
+                if not rent_ok[j] or not len(ws):
                     continue
-                rr = pb.rate[e, pb.rent_chip[j]]
-                need = r_s[:, e] / rr[None, :]
+                rr = pb.rate[ws, pb.rent_chip[j]]
+                need = r_s[:, ws] / rr[None, :]
                 tot = need.sum(axis=1)
                 use = np.minimum(np.maximum(rent_left[short, j], 0.0), tot)
                 f = np.where(tot > 0, use / np.where(tot > 0, tot, 1.0), 0.0)
                 got = need * f[:, None] * rr[None, :]
-                got_s[:, e] += got
-                r_s[:, e] -= got
+                got_s[:, ws] += got
+                r_s[:, ws] -= got
             served[short] += got_s
             spare[short] = sp_s
         total = dem.sum(axis=1)
