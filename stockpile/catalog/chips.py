@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stockpile.errors import DataError, InputError, MissingFigureError, UnknownNameError
+from stockpile.yaml_lines import line_map
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
 
@@ -307,28 +308,6 @@ _RECORD_FIX = ("every figure is a record {value: NUMBER, source: 'URL or documen
                "stockpile/data/chips/*.yaml; a chip needs id, vendor, name and family")
 
 
-def _yaml_lines(text: str) -> dict[tuple[Any, ...], int]:
-    """(record index, field, ...) -> 1-based line, for messages."""
-    lines: dict[tuple[Any, ...], int] = {}
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return lines
-
-    def walk(node: Any, path: tuple[Any, ...]) -> None:
-        lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                lines[path + (k.value,)] = k.start_mark.line + 1
-                walk(v, path + (k.value,))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                walk(v, path + (i,))
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
 def load_chip_file(path: str | Path) -> list[Chip]:
     """Chips from a YAML list in the catalog's own format (``--chip-file``); use them with ``extra_chips``.
 
@@ -348,7 +327,7 @@ def load_chip_file(path: str | Path) -> list[Chip]:
         got = "empty" if records is None or records == [] else f"a {type(records).__name__}"
         raise InputError(field, f"must be a YAML list of chips (one '- id: ...' record each), but it is {got}; "
                          + _RECORD_FIX)
-    lines = _yaml_lines(text)
+    lines = line_map(text)
 
     def line_of(loc: tuple[Any, ...]) -> str:
         for n in range(len(loc), 0, -1):

@@ -508,6 +508,13 @@ def compile_problem(s: Scenario, serving: Callable[..., float], training: Traini
     for g, spec in zip(s.training.generations, pb.gens):
         spec.after = names.index(g.after) if g.after else None
     pb.patterns = _patterns(pb)
+    for i, ev in enumerate(s.policy_events):
+        if ev.rule is not None and ev.rule.performance_density_at_least is not None:
+            from stockpile.catalog import get_chip
+            unknown = [c for c in chips if get_chip(c).performance_density is None]
+            if unknown:
+                pb.notes.append(f"policy_events[{i}]: the performance-density rule cannot judge "
+                                f"{', '.join(unknown)} (no sourced die area), so it does not select them")
     for w, wl in enumerate(s.inference):
         if not rate[w].any():
             pb.notes.append(f"workload '{wl.name}': no chip in the fleet serves {wl.model} within its SLO "

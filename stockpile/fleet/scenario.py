@@ -28,6 +28,7 @@ from pydantic import (
 from stockpile.catalog.chips import Figure
 from stockpile.errors import DataError, InputError, UnknownNameError
 from stockpile.fleet.months import month_index, month_name, parse_month
+from stockpile.yaml_lines import line_map
 
 __all__ = ["Scenario", "load_scenario", "month_index", "month_name", "scenario_json_schema"]
 
@@ -495,27 +496,6 @@ def scenario_json_schema() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ loading with line numbers
-def _line_map(text: str) -> dict[tuple[Any, ...], int]:
-    """YAML path (keys and list indices) -> 1-based line of the value (or key) there."""
-    lines: dict[tuple[Any, ...], int] = {}
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return lines
-
-    def walk(node: Any, path: tuple[Any, ...]) -> None:
-        lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = (k.value,)
-                lines[path + key] = k.start_mark.line + 1
-                walk(v, path + key)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                walk(v, path + (i,))
-    if root is not None:
-        walk(root, ())
-    return lines
 
 
 def field_path(loc: tuple[Any, ...]) -> str:
@@ -600,7 +580,7 @@ def load_scenario(src: str | Path | dict[str, Any] | Scenario) -> Loaded:
             mark = getattr(exc, "problem_mark", None)
             at = f" ({source}, line {mark.line + 1})" if mark else ""
             raise DataError(f"scenario is not valid YAML: {getattr(exc, 'problem', exc)}{at}") from None
-        lines = _line_map(text)
+        lines = line_map(text)
     if not isinstance(data, dict):
         raise InputError("scenario", "must be a mapping with start, stock, ... (see `stockpile plan --schema`)")
     data, origins = _stock_from_csv(data, base_dir, source, lines)

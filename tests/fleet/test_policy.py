@@ -107,3 +107,16 @@ def test_worlds_probabilities_follow_the_events(base, rates):
     for w in res.runway.worlds:
         assert w.runway == ("2025-08" if any("no_use" in e for e in w.events) else "2025-09")
     assert sum(w.samples for w in res.runway.worlds) == 2000
+
+
+def test_a_density_rule_selects_by_density_and_names_chips_it_cannot_judge(base, rates):
+    # PD = TPP / die area: H800 15,830 / 814 mm2 = 19.4 and H20 2,368 / 814 = 2.9 against 5.92; the 910B's die
+    # area is not sourced, so the rule cannot select it and the plan says so.
+    ev = PolicyEvent(rule={"performance_density_at_least": 5.92}, date="2025-01")
+    assert event_chips(ev, ["h800-sxm-80gb", "h20-96gb", "ascend-910b-64gb"]) == [0]
+    base["stock"].append({"chip": "ascend-910b-64gb", "count": 10, "age_months": 0})
+    base["policy_events"] = [{"rule": {"performance_density_at_least": 5.92}, "date": "2025-03",
+                              "effect": "no_purchase"}]
+    res = plan_scenario(base, samples=0, rates=rates)
+    note = next(n for n in res.notes if n.startswith("policy_events[0]"))
+    assert "ascend-910b-64gb" in note and "h800-sxm-80gb" not in note
