@@ -417,104 +417,47 @@ def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
 
 
 def _mip(pb: Problem, ix: dict[str, np.ndarray], c, integ, lb, ub, A, lo, hi, time_limit_s: float, gap: float,
-         order: np.ndarray | None = None, fallback: bool = True) -> tuple[np.ndarray | None, int, str, float | None]:
-    """Solve the MILP: first its LP relaxation, then relax-and-fix (``_dive``: the runs of one generation at a
-    time rounded and the LP solved again). If that plan is within `gap` of the relaxation's bound it is optimal
-    to that tolerance and HiGHS's branch and bound is not needed (the relaxation is usually tight: the runs are
-    few and the rest is continuous); otherwise branch and bound in the time left, keeping the better of the two.
-    Returns (x, status code, message, gap)."""
+         fallback: bool = True) -> tuple[np.ndarray | None, int, str, float | None]:
+    """Solve the MILP: first its LP relaxation (usually tight: the runs are few, the rest continuous); then
+    branch and bound over only the runs it leaves fractional, the others held at their relaxed 0 or 1. A plan
+    within `gap` of the relaxation's bound is optimal to that tolerance; otherwise branch and bound over every
+    run in the time left, keeping the better plan. Returns (x, status code, message, gap)."""
     t0 = time.perf_counter()
     bounds, cons = Bounds(lb, ub), LinearConstraint(A, lo, hi)
     relax = milp(c, integrality=np.zeros_like(integ), bounds=bounds, constraints=cons,
                  options={"time_limit": time_limit_s, "presolve": True})
-    dived: np.ndarray | None = None
+    best: np.ndarray | None = None
     bound = None
     if relax.x is not None and relax.status == 0:
         bound = float(relax.fun)
-        dived = _dive(pb, ix, c, integ, lb, ub, cons, relax.x, order, t0 + time_limit_s)
-        if dived is not None:
-            val = float(c @ dived)
+        y = relax.x[ix["y"]]
+        whole = np.abs(y - np.round(y)) <= 1e-6
+        if whole.all():
+            return relax.x, 0, "optimal (the LP relaxation's runs are whole)", 0.0
+        # relaxation-induced neighbourhood: runs the relaxation leaves at 0 or 1 stay there; branch and bound
+        # decides only the fractional ones (a few dozen instead of thousands)
+        lb2, ub2 = lb.copy(), ub.copy()
+        lb2[ix["y"][whole]] = ub2[ix["y"][whole]] = np.round(y[whole])
+        left = max(1.0, time_limit_s - (time.perf_counter() - t0))
+        near = milp(c, integrality=integ, bounds=Bounds(lb2, ub2), constraints=cons,
+                    options={"time_limit": left / 2, "mip_rel_gap": gap / 2, "presolve": True})
+        if near.x is not None:
+            best = near.x
+            val = float(c @ best)
             g = (val - bound) / max(abs(bound), abs(val), 1e-9)
             if g <= gap:
-                how = "the LP relaxation's runs are whole" if dived is relax.x else "runs fixed one generation at a time"
-                return dived, 0, f"optimal within {max(g, 0.0):.1e} of the LP bound ({how})", max(g, 0.0)
+                return best, 0, (f"optimal within {max(g, 0.0):.1e} of the LP bound ({int((~whole).sum())} "
+                                 "fractional runs decided by branch and bound, the rest as relaxed)"), max(g, 0.0)
     if not fallback:
         return None, 4, "the rounded relaxation was not within the gap; branch and bound not tried", None
     left = max(1.0, time_limit_s - (time.perf_counter() - t0))
     res = milp(c, integrality=integ, bounds=bounds, constraints=cons,
                options={"time_limit": left, "mip_rel_gap": gap, "presolve": True})
-    if dived is not None and bound is not None and (res.x is None or float(c @ dived) < float(c @ res.x)):
-        val = float(c @ dived)
+    if best is not None and bound is not None and (res.x is None or float(c @ best) < float(c @ res.x)):
+        val = float(c @ best)
         g = max(0.0, (val - bound) / max(abs(bound), abs(val), 1e-9))
-        return dived, 1, f"branch and bound stopped at its time limit; the relax-and-fix plan is {g:.1e} from the LP bound", g
+        return best, 1, f"branch and bound stopped at its time limit; the neighbourhood plan is {g:.1e} from the LP bound", g
     return res.x, int(res.status), str(res.message), getattr(res, "mip_gap", None)
-
-
-def _dive(pb: Problem, ix: dict[str, np.ndarray], c, integ, lb, ub, cons: LinearConstraint, x: np.ndarray,
-          order: np.ndarray | None, deadline: float) -> np.ndarray | None:
-    """Relax-and-fix: while some generation's runs are fractional, fix the first such generation (dependency
-    order) by rounding (``_round_runs``) and solve the LP again. None if an LP fails or time runs out."""
-    yk = ix["y"]
-    gen_of = pb.patterns.gen[ix["y_q"]]
-    lb2, ub2 = lb.copy(), ub.copy()
-    for _ in range(len(pb.gens) + 1):
-        y = x[yk]
-        frac = np.abs(y - np.round(y)) > 1e-6
-        if not frac.any():
-            return x
-        if time.perf_counter() > deadline:
-            return None
-        depth = [_depth(pb, int(g)) for g in gen_of[frac]]
-        g = int(gen_of[frac][int(np.argmin(depth))])
-        rounded = _round_runs(pb, ix, y, order)
-        mine = yk[gen_of == g]
-        lb2[mine] = ub2[mine] = rounded[gen_of == g]
-        res = milp(c, integrality=np.zeros_like(integ), bounds=Bounds(lb2, ub2), constraints=cons,
-                   options={"time_limit": max(1.0, deadline - time.perf_counter()), "presolve": True})
-        if res.x is None or res.status != 0:
-            return None
-        x = res.x
-    return None
-
-
-def _depth(pb: Problem, g: int) -> int:
-    """How many generations come before g through its `after` chain."""
-    d, cur = 0, pb.gens[g].after
-    while cur is not None:
-        d, cur = d + 1, pb.gens[cur].after
-    return d
-
-
-def _round_runs(pb: Problem, ix: dict[str, np.ndarray], y: np.ndarray, order: np.ndarray | None) -> np.ndarray:
-    """0/1 runs from a relaxed solution: generations in dependency order, then runs by relaxed value (ties: the
-    earlier end, or `order`); a run is kept when no world through its node has that generation yet and, where
-    the generation follows another, the predecessor ends by its start on every such path. Runs the relaxation
-    did not use come last, so a generation is only left out where no candidate fits."""
-    pat, wd = pb.patterns, pb.worlds
-    y_q, y_node = ix["y_q"], ix["y_node"]
-    out = np.zeros(len(y_q))
-    depth = {g: _depth(pb, g) for g in range(len(pb.gens))}
-    tie = pat.end[y_q] if order is None else order
-    # every candidate, so that a generation whose preferred run no longer fits after its predecessor's rounding
-    # takes the next one that does (the relaxation may value it at zero)
-    keys = sorted(range(len(y_q)), key=lambda k: (depth[int(pat.gen[y_q[k]])], pat.late[y_q[k]] > 1e-9 and y[k] < 0.5,
-                                                  -round(float(y[k]), 6), float(tie[k])))
-    leaf_of_world = wd.leaf_of
-    done: dict[tuple[int, int], float] = {}               # (leaf, generation) -> end month
-    for k in keys:
-        q, a = int(y_q[k]), int(y_node[k])
-        g = int(pat.gen[q])
-        leaves = np.unique(leaf_of_world[wd.node_of[:, wd.node_t[a]] == a])
-        if any((int(lf), g) in done for lf in leaves):
-            continue
-        prev = pb.gens[g].after
-        if prev is not None and any((int(lf), prev) not in done or np.ceil(done[(int(lf), prev)] - 1e-9)
-                                    > pat.start[q] for lf in leaves):
-            continue
-        out[k] = 1.0
-        for lf in leaves:
-            done[(int(lf), g)] = float(pat.end[q])
-    return out
 
 
 def _earliest_finish(pb: Problem, ix: dict[str, np.ndarray], A: csr_matrix, c, lb, ub, integ, lo, hi, x0,
