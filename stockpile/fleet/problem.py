@@ -314,14 +314,6 @@ class Problem:
     def P(self) -> int:
         return len(self.pool_chip)
 
-    @property
-    def usable(self) -> np.ndarray:
-        """(C, T) usability in the most likely world (what a single-world view shows)."""
-        return self.usable_w[int(np.argmax(self.worlds.prob))]
-
-    def pool_name(self, p: int) -> str:
-        return f"{self.chips[self.pool_chip[p]]}@{self.clusters[self.pool_cluster[p]]}"
-
     def order_ok(self, o: int, w: int) -> np.ndarray:
         """(T,) bool: an order of option o in month tau is in its window and can arrive in the horizon in world w."""
         T, lead = self.T, int(self.opt_lead[o])
