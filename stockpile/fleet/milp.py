@@ -418,22 +418,31 @@ def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
 
 def _mip(pb: Problem, ix: dict[str, np.ndarray], c, integ, lb, ub, A, lo, hi, time_limit_s: float, gap: float,
          fallback: bool = True) -> tuple[np.ndarray | None, int, str, float | None]:
-    """Solve the MILP: first its LP relaxation (usually tight: the runs are few, the rest continuous); then
-    branch and bound over only the runs it leaves fractional, the others held at their relaxed 0 or 1. A plan
-    within `gap` of the relaxation's bound is optimal to that tolerance; otherwise branch and bound over every
-    run in the time left, keeping the better plan. Returns (x, status code, message, gap)."""
+    """Solve the MILP: first its LP relaxation (usually tight: the runs are few, the rest continuous); then two
+    plans from it: the fractional runs rounded (LP solved again), and branch and bound over only the fractional
+    runs with the others held at their relaxed 0 or 1. The better one, if within `gap` of the relaxation's bound,
+    is optimal to that tolerance; otherwise branch and bound over every run in the time left (skipped when that
+    is less than twice the relaxation took), keeping the best plan found. Returns (x, status, message, gap)."""
     t0 = time.perf_counter()
     bounds, cons = Bounds(lb, ub), LinearConstraint(A, lo, hi)
     relax = milp(c, integrality=np.zeros_like(integ), bounds=bounds, constraints=cons,
                  options={"time_limit": time_limit_s, "presolve": True})
-    best: np.ndarray | None = None
+    candidates: list[np.ndarray] = []
     bound = None
+    t_relax = time.perf_counter() - t0
     if relax.x is not None and relax.status == 0:
         bound = float(relax.fun)
         y = relax.x[ix["y"]]
         whole = np.abs(y - np.round(y)) <= 1e-6
         if whole.all():
             return relax.x, 0, "optimal (the LP relaxation's runs are whole)", 0.0
+        # a plan to fall back on: the fractional runs rounded (``_round_runs``) and the LP solved again
+        lb2, ub2 = lb.copy(), ub.copy()
+        lb2[ix["y"]] = ub2[ix["y"]] = _round_runs(pb, ix, y)
+        rounded = milp(c, integrality=np.zeros_like(integ), bounds=Bounds(lb2, ub2), constraints=cons,
+                       options={"time_limit": max(1.0, time_limit_s - (time.perf_counter() - t0)), "presolve": True})
+        if rounded.x is not None and rounded.status == 0:
+            candidates.append(rounded.x)
         # relaxation-induced neighbourhood: runs the relaxation leaves at 0 or 1 stay there; branch and bound
         # decides only the fractional ones (a few dozen instead of thousands)
         lb2, ub2 = lb.copy(), ub.copy()
@@ -442,22 +451,73 @@ def _mip(pb: Problem, ix: dict[str, np.ndarray], c, integ, lb, ub, A, lo, hi, ti
         near = milp(c, integrality=integ, bounds=Bounds(lb2, ub2), constraints=cons,
                     options={"time_limit": left / 2, "mip_rel_gap": gap / 2, "presolve": True})
         if near.x is not None:
-            best = near.x
+            candidates.append(near.x)
+        if candidates:
+            best = min(candidates, key=lambda x: float(c @ x))
             val = float(c @ best)
             g = (val - bound) / max(abs(bound), abs(val), 1e-9)
             if g <= gap:
                 return best, 0, (f"optimal within {max(g, 0.0):.1e} of the LP bound ({int((~whole).sum())} "
-                                 "fractional runs decided by branch and bound, the rest as relaxed)"), max(g, 0.0)
-    if not fallback:
-        return None, 4, "the rounded relaxation was not within the gap; branch and bound not tried", None
-    left = max(1.0, time_limit_s - (time.perf_counter() - t0))
-    res = milp(c, integrality=integ, bounds=bounds, constraints=cons,
-               options={"time_limit": left, "mip_rel_gap": gap, "presolve": True})
-    if best is not None and bound is not None and (res.x is None or float(c @ best) < float(c @ res.x)):
+                                 "fractional runs decided by branch and bound or rounding)"), max(g, 0.0)
+    left = time_limit_s - (time.perf_counter() - t0)
+    if not fallback or (candidates and left < 2 * t_relax):
+        # full branch and bound cannot even solve its root in the time left: keep the best plan found
+        if not candidates or bound is None:
+            return None, 4, "no plan within the time limit", None
+        best = min(candidates, key=lambda x: float(c @ x))
         val = float(c @ best)
         g = max(0.0, (val - bound) / max(abs(bound), abs(val), 1e-9))
-        return best, 1, f"branch and bound stopped at its time limit; the neighbourhood plan is {g:.1e} from the LP bound", g
+        return best, 1, f"time limit: the best plan found is {g:.1e} from the LP bound", g
+    res = milp(c, integrality=integ, bounds=bounds, constraints=cons,
+               options={"time_limit": max(1.0, left), "mip_rel_gap": gap, "presolve": True})
+    if res.x is not None:
+        candidates.append(res.x)
+    if candidates and bound is not None and (res.x is None or min(float(c @ x) for x in candidates) < float(c @ res.x)):
+        best = min(candidates, key=lambda x: float(c @ x))
+        val = float(c @ best)
+        g = max(0.0, (val - bound) / max(abs(bound), abs(val), 1e-9))
+        return best, 1, f"branch and bound stopped at its time limit; the best plan found is {g:.1e} from the LP bound", g
     return res.x, int(res.status), str(res.message), getattr(res, "mip_gap", None)
+
+
+def _depth(pb: Problem, g: int) -> int:
+    """How many generations come before g through its `after` chain."""
+    d, cur = 0, pb.gens[g].after
+    while cur is not None:
+        d, cur = d + 1, pb.gens[cur].after
+    return d
+
+
+def _round_runs(pb: Problem, ix: dict[str, np.ndarray], y: np.ndarray) -> np.ndarray:
+    """0/1 runs from a relaxed solution: generations in dependency order, then runs by relaxed value (ties: the
+    earlier end); a run is kept when no world through its node has that generation yet and, where
+    the generation follows another, the predecessor ends by its start on every such path. Runs the relaxation
+    did not use come last, so a generation is only left out where no candidate fits."""
+    pat, wd = pb.patterns, pb.worlds
+    y_q, y_node = ix["y_q"], ix["y_node"]
+    out = np.zeros(len(y_q))
+    depth = {g: _depth(pb, g) for g in range(len(pb.gens))}
+    tie = pat.end[y_q]
+    # every candidate, so that a generation whose preferred run no longer fits after its predecessor's rounding
+    # takes the next one that does (the relaxation may value it at zero)
+    keys = sorted(range(len(y_q)), key=lambda k: (depth[int(pat.gen[y_q[k]])], pat.late[y_q[k]] > 1e-9 and y[k] < 0.5,
+                                                  -round(float(y[k]), 6), float(tie[k])))
+    leaf_of_world = wd.leaf_of
+    done: dict[tuple[int, int], float] = {}               # (leaf, generation) -> end month
+    for k in keys:
+        q, a = int(y_q[k]), int(y_node[k])
+        g = int(pat.gen[q])
+        leaves = np.unique(leaf_of_world[wd.node_of[:, wd.node_t[a]] == a])
+        if any((int(lf), g) in done for lf in leaves):
+            continue
+        prev = pb.gens[g].after
+        if prev is not None and any((int(lf), prev) not in done or np.ceil(done[(int(lf), prev)] - 1e-9)
+                                    > pat.start[q] for lf in leaves):
+            continue
+        out[k] = 1.0
+        for lf in leaves:
+            done[(int(lf), g)] = float(pat.end[q])
+    return out
 
 
 def _earliest_finish(pb: Problem, ix: dict[str, np.ndarray], A: csr_matrix, c, lb, ub, integ, lo, hi, x0,

@@ -40,6 +40,7 @@ class PlanView:
     """What the recursion needs from one world's path of the plan (all month-indexed)."""
 
     x: np.ndarray            # (T, W, P) chips of pool p serving w
+    xr: np.ndarray           # (T, P, W) their tokens/s (x times the rate), pool-major for the product in step 1
     cap: np.ndarray          # (T, W) the plan's own serving capacity, tokens/s (pools only)
     rented: np.ndarray       # (W, T) output tokens/s served by rented GPUs
     rent_used: np.ndarray    # (R, T) rented GPUs per offer
@@ -52,13 +53,14 @@ def plan_view(pb: Problem, wp: WorldPlan) -> PlanView:
     x = np.zeros((T, W, P))
     for i, (w, p) in enumerate(wp.pairs):
         x[:, w, p] += wp.x[i]
-    cap = np.einsum("twp,wp->tw", x, pb.rate[:, pb.pool_chip])
+    xr = np.ascontiguousarray(np.transpose(x * pb.rate[:, pb.pool_chip][None], (0, 2, 1)))
+    cap = xr.sum(axis=1)
     rented = np.zeros((W, T))
     rent_used = np.zeros((len(pb.rent_chip), T))
     for i, (w, j) in enumerate(wp.rent_pairs):
         rented[w] += pb.rate[w, pb.rent_chip[j]] * wp.rent[i]
         rent_used[j] += wp.rent[i]
-    return PlanView(x=x, cap=cap, rented=rented, rent_used=rent_used, buy=wp.buy, runs=[int(q) for q in wp.runs])
+    return PlanView(x=x, xr=xr, cap=cap, rented=rented, rent_used=rent_used, buy=wp.buy, runs=[int(q) for q in wp.runs])
 
 
 @dataclass
@@ -281,7 +283,7 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
                             np.maximum(headroom[sel], 0.0) / np.where(power > 0, power, 1.0), 1.0)
             frac = frac * over[:, pb.pool_cluster]
             give = want * frac
-            tok = (frac @ (v.x[m] * rate_p).T) * scale
+            tok = (frac @ v.xr[m]) * scale
             served[sel] = rented[None, :] + tok
             spare[sel] -= give
             headroom[sel] -= give @ pool_kw
