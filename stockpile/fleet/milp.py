@@ -443,6 +443,11 @@ def _mip(pb: Problem, ix: dict[str, np.ndarray], c, integ, lb, ub, A, lo, hi, ti
                        options={"time_limit": max(1.0, time_limit_s - (time.perf_counter() - t0)), "presolve": True})
         if rounded.x is not None and rounded.status == 0:
             candidates.append(rounded.x)
+            val = float(rounded.fun)
+            g = (val - bound) / max(abs(bound), abs(val), 1e-9)
+            if g <= gap:
+                return rounded.x, 0, (f"optimal within {max(g, 0.0):.1e} of the LP bound ({int((~whole).sum())} "
+                                      "fractional runs rounded)"), max(g, 0.0)
         # relaxation-induced neighbourhood: runs the relaxation leaves at 0 or 1 stay there; branch and bound
         # decides only the fractional ones (a few dozen instead of thousands)
         lb2, ub2 = lb.copy(), ub.copy()
