@@ -386,7 +386,8 @@ def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
     c, lb, ub = B.vec(B.cost), B.vec(B.lb), B.vec(B.ub)
     integ = np.concatenate(B.integer) if B.integer else np.zeros(0, int)
     lo, hi = B.vec(B.row_lo), B.vec(B.row_hi)
-    sol_x, code, message, gap = _mip(pb, ix, c, integ, lb, ub, A, lo, hi, time_limit_s, mip_rel_gap)
+    fixed: list[FixedLP] = []
+    sol_x, code, message, gap = _mip(pb, ix, c, integ, lb, ub, A, lo, hi, time_limit_s, mip_rel_gap, fixed_out=fixed)
     status = _STATUS.get(code, "solver_error")
     NM, W = pb.worlds.NM, len(pb.workloads)
     ok = sol_x is not None
@@ -409,7 +410,10 @@ def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
         buy=sol_x[ix["buy"]], y_q=ix["y_q"], y_node=ix["y_node"], y=np.round(sol_x[ix["y"]]),
         miss=sol_x[ix["miss"]], served=served, tie_break=how)
     if duals and ok:
-        _shadow_prices(B, A, c, lb, ub, integ, lo, hi, sol_x, sol)
+        # the rounded plan's LP already has the runs fixed: its duals are the shadow prices (no third solve)
+        lp = fixed[0] if fixed and fixed[0].x is sol_x else _fixed_lp(A, c, lb, ub, integ, lo, hi, sol_x)
+        if lp is not None:
+            _shadow_prices(B, lp, sol)
         if "upper" in sol.bound_duals:
             sol.bound_duals["buy"] = sol.bound_duals.pop("upper")[ix["buy"]]
     sol.seconds = time.perf_counter() - t_start
@@ -417,7 +421,7 @@ def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
 
 
 def _mip(pb: Problem, ix: dict[str, np.ndarray], c, integ, lb, ub, A, lo, hi, time_limit_s: float, gap: float,
-         fallback: bool = True) -> tuple[np.ndarray | None, int, str, float | None]:
+         fallback: bool = True, fixed_out: list[FixedLP] | None = None) -> tuple[np.ndarray | None, int, str, float | None]:
     """Solve the MILP: first its LP relaxation (usually tight: the runs are few, the rest continuous); then two
     plans from it: the fractional runs rounded (LP solved again), and branch and bound over only the fractional
     runs with the others held at their relaxed 0 or 1. The better one, if within `gap` of the relaxation's bound,
@@ -437,13 +441,14 @@ def _mip(pb: Problem, ix: dict[str, np.ndarray], c, integ, lb, ub, A, lo, hi, ti
         if whole.all():
             return relax.x, 0, "optimal (the LP relaxation's runs are whole)", 0.0
         # a plan to fall back on: the fractional runs rounded (``_round_runs``) and the LP solved again
-        lb2, ub2 = lb.copy(), ub.copy()
-        lb2[ix["y"]] = ub2[ix["y"]] = _round_runs(pb, ix, y)
-        rounded = milp(c, integrality=np.zeros_like(integ), bounds=Bounds(lb2, ub2), constraints=cons,
-                       options={"time_limit": max(1.0, time_limit_s - (time.perf_counter() - t0)), "presolve": True})
-        if rounded.x is not None and rounded.status == 0:
+        y_full = lb.copy()
+        y_full[ix["y"]] = _round_runs(pb, ix, y)
+        rounded = _fixed_lp(A, c, lb, ub, integ, lo, hi, y_full)
+        if rounded is not None:
             candidates.append(rounded.x)
-            val = float(rounded.fun)
+            if fixed_out is not None:
+                fixed_out.append(rounded)
+            val = rounded.fun
             g = (val - bound) / max(abs(bound), abs(val), 1e-9)
             if g <= gap:
                 return rounded.x, 0, (f"optimal within {max(g, 0.0):.1e} of the LP bound ({int((~whole).sum())} "
@@ -543,11 +548,21 @@ def _earliest_finish(pb: Problem, ix: dict[str, np.ndarray], A: csr_matrix, c, l
     return x, "earliest finish among plans of equal cost (second solve)"
 
 
-def _shadow_prices(B: _Builder, A: csr_matrix, c, lb, ub, integ, lo, hi, x, sol: Solution) -> None:
-    """LP with the chosen training runs fixed: row and bound duals in USD per unit (binding constraints)."""
+@dataclass
+class FixedLP:
+    """The LP with the training runs fixed, solved with row and bound duals (linprog, HiGHS)."""
+
+    x: np.ndarray
+    fun: float
+    row_duals: np.ndarray      # per row of A, USD x SCALE per unit
+    upper_duals: np.ndarray    # per variable
+
+
+def _fixed_lp(A: csr_matrix, c, lb, ub, integ, lo, hi, y_fixed: np.ndarray) -> FixedLP | None:
+    """Solve the LP with the integer variables fixed at `y_fixed` (their values in a full-length vector)."""
     lb2, ub2 = lb.copy(), ub.copy()
     fixed = integ > 0
-    lb2[fixed] = ub2[fixed] = np.round(x[fixed])
+    lb2[fixed] = ub2[fixed] = np.round(y_fixed[fixed])
     eq = np.isfinite(lo) & np.isfinite(hi) & (lo == hi)
     up = np.isfinite(hi) & ~eq
     dn = np.isfinite(lo) & ~eq
@@ -557,16 +572,22 @@ def _shadow_prices(B: _Builder, A: csr_matrix, c, lb, ub, integ, lo, hi, x, sol:
         res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A[eq] if eq.any() else None, b_eq=hi[eq] if eq.any() else None,
                       bounds=np.column_stack([lb2, ub2]), method="highs")
     except (ValueError, MemoryError):
-        return
-    if res.status != 0:
-        return
-    marg = np.zeros(B.m)
+        return None
+    if res.status != 0 or res.x is None:
+        return None
+    marg = np.zeros(A.shape[0])
     n_up = int(up.sum())
     marg[np.nonzero(up)[0]] = res.ineqlin.marginals[:n_up]
     marg[np.nonzero(dn)[0]] += -res.ineqlin.marginals[n_up:]
     if eq.any():
         marg[np.nonzero(eq)[0]] = res.eqlin.marginals
+    return FixedLP(x=res.x, fun=float(res.fun), row_duals=marg, upper_duals=res.upper.marginals)
+
+
+def _shadow_prices(B: _Builder, lp: FixedLP, sol: Solution) -> None:
+    """Row and bound duals of the LP with the chosen runs fixed, in USD per unit (binding constraints)."""
     for kind, (start, shape) in B.kinds.items():
         size = int(np.prod(shape))
-        sol.duals[kind] = marg[start:start + size].reshape(shape) / SCALE / (TOK if kind == "demand" else 1.0)
-    sol.bound_duals["upper"] = res.upper.marginals / SCALE
+        sol.duals[kind] = lp.row_duals[start:start + size].reshape(shape) / SCALE / (TOK if kind == "demand"
+                                                                                    else 1.0)
+    sol.bound_duals["upper"] = lp.upper_duals / SCALE
