@@ -322,7 +322,7 @@ def run_staged(scn_dict: dict[str, Any], samples: int, time_limit_s: float, gap:
     from stockpile.fleet.problem import compile_problem
     from stockpile.fleet.result import assemble
     from stockpile.fleet.runway import draw, monte_carlo, views_of
-    from stockpile.fleet.scenario import load_scenario
+    from stockpile.fleet.scenario_load import load_scenario
     from stockpile.fleet.stock_alone import stock_alone
 
     st: dict[str, Any] = {"rss": {}}

@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 _WHERE = {"plan_scenario": "planner", "size_model": "planner", "scenario_schema": "planner", "example_path": "planner",
-          "load_scenario": "scenario", "Scenario": "scenario", "PlanResult": "result",
+          "load_scenario": "scenario_load", "Scenario": "scenario", "PlanResult": "result",
           "SizingResult": "sizing", "Rates": "rates"}
 
 

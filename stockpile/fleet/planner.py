@@ -58,7 +58,7 @@ def plan_scenario(path_or_dict: str | Path | dict[str, Any] | Scenario | None = 
     from stockpile.catalog.chips import extra_chips
     from stockpile.fleet.chips_in import scenario_chips
     from stockpile.fleet.runway import check_backend, check_samples
-    from stockpile.fleet.scenario import load_scenario
+    from stockpile.fleet.scenario_load import load_scenario
 
     if samples:
         backend = check_backend(backend)

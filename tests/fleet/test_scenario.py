@@ -8,7 +8,7 @@ import yaml
 
 from stockpile.errors import DataError, InputError, UnknownNameError
 from stockpile.fleet.planner import example_path, scenario_schema
-from stockpile.fleet.scenario import load_scenario
+from stockpile.fleet.scenario_load import load_scenario
 
 GOOD = """\
 name: t

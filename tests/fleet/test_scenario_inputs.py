@@ -7,7 +7,7 @@ from stockpile.catalog.chips import extra_chips, get_chip
 from stockpile.errors import InputError, MissingFigureError, UnknownNameError
 from stockpile.fleet.chips_in import scenario_chips
 from stockpile.fleet.planner import example_path
-from stockpile.fleet.scenario import load_scenario
+from stockpile.fleet.scenario_load import load_scenario
 
 # The test's own numbers, not a sourced P800 specification: the catalog has no sourced P800 compute, bandwidth
 # or power (see the notes in stockpile/data/chips/china_other.yaml), so these only exercise the input path.
