@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from stockpile.fleet.demand import unmet_hour_sum
 from stockpile.fleet.diagnose import binding, generation_reason, idle_reasons, procurement_notes
 from stockpile.fleet.milp import Solution, WorldPlan, world_plan
 from stockpile.fleet.months import SECONDS_PER_MONTH, month_name, month_of_fraction
-from stockpile.fleet.problem import Problem, unmet_hour_sum, world_label
+from stockpile.fleet.problem import Problem, world_label
 from stockpile.fleet.runway import RunwayResult, quantile_month
 from stockpile.fleet.stock_alone import StockAloneResult
 

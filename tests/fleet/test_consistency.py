@@ -85,7 +85,7 @@ def test_unmet_tokens_integrate_the_daily_profile(base, rates):
 
 
 def test_default_profile_is_a_raised_cosine_with_the_peak_to_mean():
-    from stockpile.fleet.problem import daily_profile
+    from stockpile.fleet.demand import daily_profile
     from stockpile.fleet.scenario import Workload
     w = Workload(name="w", model="Qwen/Qwen3-8B", tokens_per_day=1e9, isl=1, osl=1, peak_to_mean=1.3)
     p = daily_profile(w)
