@@ -162,10 +162,14 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
     Tp, W, C, P = pb.T, len(pb.workloads), len(pb.chips), pb.P
     S = len(idx)
     tt = np.arange(T)
-    k = tt[None, None, :] - pb.launch[None, :, None]
-    mean = np.where(k >= 0, (pb.demand_base * d.level[idx])[:, :, None]
-                    * (1.0 + d.growth[idx][:, :, None]) ** np.maximum(k, 0), 0.0)                 # (S, W, T)
-    peak = mean * pb.profile.max(axis=1)[None, :, None]
+    # the sample's peak-hour demand in month t, computed month by month (an (S, W, T) array is 384 MB per chunk
+    # at 120 months and 200 workloads): start x level x (1 + g)^(t - launch) x the profile's peak
+    peak0 = pb.demand_base * d.level[idx] * pb.profile.max(axis=1)[None, :]                        # (S, W)
+    log_g = np.log1p(d.growth[idx])
+
+    def peak_at(t: int, rows: np.ndarray) -> np.ndarray:
+        k = t - pb.launch
+        return np.where(k >= 0, peak0[rows] * np.exp(log_g[rows] * np.maximum(k, 0)), 0.0)
     mult = d.mult[idx]
     from stockpile.fleet.problem import survival
     s_att = s.attrition
@@ -261,7 +265,7 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
         rows = np.nonzero(runway == T)[0] if stop_at_runway else np.arange(S)
         if not len(rows):
             break
-        dem = peak[rows, :, t]
+        dem = peak_at(t, rows)
         n = len(rows)
         served = np.zeros((n, W))
         spare = free[rows, :, t]
