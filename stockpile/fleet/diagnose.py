@@ -174,8 +174,8 @@ def procurement_notes(pb: Problem) -> list[str]:
     return notes
 
 
-def tco_costs(pb: Problem, on_hand: np.ndarray, usable: np.ndarray, train: np.ndarray, inf: np.ndarray,
-              orders: list[Any]) -> dict[str, float]:
+def tco_costs(pb: Problem, on_hand: np.ndarray, usable: np.ndarray, train: np.ndarray,
+              inf: np.ndarray) -> dict[str, float]:
     """Total cost of ownership on the main path: straight-line depreciation of every chip on hand (at the price
     of its procurement option where one exists), and the market rental an idle usable chip forgoes."""
     s = pb.scenario

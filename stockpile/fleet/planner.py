@@ -75,7 +75,7 @@ def _plan(scn: Scenario, *, samples: int, backend: str, seed: int | None, rates:
     from stockpile.fleet.milp import solve
     from stockpile.fleet.problem import compile_problem
     from stockpile.fleet.result import assemble
-    from stockpile.fleet.runway import draw, monte_carlo, views_of
+    from stockpile.fleet.runway import draw, monte_carlo, nominal_draws, views_of
     from stockpile.fleet.stock_alone import stock_alone
 
     t0 = time.perf_counter()
@@ -101,28 +101,6 @@ def _plan(scn: Scenario, *, samples: int, backend: str, seed: int | None, rates:
     result = assemble(pb, sol, mc, alone, notes)
     result.seconds = round(time.perf_counter() - t0, 3)
     return result
-
-
-def nominal_draws(pb: Any) -> Any:
-    """One sample with nothing uncertain: medians of every distribution, events as the plan assumes them
-    (the most likely world), dates and fills as stated."""
-    import numpy as np
-
-    from stockpile.fleet.months import month_index
-    from stockpile.fleet.runway import Draws
-    s = pb.scenario
-    E, W, O = len(s.policy_events), len(pb.workloads), len(pb.opt_pool)
-    best = int(np.argmax(pb.worlds.prob))
-    occurs = np.array([[ev.probability >= 1.0 if i not in pb.worlds.uncertain
-                        else bool(pb.worlds.bits[best, pb.worlds.uncertain.index(i)])
-                        for i, ev in enumerate(s.policy_events)]], bool).reshape(1, E)
-    month = np.array([[month_index(ev.date) - pb.t0 for ev in s.policy_events]], int).reshape(1, E)
-    known = np.array([[month_index(ev.known_month) - pb.t0 for ev in s.policy_events]], int).reshape(1, E)
-    gr = s.uncertainty.goodput
-    return Draws(occurs=occurs, month=month, known=known, growth=pb.growth[None, :].copy(), level=np.ones((1, W)),
-                 mult=np.ones(1), goodput=np.array([0.5 * (gr.low + gr.high)]),
-                 delay=np.rint(pb.opt_delay_mean)[None, :].astype(int).reshape(1, O),
-                 fill=pb.opt_fill[None, :].reshape(1, O))
 
 
 def compare_scenarios(sources: list[str | Path | dict[str, Any]], **kwargs: Any) -> Comparison:

@@ -50,6 +50,20 @@ def survival(age0_months: np.ndarray, months: int, curve: list[tuple[float, floa
     return s
 
 
+def survival_tables(s: Scenario, chips: list[str], cohort_chip: list[str], cohort_age0: np.ndarray,
+                    T: int) -> tuple[np.ndarray, np.ndarray]:
+    """(S_i(t) per stock cohort (cohorts, T), S_new(k) of a chip k months after arrival per chip type (C, T)) from
+    the scenario's attrition curve, per-chip multipliers and retirement age."""
+    curve = sorted((a.age_years, a.annual_rate) for a in s.attrition.curve) or [(0.0, 0.0)]
+    mult = {k.lower(): v for k, v in s.attrition.chip_multiplier.items()}
+    retire = s.attrition.retire_age_years * 12 if s.attrition.retire_age_years else None
+    cohorts = np.vstack([survival(np.array([a]), T, curve, mult.get(c, 1.0), retire)[0]
+                         for c, a in zip(cohort_chip, cohort_age0)]) if len(cohort_chip) else np.zeros((0, T))
+    new = np.vstack([survival(np.zeros(1), T, curve, mult.get(c, 1.0), retire)[0] for c in chips]) \
+        if chips else np.zeros((0, T))
+    return cohorts, new
+
+
 # ------------------------------------------------------------------ policy
 def rule_selects(rule: ChipRule, chip_id: str) -> bool:
     """Whether a chip falls under a rule-based event (its figures at or above the threshold)."""
@@ -355,9 +369,6 @@ def compile_problem(s: Scenario, serving: Callable[..., float], training: Traini
         return pools.index(key)
 
     # --- stock cohorts and attrition (proportional-hazard multiplier per chip)
-    curve = sorted((a.age_years, a.annual_rate) for a in s.attrition.curve) or [(0.0, 0.0)]
-    mult = {k.lower(): v for k, v in s.attrition.chip_multiplier.items()}
-    retire = s.attrition.retire_age_years * 12 if s.attrition.retire_age_years else None
     c_pool, c_count, c_age = [], [], []
     for it in s.stock:
         c_pool.append(pool_of(it.chip, it.cluster))
@@ -366,17 +377,13 @@ def compile_problem(s: Scenario, serving: Callable[..., float], training: Traini
             t0 - month_index(it.acquired) if it.acquired else 0)))
     for o in s.procurement:
         pool_of(o.chip, o.cluster or clusters[0])
-    cohort_surv = np.ones((len(c_pool), T))
-    for i in range(len(c_pool)):
-        cohort_surv[i] = survival(np.array([c_age[i]]), T, curve, mult.get(chips[pools[c_pool[i]][0]], 1.0), retire)[0]
+    cohort_surv, new_surv = survival_tables(s, chips, [chips[pools[p][0]] for p in c_pool], np.array(c_age), T)
     P = len(pools)
     pool_chip = np.array([p[0] for p in pools], int)
     pool_cluster = np.array([p[1] for p in pools], int)
     stock = np.zeros((P, T))
     for i in range(len(c_pool)):
         stock[c_pool[i]] += c_count[i] * cohort_surv[i]
-    new_surv = np.vstack([survival(np.zeros(1), T, curve, mult.get(c, 1.0), retire)[0] for c in chips]) \
-        if chips else np.zeros((0, T))
 
     # --- policy worlds
     worlds = build_worlds(s, T)

@@ -425,7 +425,7 @@ def assemble(pb: Problem, sol: Solution, mc: RunwayResult | None, alone: StockAl
                  "penalty_missed": pen_miss}
     if s.costs.objective == "tco":
         from stockpile.fleet.diagnose import tco_costs
-        breakdown.update(tco_costs(pb, on_hand, usable, train, inf, orders))
+        breakdown.update(tco_costs(pb, on_hand, usable, train, inf))
         breakdown["tco"] = (breakdown["energy"] + breakdown["rental"] + breakdown["depreciation_all_chips"]
                             + breakdown["opportunity_idle"])
     breakdown = {k: round(v, 2) for k, v in breakdown.items()}

@@ -28,7 +28,7 @@ import numpy as np
 from stockpile.errors import InputError
 from stockpile.fleet.milp import Solution, WorldPlan, world_plan
 from stockpile.fleet.months import HOURS_PER_MONTH, SECONDS_PER_MONTH, month_index
-from stockpile.fleet.problem import Problem, event_chips
+from stockpile.fleet.problem import Problem, event_chips, survival_tables
 
 CHUNK = 2000
 BACKENDS = ("numpy", "process")
@@ -104,6 +104,24 @@ def draw(pb: Problem, samples: int, seed: int) -> Draws:
     return Draws(occurs, month, known, growth, level, mult, gp, delay, fill)
 
 
+def nominal_draws(pb: Problem) -> Draws:
+    """One sample with nothing uncertain: medians of every distribution, events as the plan assumes them (the
+    most likely world), dates and fills as stated."""
+    s = pb.scenario
+    E, W, O = len(s.policy_events), len(pb.workloads), len(pb.opt_pool)
+    best = int(np.argmax(pb.worlds.prob))
+    occurs = np.array([[ev.probability >= 1.0 if i not in pb.worlds.uncertain
+                        else bool(pb.worlds.bits[best, pb.worlds.uncertain.index(i)])
+                        for i, ev in enumerate(s.policy_events)]], bool).reshape(1, E)
+    month = np.array([[month_index(ev.date) - pb.t0 for ev in s.policy_events]], int).reshape(1, E)
+    known = np.array([[month_index(ev.known_month) - pb.t0 for ev in s.policy_events]], int).reshape(1, E)
+    gr = s.uncertainty.goodput
+    return Draws(occurs=occurs, month=month, known=known, growth=pb.growth[None, :].copy(), level=np.ones((1, W)),
+                 mult=np.ones(1), goodput=np.array([0.5 * (gr.low + gr.high)]),
+                 delay=np.rint(pb.opt_delay_mean)[None, :].astype(int).reshape(1, O),
+                 fill=pb.opt_fill[None, :].reshape(1, O))
+
+
 def _policy(pb: Problem, d: Draws, idx: np.ndarray, T: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per sample: (usable (S, C, T), deliverable (S, C, T), first month a never-yet-allowed chip may arrive
     (S, C)). Events compose per chip in the order of their sampled dates, the later overriding the earlier."""
@@ -159,7 +177,7 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
     from then on): what the stock-alone runway and the ladder need."""
     s = pb.scenario
     T = T or pb.T
-    Tp, W, C, P = pb.T, len(pb.workloads), len(pb.chips), pb.P
+    Tp, W, P = pb.T, len(pb.workloads), pb.P
     S = len(idx)
     tt = np.arange(T)
     # the sample's peak-hour demand in month t, computed month by month (an (S, W, T) array is 384 MB per chunk
@@ -171,16 +189,8 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
         k = t - pb.launch
         return np.where(k >= 0, peak0[rows] * np.exp(log_g[rows] * np.maximum(k, 0)), 0.0)
     mult = d.mult[idx]
-    from stockpile.fleet.problem import survival
-    s_att = s.attrition
-    curve = sorted((a.age_years, a.annual_rate) for a in s_att.curve) or [(0.0, 0.0)]
-    chip_mult = {kk.lower(): v for kk, v in s_att.chip_multiplier.items()}
-    retire = s_att.retire_age_years * 12 if s_att.retire_age_years else None
-    surv = np.vstack([survival(np.array([pb.cohort_age0[i]]), T, curve,
-                               chip_mult.get(pb.chips[pb.pool_chip[pb.cohort_pool[i]]], 1.0), retire)[0]
-                      for i in range(len(pb.cohort_pool))]) if len(pb.cohort_pool) else np.zeros((0, T))
-    new_surv = np.vstack([survival(np.zeros(1), T, curve, chip_mult.get(c, 1.0), retire)[0] for c in pb.chips]) \
-        if C else np.zeros((0, T))
+    surv, new_surv = (pb.cohort_surv, pb.new_surv) if T == Tp else survival_tables(
+        s, pb.chips, [pb.chips[c] for c in pb.pool_chip[pb.cohort_pool]], pb.cohort_age0, T)
     A = np.zeros((S, P, T))
     for i in range(len(pb.cohort_pool)):
         A[:, pb.cohort_pool[i], :] += pb.cohort_count[i] * surv[i][None, :] ** mult[:, None]
