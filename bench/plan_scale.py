@@ -23,7 +23,7 @@ catalog bandwidth (40 tokens/s per GPU per TB/s, scaled by sqrt(10B / active par
 MFU rule (35 % of the bf16 peak / 6 N_active) with the failure model's job goodput at the run's GPU count.
 
 Stages are timed by calling the stage functions the way ``stockpile.fleet.planner._plan`` does (same
-arguments, inside the same ``extra_chips`` block); scipy's milp/linprog and the module's build are wrapped
+arguments, inside the same ``extra_chips`` block); each HiGHS solve (fleet/highs.py) and the module's build are wrapped
 (timing only) to split the MILP stage into the matrix build and each solver call (the LP relaxation, LP
 re-solves, branch and bound with how many runs it leaves free, the tie-break's calls, the shadow-price LP). Peak memory
 is ru_maxrss (whole process; also printed after each stage and solver call). Progress goes to stderr.
@@ -217,65 +217,45 @@ def synthetic_rates() -> Any:
 
 # ------------------------------------------------------------------ timing
 class SolverClock:
-    """Wraps what the fleet MILP module calls (scipy's milp and linprog, its own build and tie-break) to time each
-    solver call and label it: the LP relaxation, LP re-solves, branch and bound (runs left free), the tie-break's
-    calls and the shadow-price LP; and records the size of each MILP built. Timing only: arguments and results pass
+    """Wraps what the fleet MILP module calls (each HiGHS solve of fleet/highs.py's Model, the module's build and
+    tie-break) to time each solver call under its label (the LP relaxation, the LP with the runs rounded or fixed,
+    branch and bound with the runs it leaves free, the tie-break's calls), note each branch and bound's plan
+    against the LP bound, and record the size of each MILP built. Timing only: arguments and results pass
     through untouched."""
 
     def __init__(self) -> None:
+        import stockpile.fleet.highs as hs
         import stockpile.fleet.milp as mm
-        self.mm = mm
+        self.mm, self.hs = mm, hs
         self.calls: list[tuple[str, float, float]] = []       # (label, seconds, peak RSS GB after)
         self.sizes: list[dict[str, int]] = []
         self.build_s = 0.0
         self.phase = ""
         self.bound: float | None = None                        # the last LP relaxation's objective
-        self.notes: list[str] = []                             # each MILP call's plan against the LP bound
-        self._orig = {k: getattr(mm, k) for k in ("milp", "linprog", "build", "_earliest_finish") if hasattr(mm, k)}
-
-    def _label(self, integrality: Any, bounds: Any) -> str:
-        relaxed = integrality is None or not np.any(integrality)
-        prior = [lbl for lbl, _, _ in self.calls if lbl.startswith(self.phase)]
-        if not relaxed:
-            runs = np.asarray(integrality) > 0
-            free = runs
-            if bounds is not None:
-                lb, ub = np.broadcast_arrays(np.asarray(bounds.lb, float), np.asarray(bounds.ub, float))
-                free = runs & (lb < ub)
-            return f"{self.phase}B&B, {int(free.sum()):,}/{int(runs.sum()):,} runs free"
-        if not any("LP" in lbl for lbl in prior):
-            return f"{self.phase}LP relaxation"
-        return f"{self.phase}LP re-solve"
-
-    def _timed(self, label: str, fn: Any, *args: Any, **kw: Any) -> Any:
-        _progress(f"  {label} ...")
-        t = time.perf_counter()
-        try:
-            return fn(*args, **kw)
-        finally:
-            self.calls.append((label, time.perf_counter() - t, _peak_rss_gb()))
-            _progress(f"  {label} done in {self.calls[-1][1]:.1f} s")
+        self.notes: list[str] = []                             # each branch and bound's plan against the LP bound
+        self._orig = {k: getattr(mm, k) for k in ("build", "_earliest_finish")}
+        self._run = hs.Model._run
 
     def __enter__(self) -> SolverClock:
-        o = self._orig
+        o, clock, run = self._orig, self, self._run
 
-        def milp(c, *args, **kw):  # noqa: ANN001, ANN202
-            label = self._label(kw.get("integrality"), kw.get("bounds"))
-            res = self._timed(label, o["milp"], c, *args, **kw)
-            if label.endswith("LP relaxation") and getattr(res, "status", None) == 0:
-                self.bound = float(res.fun)
-            elif "B&B" in label:
-                x = getattr(res, "x", None)
-                if x is None:
-                    self.notes.append(f"{label}: no plan")
-                elif self.bound is not None:
-                    val = float(np.asarray(c) @ x)
-                    g = (val - self.bound) / max(abs(self.bound), abs(val), 1e-9)
-                    self.notes.append(f"{label}: {g:.1e} above the LP bound")
+        def _run(model, time_limit_s, gap, start, duals, label):  # noqa: ANN001, ANN202
+            lbl = f"{clock.phase}HiGHS {label}"
+            _progress(f"  {lbl} ...")
+            res = run(model, time_limit_s, gap, start, duals, label)
+            clock.calls.append((lbl, res.seconds, _peak_rss_gb()))
+            _progress(f"  {lbl} done in {res.seconds:.1f} s")
+            if label == "LP relaxation" and res.status == 0:
+                clock.bound = res.fun
+            elif "B&B" in label or "rounded" in label or "dive" in label:
+                if res.x is None:
+                    clock.notes.append(f"{lbl}: no plan")
+                elif clock.bound is not None:
+                    g = (res.fun - clock.bound) / max(abs(clock.bound), abs(res.fun), 1e-9)
+                    if "dive" in label and clock.notes and "dive" in clock.notes[-1]:
+                        clock.notes.pop()           # a dive's plan is its last step's
+                    clock.notes.append(f"{lbl}: {g:.1e} above the LP bound")
             return res
-
-        def linprog(*args, **kw):  # noqa: ANN002, ANN003, ANN202
-            return self._timed("shadow-price LP (linprog)", o["linprog"], *args, **kw)
 
         def build(*args, **kw):  # noqa: ANN002, ANN003, ANN202
             t = time.perf_counter()
@@ -293,14 +273,14 @@ class SolverClock:
                 return o["_earliest_finish"](*args, **kw)
             finally:
                 self.phase = ""
-        self.mm.milp, self.mm.linprog, self.mm.build = milp, linprog, build
-        if "_earliest_finish" in o:
-            self.mm._earliest_finish = earliest_finish
+        self.mm.build, self.mm._earliest_finish = build, earliest_finish
+        self.hs.Model._run = _run
         return self
 
     def __exit__(self, *exc: object) -> None:
         for k, v in self._orig.items():
             setattr(self.mm, k, v)
+        self.hs.Model._run = self._run
 
     def take(self) -> tuple[float, list[tuple[str, float, float]], list[dict[str, int]], list[str]]:
         out = (self.build_s, self.calls, self.sizes, self.notes)
@@ -318,10 +298,9 @@ def run_staged(scn_dict: dict[str, Any], samples: int, time_limit_s: float, gap:
     from stockpile.catalog.chips import extra_chips
     from stockpile.fleet.chips_in import scenario_chips
     from stockpile.fleet.milp import solve
-    from stockpile.fleet.planner import nominal_draws
     from stockpile.fleet.problem import compile_problem
     from stockpile.fleet.result import assemble
-    from stockpile.fleet.runway import draw, monte_carlo, views_of
+    from stockpile.fleet.runway import draw, monte_carlo, nominal_draws, views_of
     from stockpile.fleet.scenario_load import load_scenario
     from stockpile.fleet.stock_alone import stock_alone
 
@@ -413,10 +392,10 @@ def main() -> None:
 
     import os
 
-    import scipy
+    import highspy
     print(f"plan_scale {' '.join(sys.argv[1:]) or '(defaults)'}: stockpile at {revision}; "
-          f"{platform.python_implementation()} {platform.python_version()}, numpy {np.__version__}, scipy "
-          f"{scipy.__version__}; {_cpus()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
+          f"{platform.python_implementation()} {platform.python_version()}, numpy {np.__version__}, highspy "
+          f"{highspy.Highs().version()}; {_cpus()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
     print(f"fleet: {int(pb.stock[:, 0].sum()):,} GPUs, {len(pb.chips)} chip types "
           f"({len(pb.chips) - len(synthetic)} sourced catalog chips"
           + (f"; synthetic figures via chips: for {', '.join(synthetic)}" if synthetic else "") + "), "
@@ -438,7 +417,7 @@ def main() -> None:
     print(f"  MILP solve (build, solves, duals)   {st['solve']:8.2f}   {st['rss']['solve']:.2f}")
     print(f"      build matrix                    {st['solve_build']:8.2f}")
     for label, sec, mem in st["solve_calls"]:
-        print(f"      {'HiGHS ' + label:<32}{sec:8.2f}   {mem:.2f}")
+        print(f"      {label:<32}{sec:8.2f}   {mem:.2f}")
     rest = st["solve"] - st["solve_build"] - sum(sec for _, sec, _ in st["solve_calls"])
     print(f"      {'rest (rounding, Solution, duals)':<32}{rest:8.2f}")
     print(f"  Monte Carlo ({args.samples:,} samples)        {st['mc']:8.2f}   {st['rss']['mc']:.2f}")

@@ -1,5 +1,5 @@
 """The fleet plan as a multi-stage stochastic MILP over the scenario tree, solved with HiGHS through
-``scipy.optimize.milp``.
+highspy (one model kept across the solves; fleet/highs.py).
 
 Monthly periods t; pools p = (chip type, cluster); nodes n of the scenario tree (problem.Worlds: one node per
 month when no event is uncertain). Variables live on nodes, so worlds that cannot yet be told apart share them
@@ -25,9 +25,9 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from scipy.sparse import coo_matrix, csr_matrix, vstack
 
+from stockpile.fleet import highs as hs
 from stockpile.fleet.months import SECONDS_PER_MONTH
 from stockpile.fleet.problem import Problem
 
@@ -112,6 +112,7 @@ class Solution:
     miss: np.ndarray             # (leaves, G)
     served: np.ndarray           # (NM, W) output tokens/s of capacity counted against the day's levels
     tie_break: str = "none"
+    solves: list[tuple[str, float]] = field(default_factory=list)   # (what, seconds) per HiGHS call
     duals: dict[str, np.ndarray] = field(default_factory=dict)
     bound_duals: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -386,8 +387,9 @@ def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
     c, lb, ub = B.vec(B.cost), B.vec(B.lb), B.vec(B.ub)
     integ = np.concatenate(B.integer) if B.integer else np.zeros(0, int)
     lo, hi = B.vec(B.row_lo), B.vec(B.row_hi)
+    model = hs.Model(c, A, lo, hi, lb, ub, integ)
     fixed: list[FixedLP] = []
-    sol_x, code, message, gap = _mip(pb, ix, c, integ, lb, ub, A, lo, hi, time_limit_s, mip_rel_gap, fixed_out=fixed)
+    sol_x, code, message, gap = _mip(pb, ix, model, time_limit_s, mip_rel_gap, fixed_out=fixed)
     status = _STATUS.get(code, "solver_error")
     NM, W = pb.worlds.NM, len(pb.workloads)
     ok = sol_x is not None
@@ -411,31 +413,36 @@ def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
         miss=sol_x[ix["miss"]], served=served, tie_break=how)
     if duals and ok:
         # the rounded plan's LP already has the runs fixed: its duals are the shadow prices (no third solve)
-        lp = fixed[0] if fixed and fixed[0].x is sol_x else _fixed_lp(A, c, lb, ub, integ, lo, hi, sol_x)
+        lp = fixed[0] if fixed and fixed[0].x is sol_x else _fixed_lp(model, sol_x)
         if lp is not None:
             _shadow_prices(B, lp, sol)
         if "upper" in sol.bound_duals:
             sol.bound_duals["buy"] = sol.bound_duals.pop("upper")[ix["buy"]]
+    sol.solves = [(r.label, r.seconds) for r in model.log]
     sol.seconds = time.perf_counter() - t_start
     return sol
 
 
-def _mip(pb: Problem, ix: dict[str, np.ndarray], c, integ, lb, ub, A, lo, hi, time_limit_s: float, gap: float,
+def _gap(val: float, bound: float) -> float:
+    return max(0.0, (val - bound) / max(abs(bound), abs(val), 1e-9))
+
+
+def _mip(pb: Problem, ix: dict[str, np.ndarray], model: hs.Model, time_limit_s: float, gap: float,
          fallback: bool = True, fixed_out: list[FixedLP] | None = None) -> tuple[np.ndarray | None, int, str, float | None]:
     """Solve the MILP: first its LP relaxation (usually tight: the runs are few, the rest continuous); then two
-    plans from it: the fractional runs rounded (LP solved again), and branch and bound over only the fractional
-    runs with the others held at their relaxed 0 or 1. The better one, if within `gap` of the relaxation's bound,
-    is optimal to that tolerance; otherwise branch and bound over every run in the time left (skipped when that
-    is less than twice the relaxation took), keeping the best plan found. Returns (x, status, message, gap)."""
+    plans from it: the fractional runs rounded (LP solved again, warm), and branch and bound over only the
+    fractional runs with the others held at their relaxed 0 or 1, started from the rounded plan. The better one,
+    if within `gap` of the relaxation's bound, is optimal to that tolerance; otherwise branch and bound over every
+    run in the time left (skipped when that is less than twice the relaxation took), keeping the best plan found.
+    Returns (x, status, message, gap)."""
     t0 = time.perf_counter()
-    bounds, cons = Bounds(lb, ub), LinearConstraint(A, lo, hi)
-    relax = milp(c, integrality=np.zeros_like(integ), bounds=bounds, constraints=cons,
-                 options={"time_limit": time_limit_s, "presolve": True})
+    c, lb, ub = model.c, model.lb, model.ub
+    relax = model.lp(time_limit_s=time_limit_s, label="LP relaxation")
     candidates: list[np.ndarray] = []
     bound = None
     t_relax = time.perf_counter() - t0
     if relax.x is not None and relax.status == 0:
-        bound = float(relax.fun)
+        bound = relax.fun
         y = relax.x[ix["y"]]
         whole = np.abs(y - np.round(y)) <= 1e-6
         if whole.all():
@@ -443,51 +450,88 @@ def _mip(pb: Problem, ix: dict[str, np.ndarray], c, integ, lb, ub, A, lo, hi, ti
         # a plan to fall back on: the fractional runs rounded (``_round_runs``) and the LP solved again
         y_full = lb.copy()
         y_full[ix["y"]] = _round_runs(pb, ix, y)
-        rounded = _fixed_lp(A, c, lb, ub, integ, lo, hi, y_full)
+        rounded = _fixed_lp(model, y_full, label="LP, runs rounded")
         if rounded is not None:
             candidates.append(rounded.x)
             if fixed_out is not None:
                 fixed_out.append(rounded)
-            val = rounded.fun
-            g = (val - bound) / max(abs(bound), abs(val), 1e-9)
+            g = _gap(rounded.fun, bound)
             if g <= gap:
-                return rounded.x, 0, (f"optimal within {max(g, 0.0):.1e} of the LP bound ({int((~whole).sum())} "
-                                      "fractional runs rounded)"), max(g, 0.0)
-        # relaxation-induced neighbourhood: runs the relaxation leaves at 0 or 1 stay there; branch and bound
-        # decides only the fractional ones (a few dozen instead of thousands)
+                return rounded.x, 0, (f"optimal within {g:.1e} of the LP bound ({int((~whole).sum())} "
+                                      "fractional runs rounded)"), g
+        # relaxation-induced neighbourhood: runs the relaxation leaves at 0 or 1 stay there; a dive and then
+        # branch and bound decide only the fractional ones (a few dozen instead of thousands)
         lb2, ub2 = lb.copy(), ub.copy()
         lb2[ix["y"][whole]] = ub2[ix["y"][whole]] = np.round(y[whole])
+        dived = _dive(model, ix["y"], lb2, ub2, y, bound, gap=gap, deadline=t0 + time_limit_s / 4)
+        if dived is not None:
+            candidates.append(dived)
+            best = min(candidates, key=lambda x: float(c @ x))
+            g = _gap(float(c @ best), bound)
+            if g <= gap:
+                return best, 0, (f"optimal within {g:.1e} of the LP bound ({int((~whole).sum())} "
+                                 "fractional runs decided by rounding or diving)"), g
         left = max(1.0, time_limit_s - (time.perf_counter() - t0))
-        near = milp(c, integrality=integ, bounds=Bounds(lb2, ub2), constraints=cons,
-                    options={"time_limit": left / 2, "mip_rel_gap": gap / 2, "presolve": True})
+        near = model.mip(lb2, ub2, time_limit_s=left / 2, gap=gap / 2,
+                         start=candidates[0] if candidates else None,
+                         label=f"B&B, {int((~whole).sum())}/{len(y):,} runs free")
         if near.x is not None:
             candidates.append(near.x)
         if candidates:
             best = min(candidates, key=lambda x: float(c @ x))
-            val = float(c @ best)
-            g = (val - bound) / max(abs(bound), abs(val), 1e-9)
+            g = _gap(float(c @ best), bound)
             if g <= gap:
-                return best, 0, (f"optimal within {max(g, 0.0):.1e} of the LP bound ({int((~whole).sum())} "
-                                 "fractional runs decided by branch and bound or rounding)"), max(g, 0.0)
+                return best, 0, (f"optimal within {g:.1e} of the LP bound ({int((~whole).sum())} "
+                                 "fractional runs decided by branch and bound or rounding)"), g
     left = time_limit_s - (time.perf_counter() - t0)
     if not fallback or (candidates and left < 2 * t_relax):
         # full branch and bound cannot even solve its root in the time left: keep the best plan found
         if not candidates or bound is None:
             return None, 4, "no plan within the time limit", None
         best = min(candidates, key=lambda x: float(c @ x))
-        val = float(c @ best)
-        g = max(0.0, (val - bound) / max(abs(bound), abs(val), 1e-9))
+        g = _gap(float(c @ best), bound)
         return best, 1, f"time limit: the best plan found is {g:.1e} from the LP bound", g
-    res = milp(c, integrality=integ, bounds=bounds, constraints=cons,
-               options={"time_limit": max(1.0, left), "mip_rel_gap": gap, "presolve": True})
+    start = min(candidates, key=lambda x: float(c @ x)) if candidates else None
+    res = model.mip(lb, ub, time_limit_s=max(1.0, left), gap=gap, start=start, label="B&B, all runs")
     if res.x is not None:
         candidates.append(res.x)
-    if candidates and bound is not None and (res.x is None or min(float(c @ x) for x in candidates) < float(c @ res.x)):
+    if candidates and bound is not None and (res.x is None or min(float(c @ x) for x in candidates) < res.fun):
         best = min(candidates, key=lambda x: float(c @ x))
-        val = float(c @ best)
-        g = max(0.0, (val - bound) / max(abs(bound), abs(val), 1e-9))
+        g = _gap(float(c @ best), bound)
         return best, 1, f"branch and bound stopped at its time limit; the best plan found is {g:.1e} from the LP bound", g
-    return res.x, int(res.status), str(res.message), getattr(res, "mip_gap", None)
+    msg = {0: "optimal", 1: "time limit reached", 2: "infeasible", 4: "no plan found"}[res.status]
+    return res.x, res.status, msg, res.gap
+
+
+def _dive(model: hs.Model, y_cols: np.ndarray, lb: np.ndarray, ub: np.ndarray, y: np.ndarray, fun: float, *,
+          gap: float, deadline: float, max_steps: int = 400) -> np.ndarray | None:
+    """A plan by diving: take the fractional run the LP most wants and fix it to 1; if that costs more than a
+    share of the gap (or is infeasible), fix it to 0 instead (the cheaper of the two where both cost); solve the
+    LP again from its basis and repeat until every run is whole. Each step is a warm dual simplex re-solve."""
+    lbd, ubd = lb.copy(), ub.copy()
+    allow = gap / 8 * max(abs(fun), 1e-9)
+    x = None
+    for _ in range(max_steps):
+        frac = np.nonzero(np.abs(y - np.round(y)) > 1e-6)[0]
+        if not len(frac):
+            return x
+        k = y_cols[frac[int(np.argmax(y[frac]))]]
+        tries = []
+        for v in (1.0, 0.0):
+            if time.perf_counter() > deadline:
+                return None
+            lbd[k] = ubd[k] = v
+            res = model.lp(lbd, ubd, time_limit_s=max(0.1, deadline - time.perf_counter()), label="LP, dive step")
+            if res.x is not None and res.status == 0:
+                tries.append((res.fun, v, res.x))
+                if res.fun <= fun + allow:
+                    break
+        if not tries:
+            return None
+        fun, v, x = min(tries, key=lambda t: t[0])
+        lbd[k] = ubd[k] = v
+        y = x[y_cols]
+    return None
 
 
 def _depth(pb: Problem, g: int) -> int:
@@ -541,8 +585,9 @@ def _earliest_finish(pb: Problem, ix: dict[str, np.ndarray], A: csr_matrix, c, l
     A2 = vstack([A, csr_matrix(c.reshape(1, -1))]).tocsr()
     slack = 1e-9 * max(1.0, abs(cost0))
     # branch and bound only where it is cheap: a tie-break is not worth minutes of a large plan
-    x, code, _, _ = _mip(pb, ix, tie, integ, lb, ub, A2, np.append(lo, -np.inf), np.append(hi, cost0 + slack),
-                         max(5.0, time_limit_s / 4), gap, fallback=len(ix["y"]) <= TIE_BREAK_BNB_MAX_RUNS)
+    model = hs.Model(tie, A2, np.append(lo, -np.inf), np.append(hi, cost0 + slack), lb, ub, integ)
+    x, code, _, _ = _mip(pb, ix, model, max(5.0, time_limit_s / 4), gap,
+                         fallback=len(ix["y"]) <= TIE_BREAK_BNB_MAX_RUNS)
     if x is None or float(c @ x) > cost0 + 10 * slack or float(tie @ x) > float(tie @ x0) + 1e-9:
         return x0, "kept: the tie-break solve found no plan of equal cost in its time"
     return x, "earliest finish among plans of equal cost (second solve)"
@@ -550,38 +595,27 @@ def _earliest_finish(pb: Problem, ix: dict[str, np.ndarray], A: csr_matrix, c, l
 
 @dataclass
 class FixedLP:
-    """The LP with the training runs fixed, solved with row and bound duals (linprog, HiGHS)."""
+    """The LP with the training runs fixed, solved with row and bound duals (HiGHS)."""
 
     x: np.ndarray
     fun: float
     row_duals: np.ndarray      # per row of A, USD x SCALE per unit
-    upper_duals: np.ndarray    # per variable
+    upper_duals: np.ndarray    # per variable: the reduced cost where it sits at its upper bound, else 0
 
 
-def _fixed_lp(A: csr_matrix, c, lb, ub, integ, lo, hi, y_fixed: np.ndarray) -> FixedLP | None:
-    """Solve the LP with the integer variables fixed at `y_fixed` (their values in a full-length vector)."""
-    lb2, ub2 = lb.copy(), ub.copy()
-    fixed = integ > 0
+def _fixed_lp(model: hs.Model, y_fixed: np.ndarray, label: str = "LP, runs fixed (duals)") -> FixedLP | None:
+    """Solve the LP with the integer variables fixed at `y_fixed` (their values in a full-length vector), warm
+    from the model's last basis."""
+    lb2, ub2 = model.lb.copy(), model.ub.copy()
+    fixed = model.integ
     lb2[fixed] = ub2[fixed] = np.round(y_fixed[fixed])
-    eq = np.isfinite(lo) & np.isfinite(hi) & (lo == hi)
-    up = np.isfinite(hi) & ~eq
-    dn = np.isfinite(lo) & ~eq
-    A_ub = vstack([A[up], -A[dn]]).tocsr()
-    b_ub = np.concatenate([hi[up], -lo[dn]])
-    try:
-        res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A[eq] if eq.any() else None, b_eq=hi[eq] if eq.any() else None,
-                      bounds=np.column_stack([lb2, ub2]), method="highs")
-    except (ValueError, MemoryError):
+    res = model.lp(lb2, ub2, duals=True, label=label)
+    if res.status != 0 or res.x is None or res.row_dual is None or res.col_dual is None:
         return None
-    if res.status != 0 or res.x is None:
-        return None
-    marg = np.zeros(A.shape[0])
-    n_up = int(up.sum())
-    marg[np.nonzero(up)[0]] = res.ineqlin.marginals[:n_up]
-    marg[np.nonzero(dn)[0]] += -res.ineqlin.marginals[n_up:]
-    if eq.any():
-        marg[np.nonzero(eq)[0]] = res.eqlin.marginals
-    return FixedLP(x=res.x, fun=float(res.fun), row_duals=marg, upper_duals=res.upper.marginals)
+    fin = np.isfinite(ub2)
+    at_upper = fin & (res.x >= np.where(fin, ub2 - 1e-9 * np.maximum(1.0, np.abs(np.where(fin, ub2, 0.0))), np.inf))
+    upper = np.where(at_upper & (res.col_dual < 0), res.col_dual, 0.0)
+    return FixedLP(x=res.x, fun=res.fun, row_duals=res.row_dual, upper_duals=upper)
 
 
 def _shadow_prices(B: _Builder, lp: FixedLP, sol: Solution) -> None:

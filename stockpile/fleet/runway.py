@@ -253,7 +253,8 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
             used[:, p, t] += chips                           # held for the whole month
         gen_end[:, g] = np.minimum(gen_end[:, g], end)
     # --- serving
-    free = np.maximum(A - used, 0.0)
+    free = np.subtract(A, used, out=A)                # A is not needed after this: reuse its memory
+    np.maximum(free, 0.0, out=free)
     cluster_cap = pb.cluster_cap_kw
     limited = np.isfinite(cluster_cap)
     kw = pb.power_kw
@@ -267,7 +268,9 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
     covered = np.ones((S, T))
     spare_out = np.zeros((S, P, T))
     rate_p = pb.rate[:, pb.pool_chip]                                  # (W, P)
-    elig = [np.nonzero(rate_p[:, p] > 0)[0] for p in range(P)]         # workloads each pool may serve
+    elig_mask = (rate_p > 0).astype(float)                             # workloads each pool may serve
+    has_elig: np.ndarray = np.asarray(elig_mask.any(axis=0))
+    inv_rate_p = np.where(rate_p > 0, 1.0 / np.where(rate_p > 0, rate_p, 1.0), 0.0)
     rent_elig = [np.nonzero(pb.rate[:, c] > 0)[0] for c in pb.rent_chip]
     for t in range(T):
         m = vi[t]
@@ -302,7 +305,8 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
             spare[sel] -= give
             headroom[sel] -= give @ pool_kw
             if t < Tp:
-                rent_left[sel] = pb.rent_max[None, :] * usable[rows[sel]][:, pb.rent_chip, t] - v.rent_used[None, :, m]
+                rent_left[sel] = (pb.rent_max[None, :] * usable[rows[sel][:, None], pb.rent_chip[None, :], t]
+                                  - v.rent_used[None, :, m])
         res = np.maximum(dem - served, 0.0)
         short = np.nonzero(res.sum(axis=1) > 1e-9 * np.maximum(dem.sum(axis=1), 1.0))[0]
         if len(short):
@@ -310,20 +314,18 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
             r_s, sp_s, hr_s = res[short], spare[short], headroom[short]
             got_s = np.zeros_like(r_s)
             for p in range(P):
-                ws = elig[p]
-                if not len(ws):
+                if not has_elig[p]:
                     continue
                 k_c = pb.pool_cluster[p]
                 avail = np.minimum(sp_s[:, p], np.maximum(hr_s[:, k_c], 0.0) / kw[p])
                 if not (avail > 0).any():
                     continue
-                need = r_s[:, ws] / rate_p[ws, p][None, :]                                   # chips per workload
-                tot = need.sum(axis=1)
+                tot = r_s @ inv_rate_p[:, p]                        # chips pool p needs for what is left
                 use = np.minimum(avail, tot)
                 f = np.where(tot > 0, use / np.where(tot > 0, tot, 1.0), 0.0)
-                got = need * f[:, None] * rate_p[ws, p][None, :]
-                got_s[:, ws] += got
-                r_s[:, ws] -= got
+                got = r_s * (elig_mask[:, p][None, :] * f[:, None])  # tokens/s it serves, per workload
+                got_s += got
+                r_s -= got
                 sp_s[:, p] -= use
                 hr_s[:, k_c] -= use * kw[p]
             for j in range(len(pb.rent_chip)):
