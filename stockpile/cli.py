@@ -119,10 +119,15 @@ def estimate(
     weight_dtype: Optional[str] = typer.Option(None, "--weight-dtype"),
     kv_dtype: Optional[str] = typer.Option(None, "--kv-dtype"),
     engine: str = typer.Option("vllm", "--engine", help="vllm, sglang, trtllm."),
-    isl: str = typer.Option(..., "--isl", help="Input tokens per request."),
-    osl: str = typer.Option(..., "--osl", help="Output tokens per request."),
+    isl: Optional[str] = typer.Option(None, "--isl", help="Input tokens per request (not with --trace)."),
+    osl: Optional[str] = typer.Option(None, "--osl", help="Output tokens per request (not with --trace)."),
     concurrency: Optional[float] = typer.Option(None, "--concurrency", help="Closed-loop concurrency."),
-    request_rate: Optional[float] = typer.Option(None, "--request-rate", help="Open-loop requests/s."),
+    request_rate: Optional[float] = typer.Option(None, "--request-rate", help="Open-loop requests/s (Poisson)."),
+    trace: Optional[Path] = typer.Option(None, "--trace", help="JSONL trace: arrival_s, input_len, output_len."),
+    num_requests: Optional[int] = typer.Option(None, "--num-requests",
+                                               help="Requests in a --request-rate run (default 1,000)."),
+    engine_version: Optional[str] = typer.Option(None, "--engine-version",
+                                                 help="Engine release, e.g. 0.6.3 (vLLM < 0.8: V0 scheduler)."),
     spec_draft: int = typer.Option(0, "--spec-draft", help="Speculative draft tokens (MTP/EAGLE)."),
     spec_accept: Optional[float] = typer.Option(None, "--spec-accept", help="Mean accepted tokens per step."),
     prefix_hit: float = typer.Option(0.0, "--prefix-hit", help="Fraction of prompt tokens served from cache."),
@@ -136,7 +141,17 @@ def estimate(
     from stockpile.perf.inference import estimate as run
     from stockpile.perf.layout import resolve_layout
     m, c = get_model(model), get_chip(chip)
-    isl_v, osl_v = _length(isl, "isl"), _length(osl, "osl")
+    reqs = None
+    if trace is not None:
+        from stockpile.perf.trace import read_trace
+        reqs = read_trace(trace)
+        isl_v, osl_v = float(reqs.isl.mean()), float(reqs.osl.mean())
+    else:
+        if isl is None or osl is None:
+            raise InputError("isl" if isl is None else "osl", "give --isl and --osl (or --trace FILE)")
+        isl_v, osl_v = _length(isl, "isl"), _length(osl, "osl")
+    if num_requests is not None and num_requests < 1:
+        raise InputError("num_requests", f"must be >= 1, got {num_requests}")
     n = gpus or (tp or 1) * (pp or 1) * ((dp or 1) if not attention_dp else 1) * (1 if tp or ep is None else ep)
     if gpus is not None and gpus < 1:
         raise InputError("gpus", f"must be >= 1, got {gpus}")
@@ -150,7 +165,8 @@ def estimate(
     accept = spec_accept if spec_accept is not None else default_accept_length(spec_draft)
     e = run(m, c, layout=lay, engine=engine, weight_dtype=wd, kv_dtype=kv_dtype, isl=isl_v, osl=osl_v,
             concurrency=concurrency, request_rate=request_rate, spec_draft=spec_draft, spec_accept=accept,
-            prefix_hit=prefix_hit, assumptions=notes)
+            prefix_hit=prefix_hit, assumptions=notes, trace=reqs, engine_version=engine_version,
+            num_requests=None if num_requests is None else float(num_requests))
     if json_out:
         emit_json(e.model_dump())
         return
@@ -167,7 +183,10 @@ def _render_estimate(e: Any) -> None:
     rows = [("fits in memory", "yes" if e.fits else "NO"), ("load", f"{e.mode}" + (
         f", concurrency {e.concurrency:g}" if e.concurrency else "") + (
         f", {e.request_rate:g} req/s" if e.request_rate else "")),
-        ("TTFT", f"{e.ttft_ms:,.1f} ms"), ("TPOT", f"{e.tpot_ms:,.2f} ms"),
+        ("TTFT", f"{e.ttft_ms:,.1f} ms" + (f" (p50 {e.ttft_p50_ms:,.1f}, p90 {e.ttft_p90_ms:,.1f}, "
+                                           f"p99 {e.ttft_p99_ms:,.1f})" if e.ttft_p50_ms is not None else "")),
+        ("TPOT", f"{e.tpot_ms:,.2f} ms" + (f" (p50 {e.tpot_p50_ms:,.2f}, p90 {e.tpot_p90_ms:,.2f}, "
+                                           f"p99 {e.tpot_p99_ms:,.2f})" if e.tpot_p50_ms is not None else "")),
         ("end-to-end latency", f"{e.e2e_latency_s:,.2f} s"),
         ("output tokens/s", f"{e.output_tokens_per_s:,.0f}"),
         ("output tokens/s per GPU", f"{e.output_tokens_per_s_per_gpu:,.0f}"),
@@ -229,16 +248,32 @@ _SEARCH_OPTS = dict(
 
 @app.command()
 @guarded
-def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"], gpus: int = _SEARCH_OPTS["gpus"],
+def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
+           gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs available (with --request-rate: at most; "
+                                                                  "default 64)."),
            isl: str = _SEARCH_OPTS["isl"], osl: str = _SEARCH_OPTS["osl"],
            ttft_ms: Optional[float] = _SEARCH_OPTS["ttft_ms"], tpot_ms: Optional[float] = _SEARCH_OPTS["tpot_ms"],
            engine: str = _SEARCH_OPTS["engine"], top: int = _SEARCH_OPTS["top"],
            weight_dtype: Optional[str] = _SEARCH_OPTS["weight_dtype"], disagg: bool = _SEARCH_OPTS["disagg"],
            kv_dtype: Optional[str] = _SEARCH_OPTS["kv_dtype"], spec_draft: Optional[int] = _SEARCH_OPTS["spec_draft"],
            spec_accept: Optional[float] = _SEARCH_OPTS["spec_accept"],
+           request_rate: Optional[float] = typer.Option(None, "--request-rate",
+                                                        help="Serve this many requests/s on the fewest GPUs."),
+           slo_percentile: Optional[float] = typer.Option(None, "--slo-percentile",
+                                                          help="Targets apply at this percentile (default: means)."),
            json_out: bool = typer.Option(False, "--json")) -> None:
-    """Find the serving configuration with the most tokens/s per GPU within the latency targets."""
-    from stockpile.errors import InfeasibleError
+    """Find the serving configuration with the most tokens/s per GPU within the latency targets (or, with
+    --request-rate, the fewest GPUs that serve the rate within them)."""
+    from stockpile.errors import InfeasibleError, InputError
+    if request_rate is not None:
+        from stockpile.cli_rate import rate_search_command
+        rate_search_command(model, chip, gpus, _length(isl, "isl"), _length(osl, "osl"), ttft_ms, tpot_ms, engine,
+                            top, weight_dtype, kv_dtype, request_rate, slo_percentile, json_out)
+        return
+    if slo_percentile is not None:
+        raise InputError("slo_percentile", "applies to --request-rate searches; give --request-rate R")
+    if gpus is None:
+        raise InputError("gpus", "give --gpus N (or --request-rate R to find the fewest GPUs)")
     m, results = _search_args(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, engine, top, weight_dtype, disagg,
                               kv_dtype, spec_draft, spec_accept)
     if json_out:

@@ -85,6 +85,10 @@ class InferenceCase:
     prefill_pool: PoolLayout | None = None
     decode_pool: PoolLayout | None = None
     notes_used: list[str] = field(default_factory=list)
+    statistic: str = "mean"            # the measured latency is a mean, or a median where the notes say so
+    engine_version: str | None = None  # the engine_version column, or a version stated in the notes
+    chunked_prefill: bool | None = None  # stated on or off in the notes (None: the engine's default)
+    budget: int | None = None          # max_num_batched_tokens / chunked_prefill_size stated in the notes
 
 
 def _int(row: dict[str, str], key: str, *, required: bool = False) -> int | None:
@@ -224,6 +228,34 @@ def _node_pools(notes: str, devices: int) -> dict[str, PoolLayout]:
     return pools
 
 
+_VERSION = {"vllm": re.compile(r"vllm[^0-9;,]{0,20}?(v\d+\.\d+(?:\.\d+)?|\d+\.\d+\.\d+)", re.I),
+            "sglang": re.compile(r"sglang[^0-9;,]{0,12}?(v\d+\.\d+(?:\.\d+)?|\d+\.\d+\.\d+)", re.I),
+            "trtllm": re.compile(r"(?:tensorrt-llm|trt-llm)[^0-9;,]{0,12}?(v\d+\.\d+(?:\.\d+)?|\d+\.\d+\.\d+)", re.I)}
+
+
+def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> None:
+    """What the notes say about the statistic and the engine's scheduler (version, chunked prefill, budget)."""
+    if re.search(r"statistic:\s*median", notes, re.I):
+        case.statistic = "median"
+    version = (row.get("engine_version") or "").strip() or None
+    if version is None and case.engine in _VERSION:
+        m = _VERSION[case.engine].search(notes)
+        version = m.group(1) if m else None
+    case.engine_version = version
+    if re.search(r"chunked prefill off|enable-chunked-prefill false|chunked prefill disabled", notes, re.I):
+        case.chunked_prefill = False
+    elif re.search(r"chunked prefill on", notes, re.I):
+        case.chunked_prefill = True
+    if re.search(r"\bV0 engine\b", notes) and case.chunked_prefill is None:
+        case.chunked_prefill = False
+    if re.search(r"uniformly between 1 and|range ratio of zero", notes, re.I):
+        case.fixed_lengths = False          # measured means already: only the spread is set
+        case.length_spread = 2.0
+    m = re.search(r"max_num_batched_tokens\s+(\d+)", notes)
+    if m:
+        case.budget = int(m.group(1))
+
+
 def read_rows(path: str | Path) -> tuple[str, list[dict[str, str]]]:
     """('inference' | 'training', rows). Raises DataError for an unreadable file or unknown columns."""
     p = Path(path)
@@ -299,6 +331,7 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
             r"decode-phase|decode throughput only|\"decode batch\" log", notes, re.I):
         case.decode_only = True
         case.notes_used.append("decode-phase measurement: prompt prefill left out of the prediction")
+    _scheduler_notes(case, row, notes)
     units = 2 if case.chip.startswith("ascend-910c") else 1
     if (re.search(r"disaggregat|prefill nodes?\b.*decode nodes?\b", notes, re.I)
             and not re.search(r"no disagg|aggregated \(no", notes, re.I)):

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from stockpile.catalog.chips import Chip, Figure, get_chip
+from stockpile.catalog.chips import BYTES, Chip, Figure, get_chip
 from stockpile.catalog.models import ModelSpec, get_model, implied_weight_dtype
 from stockpile.errors import MissingFigureError, StockpileError
 from stockpile.measured import (
@@ -29,18 +29,22 @@ from stockpile.measured import (
 from stockpile.perf.calibration import Calibration, Params, load_calibration
 from stockpile.perf.inference import (
     KV_DTYPES,
+    WEIGHT_BYTES,
     WEIGHT_DTYPES,
     Configs,
     check_engine,
     chip_dtype_tables,
     disagg_core,
+    dtype_efficiency,
     engine_limits,
     evaluate_core,
     hybrid_kv,
 )
 from stockpile.perf.layout import Layout, resolve_layout
 from stockpile.perf.operators import ChipConsts, ModelConsts
+from stockpile.perf import traffic
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN
+from stockpile.perf.simulate import SimResult, poisson_arrivals
 
 _DIE_FIELDS = ("memory_gb", "memory_bw_gbs", "fp32_tflops", "tf32_tflops", "bf16_tflops", "fp16_tflops",
                "fp8_tflops", "int8_tops", "int4_tops", "fp4_tflops", "tdp_w")
@@ -152,8 +156,9 @@ class Batch:
     Model, chip and calibration constants are per-row arrays, so a file of mixed rows is one numpy pass per
     kind (aggregated, disaggregated). Calibration calls :meth:`run` many times on one Batch."""
 
-    def __init__(self, preps: list[Prepared]):
+    def __init__(self, preps: list[Prepared], *, simulate: bool = True):
         self.preps = preps
+        self.simulate = simulate        # open-loop (request-rate) rows through the scheduler simulation
         self.parts = []
         for disagg in (False, True):
             idx = [i for i, pr in enumerate(preps) if (pr.dec is not None) == disagg]
@@ -212,9 +217,74 @@ class Batch:
             else:
                 out = evaluate_core(a["mc"], a["cc"], p, a["cfg"], gemm_peak=a["peak"], kind=a["kind"],
                                     max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
+            sims: dict[str, SimResult] = {}
             for j, i in enumerate(idx):
-                result[i] = _metric(out, j, self.preps[i]) if bool(out["fits"][j]) else float("nan")
+                pr = self.preps[i]
+                if not bool(out["fits"][j]):
+                    result[i] = float("nan")
+                elif self.simulate and not disagg and pr.case.request_rate:
+                    key = pr.case.row_id
+                    if key not in sims:
+                        sims[key] = _simulate_row(a, p, out, j, pr)
+                    result[i] = _sim_metric(sims[key], pr)
+                else:
+                    result[i] = _metric(out, j, pr)
         return result
+
+
+def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: int, pr: Prepared) -> SimResult:
+    """The row's run through the scheduler simulation: its request count, Poisson arrivals at its rate per
+    instance, its lengths (fixed, a known range, or a conversation dataset's spread)."""
+    c = pr.case
+    cfg = a["cfg"]
+    pj = traffic.pick(p, j)
+    lay = pr.layout
+    assert lay is not None
+    kind = float(a["kind"][j])
+    conf = traffic.Config(
+        attn_tp=lay.attn_tp, attn_dp=lay.attn_dp, pp=lay.pp, moe_ep=lay.moe_ep, moe_tp=lay.moe_tp,
+        wbytes=WEIGHT_BYTES[pr.wdt], kvbytes=BYTES[pr.kdt], gemm_peak=float(a["peak"][j]),
+        dtype_eff=float(dtype_efficiency(pj, np.array(kind))), weights_gpu=float(out["weights_bytes"][j]),
+        kv_token_gpu=float(out["kv_bytes_per_token"][j]), max_seqs=float(a["limits"][0][j]),
+        chunk=float(c.budget or a["limits"][1][j]), mem_util=float(a["limits"][2][j]),
+        spec_draft=float(c.spec_draft), spec_accept=float(c.spec_accept))
+    replicas = max(lay.replicas, 1)
+    n = int(max(round((c.num_requests or 1000) / replicas), 1))
+    req = poisson_arrivals(float(c.request_rate or 1.0) / replicas, n, isl=c.isl, osl=c.osl, poisson=c.poisson,
+                           spread=c.length_spread, prefix_hit=float(np.asarray(cfg.prefix_hit).reshape(-1)[j]),
+                           seed=0)
+    policy = traffic.engine_policy(pr.engine, c.engine_version)
+    if c.chunked_prefill is False:
+        policy = "prefill_first"
+    elif c.chunked_prefill:
+        policy = "mixed"
+    sim = traffic.run(traffic.pick(a["mc"], j), traffic.pick(a["cc"], j), pj, conf, req, isl=c.isl, osl=c.osl,
+                      prefix_hit=float(np.asarray(cfg.prefix_hit).reshape(-1)[j]), policy=policy)
+    sim.replicas = replicas          # type: ignore[attr-defined]
+    return sim
+
+
+def _sim_metric(sim: SimResult, pr: Prepared) -> float:
+    m, med = pr.case.metric, pr.case.statistic == "median"
+    pick = (lambda arr: float(np.median(arr))) if med else (lambda arr: float(np.mean(arr)))
+    if not sim.completed:
+        return float("nan")
+    if m == "ttft_ms":
+        return pick(sim.ttft) * 1e3
+    if m == "tpot_ms":
+        return (pick(sim.tpot) if len(sim.tpot) else sim.itl_mean) * 1e3
+    if m == "itl_ms":
+        return sim.itl_mean * 1e3
+    if m == "e2e_latency_s":
+        return pick(sim.e2e)
+    reps = getattr(sim, "replicas", 1)
+    if m == "requests_per_s":
+        return sim.requests_per_s * reps
+    isl_tok = pr.case.isl * sim.completed
+    v = sim.output_tokens_per_s * reps
+    if m.startswith("total"):
+        v += isl_tok / max(sim.duration, 1e-12) * reps
+    return v / pr.scale_gpus if m.endswith("_per_gpu") else v
 
 
 def predict(preps: list[Prepared], cal: Calibration) -> list[float]:

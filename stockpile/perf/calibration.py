@@ -40,8 +40,12 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "pd_handoff_s": 0.02,       # disaggregated serving: prefill-to-decode hand-off (routing, transfer set-up)
 }
 FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8}
-ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-6, "kernel_eff": 1.0, "ttft_s": 0.02,
-                                     "eager_layer_s": 3e-4}     # host launch time per layer of a prefill step
+# step_s: per step (scheduling, launch); seq_s: the front end's work per running sequence and step (overlapped:
+# it only sets the pace when longer than the step); ttft_s: fixed latency per request; eager_layer_s: host
+# launch time per layer of a step run outside CUDA graphs; admit_s: serial front-end work per request
+# (HTTP, tokenising, scheduling its admission): a burst of N prompts reaches the engine over N x admit_s
+ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-5, "kernel_eff": 1.0, "ttft_s": 0.02,
+                                     "eager_layer_s": 1e-4, "admit_s": 1e-3}
 
 # Families that share kernels and behaviour closely enough to share a calibration.
 FAMILY_GROUPS = {
@@ -80,6 +84,7 @@ class Params:
     kernel_eff: float
     ttft_s: float
     eager_layer_s: float
+    admit_s: float
     gemm_m_half: float
     attn_eff: float
     comm_eff: float

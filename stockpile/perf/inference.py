@@ -229,14 +229,32 @@ class InferenceEstimate(BaseModel):
     memory_gb: MemoryBreakdown
     limits: str
     assumptions: list[str]
+    # under a request rate or a trace (the scheduler simulation): percentiles, mean inter-token latency, the
+    # finite run's backlog and the queue over time
+    ttft_p50_ms: float | None = None
+    ttft_p90_ms: float | None = None
+    ttft_p99_ms: float | None = None
+    tpot_p50_ms: float | None = None
+    tpot_p90_ms: float | None = None
+    tpot_p99_ms: float | None = None
+    e2e_p50_s: float | None = None
+    e2e_p90_s: float | None = None
+    e2e_p99_s: float | None = None
+    itl_ms: float | None = None
+    backlog: dict[str, Any] | None = None
+    timeline: list[dict[str, float]] | None = None
+    simulated_requests: int | None = None
 
 
 def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vllm", weight_dtype: str | None = None,
              kv_dtype: str | None = None, isl: float, osl: float, concurrency: float | None = None,
              request_rate: float | None = None, num_requests: float | None = None, poisson: bool = True,
              spec_draft: int = 0, spec_accept: float = 1.0, prefix_hit: float = 0.0,
-             calibration: Calibration | None = None, assumptions: list[str] | None = None) -> InferenceEstimate:
-    """Estimate one configuration. Offline max-throughput when neither concurrency nor rate is given."""
+             calibration: Calibration | None = None, assumptions: list[str] | None = None,
+             trace: Any = None, engine_version: str | None = None) -> InferenceEstimate:
+    """Estimate one configuration. Offline max-throughput when neither concurrency nor rate is given. Under a
+    request rate or a trace (simulate.Requests, one instance's requests) the scheduler simulation gives the
+    latencies, percentiles and throughput; the steady state gives memory and the limit text."""
     engine = check_engine(engine)
     notes = list(assumptions or [])
     wdt = check_dtype("weight_dtype", weight_dtype or model.default_weight_dtype, WEIGHT_DTYPES)
@@ -258,6 +276,16 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     if model.heads % layout.attn_tp:
         raise InputError("tp", f"{model.heads} attention heads do not split over TP{layout.attn_tp}; use a TP "
                                f"that divides {model.heads}")
+    if trace is not None and (concurrency is not None or request_rate is not None):
+        raise InputError("trace", "give --trace alone, without --concurrency or --request-rate")
+    if trace is not None:
+        isl, osl = float(np.mean(trace.isl)), float(np.mean(trace.osl))
+        span = float(trace.arrival[-1] - trace.arrival[0])
+        request_rate = len(trace) / span if span > 0 else None
+        num_requests = float(len(trace))
+        if request_rate is None:
+            concurrency = float(len(trace))           # all at once: a burst
+            num_requests = float(len(trace))
     mode = MODE_OPEN if request_rate else MODE_CLOSED if concurrency else MODE_OFFLINE
     cal = calibration or load_calibration()
     p = cal.params(chip.family, engine)
@@ -289,6 +317,9 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         parts = decode_breakdown(model, chip, engine, p, layout=lay, wdtype=wdt, kvdtype=kdt,
                                  batch=float(r["batch"]), context=isl + osl / 2)
         limits = _limit_text(r, layout, concurrency, parts)
+    sim_fields: dict[str, Any] = {}
+    if fits and (request_rate or trace is not None):
+        r, sim_fields = _simulated(model, chip, engine, cfg, cal, r, trace, engine_version, notes, layout)
     out_tps = float(r["output_tokens_per_s"])
     return InferenceEstimate(
         model=model.id, chip=chip.id, gpus=gpus, engine=engine,
@@ -302,7 +333,44 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         total_tokens_per_s=float(r["total_tokens_per_s"]),
         total_tokens_per_s_per_gpu=float(r["total_tokens_per_s"]) / gpus,
         requests_per_s=float(r["requests_per_s"]), tokens_per_s_per_user=1.0 / max(float(r["tpot_s"]), 1e-12),
-        memory_gb=mem, limits=limits, assumptions=notes)
+        memory_gb=mem, limits=limits, assumptions=notes, **sim_fields)
+
+
+def _simulated(model: ModelSpec, chip: Chip, engine: str, cfg: Configs, cal: Calibration, r: dict[str, Any],
+               trace: Any, engine_version: str | None, notes: list[str], layout: Layout
+               ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The scheduler simulation of the run; returns the metrics that replace the steady state's, and the extra
+    fields (percentiles, backlog, timeline)."""
+    from stockpile.perf import traffic
+    if np.isnan(float(cfg.num_requests)):
+        cfg.num_requests = 1000.0
+        notes.append("request count not given: a finite run of 1,000 requests")
+    sim = traffic.simulate_estimate(model, chip, engine, cfg, requests=trace, engine_version=engine_version,
+                                    calibration=cal)
+    st = sim.stats()
+    reps = max(layout.replicas, 1) if trace is None else 1
+    if trace is not None and layout.replicas > 1:
+        notes.append(f"the trace is replayed on one of the {layout.replicas} replicas")
+    policy = traffic.engine_policy(engine, engine_version)
+    notes.append(f"scheduler simulation: {sim.submitted:,} requests per instance, {policy.replace('_', '-')} "
+                 f"steps ({engine}{' ' + engine_version if engine_version else ''}), {sim.steps:,} engine steps")
+    if sim.growing:
+        notes.append(f"past capacity: {sim.backlog:,} requests still queued at the last arrival and the queue "
+                     f"was growing; a longer run would wait longer (this run drains in {sim.duration:,.0f} s)")
+    out = dict(r)
+    out.update(ttft_s=st["ttft_ms"] / 1e3, tpot_s=st["tpot_ms"] / 1e3, e2e_s=st["e2e_s"],
+               requests_per_s=sim.requests_per_s * reps, output_tokens_per_s=sim.output_tokens_per_s * reps,
+               total_tokens_per_s=(sim.output_tokens_per_s + float(np.mean(sim_isl(trace, cfg))) * sim.requests_per_s)
+               * reps)
+    extra = {k: st[k] for k in ("ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms",
+                                "tpot_p99_ms", "e2e_p50_s", "e2e_p90_s", "e2e_p99_s", "itl_ms")}
+    extra.update(backlog={"requests": sim.backlog, "growing": sim.growing}, timeline=sim.timeline,
+                 simulated_requests=sim.submitted)
+    return out, extra
+
+
+def sim_isl(trace: Any, cfg: Configs) -> np.ndarray:
+    return np.asarray(trace.isl if trace is not None else [float(cfg.isl)], dtype=float)
 
 
 PART_LABELS = {"gemm": "weight GEMMs", "experts": "expert GEMMs", "attention": "attention (KV-cache reads)",

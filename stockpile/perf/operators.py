@@ -205,8 +205,11 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     t_ar = 2.0 * layers_s * allreduce_time(cc, p, attn_tp, ar_bytes)
     # 6. pipeline hand-off to the next stage
     t_pp = np.where(pp > 1, p.comm_latency_s + ar_bytes / (link_bw(cc, attn_tp * pp) * p.comm_eff), 0.0)
-    # 7. engine overhead per step (scheduling, launch) and per running sequence on this rank (sampling)
-    t_over = p.step_s + p.seq_s * dec_seqs
+    # 7. engine overhead per step (scheduling, launch); and the front end's work per running sequence
+    # (detokenising and streaming each new token, request bookkeeping). The front end is its own process in
+    # current engines: it overlaps the device and only sets the pace when it takes longer than the step itself
+    t_over = p.step_s
+    t_front = p.seq_s * dec_seqs
     # a step that carries prompt tokens, or a decode batch larger than the engine's CUDA graphs, runs outside
     # graphs: the host launches its kernels layer by layer (an MoE layer about twice the kernels of a dense
     # one), asynchronously, so the step takes the longer of the host's launch work and the device's execution
@@ -222,5 +225,6 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     if parts:   # per-operator seconds, for explanations ("what limits this configuration")
         return {"gemm": t_dense + t_head, "experts": t_moe, "attention": t_att_dec + t_att_pre,
                 "activations": t_act, "tp_allreduce": t_ar, "ep_alltoall": t_a2a, "pp_handoff": t_pp,
-                "overhead": t_over + np.maximum(eager - device, 0.0)}
-    return np.maximum(device, eager) + t_over
+                "overhead": t_over + np.maximum(eager - device, 0.0)
+                + np.maximum(t_front - np.maximum(device, eager) - t_over, 0.0)}
+    return np.maximum(np.maximum(device, eager) + t_over, t_front)

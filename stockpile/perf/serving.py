@@ -99,7 +99,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         n_chunks = np.ceil(new_isl / c)
         # a closed loop in lockstep: B prompts arrive together and queue for prefill
         lockstep = lock * np.maximum(b / attn_dp - 1.0, 0.0) / 2.0 * new_isl * pre_tok_t
-        ttft = n_chunks * (t_mix + draft) + 0.5 * t_it + lockstep + p.ttft_s
+        ttft = n_chunks * (t_mix + draft) + 0.5 * t_it + lockstep + p.ttft_s + p.admit_s
         return t_it, ttft, f * c
 
     def iteration_decode(b: np.ndarray) -> np.ndarray:
@@ -159,6 +159,9 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     t_ramp = pp * stage_time(mc, cc, p, **lay, dec_seqs=b_half, dec_tokens=b_half, dec_ctx=dec_ctx,
                              pre_tokens=c_ramp, pre_ctx=pre_ctx)
     ramp = first / attn_dp * new_isl / c_ramp * t_ramp          # seconds until the last admitted prompt starts
+    # the front end hands the burst's prompts to the engine one after another (admit_s each): the ramp is the
+    # slower of the two
+    ramp = np.maximum(ramp, first * p.admit_s)
     ttft_first = ramp / 2.0 + t_ramp
     # a request admitted mid-ramp spends part of its decode inside ramp steps (slow, shared with prefill)
     n_ramp = np.minimum(steps, ramp / 2.0 / np.maximum(t_ramp, 1e-12))
@@ -168,8 +171,12 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     ttft_rest = ttft0 + (rest + 1.0) / (2.0 * x)
     ttft_burst = (first * ttft_first + rest * ttft_rest) / np.maximum(first + rest, 1.0)
     # open loop queueing: M/D/1 below saturation (Poisson), a finite run's backlog above it
-    wq_open = np.where(rho < 1, np.minimum(rho, 0.98) / (2 * (1 - np.minimum(rho, 0.98))) * ttft0
-                       * np.where(poisson > 0, 1.0, 0.2), 0.0)
+    # continuous batching admits an arrival at once while a seat and KV space are free: it waits only for
+    # the prompt work ahead of it, so the queue is that of the prefill work (utilisation rho_pre), not of
+    # the whole system
+    t_pre_req = new_isl * pre_tok_t
+    rho_pre = np.minimum(lam * t_pre_req, 0.98)
+    wq_open = np.where(rho < 1, rho_pre / (2 * (1 - rho_pre)) * t_pre_req * np.where(poisson > 0, 1.0, 0.2), 0.0)
     n_open = np.where(np.isnan(n_inst), 1000.0, n_inst)
     backlog = np.where((rho >= 1) & ~np.isfinite(conc_inst),
                        0.5 * n_open * (1.0 / x - 1.0 / np.maximum(lam, 1e-12)), 0.0)
@@ -179,7 +186,10 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     wave = np.where((mode == MODE_CLOSED) & ~is_burst & (burst_n > first) & (sync_in <= 0),
                     first / np.maximum(burst_n, 1.0), 0.0)
     ttft_closed = (1.0 - wave) * (ttft0 + wq_closed) + wave * ttft_first
-    ttft = np.where(is_open, ttft0 + wq_open + backlog + np.where(capped, wq_closed, 0.0),
+    # an open-loop arrival passes the front end alone (its own queue, M/D/1, at utilisation lam x admit_s)
+    rho_f = np.minimum(lam * p.admit_s, 0.98)
+    front = p.admit_s * rho_f / (2 * (1 - rho_f))
+    ttft = np.where(is_open, ttft0 + front + wq_open + backlog + np.where(capped, wq_closed, 0.0),
                     np.where(is_burst, ttft_burst, ttft_closed))
     tpot = np.where(is_burst & (rest <= 0), tpot_burst, tpot)
 

@@ -1,0 +1,147 @@
+"""Serving under traffic: one configuration's step-time model (operators.stage_time, the same constants the
+steady state uses) handed to the scheduler simulation (simulate.py), and the engine's scheduling policy.
+
+Which policy an engine runs (docs/inference-model.md, "Scheduler simulation"):
+vLLM from 0.8 (the V1 engine) mixes decode tokens and prompt chunks in one step under its token budget;
+vLLM before 0.8 (V0, chunked prefill off by default for short contexts) and SGLang (mixed chunks off by
+default) run prompt-only prefill steps first and pause decodes meanwhile; TensorRT-LLM's in-flight batching
+mixes like vLLM V1.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from stockpile.perf.calibration import Params
+from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
+from stockpile.perf.simulate import EngineSpec, Requests, SimResult, StepTable, simulate
+
+
+def engine_policy(engine: str, version: str | None = None) -> str:
+    """The scheduler policy of an engine release (see the module docstring)."""
+    if engine == "sglang":
+        return "prefill_first"
+    if engine == "vllm" and version:
+        m = re.match(r"v?(\d+)\.(\d+)", version.strip())
+        if m and (int(m.group(1)), int(m.group(2))) < (0, 8):
+            return "prefill_first"
+    return "mixed"
+
+
+@dataclass
+class Config:
+    """One aggregated configuration, scalars (as serve() takes them, one entry each)."""
+
+    attn_tp: float
+    attn_dp: float
+    pp: float
+    moe_ep: float
+    moe_tp: float
+    wbytes: float
+    kvbytes: float
+    gemm_peak: float
+    dtype_eff: float
+    weights_gpu: float
+    kv_token_gpu: float
+    max_seqs: float
+    chunk: float
+    mem_util: float
+    spec_draft: float = 0.0
+    spec_accept: float = 1.0
+
+
+def _scalar(x: Any, j: int | None) -> Any:
+    a = np.asarray(x)
+    return float(a.reshape(-1)[j]) if j is not None and a.ndim else float(a)
+
+
+def pick(obj: Any, j: int) -> Any:
+    """Row j of a stacked ModelConsts/ChipConsts/Params (fields that are arrays; scalars stay)."""
+    return type(obj)(**{f: (_scalar(v, j) if isinstance(v, np.ndarray) else v) for f, v in vars(obj).items()})
+
+
+def engine_spec(mc: ModelConsts, cc: ChipConsts, p: Params, c: Config, *, isl: float, osl: float,
+                prefix_hit: float, policy: str) -> EngineSpec:
+    """The engine as the simulation sees it: step time, KV capacity in tokens, limits, policy."""
+    lay = dict(attn_tp=np.asarray(c.attn_tp), attn_dp=np.asarray(c.attn_dp), pp=np.asarray(c.pp),
+               moe_ep=np.asarray(c.moe_ep), moe_tp=np.asarray(c.moe_tp), wbytes=np.asarray(c.wbytes),
+               kvbytes=np.asarray(c.kvbytes), gemm_peak=np.asarray(c.gemm_peak), dtype_eff=np.asarray(c.dtype_eff))
+    ranks = c.attn_dp * c.pp
+    new_isl = max(isl * (1.0 - prefix_hit), 1.0)
+    pre_ctx = isl * prefix_hit + new_isl / 2.0
+    draft = c.spec_draft
+
+    def fn(pre: np.ndarray, dec: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+        d = dec / ranks
+        st = stage_time(mc, cc, p, **lay, dec_seqs=d, dec_tokens=d * (1 + draft), dec_ctx=np.maximum(ctx, 1.0),
+                        pre_tokens=pre / ranks, pre_ctx=np.full_like(pre, pre_ctx))
+        t = c.pp * st
+        return t + draft * (t / mc.layers + 0.25 * p.step_s) * (dec > 0)
+
+    kv_budget = cc.memory * c.mem_util - c.weights_gpu - p.reserve_gb * 1e9
+    kv_tokens = max(kv_budget, 0.0) / max(c.kv_token_gpu, 1e-9) * c.attn_dp
+    max_seqs = int(min(c.max_seqs, max(kv_tokens / max(isl + osl, 1.0), 1.0) * 4))
+    table = StepTable(fn, max_pre=max(c.chunk, 4.0 * isl), max_seqs=max(max_seqs, 2),
+                      max_ctx=max(4.0 * (isl + osl), 64.0))
+    return EngineSpec(step=table, kv_tokens=kv_tokens, max_seqs=int(c.max_seqs), budget=int(c.chunk),
+                      policy=policy, accept=max(c.spec_accept, 1.0), fixed_s=p.ttft_s,
+                      admit_s=p.admit_s)
+
+
+def run(mc: ModelConsts, cc: ChipConsts, p: Params, c: Config, req: Requests, *, isl: float, osl: float,
+        prefix_hit: float, policy: str) -> SimResult:
+    return simulate(engine_spec(mc, cc, p, c, isl=isl, osl=osl, prefix_hit=prefix_hit, policy=policy), req)
+
+
+def config_of(model: Any, chip: Any, engine: str, cfg: Any, p: Params) -> Config:
+    """A scalar Config for one configuration (inference.Configs with scalar fields) of `model` on `chip`."""
+    from stockpile.catalog.chips import BYTES
+    from stockpile.perf.inference import (
+        KV_DTYPES,
+        WEIGHT_BYTES,
+        chip_dtype_tables,
+        dtype_efficiency,
+        engine_limits,
+        hybrid_kv,
+        kv_bytes_per_token_gpu,
+        weight_bytes_array,
+    )
+    mc = ModelConsts.of(model)
+    wdt, kdt = str(cfg.weight_dtype), str(cfg.kv_dtype)
+    peak, kind = chip_dtype_tables(chip, wdt)
+    max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg)
+    wb, kb = WEIGHT_BYTES[wdt], {k: BYTES[k] for k in KV_DTYPES}[kdt]
+    tp, pp, ep, etp = float(cfg.attn_tp), float(cfg.pp), float(cfg.moe_ep), float(cfg.moe_tp)
+    hyb = hybrid_kv(engine) if cfg.hybrid_kv is None else float(cfg.hybrid_kv)
+    return Config(attn_tp=tp, attn_dp=float(cfg.attn_dp), pp=pp, moe_ep=ep, moe_tp=etp, wbytes=wb, kvbytes=kb,
+                  gemm_peak=float(peak), dtype_eff=float(dtype_efficiency(p, np.array(float(kind)))),
+                  weights_gpu=float(weight_bytes_array(mc, tp, pp, ep, etp, wb)),
+                  kv_token_gpu=float(kv_bytes_per_token_gpu(mc, tp, pp, kb, float(cfg.isl) + float(cfg.osl), hyb)),
+                  max_seqs=float(max_seqs), chunk=float(chunk), mem_util=float(mem_util),
+                  spec_draft=float(cfg.spec_draft), spec_accept=float(cfg.spec_accept))
+
+
+def simulate_estimate(model: Any, chip: Any, engine: str, cfg: Any, *, requests: Requests | None = None,
+                      engine_version: str | None = None, calibration: Any = None, seed: int = 0) -> SimResult:
+    """One configuration under a request rate (cfg.rate, cfg.num_requests, per system) or a trace (`requests`,
+    for one instance): the simulated run. With replicas, each instance gets rate / replicas."""
+    from stockpile.perf.calibration import load_calibration
+    from stockpile.perf.simulate import poisson_arrivals
+    cal = calibration or load_calibration()
+    p = cal.params(chip.family, engine)
+    c = config_of(model, chip, engine, cfg, p)
+    replicas = max(int(cfg.replicas), 1)
+    isl, osl, hit = float(cfg.isl), float(cfg.osl), float(cfg.prefix_hit)
+    if requests is None:
+        n = int(max(round(float(cfg.num_requests) / replicas), 1)) if np.isfinite(float(cfg.num_requests)) else 1000
+        requests = poisson_arrivals(float(cfg.rate) / replicas, n, isl=isl, osl=osl, poisson=bool(cfg.poisson),
+                                    spread=float(cfg.spread) if np.isfinite(float(cfg.spread)) else 0.0,
+                                    prefix_hit=hit, seed=seed)
+    else:
+        isl, osl = float(np.mean(requests.isl)), float(np.mean(requests.osl))
+        hit = float(np.sum(requests.cached) / max(np.sum(requests.isl), 1))
+    return run(ModelConsts.of(model), ChipConsts.of(chip), p, c, requests, isl=isl, osl=osl, prefix_hit=hit,
+               policy=engine_policy(engine, engine_version))

@@ -1,0 +1,121 @@
+"""The scheduler simulation (perf/simulate.py) on engines whose step time is written down in the test, so every
+expected value is worked out by hand; then its agreement with the analytic steady state on a real model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stockpile.perf.simulate import EngineSpec, Requests, burst_arrivals, poisson_arrivals, simulate
+
+STEP_S, PER_TOKEN_S, PER_SEQ_S = 0.002, 2e-5, 5e-5      # step time = fixed + prompt tokens + decoding seqs
+
+
+def step(pre: float, dec: float, ctx: float) -> float:
+    return STEP_S + PER_TOKEN_S * pre + PER_SEQ_S * dec
+
+
+def engine(policy: str = "mixed", **kw) -> EngineSpec:
+    args = dict(step=step, kv_tokens=1e9, max_seqs=256, budget=4096, policy=policy, fixed_s=0.01)
+    args.update(kw)
+    return EngineSpec(**args)
+
+
+def capacity(eng: EngineSpec, isl: int, osl: int) -> float:
+    """Requests/s the engine sustains: a long burst's completion rate, ramp and drain excluded."""
+    res = simulate(eng, burst_arrivals(3000, isl=isl, osl=osl))
+    done = np.sort(res.e2e)                     # all arrived at 0: completion times
+    return (2000 - 1000) / (done[1999] - done[999])
+
+
+def test_one_request_alone_is_prefill_then_decode_steps():
+    # one request, isl 1000, osl 11: a prefill step (2 ms + 1000 x 20 us = 22 ms), then 10 decode steps of
+    # 2.05 ms; TTFT adds the fixed 10 ms
+    res = simulate(engine(), Requests(np.array([0.0]), np.array([1000]), np.array([11]), np.array([0])))
+    assert res.ttft[0] == pytest.approx(0.022 + 0.01)
+    assert res.tpot[0] == pytest.approx(0.00205)
+    assert res.e2e[0] == pytest.approx(0.022 + 10 * 0.00205 + 0.01)
+    assert res.completed == 1 and res.backlog == 0
+
+
+def test_chunked_prefill_splits_a_long_prompt_over_the_budget():
+    # 10,000-token prompt, budget 4096: three steps of 4096, 4096, 1808 tokens
+    res = simulate(engine(), Requests(np.array([0.0]), np.array([10000]), np.array([2]), np.array([0])))
+    expect = 3 * STEP_S + PER_TOKEN_S * 10000
+    assert res.ttft[0] == pytest.approx(expect + 0.01)
+
+
+def test_prefix_cache_hit_skips_cached_prompt_tokens():
+    res = simulate(engine(), Requests(np.array([0.0]), np.array([1000]), np.array([2]), np.array([600])))
+    assert res.ttft[0] == pytest.approx(STEP_S + PER_TOKEN_S * 400 + 0.01)
+
+
+@pytest.mark.parametrize("policy", ["mixed", "prefill_first"])
+def test_light_load_ttft_is_one_prefill_plus_fixed_cost_and_does_not_grow_with_the_run(policy):
+    # a fixed cost per request of 20 ms (front end, tokenising, streaming; vLLM's fitted value is 15 ms). The rest
+    # of the wait is half a step for the one running, the decodes sharing the prefill step, and the prefill queue
+    eng = engine(policy, fixed_s=0.02)
+    cap = capacity(eng, 1000, 100)
+    rate = 0.3 * cap
+    one = STEP_S + PER_TOKEN_S * 1000 + eng.fixed_s           # one request's prefill + the fixed cost
+    short = simulate(eng, poisson_arrivals(rate, 500, isl=1000, osl=100, seed=3))
+    long = simulate(eng, poisson_arrivals(rate, 4000, isl=1000, osl=100, seed=3))
+    for res in (short, long):
+        assert np.mean(res.ttft) == pytest.approx(one, rel=0.2)
+        assert res.backlog == 0 and not res.growing
+    assert np.mean(long.ttft) == pytest.approx(np.mean(short.ttft), rel=0.1)
+    assert long.requests_per_s == pytest.approx(rate, rel=0.05)
+
+
+def test_past_capacity_the_queue_grows_linearly_and_the_backlog_is_reported():
+    eng = engine()
+    cap = capacity(eng, 1000, 100)
+    rate = 1.1 * cap
+    a = simulate(eng, poisson_arrivals(rate, 2000, isl=1000, osl=100, poisson=False))
+    b = simulate(eng, poisson_arrivals(rate, 4000, isl=1000, osl=100, poisson=False))
+    # arrivals outpace service by (rate - cap) for the length of the run: the backlog at the last arrival
+    for res, n in ((a, 2000), (b, 4000)):
+        expect = (rate - cap) * n / rate
+        assert res.growing
+        assert res.backlog == pytest.approx(expect, rel=0.25)
+    assert b.backlog / a.backlog == pytest.approx(2.0, rel=0.2)
+    # the finite run drains: everything completes, at the service rate
+    assert b.completed == 4000
+    assert b.requests_per_s == pytest.approx(cap, rel=0.1)
+    assert np.mean(b.ttft) > 2 * np.mean(a.ttft) * 0.8     # TTFT grows with the run past capacity
+
+
+def test_prefill_first_pauses_decodes_while_prompts_wait():
+    # two requests: B arrives while A decodes. Under prefill_first A's decode pauses for B's prefill step;
+    # mixed runs B's prompt in the same step as A's decode token
+    req = Requests(np.array([0.0, 0.030]), np.array([1000, 1000]), np.array([50, 50]), np.array([0, 0]))
+    mixed = simulate(engine("mixed"), req)
+    first = simulate(engine("prefill_first"), req)
+    assert first.e2e[0] > mixed.e2e[0] - 1e-9
+    assert first.completed == mixed.completed == 2
+
+
+def test_kv_pressure_preempts_and_still_completes_everything():
+    # KV for about 3 sequences of 1000 + 500: a burst of 20 must be served a few at a time, with preemption
+    eng = engine(kv_tokens=4000)
+    res = simulate(eng, burst_arrivals(20, isl=1000, osl=500))
+    assert res.completed == 20
+    assert max(p["running"] for p in res.timeline) <= 4
+
+
+def test_steady_state_agrees_with_the_analytic_model():
+    """Llama-3.1-8B on one H100 at about a third of capacity: the simulation and the analytic steady state
+    (serving.serve) on the same step-time model."""
+    from stockpile.catalog import get_chip, get_model
+    from stockpile.perf.inference import Configs, evaluate
+    from stockpile.perf.traffic import simulate_estimate
+
+    model, chip = get_model("meta-llama/Llama-3.1-8B-Instruct"), get_chip("h100-sxm-80gb")
+    ana = evaluate(model, chip, "vllm", Configs(isl=1000, osl=200, mode=2, rate=4.0, num_requests=3000))
+    sim = simulate_estimate(model, chip, "vllm", Configs(isl=1000, osl=200, rate=4.0, num_requests=3000))
+    assert float(sim.requests_per_s) == pytest.approx(4.0, rel=0.05)
+    assert float(ana["requests_per_s"][()] if np.ndim(ana["requests_per_s"]) == 0 else ana["requests_per_s"][0]) \
+        == pytest.approx(4.0, rel=0.02)
+    t_ana = float(np.asarray(ana["tpot_s"]).reshape(-1)[0])
+    assert float(np.mean(sim.tpot)) == pytest.approx(t_ana, rel=0.1)
+    ttft_ana = float(np.asarray(ana["ttft_s"]).reshape(-1)[0])
+    assert float(np.mean(sim.ttft)) == pytest.approx(ttft_ana, rel=0.25)
