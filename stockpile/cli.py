@@ -427,9 +427,10 @@ def calibrate(files: list[Path] = typer.Argument(None, help="Measured CSVs (defa
             out.print(f"training calibration written; median |error| {report.get('median_ape_after', '?')}")
         return
     from stockpile.calibrate import default_files, fit, write_calibration
+    from stockpile.perf.calibration import load_calibration
     paths = files or default_files()
     with out.status("fitting efficiency parameters ...") if not json_out else _null():
-        cal, report = fit(paths)
+        cal, report = fit(paths, start=load_calibration())     # from the last fit (see calibrate.fit)
     dest = write_calibration(cal, out_path)
     if json_out:
         emit_json({"written": str(dest), **report})

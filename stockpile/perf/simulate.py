@@ -190,6 +190,7 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000) -> S
     osl = np.maximum(req.osl.astype(np.int64), 1)
     need_pre = (isl - req.cached).astype(np.int64)         # prompt tokens to prefill
     first_tok = np.full(n, np.nan)
+    start_t = np.full(n, np.nan)            # when a request's prefill was first scheduled
     done_t = np.full(n, np.nan)
     accept = max(eng.accept, 1.0)
     # decode steps after the first token: ceil((osl - 1) / accept)
@@ -208,8 +209,6 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000) -> S
     nxt = 0                                 # next arrival index
     steps = 0
     timeline: list[tuple[float, int, int, float]] = []
-    queue_at_half, half_t = None, (arrival[0] + arrival[-1]) / 2 if n else 0.0
-    backlog_end = 0
 
     def kv_decoding() -> float:
         return sum_isl_dec + accept * (len(run_start) * K - sum_k0)
@@ -232,6 +231,8 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000) -> S
             prefilling.append(r)
             kv_held += isl[r]
             seats -= 1
+            if np.isnan(start_t[r]):
+                start_t[r] = now
             c = int(min(left[r], budget_left))
             chunks.append((r, c))
             budget_left -= c
@@ -242,8 +243,6 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000) -> S
         while nxt < n and arrival[nxt] <= now + 1e-12:
             waiting.append(nxt)
             nxt += 1
-        if queue_at_half is None and now >= half_t:
-            queue_at_half = len(waiting)
         if not (waiting or prefilling or run_start):
             now = float(arrival[nxt])                       # idle until the next arrival
             continue
@@ -325,8 +324,6 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000) -> S
             left[r] = int(isl[r] + gen)                 # re-prefill prompt + generated tokens
             dec_steps[r] = max(int(dec_steps[r] - (K - k0)), 1)
             waiting.appendleft(r)
-        if nxt >= n and backlog_end == 0:
-            backlog_end = len(waiting) + 1              # +1 marks "measured" (0 is a valid backlog)
     ok = ~np.isnan(done_t)
     ttft = first_tok[ok] - sent[ok]
     e2e = done_t[ok] - sent[ok]
@@ -334,8 +331,14 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000) -> S
     tpot = (done_t[multi] - first_tok[multi]) / (osl[multi] - 1)
     gaps = float(np.sum(done_t[multi] - first_tok[multi]))
     itl = gaps / max(float(np.sum(osl[multi] - 1)), 1.0)
-    backlog = max(backlog_end - 1, 0)
-    growing = queue_at_half is not None and backlog > max(2 * queue_at_half, 4)
+    # requests sent but not yet scheduled (in the front end or the engine's queue) at the last arrival, and at
+    # the run's midpoint: a queue that grows linearly doubles between the two
+    started = np.where(np.isnan(start_t), np.inf, start_t)
+    t_end, t_half = sent[-1] if n else 0.0, (sent[0] + sent[-1]) / 2 if n else 0.0
+    slack = 2.0 * eng.admit_s + 1e-9           # a request just sent is not a backlog
+    backlog = int(np.sum((sent < t_end - slack) & (started > t_end + 1e-12)))
+    q_half = int(np.sum((sent < t_half - slack) & (started > t_half + 1e-12)))
+    growing = backlog > max(1.5 * q_half, 4.0)
     duration = float(np.nanmax(done_t) - sent[0]) if ok.any() else 0.0
     tl = _thin(timeline, eng)
     return SimResult(ttft=ttft + eng.fixed_s, tpot=tpot, e2e=e2e + eng.fixed_s, itl_mean=itl,
