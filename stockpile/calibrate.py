@@ -41,6 +41,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
 FITTED_GLOBALS = ("gemm_m_half", "comm_latency_s", "attn_eff", "comm_eff", "moe_imbalance", "fp8_gemm_eff", "fp4_gemm_eff",
                   "int8_gemm_eff", "dequant_eff", "burst_tail", "burst_tail_var", "overlap_comm", "reserve_gb", "sync_eff", "gemm_n_half", "act_rw", "a2a_latency_s", "expert_mem_eff",
                   "pd_handoff_s")
+V0_PARAMS = ("step_s", "seq_s", "ttft_s", "admit_s")   # what a release family refits (the rest: its engine's)
 PRIOR_WEIGHT = 0.15     # strength of the pull toward defaults, in log units per residual
 NOT_FIT_PENALTY = 1.0   # residual for a measured configuration the model says does not fit
 F_SCALE = 0.15          # residual scale (log units) where the robust losses stop growing quadratically
@@ -62,10 +63,11 @@ def _engine_key(engine: str) -> str:
 def _parameters(preps: list[Prepared]) -> list[tuple[str, str, str]]:
     """(scope, key, name) for every fitted parameter, only for families/engines that have data."""
     fams = sorted({FAMILY_GROUPS.get(p.chip.family, p.chip.family) for p in preps})
-    engs = sorted({p.engine for p in preps})
+    engs = sorted({p.engine_key for p in preps})
     out = [("global", "", n) for n in FITTED_GLOBALS]
     out += [("families", f, n) for f in fams for n in FAMILY_DEFAULTS]
-    out += [("engines", e, n) for e in engs for n in ENGINE_DEFAULTS if not (e == "trtllm" and n == "kernel_eff")]
+    out += [("engines", e, n) for e in engs for n in ENGINE_DEFAULTS if not (e == "trtllm" and n == "kernel_eff")
+            and not (e.endswith("-v0") and n not in V0_PARAMS)]
     return out
 
 
@@ -77,7 +79,8 @@ def _value(cal: Calibration, scope: str, key: str, name: str) -> float:
     """A parameter's value in `cal`, or its default where `cal` does not set it."""
     if scope == "global":
         return float(cal.global_.get(name, _default(scope, name)))
-    group = (cal.families if scope == "families" else cal.engines).get(key) or {}
+    groups = cal.families if scope == "families" else cal.engines
+    group = groups.get(key) or groups.get(key.split("-v")[0]) or {}
     return float(group.get(name, _default(scope, name)))
 
 
@@ -96,7 +99,8 @@ def _build(theta: np.ndarray, spec: list[tuple[str, str, str]], base: Calibratio
 
 
 def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int = 150,
-        start: Calibration | None = None, exclude: Any = None) -> tuple[Calibration, dict[str, Any]]:
+        start: Calibration | None = None, exclude: Any = None,
+        free: Any = None) -> tuple[Calibration, dict[str, Any]]:
     """Fit on the rows of `paths` (optionally leaving one source out, or the rows for which `exclude(case)` is
     true); returns the calibration and a report. The fit starts from `start` (e.g. the shipped calibration:
     parameters whose effect is a max() of two terms have no gradient where the start leaves their term
@@ -126,6 +130,12 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
     base = Calibration(global_=dict(GLOBAL_DEFAULTS), families={"default": dict(FAMILY_DEFAULTS)},
                        engines={"default": dict(ENGINE_DEFAULTS)}, meta={})
     spec = _parameters(preps)
+    if free is not None:
+        # a partial refit: only the parameters `free(scope, key, name)` selects move; the rest keep `start`
+        spec = [t for t in spec if free(*t)]
+        if start is not None:
+            base = Calibration(global_=dict(start.global_), families={k: dict(v) for k, v in start.families.items()},
+                               engines={k: dict(v) for k, v in start.engines.items()}, meta={})
     prior = np.log([_default(s, n) for s, _, n in spec])
     x0 = prior.copy()
     if start is not None:

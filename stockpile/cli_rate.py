@@ -6,14 +6,13 @@ from typing import Optional
 from rich.table import Table
 
 
-
 def rate_search_command(model: str, chip: str, gpus: Optional[int], isl: float, osl: float,
                         ttft_ms: Optional[float], tpot_ms: Optional[float], engine: str, top: int,
                         weight_dtype: Optional[str], kv_dtype: Optional[str], rate: float,
                         percentile: Optional[float], json_out: bool) -> None:
     from stockpile.catalog import get_chip, get_model
-    from stockpile.cli import emit_json, out
     from stockpile.catalog.models import implied_weight_dtype
+    from stockpile.cli import emit_json, out
     from stockpile.errors import InfeasibleError, InputError
     from stockpile.search.rate import rate_search
     for name, v in (("ttft_ms", ttft_ms), ("tpot_ms", tpot_ms)):

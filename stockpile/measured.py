@@ -89,6 +89,7 @@ class InferenceCase:
     engine_version: str | None = None  # the engine_version column, or a version stated in the notes
     chunked_prefill: bool | None = None  # stated on or off in the notes (None: the engine's default)
     budget: int | None = None          # max_num_batched_tokens / chunked_prefill_size stated in the notes
+    v0_engine: bool = False            # the notes say vLLM ran its V0 engine
 
 
 def _int(row: dict[str, str], key: str, *, required: bool = False) -> int | None:
@@ -246,8 +247,10 @@ def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> 
         case.chunked_prefill = False
     elif re.search(r"chunked prefill on", notes, re.I):
         case.chunked_prefill = True
-    if re.search(r"\bV0 engine\b", notes) and case.chunked_prefill is None:
-        case.chunked_prefill = False
+    if re.search(r"\bV0 engine\b|num-scheduler-steps", notes):
+        case.v0_engine = True                       # multi-step scheduling existed only in V0
+        if re.search(r"\bV0 engine\b", notes) and case.chunked_prefill is None:
+            case.chunked_prefill = False
     if re.search(r"uniformly between 1 and|range ratio of zero", notes, re.I):
         case.fixed_lengths = False          # measured means already: only the spread is set
         case.length_spread = 2.0

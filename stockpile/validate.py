@@ -26,7 +26,8 @@ from stockpile.measured import (
     inference_case,
     read_rows,
 )
-from stockpile.perf.calibration import Calibration, Params, load_calibration
+from stockpile.perf import traffic
+from stockpile.perf.calibration import Calibration, Params, engine_key, load_calibration
 from stockpile.perf.inference import (
     KV_DTYPES,
     WEIGHT_BYTES,
@@ -42,7 +43,6 @@ from stockpile.perf.inference import (
 )
 from stockpile.perf.layout import Layout, resolve_layout
 from stockpile.perf.operators import ChipConsts, ModelConsts
-from stockpile.perf import traffic
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN
 from stockpile.perf.simulate import SimResult, poisson_arrivals
 
@@ -77,6 +77,11 @@ class Prepared:
     dec: Layout | None = None
     pre_workers: int = 0
     dec_workers: int = 0
+
+    @property
+    def engine_key(self) -> str:
+        """The calibration key: the engine, or its release family (calibration.engine_key)."""
+        return engine_key(self.engine, self.case.engine_version, self.case.v0_engine)
 
 
 def prepare(case: InferenceCase) -> Prepared:
@@ -170,11 +175,11 @@ class Batch:
         col = lambda f: np.array([f(pr) for pr in g])  # noqa: E731
         tables = [chip_dtype_tables(pr.chip, pr.wdt) for pr in g]
         limits = [engine_limits(pr.engine, pr.chip, Configs()) for pr in g]
-        keys = sorted({(pr.chip.family, pr.engine) for pr in g})
+        keys = sorted({(pr.chip.family, pr.engine_key) for pr in g})
         a: dict[str, Any] = dict(
             mc=ModelConsts.stack([_model_consts(pr.model) for pr in g]),
             cc=ChipConsts.stack([_chip_consts(pr.chip) for pr in g]),
-            keys=keys, key_index=np.array([keys.index((pr.chip.family, pr.engine)) for pr in g]),
+            keys=keys, key_index=np.array([keys.index((pr.chip.family, pr.engine_key)) for pr in g]),
             peak=np.array([float(t[0]) for t in tables]), kind=np.array([float(t[1]) for t in tables]),
             limits=[np.array([lim[k] for lim in limits], dtype=float) for k in range(3)],
             common=dict(isl=col(lambda pr: pr.case.isl), osl=col(lambda pr: pr.case.osl),

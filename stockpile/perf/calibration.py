@@ -40,8 +40,8 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "pd_handoff_s": 0.02,       # disaggregated serving: prefill-to-decode hand-off (routing, transfer set-up)
 }
 FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8}
-# step_s: per step (scheduling, launch); seq_s: the front end's work per running sequence and step (overlapped:
-# it only sets the pace when longer than the step); ttft_s: fixed latency per request; eager_layer_s: host
+# step_s: per step (scheduling, launch); seq_s: per running sequence and step (sampling, detokenising,
+# bookkeeping); ttft_s: fixed latency per request; eager_layer_s: host
 # launch time per layer of a step run outside CUDA graphs; admit_s: serial front-end work per request
 # (HTTP, tokenising, scheduling its admission): a burst of N prompts reaches the engine over N x admit_s
 ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-5, "kernel_eff": 1.0, "ttft_s": 0.02,
@@ -71,6 +71,20 @@ def engine_graph_limits(engine: str) -> dict[str, float]:
     cap = float(d.get("cuda_graph_max", 1e9))
     return {"graph_max": cap, "graph_max_small_tp": float(d.get("cuda_graph_max_small_tp", cap)),
             "graph_by_tokens": 1.0 if d.get("cuda_graph_unit") == "tokens" else 0.0}
+
+
+def engine_key(engine: str, version: str | None = None, v0: bool = False) -> str:
+    """The calibration key of an engine release family. vLLM before 0.8 (or run with its V0 engine) has its
+    own scheduler and per-sequence costs ("vllm-v0"); other engines are one family each for now."""
+    if engine == "vllm":
+        if v0:
+            return "vllm-v0"
+        if version:
+            import re
+            m = re.match(r"v?(\d+)\.(\d+)", version.strip())
+            if m and (int(m.group(1)), int(m.group(2))) < (0, 8):
+                return "vllm-v0"
+    return engine
 
 
 @dataclass(frozen=True)
@@ -123,8 +137,13 @@ class Calibration:
     meta: dict[str, Any]
 
     def params(self, family: str, engine: str) -> Params:
+        """Parameters of a chip family and an engine, or an engine release family ("vllm-v0"), which falls
+        back to its engine's where it has no fit of its own."""
         fam = self.families.get(FAMILY_GROUPS.get(family, family)) or self.families.get("default") or {}
-        eng = self.engines.get(engine) or self.engines.get("default") or {}
+        base = engine.split("-v")[0]
+        eng = {**(self.engines.get(base) or {}), **(self.engines.get(engine) or {})} or \
+            self.engines.get("default") or {}
+        engine = base
         vals = {**GLOBAL_DEFAULTS, **self.global_,
                 **FAMILY_DEFAULTS, **(self.families.get("default") or {}), **fam,
                 **ENGINE_DEFAULTS, **(self.engines.get("default") or {}), **eng, **engine_graph_limits(engine)}

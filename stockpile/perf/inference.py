@@ -362,7 +362,7 @@ def _simulated(model: ModelSpec, chip: Chip, engine: str, cfg: Configs, cal: Cal
                requests_per_s=sim.requests_per_s * reps, output_tokens_per_s=sim.output_tokens_per_s * reps,
                total_tokens_per_s=(sim.output_tokens_per_s + float(np.mean(sim_isl(trace, cfg))) * sim.requests_per_s)
                * reps)
-    extra = {k: st[k] for k in ("ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms",
+    extra: dict[str, Any] = {k: st[k] for k in ("ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms",
                                 "tpot_p99_ms", "e2e_p50_s", "e2e_p90_s", "e2e_p99_s", "itl_ms")}
     extra.update(backlog={"requests": sim.backlog, "growing": sim.growing}, timeline=sim.timeline,
                  simulated_requests=sim.submitted)

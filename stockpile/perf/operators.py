@@ -205,9 +205,9 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     t_ar = 2.0 * layers_s * allreduce_time(cc, p, attn_tp, ar_bytes)
     # 6. pipeline hand-off to the next stage
     t_pp = np.where(pp > 1, p.comm_latency_s + ar_bytes / (link_bw(cc, attn_tp * pp) * p.comm_eff), 0.0)
-    # 7. engine overhead per step (scheduling, launch); and the front end's work per running sequence
-    # (detokenising and streaming each new token, request bookkeeping). The front end is its own process in
-    # current engines: it overlaps the device and only sets the pace when it takes longer than the step itself
+    # 7. engine overhead per step (scheduling, launch) and per running sequence on this rank (sampling,
+    # detokenising, bookkeeping). Summed with the device time: an overlapped form (the larger of the two, smoothly)
+    # was refitted and lost 2 points on the burst and closed-loop rows (docs/validation.md)
     t_over = p.step_s
     t_front = p.seq_s * dec_seqs
     # a step that carries prompt tokens, or a decode batch larger than the engine's CUDA graphs, runs outside
@@ -225,6 +225,13 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     if parts:   # per-operator seconds, for explanations ("what limits this configuration")
         return {"gemm": t_dense + t_head, "experts": t_moe, "attention": t_att_dec + t_att_pre,
                 "activations": t_act, "tp_allreduce": t_ar, "ep_alltoall": t_a2a, "pp_handoff": t_pp,
-                "overhead": t_over + np.maximum(eager - device, 0.0)
-                + np.maximum(t_front - np.maximum(device, eager) - t_over, 0.0)}
-    return np.maximum(np.maximum(device, eager) + t_over, t_front)
+                "overhead": t_over + t_front + np.maximum(eager - device, 0.0)}
+    return np.maximum(device, eager) + t_over + t_front
+
+
+def smooth_max(a: F, b: F, k: float = 4.0) -> F:
+    """(a^k + b^k)^(1/k): the larger of two overlapping durations, plus a little of the smaller where they are
+    close (two processes hand work back and forth at each step). Smooth, so that a fit sees both terms."""
+    a, b = np.maximum(a, 0.0), np.maximum(b, 0.0)
+    m = np.maximum(np.maximum(a, b), 1e-30)
+    return m * ((a / m) ** k + (b / m) ** k) ** (1.0 / k)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from stockpile.perf.calibration import Params
-from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
+from stockpile.perf.operators import ChipConsts, ModelConsts, smooth_max, stage_time
 
 MODE_CLOSED, MODE_OFFLINE, MODE_OPEN = 0, 1, 2
 
@@ -161,7 +161,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     ramp = first / attn_dp * new_isl / c_ramp * t_ramp          # seconds until the last admitted prompt starts
     # the front end hands the burst's prompts to the engine one after another (admit_s each): the ramp is the
     # slower of the two
-    ramp = np.maximum(ramp, first * p.admit_s)
+    ramp = smooth_max(ramp, first * p.admit_s)
     ttft_first = ramp / 2.0 + t_ramp
     # a request admitted mid-ramp spends part of its decode inside ramp steps (slow, shared with prefill)
     n_ramp = np.minimum(steps, ramp / 2.0 / np.maximum(t_ramp, 1e-12))

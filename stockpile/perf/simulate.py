@@ -329,8 +329,8 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000) -> S
     e2e = done_t[ok] - sent[ok]
     multi = ok & (osl > 1)
     tpot = (done_t[multi] - first_tok[multi]) / (osl[multi] - 1)
-    gaps = float(np.sum(done_t[multi] - first_tok[multi]))
-    itl = gaps / max(float(np.sum(osl[multi] - 1)), 1.0)
+    gap_sum = float(np.sum(done_t[multi] - first_tok[multi]))
+    itl_mean = gap_sum / max(float(np.sum(osl[multi] - 1)), 1.0)
     # requests sent but not yet scheduled (in the front end or the engine's queue) at the last arrival, and at
     # the run's midpoint: a queue that grows linearly doubles between the two
     started = np.where(np.isnan(start_t), np.inf, start_t)
@@ -341,7 +341,7 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000) -> S
     growing = backlog > max(1.5 * q_half, 4.0)
     duration = float(np.nanmax(done_t) - sent[0]) if ok.any() else 0.0
     tl = _thin(timeline, eng)
-    return SimResult(ttft=ttft + eng.fixed_s, tpot=tpot, e2e=e2e + eng.fixed_s, itl_mean=itl,
+    return SimResult(ttft=ttft + eng.fixed_s, tpot=tpot, e2e=e2e + eng.fixed_s, itl_mean=itl_mean,
                      completed=int(ok.sum()), submitted=n, duration=duration,
                      output_tokens=int(osl[ok].sum()), backlog=backlog, growing=bool(growing), timeline=tl,
                      steps=steps)

@@ -66,7 +66,7 @@ def pick(obj: Any, j: int) -> Any:
 def engine_spec(mc: ModelConsts, cc: ChipConsts, p: Params, c: Config, *, isl: float, osl: float,
                 prefix_hit: float, policy: str) -> EngineSpec:
     """The engine as the simulation sees it: step time, KV capacity in tokens, limits, policy."""
-    lay = dict(attn_tp=np.asarray(c.attn_tp), attn_dp=np.asarray(c.attn_dp), pp=np.asarray(c.pp),
+    lay: dict[str, Any] = dict(attn_tp=np.asarray(c.attn_tp), attn_dp=np.asarray(c.attn_dp), pp=np.asarray(c.pp),
                moe_ep=np.asarray(c.moe_ep), moe_tp=np.asarray(c.moe_tp), wbytes=np.asarray(c.wbytes),
                kvbytes=np.asarray(c.kvbytes), gemm_peak=np.asarray(c.gemm_peak), dtype_eff=np.asarray(c.dtype_eff))
     ranks = c.attn_dp * c.pp
@@ -128,10 +128,10 @@ def simulate_estimate(model: Any, chip: Any, engine: str, cfg: Any, *, requests:
                       engine_version: str | None = None, calibration: Any = None, seed: int = 0) -> SimResult:
     """One configuration under a request rate (cfg.rate, cfg.num_requests, per system) or a trace (`requests`,
     for one instance): the simulated run. With replicas, each instance gets rate / replicas."""
-    from stockpile.perf.calibration import load_calibration
+    from stockpile.perf.calibration import engine_key, load_calibration
     from stockpile.perf.simulate import poisson_arrivals
     cal = calibration or load_calibration()
-    p = cal.params(chip.family, engine)
+    p = cal.params(chip.family, engine_key(engine, engine_version))
     c = config_of(model, chip, engine, cfg, p)
     replicas = max(int(cfg.replicas), 1)
     isl, osl, hit = float(cfg.isl), float(cfg.osl), float(cfg.prefix_hit)

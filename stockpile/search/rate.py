@@ -116,8 +116,8 @@ def rate_search(model: ModelSpec, chip: Chip, *, rate: float, isl: float, osl: f
         ok &= np.asarray(out["tpot_s"]) * 1e3 <= tpot_ms
     # per configuration, its fewest replicas that pass the screen
     first: dict[int, int] = {}
-    for j in np.flatnonzero(ok):
-        first.setdefault(int(row_of[j]), int(j))
+    for jj in np.flatnonzero(ok):
+        first.setdefault(int(row_of[jj]), int(jj))
     ranked = sorted(first.values(), key=lambda j: (inst[row_of[j]] * n_rep[j], util[j]))
     cands: list[RateCandidate] = []
     simulated = 0

@@ -172,16 +172,16 @@ def test_decode_batches_beyond_the_cuda_graphs_pay_host_launches(tiny_model, tin
     def t(p, seqs, **kw):
         return float(stage_time(mc, cc, p, **{**lay, **kw}, dec_seqs=seqs, dec_tokens=seqs))
 
-    sgl = replace(PRIORS.params(tiny_chip.family, "sglang"), eager_layer_s=2e-3)
+    sgl = replace(PRIORS.params(tiny_chip.family, "sglang"), eager_layer_s=2e-3, seq_s=5e-6)
     assert (sgl.graph_max, sgl.graph_max_small_tp) == (512.0, 256.0)      # engines/defaults.yaml
     # 500 running requests replay a graph; 600 run eagerly and take at least the layers' launch time
     assert t(sgl, 500.0) < 16 * 2e-3 <= t(sgl, 600.0)
     # SGLang captures only up to 256 requests below TP 4 (on GPUs under 160 GB)
     assert t(sgl, 300.0, attn_tp=2.0) >= 16 * 2e-3
     # vLLM counts tokens (drafts included); TensorRT-LLM is not capped here
-    vll = replace(PRIORS.params(tiny_chip.family, "vllm"), eager_layer_s=2e-3)
+    vll = replace(PRIORS.params(tiny_chip.family, "vllm"), eager_layer_s=2e-3, seq_s=5e-6)
     assert float(stage_time(mc, cc, vll, **lay, dec_seqs=200.0, dec_tokens=800.0)) >= 16 * 2e-3
-    trt = replace(PRIORS.params(tiny_chip.family, "trtllm"), eager_layer_s=2e-3)
+    trt = replace(PRIORS.params(tiny_chip.family, "trtllm"), eager_layer_s=2e-3, seq_s=5e-6)
     assert t(trt, 600.0) < 16 * 2e-3
 
 
