@@ -30,8 +30,8 @@ def regime(case) -> str:
 
 
 def errors(cal, keep) -> dict[str, list[float]]:
-    from stockpile.calibrate import default_files
-    from stockpile.validate import Batch, Prepared, prepare_file
+    from stockpile.calibration.fit_inference import default_files
+    from stockpile.calibration.inference import Batch, Prepared, prepare_file
     out: dict[str, list[float]] = {}
     for path in default_files():
         _, _, preps = prepare_file(path)
@@ -54,7 +54,7 @@ def med(xs: list[float]) -> str:
 def main() -> None:
     import sys
 
-    from stockpile.calibrate import default_files, fit
+    from stockpile.calibration.fit_inference import default_files, fit
     from stockpile.perf.calibration import load_calibration
     full = load_calibration()
     free = (lambda scope, key, name: scope == "engines") if "--engines-only" in sys.argv else None

@@ -14,9 +14,9 @@ from collections import defaultdict
 from importlib import resources
 from pathlib import Path
 
-from stockpile.calibrate import default_files, leave_one_source_out
+from stockpile.calibration.fit_inference import default_files, leave_one_source_out
+from stockpile.calibration.validate import validate_file
 from stockpile.catalog import get_model
-from stockpile.validate import validate_file
 
 ROOT = Path(str(resources.files("stockpile") / "data" / "measurements"))
 PEER = ROOT / "peers" / "aiconfigurator_0.12_inference_dev.csv"

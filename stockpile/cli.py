@@ -134,10 +134,10 @@ def estimate(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Predict TTFT, TPOT, throughput and memory for one serving configuration."""
+    from stockpile.calibration.rows import default_accept_length
     from stockpile.catalog import get_chip, get_model
     from stockpile.catalog.models import implied_weight_dtype
     from stockpile.errors import InputError
-    from stockpile.measured import default_accept_length
     from stockpile.perf.inference import estimate as run
     from stockpile.perf.layout import resolve_layout
     m, c = get_model(model), get_chip(chip)
@@ -386,7 +386,7 @@ def validate(file: Path = typer.Argument(..., help="Measured-data CSV (CONTRACTS
              json_out: bool = typer.Option(False, "--json"),
              show: int = typer.Option(40, "--rows", help="Rows to print in the table (worst first).")) -> None:
     """Predict every row of a measured CSV and report the errors."""
-    from stockpile.validate import validate_file
+    from stockpile.calibration.validate import validate_file
     doc = validate_file(file)
     if json_out:
         emit_json(doc)
@@ -418,7 +418,7 @@ def calibrate(files: list[Path] = typer.Argument(None, help="Measured CSVs (defa
               json_out: bool = typer.Option(False, "--json")) -> None:
     """Fit the global efficiency parameters to measured data and write the calibration file."""
     if training:
-        from stockpile.calibrate_training import main as fit_training
+        from stockpile.calibration.fit_training import main as fit_training
         with out.status("fitting the training model (with leave-one-source-out) ...") if not json_out else _null():
             report = fit_training()
         if json_out:
@@ -426,7 +426,7 @@ def calibrate(files: list[Path] = typer.Argument(None, help="Measured CSVs (defa
         else:
             out.print(f"training calibration written; median |error| {report.get('median_ape_after', '?')}")
         return
-    from stockpile.calibrate import default_files, fit, write_calibration
+    from stockpile.calibration.fit_inference import default_files, fit, write_calibration
     from stockpile.perf.calibration import load_calibration
     paths = files or default_files()
     with out.status("fitting efficiency parameters ...") if not json_out else _null():

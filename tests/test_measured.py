@@ -1,7 +1,7 @@
 import pytest
 
+from stockpile.calibration.rows import default_accept_length, inference_case, parse_pools, parse_spec
 from stockpile.errors import InputError
-from stockpile.measured import default_accept_length, inference_case, parse_pools, parse_spec
 
 ROW = dict(id="r1", model="meta-llama/Llama-3.1-8B-Instruct", accelerator="h100-sxm-80gb", num_accelerators="1",
            engine="vllm", weight_dtype="bf16", kv_dtype="", tp="1", pp="", ep="", dp="", input_len="1000",

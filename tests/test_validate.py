@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stockpile.validate import validate_file
+from stockpile.calibration.validate import validate_file
 
 ROOT = Path(str(resources.files("stockpile") / "data" / "measurements"))
 

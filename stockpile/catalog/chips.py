@@ -364,3 +364,17 @@ def load_chip_file(path: str | Path) -> list[Chip]:
         seen[key] = i
         chips.append(chip.model_copy(update={"id": key}) if chip.id != key else chip)
     return chips
+
+
+_DIE_FIELDS = ("memory_gb", "memory_bw_gbs", "fp32_tflops", "tf32_tflops", "bf16_tflops", "fp16_tflops",
+               "fp8_tflops", "int8_tops", "int4_tops", "fp4_tflops", "tdp_w")
+
+
+def per_die(chip: "Chip", dies: int) -> "Chip":
+    """A multi-die package seen as `dies` devices (Ascend 910C: SGLang ranks count dies)."""
+    upd: dict[str, Any] = {"id": f"{chip.id}/die"}
+    for name in _DIE_FIELDS:
+        fig = getattr(chip, name)
+        if fig is not None:
+            upd[name] = Figure(value=fig.value / dies, source=fig.source, note=f"per die (1/{dies} package)")
+    return chip.model_copy(update=upd)

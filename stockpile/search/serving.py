@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from stockpile.calibration.rows import default_accept_length
 from stockpile.catalog.chips import Chip
 from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError
-from stockpile.measured import default_accept_length
 from stockpile.perf.calibration import Calibration, load_calibration
 from stockpile.perf.inference import (
     Configs,

@@ -5,7 +5,7 @@ import csv
 
 import pytest
 
-from stockpile.calibrate_training import default_file
+from stockpile.calibration.fit_training import default_file
 from stockpile.perf.training import TrainCalibration
 
 
@@ -22,5 +22,5 @@ def shipped_rows() -> list[dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def shipped_predictions(shipped_rows) -> list[dict]:
-    from stockpile.training_validate import predict_training_rows
+    from stockpile.calibration.training import predict_training_rows
     return predict_training_rows(shipped_rows)

@@ -1,7 +1,7 @@
 """The shipped calibration file: fitted, dated, physical; and the fit runs end to end."""
 import pytest
 
-from stockpile.calibrate_training import BOUNDS, fit
+from stockpile.calibration.fit_training import BOUNDS, fit
 from stockpile.perf.training import load_training_calibration
 
 

@@ -3,7 +3,7 @@ import statistics
 
 import pytest
 
-from stockpile.training_validate import predict_training_rows
+from stockpile.calibration.training import predict_training_rows
 
 
 def test_median_error_and_coverage_on_the_shipped_rows(shipped_rows, shipped_predictions):

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from stockpile.calibration.status import OK, UNSUPPORTED, status_of
 from stockpile.catalog.chips import get_chip
 from stockpile.catalog.models import ModelSpec, get_model, spec_from_config
 from stockpile.errors import InputError, MissingFigureError, StockpileError, UnknownNameError
@@ -180,7 +181,7 @@ def make_case(row: dict[str, str]) -> Case:
     chip = get_chip(row.get("accelerator") or "")
     units = 1
     if chip.id.startswith("ascend-910c"):          # two dies per package; ranks and per-'p' figures are dies
-        from stockpile.validate import per_die
+        from stockpile.catalog.chips import per_die
         chip, units = per_die(chip, 2), 2
         used.append("Ascend 910C counted as 2 dies per card (ranks and per-device figures are dies)")
     precision = (row.get("precision") or "").strip().lower() or "bf16"
@@ -339,20 +340,18 @@ def predict_training_rows(rows: list[dict[str, str]], calibration: TrainCalibrat
         rec: dict[str, Any] = {"id": row.get("id", ""), "metric": row.get("metric", ""),
                                "measured": _num_or_none(row.get("value"))}
         if isinstance(case, Exception):
-            bad = isinstance(case, InputError) and not isinstance(case, UnknownNameError)
-            status = "invalid" if bad else "unsupported"
-            rec.update(predicted=None, error=None, status=status, reason=str(case))
+            rec.update(predicted=None, error=None, status=status_of(case), reason=str(case))
         else:
             try:
                 v, notes = predict_case(case, cal)
             except StockpileError as exc:
-                rec.update(predicted=None, error=None, status="unsupported", reason=str(exc))
+                rec.update(predicted=None, error=None, status=status_of(exc), reason=str(exc))
                 out.append(rec)
                 continue
             ok = np.isfinite(v) and v > 0
             rec.update(predicted=round(v, 6) if ok else None,
                        error=round((v - case.measured) / case.measured, 6) if ok else None,
-                       status="ok" if ok else "unsupported", source=case.source)
+                       status=OK if ok else UNSUPPORTED, source=case.source)
             if not ok:
                 rec["reason"] = "no prediction"
             if case.assumed or notes:

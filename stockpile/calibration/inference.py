@@ -7,18 +7,13 @@ reason, and the rest still run.
 from __future__ import annotations
 
 import functools
-import statistics
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from stockpile.catalog.chips import BYTES, Chip, Figure, get_chip
-from stockpile.catalog.models import ModelSpec, get_model, implied_weight_dtype
-from stockpile.errors import MissingFigureError, StockpileError
-from stockpile.measured import (
+from stockpile.calibration.rows import (
     DEFAULT_DRAFT_ATTN_DP,
     InferenceCase,
     PoolLayout,
@@ -26,8 +21,12 @@ from stockpile.measured import (
     inference_case,
     read_rows,
 )
+from stockpile.calibration.status import OK, UNSUPPORTED, status_of
+from stockpile.catalog.chips import BYTES, Chip, get_chip, per_die
+from stockpile.catalog.models import ModelSpec, get_model, implied_weight_dtype
+from stockpile.errors import InputError, StockpileError
 from stockpile.perf import traffic
-from stockpile.perf.calibration import Calibration, Params, engine_key, load_calibration
+from stockpile.perf.calibration import Calibration, Params, engine_key
 from stockpile.perf.inference import (
     KV_DTYPES,
     WEIGHT_BYTES,
@@ -45,19 +44,6 @@ from stockpile.perf.layout import Layout, resolve_layout
 from stockpile.perf.operators import ChipConsts, ModelConsts
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN
 from stockpile.perf.simulate import SimResult, poisson_arrivals
-
-_DIE_FIELDS = ("memory_gb", "memory_bw_gbs", "fp32_tflops", "tf32_tflops", "bf16_tflops", "fp16_tflops",
-               "fp8_tflops", "int8_tops", "int4_tops", "fp4_tflops", "tdp_w")
-
-
-def per_die(chip: Chip, dies: int) -> Chip:
-    """A multi-die package seen as `dies` devices (Ascend 910C: SGLang ranks count dies)."""
-    upd: dict[str, Any] = {"id": f"{chip.id}/die"}
-    for name in _DIE_FIELDS:
-        fig = getattr(chip, name)
-        if fig is not None:
-            upd[name] = Figure(value=fig.value / dies, source=fig.source, note=f"per die (1/{dies} package)")
-    return chip.model_copy(update=upd)
 
 
 @dataclass
@@ -94,10 +80,10 @@ def prepare(case: InferenceCase) -> Prepared:
         chip = per_die(chip, 2)
     wdt = case.weight_dtype or implied_weight_dtype(case.model) or model.default_weight_dtype
     if wdt not in WEIGHT_DTYPES:
-        raise StockpileError(f"weight_dtype: unknown '{wdt}'")
+        raise InputError("weight_dtype", f"unknown '{wdt}'; one of {', '.join(WEIGHT_DTYPES)}")
     kdt = case.kv_dtype or ("fp8" if engine == "trtllm" and wdt in ("fp8", "fp4") else "bf16")
     if kdt not in KV_DTYPES:
-        raise StockpileError(f"kv_dtype: unknown '{kdt}'")
+        raise InputError("kv_dtype", f"unknown '{kdt}'; one of {', '.join(KV_DTYPES)}")
     _chip_consts(chip)          # every figure the model needs, checked per row (MissingFigureError names it)
     chip_dtype_tables(chip, wdt)
     devices = case.gpus * units
@@ -161,9 +147,10 @@ class Batch:
     Model, chip and calibration constants are per-row arrays, so a file of mixed rows is one numpy pass per
     kind (aggregated, disaggregated). Calibration calls :meth:`run` many times on one Batch."""
 
-    def __init__(self, preps: list[Prepared], *, simulate: bool = True):
+    def __init__(self, preps: list[Prepared], *, simulate: bool = True, max_requests: int | None = None):
         self.preps = preps
         self.simulate = simulate        # open-loop (request-rate) rows through the scheduler simulation
+        self.max_requests = max_requests  # cap on a simulated run's requests per instance (fits); None: as measured
         self.parts = []
         for disagg in (False, True):
             idx = [i for i, pr in enumerate(preps) if (pr.dec is not None) == disagg]
@@ -230,14 +217,15 @@ class Batch:
                 elif self.simulate and not disagg and pr.case.request_rate:
                     key = pr.case.row_id
                     if key not in sims:
-                        sims[key] = _simulate_row(a, p, out, j, pr)
+                        sims[key] = _simulate_row(a, p, out, j, pr, self.max_requests)
                     result[i] = _sim_metric(sims[key], pr)
                 else:
                     result[i] = _metric(out, j, pr)
         return result
 
 
-def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: int, pr: Prepared) -> SimResult:
+def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: int, pr: Prepared,
+                  max_requests: int | None = None) -> SimResult:
     """The row's run through the scheduler simulation: its request count, Poisson arrivals at its rate per
     instance, its lengths (fixed, a known range, or a conversation dataset's spread)."""
     c = pr.case
@@ -255,6 +243,8 @@ def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: i
         spec_draft=float(c.spec_draft), spec_accept=float(c.spec_accept))
     replicas = max(lay.replicas, 1)
     n = int(max(round((c.num_requests or 1000) / replicas), 1))
+    if max_requests:
+        n = min(n, max_requests)
     req = poisson_arrivals(float(c.request_rate or 1.0) / replicas, n, isl=c.isl, osl=c.osl, poisson=c.poisson,
                            spread=c.length_spread, prefix_hit=float(np.asarray(cfg.prefix_hit).reshape(-1)[j]),
                            seed=0)
@@ -307,29 +297,28 @@ def _chip_consts(chip: Chip) -> ChipConsts:
     return ChipConsts.of(chip)
 
 
-def prepare_file(path: str | Path) -> tuple[str, list[dict[str, str]], list[Prepared | Exception]]:
-    kind, rows = read_rows(path)
+def prepare_rows(rows: list[dict[str, str]]) -> list[Prepared | Exception]:
+    """Each inference row resolved against the catalogs, or the error that stops it."""
     prepared: list[Prepared | Exception] = []
     for row in rows:
-        if kind != "inference":
-            prepared.append(StockpileError("training rows are predicted by stockpile.training_validate"))
-            continue
         try:
             prepared.append(prepare(inference_case(row)))
         except StockpileError as exc:
             prepared.append(exc)
-    return kind, rows, prepared
+    return prepared
 
 
-def validate_file(path: str | Path, calibration: Calibration | None = None) -> dict[str, Any]:
-    """The `validate --json` document for one CSV (inference or training rows, told apart by columns)."""
+def prepare_file(path: str | Path) -> tuple[str, list[dict[str, str]], list[Prepared | Exception]]:
     kind, rows = read_rows(path)
-    if kind == "training":
-        from stockpile.training_validate import predict_training_rows
-        out_rows = predict_training_rows(rows)
-        return {"file": Path(path).name, "kind": kind, "rows": out_rows, "summary": summarize(out_rows)}
-    cal = calibration or load_calibration()
-    _, rows, prepared = prepare_file(path)
+    if kind != "inference":
+        return kind, rows, [StockpileError("training rows are predicted by stockpile.calibration.training")
+                            for _ in rows]
+    return kind, rows, prepare_rows(rows)
+
+
+def validate_rows(rows: list[dict[str, str]], cal: Calibration) -> list[dict[str, Any]]:
+    """One record per inference row: predicted, error and status (calibration.status)."""
+    prepared = prepare_rows(rows)
     ok = [p for p in prepared if isinstance(p, Prepared)]
     preds = iter(predict(ok, cal)) if ok else iter(())
     out_rows = []
@@ -337,20 +326,18 @@ def validate_file(path: str | Path, calibration: Calibration | None = None) -> d
         measured = _float(row.get("value"))
         rec: dict[str, Any] = {"id": row.get("id", ""), "metric": row.get("metric", ""), "measured": measured}
         if isinstance(prep, Exception):
-            status = "unsupported" if isinstance(prep, MissingFigureError) else "invalid"
-            rec.update(predicted=None, error=None, status=status, reason=str(prep))
+            rec.update(predicted=None, error=None, status=status_of(prep), reason=str(prep))
         else:
             v = next(preds)
             if measured is None or not np.isfinite(v):
-                rec.update(predicted=None, error=None, status="unsupported",
+                rec.update(predicted=None, error=None, status=UNSUPPORTED,
                            reason="the layout does not fit in memory under the model's assumptions")
             else:
-                rec.update(predicted=round(v, 6), error=round((v - measured) / measured, 6), status="ok")
+                rec.update(predicted=round(v, 6), error=round((v - measured) / measured, 6), status=OK)
                 if prep.case.notes_used:
                     rec["assumed"] = prep.case.notes_used
         out_rows.append(rec)
-    return {"file": Path(path).name, "kind": kind, "rows": out_rows, "summary": summarize(out_rows),
-            "calibration": cal.meta.get("fitted")}
+    return out_rows
 
 
 def _float(x: Any) -> float | None:
@@ -358,21 +345,3 @@ def _float(x: Any) -> float | None:
         return float(x)
     except (TypeError, ValueError):
         return None
-
-
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    apes = [abs(r["error"]) for r in rows if r["status"] == "ok"]
-    s: dict[str, Any] = {"n": len(rows), "n_predicted": len(apes),
-                         "median_ape": round(statistics.median(apes), 4) if apes else None,
-                         "mape": round(statistics.fmean(apes), 4) if apes else None,
-                         "p90_ape": round(sorted(apes)[int(0.9 * (len(apes) - 1))], 4) if apes else None}
-    by: dict[str, list[float]] = defaultdict(list)
-    counts: dict[str, int] = defaultdict(int)
-    for r in rows:
-        counts[r["metric"]] += 1
-        if r["status"] == "ok":
-            by[r["metric"]].append(abs(r["error"]))
-    s["by_metric"] = {m: {"n": counts[m], "n_predicted": len(by[m]),
-                          "median_ape": round(statistics.median(by[m]), 4) if by[m] else None}
-                      for m in sorted(counts)}
-    return s

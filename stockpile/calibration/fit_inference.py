@@ -20,6 +20,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from stockpile.atomic import write_calibration_yaml
+from stockpile.calibration.inference import Batch, Prepared, prepare_file
 from stockpile.errors import DataError
 from stockpile.perf.calibration import (
     ENGINE_DEFAULTS,
@@ -28,7 +29,6 @@ from stockpile.perf.calibration import (
     GLOBAL_DEFAULTS,
     Calibration,
 )
-from stockpile.validate import Batch, Prepared, prepare_file
 
 BOUNDS: dict[str, tuple[float, float]] = {
     "gemm_eff": (0.2, 0.95), "mem_eff": (0.4, 0.95), "step_s": (2e-4, 0.005), "seq_s": (1e-7, 1e-3),
@@ -42,6 +42,7 @@ FITTED_GLOBALS = ("gemm_m_half", "comm_latency_s", "attn_eff", "comm_eff", "moe_
                   "int8_gemm_eff", "dequant_eff", "burst_tail", "burst_tail_var", "overlap_comm", "reserve_gb", "sync_eff", "gemm_n_half", "act_rw", "a2a_latency_s", "expert_mem_eff",
                   "pd_handoff_s")
 V0_PARAMS = ("step_s", "seq_s", "ttft_s", "admit_s")   # what a release family refits (the rest: its engine's)
+SIM_FIT_REQUESTS = 300   # requests per simulated run inside a fit (validate runs the measured count)
 PRIOR_WEIGHT = 0.15     # strength of the pull toward defaults, in log units per residual
 NOT_FIT_PENALTY = 1.0   # residual for a measured configuration the model says does not fit
 F_SCALE = 0.15          # residual scale (log units) where the robust losses stop growing quadratically
@@ -100,7 +101,7 @@ def _build(theta: np.ndarray, spec: list[tuple[str, str, str]], base: Calibratio
 
 def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int = 150,
         start: Calibration | None = None, exclude: Any = None,
-        free: Any = None) -> tuple[Calibration, dict[str, Any]]:
+        free: Any = None, simulate: bool = False) -> tuple[Calibration, dict[str, Any]]:
     """Fit on the rows of `paths` (optionally leaving one source out, or the rows for which `exclude(case)` is
     true); returns the calibration and a report. The fit starts from `start` (e.g. the shipped calibration:
     parameters whose effect is a max() of two terms have no gradient where the start leaves their term
@@ -145,7 +146,9 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
     x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
     prior = np.clip(prior, lo + 1e-9, hi - 1e-9)
 
-    batch = Batch(preps, simulate=False)   # the steady state: the simulation is too slow inside the fit
+    # request-rate rows through the steady state (fast), or through the scheduler simulation as validate runs them
+    # (runs capped at SIM_FIT_REQUESTS requests per instance to keep a Jacobian affordable)
+    batch = Batch(preps, simulate=simulate, max_requests=SIM_FIT_REQUESTS if simulate else None)
 
     def residuals(theta: np.ndarray) -> np.ndarray:
         cal = _build(theta, spec, base)
@@ -208,7 +211,7 @@ def write_calibration(cal: Calibration, path: Path | None = None) -> Path:
 
 def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int = 40) -> dict[str, dict[str, Any]]:
     """For each source: fit without it, predict it; the median |error| on rows the fit never saw."""
-    from stockpile.validate import validate_file
+    from stockpile.calibration.validate import validate_file
     keys: Counter[str] = Counter()
     for path in paths:
         _, rows, _ = prepare_file(path)

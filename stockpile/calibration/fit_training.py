@@ -23,6 +23,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from stockpile.atomic import write_calibration_yaml
+from stockpile.calibration.training import Case, predict_training_rows, prepare_rows
 from stockpile.errors import DataError
 from stockpile.perf.goodput import job_goodput
 from stockpile.perf.training import (
@@ -42,7 +43,6 @@ from stockpile.perf.training import (
     model_flops_per_token,
 )
 from stockpile.search.training import search
-from stockpile.training_validate import Case, predict_training_rows, prepare_rows
 
 BOUNDS: dict[str, tuple[float, float]] = {
     "gemm_eff": (0.3, 0.95), "kernel_eff": (0.4, 1.3), "attn_eff": (0.25, 1.0), "fp8_eff": (0.35, 1.0),
@@ -196,14 +196,14 @@ def fit(rows: list[dict[str, str]], *, exclude_source: str | None = None, rounds
 
 
 def _keep(row: dict[str, str], exclude: str | None) -> bool:
-    from stockpile.training_validate import source_of
+    from stockpile.calibration.training import source_of
     return exclude is None or source_of(row)[0] != exclude
 
 
 def leave_one_source_out(rows: list[dict[str, str]], *, min_rows: int = 5, rounds: int = 2,
                          max_nfev: int = 100) -> dict[str, dict[str, Any]]:
     """For each source with `min_rows` or more: fit without it, predict its rows; median |error| there."""
-    from stockpile.training_validate import source_of
+    from stockpile.calibration.training import source_of
     counts = Counter(source_of(r)[0] for r in rows)
     out: dict[str, dict[str, Any]] = {}
     for key, n in sorted(counts.items()):
@@ -223,7 +223,7 @@ def write_calibration(cal: TrainCalibration, path: Path | None = None) -> Path:
     dest = Path(path) if path else Path(str(resources.files("stockpile") / "data" / "calibration" / "training.yaml"))
     return write_calibration_yaml(dest, meta=cal.meta, global_=cal.global_,
                                   groups={"families": cal.families, "frameworks": cal.frameworks},
-                                  header="# Written by `python -m stockpile.calibrate_training`; parameters: "
+                                  header="# Written by `python -m stockpile.calibration.fit_training`; parameters: "
                                          "docs/training-model.md.\n")
 
 
