@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from stockpile.atomic import write_calibration_yaml
+from stockpile.calibration.fitter import solve
 from stockpile.calibration.inference import Batch, Prepared, prepare_file
 from stockpile.errors import DataError
 from stockpile.perf.calibration import (
@@ -44,7 +44,6 @@ FITTED_GLOBALS = ("gemm_m_half", "comm_latency_s", "attn_eff", "comm_eff", "moe_
 V0_PARAMS = ("step_s", "seq_s", "ttft_s", "admit_s")   # what a release family refits (the rest: its engine's)
 SIM_FIT_REQUESTS = 300   # requests per simulated run inside a fit (validate runs the measured count)
 PRIOR_WEIGHT = 0.15     # strength of the pull toward defaults, in log units per residual
-NOT_FIT_PENALTY = 1.0   # residual for a measured configuration the model says does not fit
 F_SCALE = 0.15          # residual scale (log units) where the robust losses stop growing quadratically
 DIFF_STEP = 1e-2        # relative finite-difference step of the Jacobian
 MAX_RESTARTS = 4        # least-squares runs per loss stage, each from the last optimum
@@ -150,33 +149,14 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
     # (runs capped at SIM_FIT_REQUESTS requests per instance to keep a Jacobian affordable)
     batch = Batch(preps, simulate=simulate, max_requests=SIM_FIT_REQUESTS if simulate else None)
 
-    def residuals(theta: np.ndarray) -> np.ndarray:
-        cal = _build(theta, spec, base)
-        pred = np.array(batch.run(cal))
-        r = np.where(np.isfinite(pred), np.log(np.maximum(pred, 1e-12) / meas), NOT_FIT_PENALTY)
-        return np.concatenate([r * np.sqrt(weight), PRIOR_WEIGHT * (theta - prior)])
-
-    r0 = residuals(x0)[: len(preps)] / np.sqrt(weight)
-    # two stages: soft-L1 from the defaults finds the basin; a Cauchy loss from there (redescending: rows the
-    # model cannot express, e.g. harness-specific TTFT, stop pulling) fits the bulk of the rows. The model is
-    # piecewise smooth (batch limits, min/max of bounds), so the Jacobian uses 1 % steps, and each stage
-    # restarts (a fresh trust region) while that still lowers the loss by more than 0.1 %.
-    theta = x0
-    for loss in ("soft_l1", "cauchy"):
-        best = None
-        for _ in range(MAX_RESTARTS):
-            sol = least_squares(residuals, theta, bounds=(lo, hi), loss=loss, f_scale=F_SCALE, max_nfev=max_nfev,
-                                diff_step=DIFF_STEP, x_scale=1.0)
-            improved = best is None or sol.cost < best.cost * (1.0 - 1e-3)
-            if best is None or sol.cost < best.cost:
-                best = sol
-            if not improved:
-                break
-            theta = sol.x
-        assert best is not None
-        sol, theta = best, best.x
-    r1 = sol.fun[: len(preps)] / np.sqrt(weight)
-    cal = _build(sol.x, spec, base)
+    # two stages: soft-L1 from the start finds the basin; a Cauchy loss from there (redescending: rows the model
+    # cannot express, e.g. harness-specific TTFT, stop pulling) fits the bulk of the rows. The model is piecewise
+    # smooth (batch limits, min/max of bounds), so the Jacobian uses 1 % steps (fitter.solve)
+    sol = solve(lambda th: np.array(batch.run(_build(th, spec, base))), meas, x0, lo=lo, hi=hi, prior=prior,
+                prior_weight=PRIOR_WEIGHT, weights=weight, losses=("soft_l1", "cauchy"), f_scale=F_SCALE,
+                max_nfev=max_nfev, diff_step=DIFF_STEP, restarts=MAX_RESTARTS)
+    r0, r1 = sol.rows_start, sol.rows
+    cal = _build(sol.theta, spec, base)
     cal.meta = {"fitted": dt.date.today().isoformat(), "rows": len(preps),
                 "files": [p.name for p in paths], "excluded_source": exclude_source,
                 "sources": dict(Counter(source_key_case(p) for p in preps)),
@@ -186,8 +166,9 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
                         "weak log prior toward defaults",
                 "median_ape": round(float(np.median(np.abs(np.expm1(r1)))), 4)}
     report = {"rows": len(preps), "median_ape_before": float(np.median(np.abs(np.expm1(r0)))),
-              "median_ape_after": float(np.median(np.abs(np.expm1(r1)))), "nfev": int(sol.nfev),
-              "parameters": {f"{s}.{k}.{n}".replace("..", "."): float(v) for (s, k, n), v in zip(spec, np.exp(sol.x))}}
+              "median_ape_after": float(np.median(np.abs(np.expm1(r1)))), "nfev": sol.nfev,
+              "parameters": {f"{s}.{k}.{n}".replace("..", "."): float(v)
+                             for (s, k, n), v in zip(spec, np.exp(sol.theta))}}
     return cal, report
 
 

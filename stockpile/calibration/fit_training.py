@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from stockpile.atomic import write_calibration_yaml
+from stockpile.calibration.fitter import solve
 from stockpile.calibration.training import Case, predict_training_rows, prepare_rows
 from stockpile.errors import DataError
 from stockpile.perf.goodput import job_goodput
@@ -169,18 +169,17 @@ def fit(rows: list[dict[str, str]], *, exclude_source: str | None = None, rounds
     theta = np.clip(x0, lo + 1e-9, hi - 1e-9)
     before = None
     for _ in range(rounds):
+        # the layouts are re-searched at each round's parameters, then held while the parameters are fitted
         frozen = Frozen.build(cases, _build(theta, spec))
+        def predict(th: np.ndarray, frozen: Frozen = frozen) -> np.ndarray:
+            return frozen.predict(_build(th, spec))
 
-        def residuals(th: np.ndarray, frozen: Frozen = frozen) -> np.ndarray:
-            pred = frozen.predict(_build(th, spec))
-            r = np.where(np.isfinite(pred) & (pred > 0), np.log(np.maximum(pred, 1e-30) / meas), 1.0)
-            return np.concatenate([r, PRIOR_WEIGHT * (th - x0)])
-
+        sol = solve(predict, meas, theta, lo=lo, hi=hi,
+                    prior=x0, prior_weight=PRIOR_WEIGHT, losses=("soft_l1",), f_scale=F_SCALE, max_nfev=max_nfev,
+                    diff_step=1e-3, restarts=1)
         if before is None:
-            before = float(np.median(np.abs(np.expm1(residuals(theta)[: len(cases)]))))
-        sol = least_squares(residuals, theta, bounds=(lo, hi), loss="soft_l1", f_scale=F_SCALE, max_nfev=max_nfev,
-                            diff_step=1e-3)
-        theta = sol.x
+            before = float(np.median(np.abs(np.expm1(sol.rows_start))))
+        theta = sol.theta
     cal = _build(theta, spec)
     records = predict_training_rows([r for r in rows if _keep(r, exclude_source)], cal)
     apes = [abs(r["error"]) for r in records if r["status"] == "ok"]
