@@ -134,39 +134,23 @@ def estimate(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Predict TTFT, TPOT, throughput and memory for one serving configuration."""
-    from stockpile.calibration.rows import default_accept_length
-    from stockpile.catalog import get_chip, get_model
-    from stockpile.catalog.models import implied_weight_dtype
     from stockpile.errors import InputError
-    from stockpile.perf.inference import estimate as run
-    from stockpile.perf.layout import resolve_layout
-    m, c = get_model(model), get_chip(chip)
+    from stockpile.perf.request import EstimateRequest, run_estimate
     reqs = None
     if trace is not None:
         from stockpile.perf.trace import read_trace
-        reqs = read_trace(trace)
-        isl_v, osl_v = float(reqs.isl.mean()), float(reqs.osl.mean())
-    else:
-        if isl is None or osl is None:
-            raise InputError("isl" if isl is None else "osl", "give --isl and --osl (or --trace FILE)")
-        isl_v, osl_v = _length(isl, "isl"), _length(osl, "osl")
-    if num_requests is not None and num_requests < 1:
-        raise InputError("num_requests", f"must be >= 1, got {num_requests}")
-    n = gpus or (tp or 1) * (pp or 1) * ((dp or 1) if not attention_dp else 1) * (1 if tp or ep is None else ep)
-    if gpus is not None and gpus < 1:
-        raise InputError("gpus", f"must be >= 1, got {gpus}")
-    if spec_draft < 0:
-        raise InputError("spec_draft", "must be >= 0")
-    lay = resolve_layout(gpus=n, tp=tp, pp=pp, ep=ep, dp=dp, is_moe=m.is_moe, attention_dp=attention_dp or None)
-    notes = []
-    if tp is None:
-        notes.append(f"tp not given: TP{lay.attn_tp}")
-    wd = weight_dtype or implied_weight_dtype(model)
-    accept = spec_accept if spec_accept is not None else default_accept_length(spec_draft)
-    e = run(m, c, layout=lay, engine=engine, weight_dtype=wd, kv_dtype=kv_dtype, isl=isl_v, osl=osl_v,
-            concurrency=concurrency, request_rate=request_rate, spec_draft=spec_draft, spec_accept=accept,
-            prefix_hit=prefix_hit, assumptions=notes, trace=reqs, engine_version=engine_version,
-            num_requests=None if num_requests is None else float(num_requests))
+        if concurrency is not None or request_rate is not None:
+            raise InputError("trace", "give --trace alone, without --concurrency or --request-rate")
+        reqs = read_trace(trace)          # checked line by line; its mean lengths stand for --isl/--osl
+        isl, osl = str(float(reqs.isl.mean())), str(float(reqs.osl.mean()))
+    if isl is None or osl is None:
+        raise InputError("isl" if isl is None else "osl", "give --isl and --osl (or --trace FILE)")
+    req = EstimateRequest.of(
+        model=model, chip=chip, gpus=gpus, tp=tp, pp=pp, ep=ep, dp=dp, attention_dp=attention_dp,
+        weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine, engine_version=engine_version,
+        isl=_length(isl, "isl"), osl=_length(osl, "osl"), concurrency=concurrency, request_rate=request_rate,
+        num_requests=num_requests, spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit)
+    e = run_estimate(req, requests=reqs)
     if json_out:
         emit_json(e.model_dump())
         return

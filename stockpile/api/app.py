@@ -42,15 +42,8 @@ def create_app() -> FastAPI:
 
     @app.post("/api/estimate")
     def estimate(req: EstimateRequest) -> dict[str, Any]:
-        from stockpile.catalog import get_chip, get_model
-        from stockpile.perf.inference import estimate as run
-        from stockpile.perf.layout import resolve_layout
-        m, c = get_model(req.model), get_chip(req.chip)
-        gpus = req.gpus or (req.tp or 1) * (req.pp or 1) * (req.dp or 1)
-        lay = resolve_layout(gpus=gpus, tp=req.tp, pp=req.pp, ep=req.ep, dp=req.dp, is_moe=m.is_moe)
-        return run(m, c, layout=lay, engine=req.engine, weight_dtype=req.weight_dtype, kv_dtype=req.kv_dtype,
-                   isl=req.isl, osl=req.osl, concurrency=req.concurrency,
-                   request_rate=req.request_rate).model_dump()
+        from stockpile.perf.request import run_estimate
+        return run_estimate(req).model_dump()
 
     @app.post("/api/search")
     def search(req: SearchRequest) -> dict[str, Any]:

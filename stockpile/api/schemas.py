@@ -3,23 +3,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class EstimateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str
-    chip: str
-    gpus: int | None = Field(default=None, ge=1)
-    tp: int | None = Field(default=None, ge=1)
-    pp: int | None = Field(default=None, ge=1)
-    ep: int | None = Field(default=None, ge=1)
-    dp: int | None = Field(default=None, ge=1)
-    weight_dtype: str | None = None
-    kv_dtype: str | None = None
-    engine: str = "vllm"
-    isl: float = Field(gt=0)
-    osl: float = Field(gt=0)
-    concurrency: float | None = Field(default=None, gt=0)
-    request_rate: float | None = Field(default=None, gt=0)
+# one request model for the CLI, the API and the library (perf/request.py)
+from stockpile.perf.request import EstimateRequest  # noqa: E402,F401
 
 
 class SearchRequest(BaseModel):

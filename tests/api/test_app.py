@@ -42,3 +42,23 @@ def test_train_and_plan_routes():
     assert r.status_code == 200 and "runway" in r.json()
     bad = client.post("/api/plan", json={"scenario": {"stock": [{"chip": "h999", "count": 5}]}, "samples": 0})
     assert bad.status_code in (404, 422) and "error" in bad.json()
+
+
+def test_estimate_under_a_request_rate_and_an_inline_trace_share_the_cli_request_model():
+    base = {"model": "meta-llama/Llama-3.1-8B-Instruct", "chip": "h100-sxm-80gb"}
+    r = client.post("/api/estimate", json={**base, "isl": 1000, "osl": 200, "request_rate": 5, "num_requests": 500})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["ttft_p50_ms"] <= d["ttft_p99_ms"] and d["backlog"]["requests"] == 0
+    trace = [{"arrival_s": 0.1 * i, "input_len": 500, "output_len": 50} for i in range(100)]
+    r = client.post("/api/estimate", json={**base, "trace": trace})
+    assert r.status_code == 200, r.text
+    assert r.json()["simulated_requests"] == 100
+    # the same checks as the CLI: a trace with a rate, an unsorted trace, a bound on the work of one call
+    assert client.post("/api/estimate", json={**base, "trace": trace, "request_rate": 3}).status_code in (400, 422)
+    bad = [{"arrival_s": 1.0, "input_len": 5, "output_len": 5}, {"arrival_s": 0.5, "input_len": 5, "output_len": 5}]
+    r = client.post("/api/estimate", json={**base, "trace": bad})
+    assert r.status_code in (400, 422) and "sort" in r.text
+    r = client.post("/api/estimate", json={**base, "isl": 100, "osl": 10, "request_rate": 5,
+                                           "num_requests": 10_000_000})
+    assert r.status_code == 422

@@ -1,0 +1,139 @@
+"""One typed request for a serving estimate, shared by the CLI, the API and library callers.
+
+:class:`EstimateRequest` holds what a user states (model, chip, layout, dtypes, engine and release, lengths,
+load, speculative decoding, prefix caching) and checks each field; :func:`run_estimate` resolves it against the
+catalogs (the GPU count from the layout, the weight dtype a checkpoint implies, the accept length of a draft
+count) and runs perf.inference.estimate: the steady state, or the scheduler simulation under a request rate or
+a trace. Everything a default filled in is said in the result's `assumptions`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from stockpile.errors import InputError
+
+MAX_SIM_REQUESTS = 200_000      # a simulated run's requests (bounded work per call)
+
+
+class TraceRecord(BaseModel):
+    """One request of a trace (CONTRACTS.md: `estimate --trace`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    arrival_s: float = Field(ge=0)
+    input_len: int = Field(ge=1)
+    output_len: int = Field(ge=1)
+    prefix_group: str | None = None
+    prefix_len: int = Field(default=0, ge=0)
+
+
+class EstimateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1)
+    chip: str = Field(min_length=1)
+    gpus: int | None = Field(default=None, ge=1, le=1_000_000)
+    tp: int | None = Field(default=None, ge=1, le=4096)
+    pp: int | None = Field(default=None, ge=1, le=512)
+    ep: int | None = Field(default=None, ge=1, le=4096)
+    dp: int | None = Field(default=None, ge=1, le=100_000)
+    attention_dp: bool = False
+    weight_dtype: str | None = None
+    kv_dtype: str | None = None
+    engine: str = "vllm"
+    engine_version: str | None = Field(default=None, max_length=40)
+    isl: float | None = Field(default=None, gt=0, le=10_000_000)
+    osl: float | None = Field(default=None, gt=0, le=10_000_000)
+    concurrency: float | None = Field(default=None, gt=0, le=10_000_000)
+    request_rate: float | None = Field(default=None, gt=0, le=1_000_000)
+    num_requests: int | None = Field(default=None, ge=1, le=MAX_SIM_REQUESTS)
+    spec_draft: int = Field(default=0, ge=0, le=16)
+    spec_accept: float | None = Field(default=None, ge=1)
+    prefix_hit: float = Field(default=0.0, ge=0, lt=1)
+    trace: list[TraceRecord] | None = Field(default=None, max_length=MAX_SIM_REQUESTS)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "EstimateRequest":
+        if self.trace is not None:
+            if self.concurrency is not None or self.request_rate is not None:
+                raise ValueError("trace: give a trace alone, without concurrency or request_rate")
+            if not self.trace:
+                raise ValueError("trace: holds no requests")
+        elif self.isl is None or self.osl is None:
+            raise ValueError(f"{'isl' if self.isl is None else 'osl'}: give isl and osl (or a trace)")
+        if self.concurrency is not None and self.request_rate is not None:
+            raise ValueError("request_rate: give either concurrency or request_rate, not both")
+        return self
+
+    @classmethod
+    def of(cls, **fields: Any) -> "EstimateRequest":
+        """Build and check; a bad field raises InputError naming it (the CLI's one-line error)."""
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            raise input_error(exc) from None
+
+
+def input_error(exc: ValidationError) -> InputError:
+    """The first validation error as an InputError naming its field."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "request"
+    msg = str(err.get("msg", "invalid"))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+        if ":" in msg and loc == "request":
+            loc, msg = msg.split(":", 1)
+            msg = msg.strip()
+    return InputError(loc, msg)
+
+
+def trace_requests(records: list[TraceRecord]) -> Any:
+    """TraceRecords (already checked) -> simulate.Requests, with the ordering and prefix rules of perf/trace."""
+    import numpy as np
+
+    from stockpile.perf.simulate import Requests
+    last, seen, cached = -1.0, set(), []
+    for k, r in enumerate(records, start=1):
+        if r.arrival_s < last:
+            raise InputError("trace", f"record {k}: arrival_s {r.arrival_s:g} is before the previous one's "
+                                      f"{last:g}; sort the trace by arrival time")
+        last = r.arrival_s
+        hit = 0
+        if r.prefix_group is not None:
+            if r.prefix_group in seen:
+                hit = min(r.prefix_len, r.input_len - 1)
+            seen.add(r.prefix_group)
+        cached.append(hit)
+    t = np.array([r.arrival_s for r in records])
+    return Requests(arrival=t - t[0], isl=np.array([r.input_len for r in records], dtype=np.int64),
+                    osl=np.array([r.output_len for r in records], dtype=np.int64),
+                    cached=np.array(cached, dtype=np.int64))
+
+
+def run_estimate(req: EstimateRequest, *, requests: Any = None) -> Any:
+    """Resolve and estimate (perf.inference.InferenceEstimate). `requests` (simulate.Requests, e.g. read from a
+    JSONL file by perf.trace) stands for `req.trace`."""
+    from stockpile.calibration.rows import default_accept_length
+    from stockpile.catalog import get_chip, get_model
+    from stockpile.catalog.models import implied_weight_dtype
+    from stockpile.perf.inference import estimate
+    from stockpile.perf.layout import resolve_layout
+    m, c = get_model(req.model), get_chip(req.chip)
+    if requests is None and req.trace is not None:
+        requests = trace_requests(req.trace)
+    if requests is not None:
+        isl, osl = float(requests.isl.mean()), float(requests.osl.mean())
+    else:
+        assert req.isl is not None and req.osl is not None
+        isl, osl = req.isl, req.osl
+    n = req.gpus or (req.tp or 1) * (req.pp or 1) * ((req.dp or 1) if not req.attention_dp else 1) * (
+        1 if req.tp or req.ep is None else req.ep)
+    lay = resolve_layout(gpus=n, tp=req.tp, pp=req.pp, ep=req.ep, dp=req.dp, is_moe=m.is_moe,
+                         attention_dp=req.attention_dp or None)
+    notes = [] if req.tp is not None else [f"tp not given: TP{lay.attn_tp}"]
+    accept = req.spec_accept if req.spec_accept is not None else default_accept_length(req.spec_draft)
+    return estimate(m, c, layout=lay, engine=req.engine, weight_dtype=req.weight_dtype or implied_weight_dtype(req.model),
+                    kv_dtype=req.kv_dtype, isl=isl, osl=osl, concurrency=req.concurrency,
+                    request_rate=req.request_rate, spec_draft=req.spec_draft, spec_accept=accept,
+                    prefix_hit=req.prefix_hit, assumptions=notes, trace=requests, engine_version=req.engine_version,
+                    num_requests=None if req.num_requests is None else float(req.num_requests))
