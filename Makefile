@@ -34,6 +34,7 @@ check: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/inference_speed.py
+	$(BIN)/python bench/simulate_speed.py
 
 calibrate: $(VENV)/.installed
 	$(BIN)/stockpile calibrate

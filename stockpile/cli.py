@@ -28,6 +28,11 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            if kwargs.get("chip_file") is not None:
+                # --chip-file: the user's own accelerators, in the catalog's format, looked up first
+                from stockpile.catalog.chips import extra_chips, load_chip_file
+                with extra_chips(load_chip_file(kwargs["chip_file"])):
+                    return fn(*args, **kwargs)
             return fn(*args, **kwargs)
         except StockpileError as exc:
             err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
@@ -112,6 +117,7 @@ def _length(text: str, field: str) -> float:
 def estimate(
     model: str = typer.Option(..., "--model", help="HF repo id (or path to a config.json)."),
     chip: str = typer.Option(..., "--chip", help="Accelerator id, e.g. h800-sxm-80gb."),
+    chip_file: Optional[Path] = typer.Option(None, "--chip-file", help="YAML chips in the catalog format (your own accelerator)."),
     gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs in all (default: tp*pp*dp)."),
     tp: Optional[int] = typer.Option(None, "--tp"), pp: Optional[int] = typer.Option(None, "--pp"),
     ep: Optional[int] = typer.Option(None, "--ep"), dp: Optional[int] = typer.Option(None, "--dp"),
@@ -233,6 +239,7 @@ _SEARCH_OPTS = dict(
 @app.command()
 @guarded
 def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
+           chip_file: Optional[Path] = typer.Option(None, "--chip-file", help="YAML chips in the catalog format (your own accelerator)."),
            gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs available (with --request-rate: at most; "
                                                                   "default 64)."),
            isl: str = _SEARCH_OPTS["isl"], osl: str = _SEARCH_OPTS["osl"],
@@ -312,6 +319,7 @@ def _render_comparison(results) -> None:
 @guarded
 def export(target: str = typer.Option(..., "--target", help="vllm, sglang or k8s."),
            model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"], gpus: int = _SEARCH_OPTS["gpus"],
+           chip_file: Optional[Path] = typer.Option(None, "--chip-file", help="YAML chips in the catalog format (your own accelerator)."),
            isl: str = _SEARCH_OPTS["isl"], osl: str = _SEARCH_OPTS["osl"],
            ttft_ms: Optional[float] = _SEARCH_OPTS["ttft_ms"], tpot_ms: Optional[float] = _SEARCH_OPTS["tpot_ms"],
            engine: Optional[str] = typer.Option(None, "--engine", help="Engine for k8s (default vllm)."),
@@ -436,6 +444,7 @@ class _null:
 @guarded
 def train(model: str = typer.Option(..., "--model", help="HF repo id or config.json path."),
           chip: str = typer.Option(..., "--chip"), gpus: int = typer.Option(..., "--gpus"),
+          chip_file: Optional[Path] = typer.Option(None, "--chip-file", help="YAML chips in the catalog format (your own accelerator)."),
           tokens: str = typer.Option(..., "--tokens", help="Training tokens (15.6T, 15.6e12, ...)."),
           seq_len: Optional[int] = typer.Option(None, "--seq-len"),
           precision: str = typer.Option("bf16", "--precision", help="bf16 or fp8."),

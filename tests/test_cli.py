@@ -141,3 +141,39 @@ def test_validate_row_on_a_chip_without_figures_is_unsupported_and_the_rest_run(
     d = json.loads(run("validate", str(f), "--json").stdout)
     status = {r["id"]: r["status"] for r in d["rows"]}
     assert status == {"a": "unsupported", "b": "ok"}
+
+
+CHIP_FILE = """- id: my-npu-64gb
+  name: My NPU 64GB
+  vendor: example
+  family: other
+  memory_gb: {value: 64, source: "https://example.com/datasheet"}
+  memory_bw_gbs: {value: 1600, source: "https://example.com/datasheet"}
+  bf16_tflops: {value: 300, source: "https://example.com/datasheet"}
+  scaleup_bw_gbs: {value: 200, source: "https://example.com/datasheet"}
+  scaleup_domain: {value: 8, source: "https://example.com/datasheet"}
+  tdp_w: {value: 400, source: "https://example.com/datasheet"}
+"""
+
+
+def test_chip_file_serves_estimate_search_and_train(tmp_path):
+    f = tmp_path / "chips.yaml"
+    f.write_text(CHIP_FILE)
+    common = ["--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "my-npu-64gb", "--chip-file", str(f)]
+    e = run("estimate", *common, "--isl", "1000", "--osl", "200", "--concurrency", "8", "--json")
+    assert e.exit_code == 0, e.output
+    d = json.loads(e.stdout)
+    assert d["chip"] == "my-npu-64gb" and d["memory_gb"]["capacity_gb"] == pytest.approx(64 * 2**30 / 1e9, rel=1e-3)
+    # half the bandwidth of a 3.2 TB/s chip: decode (bandwidth-bound at batch 8) is slower than on an H100
+    h = json.loads(run("estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "h100-sxm-80gb",
+                       "--isl", "1000", "--osl", "200", "--concurrency", "8", "--json").stdout)
+    assert d["tpot_ms"] > 1.5 * h["tpot_ms"]
+    s = run("search", *common, "--gpus", "8", "--isl", "1000", "--osl", "200", "--json")
+    assert s.exit_code == 0 and json.loads(s.stdout)["chip"] == "my-npu-64gb", s.output
+    t = run("train", *common, "--gpus", "64", "--tokens", "1T", "--json")
+    assert t.exit_code == 0, t.output
+    # without the file the chip is unknown; a file missing a figure names it
+    assert run("estimate", *common[:4], "--isl", "10", "--osl", "10").exit_code == 2
+    f.write_text(CHIP_FILE.replace('  scaleup_bw_gbs: {value: 200, source: "https://example.com/datasheet"}\n', ""))
+    r = run("estimate", *common, "--isl", "10", "--osl", "10", "--concurrency", "1")
+    assert r.exit_code == 2 and "scaleup_bw_gbs" in r.output and "Traceback" not in r.output

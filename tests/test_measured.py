@@ -97,3 +97,33 @@ def test_pools_given_in_nodes():
     pre, dec = parse_pools("PD disaggregation: prefill 2 nodes tp32 with context parallel, decode 2 nodes tp32 dp8 "
                            "ep32; MTP", 2, 32)
     assert (pre.tp, pre.gpus) == (32, 32) and (dec.dp, dec.ep, dec.attention_dp) == (8, 32, True)
+
+
+def test_shared_prefix_workloads_and_burstiness_are_read_from_the_notes():
+    from stockpile.calibration.rows import inference_case, prefix_hit_share
+    base = {"id": "x", "metric": "ttft_ms", "value": "100", "model": "meta-llama/Llama-3.1-8B-Instruct",
+            "accelerator": "h100-sxm-80gb", "num_accelerators": "1", "engine": "vllm", "input_len": "2000",
+            "output_len": "100", "request_rate": "4"}
+    c = inference_case({**base, "notes": "vllm bench serve --dataset-name random --random-prefix-len 1500 "
+                                         "--num-prompts 500 (500 prompts), --burstiness 0.5"})
+    assert (c.prefix_len, c.prefix_groups, c.burstiness) == (1500, 1, 0.5)
+    # every request but the first finds 1500 of its 2000 prompt tokens in the cache
+    assert prefix_hit_share(c) == pytest.approx(1500 / 2000 * (1 - 1 / 500))
+    g = inference_case({**base, "notes": "sglang.bench_serving --dataset-name generated-shared-prefix "
+                                         "--gsp-system-prompt-len 1024 --gsp-num-groups 8 (400 prompts)"})
+    assert (g.prefix_len, g.prefix_groups) == (1024, 8)
+    assert prefix_hit_share(g) == pytest.approx(1024 / 2000 * (1 - 8 / 400))
+    off = inference_case({**base, "notes": "--random-prefix-len 1500, --disable-radix-cache"})
+    assert prefix_hit_share(off) == 0.0
+    assert prefix_hit_share(inference_case({**base, "notes": "ShareGPT"})) == 0.0
+
+
+def test_burstiness_below_one_makes_arrivals_burstier():
+    import numpy as np
+
+    from stockpile.perf.simulate import poisson_arrivals
+    gaps = {b: np.diff(poisson_arrivals(10.0, 20000, isl=10, osl=10, burstiness=b, seed=1).arrival)
+            for b in (0.25, 1.0, 4.0)}
+    for b, g in gaps.items():
+        assert g.mean() == pytest.approx(0.1, rel=0.05)            # the rate is kept
+        assert g.std() / g.mean() == pytest.approx(1 / np.sqrt(b), rel=0.1)   # Gamma(b): CV = 1/sqrt(b)

@@ -19,6 +19,7 @@ from stockpile.calibration.rows import (
     PoolLayout,
     default_accept_length,
     inference_case,
+    prefix_hit_share,
     read_rows,
 )
 from stockpile.calibration.status import OK, UNSUPPORTED, status_of
@@ -179,7 +180,8 @@ class Batch:
                         spread=col(lambda pr: np.inf if pr.case.decode_only else pr.case.length_spread)),
             sync=col(lambda pr: 1.0 if pr.case.fixed_lengths and not pr.case.decode_only else 0.0),
             hybrid=col(lambda pr: hybrid_kv(pr.engine)),
-            prefix_hit=col(lambda pr: 1.0 - 1.0 / max(pr.case.isl, 2.0) if pr.case.decode_only else 0.0),
+            prefix_hit=col(lambda pr: 1.0 - 1.0 / max(pr.case.isl, 2.0) if pr.case.decode_only
+                           else prefix_hit_share(pr.case)),
             wdt=col(lambda pr: pr.wdt), kdt=col(lambda pr: pr.kdt))
         if disagg:
             for key in ("pre", "dec"):
@@ -247,7 +249,7 @@ def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: i
         n = min(n, max_requests)
     req = poisson_arrivals(float(c.request_rate or 1.0) / replicas, n, isl=c.isl, osl=c.osl, poisson=c.poisson,
                            spread=c.length_spread, prefix_hit=float(np.asarray(cfg.prefix_hit).reshape(-1)[j]),
-                           seed=0)
+                           seed=0, burstiness=c.burstiness)
     policy = traffic.engine_policy(pr.engine, c.engine_version)
     if c.chunked_prefill is False:
         policy = "prefill_first"

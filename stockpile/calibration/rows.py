@@ -90,6 +90,11 @@ class InferenceCase:
     chunked_prefill: bool | None = None  # stated on or off in the notes (None: the engine's default)
     budget: int | None = None          # max_num_batched_tokens / chunked_prefill_size stated in the notes
     v0_engine: bool = False            # the notes say vLLM ran its V0 engine
+    prefix_len: float = 0.0            # prompt tokens shared with earlier requests (a shared-prefix workload)
+    prefix_groups: float = 1.0         # how many distinct shared prefixes (each group's first request misses)
+    prefix_cache: bool = True          # the engine's prefix cache is on (off when the notes disable it)
+    burstiness: float = 1.0            # arrival gaps ~ Gamma(shape b): 1 is Poisson (vLLM bench --burstiness)
+    publication: str = ""              # the source document: source_url without its #fragment
 
 
 def _int(row: dict[str, str], key: str, *, required: bool = False) -> int | None:
@@ -254,9 +259,54 @@ def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> 
     if re.search(r"uniformly between 1 and|range ratio of zero", notes, re.I):
         case.fixed_lengths = False          # measured means already: only the spread is set
         case.length_spread = 2.0
+    _prefix_notes(case, notes)
     m = re.search(r"max_num_batched_tokens\s+(\d+)", notes)
     if m:
         case.budget = int(m.group(1))
+
+
+_PREFIX_LEN = [re.compile(p, re.I) for p in (
+    r"--random-prefix-len[ =](\d+)",                     # vLLM bench, random dataset: one prefix for all
+    r"--prefix-repetition-prefix-len[ =](\d+)",          # vLLM bench, prefix_repetition dataset
+    r"--gsp-system-prompt-len[ =](\d+)",                 # sglang.bench_serving generated-shared-prefix
+    r"--shared-prefix-len\w*[ =](\d+)",
+    r"(\d+)[- ]token (?:shared |common )?(?:system )?prefix",
+    r"shared (?:system )?prefix (?:of |length |len(?:gth)? ?[=:]? ?)?(\d+)",
+    r"prefix[_ ]len(?:gth)?\s*[=:]?\s*(\d+)")]
+_PREFIX_GROUPS = [re.compile(p, re.I) for p in (
+    r"--prefix-repetition-num-prefixes[ =](\d+)", r"--gsp-num-groups[ =](\d+)", r"(\d+) (?:distinct |shared )?prefix(?:es| groups)")]
+_NO_PREFIX_CACHE = re.compile(r"--disable-radix-cache|--no-enable-prefix-caching|prefix caching (?:false|off|disabled)"
+                              r"|enable-prefix-caching false|radix cache (?:off|disabled)", re.I)
+
+
+def _prefix_notes(case: "InferenceCase", notes: str) -> None:
+    """A shared-prefix workload (its prefix length and groups) and whether the prefix cache is on."""
+    for rx in _PREFIX_LEN:
+        m = rx.search(notes)
+        if m:
+            case.prefix_len = min(float(m.group(1)), max(case.isl - 1.0, 0.0))
+            break
+    for rx in _PREFIX_GROUPS:
+        m = rx.search(notes)
+        if m:
+            case.prefix_groups = max(float(m.group(1)), 1.0)
+            break
+    if _NO_PREFIX_CACHE.search(notes):
+        case.prefix_cache = False
+    m = re.search(r"--burstiness[ =]([0-9.]+)", notes)
+    if m and float(m.group(1)) > 0:
+        case.burstiness = float(m.group(1))
+    if case.prefix_len and case.prefix_cache:
+        case.notes_used.append(f"shared prefix of {case.prefix_len:.0f} tokens ({case.prefix_groups:.0f} "
+                               "group(s)) served from the prefix cache after each group's first request")
+
+
+def prefix_hit_share(case: "InferenceCase") -> float:
+    """Mean share of a request's prompt found in the prefix cache."""
+    if not case.prefix_len or not case.prefix_cache or case.isl <= 0:
+        return 0.0
+    n = case.num_requests or 1000.0
+    return case.prefix_len / case.isl * max(1.0 - case.prefix_groups / n, 0.0)
 
 
 def read_rows(path: str | Path) -> tuple[str, list[dict[str, str]]]:
@@ -298,7 +348,8 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         rate = None            # "inf": requests sent as fast as the concurrency cap allows: a closed loop
     conc = _num(row, "concurrency")
     case = InferenceCase(
-        row_id=row.get("id", ""), metric=metric, measured=float(value), model=(row.get("model") or "").strip(),
+        row_id=row.get("id", ""), publication=(row.get("source_url") or "").split("#")[0].strip(),
+        metric=metric, measured=float(value), model=(row.get("model") or "").strip(),
         chip=(row.get("accelerator") or "").strip(), gpus=int(_num(row, "num_accelerators", integer=True,
                                                                       required=True) or 1),
         engine=engine, weight_dtype=(row.get("weight_dtype") or "").strip().lower() or None,

@@ -67,10 +67,17 @@ def _lengths(rng: np.random.Generator, mean: float, n: int, spread: float) -> np
 
 
 def poisson_arrivals(rate: float, n: int, *, isl: float, osl: float, poisson: bool = True, spread: float = 0.0,
-                     prefix_hit: float = 0.0, seed: int = 0) -> Requests:
-    """n requests at `rate` per second (Poisson, or constant-rate spacing) with mean lengths isl/osl."""
+                     prefix_hit: float = 0.0, seed: int = 0, burstiness: float = 1.0) -> Requests:
+    """n requests at `rate` per second with mean lengths isl/osl: Poisson (gaps Gamma-distributed with shape
+    `burstiness` when it is not 1, as vLLM's benchmark draws them: below 1 burstier, above 1 more regular), or
+    constant-rate spacing."""
     rng = np.random.default_rng(seed)
-    gaps = rng.exponential(1.0 / rate, n) if poisson else np.full(n, 1.0 / rate)
+    if not poisson:
+        gaps = np.full(n, 1.0 / rate)
+    elif burstiness != 1.0:
+        gaps = rng.gamma(burstiness, 1.0 / (rate * burstiness), n)
+    else:
+        gaps = rng.exponential(1.0 / rate, n)
     arrival = np.cumsum(gaps) - gaps[0]
     i = _lengths(rng, isl, n, spread)
     o = _lengths(rng, osl, n, spread)
