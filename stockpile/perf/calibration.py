@@ -73,16 +73,6 @@ def engine_graph_limits(engine: str) -> dict[str, float]:
             "graph_by_tokens": 1.0 if d.get("cuda_graph_unit") == "tokens" else 0.0}
 
 
-def front_overlap(engine_key: str) -> float:
-    """Not fitted: 1 where the engine's front end (detokenising, streaming, request bookkeeping) runs in its own
-    process and overlaps the device steps (vLLM V1, SGLang); 0 where it shares the scheduler's loop (vLLM V0)
-    and its per-sequence work adds to every step (data/engines/defaults.yaml, `front_end_process`)."""
-    if engine_key.endswith("-v0"):
-        return 0.0
-    d = engine_defaults().get(engine_key.split("-v")[0]) or {}
-    return 1.0 if d.get("front_end_process") else 0.0
-
-
 def engine_key(engine: str, version: str | None = None, v0: bool = False) -> str:
     """The calibration key of an engine release family. vLLM before 0.8 (or run with its V0 engine) has its
     own scheduler and per-sequence costs ("vllm-v0"); other engines are one family each for now."""
@@ -131,7 +121,6 @@ class Params:
     graph_max: float
     graph_max_small_tp: float
     graph_by_tokens: float
-    front_overlap: float = 0.0
 
     @classmethod
     def stack(cls, items: list["Params"]) -> "Params":
@@ -156,8 +145,7 @@ class Calibration:
             self.engines.get("default") or {}
         vals = {**GLOBAL_DEFAULTS, **self.global_,
                 **FAMILY_DEFAULTS, **(self.families.get("default") or {}), **fam,
-                **ENGINE_DEFAULTS, **(self.engines.get("default") or {}), **eng, **engine_graph_limits(base),
-                "front_overlap": front_overlap(engine)}
+                **ENGINE_DEFAULTS, **(self.engines.get("default") or {}), **eng, **engine_graph_limits(base)}
         return Params(**{f.name: float(vals[f.name]) for f in fields(Params)})
 
     def to_dict(self) -> dict[str, Any]:

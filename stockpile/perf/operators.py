@@ -206,9 +206,9 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     # 6. pipeline hand-off to the next stage
     t_pp = np.where(pp > 1, p.comm_latency_s + ar_bytes / (link_bw(cc, attn_tp * pp) * p.comm_eff), 0.0)
     # 7. engine overhead per step (scheduling, launch) and per running sequence on this rank (sampling,
-    # detokenising, streaming, bookkeeping). Where the engine's front end is its own process (vLLM V1, SGLang:
-    # front_overlap) its per-sequence work overlaps the step and only sets the pace when longer (a smooth max);
-    # where it shares the scheduler's loop (vLLM V0) it adds to every step
+    # detokenising, bookkeeping), added to the device time. (Overlapping the per-sequence work with the step, as
+    # engines whose front end is its own process could, was refitted and cost the closed-loop and burst rows
+    # 1-2 points: docs/validation.md)
     t_over = p.step_s
     t_front = p.seq_s * dec_seqs
     # a step that carries prompt tokens, or a decode batch larger than the engine's CUDA graphs, runs outside
@@ -227,8 +227,7 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
         return {"gemm": t_dense + t_head, "experts": t_moe, "attention": t_att_dec + t_att_pre,
                 "activations": t_act, "tp_allreduce": t_ar, "ep_alltoall": t_a2a, "pp_handoff": t_pp,
                 "overhead": t_over + t_front + np.maximum(eager - device, 0.0)}
-    step = np.maximum(device, eager) + t_over
-    return np.where(p.front_overlap > 0, smooth_max(step, t_front), step + t_front)
+    return np.maximum(device, eager) + t_over + t_front
 
 
 def smooth_max(a: F, b: F, k: float = 4.0) -> F:
