@@ -24,7 +24,8 @@ browser:
 		(export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium) >/dev/null \
 		|| echo "chromium not installed (apt-get failed or unavailable): the report's browser tests will skip"; }
 
-test: $(VENV)/.installed browser
+# the test command runs the static checks first (CI runs exactly this target)
+test: check browser
 	$(BIN)/python -m pytest
 
 check: $(VENV)/.installed

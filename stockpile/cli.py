@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -210,8 +211,12 @@ def _search_args(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: 
             raise InputError(name, f"must be a positive latency target in ms, got {v}")
     m = get_model(model)
     wd = weight_dtype or implied_weight_dtype(model)
-    dtypes = [d.strip().lower() for d in wd.split(",")] if wd else None
+    dtypes = [d.strip().lower() for d in wd.split(",") if d.strip()] if wd else None
     chips = [get_chip(c.strip()) for c in chip.split(",") if c.strip()]
+    if not chips:
+        raise InputError("chip", f"no chip id in '{chip}'; give one (or several separated by commas)")
+    if wd and not dtypes:
+        raise InputError("weight_dtype", f"no dtype in '{weight_dtype}'; e.g. bf16 or fp8,bf16")
     slo = Slo(ttft_ms=ttft_ms, tpot_ms=tpot_ms)
     kvs = [d.strip().lower() for d in kv_dtype.split(",")] if kv_dtype else None
     spec = Spec(draft=spec_draft, accept_length=spec_accept)
@@ -344,6 +349,8 @@ def export(target: str = typer.Option(..., "--target", help="vllm, sglang or k8s
     m, results = _search_args(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, eng, max(rank, 1), weight_dtype, disagg,
                               kv_dtype, spec_draft, spec_accept)
     c_obj, r = results[0]
+    if rank < 1:
+        raise InputError("rank", f"must be >= 1 (1 = the best candidate), got {rank}")
     if len(r.candidates) < rank:
         raise InfeasibleError(r.message if not r.candidates else f"only {len(r.candidates)} candidates; lower --rank")
     cand = r.candidates[rank - 1]
@@ -589,8 +596,11 @@ def size(compute: Optional[str] = typer.Option(None, "--compute", help="Training
          law: str = typer.Option("besiroglu2024", "--law", help="besiroglu2024 or hoffmann2022."),
          json_out: bool = typer.Option(False, "--json")) -> None:
     """Model size and training tokens that minimise training + inference compute for a target loss."""
+    from stockpile.errors import InputError
     from stockpile.fleet.planner import size_model
     from stockpile.units import fmt_count
+    if target_loss is not None and not (math.isfinite(target_loss) and target_loss > 0):
+        raise InputError("target_loss", f"must be a finite positive loss (e.g. 2.0), got {target_loss}")
     res = size_model(compute_budget_flop=_count(compute, "compute"), target_loss=target_loss,
                      inference_tokens=_count(inference_tokens, "inference_tokens") or 0.0, law=law,
                      moe_active_ratio=moe_active_ratio)

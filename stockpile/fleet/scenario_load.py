@@ -76,6 +76,9 @@ class Loaded:
         return InputError(field_path(loc), message + self.where(loc))
 
 
+MAX_SCENARIO_BYTES = 5_000_000   # a scenario's YAML (a large inventory belongs in a stock CSV)
+
+
 def load_scenario(src: str | Path | dict[str, Any] | Scenario) -> Loaded:
     """Read and validate a scenario from a YAML path, YAML text, a dict or a Scenario; check names too."""
     if isinstance(src, Scenario):
@@ -93,7 +96,18 @@ def load_scenario(src: str | Path | dict[str, Any] | Scenario) -> Loaded:
         if "\n" not in text_or_path and (p.suffix in (".yaml", ".yml", ".json") or p.exists()):
             if not p.exists():
                 raise InputError("scenario", f"file not found: {p}")
-            text, source, base_dir = p.read_text(), p.name, p.resolve().parent
+            if p.is_dir():
+                raise InputError("scenario", f"{p} is a folder; give a scenario YAML file")
+            if p.stat().st_size > MAX_SCENARIO_BYTES:
+                raise InputError("scenario", f"{p.name} is {p.stat().st_size:,} bytes; a scenario is at most "
+                                             f"{MAX_SCENARIO_BYTES:,} (put a large stock in a CSV: stock: file.csv)")
+            try:
+                text = p.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise InputError("scenario", f"{p.name} is not UTF-8 text; give a scenario YAML file") from None
+            except OSError as exc:
+                raise InputError("scenario", f"cannot read {p}: {exc.strerror or exc}") from None
+            source, base_dir = p.name, p.resolve().parent
         else:
             text = text_or_path
         try:

@@ -19,7 +19,10 @@ from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError
 from stockpile.perf.calibration import Calibration, load_calibration
 from stockpile.perf.inference import (
+    KV_DTYPES,
+    WEIGHT_DTYPES,
     Configs,
+    check_dtype,
     check_engine,
     chip_dtype_tables,
     decode_breakdown,
@@ -34,6 +37,7 @@ from stockpile.perf.serving import MODE_CLOSED
 from stockpile.search.space import CONCURRENCY_PER_GPU, Space, aggregated_space, instance_layouts
 
 LAYOUT_FIELDS = ("attn_tp", "attn_dp", "pp", "moe_ep", "moe_tp")
+MAX_SEARCH_GPUS = 65_536        # bounded work per search (the space grows with the GPU count's divisors)
 
 
 class Slo(BaseModel):
@@ -146,10 +150,14 @@ def _disaggregated(model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: fl
     size = {lay: lay[0] * lay[1] for lay in lays}
     combos = []
     for pre, dec in itertools.product(lays, lays):
-        for x in range(1, gpus // size[pre]):
-            rest = gpus - x * size[pre]
+        n_max = gpus // size[pre] - 1
+        # every prefill-instance count on small clusters; on large ones a geometric grid of about 40 (the split
+        # ratio matters, not the unit): bounded work however many GPUs
+        xs = range(1, n_max + 1) if n_max <= 64 else np.unique(np.round(np.geomspace(1, n_max, 40)).astype(int))
+        for x in xs:
+            rest = gpus - int(x) * size[pre]
             if rest > 0 and rest % size[dec] == 0:
-                combos.append((pre, x, dec, rest // size[dec]))
+                combos.append((pre, int(x), dec, rest // size[dec]))
     if not combos:
         return {}, {}
     wd = (dtypes or ["fp8" if chip.has_native("fp8") else "bf16"])
@@ -231,6 +239,13 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
         raise InputError("isl" if isl <= 0 else "osl", "must be a positive token count")
     if top < 1:
         raise InputError("top", "must be >= 1")
+    if gpus > MAX_SEARCH_GPUS:
+        raise InputError("gpus", f"at most {MAX_SEARCH_GPUS:,} GPUs per search (a serving search spans replicas of "
+                                 f"one deployment; plan a larger fleet with `stockpile plan`), got {gpus:,}")
+    if dtypes:
+        dtypes = [check_dtype("weight_dtype", d, WEIGHT_DTYPES) for d in dtypes]
+    if kv_dtypes:
+        kv_dtypes = [check_dtype("kv_dtype", d, KV_DTYPES) for d in kv_dtypes]
     cal = calibration or load_calibration()
     spec = spec or Spec()
     if spec.draft is not None and not 0 <= spec.draft <= 8:

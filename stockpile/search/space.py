@@ -71,8 +71,8 @@ def instance_layouts(model: ModelSpec, gpus: int, domain: int, engine: str) -> l
             if size % pp:
                 continue
             world = size // pp
-            if world > max(domain, 8) * 2 and pp == 1:
-                continue                     # TP across more than two domains is never the best
+            if world > max(domain, 8) * 2:
+                continue                     # TP (or EP) across more than two domains is never the best
             if model.heads % world == 0:     # engines need the attention heads to split evenly over TP
                 out.append((world, 1, pp, 1, world))
             if model.is_moe and model.heads % world == 0:
