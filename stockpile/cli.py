@@ -138,6 +138,8 @@ def estimate(
     spec_draft: int = typer.Option(0, "--spec-draft", help="Speculative draft tokens (MTP/EAGLE)."),
     spec_accept: Optional[float] = typer.Option(None, "--spec-accept", help="Mean accepted tokens per step."),
     prefix_hit: float = typer.Option(0.0, "--prefix-hit", help="Fraction of prompt tokens served from cache."),
+    allow_long_context: bool = typer.Option(False, "--allow-long-context",
+                                            help="Model input + output beyond the model's context window."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Predict TTFT, TPOT, throughput and memory for one serving configuration."""
@@ -156,7 +158,8 @@ def estimate(
         model=model, chip=chip, gpus=gpus, tp=tp, pp=pp, ep=ep, dp=dp, attention_dp=attention_dp,
         weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine, engine_version=engine_version,
         isl=_length(isl, "isl"), osl=_length(osl, "osl"), concurrency=concurrency, request_rate=request_rate,
-        num_requests=num_requests, spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit)
+        num_requests=num_requests, spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit,
+        allow_long_context=allow_long_context)
     e = run_estimate(req, requests=reqs)
     if json_out:
         emit_json(e.model_dump())
@@ -207,8 +210,8 @@ def _search_args(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: 
     if gpus < 1:
         raise InputError("gpus", f"must be >= 1, got {gpus}")
     for name, v in (("ttft_ms", ttft_ms), ("tpot_ms", tpot_ms)):
-        if v is not None and v <= 0:
-            raise InputError(name, f"must be a positive latency target in ms, got {v}")
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise InputError(name, f"must be a finite positive latency target in ms, got {v}")
     m = get_model(model)
     wd = weight_dtype or implied_weight_dtype(model)
     dtypes = [d.strip().lower() for d in wd.split(",") if d.strip()] if wd else None
@@ -466,6 +469,11 @@ def train(model: str = typer.Option(..., "--model", help="HF repo id or config.j
         raise InputError("gpus", f"must be >= 1, got {gpus}")
     if precision not in ("bf16", "fp8"):
         raise InputError("precision", f"'{precision}' is not bf16 or fp8")
+    from stockpile.catalog import get_chip
+    c = get_chip(chip)
+    if not c.has_native(precision):
+        raise InputError("precision", f"{c.id} has no native {precision.upper()} tensor cores; pick a chip that "
+                                      f"has (e.g. A100 for bf16, H100 for fp8){' or --precision bf16' if precision == 'fp8' and c.has_native('bf16') else ''}")
     if seq_len is not None and seq_len < 1:
         raise InputError("seq_len", f"must be >= 1, got {seq_len}")
     e = run(model, chip, gpus, n_tokens, seq_len=seq_len, precision=precision)
@@ -599,6 +607,9 @@ def size(compute: Optional[str] = typer.Option(None, "--compute", help="Training
     from stockpile.errors import InputError
     from stockpile.fleet.planner import size_model
     from stockpile.units import fmt_count
+    if target_loss is not None and compute is not None:
+        raise InputError("target_loss", "give either --compute (the best loss for a budget) or --target-loss (the "
+                                        "cheapest model reaching it), not both")
     if target_loss is not None and not (math.isfinite(target_loss) and target_loss > 0):
         raise InputError("target_loss", f"must be a finite positive loss (e.g. 2.0), got {target_loss}")
     res = size_model(compute_budget_flop=_count(compute, "compute"), target_loss=target_loss,

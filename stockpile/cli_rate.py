@@ -1,6 +1,7 @@
 """`stockpile search --request-rate`: run the rate search and show it (the CLI's rendering of search/rate.py)."""
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 from rich.table import Table
@@ -16,8 +17,8 @@ def rate_search_command(model: str, chip: str, gpus: Optional[int], isl: float, 
     from stockpile.errors import InfeasibleError, InputError
     from stockpile.search.rate import rate_search
     for name, v in (("ttft_ms", ttft_ms), ("tpot_ms", tpot_ms)):
-        if v is not None and v <= 0:
-            raise InputError(name, f"must be a positive latency target in ms, got {v}")
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise InputError(name, f"must be a finite positive latency target in ms, got {v}")
     m = get_model(model)
     c = get_chip(chip.split(",")[0].strip())
     wd = weight_dtype or implied_weight_dtype(model)

@@ -51,3 +51,51 @@ def test_search_work_is_bounded_at_32768_gpus():
     d = json.loads(r.stdout)
     assert d["evaluated"] < 300_000
     assert d["best"] is not None
+
+
+L70 = ["--model", "meta-llama/Llama-3.1-70B-Instruct", "--gpus", "8", "--isl", "1000", "--osl", "100"]
+
+
+@pytest.mark.parametrize("args,field,says", [
+    (["--chip", "h100-sxm-80gb", "--concurrency", "nan"], "concurrency", "finite"),
+    (["--chip", "h100-sxm-80gb", "--request-rate", "inf"], "request_rate", "finite"),
+    (["--chip", "h100-sxm-80gb", "--concurrency", "4", "--spec-draft", "4", "--spec-accept", "10"], "spec_accept",
+     "at most"),
+    (["--chip", "h100-sxm-80gb", "--concurrency", "4", "--spec-accept", "2"], "spec_accept", "draft"),
+    (["--chip", "h100-sxm-80gb", "--concurrency", "4", "--pp", "81", "--tp", "1"], "pp", "80 layers"),
+    (["--chip", "h100-sxm-80gb", "--concurrency", "1", "--isl", "200000"], "isl", "context"),
+    (["--chip", "ascend-910b-64gb", "--concurrency", "4", "--engine", "trtllm"], "engine", "Huawei"),
+])
+def test_absurd_estimates_are_refused(args, field, says):
+    r = run("estimate", *L70, *args)
+    assert r.exit_code == 2, r.output
+    assert field in r.output and says in r.output and "Traceback" not in r.output
+
+
+def test_long_context_override_is_modelled_and_said():
+    r = run("estimate", *L70, "--chip", "h200-sxm-141gb", "--concurrency", "1", "--isl", "150000",
+            "--allow-long-context", "--json")
+    assert r.exit_code == 0, r.output
+    assert any("beyond the model's context" in a for a in json.loads(r.stdout)["assumptions"])
+
+
+@pytest.mark.parametrize("args,field", [
+    (["search", *M, "--chip", "h100-sxm-80gb", "--gpus", "8", *Q, "--tpot-ms", "nan"], "tpot_ms"),
+    (["size", "--compute", "1e24", "--target-loss", "2.0"], "target_loss"),
+    (["train", *M, "--chip", "v100-sxm-32gb", "--gpus", "64", "--tokens", "1T", "--precision", "bf16"], "precision"),
+])
+def test_other_absurd_inputs(args, field):
+    r = run(*args)
+    assert r.exit_code == 2 and field in r.output and "Traceback" not in r.output, r.output
+
+
+@pytest.mark.parametrize("patch,says", [({"num_hidden_layers": -4}, "num_hidden_layers"),
+                                        ({"num_attention_heads": 0}, "num_attention_heads"),
+                                        ({"num_key_value_heads": 5}, "divide")])
+def test_insane_config_json_is_refused(tmp_path, patch, says):
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
+           "num_attention_heads": 32, "num_hidden_layers": 32, "intermediate_size": 14336, "vocab_size": 128256,
+           "num_key_value_heads": 8, **patch}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    r = run("estimate", "--model", str(tmp_path / "config.json"), "--chip", "h100-sxm-80gb", *Q)
+    assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, r.output

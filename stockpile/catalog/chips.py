@@ -226,6 +226,11 @@ def _catalog() -> dict[str, Chip]:
 # A stack of layers (``extra_chips`` blocks, innermost last); the innermost layer that has an id wins, then the
 # shipped catalog. The version rises on every enter and exit, so a cache keyed by (chip id, overlay_version())
 # never serves a figure from another overlay.
+def shipped_vendors() -> frozenset[str]:
+    """Vendors of the shipped catalog's chips (a user chip file's vendor may be new)."""
+    return frozenset(c.vendor for c in _catalog().values())
+
+
 _overlay: list[dict[str, Chip]] = []
 _overlay_lock = threading.Lock()
 _overlay_counter = 0

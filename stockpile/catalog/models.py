@@ -247,8 +247,19 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
                               ("num_attention_heads", heads), ("vocab_size", vocab)) if v is None]
     if missing:
         raise DataError(f"{model_id}: config.json lacks {', '.join(missing)}")
-    hidden, layers, heads, vocab = int(hidden), int(layers), int(heads), int(vocab)
+    try:
+        hidden, layers, heads, vocab = int(hidden), int(layers), int(heads), int(vocab)
+    except (TypeError, ValueError):
+        raise DataError(f"{model_id}: hidden_size, num_hidden_layers, num_attention_heads and vocab_size must be "
+                        "whole numbers") from None
+    bad = [n for n, v in (("hidden_size", hidden), ("num_hidden_layers", layers), ("num_attention_heads", heads),
+                          ("vocab_size", vocab)) if v < 1]
+    if bad:
+        raise DataError(f"{model_id}: config.json needs {', '.join(bad)} >= 1")
     kv_heads = int(_get(cfg, "num_key_value_heads", "multi_query_group_num", "num_kv_heads", default=heads))
+    if kv_heads < 1 or heads % kv_heads:
+        raise DataError(f"{model_id}: config.json has {kv_heads} key/value heads for {heads} attention heads; "
+                        "num_key_value_heads must be >= 1 and divide num_attention_heads")
     if cfg.get("multi_query_attention") is False:
         kv_heads = heads
     head_dim = int(_get(cfg, "head_dim", "kv_channels", default=hidden // heads))

@@ -37,6 +37,19 @@ def check_engine(engine: str) -> str:
     return e
 
 
+def check_engine_chip(engine: str, chip: Chip) -> None:
+    """An engine runs only on the chip vendors in data/engines/defaults.yaml (`vendors`; no entry: any). A vendor
+    the catalog does not know (a user's chip file) is not judged."""
+    from stockpile.catalog.chips import shipped_vendors
+    vendors = engine_defaults().get(engine, {}).get("vendors")
+    known = shipped_vendors()
+    if vendors and chip.vendor in known and chip.vendor not in vendors:
+        able = [e for e, d in engine_defaults().items() if isinstance(d, dict) and chip.vendor in (d.get("vendors")
+                                                                                               or [chip.vendor])]
+        raise InputError("engine", f"{engine} does not run on {chip.vendor} chips ({chip.id}); use "
+                                   f"{' or '.join(able) if able else 'another engine'}")
+
+
 def check_dtype(field_name: str, dtype: str, allowed: tuple[str, ...]) -> str:
     d = dtype.strip().lower()
     if d not in allowed:
@@ -256,6 +269,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     request rate or a trace (simulate.Requests, one instance's requests) the scheduler simulation gives the
     latencies, percentiles and throughput; the steady state gives memory and the limit text."""
     engine = check_engine(engine)
+    check_engine_chip(engine, chip)
     notes = list(assumptions or [])
     wdt = check_dtype("weight_dtype", weight_dtype or model.default_weight_dtype, WEIGHT_DTYPES)
     if kv_dtype is None:

@@ -29,7 +29,7 @@ class TraceRecord(BaseModel):
 
 
 class EstimateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     model: str = Field(min_length=1)
     chip: str = Field(min_length=1)
     gpus: int | None = Field(default=None, ge=1, le=1_000_000)
@@ -50,6 +50,7 @@ class EstimateRequest(BaseModel):
     spec_draft: int = Field(default=0, ge=0, le=16)
     spec_accept: float | None = Field(default=None, ge=1)
     prefix_hit: float = Field(default=0.0, ge=0, lt=1)
+    allow_long_context: bool = False   # input + output beyond the model's context window (said so)
     trace: list[TraceRecord] | None = Field(default=None, max_length=MAX_SIM_REQUESTS)
 
     @model_validator(mode="after")
@@ -63,6 +64,12 @@ class EstimateRequest(BaseModel):
             raise ValueError(f"{'isl' if self.isl is None else 'osl'}: give isl and osl (or a trace)")
         if self.concurrency is not None and self.request_rate is not None:
             raise ValueError("request_rate: give either concurrency or request_rate, not both")
+        if self.spec_accept is not None:
+            if self.spec_draft == 0 and self.spec_accept != 1:
+                raise ValueError("spec_accept: an accept length needs draft tokens (spec_draft >= 1)")
+            if self.spec_accept > self.spec_draft + 1:
+                raise ValueError(f"spec_accept: at most spec_draft + 1 = {self.spec_draft + 1} tokens per step "
+                                 f"(the drafts plus the verified token), got {self.spec_accept:g}")
         return self
 
     @classmethod
@@ -128,9 +135,18 @@ def run_estimate(req: EstimateRequest, *, requests: Any = None) -> Any:
         isl, osl = req.isl, req.osl
     n = req.gpus or (req.tp or 1) * (req.pp or 1) * ((req.dp or 1) if not req.attention_dp else 1) * (
         1 if req.tp or req.ep is None else req.ep)
+    if req.pp is not None and req.pp > m.layers:
+        raise InputError("pp", f"{req.pp} pipeline stages for {m.layers} layers; at most {m.layers}")
     lay = resolve_layout(gpus=n, tp=req.tp, pp=req.pp, ep=req.ep, dp=req.dp, is_moe=m.is_moe,
                          attention_dp=req.attention_dp or None)
     notes = [] if req.tp is not None else [f"tp not given: TP{lay.attn_tp}"]
+    if m.max_position and isl + osl > m.max_position:
+        if not req.allow_long_context:
+            raise InputError("isl", f"input + output = {isl + osl:,.0f} tokens exceeds {m.id}'s context of "
+                                    f"{m.max_position:,}; shorten them, or pass --allow-long-context to model it "
+                                    "anyway")
+        notes.append(f"input + output ({isl + osl:,.0f} tokens) beyond the model's context ({m.max_position:,}): "
+                     "modelled anyway, as asked")
     accept = req.spec_accept if req.spec_accept is not None else default_accept_length(req.spec_draft)
     return estimate(m, c, layout=lay, engine=req.engine, weight_dtype=req.weight_dtype or implied_weight_dtype(req.model),
                     kv_dtype=req.kv_dtype, isl=isl, osl=osl, concurrency=req.concurrency,

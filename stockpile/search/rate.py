@@ -19,7 +19,7 @@ from stockpile.catalog.chips import Chip
 from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError
 from stockpile.perf.calibration import Calibration, load_calibration
-from stockpile.perf.inference import Configs, check_engine, evaluate, hybrid_kv
+from stockpile.perf.inference import Configs, check_engine, check_engine_chip, evaluate, hybrid_kv
 from stockpile.perf.serving import MODE_OPEN
 from stockpile.search.space import CHUNKS, instance_layouts, kv_dtypes, weight_dtypes
 
@@ -82,6 +82,7 @@ def rate_search(model: ModelSpec, chip: Chip, *, rate: float, isl: float, osl: f
                 num_requests: int = 2000, calibration: Calibration | None = None) -> RateSearchResult:
     t0 = time.perf_counter()
     engine = check_engine(engine)
+    check_engine_chip(engine, chip)
     if not rate > 0:
         raise InputError("request_rate", f"must be a positive number of requests/s, got {rate}")
     if percentile is not None and not 0 < percentile < 100:

@@ -24,6 +24,7 @@ from stockpile.perf.inference import (
     Configs,
     check_dtype,
     check_engine,
+    check_engine_chip,
     chip_dtype_tables,
     decode_breakdown,
     disagg_core,
@@ -232,6 +233,7 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
     """Search the serving space; candidates best first (those meeting the SLO, else the closest)."""
     t0 = time.perf_counter()
     engine = check_engine(engine)
+    check_engine_chip(engine, chip)
     slo = slo or Slo()
     if gpus < 1:
         raise InputError("gpus", f"must be >= 1, got {gpus}")
