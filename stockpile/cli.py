@@ -163,13 +163,19 @@ def estimate(
     e = run_estimate(req, requests=reqs)
     if json_out:
         emit_json(e.model_dump())
-        return
-    _render_estimate(e)
+    else:
+        _render_estimate(e)
     if not e.fits:
-        raise typer.Exit(1)
+        raise typer.Exit(1)          # text and JSON alike (CONTRACTS.md)
 
 
 def _render_estimate(e: Any) -> None:
+    if not e.fits:
+        out.print(f"[red]{e.model} does not fit on {e.gpus} x {e.chip} ({e.layout_text}, {e.weight_dtype} weights):"
+                  f"[/red] {e.limits}")
+        for a in e.assumptions:
+            out.print(f"[dim]assumed: {a}[/dim]")
+        return
     t = Table(title=f"{e.model} on {e.gpus} x {e.chip} ({e.engine}, {e.layout_text}, "
                     f"{e.weight_dtype} weights / {e.kv_dtype} KV)", show_header=True)
     t.add_column("metric")
@@ -336,6 +342,8 @@ def export(target: str = typer.Option(..., "--target", help="vllm, sglang or k8s
            kv_dtype: Optional[str] = _SEARCH_OPTS["kv_dtype"], spec_draft: Optional[int] = _SEARCH_OPTS["spec_draft"],
            spec_accept: Optional[float] = _SEARCH_OPTS["spec_accept"],
            image: Optional[str] = typer.Option(None, "--image", help="Container image (k8s)."),
+           best_effort: bool = typer.Option(False, "--best-effort",
+                                            help="Export the closest candidate even when none meets the targets."),
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Emit the launch command (vLLM, SGLang) or Kubernetes manifests for a searched configuration."""
     from stockpile.deploy import k8s_manifests, sglang_launches, to_yaml, vllm_launches
@@ -358,7 +366,15 @@ def export(target: str = typer.Option(..., "--target", help="vllm, sglang or k8s
         raise InfeasibleError(r.message if not r.candidates else f"only {len(r.candidates)} candidates; lower --rank")
     cand = r.candidates[rank - 1]
     if not cand.meets_slo:
-        err.print(f"[yellow]warning:[/yellow] {r.message}")
+        miss = "; ".join(t for t in (
+            f"TTFT {cand.ttft_ms:,.0f} ms > {ttft_ms:g}" if ttft_ms and cand.ttft_ms > ttft_ms else "",
+            f"TPOT {cand.tpot_ms:.1f} ms > {tpot_ms:g}" if tpot_ms and cand.tpot_ms > tpot_ms else "") if t)
+        if not best_effort:
+            raise InfeasibleError(f"nothing meets the targets on {gpus} x {c_obj.id}; the closest candidate "
+                                  f"({cand.layout_text}) misses them: {miss}. Relax the targets, add GPUs, or "
+                                  "pass --best-effort to export it anyway")
+        err.print(f"[yellow]warning:[/yellow] --best-effort: exporting {cand.layout_text}, which misses the "
+                  f"targets ({miss})")
     spec = deploy_spec(cand, model_id=model, chip=c_obj, engine=eng, isl=r.isl, osl=r.osl)
     if tgt == "k8s":
         manifests = k8s_manifests(spec, image=image)

@@ -55,9 +55,9 @@ def test_impossible_layout_is_an_error():
 def test_model_that_does_not_fit_says_so():
     r = run("estimate", "--model", "meta-llama/Llama-3.1-405B", "--chip", "l4-24gb", "--isl", "100", "--osl", "100",
             "--json")
-    assert r.exit_code == 0
+    assert r.exit_code == 1            # CONTRACTS.md: non-zero in JSON mode too
     d = json.loads(r.stdout)
-    assert d["fits"] is False and "does not fit" in d["limits"]
+    assert d["fits"] is False and "does not fit" in d["limits"] and d["ttft_ms"] is None
 
 
 def test_catalog_json():

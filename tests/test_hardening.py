@@ -99,3 +99,22 @@ def test_insane_config_json_is_refused(tmp_path, patch, says):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     r = run("estimate", "--model", str(tmp_path / "config.json"), "--chip", "h100-sxm-80gb", *Q)
     assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, r.output
+
+
+def test_a_configuration_that_does_not_fit_exits_non_zero_in_json_too_without_latencies():
+    args = ["estimate", "--model", "meta-llama/Llama-3.1-70B-Instruct", "--chip", "l40s-48gb", "--tp", "1", *Q,
+            "--concurrency", "1"]
+    text, js = run(*args), run(*args, "--json")
+    assert text.exit_code == 1 and js.exit_code == 1
+    d = json.loads(js.stdout)
+    assert d["fits"] is False and d["ttft_ms"] is None and d["tpot_ms"] is None and "does not fit" in d["limits"]
+    assert "does not fit" in text.output and "TTFT" not in text.output
+
+
+def test_export_refuses_a_candidate_that_misses_the_targets_unless_best_effort():
+    args = ["export", "--target", "vllm", "--model", "meta-llama/Llama-3.1-70B-Instruct", "--chip", "h100-sxm-80gb",
+            "--gpus", "4", *Q, "--tpot-ms", "1"]
+    r = run(*args)
+    assert r.exit_code == 2 and "TPOT" in r.output and "--best-effort" in r.output
+    r = run(*args, "--best-effort")
+    assert r.exit_code == 0 and "vllm serve" in r.stdout

@@ -230,15 +230,15 @@ class InferenceEstimate(BaseModel):
     fits: bool
     max_batch: int
     batch: float
-    ttft_ms: float
-    tpot_ms: float
-    e2e_latency_s: float
-    output_tokens_per_s: float
-    output_tokens_per_s_per_gpu: float
-    total_tokens_per_s: float
-    total_tokens_per_s_per_gpu: float
-    requests_per_s: float
-    tokens_per_s_per_user: float
+    ttft_ms: float | None            # None when the configuration does not fit
+    tpot_ms: float | None
+    e2e_latency_s: float | None
+    output_tokens_per_s: float | None
+    output_tokens_per_s_per_gpu: float | None
+    total_tokens_per_s: float | None
+    total_tokens_per_s_per_gpu: float | None
+    requests_per_s: float | None
+    tokens_per_s_per_user: float | None
     memory_gb: MemoryBreakdown
     limits: str
     assumptions: list[str]
@@ -332,6 +332,18 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
                                  batch=float(r["batch"]), context=isl + osl / 2)
         limits = _limit_text(r, layout, concurrency, parts)
     sim_fields: dict[str, Any] = {}
+    if not fits:
+        # no latency or throughput is presented for a configuration that does not fit (CONTRACTS.md)
+        return InferenceEstimate(
+            model=model.id, chip=chip.id, gpus=gpus, engine=engine,
+            layout={"tp": layout.attn_tp, "attn_dp": layout.attn_dp, "pp": layout.pp, "ep": layout.moe_ep,
+                    "expert_tp": layout.moe_tp, "replicas": layout.replicas},
+            layout_text=layout.describe(), weight_dtype=wdt, kv_dtype=kdt, compute_path=cpath, isl=isl, osl=osl,
+            mode={MODE_OPEN: "open-loop", MODE_CLOSED: "closed-loop", MODE_OFFLINE: "offline"}[mode],
+            concurrency=concurrency, request_rate=request_rate, fits=False, max_batch=int(r["max_batch"]),
+            batch=0.0, ttft_ms=None, tpot_ms=None, e2e_latency_s=None, output_tokens_per_s=None,
+            output_tokens_per_s_per_gpu=None, total_tokens_per_s=None, total_tokens_per_s_per_gpu=None,
+            requests_per_s=None, tokens_per_s_per_user=None, memory_gb=mem, limits=limits, assumptions=notes)
     if fits and (request_rate or trace is not None):
         r, sim_fields = _simulated(model, chip, engine, cfg, cal, r, trace, engine_version, notes, layout)
     out_tps = float(r["output_tokens_per_s"])
