@@ -2,7 +2,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test browser check bench calibrate clean
+.PHONY: demo test browser check bench refit-shipped clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -37,8 +37,9 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/inference_speed.py
 	$(BIN)/python bench/simulate_speed.py
 
-calibrate: $(VENV)/.installed
-	$(BIN)/stockpile calibrate
+# maintainers: refit and overwrite the shipped calibration (users: `stockpile calibrate --profile NAME`)
+refit-shipped: $(VENV)/.installed
+	$(BIN)/stockpile calibrate --out stockpile/data/calibration/inference.yaml
 
 clean:
 	rm -rf $(VENV) build *.egg-info

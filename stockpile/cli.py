@@ -1,6 +1,7 @@
 """Command line: parse, call the library, render. One place catches StockpileError and prints one line."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -29,16 +30,40 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            if kwargs.get("chip_file") is not None:
-                # --chip-file: the user's own accelerators, in the catalog's format, looked up first
-                from stockpile.catalog.chips import extra_chips, load_chip_file
-                with extra_chips(load_chip_file(kwargs["chip_file"])):
-                    return fn(*args, **kwargs)
-            return fn(*args, **kwargs)
+            with contextlib.ExitStack() as stack:
+                if kwargs.get("chip_file") is not None:
+                    # --chip-file: the user's own accelerators, in the catalog's format, looked up first
+                    from stockpile.catalog.chips import extra_chips, load_chip_file
+                    stack.enter_context(extra_chips(load_chip_file(kwargs["chip_file"])))
+                if kwargs.get("calibration"):
+                    _select_calibration(stack, str(kwargs["calibration"]))
+                return fn(*args, **kwargs)
         except StockpileError as exc:
             err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
     return wrapper
+
+
+def _select_calibration(stack: contextlib.ExitStack, value: str) -> None:
+    """--calibration NAME|FILE: a profile written by `stockpile calibrate` (inference, training or both)."""
+    from stockpile import profiles
+    from stockpile.perf.calibration import read_calibration, use_calibration
+    from stockpile.perf.training import read_training_calibration, use_training_calibration
+    inf, trn = profiles.resolve(value), profiles.resolve(value, training=True)
+    if inf is not None and inf == trn:          # one file given: which model is it for?
+        try:
+            stack.enter_context(use_calibration(read_calibration(inf)))
+        except StockpileError:
+            stack.enter_context(use_training_calibration(read_training_calibration(trn)))
+        return
+    if inf is not None:
+        stack.enter_context(use_calibration(read_calibration(inf)))
+    if trn is not None:
+        stack.enter_context(use_training_calibration(read_training_calibration(trn)))
+
+
+CALIBRATION_OPT = typer.Option(None, "--calibration",
+                               help="A calibration profile (stockpile calibrate --profile NAME) or file.")
 
 
 def emit_json(obj: Any) -> None:
@@ -140,6 +165,7 @@ def estimate(
     prefix_hit: float = typer.Option(0.0, "--prefix-hit", help="Fraction of prompt tokens served from cache."),
     allow_long_context: bool = typer.Option(False, "--allow-long-context",
                                             help="Model input + output beyond the model's context window."),
+    calibration: Optional[str] = CALIBRATION_OPT,
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Predict TTFT, TPOT, throughput and memory for one serving configuration."""
@@ -266,6 +292,7 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
                                                         help="Serve this many requests/s on the fewest GPUs."),
            slo_percentile: Optional[float] = typer.Option(None, "--slo-percentile",
                                                           help="Targets apply at this percentile (default: means)."),
+           calibration: Optional[str] = CALIBRATION_OPT,
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Find the serving configuration with the most tokens/s per GPU within the latency targets (or, with
     --request-rate, the fewest GPUs that serve the rate within them)."""
@@ -344,6 +371,7 @@ def export(target: str = typer.Option(..., "--target", help="vllm, sglang or k8s
            image: Optional[str] = typer.Option(None, "--image", help="Container image (k8s)."),
            best_effort: bool = typer.Option(False, "--best-effort",
                                             help="Export the closest candidate even when none meets the targets."),
+           calibration: Optional[str] = CALIBRATION_OPT,
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Emit the launch command (vLLM, SGLang) or Kubernetes manifests for a searched configuration."""
     from stockpile.deploy import k8s_manifests, sglang_launches, to_yaml, vllm_launches
@@ -402,7 +430,8 @@ def export(target: str = typer.Option(..., "--target", help="vllm, sglang or k8s
 @guarded
 def validate(file: Path = typer.Argument(..., help="Measured-data CSV (CONTRACTS.md schema)."),
              json_out: bool = typer.Option(False, "--json"),
-             show: int = typer.Option(40, "--rows", help="Rows to print in the table (worst first).")) -> None:
+             show: int = typer.Option(40, "--rows", help="Rows to print in the table (worst first)."),
+             calibration: Optional[str] = CALIBRATION_OPT) -> None:
     """Predict every row of a measured CSV and report the errors."""
     from stockpile.calibration.validate import validate_file
     doc = validate_file(file)
@@ -431,30 +460,44 @@ def validate(file: Path = typer.Argument(..., help="Measured-data CSV (CONTRACTS
 @app.command()
 @guarded
 def calibrate(files: list[Path] = typer.Argument(None, help="Measured CSVs (default: the shipped ones)."),
-              out_path: Optional[Path] = typer.Option(None, "--out", help="Where to write the fit."),
+              profile: str = typer.Option("default", "--profile",
+                                          help="Name of the profile written in your data directory."),
+              out_path: Optional[Path] = typer.Option(None, "--out", help="Write the fit to this file instead."),
               training: bool = typer.Option(False, "--training", help="Fit the training model instead."),
               json_out: bool = typer.Option(False, "--json")) -> None:
-    """Fit the global efficiency parameters to measured data and write the calibration file."""
+    """Fit the efficiency parameters to measured data and write a calibration profile (never into the installed
+    package); use it with --calibration NAME."""
+    from stockpile import profiles
+    from stockpile.atomic import check_output_path
+    from stockpile.errors import InputError
+    dest = out_path if out_path is not None else profiles.profile_path(profile, training=training)
+    check_output_path(dest, "out")                     # before minutes of fitting
     if training:
         from stockpile.calibration.fit_training import main as fit_training
         with out.status("fitting the training model (with leave-one-source-out) ...") if not json_out else _null():
-            report = fit_training()
+            report = fit_training(paths=files or None, dest=dest)
         if json_out:
-            emit_json(report)
+            emit_json({"written": str(dest), **report})
         else:
-            out.print(f"training calibration written; median |error| {report.get('median_ape_after', '?')}")
+            out.print(f"training calibration written to {dest}; median |error| "
+                      f"{report.get('median_ape_after', '?')}; use it with --calibration "
+                      f"{profile if out_path is None else dest}")
         return
     from stockpile.calibration.fit_inference import default_files, fit, write_calibration
     from stockpile.perf.calibration import load_calibration
     paths = files or default_files()
+    for pth in paths:
+        if not Path(pth).is_file():
+            raise InputError("files", f"not a file: {pth}")
     with out.status("fitting efficiency parameters ...") if not json_out else _null():
         cal, report = fit(paths, start=load_calibration())     # from the last fit (see calibrate.fit)
-    dest = write_calibration(cal, out_path)
+    dest = write_calibration(cal, dest)
     if json_out:
         emit_json({"written": str(dest), **report})
         return
     out.print(f"fitted on {report['rows']} rows from {len(paths)} files: median |error| "
-              f"{100 * report['median_ape_before']:.1f}% -> {100 * report['median_ape_after']:.1f}%; wrote {dest}")
+              f"{100 * report['median_ape_before']:.1f}% -> {100 * report['median_ape_after']:.1f}%; wrote {dest}; "
+              f"use it with --calibration {profile if out_path is None else dest}")
 
 
 class _null:
@@ -474,6 +517,7 @@ def train(model: str = typer.Option(..., "--model", help="HF repo id or config.j
           tokens: str = typer.Option(..., "--tokens", help="Training tokens (15.6T, 15.6e12, ...)."),
           seq_len: Optional[int] = typer.Option(None, "--seq-len"),
           precision: str = typer.Option("bf16", "--precision", help="bf16 or fp8."),
+          calibration: Optional[str] = CALIBRATION_OPT,
           json_out: bool = typer.Option(False, "--json")) -> None:
     """The fastest training layout that fits, its MFU, and the GPU-hours and days for a token budget."""
     from stockpile.errors import InputError

@@ -118,3 +118,34 @@ def test_export_refuses_a_candidate_that_misses_the_targets_unless_best_effort()
     assert r.exit_code == 2 and "TPOT" in r.output and "--best-effort" in r.output
     r = run(*args, "--best-effort")
     assert r.exit_code == 0 and "vllm serve" in r.stdout
+
+
+def test_calibration_profiles_live_in_the_user_data_dir_and_are_selected_by_name(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import yaml
+
+    import stockpile
+    monkeypatch.setenv("STOCKPILE_HOME", str(tmp_path))
+    shipped = Path(stockpile.__file__).parent / "data" / "calibration" / "inference.yaml"
+    doc = yaml.safe_load(shipped.read_text())
+    doc["engines"]["vllm"]["ttft_s"] = 0.5                      # a profile with a much slower front end
+    (tmp_path / "calibrations").mkdir()
+    (tmp_path / "calibrations" / "slow.yaml").write_text(yaml.safe_dump(doc))
+    args = ["estimate", *M, "--chip", "h100-sxm-80gb", *Q, "--concurrency", "1", "--json"]
+    base = json.loads(run(*args).stdout)["ttft_ms"]
+    slow = json.loads(run(*args, "--calibration", "slow").stdout)["ttft_ms"]
+    assert slow == pytest.approx(base + 1e3 * (0.5 - shipped_ttft(doc, shipped)), rel=0.02)
+    r = run(*args, "--calibration", "nope")
+    assert r.exit_code == 2 and "no profile 'nope'" in r.output and "slow" in r.output
+    # calibrate refuses an output it cannot write before fitting; its default is the profile folder
+    r = run("calibrate", "--out", str(tmp_path))
+    assert r.exit_code == 2 and "folder" in r.output
+    from stockpile.profiles import profile_path
+    assert profile_path("default") == tmp_path / "calibrations" / "default.yaml"
+    assert profile_path("default", training=True).name == "default.training.yaml"
+
+
+def shipped_ttft(doc, shipped):
+    import yaml
+    return yaml.safe_load(shipped.read_text())["engines"]["vllm"]["ttft_s"]

@@ -226,14 +226,15 @@ def write_calibration(cal: TrainCalibration, path: Path | None = None) -> Path:
                                          "docs/training-model.md.\n")
 
 
-def main(loso: bool = True) -> dict[str, Any]:
-    """Fit on the shipped rows, add leave-one-source-out errors, write the YAML; returns the report."""
-    rows = read_training_rows(default_file())
+def main(loso: bool = True, paths: list[Path] | None = None, dest: Path | None = None) -> dict[str, Any]:
+    """Fit on `paths` (default: the shipped rows), add leave-one-source-out errors, write the YAML to `dest`
+    (default: the shipped file, for maintainers refreshing it); returns the report."""
+    rows = [r for p in (paths or [default_file()]) for r in read_training_rows(Path(p))]
     cal, report = fit(rows)
     if loso:
         cal.meta["leave_one_source_out"] = leave_one_source_out(rows)
         report["leave_one_source_out"] = cal.meta["leave_one_source_out"]
-    write_calibration(cal)
+    report["written"] = str(write_calibration(cal, dest))
     return report
 
 

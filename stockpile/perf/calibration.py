@@ -7,9 +7,12 @@ efficiency curve, attention efficiency, communication, MoE imbalance, low-precis
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -162,10 +165,40 @@ def default_calibration() -> Calibration:
                        engines={"default": dict(ENGINE_DEFAULTS)}, meta={"fitted": None})
 
 
-@cache
+_selected: list[Calibration] = []     # set by use_calibration (the CLI's --calibration), innermost last
+
+
 def load_calibration() -> Calibration:
-    """The shipped fit, or the priors when no fit has been written yet."""
+    """The calibration selected with `use_calibration` (a user profile), else the shipped fit, else the
+    priors when no fit has been written yet."""
+    return _selected[-1] if _selected else _shipped_calibration()
+
+
+@cache
+def _shipped_calibration() -> Calibration:
     path = resources.files("stockpile") / "data" / "calibration" / "inference.yaml"
     if not path.is_file():
         return default_calibration()
     return Calibration.from_dict(yaml.load(path.read_text(), Loader=_Loader) or {})
+
+
+def read_calibration(path: str | Path) -> Calibration:
+    """A calibration file (a `stockpile calibrate` profile or --out file)."""
+    from stockpile.errors import InputError
+    try:
+        doc = yaml.load(Path(path).read_text(), Loader=_Loader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError("calibration", f"cannot read {path}: {exc}") from None
+    if not isinstance(doc, dict) or not {"global", "engines"} & set(doc):
+        raise InputError("calibration", f"{path} is not an inference calibration (written by stockpile calibrate)")
+    return Calibration.from_dict(doc)
+
+
+@contextmanager
+def use_calibration(cal: Calibration) -> Iterator[Calibration]:
+    """Every estimate inside the block uses `cal` instead of the shipped fit."""
+    _selected.append(cal)
+    try:
+        yield cal
+    finally:
+        _selected.pop()

@@ -12,9 +12,12 @@ Equations and assumptions: docs/training-model.md.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -139,8 +142,36 @@ class TrainCalibration:
                    dict(d.get("meta") or {}))
 
 
-@cache
+_selected_training: list[TrainCalibration] = []
+
+
 def load_training_calibration() -> TrainCalibration:
+    """The profile selected with `use_training_calibration`, else the shipped fit."""
+    return _selected_training[-1] if _selected_training else _shipped_training_calibration()
+
+
+@contextmanager
+def use_training_calibration(cal: TrainCalibration) -> Iterator[TrainCalibration]:
+    _selected_training.append(cal)
+    try:
+        yield cal
+    finally:
+        _selected_training.pop()
+
+
+def read_training_calibration(path: str | Path) -> TrainCalibration:
+    from stockpile.errors import InputError
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError("calibration", f"cannot read {path}: {exc}") from None
+    if not isinstance(doc, dict) or "frameworks" not in doc:
+        raise InputError("calibration", f"{path} is not a training calibration (stockpile calibrate --training)")
+    return TrainCalibration.from_dict(doc)
+
+
+@cache
+def _shipped_training_calibration() -> TrainCalibration:
     """The shipped fit (``data/calibration/training.yaml``), or the priors when none is written."""
     path = resources.files("stockpile") / "data" / "calibration" / "training.yaml"
     if not path.is_file():
