@@ -4,17 +4,38 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from stockpile import __version__
-from stockpile.api.schemas import EstimateRequest, PlanRequest, SearchRequest, TrainRequest
+from stockpile.api.limits import BodyLimits, HeavyPool
+from stockpile.api.schemas import ApiEstimateRequest, PlanRequest, SearchRequest, TrainRequest
 from stockpile.errors import InfeasibleError, StockpileError, UnknownNameError
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="Stockpile", version=__version__,
-                  description="How far a fixed stock of accelerators goes, and how to get the most out of each.")
+    # /docs and /redoc from assets shipped in the fastapi-offline package (no CDN: they work offline)
+    app: FastAPI = FastAPIOffline(title="Stockpile", version=__version__,
+                                  description="How far a fixed stock of accelerators goes, and how to get the most "
+                                              "out of each.")
+    app.add_middleware(BodyLimits)
+    heavy = HeavyPool()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        return JSONResponse(status_code=422, content={"error": f"{loc}: {msg}",
+                                                      "detail": [{"loc": e.get("loc"), "msg": e.get("msg")}
+                                                                 for e in errs[:20]]})
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"error": exc.detail}, headers=exc.headers)
 
     @app.exception_handler(StockpileError)
     async def _stockpile_error(_: Request, exc: StockpileError) -> JSONResponse:
@@ -25,7 +46,7 @@ def create_app() -> FastAPI:
         return JSONResponse(status_code=code, content=body)
 
     @app.get("/api/health")
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
     @app.get("/api/chips")
@@ -41,12 +62,11 @@ def create_app() -> FastAPI:
                  "attention": m.attention, "experts": m.experts} for m in list_models()]
 
     @app.post("/api/estimate")
-    def estimate(req: EstimateRequest) -> dict[str, Any]:
+    def estimate(req: ApiEstimateRequest) -> dict[str, Any]:
         from stockpile.perf.request import run_estimate
         return run_estimate(req).model_dump()
 
-    @app.post("/api/search")
-    def search(req: SearchRequest) -> dict[str, Any]:
+    def _search(req: SearchRequest) -> dict[str, Any]:
         from stockpile.catalog import get_chip, get_model
         from stockpile.search.serving import Slo
         from stockpile.search.serving import search as run
@@ -55,16 +75,26 @@ def create_app() -> FastAPI:
                 disaggregation=req.disaggregation)
         return {**r.model_dump(), "best": r.best.model_dump() if r.best else None}
 
-    @app.post("/api/train")
-    def train(req: TrainRequest) -> dict[str, Any]:
+    def _train(req: TrainRequest) -> dict[str, Any]:
         from stockpile.search.training import train as run
         return run(req.model, req.chip, req.gpus, req.tokens, seq_len=req.seq_len,
                    precision=req.precision).model_dump()
 
-    @app.post("/api/plan")
-    def plan(req: PlanRequest) -> dict[str, Any]:
+    def _plan(req: PlanRequest) -> dict[str, Any]:
         from stockpile.fleet.planner import plan_scenario
         return plan_scenario(req.scenario, samples=req.samples).to_contract()
+
+    @app.post("/api/search")
+    async def search(req: SearchRequest) -> dict[str, Any]:
+        return await heavy.run(_search, req)
+
+    @app.post("/api/train")
+    async def train(req: TrainRequest) -> dict[str, Any]:
+        return await heavy.run(_train, req)
+
+    @app.post("/api/plan")
+    async def plan(req: PlanRequest) -> dict[str, Any]:
+        return await heavy.run(_plan, req)
 
     @app.get("/", response_class=HTMLResponse)
     def dashboard() -> str:

@@ -28,10 +28,21 @@ class TraceRecord(BaseModel):
     prefix_len: int = Field(default=0, ge=0)
 
 
+def catalog_id(value: str) -> str:
+    """A model named by its catalog (Hugging Face) id, never a file path: the API does not read server files."""
+    v = value.strip()
+    if (v.endswith(".json") or v.startswith(("/", ".", "~")) or "\\" in v or v.count("/") > 1
+            or any(ord(ch) < 32 for ch in v)):
+        raise ValueError("a catalog model id such as meta-llama/Llama-3.1-8B-Instruct (see /api/models), or send "
+                         "the model's config.json as `config`; the API reads no files")
+    return v
+
+
 class EstimateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    model: str = Field(min_length=1)
-    chip: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=500)
+    chip: str = Field(min_length=1, max_length=100)
+    config: dict[str, Any] | None = None   # an uploaded Hugging Face config.json; `model` then names it
     gpus: int | None = Field(default=None, ge=1, le=1_000_000)
     tp: int | None = Field(default=None, ge=1, le=4096)
     pp: int | None = Field(default=None, ge=1, le=512)
@@ -125,7 +136,12 @@ def run_estimate(req: EstimateRequest, *, requests: Any = None) -> Any:
     from stockpile.catalog.models import implied_weight_dtype
     from stockpile.perf.inference import estimate
     from stockpile.perf.layout import resolve_layout
-    m, c = get_model(req.model), get_chip(req.chip)
+    if req.config is not None:
+        from stockpile.catalog.models import spec_from_config
+        m = spec_from_config(req.config, model_id=req.model)
+    else:
+        m = get_model(req.model)
+    c = get_chip(req.chip)
     if requests is None and req.trace is not None:
         requests = trace_requests(req.trace)
     if requests is not None:
