@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/api_load.py [--clients 200] [--requests 2000] [--port 8765]
 
-Starts `uvicorn stockpile.api.app:app` in a subprocess (one worker, as `stockpile serve` runs it), drives it with
+Starts `uvicorn stockpile.api.app:app` in a subprocess (one worker, keep-alive and backlog as `stockpile serve`), drives it with
 httpx's async client, and prints requests/s, p50/p99 latency, errors by kind and the health latency.
 Targets: no failed estimate; under the search flood only 429s (with Retry-After), no resets or 5xx; health
 under 1 s.
@@ -92,6 +92,7 @@ def main() -> None:
     args = ap.parse_args()
     base = f"http://127.0.0.1:{args.port}"
     srv = subprocess.Popen([sys.executable, "-m", "uvicorn", "stockpile.api.app:app", "--port", str(args.port),
+                            "--timeout-keep-alive", "30", "--backlog", "4096",
                             "--log-level", "warning"])
     try:
         for _ in range(100):

@@ -701,7 +701,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
     from stockpile.errors import InputError
     if not 0 < port < 65536:
         raise InputError("port", f"must be 1..65535, got {port}")
-    uvicorn.run("stockpile.api.app:app", host=host, port=port, log_level="info")
+    uvicorn.run("stockpile.api.app:app", host=host, port=port, log_level="info", timeout_keep_alive=30, backlog=4096)
 
 
 def main() -> None:
