@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from stockpile.errors import DataError, InputError
 
@@ -309,6 +310,17 @@ def prefix_hit_share(case: "InferenceCase") -> float:
     return case.prefix_len / case.isl * max(1.0 - case.prefix_groups / n, 0.0)
 
 
+def _tidy(row: dict[Any, Any], n_cols: int) -> dict[str, str]:
+    """A CSV row with a cell per column: missing cells become "" and the row is marked malformed (`_cells`),
+    surplus cells are dropped (and marked too)."""
+    extra = row.pop(None, None)
+    short = sum(v is None for v in row.values())
+    out = {str(k): ("" if v is None else v) for k, v in row.items()}
+    if short or extra:
+        out["_cells"] = f"{n_cols - short + len(extra or [])} cells where the header has {n_cols}"
+    return out
+
+
 def read_rows(path: str | Path) -> tuple[str, list[dict[str, str]]]:
     """('inference' | 'training', rows). Raises DataError for an unreadable file or unknown columns."""
     p = Path(path)
@@ -316,7 +328,7 @@ def read_rows(path: str | Path) -> tuple[str, list[dict[str, str]]]:
         with p.open(newline="") as fh:
             reader = csv.DictReader(fh)
             cols = tuple(reader.fieldnames or ())
-            rows = list(reader)
+            rows = [_tidy(r, len(cols)) for r in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read {p}: {exc}") from None
     if set(INFERENCE_COLUMNS) <= set(cols):
@@ -330,6 +342,8 @@ def read_rows(path: str | Path) -> tuple[str, list[dict[str, str]]]:
 
 def inference_case(row: dict[str, str]) -> InferenceCase:
     """One CSV row -> InferenceCase. Raises InputError naming the bad column."""
+    if row.get("_cells"):
+        raise InputError("row", f"malformed: {row['_cells']}")
     metric = (row.get("metric") or "").strip()
     if metric not in INFERENCE_METRICS:
         raise InputError("metric", f"'{metric}' is not one of {', '.join(INFERENCE_METRICS)}")

@@ -168,6 +168,8 @@ def row_model(row: dict[str, str], notes_used: list[str]) -> ModelSpec:
 # ---------------------------------------------------------------- row -> case
 def make_case(row: dict[str, str]) -> Case:
     """One CSV row -> Case. Raises InputError (invalid) or StockpileError (unsupported) with the reason."""
+    if row.get("_cells"):
+        raise InputError("row", f"malformed: {row['_cells']}")
     metric = (row.get("metric") or "").strip()
     if metric not in METRICS:
         raise InputError("metric", f"'{metric}' is not one of {', '.join(METRICS)}")

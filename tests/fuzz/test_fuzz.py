@@ -1,0 +1,195 @@
+"""Property-based fuzzing (issue 14): whatever the input, the CLI answers with its result or a one-line error
+and exit code 1 or 2, never a traceback; the API answers 200 or a 4xx, never a 5xx; scenario loading and
+validate raise nothing but Stockpile's own errors. Run `make fuzz` for thousands of cases per target."""
+import copy
+import csv
+import io
+import json
+import math
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from stockpile.cli import app
+
+pytestmark = pytest.mark.fuzz
+runner = CliRunner()
+FUZZ = bool(os.environ.get("STOCKPILE_FUZZ"))
+
+
+def cases(sample: int, fuzz: int):
+    """Examples per target: a sample in the default suite, thousands under `make fuzz` (about 14,500 in all)."""
+    return settings(max_examples=fuzz if FUZZ else sample)
+
+CHIPS = ["h100-sxm-80gb", "h20-96gb", "ascend-910b-64gb", "mi300x-192gb", "h100", "", "x" * 300, "../etc"]
+MODELS = ["meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen3-30B-A3B", "deepseek-ai/DeepSeek-V3", "nope/none",
+          "/tmp/nothing.json", ""]
+ENGINES = ["vllm", "sglang", "trtllm", "tgi", "other", "banana", ""]
+DTYPES = ["bf16", "fp8", "fp4", "int4", "fp16", "fp32", "banana", "fp8,bf16", ",", ""]
+numbers = st.one_of(st.integers(-10, 10 ** 7).map(str), st.floats(allow_nan=True, allow_infinity=True).map(str),
+                    st.sampled_from(["1k", "2M", "1e9", "-0", "abc", "", "1.5T", "nan", "inf", "0x10"]))
+
+
+def _no_traceback(result) -> None:
+    assert "Traceback" not in result.output, result.output
+    if result.exception is not None:
+        assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code in (0, 1, 2), (result.exit_code, result.output)
+
+
+@cases(40, 4000)
+@given(model=st.sampled_from(MODELS), chip=st.sampled_from(CHIPS), engine=st.sampled_from(ENGINES),
+       wd=st.sampled_from(DTYPES), isl=numbers, osl=numbers, load=st.sampled_from(["--concurrency", "--request-rate",
+                                                                                     None]),
+       value=numbers, tp=st.one_of(st.none(), st.integers(-2, 300)), pp=st.one_of(st.none(), st.integers(-1, 200)),
+       draft=st.integers(-1, 20), accept=st.one_of(st.none(), st.floats(-1, 30)))
+def test_estimate_cli(model, chip, engine, wd, isl, osl, load, value, tp, pp, draft, accept):
+    args = ["estimate", "--model", model, "--chip", chip, "--engine", engine, "--isl", isl, "--osl", osl,
+            "--spec-draft", str(draft)]
+    if wd:
+        args += ["--weight-dtype", wd]
+    if load:
+        args += [load, value, "--num-requests", "50"]
+    if tp is not None:
+        args += ["--tp", str(tp)]
+    if pp is not None:
+        args += ["--pp", str(pp)]
+    if accept is not None:
+        args += ["--spec-accept", str(accept)]
+    _no_traceback(runner.invoke(app, args))
+
+
+@cases(12, 500)
+@given(chips=st.sampled_from(CHIPS + ["h100-sxm-80gb,h20-96gb", ",,,"]), gpus=numbers, isl=numbers,
+       ttft=st.one_of(st.none(), numbers), tpot=st.one_of(st.none(), numbers), wd=st.sampled_from(DTYPES),
+       rate=st.one_of(st.none(), numbers), pctl=st.one_of(st.none(), st.floats(-10, 200)))
+def test_search_cli(chips, gpus, isl, ttft, tpot, wd, rate, pctl):
+    args = ["search", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chips", chips, "--gpus", gpus,
+            "--isl", isl, "--osl", "100", "--no-disagg"]
+    for flag, v in (("--ttft-ms", ttft), ("--tpot-ms", tpot), ("--request-rate", rate), ("--slo-percentile", pctl)):
+        if v is not None:
+            args += [flag, str(v)]
+    if wd:
+        args += ["--weight-dtype", wd]
+    _no_traceback(runner.invoke(app, args))
+
+
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10 ** 12, 10 ** 12),
+                                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=30)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                   st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+                           max_leaves=20)
+FIELDS = {"model": st.sampled_from(MODELS), "chip": st.sampled_from(CHIPS), "isl": json_values,
+          "osl": json_values, "concurrency": json_values, "request_rate": json_values, "gpus": json_values,
+          "tp": json_values, "engine": st.sampled_from(ENGINES), "trace": json_values, "config": json_values,
+          "num_requests": st.one_of(st.integers(-5, 500), json_values)}
+
+
+@cases(40, 4000)
+@given(body=st.fixed_dictionaries({}, optional=FIELDS), path=st.sampled_from(["/api/estimate", "/api/search",
+                                                                              "/api/train"]),
+       raw=st.one_of(st.none(), st.sampled_from(['{"isl": NaN}', "[1,2", "null", '"x"', "{}" * 3, "\x00"])))
+def test_api_bodies(body, path, raw):
+    client = _client()
+    if path == "/api/search" and isinstance(body.get("gpus"), int) and body["gpus"] > 4096:
+        body["gpus"] = 4096                     # bounded, but a big valid search is slow for a fuzz case
+    r = (client.post(path, content=raw, headers={"content-type": "application/json"}) if raw is not None
+         else client.post(path, json=body))
+    assert r.status_code < 500, (r.status_code, r.text[:300])
+
+
+_CLIENT = None
+
+
+def _client():
+    global _CLIENT
+    if _CLIENT is None:
+        from fastapi.testclient import TestClient
+
+        from stockpile.api.app import app as api
+        _CLIENT = TestClient(api, raise_server_exceptions=False)
+    return _CLIENT
+
+
+EXAMPLE = None
+
+
+def _example() -> dict:
+    global EXAMPLE
+    if EXAMPLE is None:
+        import yaml
+        from importlib import resources
+        EXAMPLE = yaml.safe_load((resources.files("stockpile") / "data" / "examples" / "hyperscaler.yaml").read_text())
+    return copy.deepcopy(EXAMPLE)
+
+
+def _paths(doc, prefix=()):
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield prefix + (k,)
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield prefix + (i,)
+            yield from _paths(v, prefix + (i,))
+
+
+@cases(40, 3000)
+@given(data=st.data())
+def test_scenario_mutations(data):
+    from stockpile.errors import StockpileError
+    from stockpile.fleet.scenario_load import load_scenario
+    doc = _example()
+    paths = list(_paths(doc))
+    for _ in range(data.draw(st.integers(1, 4))):
+        path = data.draw(st.sampled_from(paths))
+        parent = doc
+        try:
+            for k in path[:-1]:
+                parent = parent[k]
+            new = data.draw(st.one_of(json_values, st.just("__delete__"), st.sampled_from(
+                [-1, 0, 1e30, "2019-13", "h999", [], {}, True])))
+            if new == "__delete__":
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = new
+        except (KeyError, IndexError, TypeError):
+            continue
+    try:
+        load_scenario(doc)
+    except StockpileError:
+        pass
+
+
+COLUMNS = ["id", "model", "accelerator", "num_accelerators", "engine", "weight_dtype", "kv_dtype", "tp", "pp", "ep",
+           "dp", "input_len", "output_len", "concurrency", "scenario", "metric", "value", "source_url", "notes",
+           "request_rate"]
+cell = st.one_of(st.sampled_from(["", "1", "8", "-3", "nan", "inf", "1e400", "abc", "h100-sxm-80gb", "vllm",
+                                  "ttft_ms", "tpot_ms", "output_tokens_per_s", "meta-llama/Llama-3.1-8B-Instruct",
+                                  "fp8", "server", "1000", "0.5"]), st.text(max_size=12))
+
+
+@cases(40, 3000)
+@given(rows=st.lists(st.lists(cell, min_size=0, max_size=len(COLUMNS) + 2), min_size=1, max_size=6))
+def test_measured_csv(tmp_path_factory, rows):
+    from stockpile.calibration.validate import validate_file
+    from stockpile.errors import StockpileError
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(COLUMNS)
+    for r in rows:
+        w.writerow(r)
+    f = tmp_path_factory.mktemp("csv") / "m.csv"
+    f.write_text(buf.getvalue())
+    try:
+        doc = validate_file(f)
+    except StockpileError:
+        return
+    assert doc["summary"]["n"] == len(doc["rows"])
+    for r in doc["rows"]:
+        assert r["status"] in ("ok", "invalid", "unsupported")
+        if r["status"] == "ok":
+            assert math.isfinite(r["predicted"])
