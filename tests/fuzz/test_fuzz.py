@@ -4,7 +4,6 @@ validate raise nothing but Stockpile's own errors. Run `make fuzz` for thousands
 import copy
 import csv
 import io
-import json
 import math
 import os
 
@@ -120,8 +119,9 @@ EXAMPLE = None
 def _example() -> dict:
     global EXAMPLE
     if EXAMPLE is None:
-        import yaml
         from importlib import resources
+
+        import yaml
         EXAMPLE = yaml.safe_load((resources.files("stockpile") / "data" / "examples" / "hyperscaler.yaml").read_text())
     return copy.deepcopy(EXAMPLE)
 
