@@ -81,3 +81,31 @@ def test_health_answers_while_heavy_work_runs():
     t.join()
     assert h.status_code == 200 and json.loads(h.text)["status"] == "ok"
     assert results and results[0].status_code == 200    # (latency under load: bench/api_load.py)
+
+
+@pytest.mark.parametrize("question", [
+    {"model": "nvidia/Llama-3.1-8B-Instruct-FP8", "chip": "h100-sxm-80gb", "isl": 1000, "osl": 200, "concurrency": 16},
+    {"model": "deepseek-ai/DeepSeek-V3", "chip": "h800-sxm-80gb", "gpus": 16, "ep": 16, "dp": 16,
+     "attention_dp": True, "engine": "sglang", "isl": 2000, "osl": 500, "concurrency": 256},
+    {"model": "Qwen/Qwen3-32B", "chip": "h20-96gb", "tp": 2, "isl": 2000, "osl": 500, "request_rate": 2,
+     "num_requests": 300},
+])
+def test_cli_and_api_give_the_same_answer(question):
+    """One request model for both: the same question asked of the CLI and of the API gets the same answer."""
+    from typer.testing import CliRunner
+
+    from stockpile.cli import app as cli
+    api = client.post("/api/estimate", json=question)
+    assert api.status_code == 200, api.text
+    flags = []
+    for k, v in question.items():
+        if v is True:
+            flags.append("--" + k.replace("_", "-"))
+        else:
+            flags += ["--" + k.replace("_", "-"), str(v)]
+    r = CliRunner().invoke(cli, ["estimate", *flags, "--json"])
+    assert r.exit_code == 0, r.output
+    a, c = api.json(), json.loads(r.stdout)
+    for key in ("weight_dtype", "kv_dtype", "layout", "ttft_ms", "tpot_ms", "output_tokens_per_s", "fits",
+                "assumptions"):
+        assert a[key] == c[key], key
