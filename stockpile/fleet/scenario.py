@@ -30,6 +30,9 @@ __all__ = ["Scenario", "month_index", "month_name", "scenario_json_schema"]
 
 
 MAX_UNCERTAIN_EVENTS = 6       # 2^6 = 64 policy worlds in the scenario tree (CONTRACTS.md)
+# bounded work per plan: beyond these a plan's MILP outgrows a few GB on one machine (bench/plan_scale.py solves
+# 40 chip types, 200 workloads, 36 months and 8 worlds in ~1 GB); split the fleet into scenarios instead
+MAX_CLUSTERS, MAX_STOCK_ROWS, MAX_OPTIONS, MAX_EVENTS, MAX_WORKLOADS = 64, 100_000, 200, 64, 1_000
 
 
 def _month(v: Any) -> Any:
@@ -262,7 +265,7 @@ class Training(_Base):
     late_penalty_usd_per_month: float = Field(default=1e9, ge=0, description="cost per month a run ends after its "
                                               "deadline (a policy weight, not a price)")
     miss_penalty_usd: float = Field(default=1e10, ge=0, description="cost of a generation not trained in the horizon")
-    generations: list[Generation] = Field(default_factory=list)
+    generations: list[Generation] = Field(default_factory=list, max_length=200)
     ladder: Ladder | None = Field(default=None, description="how many more generations the stock trains "
                                   "(generations_trainable); blank: the default ladder")
 
@@ -462,16 +465,16 @@ class Scenario(_Base):
     description: str | None = None
     start: Month
     horizon_months: int = Field(default=24, ge=1, le=120)
-    clusters: list[Cluster] = Field(default_factory=list)
-    stock: list[StockItem] = Field(default_factory=list, json_schema_extra=_list_or_csv,
+    clusters: list[Cluster] = Field(default_factory=list, max_length=MAX_CLUSTERS)
+    stock: list[StockItem] = Field(default_factory=list, json_schema_extra=_list_or_csv, max_length=MAX_STOCK_ROWS,
                                    description="chips on hand: a list, or the path of a CSV file with columns "
                                    "chip,count,age_months,cluster (acquired as YYYY-MM may replace age_months; "
                                    "cluster optional), relative to the scenario file's folder")
     attrition: Attrition = Field(default_factory=Attrition)
-    procurement: list[Procurement] = Field(default_factory=list)
-    policy_events: list[PolicyEvent] = Field(default_factory=list)
+    procurement: list[Procurement] = Field(default_factory=list, max_length=MAX_OPTIONS)
+    policy_events: list[PolicyEvent] = Field(default_factory=list, max_length=MAX_EVENTS)
     training: Training = Field(default_factory=Training)
-    inference: list[Workload] = Field(default_factory=list)
+    inference: list[Workload] = Field(default_factory=list, max_length=MAX_WORKLOADS)
     chips: dict[str, ChipOverride] = Field(default_factory=dict)
     costs: Costs = Field(default_factory=Costs)
     uncertainty: Uncertainty = Field(default_factory=Uncertainty)
