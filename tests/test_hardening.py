@@ -149,3 +149,29 @@ def test_calibration_profiles_live_in_the_user_data_dir_and_are_selected_by_name
 def shipped_ttft(doc, shipped):
     import yaml
     return yaml.safe_load(shipped.read_text())["engines"]["vllm"]["ttft_s"]
+
+
+def test_an_interrupted_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    """A crash between writing and renaming (what kill -9 mid-write amounts to) keeps the old file, and the mode
+    of a new file follows the umask, not mkstemp's 0600."""
+    import os
+
+    from stockpile import atomic
+    dest = tmp_path / "plan.html"
+    atomic.write_text_atomic(dest, "old report")
+    assert (dest.stat().st_mode & 0o777) == (0o666 & ~_umask())
+
+    def crash(*_a, **_k):
+        raise KeyboardInterrupt("killed")
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        atomic.write_text_atomic(dest, "new report, half written")
+    assert dest.read_text() == "old report"
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.html"]       # no temp file left behind
+
+
+def _umask() -> int:
+    import os
+    m = os.umask(0)
+    os.umask(m)
+    return m
