@@ -19,8 +19,18 @@ from stockpile.catalog.chips import Chip
 from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError
 from stockpile.perf.calibration import Calibration, load_calibration
-from stockpile.perf.inference import Configs, check_engine, check_engine_chip, evaluate, hybrid_kv
+from stockpile.perf.inference import (
+    KV_DTYPES,
+    WEIGHT_DTYPES,
+    Configs,
+    check_dtype,
+    check_engine,
+    check_engine_chip,
+    evaluate,
+    hybrid_kv,
+)
 from stockpile.perf.serving import MODE_OPEN
+from stockpile.search.serving import MAX_SEARCH_GPUS
 from stockpile.search.space import CHUNKS, instance_layouts, kv_dtypes, weight_dtypes
 
 SCREEN_UTILISATION = 0.9     # the steady state's utilisation above which a configuration is not kept
@@ -87,8 +97,15 @@ def rate_search(model: ModelSpec, chip: Chip, *, rate: float, isl: float, osl: f
         raise InputError("request_rate", f"must be a positive number of requests/s, got {rate}")
     if percentile is not None and not 0 < percentile < 100:
         raise InputError("slo_percentile", f"must be between 0 and 100 (e.g. 90 or 99), got {percentile}")
-    if max_gpus < 1:
-        raise InputError("gpus", f"must be >= 1, got {max_gpus}")
+    if max_gpus < 1 or max_gpus > MAX_SEARCH_GPUS:
+        raise InputError("gpus", f"must be 1..{MAX_SEARCH_GPUS:,}, got {max_gpus:,}")
+    for name, v in (("isl", isl), ("osl", osl)):
+        if not (np.isfinite(v) and v > 0):
+            raise InputError(name, f"must be a positive token count, got {v}")
+    if dtypes:
+        dtypes = [check_dtype("weight_dtype", d, WEIGHT_DTYPES) for d in dtypes]
+    if kv:
+        kv = [check_dtype("kv_dtype", d, KV_DTYPES) for d in kv]
     cal = calibration or load_calibration()
     # instance layouts of every size up to the limit (one scale-up domain or less per instance is enough here)
     sizes = [s for s in (1, 2, 4, 8, 16, 32) if s <= max_gpus]
