@@ -175,3 +175,18 @@ def _umask() -> int:
     m = os.umask(0)
     os.umask(m)
     return m
+
+
+def test_plan_refuses_an_alias_bomb_and_deep_nesting_quickly(tmp_path):
+    bomb = ["start: 2025-01", 'a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for prev, name in zip("abcdef", "bcdefg"):
+        bomb.append(f"{name}: &{name} [{','.join(['*' + prev] * 9)}]")
+    bomb.append("inference: *g")
+    f = tmp_path / "bomb.yaml"
+    f.write_text("\n".join(bomb) + "\n")
+    r = run("plan", str(f))
+    assert r.exit_code == 2 and "alias" in r.output and "Traceback" not in r.output
+    d = tmp_path / "deep.yaml"
+    d.write_text("a: " + "[" * 3000 + "]" * 3000 + "\n")
+    r = run("plan", str(d))
+    assert r.exit_code == 2 and "Traceback" not in r.output

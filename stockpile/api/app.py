@@ -68,9 +68,9 @@ def create_app() -> FastAPI:
 
     def _search(req: SearchRequest) -> dict[str, Any]:
         from stockpile.catalog import get_chip, get_model
+        from stockpile.catalog.models import implied_weight_dtype
         from stockpile.search.serving import Slo
         from stockpile.search.serving import search as run
-        from stockpile.catalog.models import implied_weight_dtype
         implied = implied_weight_dtype(req.model)          # as the CLI reads a -FP8 / -AWQ checkpoint
         r = run(get_model(req.model), get_chip(req.chip), gpus=req.gpus, isl=req.isl, osl=req.osl,
                 slo=Slo(ttft_ms=req.ttft_ms, tpot_ms=req.tpot_ms), engine=req.engine, top=req.top,

@@ -77,6 +77,30 @@ class Loaded:
 
 
 MAX_SCENARIO_BYTES = 5_000_000   # a scenario's YAML (a large inventory belongs in a stock CSV)
+MAX_YAML_NODES = 2_000_000       # values after alias expansion: a "billion laughs" bomb multiplies them
+
+
+def _expanded_size(node: Any) -> int:
+    """How many values a YAML node graph holds once aliases (shared nodes) are expanded; memoised, so a bomb
+    is measured without being expanded."""
+    memo: dict[int, int] = {}
+
+    def size(n: Any) -> int:
+        if n is None:
+            return 0
+        key = id(n)
+        if key in memo:
+            return memo[key]
+        memo[key] = 1                              # a cycle counts once
+        if isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(c) for c in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in n.value)
+        else:
+            total = 1
+        memo[key] = total
+        return total
+    return size(node)
 
 
 def load_scenario(src: str | Path | dict[str, Any] | Scenario) -> Loaded:
@@ -111,6 +135,13 @@ def load_scenario(src: str | Path | dict[str, Any] | Scenario) -> Loaded:
         else:
             text = text_or_path
         try:
+            try:
+                size = _expanded_size(yaml.compose(text, Loader=yaml.SafeLoader))
+            except RecursionError:
+                raise InputError("scenario", f"{source} is nested too deeply to be a scenario") from None
+            if size > MAX_YAML_NODES:
+                raise InputError("scenario", f"{source} expands to {size:,} YAML values through its aliases (*name); "
+                                             f"at most {MAX_YAML_NODES:,} (an alias bomb?)")
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
