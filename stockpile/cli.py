@@ -226,6 +226,8 @@ def _render_estimate(e: Any) -> None:
     for k, v in rows:
         t.add_row(k, v)
     out.print(t)
+    if e.band_note:
+        out.print(f"uncertainty: {e.band_note}")
     for a in e.assumptions:
         out.print(f"[dim]assumed: {a}[/dim]")
 

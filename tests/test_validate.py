@@ -39,3 +39,28 @@ def test_every_row_has_a_status_and_errors_are_consistent():
             assert r["error"] == pytest.approx((r["predicted"] - r["measured"]) / r["measured"], abs=1e-5)
         else:
             assert r["predicted"] is None and r["reason"]
+
+
+def test_rows_carry_a_band_and_the_summary_its_coverage():
+    """Bands come from the validated residuals of each regime (calibration/bands.py): on the shipped files about
+    80 % of measured values fall inside their p10-p90 band."""
+    doc = validate_file(ROOT / "inference_measurements.csv")
+    ok = [r for r in doc["rows"] if r["status"] == "ok"]
+    banded = [r for r in ok if "predicted_p10" in r]
+    assert len(banded) == len(ok)
+    assert all(r["predicted_p10"] < r["predicted_p90"] for r in banded)
+    inside = sum(r["predicted_p10"] <= r["measured"] <= r["predicted_p90"] for r in banded) / len(banded)
+    assert doc["summary"]["band_coverage"] == pytest.approx(inside, abs=1e-4)
+    assert 0.72 <= inside <= 0.88
+
+
+def test_estimate_states_its_band():
+    from stockpile.catalog import get_chip, get_model
+    from stockpile.perf.inference import estimate
+    from stockpile.perf.layout import resolve_layout
+    m, c = get_model("meta-llama/Llama-3.1-70B-Instruct"), get_chip("h100-sxm-80gb")
+    e = estimate(m, c, layout=resolve_layout(gpus=4, tp=4, pp=None, ep=None, dp=None, is_moe=False),
+                 isl=1000, osl=200, concurrency=32)
+    lo, hi = e.band["tpot_ms"]
+    assert lo < hi and e.band_note and "validated rows" in e.band_note
+    assert lo <= e.tpot_ms * 1.5 and hi >= e.tpot_ms / 1.5

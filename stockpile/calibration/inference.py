@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from stockpile.calibration.bands import band, load_kind
 from stockpile.calibration.rows import (
     DEFAULT_DRAFT_ATTN_DP,
     InferenceCase,
@@ -336,6 +337,11 @@ def validate_rows(rows: list[dict[str, str]], cal: Calibration) -> list[dict[str
                            reason="the layout does not fit in memory under the model's assumptions")
             else:
                 rec.update(predicted=round(v, 6), error=round((v - measured) / measured, 6), status=OK)
+                c = prep.case
+                b = band(prep.engine_key, prep.chip.family, c.metric,
+                         load_kind(c.concurrency, c.request_rate, c.num_requests))
+                if b is not None:
+                    rec.update(predicted_p10=round(v * b[0], 6), predicted_p90=round(v * b[1], 6))
                 if prep.case.notes_used:
                     rec["assumed"] = prep.case.notes_used
         out_rows.append(rec)

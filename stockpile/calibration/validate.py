@@ -34,6 +34,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                          "median_ape": round(statistics.median(apes), 4) if apes else None,
                          "mape": round(statistics.fmean(apes), 4) if apes else None,
                          "p90_ape": round(sorted(apes)[int(0.9 * (len(apes) - 1))], 4) if apes else None}
+    banded = [r for r in rows if r["status"] == OK and r.get("predicted_p10") is not None]
+    if banded:
+        inside = sum(r["predicted_p10"] <= r["measured"] <= r["predicted_p90"] for r in banded)
+        s["band_coverage"] = round(inside / len(banded), 4)
     by: dict[str, list[float]] = defaultdict(list)
     counts: dict[str, int] = defaultdict(int)
     for r in rows:

@@ -257,6 +257,9 @@ class InferenceEstimate(BaseModel):
     backlog: dict[str, Any] | None = None
     timeline: list[dict[str, float]] | None = None
     simulated_requests: int | None = None
+    # the validated spread of this kind of prediction (calibration/bands.py): metric -> [p10, p90]
+    band: dict[str, list[float]] | None = None
+    band_note: str | None = None
 
 
 def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vllm", weight_dtype: str | None = None,
@@ -347,6 +350,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     if fits and (request_rate or trace is not None):
         r, sim_fields = _simulated(model, chip, engine, cfg, cal, r, trace, engine_version, notes, layout)
     out_tps = float(r["output_tokens_per_s"])
+    sim_fields.update(_bands(engine, engine_version, chip, r, mode, concurrency, request_rate, num_requests, gpus))
     return InferenceEstimate(
         model=model.id, chip=chip.id, gpus=gpus, engine=engine,
         layout={"tp": layout.attn_tp, "attn_dp": layout.attn_dp, "pp": layout.pp, "ep": layout.moe_ep,
@@ -393,6 +397,30 @@ def _simulated(model: ModelSpec, chip: Chip, engine: str, cfg: Configs, cal: Cal
     extra.update(backlog={"requests": sim.backlog, "growing": sim.growing}, timeline=sim.timeline,
                  simulated_requests=sim.submitted)
     return out, extra
+
+
+def _bands(engine: str, engine_version: str | None, chip: Chip, r: dict[str, Any], mode: int,
+           concurrency: float | None, request_rate: float | None, num_requests: float | None,
+           gpus: int) -> dict[str, Any]:
+    """The validated p10-p90 band of each headline metric (calibration/bands.py), and a sentence for TPOT."""
+    from stockpile.calibration.bands import band, describe, load_kind
+    from stockpile.perf.calibration import engine_key
+    key = engine_key(engine, engine_version)
+    load = load_kind(concurrency, request_rate, num_requests)
+    values = {"ttft_ms": float(r["ttft_s"]) * 1e3, "tpot_ms": float(r["tpot_s"]) * 1e3,
+              "e2e_latency_s": float(r["e2e_s"]), "output_tokens_per_s": float(r["output_tokens_per_s"]),
+              "output_tokens_per_s_per_gpu": float(r["output_tokens_per_s"]) / gpus,
+              "requests_per_s": float(r["requests_per_s"])}
+    out: dict[str, list[float]] = {}
+    note = None
+    for metric, v in values.items():
+        b = band(key, chip.family, metric, load)
+        if b is None or not np.isfinite(v):
+            continue
+        out[metric] = [round(v * b[0], 4), round(v * b[1], 4)]
+        if metric == "tpot_ms":
+            note = f"TPOT {describe(*b)}"
+    return {"band": out or None, "band_note": note}
 
 
 def sim_isl(trace: Any, cfg: Configs) -> np.ndarray:

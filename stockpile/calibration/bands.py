@@ -1,0 +1,105 @@
+"""Uncertainty bands: every prediction carries the spread of the validated error of its regime.
+
+A regime is (engine release family, chip family group, metric kind, load kind). From `validate` on the shipped
+measurements, the 10th and 90th percentiles of log(measured / predicted) in each regime with at least MIN_ROWS
+rows are stored in data/calibration/bands.yaml (`python -m stockpile.calibration.bands` rewrites it after a
+refit). A prediction's band is predicted x exp(q10) .. predicted x exp(q90), from its own regime, or else the
+first of its broader groups that has enough rows (engine x metric x load, metric x load, metric, all); the
+result says which group it came from and how many rows back it.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from stockpile.perf.calibration import FAMILY_GROUPS
+
+MIN_ROWS = 15
+THROUGHPUT = ("output_tokens_per_s", "output_tokens_per_s_per_gpu", "total_tokens_per_s",
+              "total_tokens_per_s_per_gpu", "requests_per_s")
+
+
+def metric_kind(metric: str) -> str:
+    return "throughput" if metric in THROUGHPUT else metric.replace("_ms", "").replace("_s", "")
+
+
+def load_kind(concurrency: float | None, request_rate: float | None, num_requests: float | None) -> str:
+    if request_rate:
+        return "rate"
+    if num_requests and (not concurrency or concurrency >= num_requests):
+        return "burst"
+    return "closed" if concurrency else "offline"
+
+
+def keys(engine: str, family: str, metric: str, load: str) -> list[str]:
+    """Most specific first."""
+    fam = FAMILY_GROUPS.get(family, family)
+    m = metric_kind(metric)
+    return [f"{engine}|{fam}|{m}|{load}", f"{engine}|*|{m}|{load}", f"*|*|{m}|{load}", f"*|*|{m}|*", "*|*|*|*"]
+
+
+@cache
+def table() -> dict[str, dict[str, float]]:
+    path = resources.files("stockpile") / "data" / "calibration" / "bands.yaml"
+    if not path.is_file():
+        return {}
+    return (yaml.safe_load(path.read_text()) or {}).get("bands", {})
+
+
+def band(engine: str, family: str, metric: str, load: str) -> tuple[float, float, str, int] | None:
+    """(low factor, high factor, group, rows) for a prediction, or None without any band data."""
+    t = table()
+    for k in keys(engine, family, metric, load):
+        if k in t:
+            b = t[k]
+            return float(np.exp(b["q10"])), float(np.exp(b["q90"])), k, int(b["n"])
+    return None
+
+
+def describe(lo: float, hi: float, group: str, n: int) -> str:
+    eng, fam, m, load = group.split("|")
+    where = " ".join(x for x in (f"{fam}" if fam != "*" else "", f"with {eng}" if eng != "*" else "") if x)
+    return (f"typically {100 * (lo - 1):+.0f} %..{100 * (hi - 1):+.0f} % ({m}, {load if load != '*' else 'any'} load"
+            f"{', ' + where if where else ''}; {n} validated rows)")
+
+
+def fit_bands() -> dict[str, Any]:
+    """Residual quantiles per regime from validating the shipped inference files."""
+    from stockpile.calibration.fit_inference import default_files
+    from stockpile.calibration.inference import Batch, Prepared, prepare_file
+    from stockpile.perf.calibration import load_calibration
+    cal = load_calibration()
+    res: dict[str, list[float]] = defaultdict(list)
+    for path in default_files():
+        _, _, preps = prepare_file(path)
+        ps = [p for p in preps if isinstance(p, Prepared)]
+        for p, v in zip(ps, Batch(ps).run(cal)):
+            if not (np.isfinite(v) and v > 0):
+                continue
+            c = p.case
+            r = float(np.log(c.measured / v))
+            for k in keys(p.engine_key, p.chip.family, c.metric,
+                          load_kind(c.concurrency, c.request_rate, c.num_requests)):
+                res[k].append(r)
+    out = {k: {"q10": round(float(np.quantile(v, 0.1)), 4), "q90": round(float(np.quantile(v, 0.9)), 4),
+               "n": len(v)} for k, v in sorted(res.items()) if len(v) >= MIN_ROWS}
+    return {"meta": {"what": "10th/90th percentiles of log(measured/predicted) per regime "
+                             "(engine|chip family|metric|load), from validate on the shipped files",
+                     "files": [Path(p).name for p in default_files()], "min_rows": MIN_ROWS,
+                     "calibration": cal.meta.get("fitted")},
+            "bands": out}
+
+
+if __name__ == "__main__":
+    from stockpile.atomic import write_yaml_atomic
+    dest = Path(str(resources.files("stockpile") / "data" / "calibration" / "bands.yaml"))
+    doc = fit_bands()
+    write_yaml_atomic(dest, doc, header="# Written by `python -m stockpile.calibration.bands`; see "
+                                        "stockpile/calibration/bands.py\n")
+    print(f"wrote {dest}: {len(doc['bands'])} regimes")
