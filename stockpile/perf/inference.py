@@ -334,36 +334,31 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         parts = decode_breakdown(model, chip, engine, p, layout=lay, wdtype=wdt, kvdtype=kdt,
                                  batch=float(r["batch"]), context=isl + osl / 2)
         limits = _limit_text(r, layout, concurrency, parts)
-    sim_fields: dict[str, Any] = {}
-    if not fits:
-        # no latency or throughput is presented for a configuration that does not fit (CONTRACTS.md)
-        return InferenceEstimate(
-            model=model.id, chip=chip.id, gpus=gpus, engine=engine,
-            layout={"tp": layout.attn_tp, "attn_dp": layout.attn_dp, "pp": layout.pp, "ep": layout.moe_ep,
-                    "expert_tp": layout.moe_tp, "replicas": layout.replicas},
-            layout_text=layout.describe(), weight_dtype=wdt, kv_dtype=kdt, compute_path=cpath, isl=isl, osl=osl,
-            mode={MODE_OPEN: "open-loop", MODE_CLOSED: "closed-loop", MODE_OFFLINE: "offline"}[mode],
-            concurrency=concurrency, request_rate=request_rate, fits=False, max_batch=int(r["max_batch"]),
-            batch=0.0, ttft_ms=None, tpot_ms=None, e2e_latency_s=None, output_tokens_per_s=None,
-            output_tokens_per_s_per_gpu=None, total_tokens_per_s=None, total_tokens_per_s_per_gpu=None,
-            requests_per_s=None, tokens_per_s_per_user=None, memory_gb=mem, limits=limits, assumptions=notes)
-    if fits and (request_rate or trace is not None):
-        r, sim_fields = _simulated(model, chip, engine, cfg, cal, r, trace, engine_version, notes, layout)
-    out_tps = float(r["output_tokens_per_s"])
-    sim_fields.update(_bands(engine, engine_version, chip, r, mode, concurrency, request_rate, num_requests, gpus))
-    return InferenceEstimate(
+    common: dict[str, Any] = dict(
         model=model.id, chip=chip.id, gpus=gpus, engine=engine,
         layout={"tp": layout.attn_tp, "attn_dp": layout.attn_dp, "pp": layout.pp, "ep": layout.moe_ep,
                 "expert_tp": layout.moe_tp, "replicas": layout.replicas},
         layout_text=layout.describe(), weight_dtype=wdt, kv_dtype=kdt, compute_path=cpath, isl=isl, osl=osl,
         mode={MODE_OPEN: "open-loop", MODE_CLOSED: "closed-loop", MODE_OFFLINE: "offline"}[mode],
         concurrency=concurrency, request_rate=request_rate, fits=fits, max_batch=int(r["max_batch"]),
-        batch=float(r["batch"]), ttft_ms=float(r["ttft_s"]) * 1e3, tpot_ms=float(r["tpot_s"]) * 1e3,
+        memory_gb=mem, limits=limits, assumptions=notes)
+    if not fits:
+        # no latency or throughput is presented for a configuration that does not fit (CONTRACTS.md)
+        return InferenceEstimate(**common, batch=0.0, ttft_ms=None, tpot_ms=None, e2e_latency_s=None,
+                                 output_tokens_per_s=None, output_tokens_per_s_per_gpu=None, total_tokens_per_s=None,
+                                 total_tokens_per_s_per_gpu=None, requests_per_s=None, tokens_per_s_per_user=None)
+    sim_fields: dict[str, Any] = {}
+    if request_rate or trace is not None:
+        r, sim_fields = _simulated(model, chip, engine, cfg, cal, r, trace, engine_version, notes, layout)
+    out_tps = float(r["output_tokens_per_s"])
+    sim_fields.update(_bands(engine, engine_version, chip, r, mode, concurrency, request_rate, num_requests, gpus))
+    return InferenceEstimate(
+        **common, batch=float(r["batch"]), ttft_ms=float(r["ttft_s"]) * 1e3, tpot_ms=float(r["tpot_s"]) * 1e3,
         e2e_latency_s=float(r["e2e_s"]), output_tokens_per_s=out_tps, output_tokens_per_s_per_gpu=out_tps / gpus,
         total_tokens_per_s=float(r["total_tokens_per_s"]),
         total_tokens_per_s_per_gpu=float(r["total_tokens_per_s"]) / gpus,
         requests_per_s=float(r["requests_per_s"]), tokens_per_s_per_user=1.0 / max(float(r["tpot_s"]), 1e-12),
-        memory_gb=mem, limits=limits, assumptions=notes, **sim_fields)
+        **sim_fields)
 
 
 def _simulated(model: ModelSpec, chip: Chip, engine: str, cfg: Configs, cal: Calibration, r: dict[str, Any],

@@ -1,0 +1,135 @@
+"""How the command line shows results (rich tables): the CLI's rendering, kept apart from its parsing."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+# Wide tables when output is piped (rich falls back to 80 columns without a terminal).
+out = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160")))
+err = Console(stderr=True)
+
+
+def render_estimate(e: Any) -> None:
+    if not e.fits:
+        out.print(f"[red]{e.model} does not fit on {e.gpus} x {e.chip} ({e.layout_text}, {e.weight_dtype} weights):"
+                  f"[/red] {e.limits}")
+        for a in e.assumptions:
+            out.print(f"[dim]assumed: {a}[/dim]")
+        return
+    t = Table(title=f"{e.model} on {e.gpus} x {e.chip} ({e.engine}, {e.layout_text}, "
+                    f"{e.weight_dtype} weights / {e.kv_dtype} KV)", show_header=True)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    rows = [("fits in memory", "yes" if e.fits else "NO"), ("load", f"{e.mode}" + (
+        f", concurrency {e.concurrency:g}" if e.concurrency else "") + (
+        f", {e.request_rate:g} req/s" if e.request_rate else "")),
+        ("TTFT", f"{e.ttft_ms:,.1f} ms" + (f" (p50 {e.ttft_p50_ms:,.1f}, p90 {e.ttft_p90_ms:,.1f}, "
+                                           f"p99 {e.ttft_p99_ms:,.1f})" if e.ttft_p50_ms is not None else "")),
+        ("TPOT", f"{e.tpot_ms:,.2f} ms" + (f" (p50 {e.tpot_p50_ms:,.2f}, p90 {e.tpot_p90_ms:,.2f}, "
+                                           f"p99 {e.tpot_p99_ms:,.2f})" if e.tpot_p50_ms is not None else "")),
+        ("end-to-end latency", f"{e.e2e_latency_s:,.2f} s"),
+        ("output tokens/s", f"{e.output_tokens_per_s:,.0f}"),
+        ("output tokens/s per GPU", f"{e.output_tokens_per_s_per_gpu:,.0f}"),
+        ("total tokens/s", f"{e.total_tokens_per_s:,.0f}"), ("requests/s", f"{e.requests_per_s:,.2f}"),
+        ("tokens/s per user", f"{e.tokens_per_s_per_user:,.1f}"),
+        ("running batch / max", f"{e.batch:,.0f} / {e.max_batch:,}"),
+        ("memory per GPU", f"{e.memory_gb.total_gb:,.1f} GB of {e.memory_gb.capacity_gb:,.0f} "
+                           f"(weights {e.memory_gb.weights_gb:,.1f}, KV {e.memory_gb.kv_cache_gb:,.1f}, "
+                           f"reserve {e.memory_gb.reserve_gb:,.1f})"),
+        ("compute path", e.compute_path), ("limited by", e.limits)]
+    for k, v in rows:
+        t.add_row(k, v)
+    out.print(t)
+    if e.band_note:
+        out.print(f"uncertainty: {e.band_note}")
+    for a in e.assumptions:
+        out.print(f"[dim]assumed: {a}[/dim]")
+
+
+def render_search(r) -> None:
+    t = Table(title=f"{r.model} on {r.gpus} x {r.chip} ({r.engine}), ISL {r.isl:g} / OSL {r.osl:g}, {r.slo.text()}")
+    for col in ("#", "mode", "layout", "w/kv", "MTP", "chunk", "conc", "TTFT ms", "TPOT ms", "tok/s/GPU",
+                "tok/s/user", "SLO", "limited by"):
+        t.add_column(col, overflow="fold")
+    for c in r.candidates:
+        t.add_row(str(c.rank), "P/D" if c.mode == "disaggregated" else "agg", c.layout_text, f"{c.weight_dtype}/{c.kv_dtype}", str(c.spec_draft or "-"),
+                  str(c.chunk or "-"), f"{c.concurrency:g}", f"{c.ttft_ms:,.0f}", f"{c.tpot_ms:,.1f}", f"{c.output_tokens_per_s_per_gpu:,.0f}",
+                  f"{c.tokens_per_s_per_user:,.0f}", "yes" if c.meets_slo else "NO", c.limits)
+    out.print(t)
+    if r.best:
+        out.print(f"best: {r.best.layout_text}, {r.best.weight_dtype} weights, {r.best.kv_dtype} KV, concurrency "
+                  f"{r.best.concurrency:g}: {r.best.why}")
+    out.print(f"{r.message}; {r.evaluated:,} configurations evaluated in {1e3 * r.seconds:.0f} ms")
+    if r.pareto:
+        front = ", ".join(f"{p['tokens_per_s_per_user']:.0f}->{p['output_tokens_per_s_per_gpu']:.0f}"
+                          for p in r.pareto[:: max(1, len(r.pareto) // 8)])
+        out.print(f"[dim]Pareto front (tok/s per user -> tok/s per GPU): {front}[/dim]")
+
+
+def render_comparison(results) -> None:
+    t = Table(title="Chips side by side (best configuration meeting the targets)")
+    for col in ("chip", "layout", "tok/s/GPU", "tok/s per kW", "tok/s per $1k chip", "TPOT ms", "TTFT ms"):
+        t.add_column(col)
+    for chip, r in results:
+        b = r.best
+        if b is None:
+            t.add_row(chip.id, "nothing meets the targets", "-", "-", "-", "-", "-")
+            continue
+        kw = f"{b.output_tokens_per_s_per_gpu / (chip.tdp_w.value / 1000):,.0f}" if chip.tdp_w else "-"
+        usd = f"{b.output_tokens_per_s_per_gpu / (chip.price_usd.value / 1000):,.1f}" if chip.price_usd else "-"
+        t.add_row(chip.id, b.layout_text, f"{b.output_tokens_per_s_per_gpu:,.0f}", kw, usd, f"{b.tpot_ms:.1f}",
+                  f"{b.ttft_ms:,.0f}")
+    out.print(t)
+
+
+def render_allocation(doc: dict[str, Any], every: int = 3) -> None:
+    """Chips per chip type and month (every `every` months): training / inference / idle, and utilisation."""
+    rows = doc.get("allocation") or []
+    months = sorted({r["month"] for r in rows})[::every]
+    chips = sorted({r["chip"] for r in rows})
+    t = Table(title=f"Allocation (chips: training / inference / idle, utilisation), every {every} months")
+    t.add_column("month")
+    for c in chips:
+        t.add_column(c, justify="right")
+    by = {(r["month"], r["chip"]): r for r in rows}
+    for m in months:
+        cells = []
+        for c in chips:
+            r = by.get((m, c))
+            if r is None:
+                cells.append("-")
+                continue
+            inf = sum((r.get("inference") or {}).values())
+            cells.append(f"{r['training']:,} / {inf:,} / {r['idle']:,} ({100 * r['utilisation']:.0f}%)")
+        t.add_row(m, *cells)
+    out.print(t)
+
+
+def render_chips(chips: list[Any]) -> None:
+    t = Table(title=f"Accelerators ({len(chips)})", show_lines=False)
+    for col in ("id", "vendor", "year", "mem GB", "TB/s", "bf16 TF", "fp8 TF", "fp4 TF", "link GB/s", "TDP W",
+                "TPP", "3A090", "export status"):
+        t.add_column(col, overflow="fold")
+    f = lambda fig, d=0: "-" if fig is None else f"{fig.value:,.{d}f}"  # noqa: E731
+    for c in chips:
+        t.add_row(c.id, c.vendor, str(c.year or "-"), f(c.memory_gb), f(c.memory_bw_gbs and c.memory_bw_gbs.model_copy(
+            update={"value": c.memory_bw_gbs.value / 1000}), 2), f(c.bf16_tflops), f(c.fp8_tflops), f(c.fp4_tflops),
+            f(c.scaleup_bw_gbs), f(c.tdp_w), "-" if c.tpp is None else f"{c.tpp:,.0f}", c.eccn_3a090,
+            c.export.status if c.export else "-")
+    out.print(t)
+
+
+def render_models(recs: list[dict[str, Any]]) -> None:
+    t = Table(title=f"Models ({len(recs)})")
+    for col in ("id", "type", "params B", "active B", "layers", "hidden", "attn", "heads/kv", "experts", "KV KB/tok"):
+        t.add_column(col)
+    for r in recs:
+        t.add_row(r["id"], r["architecture"], f"{r['params_b']:.2f}", f"{r['active_params_b']:.2f}", str(r["layers"]),
+                  str(r["hidden"]), r["attention"], f"{r['heads']}/{r['kv_heads']}",
+                  f"{r['experts_per_token']}/{r['experts']}" if r["experts"] else "-",
+                  f"{r['kv_bytes_per_token_bf16'] / 1024:.0f}")
+    out.print(t)
