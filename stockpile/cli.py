@@ -43,6 +43,9 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
                     stack.enter_context(extra_chips(load_chip_file(kwargs["chip_file"])))
                 if kwargs.get("calibration"):
                     _select_calibration(stack, str(kwargs["calibration"]))
+                if kwargs.get("prices") is not None:
+                    from stockpile.catalog.prices import extra_prices, load_price_file
+                    stack.enter_context(extra_prices(load_price_file(kwargs["prices"])))
                 return fn(*args, **kwargs)
         except StockpileError as exc:
             err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
@@ -77,6 +80,7 @@ def _select_calibration(stack: contextlib.ExitStack, value: str) -> None:
         stack.enter_context(use_training_calibration(read_training_calibration(trn)))
 
 
+PRICES_OPT = typer.Option(None, "--prices", help="YAML chip prices (data/prices/chips.yaml format), over the shipped ones.")
 CALIBRATION_OPT = typer.Option(None, "--calibration",
                                help="A calibration profile (stockpile calibrate --profile NAME) or file.")
 
@@ -163,6 +167,9 @@ def estimate(
     allow_long_context: bool = typer.Option(False, "--allow-long-context",
                                             help="Model input + output beyond the model's context window."),
     calibration: Optional[str] = CALIBRATION_OPT,
+    prices: Optional[Path] = PRICES_OPT,
+    cost_basis: str = typer.Option("auto", "--cost-basis", help="GPU-hour cost: rental, tco, or auto (rental "
+                                                               "where known)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Predict TTFT, TPOT, throughput and memory for one serving configuration."""
@@ -182,7 +189,7 @@ def estimate(
         weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine, engine_version=engine_version,
         isl=_length(isl, "isl"), osl=_length(osl, "osl"), concurrency=concurrency, request_rate=request_rate,
         num_requests=num_requests, spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit,
-        allow_long_context=allow_long_context)
+        allow_long_context=allow_long_context, cost_basis=cost_basis)
     e = run_estimate(req, requests=reqs)
     if json_out:
         emit_json(e.model_dump())
@@ -255,6 +262,7 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
            slo_percentile: Optional[float] = typer.Option(None, "--slo-percentile",
                                                           help="Targets apply at this percentile (default: means)."),
            calibration: Optional[str] = CALIBRATION_OPT,
+           prices: Optional[Path] = PRICES_OPT,
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Find the serving configuration with the most tokens/s per GPU within the latency targets (or, with
     --request-rate, the fewest GPUs that serve the rate within them)."""

@@ -44,6 +44,14 @@ def render_estimate(e: Any) -> None:
     for k, v in rows:
         t.add_row(k, v)
     out.print(t)
+    if e.cost:
+        c = e.cost
+        if "missing" in c:
+            out.print(f"cost: {c['missing']}")
+        else:
+            out.print(f"cost: {c['usd_per_million_output_tokens']:,.3f} USD per million output tokens "
+                      f"({c['usd_per_million_tokens']:,.3f} per million tokens in+out) at {c['usd_per_gpu_hour']:.2f} "
+                      f"USD/GPU-h ({c['how']})")
     if e.band_note:
         out.print(f"uncertainty: {e.band_note}")
     for a in e.assumptions:
@@ -71,19 +79,31 @@ def render_search(r) -> None:
 
 
 def render_comparison(results) -> None:
+    from stockpile.catalog.prices import gpu_hour_cost, usd_per_million
     t = Table(title="Chips side by side (best configuration meeting the targets)")
-    for col in ("chip", "layout", "tok/s/GPU", "tok/s per kW", "tok/s per $1k chip", "TPOT ms", "TTFT ms"):
+    for col in ("chip", "layout", "tok/s/GPU", "tok/s per kW", "USD/GPU-h", "USD per M output tok", "TPOT ms",
+                "TTFT ms"):
         t.add_column(col)
+    notes = []
     for chip, r in results:
         b = r.best
         if b is None:
-            t.add_row(chip.id, "nothing meets the targets", "-", "-", "-", "-", "-")
+            t.add_row(chip.id, "nothing meets the targets", "-", "-", "-", "-", "-", "-")
             continue
         kw = f"{b.output_tokens_per_s_per_gpu / (chip.tdp_w.value / 1000):,.0f}" if chip.tdp_w else "-"
-        usd = f"{b.output_tokens_per_s_per_gpu / (chip.price_usd.value / 1000):,.1f}" if chip.price_usd else "-"
-        t.add_row(chip.id, b.layout_text, f"{b.output_tokens_per_s_per_gpu:,.0f}", kw, usd, f"{b.tpot_ms:.1f}",
+        c = gpu_hour_cost(chip)
+        if c is None:
+            usd, mtok = "no price source", "-"
+        else:
+            usd = f"{c.usd_per_gpu_hour:.2f} ({c.basis})"
+            per = usd_per_million(c.usd_per_gpu_hour, 1, b.output_tokens_per_s_per_gpu)
+            mtok = "-" if per is None else f"{per:,.3f}"
+            notes.append(f"{chip.id}: {c.text}")
+        t.add_row(chip.id, b.layout_text, f"{b.output_tokens_per_s_per_gpu:,.0f}", kw, usd, mtok, f"{b.tpot_ms:.1f}",
                   f"{b.ttft_ms:,.0f}")
     out.print(t)
+    for n in notes:
+        out.print(f"[dim]cost: {n}[/dim]")
 
 
 def render_allocation(doc: dict[str, Any], every: int = 3) -> None:

@@ -260,6 +260,8 @@ class InferenceEstimate(BaseModel):
     # the validated spread of this kind of prediction (calibration/bands.py): metric -> [p10, p90]
     band: dict[str, list[float]] | None = None
     band_note: str | None = None
+    # what the tokens cost at the predicted throughput (catalog/prices.py), or why there is no number
+    cost: dict[str, Any] | None = None
 
 
 def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vllm", weight_dtype: str | None = None,
@@ -267,7 +269,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
              request_rate: float | None = None, num_requests: float | None = None, poisson: bool = True,
              spec_draft: int = 0, spec_accept: float = 1.0, prefix_hit: float = 0.0,
              calibration: Calibration | None = None, assumptions: list[str] | None = None,
-             trace: Any = None, engine_version: str | None = None) -> InferenceEstimate:
+             trace: Any = None, engine_version: str | None = None, cost_basis: str = "auto") -> InferenceEstimate:
     """Estimate one configuration. Offline max-throughput when neither concurrency nor rate is given. Under a
     request rate or a trace (simulate.Requests, one instance's requests) the scheduler simulation gives the
     latencies, percentiles and throughput; the steady state gives memory and the limit text."""
@@ -352,6 +354,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         r, sim_fields = _simulated(model, chip, engine, cfg, cal, r, trace, engine_version, notes, layout)
     out_tps = float(r["output_tokens_per_s"])
     sim_fields.update(_bands(engine, engine_version, chip, r, mode, concurrency, request_rate, num_requests, gpus))
+    sim_fields["cost"] = token_cost(chip, gpus, out_tps, float(r["total_tokens_per_s"]), cost_basis)
     return InferenceEstimate(
         **common, batch=float(r["batch"]), ttft_ms=float(r["ttft_s"]) * 1e3, tpot_ms=float(r["tpot_s"]) * 1e3,
         e2e_latency_s=float(r["e2e_s"]), output_tokens_per_s=out_tps, output_tokens_per_s_per_gpu=out_tps / gpus,
@@ -416,6 +419,25 @@ def _bands(engine: str, engine_version: str | None, chip: Chip, r: dict[str, Any
         if metric == "tpot_ms":
             note = f"TPOT {describe(*b)}"
     return {"band": out or None, "band_note": note}
+
+
+def token_cost(chip: Chip, gpus: int, output_tps: float, total_tps: float, basis: str = "auto") -> dict[str, Any]:
+    """USD per million output tokens (all cost on output) and per million tokens (input + output), or why not."""
+    from stockpile.catalog.prices import gpu_hour_cost, usd_per_million
+    if basis not in ("auto", "rental", "tco"):
+        raise InputError("cost_basis", f"'{basis}' is not auto, rental or tco")
+    c = gpu_hour_cost(chip, basis)  # type: ignore[arg-type]
+    if c is None:
+        return {"missing": f"no {'rental ' if basis == 'rental' else ''}price source for {chip.id} "
+                           "(give one with --prices FILE)"}
+    return {"usd_per_gpu_hour": round(c.usd_per_gpu_hour, 4), "basis": c.basis,
+            "usd_per_million_output_tokens": _round(usd_per_million(c.usd_per_gpu_hour, gpus, output_tps)),
+            "usd_per_million_tokens": _round(usd_per_million(c.usd_per_gpu_hour, gpus, total_tps)),
+            "how": c.text, "sources": c.sources}
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
 
 
 def sim_isl(trace: Any, cfg: Configs) -> np.ndarray:

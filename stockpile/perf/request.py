@@ -8,7 +8,7 @@ a trace. Everything a default filled in is said in the result's `assumptions`.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -62,6 +62,7 @@ class EstimateRequest(BaseModel):
     spec_accept: float | None = Field(default=None, ge=1)
     prefix_hit: float = Field(default=0.0, ge=0, lt=1)
     allow_long_context: bool = False   # input + output beyond the model's context window (said so)
+    cost_basis: Literal["auto", "rental", "tco"] = "auto"   # what a GPU-hour costs (catalog/prices.py)
     trace: list[TraceRecord] | None = Field(default=None, max_length=MAX_SIM_REQUESTS)
 
     @model_validator(mode="after")
@@ -168,4 +169,5 @@ def run_estimate(req: EstimateRequest, *, requests: Any = None) -> Any:
                     kv_dtype=req.kv_dtype, isl=isl, osl=osl, concurrency=req.concurrency,
                     request_rate=req.request_rate, spec_draft=req.spec_draft, spec_accept=accept,
                     prefix_hit=req.prefix_hit, assumptions=notes, trace=requests, engine_version=req.engine_version,
-                    num_requests=None if req.num_requests is None else float(req.num_requests))
+                    num_requests=None if req.num_requests is None else float(req.num_requests),
+                    cost_basis=req.cost_basis)

@@ -1,0 +1,81 @@
+"""Chip cost model (issue 16): hand-computed cost per token and TCO, prices with sources, overrides, errors."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from stockpile.catalog import get_chip
+from stockpile.catalog.prices import (
+    AVERAGE_POWER_FRACTION,
+    HOST_OVERHEAD,
+    PUE,
+    USD_PER_KWH,
+    chip_price,
+    extra_prices,
+    gpu_hour_cost,
+    load_price_file,
+    usd_per_million,
+)
+from stockpile.cli import app
+from stockpile.errors import InputError
+
+
+def test_cost_per_million_tokens_by_hand():
+    # 8 GPUs at 2 USD/h = 16 USD/h; 4,000 tokens/s = 14.4M tokens/h -> 16 / 14.4 = 1.111 USD per million
+    assert usd_per_million(2.0, 8, 4000.0) == pytest.approx(16 / 14.4)
+    assert usd_per_million(2.0, 8, 0.0) is None
+
+
+def test_tco_arithmetic_by_hand():
+    h20 = get_chip("h20-96gb")
+    c = gpu_hour_cost(h20, "tco")
+    capex = 12500 / (5 * 8760)                                          # 0.2854 USD/h
+    power = h20.tdp_w.value / 1000 * HOST_OVERHEAD * AVERAGE_POWER_FRACTION * PUE * USD_PER_KWH
+    assert c is not None and c.basis == "tco"
+    assert c.usd_per_gpu_hour == pytest.approx(capex + power)
+    assert capex == pytest.approx(0.28539, rel=1e-4)
+
+
+def test_rental_first_under_auto_and_every_price_has_a_source_and_date():
+    h100 = get_chip("h100-sxm-80gb")
+    assert gpu_hour_cost(h100).basis == "rental" and gpu_hour_cost(h100).usd_per_gpu_hour == 2.35
+    assert gpu_hour_cost(h100, "tco").basis == "tco"
+    for cid in ("h100-sxm-80gb", "h800-sxm-80gb", "h20-96gb", "ascend-910b-64gb"):
+        p = chip_price(cid)
+        for price in (p.purchase_usd, p.rental_usd_per_hour):
+            if price is not None:
+                assert price.source.startswith("http") and len(price.date) >= 4
+
+
+def test_a_chip_without_a_price_says_so():
+    r = CliRunner().invoke(app, ["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "l40s-48gb",
+                                 "--isl", "1000", "--osl", "100", "--concurrency", "8", "--json"])
+    assert r.exit_code == 0, r.output
+    cost = json.loads(r.stdout)["cost"]
+    assert "missing" in cost and "l40s-48gb" in cost["missing"] and "usd_per_million_output_tokens" not in cost
+
+
+def test_price_file_overrides_and_bad_prices(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("l40s-48gb:\n  rental_usd_per_hour: {value: 1.0, date: '2026-11', source: 'https://example.com/q'}\n")
+    with extra_prices(load_price_file(f)):
+        c = gpu_hour_cost(get_chip("l40s-48gb"))
+        assert c is not None and c.usd_per_gpu_hour == 1.0
+    assert gpu_hour_cost(get_chip("l40s-48gb")) is None           # only inside the block
+    r = CliRunner().invoke(app, ["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "l40s-48gb",
+                                 "--isl", "1000", "--osl", "100", "--concurrency", "8", "--prices", str(f), "--json"])
+    d = json.loads(r.stdout)
+    assert d["cost"]["usd_per_gpu_hour"] == 1.0
+    assert d["cost"]["usd_per_million_output_tokens"] == pytest.approx(
+        1e6 / (d["output_tokens_per_s"] * 3600), rel=1e-3)
+    f.write_text("l40s-48gb:\n  rental_usd_per_hour: {value: -1, date: '2026', source: 'x'}\n")
+    with pytest.raises(InputError, match="value"):
+        load_price_file(f)
+
+
+def test_the_readme_chip_comparison_has_a_cost_for_all_three():
+    r = CliRunner().invoke(app, ["search", "--model", "Qwen/Qwen3-32B", "--chips",
+                                 "h800-sxm-80gb,h20-96gb,ascend-910b-64gb", "--gpus", "8", "--isl", "4000", "--osl",
+                                 "500", "--ttft-ms", "1000", "--tpot-ms", "50"])
+    assert r.exit_code == 0, r.output
+    assert "no price source" not in r.output and r.output.count("cost: ") == 3
