@@ -46,6 +46,9 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
                 if kwargs.get("prices") is not None:
                     from stockpile.catalog.prices import extra_prices, load_price_file
                     stack.enter_context(extra_prices(load_price_file(kwargs["prices"])))
+                if kwargs.get("api_prices") is not None:
+                    from stockpile.catalog.prices import extra_api_prices, load_api_price_file
+                    stack.enter_context(extra_api_prices(load_api_price_file(kwargs["api_prices"])))
                 return fn(*args, **kwargs)
         except StockpileError as exc:
             err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
@@ -168,6 +171,8 @@ def estimate(
                                             help="Model input + output beyond the model's context window."),
     calibration: Optional[str] = CALIBRATION_OPT,
     prices: Optional[Path] = PRICES_OPT,
+    api_prices: Optional[Path] = typer.Option(None, "--api-prices",
+                                              help="YAML API prices per model (data/prices/apis.yaml format)."),
     cost_basis: str = typer.Option("auto", "--cost-basis", help="GPU-hour cost: rental, tco, or auto (rental "
                                                                "where known)."),
     json_out: bool = typer.Option(False, "--json"),

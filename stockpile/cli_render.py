@@ -52,6 +52,14 @@ def render_estimate(e: Any) -> None:
             out.print(f"cost: {c['usd_per_million_output_tokens']:,.3f} USD per million output tokens "
                       f"({c['usd_per_million_tokens']:,.3f} per million tokens in+out) at {c['usd_per_gpu_hour']:.2f} "
                       f"USD/GPU-h ({c['how']})")
+            api, be = c.get("api"), (c.get("api") or {}).get("break_even")
+            if api and be:
+                verdict = (f"self-hosting is cheaper above {100 * be['utilisation']:.0f} % of this deployment's "
+                           f"capacity ({be['output_tokens_per_day']:,} output tokens a day)" if be["utilisation"] <= 1
+                           else f"this deployment never beats the API (it would need {be['utilisation']:.1f}x its "
+                                "capacity)")
+                out.print(f"against the API ({api['usd_per_million_input']:g} in / {api['usd_per_million_output']:g} "
+                          f"out USD per million, {api['date']}): {verdict}")
     if e.band_note:
         out.print(f"uncertainty: {e.band_note}")
     for a in e.assumptions:

@@ -140,3 +140,75 @@ def usd_per_million(usd_per_gpu_hour: float, gpus: int, tokens_per_s: float) -> 
     if tokens_per_s <= 0 or usd_per_gpu_hour < 0:
         return None
     return usd_per_gpu_hour * gpus / (tokens_per_s * 3600.0) * 1e6
+
+
+class ApiPrice(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    usd_per_million_input: float = Field(ge=0)
+    usd_per_million_output: float = Field(ge=0)
+    date: str = Field(min_length=4)
+    source: str = Field(min_length=3)
+    note: str | None = None
+
+
+_api_overlay: list[dict[str, ApiPrice]] = []
+
+
+def _parse_api(doc: object, where: str) -> dict[str, ApiPrice]:
+    if not isinstance(doc, dict):
+        raise InputError("api_prices", f"{where}: a mapping of model id -> {{usd_per_million_input, "
+                                       "usd_per_million_output, date, source}")
+    out: dict[str, ApiPrice] = {}
+    for mid, rec in doc.items():
+        try:
+            out[str(mid).lower()] = ApiPrice.model_validate(rec)
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            loc = ".".join(str(p) for p in e.get("loc", ()))
+            raise InputError("api_prices", f"{where}: {mid}.{loc}: {e.get('msg')}") from None
+    return out
+
+
+@cache
+def _shipped_api() -> dict[str, ApiPrice]:
+    path = resources.files("stockpile") / "data" / "prices" / "apis.yaml"
+    return _parse_api(yaml.safe_load(path.read_text()), "data/prices/apis.yaml")
+
+
+def load_api_price_file(path: str | Path) -> dict[str, ApiPrice]:
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError("api_prices", f"cannot read {p}: {exc}") from None
+    return _parse_api(doc, p.name)
+
+
+@contextmanager
+def extra_api_prices(prices: dict[str, ApiPrice]) -> Iterator[None]:
+    _api_overlay.append(prices)
+    try:
+        yield
+    finally:
+        _api_overlay.pop()
+
+
+def api_price(model_id: str) -> ApiPrice | None:
+    key = model_id.lower()
+    for layer in reversed(_api_overlay):
+        if key in layer:
+            return layer[key]
+    return _shipped_api().get(key)
+
+
+def break_even(usd_per_hour: float, input_tps: float, output_tps: float, api: ApiPrice) -> dict[str, float] | None:
+    """Self-hosting (usd_per_hour for the deployment, whatever its load) against the API: the share of the
+    deployment's capacity at which both cost the same, and that volume in tokens a day. Above it self-hosting is
+    cheaper; a share above 1 means this deployment never is."""
+    api_per_hour_full = (input_tps * api.usd_per_million_input + output_tps * api.usd_per_million_output) \
+        * 3600.0 / 1e6
+    if api_per_hour_full <= 0:
+        return None
+    u = usd_per_hour / api_per_hour_full
+    return {"utilisation": round(u, 4), "output_tokens_per_day": round(u * output_tps * 86400.0),
+            "input_tokens_per_day": round(u * input_tps * 86400.0)}

@@ -354,7 +354,8 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         r, sim_fields = _simulated(model, chip, engine, cfg, cal, r, trace, engine_version, notes, layout)
     out_tps = float(r["output_tokens_per_s"])
     sim_fields.update(_bands(engine, engine_version, chip, r, mode, concurrency, request_rate, num_requests, gpus))
-    sim_fields["cost"] = token_cost(chip, gpus, out_tps, float(r["total_tokens_per_s"]), cost_basis)
+    sim_fields["cost"] = token_cost(chip, gpus, out_tps, float(r["total_tokens_per_s"]), cost_basis,
+                                    model_id=model.id)
     return InferenceEstimate(
         **common, batch=float(r["batch"]), ttft_ms=float(r["ttft_s"]) * 1e3, tpot_ms=float(r["tpot_s"]) * 1e3,
         e2e_latency_s=float(r["e2e_s"]), output_tokens_per_s=out_tps, output_tokens_per_s_per_gpu=out_tps / gpus,
@@ -421,19 +422,29 @@ def _bands(engine: str, engine_version: str | None, chip: Chip, r: dict[str, Any
     return {"band": out or None, "band_note": note}
 
 
-def token_cost(chip: Chip, gpus: int, output_tps: float, total_tps: float, basis: str = "auto") -> dict[str, Any]:
-    """USD per million output tokens (all cost on output) and per million tokens (input + output), or why not."""
-    from stockpile.catalog.prices import gpu_hour_cost, usd_per_million
+def token_cost(chip: Chip, gpus: int, output_tps: float, total_tps: float, basis: str = "auto",
+               model_id: str | None = None) -> dict[str, Any]:
+    """USD per million output tokens (all cost on output) and per million tokens (input + output), or why not;
+    and, where the model has a public API price, the break-even volume of self-hosting."""
+    from stockpile.catalog.prices import api_price, break_even, gpu_hour_cost, usd_per_million
     if basis not in ("auto", "rental", "tco"):
         raise InputError("cost_basis", f"'{basis}' is not auto, rental or tco")
     c = gpu_hour_cost(chip, basis)  # type: ignore[arg-type]
     if c is None:
         return {"missing": f"no {'rental ' if basis == 'rental' else ''}price source for {chip.id} "
                            "(give one with --prices FILE)"}
-    return {"usd_per_gpu_hour": round(c.usd_per_gpu_hour, 4), "basis": c.basis,
-            "usd_per_million_output_tokens": _round(usd_per_million(c.usd_per_gpu_hour, gpus, output_tps)),
-            "usd_per_million_tokens": _round(usd_per_million(c.usd_per_gpu_hour, gpus, total_tps)),
-            "how": c.text, "sources": c.sources}
+    out: dict[str, Any] = {
+        "usd_per_gpu_hour": round(c.usd_per_gpu_hour, 4), "basis": c.basis,
+        "usd_per_million_output_tokens": _round(usd_per_million(c.usd_per_gpu_hour, gpus, output_tps)),
+        "usd_per_million_tokens": _round(usd_per_million(c.usd_per_gpu_hour, gpus, total_tps)),
+        "how": c.text, "sources": c.sources}
+    api = api_price(model_id) if model_id else None
+    if api is not None:
+        be = break_even(c.usd_per_gpu_hour * gpus, total_tps - output_tps, output_tps, api)
+        out["api"] = {"usd_per_million_input": api.usd_per_million_input,
+                      "usd_per_million_output": api.usd_per_million_output, "date": api.date,
+                      "source": api.source, "break_even": be}
+    return out
 
 
 def _round(x: float | None) -> float | None:

@@ -79,3 +79,19 @@ def test_the_readme_chip_comparison_has_a_cost_for_all_three():
                                  "500", "--ttft-ms", "1000", "--tpot-ms", "50"])
     assert r.exit_code == 0, r.output
     assert "no price source" not in r.output and r.output.count("cost: ") == 3
+
+
+def test_break_even_against_an_api_by_hand(tmp_path):
+    from stockpile.catalog.prices import ApiPrice, break_even
+    api = ApiPrice(usd_per_million_input=0.5, usd_per_million_output=2.0, date="2025", source="https://x")
+    # 10 USD/h of GPUs; at full capacity 4,000 in + 1,000 out tokens/s the API would cost
+    # (4000 x 0.5 + 1000 x 2.0) x 3600 / 1e6 = 14.4 USD/h -> self-hosting wins above 10 / 14.4 = 69.4 % load
+    be = break_even(10.0, 4000.0, 1000.0, api)
+    assert be["utilisation"] == pytest.approx(10 / 14.4, abs=1e-4)
+    assert be["output_tokens_per_day"] == pytest.approx(10 / 14.4 * 1000 * 86400, rel=1e-4)
+    f = tmp_path / "apis.yaml"
+    f.write_text("meta-llama/Llama-3.1-8B-Instruct: {usd_per_million_input: -1, usd_per_million_output: 1, "
+                 "date: '2026', source: 'https://x'}\n")
+    r = CliRunner().invoke(app, ["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip",
+                                 "h100-sxm-80gb", "--isl", "100", "--osl", "100", "--api-prices", str(f)])
+    assert r.exit_code == 2 and "usd_per_million_input" in r.output
