@@ -127,3 +127,19 @@ def test_burstiness_below_one_makes_arrivals_burstier():
     for b, g in gaps.items():
         assert g.mean() == pytest.approx(0.1, rel=0.05)            # the rate is kept
         assert g.std() / g.mean() == pytest.approx(1 / np.sqrt(b), rel=0.1)   # Gamma(b): CV = 1/sqrt(b)
+
+
+def test_engine_flags_and_speculative_flags_in_the_notes_are_applied():
+    from stockpile.calibration.rows import inference_case
+    base = {"id": "x", "metric": "tpot_ms", "value": "10", "model": "deepseek-ai/DeepSeek-V3",
+            "accelerator": "h200-sxm-141gb", "num_accelerators": "8", "engine": "sglang", "input_len": "1000",
+            "output_len": "1000", "concurrency": "64"}
+    c = inference_case({**base, "notes": "python3 -m sglang.launch_server --tp 8 --speculative-algorithm EAGLE "
+                                         "--speculative-num-steps 2 --speculative-eagle-topk 1 "
+                                         "--speculative-num-draft-tokens 3 --max-running-requests 128 "
+                                         "--chunked-prefill-size 4096 --mem-fraction-static 0.82"})
+    assert (c.spec_draft, c.max_seqs, c.budget, c.mem_util) == (2, 128, 4096, 0.82)
+    v = inference_case({**base, "engine": "vllm", "notes": "vllm serve --speculative-config "
+                                                           "'{\"method\": \"mtp\", \"num_speculative_tokens\": 1}' "
+                                                           "--max-num-seqs 256 --max-num-batched-tokens 16384"})
+    assert (v.spec_draft, v.max_seqs, v.budget) == (1, 256, 16384)

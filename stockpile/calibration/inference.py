@@ -163,7 +163,8 @@ class Batch:
     def _arrays(g: list[Prepared], disagg: bool) -> dict[str, Any]:
         col = lambda f: np.array([f(pr) for pr in g])  # noqa: E731
         tables = [chip_dtype_tables(pr.chip, pr.wdt) for pr in g]
-        limits = [engine_limits(pr.engine, pr.chip, Configs()) for pr in g]
+        limits = [engine_limits(pr.engine, pr.chip, Configs(max_seqs=pr.case.max_seqs, chunk=pr.case.budget,
+                                                            mem_util=pr.case.mem_util)) for pr in g]
         keys = sorted({(pr.chip.family, pr.engine_key) for pr in g})
         a: dict[str, Any] = dict(
             mc=ModelConsts.stack([_model_consts(pr.model) for pr in g]),

@@ -90,6 +90,8 @@ class InferenceCase:
     engine_version: str | None = None  # the engine_version column, or a version stated in the notes
     chunked_prefill: bool | None = None  # stated on or off in the notes (None: the engine's default)
     budget: int | None = None          # max_num_batched_tokens / chunked_prefill_size stated in the notes
+    max_seqs: int | None = None        # --max-num-seqs / --max-running-requests stated in the notes
+    mem_util: float | None = None      # --gpu-memory-utilization / --mem-fraction-static stated in the notes
     v0_engine: bool = False            # the notes say vLLM ran its V0 engine
     prefix_len: float = 0.0            # prompt tokens shared with earlier requests (a shared-prefix workload)
     prefix_groups: float = 1.0         # how many distinct shared prefixes (each group's first request misses)
@@ -126,6 +128,8 @@ _NO_SPEC = re.compile(r"spec decoding: none|no speculative|no mtp|without mtp|mt
 _SPEC = re.compile(r"\b(mtp|eagle3?|nextn|speculative)", re.I)
 _STEPS = re.compile(r"(?:nextn\s*)?(\d+)\s*steps?(?:\s*/\s*(\d+)\s*draft)?", re.I)
 _NEXTN_LAYERS = re.compile(r"(\d+)\s*nextn layers", re.I)
+# SGLang --speculative-num-steps N (EAGLE/MTP depth); vLLM --speculative-config {"num_speculative_tokens": N}
+_SPEC_FLAG = re.compile(r"--speculative-num-steps[ =](\d+)|num_speculative_tokens\W{0,4}(\d+)", re.I)
 _ACCEPT = re.compile(r"accept(?:ance)? length\s*(?:of\s*)?(?:~\s*)?([\d.]+)", re.I)
 _PROMPTS = re.compile(r"(\d[\d,]*)\s*(?:successful\s+)?(?:prompts|requests)\b", re.I)
 _OVER = re.compile(r"over (\d[\d,]*) successful requests", re.I)
@@ -171,8 +175,11 @@ def parse_spec(notes: str, engine: str) -> tuple[int, float, list[str]]:
         return 0, 1.0, used
     draft = 0
     m = _NEXTN_LAYERS.search(notes)
+    flag = _SPEC_FLAG.search(notes)
     if m:
         draft = int(m.group(1))
+    elif flag:
+        draft = int(next(g for g in flag.groups() if g))     # --speculative-num-steps / num_speculative_tokens
     else:
         steps = [int(s.group(1)) for s in _STEPS.finditer(notes)]
         if steps:
@@ -261,9 +268,22 @@ def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> 
         case.fixed_lengths = False          # measured means already: only the spread is set
         case.length_spread = 2.0
     _prefix_notes(case, notes)
-    m = re.search(r"max_num_batched_tokens\s+(\d+)", notes)
+    m = re.search(r"max_num_batched_tokens\s+(\d+)|--max-num-batched-tokens[ =](\d+)|--chunked-prefill-size[ =](\d+)",
+                  notes)
     if m:
-        case.budget = int(m.group(1))
+        case.budget = int(next(g for g in m.groups() if g))
+    m = re.search(r"--max-num-seqs[ =](\d+)|--max-running-requests[ =](\d+)", notes)
+    if m:
+        case.max_seqs = int(next(g for g in m.groups() if g))
+    m = re.search(r"--gpu-memory-utilization[ =]([0-9.]+)|--mem-fraction-static[ =]([0-9.]+)", notes)
+    if m:
+        v = float(next(g for g in m.groups() if g))
+        if 0.1 <= v <= 1.0:
+            case.mem_util = v
+    if any(x is not None for x in (case.budget, case.max_seqs, case.mem_util)):
+        case.notes_used.append("engine limits from the notes: " + ", ".join(
+            f"{k} {v:g}" for k, v in (("token budget", case.budget), ("max sequences", case.max_seqs),
+                                      ("memory fraction", case.mem_util)) if v is not None))
 
 
 _PREFIX_LEN = [re.compile(p, re.I) for p in (
