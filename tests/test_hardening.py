@@ -190,3 +190,16 @@ def test_plan_refuses_an_alias_bomb_and_deep_nesting_quickly(tmp_path):
     d.write_text("a: " + "[" * 3000 + "]" * 3000 + "\n")
     r = run("plan", str(d))
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_mi308x_is_estimated_and_says_which_figures_are_estimates():
+    r = run("estimate", "--model", "Qwen/Qwen3-32B", "--chip", "mi308x-192gb", "--tp", "2", "--isl", "2000",
+            "--osl", "500", "--concurrency", "32", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    flagged = [a for a in d["assumptions"] if "mi308x-192gb" in a and "not a published figure" in a]
+    assert any("bf16_tflops" in a and "UPPER BOUND" in a for a in flagged)
+    assert any("memory_bw_gbs" in a for a in flagged)
+    # the compute bound is the Oct-2023 rule's: TPP = 598 x 8 < 4,800
+    from stockpile.catalog import get_chip
+    assert get_chip("mi308x-192gb").tpp < 4800

@@ -37,6 +37,21 @@ def check_engine(engine: str) -> str:
     return e
 
 
+ESTIMATE_MARKS = ("ESTIMATE", "DERIVED", "UPPER BOUND", "LOW CONFIDENCE", "UNVERIFIED", "PRESS")
+USED_FIGURES = ("memory_gb", "memory_bw_gbs", "bf16_tflops", "fp8_tflops", "fp4_tflops", "scaleup_bw_gbs")
+
+
+def estimated_figures(chip: Chip) -> list[str]:
+    """The chip figures this estimate rests on that the catalog marks as estimates, bounds or derived values."""
+    out = []
+    for name in USED_FIGURES:
+        fig = getattr(chip, name, None)
+        note = getattr(fig, "note", None) or ""
+        if fig is not None and any(m in note.upper() for m in ESTIMATE_MARKS):
+            out.append(f"{chip.id} {name} = {fig.value:g} is not a published figure: {note.split(':')[0]}")
+    return out
+
+
 def check_engine_chip(engine: str, chip: Chip) -> None:
     """An engine runs only on the chip vendors in data/engines/defaults.yaml (`vendors`; no entry: any). A vendor
     the catalog does not know (a user's chip file) is not judged."""
@@ -275,7 +290,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     latencies, percentiles and throughput; the steady state gives memory and the limit text."""
     engine = check_engine(engine)
     check_engine_chip(engine, chip)
-    notes = list(assumptions or [])
+    notes = list(assumptions or []) + estimated_figures(chip)
     wdt = check_dtype("weight_dtype", weight_dtype or model.default_weight_dtype, WEIGHT_DTYPES)
     if kv_dtype is None:
         kv_dtype = "fp8" if engine == "trtllm" and wdt in ("fp8", "fp4") else "bf16"
