@@ -257,9 +257,9 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
     if bad:
         raise DataError(f"{model_id}: config.json needs {', '.join(bad)} >= 1")
     kv_heads = int(_get(cfg, "num_key_value_heads", "multi_query_group_num", "num_kv_heads", default=heads))
-    if kv_heads < 1 or heads % kv_heads:
+    if not 1 <= kv_heads <= heads:
         raise DataError(f"{model_id}: config.json has {kv_heads} key/value heads for {heads} attention heads; "
-                        "num_key_value_heads must be >= 1 and divide num_attention_heads")
+                        "num_key_value_heads must be 1..num_attention_heads")
     if cfg.get("multi_query_attention") is False:
         kv_heads = heads
     head_dim = int(_get(cfg, "head_dim", "kv_channels", default=hidden // heads))
