@@ -190,22 +190,35 @@ def write_calibration(cal: Calibration, path: Path | None = None) -> Path:
                                          "each parameter.\n")
 
 
-def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int = 40) -> dict[str, dict[str, Any]]:
-    """For each source: fit without it, predict it; the median |error| on rows the fit never saw."""
+def publication_of(row: dict[str, str]) -> str:
+    """A row's publication: its source URL up to the fragment (issue 13's unit of leave-one-out)."""
+    return (row.get("source_url") or "").split("#")[0].strip() or source_key(row)
+
+
+def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int = 40, start: Calibration | None = None,
+                         by: str = "source") -> dict[str, dict[str, Any]]:
+    """For each source (`by="source"`: the id prefix) or publication (`by="publication"`: the source URL):
+    fit without it, predict it; the median |error| on rows the fit never saw."""
+    from stockpile.calibration.rows import read_rows
     from stockpile.calibration.validate import validate_file
+    key_of = publication_of if by == "publication" else source_key
     keys: Counter[str] = Counter()
     for path in paths:
-        _, rows, _ = prepare_file(path)
-        keys.update(source_key(r) for r in rows)
+        _, rows = read_rows(path)
+        keys.update(key_of(r) for r in rows)
     out: dict[str, dict[str, Any]] = {}
     for key, n in sorted(keys.items()):
         if n < min_rows:
             continue
-        cal, _ = fit(paths, exclude_source=key, max_nfev=max_nfev)
+        cal, _ = fit(paths, max_nfev=max_nfev, start=start,
+                     exclude=lambda c, key=key: (c.publication if by == "publication" else c.row_id.split("-")[0])
+                     == key)
         apes = []
         for path in paths:
+            _, rows = read_rows(path)
+            held = {(r.get("id", ""), r.get("metric", "")) for r in rows if key_of(r) == key}
             doc = validate_file(path, cal)
-            apes += [abs(r["error"]) for r in doc["rows"] if r["status"] == "ok" and r["id"].split("-")[0] == key]
+            apes += [abs(r["error"]) for r in doc["rows"] if r["status"] == "ok" and (r["id"], r["metric"]) in held]
         out[key] = {"n": n, "n_predicted": len(apes),
                     "median_ape": round(statistics.median(apes), 4) if apes else None}
     return out

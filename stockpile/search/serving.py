@@ -30,7 +30,7 @@ from stockpile.perf.inference import (
     disagg_core,
     dominant,
     engine_limits,
-    evaluate_core,
+    evaluate,
     hybrid_kv,
 )
 from stockpile.perf.operators import ChipConsts, ModelConsts
@@ -130,17 +130,12 @@ def _scores(out: dict[str, np.ndarray], gpus: int, slo: Slo) -> tuple[np.ndarray
 def _aggregated(model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: float, osl: float, cal: Calibration,
                 dtypes: list[str] | None, kv: list[str] | None, spec: Spec) -> tuple[Space, dict[str, np.ndarray]]:
     sp = aggregated_space(model, chip, gpus, engine, dtypes=dtypes, kv_options=kv, spec_options=spec.drafts(model))
-    p = cal.params(chip.family, engine)
-    peak, kind = chip_dtype_tables(chip, sp.weight_dtype)
     accept = np.array([spec.accept(int(k)) for k in range(9)])[sp.spec_draft.astype(int)]
     cfg = Configs(attn_tp=sp.attn_tp, attn_dp=sp.attn_dp, pp=sp.pp, moe_ep=sp.moe_ep, moe_tp=sp.moe_tp,
                   replicas=sp.replicas, weight_dtype=sp.weight_dtype, kv_dtype=sp.kv_dtype, isl=isl, osl=osl,
                   mode=MODE_CLOSED, concurrency=sp.concurrency, spec_draft=sp.spec_draft, spec_accept=accept,
-                  sync=0.0, chunk=sp.chunk, hybrid_kv=hybrid_kv(engine))
-    max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg)
-    out = evaluate_core(ModelConsts.of(model), ChipConsts.of(chip), p, cfg, gemm_peak=peak, kind=kind,
-                        max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
-    return sp, out
+                  sync=0.0, chunk=sp.chunk)
+    return sp, evaluate(model, chip, engine, cfg, cal)      # perf's vectorised entry
 
 
 def _disaggregated(model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: float, osl: float,
