@@ -208,7 +208,7 @@ def estimate(
 def _search_args(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: Optional[float],
                  tpot_ms: Optional[float], engine: str, top: int, weight_dtype: Optional[str], disagg: bool,
                  kv_dtype: Optional[str] = None, spec_draft: Optional[int] = None,
-                 spec_accept: Optional[float] = None):
+                 spec_accept: Optional[float] = None, prefill_chip: Optional[str] = None):
     from stockpile.catalog import get_chip, get_model
     from stockpile.catalog.models import implied_weight_dtype
     from stockpile.errors import InputError
@@ -229,8 +229,11 @@ def _search_args(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: 
     slo = Slo(ttft_ms=ttft_ms, tpot_ms=tpot_ms)
     kvs = [d.strip().lower() for d in kv_dtype.split(",")] if kv_dtype else None
     spec = Spec(draft=spec_draft, accept_length=spec_accept)
+    pre = get_chip(prefill_chip) if prefill_chip else None
+    if pre is not None and not disagg:
+        raise InputError("prefill_chip", "a prefill chip needs disaggregated serving; drop --no-disagg")
     return m, [(c, search(m, c, gpus=gpus, isl=_length(isl, "isl"), osl=_length(osl, "osl"), slo=slo, engine=engine,
-                          top=top, dtypes=dtypes, disaggregation=disagg, kv_dtypes=kvs, spec=spec)) for c in chips]
+                          top=top, dtypes=dtypes, disaggregation=disagg, kv_dtypes=kvs, spec=spec, prefill_chip=pre)) for c in chips]
 
 
 _SEARCH_OPTS = dict(
@@ -268,6 +271,8 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
                                                           help="Targets apply at this percentile (default: means)."),
            calibration: Optional[str] = CALIBRATION_OPT,
            prices: Optional[Path] = PRICES_OPT,
+           prefill_chip: Optional[str] = typer.Option(None, "--prefill-chip",
+                                                      help="Run disaggregated prefill on this chip (decode on --chip)."),
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Find the serving configuration with the most tokens/s per GPU within the latency targets (or, with
     --request-rate, the fewest GPUs that serve the rate within them)."""
@@ -282,7 +287,7 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
     if gpus is None:
         raise InputError("gpus", "give --gpus N (or --request-rate R to find the fewest GPUs)")
     m, results = _search_args(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, engine, top, weight_dtype, disagg,
-                              kv_dtype, spec_draft, spec_accept)
+                              kv_dtype, spec_draft, spec_accept, prefill_chip)
     if json_out:
         docs = [{**r.model_dump(), "best": r.best.model_dump() if r.best else None} for _, r in results]
         emit_json(docs[0] if len(docs) == 1 else {"comparison": docs})

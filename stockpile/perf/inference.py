@@ -504,7 +504,10 @@ def _limit_text(r: dict[str, Any], layout: Layout, concurrency: float | None, pa
 def disagg_core(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict[str, Any], dec: dict[str, Any],
                 pre_workers, dec_workers, weight_dtype, kv_dtype, gemm_peak, kind, isl, osl, concurrency, rate,
                 num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-                mem_util, sync=1.0, hybrid=0.0, spread=np.inf) -> dict[str, np.ndarray]:
+                mem_util, sync=1.0, hybrid=0.0, spread=np.inf,
+                pre_chip: tuple[ChipConsts, Params, Any, Any] | None = None) -> dict[str, np.ndarray]:
+    """Disaggregated serving; `pre_chip` = (chip constants, parameters, GEMM peak, compute-path kind) puts the
+    prefill pool on another chip."""
     wbytes = _lookup(weight_dtype, WEIGHT_BYTES)
     kvbytes = _lookup(kv_dtype, {k: BYTES[k] for k in KV_DTYPES})
     isl_a, osl_a = np.asarray(isl, float), np.asarray(osl, float)
@@ -519,6 +522,10 @@ def disagg_core(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict[str, An
                        pre_gpus_worker=pre_f["attn_tp"] * pre_f["attn_dp"] * pre_f["pp"], isl=isl_a, osl=osl_a,
                        concurrency=concurrency, rate=rate, num_requests=num_requests, poisson=poisson,
                        spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit,
-                       max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=sync, spread=spread)
+                       max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=sync, spread=spread,
+                       pre_chip=None if pre_chip is None else (pre_chip[0], pre_chip[1], pre_chip[2],
+                                                               dtype_efficiency(pre_chip[1], pre_chip[3])),
+                       pre_weights_gpu=weight_bytes_array(mc, pre_f["attn_tp"], pre_f["pp"], pre_f["moe_ep"],
+                                                          pre_f["moe_tp"], wbytes))
     out["weights_bytes"] = dec_w
     return out

@@ -16,6 +16,8 @@ Equations: docs/inference-model.md.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from stockpile.perf.calibration import Params
@@ -211,12 +213,18 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
 def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: dict, pre_workers, dec_workers,
                  wbytes, kvbytes, gemm_peak, dtype_eff, dec_weights_gpu, dec_kv_token_gpu, kv_token_model,
                  pre_gpus_worker, isl, osl, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
-                 prefix_hit, max_seqs, chunk, mem_util, sync=1.0, spread=np.inf) -> dict[str, np.ndarray]:
+                 prefix_hit, max_seqs, chunk, mem_util, sync=1.0, spread=np.inf,
+                 pre_chip: tuple[ChipConsts, Params, Any, Any] | None = None,
+                 pre_weights_gpu: Any = None) -> dict[str, np.ndarray]:
     """Prefill/decode disaggregation: `pre_workers` prefill instances feed `dec_workers` decode instances.
 
     Decode iterations carry no prompt tokens; a request's TTFT is its prefill, the KV-cache transfer over
-    the scale-out network and the wait for a prefill slot. Throughput is the lesser of the pools'."""
+    the scale-out network and the wait for a prefill slot. Throughput is the lesser of the pools'. With
+    `pre_chip` = (chip constants, parameters, GEMM peak, dtype efficiency) the prefill pool runs on another chip
+    (e.g. H800 prefill, H20 decode): its steps use that chip's figures, the KV hand-off crosses the slower of
+    the two NICs, and the prefill instance must hold its share of the weights (`pre_weights_gpu`)."""
     f = lambda a: np.asarray(a, dtype=float)  # noqa: E731
+    pcc, pp_, pre_peak, pre_eff = pre_chip if pre_chip is not None else (cc, p, gemm_peak, dtype_eff)
     isl, osl, conc, rate = f(isl), f(osl), f(concurrency), f(rate)
     dtypes = dict(wbytes=wbytes, kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_eff)
     new_isl = np.maximum(isl * (1.0 - f(prefix_hit)), 1.0)
@@ -238,16 +246,21 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
         t = f(dec["pp"]) * st
         return t + f(spec_draft) * (t / mc.layers + 0.25 * p.step_s)
 
-    # prefill pool: one request alone, and the pool's token rate at full chunks
+    # prefill pool (on its own chip where given): one request alone, and the pool's token rate at full chunks
     zero = 0.0 * isl
-    t_p1 = f(pre["pp"]) * stage_time(mc, cc, p, **pre, **dtypes, dec_seqs=zero, dec_tokens=zero, dec_ctx=dec_ctx,
-                                     pre_tokens=new_isl, pre_ctx=pre_ctx)
+    pre_dtypes = dict(wbytes=wbytes, kvbytes=kvbytes, gemm_peak=pre_peak, dtype_eff=pre_eff)
+    t_p1 = f(pre["pp"]) * stage_time(mc, pcc, pp_, **pre, **pre_dtypes, dec_seqs=zero, dec_tokens=zero,
+                                     dec_ctx=dec_ctx, pre_tokens=new_isl, pre_ctx=pre_ctx)
     big = np.maximum(f(chunk), new_isl)
-    t_big = f(pre["pp"]) * stage_time(mc, cc, p, **pre, **dtypes, dec_seqs=zero, dec_tokens=zero, dec_ctx=dec_ctx,
-                                      pre_tokens=big, pre_ctx=pre_ctx)
+    t_big = f(pre["pp"]) * stage_time(mc, pcc, pp_, **pre, **pre_dtypes, dec_seqs=zero, dec_tokens=zero,
+                                      dec_ctx=dec_ctx, pre_tokens=big, pre_ctx=pre_ctx)
     # requests/s, whole pool; a pipelined prefill worker holds one chunk in each of its pp stages
     mu_pre = f(pre_workers) * f(pre["attn_dp"]) * f(pre["pp"]) * big / (t_big * new_isl)
-    t_kv = isl * f(kv_token_model) / (cc.scaleout_bw * p.comm_eff * f(pre_gpus_worker)) + 1e-3
+    link = np.minimum(cc.scaleout_bw, pcc.scaleout_bw)
+    t_kv = isl * f(kv_token_model) / (link * p.comm_eff * f(pre_gpus_worker)) + 1e-3
+    if pre_weights_gpu is not None:
+        # the prefill instance holds its weights and one chunk's KV and activations
+        fits = fits & (pcc.memory * f(mem_util) - f(pre_weights_gpu) - pp_.reserve_gb * 1e9 > 0)
     workers = f(dec_workers)
     conc_w = np.where(np.isnan(conc), np.inf, conc / workers)
     lam = np.where(np.isnan(rate), np.inf, rate)

@@ -74,7 +74,7 @@ class Candidate(BaseModel):
     mode: str                                  # aggregated | disaggregated
     layout: dict[str, int]
     layout_text: str
-    prefill: dict[str, int] | None = None      # disaggregated: prefill instance layout and count
+    prefill: dict[str, Any] | None = None      # disaggregated: prefill instance layout, count (and chip)
     decode: dict[str, int] | None = None
     weight_dtype: str
     kv_dtype: str
@@ -139,13 +139,17 @@ def _aggregated(model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: float
 
 
 def _disaggregated(model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: float, osl: float,
-                   cal: Calibration, dtypes: list[str] | None,
-                   kv: list[str] | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """x prefill + y decode instances (each its own layout) that use all `gpus`; one dtype pair per run."""
+                   cal: Calibration, dtypes: list[str] | None, kv: list[str] | None,
+                   prefill_chip: Chip | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """x prefill + y decode instances (each its own layout) that use all `gpus`; one dtype pair per run. With
+    `prefill_chip` the prefill instances run on that chip and the decode instances on `chip`."""
+    pchip = prefill_chip or chip
     lays = [lay for lay in instance_layouts(model, gpus, chip.scaleup_size, engine) if lay[2] == 1]
-    size = {lay: lay[0] * lay[1] for lay in lays}
+    pre_lays = lays if pchip is chip else [lay for lay in instance_layouts(model, gpus, pchip.scaleup_size, engine)
+                                           if lay[2] == 1]
+    size = {lay: lay[0] * lay[1] for lay in set(lays) | set(pre_lays)}
     combos = []
-    for pre, dec in itertools.product(lays, lays):
+    for pre, dec in itertools.product(pre_lays, lays):
         n_max = gpus // size[pre] - 1
         # every prefill-instance count on small clusters; on large ones a geometric grid of about 40 (the split
         # ratio matters, not the unit): bounded work however many GPUs
@@ -156,7 +160,7 @@ def _disaggregated(model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: fl
                 combos.append((pre, int(x), dec, rest // size[dec]))
     if not combos:
         return {}, {}
-    wd = (dtypes or ["fp8" if chip.has_native("fp8") else "bf16"])
+    wd = (dtypes or ["fp8" if chip.has_native("fp8") and pchip.has_native("fp8") else "bf16"])
     rows = [(c, w) for c in combos for w in wd]
     conc = CONCURRENCY_PER_GPU * gpus
     n = conc.size
@@ -182,7 +186,12 @@ def _disaggregated(model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: fl
                       kv_dtype=arr["kv_dtype"], gemm_peak=peak, kind=kind, isl=isl, osl=osl,
                       concurrency=arr["concurrency"], rate=np.nan, num_requests=np.nan, poisson=1.0, spec_draft=0.0,
                       spec_accept=1.0, prefix_hit=0.0, max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=0.0,
-                      hybrid=hybrid_kv(engine))
+                      hybrid=hybrid_kv(engine),
+                      pre_chip=None if prefill_chip is None else (
+                          ChipConsts.of(pchip), cal.params(pchip.family, engine),
+                          *chip_dtype_tables(pchip, arr["weight_dtype"])))
+    if prefill_chip is not None:
+        arr["prefill_chip"] = np.full(arr["weight_dtype"].shape, pchip.id)
     return arr, out
 
 
@@ -224,7 +233,7 @@ def _limit(model: ModelSpec, chip: Chip, engine: str, cal: Calibration, lay: dic
 def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, slo: Slo | None = None,
            engine: str = "vllm", top: int = 5, dtypes: list[str] | None = None, disaggregation: bool = True,
            kv_dtypes: list[str] | None = None, spec: Spec | None = None,
-           calibration: Calibration | None = None) -> SearchResult:
+           calibration: Calibration | None = None, prefill_chip: Chip | None = None) -> SearchResult:
     """Search the serving space; candidates best first (those meeting the SLO, else the closest)."""
     t0 = time.perf_counter()
     engine = check_engine(engine)
@@ -260,7 +269,9 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
                          spec=int(sp.spec_draft[i]), conc=float(sp.concurrency[i]), chunk=int(sp.chunk[i])))
     evaluated = sp.size
     if disaggregation and gpus >= 2:
-        arr, dout = _disaggregated(model, chip, engine, gpus, isl, osl, cal, dtypes, kv_dtypes)
+        if prefill_chip is not None:
+            check_engine_chip(engine, prefill_chip)
+        arr, dout = _disaggregated(model, chip, engine, gpus, isl, osl, cal, dtypes, kv_dtypes, prefill_chip)
         if dout:
             d_gpu, d_user, d_meets = _scores(dout, gpus, slo)
             evaluated += int(d_gpu.size)
@@ -270,6 +281,7 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
                                  lay={f: arr["dec_" + f][i] for f in LAYOUT_FIELDS},
                                  pre={f: arr["pre_" + f][i] for f in LAYOUT_FIELDS}, replicas=1.0,
                                  pre_workers=int(arr["pre_workers"][i]), dec_workers=int(arr["dec_workers"][i]),
+                                 pre_chip=str(arr["prefill_chip"][i]) if "prefill_chip" in arr else None,
                                  wd=str(arr["weight_dtype"][i]), kvd=str(arr["kv_dtype"][i]), spec=0,
                                  conc=float(arr["concurrency"][i])))
     n_meet = sum(r["meets"] for r in recs)
@@ -337,9 +349,14 @@ def _candidate(rank: int, r: dict[str, Any], model: ModelSpec, chip: Chip, engin
         batch = float(o["batch"][i])
     else:
         pl = r["pre"]
+        on_pre = f" on {r['pre_chip']}" if r.get("pre_chip") else ""
+        on_dec = f" on {chip.id}" if r.get("pre_chip") else ""
         text = (f"{r['pre_workers']} x prefill {_layout_text(pl['attn_tp'], pl['attn_dp'], pl['pp'], pl['moe_ep'])}"
-                f" + {r['dec_workers']} x decode {_layout_text(lay['attn_tp'], lay['attn_dp'], lay['pp'], lay['moe_ep'])}")
+                f"{on_pre} + {r['dec_workers']} x decode "
+                f"{_layout_text(lay['attn_tp'], lay['attn_dp'], lay['pp'], lay['moe_ep'])}{on_dec}")
         pre = {"instances": r["pre_workers"], **{k: int(v) for k, v in pl.items()}}
+        if r.get("pre_chip"):
+            pre["chip"] = r["pre_chip"]
         dec = {"instances": r["dec_workers"], **{k: int(v) for k, v in lay.items()}}
         batch = float(o["batch"][i]) / max(r["dec_workers"], 1)
     max_batch = float(o["max_batch"][i]) / (1 if r["mode"] == "aggregated" else max(r["dec_workers"], 1))

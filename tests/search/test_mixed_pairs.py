@@ -1,0 +1,68 @@
+"""Prefill and decode on different chips (issue 16): the prefill pool runs with its own chip's figures."""
+import json
+
+from typer.testing import CliRunner
+
+from stockpile.catalog import get_chip, get_model
+from stockpile.cli import app
+from stockpile.search.serving import search
+
+
+def _disagg(prefill_chip):
+    """8 prefill + 8 decode TP1 instances of Qwen3-32B at concurrency 64, decode on H20."""
+    import numpy as np
+
+    from stockpile.perf.calibration import load_calibration
+    from stockpile.perf.inference import Configs, chip_dtype_tables, disagg_core, engine_limits
+    from stockpile.perf.operators import ChipConsts, ModelConsts
+    m, h20 = get_model("Qwen/Qwen3-32B"), get_chip("h20-96gb")
+    cal = load_calibration()
+    one = {f: np.array([1.0]) for f in ("attn_tp", "attn_dp", "pp", "moe_ep", "moe_tp")}
+    peak, kind = chip_dtype_tables(h20, np.array(["fp8"]))
+    max_seqs, chunk, mem_util = engine_limits("vllm", h20, Configs())
+    pre = None
+    if prefill_chip is not None:
+        pc = get_chip(prefill_chip)
+        pre = (ChipConsts.of(pc), cal.params(pc.family, "vllm"), *chip_dtype_tables(pc, np.array(["fp8"])))
+    out = disagg_core(ModelConsts.of(m), ChipConsts.of(h20), cal.params(h20.family, "vllm"), pre=one, dec=one,
+                      pre_workers=np.array([8.0]), dec_workers=np.array([8.0]), weight_dtype=np.array(["fp8"]),
+                      kv_dtype=np.array(["fp8"]), gemm_peak=peak, kind=kind, isl=4000.0, osl=500.0,
+                      concurrency=np.array([64.0]), rate=np.nan, num_requests=np.nan, poisson=1.0, spec_draft=0.0,
+                      spec_accept=1.0, prefix_hit=0.0, max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=0.0,
+                      pre_chip=pre)
+    return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in out.items() if k in ("ttft_s", "tpot_s", "fits")}
+
+
+def test_h800_prefill_with_h20_decode_cuts_ttft_against_h20_alone():
+    alone, mixed = _disagg(None), _disagg("h800-sxm-80gb")
+    assert alone["fits"] and mixed["fits"]
+    # H800 prefills the same prompts far faster (dense FP8 1,979 vs 296 TFLOPS): TTFT falls; TPOT is the H20
+    # decode pool's either way
+    assert mixed["ttft_s"] < 0.6 * alone["ttft_s"]
+    assert abs(mixed["tpot_s"] - alone["tpot_s"]) <= 0.1 * alone["tpot_s"]
+    # and the search offers such pairs, saying which chip each pool runs on
+    m, h20, h800 = get_model("Qwen/Qwen3-32B"), get_chip("h20-96gb"), get_chip("h800-sxm-80gb")
+    res = search(m, h20, gpus=16, isl=4000, osl=500, top=20, prefill_chip=h800)
+    pairs = [c for c in res.candidates if c.mode == "disaggregated"]
+    assert pairs and all(c.prefill["chip"] == "h800-sxm-80gb" and "on h20-96gb" in c.layout_text for c in pairs)
+
+
+def test_a_prefill_chip_that_cannot_hold_the_model_gets_no_candidate():
+    m = get_model("meta-llama/Llama-3.1-70B-Instruct")
+    res = search(m, get_chip("h20-96gb"), gpus=8, isl=2000, osl=200, top=50, prefill_chip=get_chip("l4-24gb"))
+    for c in res.candidates:
+        if c.mode == "disaggregated":
+            # 70B in bf16/fp8 needs >= 70 GB: an L4 prefill instance needs TP4 or more
+            assert c.prefill["chip"] == "l4-24gb" and c.prefill["tp"] * c.prefill["attn_dp"] >= 4
+
+
+def test_cli_mixed_search_and_its_errors():
+    args = ["search", "--model", "Qwen/Qwen3-32B", "--chip", "h20-96gb", "--gpus", "16", "--isl", "4000",
+            "--osl", "500", "--tpot-ms", "50"]
+    r = CliRunner().invoke(app, [*args, "--prefill-chip", "h800-sxm-80gb", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["best"]["prefill"]["chip"] == "h800-sxm-80gb"
+    r = CliRunner().invoke(app, [*args, "--prefill-chip", "h800", "--json"])
+    assert r.exit_code == 2 and "h800-sxm-80gb" in r.output
+    r = CliRunner().invoke(app, [*args, "--prefill-chip", "h800-sxm-80gb", "--no-disagg"])
+    assert r.exit_code == 2 and "prefill_chip" in r.output
