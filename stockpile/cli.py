@@ -208,7 +208,8 @@ def estimate(
 def _search_args(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: Optional[float],
                  tpot_ms: Optional[float], engine: str, top: int, weight_dtype: Optional[str], disagg: bool,
                  kv_dtype: Optional[str] = None, spec_draft: Optional[int] = None,
-                 spec_accept: Optional[float] = None, prefill_chip: Optional[str] = None):
+                 spec_accept: Optional[float] = None, prefill_chip: Optional[str] = None,
+                 objective: str = "throughput"):
     from stockpile.catalog import get_chip, get_model
     from stockpile.catalog.models import implied_weight_dtype
     from stockpile.errors import InputError
@@ -233,7 +234,8 @@ def _search_args(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: 
     if pre is not None and not disagg:
         raise InputError("prefill_chip", "a prefill chip needs disaggregated serving; drop --no-disagg")
     return m, [(c, search(m, c, gpus=gpus, isl=_length(isl, "isl"), osl=_length(osl, "osl"), slo=slo, engine=engine,
-                          top=top, dtypes=dtypes, disaggregation=disagg, kv_dtypes=kvs, spec=spec, prefill_chip=pre)) for c in chips]
+                          top=top, dtypes=dtypes, disaggregation=disagg, kv_dtypes=kvs, spec=spec, prefill_chip=pre,
+                          objective=objective)) for c in chips]
 
 
 _SEARCH_OPTS = dict(
@@ -273,6 +275,8 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
            prices: Optional[Path] = PRICES_OPT,
            prefill_chip: Optional[str] = typer.Option(None, "--prefill-chip",
                                                       help="Run disaggregated prefill on this chip (decode on --chip)."),
+           objective: str = typer.Option("throughput", "--objective",
+                                         help="Rank by throughput per GPU, or by cost per token (cost)."),
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Find the serving configuration with the most tokens/s per GPU within the latency targets (or, with
     --request-rate, the fewest GPUs that serve the rate within them)."""
@@ -287,7 +291,7 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
     if gpus is None:
         raise InputError("gpus", "give --gpus N (or --request-rate R to find the fewest GPUs)")
     m, results = _search_args(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, engine, top, weight_dtype, disagg,
-                              kv_dtype, spec_draft, spec_accept, prefill_chip)
+                              kv_dtype, spec_draft, spec_accept, prefill_chip, objective)
     if json_out:
         docs = [{**r.model_dump(), "best": r.best.model_dump() if r.best else None} for _, r in results]
         emit_json(docs[0] if len(docs) == 1 else {"comparison": docs})

@@ -92,6 +92,7 @@ class Candidate(BaseModel):
     meets_slo: bool
     limits: str
     why: str = ""
+    usd_per_million_output_tokens: float | None = None   # with --objective cost
 
 
 class SearchResult(BaseModel):
@@ -233,11 +234,14 @@ def _limit(model: ModelSpec, chip: Chip, engine: str, cal: Calibration, lay: dic
 def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, slo: Slo | None = None,
            engine: str = "vllm", top: int = 5, dtypes: list[str] | None = None, disaggregation: bool = True,
            kv_dtypes: list[str] | None = None, spec: Spec | None = None,
-           calibration: Calibration | None = None, prefill_chip: Chip | None = None) -> SearchResult:
+           calibration: Calibration | None = None, prefill_chip: Chip | None = None,
+           objective: str = "throughput") -> SearchResult:
     """Search the serving space; candidates best first (those meeting the SLO, else the closest)."""
     t0 = time.perf_counter()
     engine = check_engine(engine)
     check_engine_chip(engine, chip)
+    if objective not in ("throughput", "cost"):
+        raise InputError("objective", f"'{objective}' is not throughput or cost")
     slo = slo or Slo()
     if gpus < 1:
         raise InputError("gpus", f"must be >= 1, got {gpus}")
@@ -296,8 +300,12 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
     front = pareto_front(pu, pg)
     pareto = [{"tokens_per_s_per_user": round(float(pu[i]), 2), "output_tokens_per_s_per_gpu": round(float(pg[i]), 1)}
               for i in front]
+    if objective == "cost":
+        _price_records(recs, chip, prefill_chip, gpus)
     if n_meet:
-        pool = sorted((r for r in recs if r["meets"]), key=lambda r: (-r["per_gpu"], -r["per_user"]))
+        rank_key = ((lambda r: (r["usd_per_mtok"], -r["per_user"])) if objective == "cost"
+                    else (lambda r: (-r["per_gpu"], -r["per_user"])))
+        pool = sorted((r for r in recs if r["meets"]), key=rank_key)
         msg = f"{n_meet:,} of {evaluated:,} configurations meet {slo.text()}"
     else:
         pool = sorted(recs, key=lambda r: _violation(r, slo))
@@ -314,7 +322,13 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
         if len(chosen) >= top:
             break
     cands = [_candidate(k + 1, r, model, chip, engine, cal, slo, gpus, isl, osl) for k, r in enumerate(chosen)]
-    if cands and n_meet:
+    if cands and n_meet and objective == "cost":
+        best = cands[0].usd_per_million_output_tokens or 0.0
+        cands[0].why = (f"cheapest output tokens ({best:,.3f} USD per million) of the {n_meet:,} configurations "
+                        f"meeting {slo.text()}")
+        for c in cands[1:]:
+            c.why = f"{100 * ((c.usd_per_million_output_tokens or 0.0) / best - 1):.0f}% dearer per token than the best"
+    elif cands and n_meet:
         runner = f"; next best {cands[1].output_tokens_per_s_per_gpu:,.0f}" if len(cands) > 1 else ""
         cands[0].why = (f"most output tokens/s per GPU ({cands[0].output_tokens_per_s_per_gpu:,.0f}) of the {n_meet:,} "
                         f"configurations meeting {slo.text()}{runner}")
@@ -324,6 +338,28 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
     return SearchResult(model=model.id, chip=chip.id, gpus=gpus, engine=engine, isl=isl, osl=osl, slo=slo,
                         evaluated=evaluated, seconds=time.perf_counter() - t0, feasible=len(recs), meets_slo=n_meet,
                         candidates=cands, pareto=pareto, message=msg)
+
+
+def _price_records(recs: list[dict[str, Any]], chip: Chip, prefill_chip: Chip | None, gpus: int) -> None:
+    """USD per million output tokens of each configuration (catalog/prices.py): its GPUs' hourly cost (each pool
+    at its own chip's price) over its output tokens per hour. A chip without a price stops the cost objective."""
+    from stockpile.catalog.prices import gpu_hour_cost
+    costs: dict[str, float] = {}
+    for c in [chip] + ([prefill_chip] if prefill_chip is not None else []):
+        g = gpu_hour_cost(c)
+        if g is None:
+            raise InputError("objective", f"no price source for {c.id}: give one with --prices FILE, or rank by "
+                                          "throughput")
+        costs[c.id] = g.usd_per_gpu_hour
+    for r in recs:
+        if r["mode"] == "disaggregated" and r.get("pre_chip"):
+            pre = r["pre"]
+            pre_gpus = r["pre_workers"] * pre["attn_tp"] * pre["attn_dp"] * pre["pp"]
+            usd_h = pre_gpus * costs[r["pre_chip"]] + (gpus - pre_gpus) * costs[chip.id]
+        else:
+            usd_h = gpus * costs[chip.id]
+        tok_h = r["per_gpu"] * gpus * 3600.0
+        r["usd_per_mtok"] = usd_h / tok_h * 1e6 if tok_h > 0 else float("inf")
 
 
 def _violation(r: dict[str, Any], slo: Slo) -> float:
@@ -371,4 +407,5 @@ def _candidate(rank: int, r: dict[str, Any], model: ModelSpec, chip: Chip, engin
         output_tokens_per_s=round(float(o["output_tokens_per_s"][i]), 1),
         output_tokens_per_s_per_gpu=round(r["per_gpu"], 1), tokens_per_s_per_user=round(r["per_user"], 1),
         requests_per_s=round(float(o["requests_per_s"][i]), 3),
-        weights_gb_per_gpu=round(float(o["weights_bytes"][i]) / 1e9, 1), meets_slo=r["meets"], limits=limits)
+        weights_gb_per_gpu=round(float(o["weights_bytes"][i]) / 1e9, 1), meets_slo=r["meets"], limits=limits,
+        usd_per_million_output_tokens=round(r["usd_per_mtok"], 4) if "usd_per_mtok" in r else None)

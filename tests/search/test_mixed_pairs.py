@@ -1,10 +1,12 @@
 """Prefill and decode on different chips (issue 16): the prefill pool runs with its own chip's figures."""
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from stockpile.catalog import get_chip, get_model
 from stockpile.cli import app
+from stockpile.errors import InputError
 from stockpile.search.serving import search
 
 
@@ -48,12 +50,14 @@ def test_h800_prefill_with_h20_decode_cuts_ttft_against_h20_alone():
 
 
 def test_a_prefill_chip_that_cannot_hold_the_model_gets_no_candidate():
+    # Qwen3-32B in FP8 is ~33 GB of weights: a TP1 prefill instance on a 24 GB L4 does not fit
+    assert not _disagg("l4-24gb")["fits"] and _disagg("h800-sxm-80gb")["fits"]
     m = get_model("meta-llama/Llama-3.1-70B-Instruct")
     res = search(m, get_chip("h20-96gb"), gpus=8, isl=2000, osl=200, top=50, prefill_chip=get_chip("l4-24gb"))
     for c in res.candidates:
         if c.mode == "disaggregated":
             # 70B in bf16/fp8 needs >= 70 GB: an L4 prefill instance needs TP4 or more
-            assert c.prefill["chip"] == "l4-24gb" and c.prefill["tp"] * c.prefill["attn_dp"] >= 4
+            assert c.prefill["chip"] == "l4-24gb" and c.prefill["attn_tp"] * c.prefill["attn_dp"] >= 4
 
 
 def test_cli_mixed_search_and_its_errors():
@@ -66,3 +70,31 @@ def test_cli_mixed_search_and_its_errors():
     assert r.exit_code == 2 and "h800-sxm-80gb" in r.output
     r = CliRunner().invoke(app, [*args, "--prefill-chip", "h800-sxm-80gb", "--no-disagg"])
     assert r.exit_code == 2 and "prefill_chip" in r.output
+
+
+def test_cost_objective_prices_each_pool_at_its_own_chip_and_can_pick_a_lower_throughput_split():
+    """H800 prefill at 2.00 USD/h (rental) and H20 decode at ~0.35 USD/h (TCO): per token, more of the cheap decode
+    chip can beat the split with the most tokens/s per GPU."""
+    from stockpile.catalog.prices import gpu_hour_cost
+    m, h20, h800 = get_model("Qwen/Qwen3-32B"), get_chip("h20-96gb"), get_chip("h800-sxm-80gb")
+    kw = dict(gpus=16, isl=4000, osl=500, top=5, prefill_chip=h800)
+    cost = search(m, h20, objective="cost", **kw)
+    thr = search(m, h20, **kw)
+    best = cost.candidates[0]
+    usd = [c.usd_per_million_output_tokens for c in cost.candidates]
+    assert usd == sorted(usd)
+    # the hand arithmetic for the winner: each pool's GPUs at its chip's price over the output tokens per hour
+    pre = best.prefill or {}
+    pre_gpus = pre.get("instances", 0) * pre.get("attn_tp", 1) * pre.get("attn_dp", 1) * pre.get("pp", 1)
+    usd_h = pre_gpus * gpu_hour_cost(h800).usd_per_gpu_hour + (16 - pre_gpus) * gpu_hour_cost(h20).usd_per_gpu_hour
+    assert best.usd_per_million_output_tokens == pytest.approx(
+        usd_h / (best.output_tokens_per_s_per_gpu * 16 * 3600) * 1e6, rel=2e-3)
+    assert best.usd_per_million_output_tokens <= min(
+        c.usd_per_million_output_tokens or 1e9 for c in search(m, h20, objective="cost", **kw).candidates)
+    assert thr.candidates[0].output_tokens_per_s_per_gpu >= best.output_tokens_per_s_per_gpu
+
+
+def test_cost_objective_needs_prices():
+    m = get_model("Qwen/Qwen3-32B")
+    with pytest.raises(InputError, match="no price source for l40s-48gb"):
+        search(m, get_chip("l40s-48gb"), gpus=8, isl=1000, osl=100, objective="cost")
