@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -37,6 +36,7 @@ PUE = 1.3
 USD_PER_KWH = 0.091
 
 Basis = Literal["auto", "rental", "tco"]
+T = TypeVar("T", bound=BaseModel)
 
 
 class Price(BaseModel):
@@ -62,55 +62,73 @@ class GpuHourCost(BaseModel):
     sources: list[str]
 
 
-_overlay: list[dict[str, ChipPrice]] = []
+class _Book(Generic[T]):
+    """A price list: records of one pydantic type keyed by a lower-cased id, shipped in a YAML data file, with
+    user files (`--prices`, `--api-prices`) looked up first inside an `overlay` block."""
 
+    def __init__(self, record: type[T], data_file: str, field: str, shape: str) -> None:
+        self.record, self.data_file, self.field, self.shape = record, data_file, field, shape
+        self._layers: list[dict[str, T]] = []
+        self._shipped: dict[str, T] | None = None
 
-def _parse(doc: object, where: str) -> dict[str, ChipPrice]:
-    if not isinstance(doc, dict):
-        raise InputError("prices", f"{where}: a mapping of chip id -> {{purchase_usd, rental_usd_per_hour}}")
-    out: dict[str, ChipPrice] = {}
-    for cid, rec in doc.items():
+    def parse(self, doc: object, where: str) -> dict[str, T]:
+        if not isinstance(doc, dict):
+            raise InputError(self.field, f"{where}: a mapping of id -> {self.shape}")
+        out: dict[str, T] = {}
+        for key, rec in doc.items():
+            try:
+                out[str(key).lower()] = self.record.model_validate(rec)
+            except ValidationError as exc:
+                e = exc.errors()[0]
+                loc = ".".join(str(p) for p in e.get("loc", ()))
+                raise InputError(self.field, f"{where}: {key}.{loc}: {e.get('msg')} ({self.shape})") from None
+        return out
+
+    def shipped(self) -> dict[str, T]:
+        if self._shipped is None:
+            path = resources.files("stockpile") / "data" / "prices" / self.data_file
+            self._shipped = self.parse(yaml.safe_load(path.read_text()), f"data/prices/{self.data_file}")
+        return self._shipped
+
+    def load_file(self, path: str | Path) -> dict[str, T]:
+        p = Path(path)
         try:
-            out[str(cid).lower()] = ChipPrice.model_validate(rec)
-        except ValidationError as exc:
-            e = exc.errors()[0]
-            loc = ".".join(str(p) for p in e.get("loc", ()))
-            raise InputError("prices", f"{where}: {cid}.{loc}: {e.get('msg')} (each price is "
-                                       "{value: > 0, date, source})") from None
-    return out
+            doc = yaml.safe_load(p.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise InputError(self.field, f"cannot read {p}: {exc}") from None
+        return self.parse(doc, p.name)
+
+    @contextmanager
+    def overlay(self, records: dict[str, T]) -> Iterator[None]:
+        self._layers.append(records)
+        try:
+            yield
+        finally:
+            self._layers.pop()
+
+    def get(self, key: str) -> T | None:
+        k = key.lower()
+        for layer in reversed(self._layers):
+            if k in layer:
+                return layer[k]
+        return self.shipped().get(k)
 
 
-@cache
-def _shipped() -> dict[str, ChipPrice]:
-    path = resources.files("stockpile") / "data" / "prices" / "chips.yaml"
-    return _parse(yaml.safe_load(path.read_text()), "data/prices/chips.yaml")
+CHIP_PRICES = _Book(ChipPrice, "chips.yaml", "prices",
+                    "{purchase_usd, rental_usd_per_hour}, each {value: > 0, date, source}")
 
 
 def load_price_file(path: str | Path) -> dict[str, ChipPrice]:
-    p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InputError("prices", f"cannot read {p}: {exc}") from None
-    return _parse(doc, p.name)
+    return CHIP_PRICES.load_file(path)
 
 
-@contextmanager
-def extra_prices(prices: dict[str, ChipPrice]) -> Iterator[None]:
+def extra_prices(prices: dict[str, ChipPrice]) -> Any:
     """Look these prices up before the shipped ones inside the block (`--prices FILE`)."""
-    _overlay.append(prices)
-    try:
-        yield
-    finally:
-        _overlay.pop()
+    return CHIP_PRICES.overlay(prices)
 
 
 def chip_price(chip_id: str) -> ChipPrice | None:
-    key = chip_id.lower()
-    for layer in reversed(_overlay):
-        if key in layer:
-            return layer[key]
-    return _shipped().get(key)
+    return CHIP_PRICES.get(chip_id)
 
 
 def gpu_hour_cost(chip: Chip, basis: Basis = "auto") -> GpuHourCost | None:
@@ -151,54 +169,20 @@ class ApiPrice(BaseModel):
     note: str | None = None
 
 
-_api_overlay: list[dict[str, ApiPrice]] = []
-
-
-def _parse_api(doc: object, where: str) -> dict[str, ApiPrice]:
-    if not isinstance(doc, dict):
-        raise InputError("api_prices", f"{where}: a mapping of model id -> {{usd_per_million_input, "
-                                       "usd_per_million_output, date, source}")
-    out: dict[str, ApiPrice] = {}
-    for mid, rec in doc.items():
-        try:
-            out[str(mid).lower()] = ApiPrice.model_validate(rec)
-        except ValidationError as exc:
-            e = exc.errors()[0]
-            loc = ".".join(str(p) for p in e.get("loc", ()))
-            raise InputError("api_prices", f"{where}: {mid}.{loc}: {e.get('msg')}") from None
-    return out
-
-
-@cache
-def _shipped_api() -> dict[str, ApiPrice]:
-    path = resources.files("stockpile") / "data" / "prices" / "apis.yaml"
-    return _parse_api(yaml.safe_load(path.read_text()), "data/prices/apis.yaml")
+API_PRICES = _Book(ApiPrice, "apis.yaml", "api_prices",
+                   "{usd_per_million_input, usd_per_million_output, date, source}")
 
 
 def load_api_price_file(path: str | Path) -> dict[str, ApiPrice]:
-    p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InputError("api_prices", f"cannot read {p}: {exc}") from None
-    return _parse_api(doc, p.name)
+    return API_PRICES.load_file(path)
 
 
-@contextmanager
-def extra_api_prices(prices: dict[str, ApiPrice]) -> Iterator[None]:
-    _api_overlay.append(prices)
-    try:
-        yield
-    finally:
-        _api_overlay.pop()
+def extra_api_prices(prices: dict[str, ApiPrice]) -> Any:
+    return API_PRICES.overlay(prices)
 
 
 def api_price(model_id: str) -> ApiPrice | None:
-    key = model_id.lower()
-    for layer in reversed(_api_overlay):
-        if key in layer:
-            return layer[key]
-    return _shipped_api().get(key)
+    return API_PRICES.get(model_id)
 
 
 def break_even(usd_per_hour: float, input_tps: float, output_tps: float, api: ApiPrice) -> dict[str, float] | None:
