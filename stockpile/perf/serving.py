@@ -274,7 +274,10 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     td = t_dec(b)
     lat0 = t_p1 + t_kv + p.ttft_s + p.pd_handoff_s + (steps - 1.0) * td
     x_dec = workers * np.minimum(b, np.maximum(np.minimum(conc_w, b_cap), 1e-9)) / lat0
-    x = np.minimum(np.minimum(x_dec, mu_pre), lam)
+    # every request's KV cache crosses from the prefill to the decode pool: the prefill pool's NICs carry at most
+    # mu_kv requests/s (isl x KV bytes per token each)
+    mu_kv = link * p.comm_eff * f(pre_gpus_worker) * f(pre_workers) / np.maximum(isl * f(kv_token_model), 1.0)
+    x = np.minimum(np.minimum(np.minimum(x_dec, mu_pre), mu_kv), lam)
     # the decode batch holds only the requests in their decode phase (Little's law at the system's throughput,
     # B = X (steps - 1) t_dec per worker); the rest are queued or in prefill and hand-off. This matters most when
     # the prefill pool is the bottleneck: its queue starves the decoders, so decode steps run lighter
@@ -303,4 +306,5 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     x = np.where(np.isfinite(closed_conc), np.minimum(x, closed_conc / (ttft + (steps - 1.0) * td)), x)
     return {"fits": fits, "max_batch": b_cap * workers, "batch": b * workers, "ttft_s": ttft, "tpot_s": td / accept,
             "itl_s": td, "e2e_s": ttft + (steps - 1) * td, "requests_per_s": x, "output_tokens_per_s": x * osl,
+            "kv_link_share": x / np.maximum(mu_kv, 1e-12),
             "total_tokens_per_s": x * (isl + osl), "kv_budget_bytes": kv_budget, "utilisation": rho}

@@ -397,6 +397,9 @@ def _candidate(rank: int, r: dict[str, Any], model: ModelSpec, chip: Chip, engin
         batch = float(o["batch"][i]) / max(r["dec_workers"], 1)
     max_batch = float(o["max_batch"][i]) / (1 if r["mode"] == "aggregated" else max(r["dec_workers"], 1))
     limits = _limit(model, chip, engine, cal, lay, r["wd"], r["kvd"], batch, max_batch, slo, tpot, ttft, isl, osl)
+    if "kv_link_share" in o and float(o["kv_link_share"][i]) >= 0.95:
+        limits = (f"KV hand-off: the prefill pool's NICs carry {100 * float(o['kv_link_share'][i]):.0f}% of what they "
+                  "can move from prefill to decode")
     return Candidate(
         rank=rank, mode=r["mode"], layout={"tp": int(lay["attn_tp"]), "attn_dp": int(lay["attn_dp"]),
                                            "pp": int(lay["pp"]), "ep": int(lay["moe_ep"]),

@@ -10,7 +10,7 @@ from stockpile.errors import InputError
 from stockpile.search.serving import search
 
 
-def _disagg(prefill_chip):
+def _disagg(prefill_chip, keys=("ttft_s", "tpot_s", "fits", "requests_per_s")):
     """8 prefill + 8 decode TP1 instances of Qwen3-32B at concurrency 64, decode on H20."""
     import numpy as np
 
@@ -32,7 +32,7 @@ def _disagg(prefill_chip):
                       concurrency=np.array([64.0]), rate=np.nan, num_requests=np.nan, poisson=1.0, spec_draft=0.0,
                       spec_accept=1.0, prefix_hit=0.0, max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=0.0,
                       pre_chip=pre)
-    return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in out.items() if k in ("ttft_s", "tpot_s", "fits")}
+    return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in out.items() if k in keys}
 
 
 def test_h800_prefill_with_h20_decode_cuts_ttft_against_h20_alone():
@@ -98,3 +98,15 @@ def test_cost_objective_needs_prices():
     m = get_model("Qwen/Qwen3-32B")
     with pytest.raises(InputError, match="no price source for l40s-48gb"):
         search(m, get_chip("l40s-48gb"), gpus=8, isl=1000, osl=100, objective="cost")
+
+
+def test_a_pair_whose_kv_transfer_outruns_the_link_is_bound_by_it_and_says_so():
+    """H800 prefill on a 1 Gb/s NIC: every request's KV cache (Qwen3-32B FP8 KV ~128 KB/token x 4,000 prompt tokens,
+    ~0.5 GB) must cross it, so the pair serves at most ~0.1 GB/s x 8 GPUs / 0.5 GB ~ 1.6 requests/s."""
+    from stockpile.catalog.chips import Figure, extra_chips
+    slow = get_chip("h800-sxm-80gb").model_copy(update={
+        "id": "h800-slow-nic", "scaleout_gbps": Figure(value=1.0, source="test: a 1 Gb/s NIC")})
+    with extra_chips([slow]):
+        fast, bound = _disagg("h800-sxm-80gb"), _disagg("h800-slow-nic", keys=("requests_per_s", "kv_link_share"))
+    assert bound["kv_link_share"] >= 0.999
+    assert bound["requests_per_s"] < 0.5 * fast["requests_per_s"]
