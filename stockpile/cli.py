@@ -209,7 +209,7 @@ def _search_args(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: 
                  tpot_ms: Optional[float], engine: str, top: int, weight_dtype: Optional[str], disagg: bool,
                  kv_dtype: Optional[str] = None, spec_draft: Optional[int] = None,
                  spec_accept: Optional[float] = None, prefill_chip: Optional[str] = None,
-                 objective: str = "throughput"):
+                 objective: str = "throughput", pairs: bool = False):
     from stockpile.catalog import get_chip, get_model
     from stockpile.catalog.models import implied_weight_dtype
     from stockpile.errors import InputError
@@ -233,9 +233,18 @@ def _search_args(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: 
     pre = get_chip(prefill_chip) if prefill_chip else None
     if pre is not None and not disagg:
         raise InputError("prefill_chip", "a prefill chip needs disaggregated serving; drop --no-disagg")
-    return m, [(c, search(m, c, gpus=gpus, isl=_length(isl, "isl"), osl=_length(osl, "osl"), slo=slo, engine=engine,
+    results = [(c, search(m, c, gpus=gpus, isl=_length(isl, "isl"), osl=_length(osl, "osl"), slo=slo, engine=engine,
                           top=top, dtypes=dtypes, disaggregation=disagg, kv_dtypes=kvs, spec=spec, prefill_chip=pre,
                           objective=objective)) for c in chips]
+    if pairs:
+        if len(chips) < 2 or pre is not None:
+            raise InputError("pairs", "--pairs needs two or more --chips (and no --prefill-chip)")
+        import itertools
+        results += [(dec, search(m, dec, gpus=gpus, isl=_length(isl, "isl"), osl=_length(osl, "osl"), slo=slo,
+                                 engine=engine, top=top, dtypes=dtypes, disaggregation=True, kv_dtypes=kvs, spec=spec,
+                                 prefill_chip=p_chip, objective=objective, aggregated=False))
+                    for p_chip, dec in itertools.permutations(chips, 2)]
+    return m, results
 
 
 _SEARCH_OPTS = dict(
@@ -277,6 +286,7 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
                                                       help="Run disaggregated prefill on this chip (decode on --chip)."),
            objective: str = typer.Option("throughput", "--objective",
                                          help="Rank by throughput per GPU, or by cost per token (cost)."),
+           pairs: bool = typer.Option(False, "--pairs", help="With --chips: also every prefill/decode chip pair."),
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Find the serving configuration with the most tokens/s per GPU within the latency targets (or, with
     --request-rate, the fewest GPUs that serve the rate within them)."""
@@ -291,7 +301,7 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
     if gpus is None:
         raise InputError("gpus", "give --gpus N (or --request-rate R to find the fewest GPUs)")
     m, results = _search_args(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, engine, top, weight_dtype, disagg,
-                              kv_dtype, spec_draft, spec_accept, prefill_chip, objective)
+                              kv_dtype, spec_draft, spec_accept, prefill_chip, objective, pairs)
     if json_out:
         docs = [{**r.model_dump(), "best": r.best.model_dump() if r.best else None} for _, r in results]
         emit_json(docs[0] if len(docs) == 1 else {"comparison": docs})

@@ -87,27 +87,41 @@ def render_search(r) -> None:
 
 
 def render_comparison(results) -> None:
+    from stockpile.catalog import get_chip
     from stockpile.catalog.prices import gpu_hour_cost, usd_per_million
-    t = Table(title="Chips side by side (best configuration meeting the targets)")
+    t = Table(title="Chips side by side (best configuration meeting the targets; USD/GPU-h averaged over the GPUs)")
     for col in ("chip", "layout", "tok/s/GPU", "tok/s per kW", "USD/GPU-h", "USD per M output tok", "TPOT ms",
                 "TTFT ms"):
         t.add_column(col)
     notes = []
     for chip, r in results:
         b = r.best
+        pre_id = (b.prefill or {}).get("chip") if b is not None else None
+        label = f"{pre_id} -> {chip.id} (P/D)" if pre_id else chip.id
         if b is None:
-            t.add_row(chip.id, "nothing meets the targets", "-", "-", "-", "-", "-", "-")
+            t.add_row(label, "nothing meets the targets", "-", "-", "-", "-", "-", "-")
             continue
-        kw = f"{b.output_tokens_per_s_per_gpu / (chip.tdp_w.value / 1000):,.0f}" if chip.tdp_w else "-"
-        c = gpu_hour_cost(chip)
-        if c is None:
+        # GPUs of each chip in the best configuration (a mixed pair: the prefill pool on its own chip)
+        split = {chip.id: float(r.gpus)}
+        if pre_id:
+            pre = b.prefill or {}
+            n_pre = pre.get("instances", 0) * pre.get("attn_tp", 1) * pre.get("attn_dp", 1) * pre.get("pp", 1)
+            split = {pre_id: float(n_pre), chip.id: float(r.gpus - n_pre)}
+        chips = {cid: get_chip(cid) for cid in split}
+        tok_s = b.output_tokens_per_s_per_gpu * r.gpus
+        tdps = {cid: c.tdp_w.value for cid, c in chips.items() if c.tdp_w is not None}
+        kw_total = sum(n * tdps[cid] / 1000 for cid, n in split.items() if cid in tdps)
+        kw = f"{tok_s / kw_total:,.0f}" if kw_total and len(tdps) == len(chips) else "-"
+        costs = {cid: gpu_hour_cost(c) for cid, c in chips.items()}
+        if any(c is None for c in costs.values()):
             usd, mtok = "no price source", "-"
         else:
-            usd = f"{c.usd_per_gpu_hour:.2f} ({c.basis})"
-            per = usd_per_million(c.usd_per_gpu_hour, 1, b.output_tokens_per_s_per_gpu)
+            usd_h = sum(split[cid] * c.usd_per_gpu_hour for cid, c in costs.items() if c is not None)
+            usd = f"{usd_h / r.gpus:.2f} (" + "/".join(sorted({c.basis for c in costs.values() if c})) + ")"
+            per = usd_per_million(usd_h, 1, tok_s)
             mtok = "-" if per is None else f"{per:,.3f}"
-            notes.append(f"{chip.id}: {c.text}")
-        t.add_row(chip.id, b.layout_text, f"{b.output_tokens_per_s_per_gpu:,.0f}", kw, usd, mtok, f"{b.tpot_ms:.1f}",
+            notes += [f"{cid}: {c.text}" for cid, c in costs.items() if c is not None and f"{cid}: {c.text}" not in notes]
+        t.add_row(label, b.layout_text, f"{b.output_tokens_per_s_per_gpu:,.0f}", kw, usd, mtok, f"{b.tpot_ms:.1f}",
                   f"{b.ttft_ms:,.0f}")
     out.print(t)
     for n in notes:

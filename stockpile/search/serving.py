@@ -235,7 +235,7 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
            engine: str = "vllm", top: int = 5, dtypes: list[str] | None = None, disaggregation: bool = True,
            kv_dtypes: list[str] | None = None, spec: Spec | None = None,
            calibration: Calibration | None = None, prefill_chip: Chip | None = None,
-           objective: str = "throughput") -> SearchResult:
+           objective: str = "throughput", aggregated: bool = True) -> SearchResult:
     """Search the serving space; candidates best first (those meeting the SLO, else the closest)."""
     t0 = time.perf_counter()
     engine = check_engine(engine)
@@ -266,7 +266,7 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
     per_gpu, per_user, meets = _scores(out, gpus, slo)
     recs: list[dict[str, Any]] = []
     idx = np.flatnonzero(out["fits"].astype(bool))
-    for i in idx:
+    for i in (idx if aggregated else []):
         recs.append(dict(mode="aggregated", i=int(i), per_gpu=float(per_gpu[i]), per_user=float(per_user[i]),
                          meets=bool(meets[i]), out=out, lay={f: float(getattr(sp, f)[i]) for f in LAYOUT_FIELDS},
                          replicas=float(sp.replicas[i]), wd=str(sp.weight_dtype[i]), kvd=str(sp.kv_dtype[i]),

@@ -110,3 +110,15 @@ def test_a_pair_whose_kv_transfer_outruns_the_link_is_bound_by_it_and_says_so():
         fast, bound = _disagg("h800-sxm-80gb"), _disagg("h800-slow-nic", keys=("requests_per_s", "kv_link_share"))
     assert bound["kv_link_share"] >= 0.999
     assert bound["requests_per_s"] < 0.5 * fast["requests_per_s"]
+
+
+def test_pairs_of_chips_are_compared_with_single_chips():
+    r = CliRunner().invoke(app, ["search", "--model", "Qwen/Qwen3-32B", "--chips", "h800-sxm-80gb,h20-96gb",
+                                 "--gpus", "16", "--isl", "4000", "--osl", "500", "--tpot-ms", "50", "--ttft-ms",
+                                 "3000", "--pairs"])
+    assert r.exit_code == 0, r.output
+    assert "h800-sxm-80gb -> h20-96gb (P/D)" in r.output and "h20-96gb -> h800-sxm-80gb (P/D)" in r.output
+    assert "no price source" not in r.output
+    r = CliRunner().invoke(app, ["search", "--model", "Qwen/Qwen3-32B", "--chips", "h800-sxm-80gb", "--gpus", "8",
+                                 "--isl", "100", "--osl", "100", "--pairs"])
+    assert r.exit_code == 2 and "pairs" in r.output
