@@ -329,6 +329,8 @@ def export(target: str = typer.Option(..., "--target", help="vllm, sglang or k8s
            image: Optional[str] = typer.Option(None, "--image", help="Container image (k8s)."),
            best_effort: bool = typer.Option(False, "--best-effort",
                                             help="Export the closest candidate even when none meets the targets."),
+           prefill_chip: Optional[str] = typer.Option(None, "--prefill-chip",
+                                                      help="Disaggregated prefill on this chip (decode on --chip)."),
            calibration: Optional[str] = CALIBRATION_OPT,
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Emit the launch command (vLLM, SGLang) or Kubernetes manifests for a searched configuration."""
@@ -344,7 +346,7 @@ def export(target: str = typer.Option(..., "--target", help="vllm, sglang or k8s
     if "," in chip:
         raise InputError("chip", "export takes one chip; search compares several")
     m, results = _search_args(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, eng, max(rank, 1), weight_dtype, disagg,
-                              kv_dtype, spec_draft, spec_accept)
+                              kv_dtype, spec_draft, spec_accept, prefill_chip)
     c_obj, r = results[0]
     if rank < 1:
         raise InputError("rank", f"must be >= 1 (1 = the best candidate), got {rank}")

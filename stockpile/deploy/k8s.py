@@ -162,17 +162,22 @@ def k8s_manifests(spec: DeploySpec, image: str | None = None, namespace: str = "
     ``image`` defaults per vendor/engine from k8s_accelerators.yaml (NVIDIA only); ``name`` defaults
     to a slug of model and engine; ``node_selector`` replaces the chip's label selector.
     """
-    vendor, resource, selector = accelerator(spec.chip_id, node_selector)
-    if image is None:
-        image = accelerator_table().get("images", {}).get(vendor, {}).get(spec.engine)
-        if image is None:
-            raise DeployError(f"image: no default {spec.engine} image for {vendor} accelerators; "
-                              "fix: pass image= (the vendor's build of the engine)")
     base = _slug(name or f"{spec.model_id.split('/')[-1]}-{spec.engine}")
     command = vllm_command if spec.engine == "vllm" else sglang_command
     out: list[dict[str, Any]] = []
     for lay in spec.layouts():
-        out += _role_manifests(spec, lay, base, namespace, image, resource, selector, shm_size, command)
+        # each pool on its own chip's nodes: a mixed pair's prefill role names its chip
+        role_chip = spec.chip_id
+        if spec.disaggregated is not None and lay.role == "prefill" and spec.disaggregated.prefill.chip_id:
+            role_chip = spec.disaggregated.prefill.chip_id
+        vendor, resource, selector = accelerator(role_chip, node_selector)
+        role_image = image or accelerator_table().get("images", {}).get(vendor, {}).get(spec.engine)
+        if role_image is None:
+            raise DeployError(f"image: no default {spec.engine} image for {vendor} accelerators; "
+                              "fix: pass image= (the vendor's build of the engine)")
+        out += _role_manifests(spec, lay, base, namespace, role_image, resource, selector, shm_size, command)
+    image = image or accelerator_table().get("images", {}).get(accelerator(spec.chip_id, node_selector)[0], {}).get(
+        spec.engine)
     if spec.disaggregated is not None and spec.engine == "sglang":
         out += _router_manifests(spec, base, namespace, image)
     return out

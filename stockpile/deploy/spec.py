@@ -118,6 +118,7 @@ class RoleSpec(_Model):
     ep: int = _pos()
     dp: int = _pos()
     attention_dp: bool = False
+    chip_id: str | None = None          # the pool's own chip where it differs from the deployment's (mixed pairs)
 
 
 class DisaggSpec(_Model):

@@ -30,6 +30,8 @@ def deploy_spec(c: Candidate, *, model_id: str, chip: Chip, engine: str, isl: fl
                   speculative=spec_dec)
     if c.mode == "disaggregated" and c.prefill and c.decode:
         pre = _role({k: c.prefill[k] for k in ("attn_tp", "attn_dp", "pp", "moe_ep")}, c.prefill["instances"])
+        if c.prefill.get("chip"):
+            pre = pre.model_copy(update={"chip_id": c.prefill["chip"]})      # a mixed pair: prefill elsewhere
         dec = _role({k: c.decode[k] for k in ("attn_tp", "attn_dp", "pp", "moe_ep")}, c.decode["instances"])
         return DeploySpec(**common, tp=dec.tp, pp=dec.pp, ep=dec.ep, dp=dec.dp, attention_dp=dec.attention_dp,
                           replicas=1, disaggregated=DisaggSpec(prefill=pre, decode=dec, kv_transfer="nixl"))

@@ -122,3 +122,15 @@ def test_pairs_of_chips_are_compared_with_single_chips():
     r = CliRunner().invoke(app, ["search", "--model", "Qwen/Qwen3-32B", "--chips", "h800-sxm-80gb", "--gpus", "8",
                                  "--isl", "100", "--osl", "100", "--pairs"])
     assert r.exit_code == 2 and "pairs" in r.output
+
+
+def test_export_puts_each_pool_of_a_mixed_pair_on_its_own_chips_nodes():
+    import yaml
+    r = CliRunner().invoke(app, ["export", "--target", "k8s", "--model", "Qwen/Qwen3-32B", "--chip", "h20-96gb",
+                                 "--prefill-chip", "h800-sxm-80gb", "--gpus", "16", "--isl", "4000", "--osl", "500",
+                                 "--tpot-ms", "50", "--engine", "sglang"])
+    assert r.exit_code == 0, r.output
+    docs = [d for d in yaml.safe_load_all(r.stdout) if d and d.get("kind") in ("Deployment", "LeaderWorkerSet")]
+    by_role = {d["metadata"]["labels"]["app.kubernetes.io/component"]: yaml.safe_dump(d) for d in docs}
+    assert "NVIDIA-H800" in by_role["prefill"] and "NVIDIA-H20" not in by_role["prefill"]
+    assert "NVIDIA-H20" in by_role["decode"] and "NVIDIA-H800" not in by_role["decode"]
