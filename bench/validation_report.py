@@ -99,7 +99,7 @@ def search_section() -> list[str]:
     return out + [""]
 
 
-KEEP = ("## Serving under traffic", "## Leave one source out")
+KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one publication out")
 
 
 def _sections(path: Path) -> dict[str, str]:
