@@ -259,7 +259,6 @@ def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: i
         policy = "mixed"
     sim = traffic.run(traffic.pick(a["mc"], j), traffic.pick(a["cc"], j), pj, conf, req, isl=c.isl, osl=c.osl,
                       prefix_hit=float(np.asarray(cfg.prefix_hit).reshape(-1)[j]), policy=policy)
-    sim.replicas = replicas          # type: ignore[attr-defined]
     return sim
 
 
@@ -276,7 +275,7 @@ def _sim_metric(sim: SimResult, pr: Prepared) -> float:
         return sim.itl_mean * 1e3
     if m == "e2e_latency_s":
         return pick(sim.e2e)
-    reps = getattr(sim, "replicas", 1)
+    reps = max(pr.layout.replicas, 1) if pr.layout is not None else 1   # the run simulated one instance
     if m == "requests_per_s":
         return sim.requests_per_s * reps
     isl_tok = pr.case.isl * sim.completed

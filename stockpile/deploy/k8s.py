@@ -176,10 +176,10 @@ def k8s_manifests(spec: DeploySpec, image: str | None = None, namespace: str = "
             raise DeployError(f"image: no default {spec.engine} image for {vendor} accelerators; "
                               "fix: pass image= (the vendor's build of the engine)")
         out += _role_manifests(spec, lay, base, namespace, role_image, resource, selector, shm_size, command)
-    image = image or accelerator_table().get("images", {}).get(accelerator(spec.chip_id, node_selector)[0], {}).get(
-        spec.engine)
+        if lay.role != "prefill":
+            router_image = role_image                # the router runs beside the deployment's own chip
     if spec.disaggregated is not None and spec.engine == "sglang":
-        out += _router_manifests(spec, base, namespace, image)
+        out += _router_manifests(spec, base, namespace, router_image)
     return out
 
 

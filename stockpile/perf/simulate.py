@@ -347,14 +347,14 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000) -> S
     q_half = int(np.sum((sent < t_half - slack) & (started > t_half + 1e-12)))
     growing = backlog > max(1.5 * q_half, 4.0)
     duration = float(np.nanmax(done_t) - sent[0]) if ok.any() else 0.0
-    tl = _thin(timeline, eng)
+    tl = _thin(timeline)
     return SimResult(ttft=ttft + eng.fixed_s, tpot=tpot, e2e=e2e + eng.fixed_s, itl_mean=itl_mean,
                      completed=int(ok.sum()), submitted=n, duration=duration,
                      output_tokens=int(osl[ok].sum()), backlog=backlog, growing=bool(growing), timeline=tl,
                      steps=steps)
 
 
-def _thin(timeline: list[tuple[float, int, int, float]], eng: EngineSpec) -> list[dict[str, float]]:
+def _thin(timeline: list[tuple[float, int, int, float]]) -> list[dict[str, float]]:
     if not timeline:
         return []
     idx = np.unique(np.linspace(0, len(timeline) - 1, min(MAX_TIMELINE, len(timeline))).astype(int))
