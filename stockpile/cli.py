@@ -331,58 +331,21 @@ def export(target: str = typer.Option(..., "--target", help="vllm, sglang or k8s
                                             help="Export the closest candidate even when none meets the targets."),
            prefill_chip: Optional[str] = typer.Option(None, "--prefill-chip",
                                                       help="Disaggregated prefill on this chip (decode on --chip)."),
+           fmt: str = typer.Option("text", "--format",
+                                   help="vllm/sglang: text (commands per host), script (runnable bash with health "
+                                        "checks) or compose (docker compose, one host)."),
+           max_model_len: Optional[int] = typer.Option(None, "--max-model-len",
+                                                       help="Context length (default: the model's own, or the "
+                                                            "longest one sequence's KV cache fits)."),
+           out_file: Optional[Path] = typer.Option(None, "--out", help="Write to this file (atomically)."),
            calibration: Optional[str] = CALIBRATION_OPT,
            json_out: bool = typer.Option(False, "--json")) -> None:
-    """Emit the launch command (vLLM, SGLang) or Kubernetes manifests for a searched configuration."""
-    from stockpile.deploy import k8s_manifests, sglang_launches, to_yaml, vllm_launches
-    from stockpile.errors import InfeasibleError, InputError
-    from stockpile.search.export import deploy_spec
-    tgt = target.strip().lower()
-    if tgt not in ("vllm", "sglang", "k8s"):
-        raise InputError("target", f"'{target}' is not one of vllm, sglang, k8s")
-    eng = tgt if tgt in ("vllm", "sglang") else (engine or "vllm")
-    if engine and tgt in ("vllm", "sglang") and engine != tgt:
-        raise InputError("engine", f"--engine {engine} contradicts --target {tgt}; drop --engine")
-    if "," in chip:
-        raise InputError("chip", "export takes one chip; search compares several")
-    m, results = _search_args(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, eng, max(rank, 1), weight_dtype, disagg,
-                              kv_dtype, spec_draft, spec_accept, prefill_chip)
-    c_obj, r = results[0]
-    if rank < 1:
-        raise InputError("rank", f"must be >= 1 (1 = the best candidate), got {rank}")
-    if len(r.candidates) < rank:
-        raise InfeasibleError(r.message if not r.candidates else f"only {len(r.candidates)} candidates; lower --rank")
-    cand = r.candidates[rank - 1]
-    if not cand.meets_slo:
-        miss = "; ".join(t for t in (
-            f"TTFT {cand.ttft_ms:,.0f} ms > {ttft_ms:g}" if ttft_ms and cand.ttft_ms > ttft_ms else "",
-            f"TPOT {cand.tpot_ms:.1f} ms > {tpot_ms:g}" if tpot_ms and cand.tpot_ms > tpot_ms else "") if t)
-        if not best_effort:
-            raise InfeasibleError(f"nothing meets the targets on {gpus} x {c_obj.id}; the closest candidate "
-                                  f"({cand.layout_text}) misses them: {miss}. Relax the targets, add GPUs, or "
-                                  "pass --best-effort to export it anyway")
-        err.print(f"[yellow]warning:[/yellow] --best-effort: exporting {cand.layout_text}, which misses the "
-                  f"targets ({miss})")
-    spec = deploy_spec(cand, model_id=model, chip=c_obj, engine=eng, isl=r.isl, osl=r.osl)
-    if tgt == "k8s":
-        manifests = k8s_manifests(spec, image=image)
-        if json_out:
-            emit_json({"candidate": cand.model_dump(), "manifests": manifests})
-        else:
-            sys.stdout.write(to_yaml(manifests))
-        return
-    launches = vllm_launches(spec) if tgt == "vllm" else sglang_launches(spec)
-    if json_out:
-        emit_json({"candidate": cand.model_dump(), "spec": spec.model_dump(),
-                   "launches": [{"role": la.role, "node_rank": la.node_rank, "nodes": la.nodes,
-                                 "instances": la.instances, "argv": la.argv, "shell": la.shell} for la in launches]})
-        return
-    out.print(f"# {cand.layout_text}, {cand.weight_dtype}/{cand.kv_dtype}: predicted "
-              f"{cand.output_tokens_per_s_per_gpu:,.0f} tok/s/GPU, TTFT {cand.ttft_ms:,.0f} ms, TPOT {cand.tpot_ms:.1f} ms",
-              highlight=False, markup=False)
-    for la in launches:
-        sys.stdout.write(f"# {la.role}: node {la.node_rank + 1} of {la.nodes}, {la.instances} instance(s)\n"
-                         f"{la.shell}\n")
+    """Emit what runs a searched configuration: launch commands per host (vLLM, SGLang; each instance with its own
+    devices and port, a router in front of several), a runnable script, docker compose, or Kubernetes manifests."""
+    from stockpile.cli_export import export_command
+    export_command(target, model, chip, gpus, isl, osl, ttft_ms, tpot_ms, engine, rank, weight_dtype, disagg,
+                   kv_dtype, spec_draft, spec_accept, image, best_effort, prefill_chip, fmt, max_model_len, out_file,
+                   json_out)
 
 
 # ------------------------------------------------------------------ validate / calibrate

@@ -5,9 +5,11 @@
   instance, one pod per node) + Service on the leader pods. LWS injects LWS_LEADER_ADDRESS and
   LWS_WORKER_INDEX into every container; the engine args reference them as ``$(VAR)``, which the
   kubelet expands before the engine starts.
-* Prefill/decode disaggregation -> one workload + Service per role; for SGLang also the
-  sglang-router Deployment (pod discovery by label, hence a ServiceAccount/Role/RoleBinding) and the
-  public Service. vLLM 0.33 ships no P/D router, so its P/D output stops at the two role Services.
+* Prefill/decode disaggregation -> one workload + Service per role, and the engine's router Deployment
+  (sglang-router for SGLang, vllm-router for vLLM) finding the role pods by label (hence a
+  ServiceAccount/Role/RoleBinding), behind the public Service named after the deployment. The router
+  image: SGLang's own image carries sglang-router; vllm-router has no published image, so its container
+  installs the pinned PyPI release at start (``router_image=`` replaces that with an image of your own).
 * GPU resource name and node-selector label per vendor come from data/engines/k8s_accelerators.yaml.
 * Probes hit the OpenAI-compatible server both engines run: readiness ``GET /v1/models``, liveness and
   startup ``GET /health`` (startup allows 30 min for weight loading). Only leader pods serve HTTP.
@@ -22,10 +24,11 @@ from typing import Any
 
 import yaml
 
-from .flags import DATA_DIR
+from .flags import DATA_DIR, load_table
+from .placement import place, role_chip
 from .sglang import BOOTSTRAP_PORT, sglang_command, sglang_router_command
 from .spec import DeployError, DeploySpec, Layout
-from .vllm import vllm_command
+from .vllm import MOONCAKE_BOOTSTRAP_PORT, vllm_command, vllm_router_command
 
 LWS_API = "leaderworkerset.x-k8s.io/v1"
 LEADER_ADDR = "$(LWS_LEADER_ADDRESS)"
@@ -109,8 +112,11 @@ def _role_manifests(spec: DeploySpec, lay: Layout, base: str, ns: str, image: st
     labels = {"app.kubernetes.io/name": base, "app.kubernetes.io/component": lay.role, **MANAGED}
     leader = {**labels, NODE_ROLE: "leader"}
     role = None if lay.role == "serve" else lay.role
-    notes = ({"sglang.ai/bootstrap-port": str(BOOTSTRAP_PORT)}
-             if spec.engine == "sglang" and lay.role == "prefill" else None)
+    notes = None
+    if lay.role == "prefill" and spec.engine == "sglang":
+        notes = {"sglang.ai/bootstrap-port": str(BOOTSTRAP_PORT)}
+    elif lay.role == "prefill" and spec.disaggregated is not None and spec.disaggregated.kv_transfer == "mooncake":
+        notes = {"vllm.ai/bootstrap-port": str(MOONCAKE_BOOTSTRAP_PORT)}
     meta = {"name": name, "namespace": ns, "labels": labels}
     if lay.nodes == 1:
         pod = _pod(_container(command(spec, role), image, resource, lay.gpus, spec.port, True),
@@ -132,13 +138,23 @@ def _role_manifests(spec: DeploySpec, lay: Layout, base: str, ns: str, image: st
     return [workload, _service(name, ns, labels, leader, spec.port)]
 
 
-def _router_manifests(spec: DeploySpec, base: str, ns: str, image: str) -> list[dict[str, Any]]:
-    """sglang-router in PD mode discovering prefill/decode leader pods by label."""
+def _router_manifests(spec: DeploySpec, base: str, ns: str, image: str | None) -> list[dict[str, Any]]:
+    """The engine's router in PD mode discovering prefill/decode leader pods by label."""
     name = f"{base}-router"
     labels = {"app.kubernetes.io/name": base, "app.kubernetes.io/component": "router", **MANAGED}
     pick = {r: {"app.kubernetes.io/name": base, "app.kubernetes.io/component": r, NODE_ROLE: "leader"}
             for r in ("prefill", "decode")}
-    argv = sglang_router_command(spec, discovery={"namespace": ns, **pick})
+    found: dict[str, object] = {"namespace": ns, **pick}
+    if spec.engine == "sglang":
+        argv = sglang_router_command(spec, discovery=found)
+        assert image is not None
+    else:
+        argv = vllm_router_command(spec, place(spec), discovery=found)
+        if image is None:           # no published image: install the pinned router release at start
+            version = load_table("vllm_router").version
+            argv = ["sh", "-c", f"pip install --no-cache-dir vllm-router=={version} && exec \"$0\" \"$@\"",
+                    *argv]
+            image = "python:3.12-slim"
     meta = {"name": name, "namespace": ns, "labels": labels}
     rbac: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
@@ -156,29 +172,28 @@ def _router_manifests(spec: DeploySpec, base: str, ns: str, image: str) -> list[
 
 def k8s_manifests(spec: DeploySpec, image: str | None = None, namespace: str = "default", *,
                   name: str | None = None, node_selector: dict[str, str] | None = None,
-                  shm_size: str = "16Gi") -> list[dict[str, Any]]:
+                  shm_size: str = "16Gi", router_image: str | None = None) -> list[dict[str, Any]]:
     """Manifests (plain dicts, apply order) that run ``spec`` on a cluster.
 
     ``image`` defaults per vendor/engine from k8s_accelerators.yaml (NVIDIA only); ``name`` defaults
-    to a slug of model and engine; ``node_selector`` replaces the chip's label selector.
+    to a slug of model and engine; ``node_selector`` replaces the chip's label selector;
+    ``router_image`` replaces the P/D router's image (default: the engine image for SGLang, a Python
+    image installing the pinned vllm-router for vLLM).
     """
     base = _slug(name or f"{spec.model_id.split('/')[-1]}-{spec.engine}")
     command = vllm_command if spec.engine == "vllm" else sglang_command
     out: list[dict[str, Any]] = []
     for lay in spec.layouts():
         # each pool on its own chip's nodes: a mixed pair's prefill role names its chip
-        role_chip = spec.chip_id
-        if spec.disaggregated is not None and lay.role == "prefill" and spec.disaggregated.prefill.chip_id:
-            role_chip = spec.disaggregated.prefill.chip_id
-        vendor, resource, selector = accelerator(role_chip, node_selector)
+        vendor, resource, selector = accelerator(role_chip(spec, lay), node_selector)
         role_image = image or accelerator_table().get("images", {}).get(vendor, {}).get(spec.engine)
         if role_image is None:
             raise DeployError(f"image: no default {spec.engine} image for {vendor} accelerators; "
                               "fix: pass image= (the vendor's build of the engine)")
         out += _role_manifests(spec, lay, base, namespace, role_image, resource, selector, shm_size, command)
-        if lay.role != "prefill":
-            router_image = role_image                # the router runs beside the deployment's own chip
-    if spec.disaggregated is not None and spec.engine == "sglang":
+        if lay.role != "prefill" and spec.engine == "sglang":
+            router_image = router_image or role_image    # beside the deployment's own chip's pool
+    if spec.disaggregated is not None:
         out += _router_manifests(spec, base, namespace, router_image)
     return out
 

@@ -22,14 +22,18 @@ Flag semantics, read from SGLang 0.5.23 (python/sglang/srt/arg_groups/fields/*.p
   ``python3 -m sglang_router.launch_router --pd-disaggregation --prefill URL BOOTSTRAP_PORT --decode URL``
   (sglang-router 0.3.2 router_args.py; checked against data/engines/sglang_router.yaml).
 * ``--host 0.0.0.0``: SGLang binds 127.0.0.1 by default, unreachable from a Service.
+* Co-located instances: each gets its own device set, ``--port`` and (prefill) bootstrap port; replicas
+  sit behind the router's regular mode (``--worker-urls``, cache-aware policy).
 """
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 
 from .flags import ArgvBuilder, load_table
-from .launch import LEADER_PLACEHOLDER, Launch, check_node_rank, script
+from .launch import LEADER_PLACEHOLDER, Launch, build_launches, check_node_rank, script, url
+from .placement import Placement, Slot
 from .spec import PD_TRANSFER, TORCH_DTYPE, DeployError, DeploySpec
 
 _KV = {"bf16": "bf16", "fp16": "auto", "fp8": "fp8_e4m3"}
@@ -40,8 +44,12 @@ BOOTSTRAP_PORT = 8998  # --disaggregation-bootstrap-port default (fields/disagg.
 
 def sglang_command(spec: DeploySpec, role: str | None = None, node_rank: int | str = 0,
                    leader_address: str = LEADER_PLACEHOLDER, dist_port: int = DIST_PORT,
-                   bootstrap_port: int = BOOTSTRAP_PORT, host: str = "0.0.0.0") -> list[str]:
-    """argv for one SGLang server process: ``role`` (prefill/decode when disaggregated) on ``node_rank``."""
+                   bootstrap_port: int = BOOTSTRAP_PORT, host: str = "0.0.0.0", *,
+                   port: int | None = None, index: int = 0) -> list[str]:
+    """argv for one SGLang server process: ``role`` (prefill/decode when disaggregated) on ``node_rank``.
+
+    ``port`` (default ``spec.port``) and ``index`` (instances before this one on its host, offsetting the
+    bootstrap port) keep co-located instances apart."""
     lay = spec.layout(role)
     check_node_rank(node_rank, lay.nodes)
     b = ArgvBuilder(load_table("sglang"))
@@ -77,7 +85,7 @@ def sglang_command(spec: DeploySpec, role: str | None = None, node_rank: int | s
             b.value("--speculative-num-steps", sp.num_draft_tokens)
             b.value("--speculative-eagle-topk", 1)
             b.value("--speculative-num-draft-tokens", sp.num_draft_tokens + 1)
-    b.value("--host", host).value("--port", spec.port)
+    b.value("--host", host).value("--port", spec.port if port is None else port)
     if spec.served_model_name:
         b.value("--served-model-name", spec.served_model_name)
     if lay.nodes > 1:
@@ -87,7 +95,7 @@ def sglang_command(spec: DeploySpec, role: str | None = None, node_rank: int | s
         b.value("--disaggregation-mode", lay.role)
         b.value("--disaggregation-transfer-backend", PD_TRANSFER["sglang"][spec.disaggregated.kv_transfer])
         if lay.role == "prefill":
-            b.value("--disaggregation-bootstrap-port", bootstrap_port)
+            b.value("--disaggregation-bootstrap-port", bootstrap_port + index)
     return b.argv
 
 
@@ -97,20 +105,27 @@ def sglang_shell(spec: DeploySpec, role: str | None = None, node_rank: int | str
     return shlex.join(sglang_command(spec, role, node_rank, leader_address))
 
 
-def sglang_router_command(spec: DeploySpec, prefill_urls: list[str] | None = None,
-                          decode_urls: list[str] | None = None, *, bootstrap_port: int = BOOTSTRAP_PORT,
+def sglang_router_command(spec: DeploySpec, plan: Placement | None = None,
+                          addr: Callable[[str], str] = lambda h: h, *, bootstrap_port: int = BOOTSTRAP_PORT,
                           discovery: dict[str, object] | None = None, host: str = "0.0.0.0") -> list[str]:
-    """argv of the P/D router, listening on ``spec.port``.
+    """argv of the SGLang router on ``spec.port``: a P/D split, or replicas behind ``--worker-urls``.
 
-    Either static URLs (default: ``http://prefill-<i>:<port>`` / ``http://decode-<i>:<port>`` host
-    placeholders, one per instance) or Kubernetes pod discovery: ``discovery`` =
-    ``{"namespace": ns, "prefill": {label: value}, "decode": {label: value}}``; the router then reads
-    each prefill pod's bootstrap port from its ``sglang.ai/bootstrap-port`` annotation.
+    Static URLs come from ``plan`` (default: the spec's own placement); ``discovery`` =
+    ``{"namespace": ns, "prefill": {label: value}, "decode": {label: value}}`` finds the pods on
+    Kubernetes instead, reading each prefill pod's bootstrap port from its ``sglang.ai/bootstrap-port``
+    annotation.
     """
-    if spec.disaggregated is None:
-        raise DeployError("disaggregated: the SGLang router is only generated for P/D specs; "
-                          "fix: set disaggregated or serve the single endpoint directly")
+    from .placement import place
+    plan = plan or place(spec)
     b = ArgvBuilder(load_table("sglang_router"))
+    if spec.disaggregated is None:
+        if discovery is not None:
+            raise DeployError("discovery: replicas on Kubernetes sit behind their Service, not the router; "
+                              "fix: use the Service, or a P/D spec")
+        b.value("--worker-urls", *[url(addr, s.hosts[0], s.port) for s in plan.role("serve")])
+        b.value("--policy", "cache_aware")
+        b.value("--host", host).value("--port", spec.port)
+        return b.argv
     b.switch("--pd-disaggregation")
     if discovery is not None:
         b.switch("--service-discovery").value("--service-discovery-namespace", discovery["namespace"])
@@ -120,29 +135,27 @@ def sglang_router_command(spec: DeploySpec, prefill_urls: list[str] | None = Non
             assert isinstance(labels, dict)
             b.value(f"--{side}-selector", *[f"{k}={v}" for k, v in sorted(labels.items())])
     else:
-        p = spec.disaggregated.prefill.instances
-        d = spec.disaggregated.decode.instances
-        for url in prefill_urls or [f"http://prefill-{i}:{spec.port}" for i in range(p)]:
-            b.value("--prefill", url, bootstrap_port)
-        for url in decode_urls or [f"http://decode-{i}:{spec.port}" for i in range(d)]:
-            b.value("--decode", url)
+        for s in plan.role("prefill"):
+            b.value("--prefill", url(addr, s.hosts[0], s.port), bootstrap_port + s.index)
+        for s in plan.role("decode"):
+            b.value("--decode", url(addr, s.hosts[0], s.port))
     b.value("--host", host).value("--port", spec.port)
     return b.argv
 
 
-def sglang_launches(spec: DeploySpec, leader_address: str = LEADER_PLACEHOLDER) -> list[Launch]:
-    """Every distinct process: one per role x node rank, plus the router for P/D."""
-    out = []
-    for lay in spec.layouts():
-        role = None if lay.role == "serve" else lay.role
-        for rank in range(lay.nodes):
-            out.append(Launch(lay.role, rank, lay.nodes, lay.instances,
-                              sglang_command(spec, role, rank, leader_address)))
-    if spec.disaggregated is not None:
-        out.append(Launch("router", 0, 1, 1, sglang_router_command(spec)))
-    return out
+def _no_env(spec: DeploySpec, slot: Slot) -> dict[str, str]:
+    return {}
 
 
-def sglang_script(spec: DeploySpec, leader_address: str = LEADER_PLACEHOLDER) -> str:
-    """All launches as a commented shell script."""
+def sglang_launches(spec: DeploySpec, leader_address: str | None = None,
+                    addr: Callable[[str], str] | None = None) -> list[Launch]:
+    """Every process: each instance's node ranks with their own devices and ports, then the router in
+    front when there are several instances (replicas or a P/D split)."""
+    return build_launches(spec, command=sglang_command, env=_no_env, table="sglang", addr=addr,
+                          leader_address=leader_address,
+                          router=lambda sp, plan, a: (sglang_router_command(sp, plan, a), "sglang_router"))
+
+
+def sglang_script(spec: DeploySpec, leader_address: str | None = None) -> str:
+    """All launches as a commented shell listing."""
     return script(sglang_launches(spec, leader_address))

@@ -23,18 +23,30 @@ Flag semantics, all read from vLLM 0.33.0 (git 4ba787ec9):
 * Multi-node (instance > one node): ``--nnodes``/``--node-rank``/``--master-addr`` with the ``mp``
   executor, ``--headless`` on ranks > 0; DP ranks are inferred from the node rank
   (engine/arg_utils.py ``create_engine_config``). Ray is not needed.
+* Co-located instances: each gets its own device set, ``--port``, ``--data-parallel-rpc-port`` (default
+  29550) and NIXL side-channel port (env ``VLLM_NIXL_SIDE_CHANNEL_PORT``, default 5600, offset by the
+  engine per DP/TP rank) or Mooncake bootstrap port (env ``VLLM_MOONCAKE_BOOTSTRAP_PORT``, default 8998).
+* Router: vLLM itself ships none. Several instances sit behind ``vllm-router`` (the vLLM project's router,
+  PyPI ``vllm-router`` 0.1.17, flags in data/engines/vllm_router.yaml): ``--worker-urls`` for replicas,
+  ``--vllm-pd-disaggregation --prefill URL [BOOTSTRAP] --decode URL --kv-connector`` for a P/D split.
 """
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 
 from .flags import ArgvBuilder, load_table
-from .launch import LEADER_PLACEHOLDER, Launch, check_node_rank, script
+from .launch import LEADER_PLACEHOLDER, Launch, build_launches, check_node_rank, script, url
+from .placement import Placement, Slot
 from .spec import PD_TRANSFER, TORCH_DTYPE, DeploySpec, Layout
 
 _KV = {"bf16": "bfloat16", "fp16": "float16", "fp8": "fp8"}
 MASTER_PORT = 29501  # vllm/config/parallel.py ParallelConfig.master_port default
+DP_RPC_PORT = 29550  # --data-parallel-rpc-port default
+NIXL_SIDE_PORT = 5600  # VLLM_NIXL_SIDE_CHANNEL_PORT default (vllm/envs.py)
+MOONCAKE_BOOTSTRAP_PORT = 8998  # VLLM_MOONCAKE_BOOTSTRAP_PORT default (vllm/envs.py)
+PORT_STRIDE = 100  # room for the per-rank offsets the engine adds to a side-channel port
 
 
 def engine_parallel(lay: Layout) -> tuple[int, int]:
@@ -67,11 +79,14 @@ def _kv_transfer(spec: DeploySpec, role: str) -> dict[str, object] | None:
 
 
 def vllm_command(spec: DeploySpec, role: str | None = None, node_rank: int | str = 0,
-                 leader_address: str = LEADER_PLACEHOLDER, master_port: int = MASTER_PORT) -> list[str]:
+                 leader_address: str = LEADER_PLACEHOLDER, master_port: int = MASTER_PORT, *,
+                 port: int | None = None, index: int = 0) -> list[str]:
     """argv for one ``vllm serve`` process: ``role`` (prefill/decode when disaggregated) on ``node_rank``.
 
     ``node_rank``/``leader_address`` matter only when one instance spans several nodes; they may be
     Kubernetes ``$(VAR)`` references (the manifests use LWS_WORKER_INDEX / LWS_LEADER_ADDRESS).
+    ``port`` (default ``spec.port``) and ``index`` (instances before this one on its host) keep
+    co-located instances' ports apart.
     """
     lay = spec.layout(role)
     check_node_rank(node_rank, lay.nodes)
@@ -80,6 +95,8 @@ def vllm_command(spec: DeploySpec, role: str | None = None, node_rank: int | str
     b.value("--tensor-parallel-size", tp).value("--pipeline-parallel-size", lay.pp)
     if dp > 1:
         b.value("--data-parallel-size", dp)
+        if index:
+            b.value("--data-parallel-rpc-port", DP_RPC_PORT + PORT_STRIDE * index)
     if lay.ep > 1:
         b.toggle("--enable-expert-parallel", True)
     if spec.weight_dtype in TORCH_DTYPE:
@@ -99,7 +116,7 @@ def vllm_command(spec: DeploySpec, role: str | None = None, node_rank: int | str
     transfer = _kv_transfer(spec, lay.role)
     if transfer:
         b.value("--kv-transfer-config", transfer)
-    b.value("--port", spec.port)
+    b.value("--port", spec.port if port is None else port)
     if spec.served_model_name:
         b.value("--served-model-name", spec.served_model_name)
     if lay.nodes > 1:
@@ -116,21 +133,61 @@ def vllm_shell(spec: DeploySpec, role: str | None = None, node_rank: int | str =
     return shlex.join(vllm_command(spec, role, node_rank, leader_address))
 
 
-def vllm_launches(spec: DeploySpec, leader_address: str = LEADER_PLACEHOLDER) -> list[Launch]:
-    """Every distinct process: one per role x node rank (P/D gives a prefill and a decode command).
-
-    vLLM ships no prefill/decode router; a disaggregated deployment needs an external KV-aware proxy
-    in front of the two pools (not generated here).
-    """
-    out = []
-    for lay in spec.layouts():
-        role = None if lay.role == "serve" else lay.role
-        for rank in range(lay.nodes):
-            out.append(Launch(lay.role, rank, lay.nodes, lay.instances,
-                              vllm_command(spec, role, rank, leader_address)))
-    return out
+def vllm_env(spec: DeploySpec, slot: Slot) -> dict[str, str]:
+    """Per-instance side-channel ports, apart for co-located instances (defaults when alone)."""
+    if spec.disaggregated is None:
+        return {}
+    if spec.disaggregated.kv_transfer == "nixl":
+        return {"VLLM_NIXL_SIDE_CHANNEL_PORT": str(NIXL_SIDE_PORT + PORT_STRIDE * slot.index)}
+    if slot.role == "prefill":
+        return {"VLLM_MOONCAKE_BOOTSTRAP_PORT": str(MOONCAKE_BOOTSTRAP_PORT + slot.index)}
+    return {}
 
 
-def vllm_script(spec: DeploySpec, leader_address: str = LEADER_PLACEHOLDER) -> str:
-    """All launches as a commented shell script."""
+def vllm_router_command(spec: DeploySpec, plan: Placement,
+                        addr: Callable[[str], str] = lambda h: h, *, host: str = "0.0.0.0",
+                        discovery: dict[str, object] | None = None) -> list[str]:
+    """argv of ``vllm-router`` on ``spec.port``: replicas behind ``--worker-urls``, or a P/D split.
+
+    ``discovery`` = ``{"namespace": ns, "prefill": {label: value}, "decode": {...}}`` (or ``"serve"``)
+    finds the pods on Kubernetes instead of static URLs."""
+    b = ArgvBuilder(load_table("vllm_router"))
+    pd = spec.disaggregated
+    if pd is not None:
+        b.switch("--vllm-pd-disaggregation").value("--kv-connector", pd.kv_transfer)
+    if discovery is not None:
+        b.switch("--service-discovery").value("--service-discovery-namespace", discovery["namespace"])
+        b.value("--service-discovery-port", spec.port)
+        for side in (("prefill", "decode") if pd is not None else ("serve",)):
+            labels = discovery[side]
+            assert isinstance(labels, dict)
+            flag = "--selector" if side == "serve" else f"--{side}-selector"
+            b.value(flag, *[f"{k}={v}" for k, v in sorted(labels.items())])
+    elif pd is not None:
+        for s in plan.role("prefill"):
+            boot = [MOONCAKE_BOOTSTRAP_PORT + s.index] if pd.kv_transfer == "mooncake" else []
+            b.value("--prefill", url(addr, s.hosts[0], s.port), *boot)
+        for s in plan.role("decode"):
+            b.value("--decode", url(addr, s.hosts[0], s.port))
+    else:
+        b.value("--worker-urls", *[url(addr, s.hosts[0], s.port) for s in plan.role("serve")])
+    if pd is not None:
+        b.value("--prefill-policy", "cache_aware").value("--decode-policy", "power_of_two")
+    else:
+        b.value("--policy", "cache_aware")
+    b.value("--host", host).value("--port", spec.port)
+    return b.argv
+
+
+def vllm_launches(spec: DeploySpec, leader_address: str | None = None,
+                  addr: Callable[[str], str] | None = None) -> list[Launch]:
+    """Every process: each instance's node ranks with their own devices and ports, then ``vllm-router``
+    in front when there are several instances (replicas or a P/D split)."""
+    return build_launches(spec, command=vllm_command, env=vllm_env, table="vllm", addr=addr,
+                          leader_address=leader_address,
+                          router=lambda sp, plan, a: (vllm_router_command(sp, plan, a), "vllm_router"))
+
+
+def vllm_script(spec: DeploySpec, leader_address: str | None = None) -> str:
+    """All launches as a commented shell listing."""
     return script(vllm_launches(spec, leader_address))

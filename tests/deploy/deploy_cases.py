@@ -65,10 +65,8 @@ def launches(spec: DeploySpec) -> list[tuple[str, list[str]]]:
     """(table name, argv) for every process the spec starts, router included."""
     from stockpile.deploy import sglang_launches, vllm_launches
 
-    if spec.engine == "vllm":
-        return [("vllm", item.argv) for item in vllm_launches(spec, leader_address="10.0.0.1")]
-    return [("sglang_router" if item.role == "router" else "sglang", item.argv)
-            for item in sglang_launches(spec, leader_address="10.0.0.1")]
+    fn = vllm_launches if spec.engine == "vllm" else sglang_launches
+    return [(item.table, item.argv) for item in fn(spec, leader_address="10.0.0.1")]
 
 
 def walk(table: FlagTable, argv: list[str]) -> list[str]:

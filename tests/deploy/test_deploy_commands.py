@@ -70,6 +70,8 @@ def test_vllm_pd_one_command_per_role() -> None:
     spec = make_spec("pd_moe_mooncake", "vllm")
     roles = {}
     for item in vllm_launches(spec):
+        if item.role == "router":
+            continue
         cfg = json.loads(opt(item.argv, "--kv-transfer-config") or "")
         assert cfg["kv_connector"] == "MooncakeConnector"
         roles.setdefault(item.role, set()).add(cfg["kv_role"])
@@ -115,17 +117,19 @@ def test_sglang_pd_roles_and_router() -> None:
     assert opt(pre, "--disaggregation-transfer-backend") == "nixl"
     assert opt(pre, "--disaggregation-bootstrap-port") == "8998"
     assert "--disaggregation-bootstrap-port" not in dec
-    router = sglang_router_command(spec, ["http://p0:8000", "http://p1:8000"], ["http://d0:8000"])
+    router = sglang_router_command(spec)   # 2 x TP4 prefill fill node-0; the TP8 decode takes node-1
     ns = parse(load_table("sglang_router"), router)
-    assert ns.pd_disaggregation and ns.prefill == [["http://p0:8000", "8998"], ["http://p1:8000", "8998"]]
-    assert ns.decode == [["http://d0:8000"]] and ns.port == 8000
+    assert ns.pd_disaggregation and ns.prefill == [["http://node-0:8001", "8998"], ["http://node-0:8002", "8999"]]
+    assert ns.decode == [["http://node-1:8001"]] and ns.port == 8000
     found = sglang_router_command(spec, discovery={"namespace": "llm", "prefill": {"a": "p"},
                                                    "decode": {"a": "d"}})
     ns = parse(load_table("sglang_router"), found)
     assert ns.service_discovery and ns.prefill_selector == ["a=p"] and ns.decode_selector == ["a=d"]
-    assert [item.role for item in sglang_launches(spec)] == ["prefill", "decode", "router"]
-    with pytest.raises(DeployError, match="disaggregated"):
-        sglang_router_command(make_spec("dense_tp8_fp8", "sglang"))
+    assert [item.role for item in sglang_launches(spec)] == ["prefill", "prefill", "decode", "router"]
+    replicas = parse(load_table("sglang_router"), sglang_router_command(make_spec("spec_eagle3", "sglang")))
+    assert replicas.worker_urls == [f"http://node-0:{8001 + i}" for i in range(4)] and not replicas.pd_disaggregation
+    with pytest.raises(DeployError, match="Service"):
+        sglang_router_command(make_spec("spec_eagle3", "sglang"), discovery={"namespace": "x"})
 
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
@@ -138,12 +142,14 @@ def test_shell_is_the_quoted_argv(engine: str) -> None:
     assert text.startswith("#!/bin/sh") and shell(spec) in text
 
 
-def test_launch_count_is_roles_times_nodes(spec) -> None:  # type: ignore[no-untyped-def]
+def test_launch_count_is_instances_times_nodes_plus_router(spec) -> None:  # type: ignore[no-untyped-def]
     launches = vllm_launches(spec) if spec.engine == "vllm" else sglang_launches(spec)
-    expected = sum(lay.nodes for lay in spec.layouts())
-    if spec.engine == "sglang" and spec.disaggregated is not None:
+    expected = sum(lay.nodes * lay.instances for lay in spec.layouts())
+    if spec.disaggregated is not None or spec.replicas > 1:
         expected += 1
     assert len(launches) == expected
+    assert [la.role for la in launches].count("router") == expected - sum(
+        lay.nodes * lay.instances for lay in spec.layouts())
 
 
 @pytest.mark.parametrize("weight,kv,vllm_kv,sglang_kv", [

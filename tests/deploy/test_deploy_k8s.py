@@ -93,8 +93,11 @@ def test_container_runs_the_engine_command(spec: DeploySpec) -> None:
         for node_role, tpl in pod_templates(m):
             (c,) = tpl["spec"]["containers"]
             argv = expand_env(c["command"] + c["args"])
+            if argv[:2] == ["sh", "-c"]:            # vllm-router installed at start: sh -c SCRIPT argv...
+                assert "vllm-router==" in argv[2]
+                argv = argv[3:]
             component = m["metadata"]["labels"]["app.kubernetes.io/component"]
-            name = "sglang_router" if component == "router" else spec.engine
+            name = f"{spec.engine}_router" if component == "router" else spec.engine
             ns = parse(load_table(name), argv)
             if node_role == "worker":
                 assert ns.node_rank == 1
@@ -134,11 +137,59 @@ def test_pd_sglang_router_discovers_leader_pods() -> None:
     assert public and public[0]["spec"]["selector"]["app.kubernetes.io/component"] == "router"
 
 
-def test_pd_vllm_has_role_services_but_no_router() -> None:
-    manifests = k8s_manifests(make_spec("pd_nixl", "vllm"))
+def test_pd_vllm_router_discovers_role_pods() -> None:
+    manifests = k8s_manifests(make_spec("pd_nixl", "vllm"), namespace="llm")
     assert sorted(m["metadata"]["name"] for m in manifests if m["kind"] == "Service") == [
-        "qwen3-32b-vllm-decode", "qwen3-32b-vllm-prefill"]
-    assert not any(m["kind"] == "ServiceAccount" for m in manifests)
+        "qwen3-32b-vllm", "qwen3-32b-vllm-decode", "qwen3-32b-vllm-prefill"]
+    router = next(m for m in manifests if m["kind"] == "Deployment"
+                  and m["metadata"]["labels"]["app.kubernetes.io/component"] == "router")
+    (c,) = router["spec"]["template"]["spec"]["containers"]
+    ns = parse(load_table("vllm_router"), (c["command"] + c["args"])[3:])
+    assert ns.vllm_pd_disaggregation and ns.kv_connector == "nixl" and ns.service_discovery
+    assert ns.service_discovery_namespace == "llm" and ns.service_discovery_port == 8000
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+@pytest.mark.parametrize("case", ["pd_nixl", "pd_moe_mooncake", "dense_dp4_tp2", "tp8_pp2_multinode"])
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_services_and_router_reach_the_right_pods(case: str, engine: str) -> None:
+    """Follow every Service selector (loaded through the official client) and the router's discovery
+    selectors to the pods they reach: each role's Service reaches that role's serving pods and nothing
+    else; the public endpoint reaches the router (P/D) or the serving pods; the router finds both pools."""
+    spec = make_spec(case, engine)
+    manifests = k8s_manifests(spec, namespace="llm")
+    pods = []                                    # (workload name, component, node role, labels)
+    for m in manifests:
+        if m["kind"] in ("Deployment", "LeaderWorkerSet"):
+            for node_role, tpl in pod_templates(m):
+                meta = load(tpl, "V1PodTemplateSpec").metadata
+                pods.append((m["metadata"]["name"], meta.labels["app.kubernetes.io/component"], node_role,
+                             meta.labels))
+    services = [load(m, "V1Service") for m in manifests if m["kind"] == "Service"]
+    for svc in services:
+        reached = [p for p in pods if _selects(svc.spec.selector, p[3])]
+        assert reached, f"Service {svc.metadata.name} selects no pod"
+        components = {p[1] for p in reached}
+        assert len(components) == 1 and all(p[2] == "leader" for p in reached), (svc.metadata.name, reached)
+        assert svc.spec.ports[0].target_port == "http"
+    public = next(s for s in services if s.metadata.name == k8s_manifests(spec)[0]["metadata"]["labels"][
+        "app.kubernetes.io/name"])
+    reached = {p[1] for p in pods if _selects(public.spec.selector, p[3])}
+    assert reached == ({"router"} if spec.disaggregated is not None else {"serve"})
+    if spec.disaggregated is not None:
+        router = next(m for m in manifests if m["kind"] == "Deployment"
+                      and m["metadata"]["labels"]["app.kubernetes.io/component"] == "router")
+        (c,) = router["spec"]["template"]["spec"]["containers"]
+        argv = c["command"] + c["args"]
+        argv = argv[3:] if argv[:2] == ["sh", "-c"] else argv
+        ns = parse(load_table(f"{engine}_router"), argv)
+        for side in ("prefill", "decode"):
+            sel = dict(kv.split("=", 1) for kv in getattr(ns, f"{side}_selector"))
+            found = {(p[1], p[2]) for p in pods if _selects(sel, p[3])}
+            assert found == {(side, "leader")}
 
 
 def test_to_yaml_round_trips_without_aliases(spec: DeploySpec) -> None:

@@ -65,13 +65,12 @@ def test_impossible_slo_reports_closest():
 @pytest.mark.parametrize("rank", [0, 1, 2])
 def test_export_flags_parse_with_the_engine_tables(qwen_h200, rank):
     cand = qwen_h200.candidates[rank]
-    for engine, table in (("vllm", "vllm"), ("sglang", "sglang")):
+    for engine in ("vllm", "sglang"):
         spec = deploy_spec(cand, model_id=QWEN, chip=get_chip(H200), engine=engine, isl=4000, osl=500)
         from stockpile.deploy import sglang_launches, vllm_launches
         launches = vllm_launches(spec) if engine == "vllm" else sglang_launches(spec)
         for la in launches:
-            name = "sglang_router" if "sglang_router.launch_router" in la.argv else table
-            ns = parse(load_table(name), la.argv)        # raises on any flag or value the engine lacks
+            ns = parse(load_table(la.table), la.argv)        # raises on any flag or value the engine lacks
             assert ns is not None
 
 
