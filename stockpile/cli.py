@@ -354,6 +354,7 @@ def export(target: str = typer.Option(..., "--target", help="vllm, sglang or k8s
 def validate(file: Path = typer.Argument(..., help="Measured-data CSV (CONTRACTS.md schema)."),
              json_out: bool = typer.Option(False, "--json"),
              show: int = typer.Option(40, "--rows", help="Rows to print in the table (worst first)."),
+             chip_file: Optional[Path] = typer.Option(None, "--chip-file", help="YAML chips in the catalog format (chips the rows name)."),
              calibration: Optional[str] = CALIBRATION_OPT) -> None:
     """Predict every row of a measured CSV and report the errors."""
     from stockpile.calibration.validate import validate_file
@@ -387,9 +388,15 @@ def calibrate(files: list[Path] = typer.Argument(None, help="Measured CSVs (defa
                                           help="Name of the profile written in your data directory."),
               out_path: Optional[Path] = typer.Option(None, "--out", help="Write the fit to this file instead."),
               training: bool = typer.Option(False, "--training", help="Fit the training model instead."),
+              full: bool = typer.Option(False, "--full", help="Refit every parameter on FILES (default with your "
+                                                               "own runs: only the chip x engine regimes they cover)."),
+              chip_file: Optional[Path] = typer.Option(None, "--chip-file", help="YAML chips in the catalog format (the chips of your runs)."),
+              calibration: Optional[str] = CALIBRATION_OPT,
               json_out: bool = typer.Option(False, "--json")) -> None:
     """Fit the efficiency parameters to measured data and write a calibration profile (never into the installed
-    package); use it with --calibration NAME."""
+    package); use it with --calibration NAME. With your own runs (FILES), only the chip x engine regimes they cover
+    are refitted, starting from and pulled toward the shipped fit (or --calibration), and the error on a held-out
+    part of the runs is reported before and after."""
     from stockpile import profiles
     from stockpile.atomic import check_output_path
     from stockpile.errors import InputError
@@ -412,6 +419,24 @@ def calibrate(files: list[Path] = typer.Argument(None, help="Measured CSVs (defa
     for pth in paths:
         if not Path(pth).is_file():
             raise InputError("files", f"not a file: {pth}")
+    use = profile if out_path is None else dest
+    if files and not full:
+        from stockpile.calibration.fit_profile import fit_profile
+        with out.status("refitting the regimes your runs cover ...") if not json_out else _null():
+            cal, report = fit_profile(paths, load_calibration())
+        dest = write_calibration(cal, dest)
+        if json_out:
+            emit_json({"written": str(dest), **report})
+            return
+        held = ("held-out runs: median |error| "
+                f"{100 * report['held_out_median_ape_before']:.1f}% -> {100 * report['held_out_median_ape_after']:.1f}% "
+                f"({report['held_out_rows']} rows of {report['held_out_load_points']} load points)"
+                if "held_out_median_ape_before" in report else report.get("note", ""))
+        out.print(f"refitted {', '.join(report['regimes'])} on {report['rows']} rows: {held}; all rows "
+                  f"{100 * report['median_ape_before']:.1f}% -> {100 * report['median_ape_after']:.1f}%. "
+                  + (report.get("kept_shipped", "") + " " if report.get("kept_shipped") else "")
+                  + f"Wrote {dest}; use it with --calibration {use}", highlight=False)
+        return
     with out.status("fitting efficiency parameters ...") if not json_out else _null():
         cal, report = fit(paths, start=load_calibration())     # from the last fit (see calibrate.fit)
     dest = write_calibration(cal, dest)
@@ -420,7 +445,7 @@ def calibrate(files: list[Path] = typer.Argument(None, help="Measured CSVs (defa
         return
     out.print(f"fitted on {report['rows']} rows from {len(paths)} files: median |error| "
               f"{100 * report['median_ape_before']:.1f}% -> {100 * report['median_ape_after']:.1f}%; wrote {dest}; "
-              f"use it with --calibration {profile if out_path is None else dest}")
+              f"use it with --calibration {use}")
 
 
 class _null:

@@ -95,7 +95,8 @@ def _build(theta: np.ndarray, spec: list[tuple[str, str, str]], base: Calibratio
             fams.setdefault(key, {})[name] = float(v)
         else:
             engs.setdefault(key, {})[name] = float(v)
-    return Calibration(global_=g, families=fams, engines=engs, meta=dict(base.meta))
+    return Calibration(global_=g, families=fams, engines=engs, meta=dict(base.meta),
+                       regimes={k: dict(v) for k, v in base.regimes.items()})
 
 
 def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int = 150,
@@ -137,7 +138,8 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
         spec = [t for t in spec if free(*t)]
         if start is not None:
             base = Calibration(global_=dict(start.global_), families={k: dict(v) for k, v in start.families.items()},
-                               engines={k: dict(v) for k, v in start.engines.items()}, meta={})
+                               engines={k: dict(v) for k, v in start.engines.items()}, meta={},
+                               regimes={k: dict(v) for k, v in start.regimes.items()})
     prior = np.log([_default(s, n) for s, _, n in spec])
     x0 = prior.copy()
     if start is not None:
@@ -185,7 +187,8 @@ def write_calibration(cal: Calibration, path: Path | None = None) -> Path:
     """Write atomically (temp file + rename) so a crash never leaves a half-written calibration."""
     dest = Path(path) if path else Path(str(resources.files("stockpile") / "data" / "calibration" / "inference.yaml"))
     return write_calibration_yaml(dest, meta=cal.meta, global_=cal.global_,
-                                  groups={"families": cal.families, "engines": cal.engines},
+                                  groups={"families": cal.families, "engines": cal.engines,
+                                          **({"regimes": cal.regimes} if cal.regimes else {})},
                                   header="# Written by `stockpile calibrate`; see docs/inference-model.md for "
                                          "each parameter.\n")
 

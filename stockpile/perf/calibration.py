@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -138,26 +138,39 @@ class Calibration:
     families: dict[str, dict[str, float]]
     engines: dict[str, dict[str, float]]
     meta: dict[str, Any]
+    # one chip family x engine's own values ("hopper/vllm": {...}), applied last: a user profile refitted
+    # on its own runs (stockpile calibrate --profile NAME runs.csv) moves only the regimes those runs cover
+    regimes: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def params(self, family: str, engine: str) -> Params:
         """Parameters of a chip family and an engine, or an engine release family ("vllm-v0"), which falls
         back to its engine's where it has no fit of its own."""
-        fam = self.families.get(FAMILY_GROUPS.get(family, family)) or self.families.get("default") or {}
+        group = FAMILY_GROUPS.get(family, family)
+        fam = self.families.get(group) or self.families.get("default") or {}
         base = engine.split("-v")[0]
         eng = {**(self.engines.get(base) or {}), **(self.engines.get(engine) or {})} or \
             self.engines.get("default") or {}
+        own = {**(self.regimes.get(regime_key(family, base)) or {}), **(self.regimes.get(regime_key(family, engine))
+                                                                           or {})}
         vals = {**GLOBAL_DEFAULTS, **self.global_,
                 **FAMILY_DEFAULTS, **(self.families.get("default") or {}), **fam,
-                **ENGINE_DEFAULTS, **(self.engines.get("default") or {}), **eng, **engine_graph_limits(base)}
+                **ENGINE_DEFAULTS, **(self.engines.get("default") or {}), **eng, **own, **engine_graph_limits(base)}
         return Params(**{f.name: float(vals[f.name]) for f in fields(Params)})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"meta": self.meta, "global": self.global_, "families": self.families, "engines": self.engines}
+        d = {"meta": self.meta, "global": self.global_, "families": self.families, "engines": self.engines}
+        return {**d, "regimes": self.regimes} if self.regimes else d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Calibration":
         return cls(global_=dict(d.get("global") or {}), families=dict(d.get("families") or {}),
-                   engines=dict(d.get("engines") or {}), meta=dict(d.get("meta") or {}))
+                   engines=dict(d.get("engines") or {}), meta=dict(d.get("meta") or {}),
+                   regimes=dict(d.get("regimes") or {}))
+
+
+def regime_key(family: str, engine: str) -> str:
+    """The key of a chip family (its calibration group) x engine regime: "hopper/vllm"."""
+    return f"{FAMILY_GROUPS.get(family, family)}/{engine}"
 
 
 def default_calibration() -> Calibration:

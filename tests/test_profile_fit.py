@@ -1,0 +1,88 @@
+"""`calibrate --profile NAME runs.csv`: only the regimes the runs cover move, never worse on held-out runs."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from stockpile.calibration.fit_profile import fit_profile
+from stockpile.calibration.inference import Batch, Prepared, prepare_file
+from stockpile.cli import app
+from stockpile.perf.calibration import load_calibration, read_calibration, regime_key
+
+runner = CliRunner()
+SHIPPED = Path(__file__).resolve().parents[1] / "stockpile" / "data" / "measurements" / "inference_measurements.csv"
+
+
+def _runs(tmp_path: Path, pick, n: int = 40) -> Path:  # type: ignore[no-untyped-def]
+    rows = list(csv.DictReader(SHIPPED.open()))
+    sel = [r for r in rows if pick(r)][:n]
+    out = tmp_path / "runs.csv"
+    with out.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(sel)
+    return out
+
+
+def test_only_the_covered_regime_moves_and_held_out_error_does_not_grow(tmp_path: Path) -> None:
+    runs = _runs(tmp_path, lambda r: r["accelerator"].startswith("h200") and r["engine"] == "vllm")
+    start = load_calibration()
+    cal, rep = fit_profile([runs], start)
+    assert rep["regimes"] == ["hopper/vllm"]
+    assert rep["held_out_median_ape_after"] <= rep["held_out_median_ape_before"]
+    assert rep["held_out_rows"] >= 1 and rep["held_out_load_points"] >= 1
+    assert cal.global_ == start.global_ and cal.engines == start.engines and cal.families == start.families
+    assert set(cal.regimes) == {"hopper/vllm"}
+    moved = cal.params("hopper", "vllm")
+    assert moved != start.params("hopper", "vllm")
+    for fam, eng in (("hopper", "sglang"), ("ampere", "vllm"), ("blackwell", "trtllm")):
+        assert cal.params(fam, eng) == start.params(fam, eng)      # other regimes untouched
+    # the held-out figures are what they say: recompute them on the rows the fit left out
+    _, _, prepared = prepare_file(runs)
+    preps = [p for p in prepared if isinstance(p, Prepared)]
+    assert len(preps) == rep["rows"]
+    meas = np.array([p.case.measured for p in preps])
+    before = np.median(np.abs(np.array(Batch(preps, simulate=True).run(start)) / meas - 1))
+    after = np.median(np.abs(np.array(Batch(preps, simulate=True).run(cal)) / meas - 1))
+    assert (round(float(before), 4), round(float(after), 4)) == (rep["median_ape_before"], rep["median_ape_after"])
+    assert regime_key("blackwell-ultra", "vllm") == "blackwell/vllm"
+
+
+def test_a_refit_that_cannot_help_keeps_the_shipped_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every fit useless (it returns nonsense values): the profile must fall back to the start."""
+    import stockpile.calibration.fit_profile as fp
+    runs = _runs(tmp_path, lambda r: r["accelerator"].startswith("h200") and r["engine"] == "vllm")
+    real = fp._fit
+
+    def spoiled(preps, start, prior_weight, max_nfev):  # type: ignore[no-untyped-def]
+        cal, spec, theta = real(preps, start, prior_weight, 1)
+        return fp._with(start, spec, np.log([10.0 * fp.BOUNDS[n][1] for _, n in spec])), spec, theta
+
+    monkeypatch.setattr(fp, "_fit", spoiled)
+    cal, rep = fp.fit_profile([runs], load_calibration())
+    assert "kept_shipped" in rep and not cal.regimes
+    assert rep["held_out_median_ape_after"] == rep["held_out_median_ape_before"]
+    assert len(rep["tried"]) == len(fp.PRIOR_STEPS)
+
+
+def test_cli_profile_round_trip_is_opt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOCKPILE_HOME", str(tmp_path / "home"))
+    runs = _runs(tmp_path, lambda r: r["accelerator"].startswith("h200") and r["engine"] == "vllm")
+    r = runner.invoke(app, ["calibrate", str(runs), "--profile", "mylab", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    written = Path(d["written"])
+    assert written == tmp_path / "home" / "calibrations" / "mylab.yaml"
+    assert set(read_calibration(written).regimes) == {"hopper/vllm"}
+    plain = json.loads(runner.invoke(app, ["validate", str(runs), "--json"]).stdout)["summary"]
+    mine = json.loads(runner.invoke(app, ["validate", str(runs), "--json", "--calibration", "mylab"]).stdout)["summary"]
+    assert abs(plain["median_ape"] - d["median_ape_before"]) < 1e-3       # nothing uses the profile unless asked
+    assert abs(mine["median_ape"] - d["median_ape_after"]) < 1e-3
+    bad = runner.invoke(app, ["calibrate", str(runs), "--profile", "../x"])
+    assert bad.exit_code == 2 and "profile" in bad.output
+    assert not (tmp_path / "home" / "x.yaml").exists()
