@@ -28,6 +28,16 @@ browser:
 test: check browser
 	$(BIN)/python -m pytest
 
+# The measure tools, each installed once into ~/.cache/stockpile/tools (STOCKPILE_TOOL_ENVS moves it): NVIDIA's
+# AIPerf load generator in a venv of its own (first run about 3 minutes, 1.2 GB, no torch) and llama.cpp's
+# llama-server built from source (about 10 minutes on 2 cores), the real CPU server of the measure tests;
+# afterwards a marker check. Under `make test` a missing tool fails those tests instead of skipping them.
+.PHONY: tools
+tools: $(VENV)/.installed
+	$(BIN)/python -m stockpile.measure
+test: tools
+test: export STOCKPILE_REQUIRE_TOOLS := 1
+
 # property-based fuzzing: about 14,500 generated CLI arguments, API bodies, scenarios and measured CSVs (minutes)
 fuzz: $(VENV)/.installed
 	STOCKPILE_FUZZ=1 $(BIN)/python -m pytest tests/fuzz -m fuzz -p no:cacheprovider

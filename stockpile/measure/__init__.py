@@ -1,0 +1,1 @@
+"""Measuring a live OpenAI-compatible endpoint with an established load generator (see loadgen.py)."""
