@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
+import os
+import shlex
+from dataclasses import dataclass
 
+import engine_envs
 import pytest
-from deploy_cases import expand_env, launches, walk
+from deploy_cases import CASES, ENGINES, expand_env, launches, make_spec, walk
 
 from stockpile.deploy import DeployError, DeploySpec, build_parser, load_table, parse
 from stockpile.deploy.flags import ArgvBuilder
@@ -122,48 +125,124 @@ def test_table_parser_refuses_unknown_flags_and_abbreviations() -> None:
         p.parse_args(["m", "--tensor-parallel", "2"])  # prefix of --tensor-parallel-size
 
 
-def _installed(module: str) -> str | None:
-    try:
-        return importlib.util.find_spec(module) and module
-    except (ImportError, ValueError):
-        return None
+# The engines' own parsers: every argv the exporters emit for a case goes through the pinned release's CLI
+# code (engine_parse.py, run by the engine's own env python; `make engines` installs those envs). One
+# subprocess per engine parses every case's argvs at once; the tests below read their case's results.
+REQUIRE_ENGINES = os.environ.get("STOCKPILE_REQUIRE_ENGINES") == "1"  # set by `make test`: no silent skips
+
+# per table, an argv its engine must refuse (and a word of the refusal): proves a rejection comes back
+REFUSED = {
+    "vllm": (["vllm", "serve", "m/m", "--no-such-flag", "1"], "--no-such-flag"),
+    "sglang": (["python3", "-m", "sglang.launch_server", "--model-path", "m/m", "--kv-cache-dtype", "fp8"],
+               "fp8"),  # SGLang spells it fp8_e4m3
+    "sglang_router": (["python3", "-m", "sglang_router.launch_router", "--policy", "fastest"], "fastest"),
+    "vllm_router": (["vllm-router", "--policy", "fastest"], "fastest"),
+}
 
 
-@pytest.mark.skipif(_installed("vllm") is None,
-                    reason="vllm is not installed (it pulls CUDA torch); the table parser stands in")
-def test_vllm_own_parser_accepts_argv(spec: DeploySpec) -> None:  # pragma: no cover - needs vllm
-    import vllm
-    from vllm.entrypoints.common.cli_args import make_arg_parser
-    from vllm.utils.argparse_utils import FlexibleArgumentParser
+@dataclass
+class OwnParses:
+    """Which argv of which table's batch each case launched (or the exporter's error), and the answers."""
 
-    if spec.engine != "vllm":
-        pytest.skip("vLLM parser checks vLLM specs")
-    if vllm.__version__ != load_table("vllm").version:
-        pytest.skip(f"installed vllm {vllm.__version__} != table {load_table('vllm').version}")
-    parser = make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
-    for _, argv in launches(spec):
-        ns = parser.parse_args(expand_env(argv[2:]))
-        assert ns.model_tag == spec.model_id
+    launched: dict[tuple[str, str], list[tuple[str, list[str], int]] | Exception]
+    refused: dict[str, int]  # table -> index of REFUSED[table] in its batch
+    runs: dict[str, dict]  # table -> engine_envs.parse_argvs's answer
+
+    def result(self, table: str, index: int) -> dict:
+        run = self.runs[table]
+        if "missing" in run:
+            (pytest.fail if REQUIRE_ENGINES else pytest.skip)(run["missing"])
+        assert "failed" not in run, run.get("failed")
+        want = load_table(table).version
+        assert run["version"] == want, (f"{table} {run['version']} is installed but the table pins {want}: "
+                                        f"run `make engines` (or remove {engine_envs.env_dir(table)})")
+        return run["results"][index]
+
+    def parsed(self, case: str, engine: str) -> list[tuple[str, dict]]:
+        """(table, what the engine's own CLI parsed) for every process the case starts; fails on a refusal."""
+        items = self.launched[case, engine]
+        if isinstance(items, Exception):
+            raise items
+        out = []
+        for table, argv, index in items:
+            result = self.result(table, index)
+            if "error" in result:
+                pytest.fail(f"{table} {load_table(table).version} refuses {shlex.join(argv)}:\n{result['error']}")
+            out.append((table, result["args"]))
+        return out
 
 
-@pytest.mark.skipif(_installed("sglang") is None,
-                    reason="sglang is not installed (it pulls CUDA torch); the table parser stands in")
-def test_sglang_own_parser_accepts_argv(spec: DeploySpec) -> None:  # pragma: no cover - needs sglang
-    import argparse
+@pytest.fixture(scope="session")
+def own_parses(tmp_path_factory: pytest.TempPathFactory) -> OwnParses:
+    launched: dict[tuple[str, str], list[tuple[str, list[str], int]] | Exception] = {}
+    batches: dict[str, list[list[str]]] = {}
+    for case in CASES:
+        for engine in ENGINES:
+            try:
+                processes = launches(make_spec(case, engine))
+            except Exception as exc:  # noqa: BLE001 - reported by that case's test
+                launched[case, engine] = exc
+                continue
+            items = []
+            for table, argv in processes:
+                batch = batches.setdefault(table, [])
+                items.append((table, expand_env(argv), len(batch)))
+                batch.append(expand_env(argv))
+            launched[case, engine] = items
+    refused = {}
+    for table, (argv, _) in REFUSED.items():
+        refused[table] = len(batches.setdefault(table, []))
+        batches[table].append(argv)
+    return OwnParses(launched, refused, engine_envs.parse_argvs(batches, tmp_path_factory.mktemp("engine_parse")))
 
-    import sglang
-    from sglang.srt.server_args import ServerArgs
 
-    if spec.engine != "sglang":
-        pytest.skip("SGLang parser checks SGLang specs")
-    if sglang.__version__ != load_table("sglang").version:
-        pytest.skip(f"installed sglang {sglang.__version__} != table {load_table('sglang').version}")
-    parser = argparse.ArgumentParser()
-    ServerArgs.add_cli_args(parser)
-    for name, argv in launches(spec):
+def _check_router(name: str, args: dict, spec: DeploySpec) -> None:
+    """A router (vllm-router, sglang-router): one endpoint on spec.port in front of every instance."""
+    assert args["port"] == spec.port
+    if spec.disaggregated is None:
+        assert len(args["worker_urls"]) == spec.replicas
+    else:
+        assert args["vllm_pd_disaggregation" if name == "vllm_router" else "pd_disaggregation"]
+        assert len(args["prefill_urls"]) == spec.disaggregated.prefill.instances
+        assert len(args["decode_urls"]) == spec.disaggregated.decode.instances
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_vllm_own_parser_accepts_argv(own_parses: OwnParses, case: str) -> None:
+    spec = make_spec(case, "vllm")
+    parsed = own_parses.parsed(case, "vllm")
+    assert any(name == "vllm" for name, _ in parsed), "no `vllm serve` launch"
+    for name, args in parsed:
+        if name == "vllm":
+            assert args["model_tag"] == spec.model_id
+            assert args["max_model_len"] == spec.max_model_len
+            assert args["enable_prefix_caching"] is spec.prefix_caching
+            if spec.speculative is not None:
+                assert args["speculative_config"]["num_speculative_tokens"] == spec.speculative.num_draft_tokens
+        else:
+            assert name == "vllm_router", name
+            _check_router(name, args, spec)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_sglang_own_parser_accepts_argv(own_parses: OwnParses, case: str) -> None:
+    spec = make_spec(case, "sglang")
+    parsed = own_parses.parsed(case, "sglang")
+    assert any(name == "sglang" for name, _ in parsed), "no `sglang.launch_server` launch"
+    for name, args in parsed:
         if name == "sglang":
-            ns = parser.parse_args(expand_env(argv[3:]))
-            assert ns.model_path == spec.model_id
+            assert args["model_path"] == spec.model_id and args["context_length"] == spec.max_model_len
+            assert args["port"] >= spec.port and args["host"] == "0.0.0.0"
+            assert args["disable_radix_cache"] is (not spec.prefix_caching)
+        else:
+            assert name == "sglang_router", name
+            _check_router(name, args, spec)
+
+
+@pytest.mark.parametrize("table", REFUSED)
+def test_own_parsers_refuse_a_bad_argv(own_parses: OwnParses, table: str) -> None:
+    result = own_parses.result(table, own_parses.refused[table])
+    assert REFUSED[table][1] in result.get("error", ""), result
 
 
 def test_json_values_are_compact_and_valid(spec: DeploySpec) -> None:
