@@ -348,6 +348,38 @@ def export(target: str = typer.Option(..., "--target", help="vllm, sglang or k8s
                    json_out)
 
 
+@app.command()
+@guarded
+def measure(endpoint: str = typer.Option(..., "--endpoint", help="OpenAI-compatible base URL, e.g. http://host:8000/v1."),
+            model: str = typer.Option(..., "--model", help="Catalog id or config.json path written into the rows."),
+            isl: int = typer.Option(..., "--isl", help="Input tokens per request."),
+            osl: int = typer.Option(..., "--osl", help="Output tokens per request."),
+            request_rate: Optional[str] = typer.Option(None, "--request-rate", help="Open-loop rates, req/s (comma list)."),
+            concurrency: Optional[str] = typer.Option(None, "--concurrency", help="Closed-loop concurrencies (comma list)."),
+            out_file: Path = typer.Option(..., "--out", help="Measured-data CSV to write (rows are added to an existing one)."),
+            spec: Optional[Path] = typer.Option(None, "--spec", help="The deployment, as `stockpile export --json` wrote it."),
+            chip: Optional[str] = typer.Option(None, "--chip"), gpus: Optional[int] = typer.Option(None, "--gpus"),
+            tp: Optional[int] = typer.Option(None, "--tp"), pp: Optional[int] = typer.Option(None, "--pp"),
+            ep: Optional[int] = typer.Option(None, "--ep"), dp: Optional[int] = typer.Option(None, "--dp"),
+            engine: Optional[str] = typer.Option(None, "--engine", help="vllm, sglang, trtllm, tgi or other."),
+            engine_version: Optional[str] = typer.Option(None, "--engine-version"),
+            weight_dtype: Optional[str] = typer.Option(None, "--weight-dtype"),
+            kv_dtype: Optional[str] = typer.Option(None, "--kv-dtype"),
+            served_model_name: Optional[str] = typer.Option(None, "--served-model-name",
+                                                            help="The endpoint's model name when it differs from --model."),
+            tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Local tokenizer folder (the hub may be unreachable)."),
+            num_requests: Optional[int] = typer.Option(None, "--num-requests", help="Requests per load point."),
+            seed: int = typer.Option(0, "--seed"),
+            chip_file: Optional[Path] = typer.Option(None, "--chip-file", help="YAML chips in the catalog format (your own accelerator)."),
+            json_out: bool = typer.Option(False, "--json")) -> None:
+    """Measure a live endpoint with an established load generator and write the results as measured-data rows
+    (for `validate` and `calibrate --profile`)."""
+    from stockpile.cli_measure import measure_command
+    measure_command(endpoint, model, isl, osl, request_rate, concurrency, out_file, spec, chip, gpus, tp, pp, ep, dp,
+                    engine, engine_version, weight_dtype, kv_dtype, served_model_name, tokenizer, num_requests, seed,
+                    json_out)
+
+
 # ------------------------------------------------------------------ validate / calibrate
 @app.command()
 @guarded

@@ -16,6 +16,7 @@ import numpy as np
 from stockpile.calibration.bands import band, load_kind
 from stockpile.calibration.rows import (
     DEFAULT_DRAFT_ATTN_DP,
+    DISTRIBUTION_METRICS,
     InferenceCase,
     PoolLayout,
     default_accept_length,
@@ -138,6 +139,12 @@ def _metric(out: dict[str, np.ndarray], i: int, prep: Prepared) -> float:
         return float(out["e2e_s"][i])
     if m == "requests_per_s":
         return float(out["requests_per_s"][i])
+    if m in DISTRIBUTION_METRICS:     # no simulation (a P/D split): the steady state's means stand in
+        if m == "itl_ms" or m.startswith("tpot"):
+            return float(out["tpot_s"][i]) * 1e3
+        if m.startswith("ttft"):
+            return float(out["ttft_s"][i]) * 1e3
+        return float(out["e2e_s"][i])
     base = "output_tokens_per_s" if m.startswith("output") else "total_tokens_per_s"
     v = float(out[base][i])
     return v / n if m.endswith("_per_gpu") else v
@@ -218,7 +225,8 @@ class Batch:
                 pr = self.preps[i]
                 if not bool(out["fits"][j]):
                     result[i] = float("nan")
-                elif self.simulate and not disagg and pr.case.request_rate:
+                elif self.simulate and not disagg and (pr.case.request_rate or (
+                        pr.case.concurrency and pr.case.metric in DISTRIBUTION_METRICS)):
                     key = pr.case.row_id
                     if key not in sims:
                         sims[key] = _simulate_row(a, p, out, j, pr, self.max_requests)
@@ -246,17 +254,26 @@ def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: i
         chunk=float(c.budget or a["limits"][1][j]), mem_util=float(a["limits"][2][j]),
         spec_draft=float(c.spec_draft), spec_accept=float(c.spec_accept))
     replicas = max(lay.replicas, 1)
+    policy = traffic.engine_policy(pr.engine, c.engine_version)
+    if c.chunked_prefill is False:
+        policy = "prefill_first"
+    elif c.chunked_prefill:
+        policy = "mixed"
+    hit = float(np.asarray(cfg.prefix_hit).reshape(-1)[j])
+    if not c.request_rate:           # a closed loop: its clients split over the replicas
+        per = max(int(round(float(c.concurrency or 1) / replicas)), 1)
+        n = int(max(round((c.num_requests or 10 * float(c.concurrency or 1)) / replicas), per))
+        if max_requests:
+            n = min(n, max(max_requests, per))
+        req = poisson_arrivals(1.0, n, isl=c.isl, osl=c.osl, spread=c.length_spread, prefix_hit=hit, seed=0)
+        return traffic.run_closed(traffic.pick(a["mc"], j), traffic.pick(a["cc"], j), pj, conf, req, concurrency=per,
+                                  isl=c.isl, osl=c.osl, prefix_hit=hit, policy=policy)
     n = int(max(round((c.num_requests or 1000) / replicas), 1))
     if max_requests:
         n = min(n, max_requests)
     req = poisson_arrivals(float(c.request_rate or 1.0) / replicas, n, isl=c.isl, osl=c.osl, poisson=c.poisson,
                            spread=c.length_spread, prefix_hit=float(np.asarray(cfg.prefix_hit).reshape(-1)[j]),
                            seed=0, burstiness=c.burstiness)
-    policy = traffic.engine_policy(pr.engine, c.engine_version)
-    if c.chunked_prefill is False:
-        policy = "prefill_first"
-    elif c.chunked_prefill:
-        policy = "mixed"
     sim = traffic.run(traffic.pick(a["mc"], j), traffic.pick(a["cc"], j), pj, conf, req, isl=c.isl, osl=c.osl,
                       prefix_hit=float(np.asarray(cfg.prefix_hit).reshape(-1)[j]), policy=policy)
     return sim
@@ -275,6 +292,12 @@ def _sim_metric(sim: SimResult, pr: Prepared) -> float:
         return sim.itl_mean * 1e3
     if m == "e2e_latency_s":
         return pick(sim.e2e)
+    if m in DISTRIBUTION_METRICS:     # ttft_p90_ms, tpot_p99_ms, e2e_p99_s, ...
+        name, q, unit = m.split("_")
+        arr = {"ttft": sim.ttft, "tpot": sim.tpot, "e2e": sim.e2e}[name]
+        if not len(arr):
+            return float("nan")
+        return float(np.percentile(arr, float(q[1:]))) * (1e3 if unit == "ms" else 1.0)
     reps = max(pr.layout.replicas, 1) if pr.layout is not None else 1   # the run simulated one instance
     if m == "requests_per_s":
         return sim.requests_per_s * reps

@@ -23,8 +23,12 @@ TRAINING_COLUMNS = ("id", "model", "params_b", "active_params_b", "layers", "hid
                     "ffn_hidden", "vocab", "experts", "experts_per_token", "seq_len", "tokens_b", "accelerator",
                     "num_accelerators", "precision", "tp", "pp", "dp", "ep", "cp", "global_batch_tokens",
                     "recompute", "metric", "value", "source_url", "notes")
+# the distribution of a run (inter-token latency, percentiles) is read from the scheduler simulation
+DISTRIBUTION_METRICS = ("itl_ms", "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms",
+                        "tpot_p99_ms", "e2e_p99_s")
 INFERENCE_METRICS = ("output_tokens_per_s", "output_tokens_per_s_per_gpu", "total_tokens_per_s",
-                     "total_tokens_per_s_per_gpu", "ttft_ms", "tpot_ms", "e2e_latency_s", "requests_per_s")
+                     "total_tokens_per_s_per_gpu", "ttft_ms", "tpot_ms", "e2e_latency_s", "requests_per_s",
+                     *DISTRIBUTION_METRICS)
 
 # Default speculative acceptance: per-position acceptance of a chained draft, accept length
 # 1 + p1 + p1*p + p1*p^2 + ... DeepSeek-V3 report (arXiv:2412.19437, sec. 5.4.3): the first drafted token is

@@ -30,7 +30,7 @@ import math
 from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -176,15 +176,22 @@ class SimResult:
         return out
 
 
-def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000) -> SimResult:
-    """Run the requests through the engine until all complete (a finite run drains its backlog)."""
+def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, closed: int = 0) -> SimResult:
+    """Run the requests through the engine until all complete (a finite run drains its backlog).
+
+    ``closed`` > 0: a closed loop of that many clients instead of the requests' arrival times: the first
+    ``closed`` requests are sent at 0 and each later one the moment an earlier one completes."""
     if eng.policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}")
     n = len(req)
     sent = req.arrival.astype(float)
+    released = n
+    if closed > 0:
+        released = min(int(closed), n)
+        sent = np.where(np.arange(n) < released, 0.0, np.inf)
     # the front end takes requests one after another (admit_s each) before the scheduler sees them
     arrival = sent + eng.admit_s
-    if eng.admit_s > 0 and n > 1:
+    if eng.admit_s > 0 and n > 1 and not closed:
         gaps = np.diff(sent)
         if (gaps < eng.admit_s).any():
             ready = np.empty(n)
@@ -270,7 +277,7 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000) -> S
             k_fin = fin_heap[0][0] - K if fin_heap else 1
             t1 = eng.step(0.0, n_dec, ctx)
             k = max(1, k_fin)
-            if nxt < n and (seats > 0 or not waiting):
+            if nxt < n and (seats > 0 or not waiting) and math.isfinite(arrival[nxt]):
                 k = max(1, min(k, math.ceil((arrival[nxt] - now) / max(t1, 1e-9))))
             room = eng.kv_tokens - kv_held - kv_decoding()
             if room > 0:
@@ -296,6 +303,9 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000) -> S
                 first_tok[r] = now
                 if dec_steps[r] == 0:
                     done_t[r] = now
+                    if released < n:                 # closed loop: the client sends its next request
+                        sent[released], arrival[released] = now, now + eng.admit_s
+                        released += 1
                     continue
                 run_start[r] = K
                 sum_k0 += K
@@ -319,6 +329,9 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000) -> S
             sum_k0 -= k0
             sum_isl_dec -= isl[r]
             done_t[r] = now
+            if released < n:                         # closed loop: the client sends its next request
+                sent[released], arrival[released] = now, now + eng.admit_s
+                released += 1
         # KV overflow: preempt the newest decoding request (recompute later)
         while run_start and kv_held + kv_decoding() > eng.kv_tokens * 1.0001 and len(run_start) > 1:
             r = max(run_start, key=run_start.__getitem__)
@@ -352,6 +365,12 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000) -> S
                      completed=int(ok.sum()), submitted=n, duration=duration,
                      output_tokens=int(osl[ok].sum()), backlog=backlog, growing=bool(growing), timeline=tl,
                      steps=steps)
+
+
+def closed_loop(eng: EngineSpec, concurrency: int, req: Requests, **kw: Any) -> SimResult:
+    """`concurrency` clients, each sending its next request the moment its last one returns, until `req`
+    (lengths only; its arrival times are ignored) is used up."""
+    return simulate(eng, req, closed=max(int(concurrency), 1), **kw)
 
 
 def _thin(timeline: list[tuple[float, int, int, float]]) -> list[dict[str, float]]:

@@ -96,6 +96,14 @@ def run(mc: ModelConsts, cc: ChipConsts, p: Params, c: Config, req: Requests, *,
     return simulate(engine_spec(mc, cc, p, c, isl=isl, osl=osl, prefix_hit=prefix_hit, policy=policy), req)
 
 
+def run_closed(mc: ModelConsts, cc: ChipConsts, p: Params, c: Config, req: Requests, *, concurrency: int,
+               isl: float, osl: float, prefix_hit: float, policy: str) -> SimResult:
+    """One instance under a closed loop of `concurrency` clients (simulate.closed_loop)."""
+    from stockpile.perf.simulate import closed_loop
+    eng = engine_spec(mc, cc, p, c, isl=isl, osl=osl, prefix_hit=prefix_hit, policy=policy)
+    return closed_loop(eng, concurrency, req)
+
+
 def config_of(model: Any, chip: Any, engine: str, cfg: Any, p: Params) -> Config:
     """A scalar Config for one configuration (inference.Configs with scalar fields) of `model` on `chip`."""
     from stockpile.catalog.chips import BYTES

@@ -119,3 +119,21 @@ def test_steady_state_agrees_with_the_analytic_model():
     assert float(np.mean(sim.tpot)) == pytest.approx(t_ana, rel=0.1)
     ttft_ana = float(np.asarray(ana["ttft_s"]).reshape(-1)[0])
     assert float(np.mean(sim.ttft)) == pytest.approx(ttft_ana, rel=0.25)
+
+
+def test_closed_loop_sends_each_next_request_when_one_returns() -> None:
+    """Constant 10 ms steps, 4 output tokens: a request takes 1 prefill step + 3 decode steps = 40 ms. One
+    client runs six requests back to back (240 ms); two clients, three generations (120 ms); the arrivals of
+    the request list are ignored."""
+    from stockpile.perf.simulate import EngineSpec, Requests, closed_loop
+    eng = EngineSpec(step=lambda pre, dec, ctx: 0.01, kv_tokens=1e6, max_seqs=8, budget=8192)
+    req = Requests(arrival=np.linspace(0, 100, 6), isl=np.full(6, 10), osl=np.full(6, 4),
+                   cached=np.zeros(6, dtype=np.int64))
+    for clients, duration in ((1, 0.24), (2, 0.12), (6, 0.04)):
+        sim = closed_loop(eng, clients, req)
+        assert sim.completed == 6 and sim.duration == pytest.approx(duration)
+        assert np.allclose(sim.e2e, 0.04) and np.allclose(sim.ttft, 0.01)
+    # one slot in the engine and two clients: the second waits a whole request for its prefill
+    one = EngineSpec(step=lambda pre, dec, ctx: 0.01, kv_tokens=1e6, max_seqs=1, budget=8192)
+    sim = closed_loop(one, 2, req)
+    assert sim.duration == pytest.approx(0.24) and sim.ttft.max() == pytest.approx(0.05)
