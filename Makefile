@@ -2,7 +2,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test browser check fuzz bench refit-shipped clean
+.PHONY: demo test browser check fuzz bench refit-shipped clean cpu-server
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -68,3 +68,7 @@ refit-shipped: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# a tiny Llama served on this CPU by llama.cpp, for trying measure -> validate -> calibrate (README)
+cpu-server: tools
+	$(BIN)/python bench/cpu_server.py

@@ -65,10 +65,16 @@ def test_argv_round_trips_through_table_parser(spec: DeploySpec) -> None:
                 assert ns.speculative_config["num_speculative_tokens"] == spec.speculative.num_draft_tokens
         elif name == "sglang":
             assert ns.model_path == spec.model_id and ns.context_length == spec.max_model_len
-            assert ns.port == spec.port and ns.host == "0.0.0.0"
+            assert ns.port >= spec.port and ns.host == "0.0.0.0"
             assert ns.disable_radix_cache is (not spec.prefix_caching)
-        else:
-            assert ns.pd_disaggregation and len(ns.prefill) == spec.disaggregated.prefill.instances
+        else:   # a router: one endpoint on spec.port in front of every instance
+            assert ns.port == spec.port
+            if spec.disaggregated is None:
+                assert len(ns.worker_urls) == spec.replicas
+            else:
+                assert len(ns.prefill) == spec.disaggregated.prefill.instances
+                assert len(ns.decode) == spec.disaggregated.decode.instances
+                assert ns.vllm_pd_disaggregation if name == "vllm_router" else ns.pd_disaggregation
 
 
 def test_parallel_layout_survives_parsing(spec: DeploySpec) -> None:

@@ -7,52 +7,26 @@ from __future__ import annotations
 import csv
 import json
 import os
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from stockpile.cli import app
 from stockpile.measure import loadgen
 
 from .cpu_server import PARALLEL, TinyServer, require_tool
+from .host_chip import write_host_chip
 
 runner = CliRunner()
 ISL, OSL = 32, 16
-
-
-def _measured_cpu(path: Path) -> Path:
-    """This host's CPU as a catalog chip: float32 GEMM rate and copy bandwidth measured here, memory from
-    /proc/meminfo (one thread per request slot, as the server runs)."""
-    a = np.random.default_rng(0).random((512, 512), dtype=np.float32)
-    t = time.perf_counter()
-    for _ in range(20):
-        a @ a
-    flops = 20 * 2 * 512 ** 3 / (time.perf_counter() - t)
-    buf = np.ones(32 * 2 ** 20 // 8)
-    t = time.perf_counter()
-    for _ in range(10):
-        buf.copy()
-    bw = 10 * 2 * buf.nbytes / (time.perf_counter() - t)
-    mem_kb = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal")))
-    src = "measured by tests/measure/test_measure_loop.py on this host with numpy"
-    fig = lambda v: {"value": float(f"{v:.4g}"), "source": src}  # noqa: E731
-    chip = {"id": "host-cpu", "vendor": "Host", "name": "This machine's CPU", "family": "cpu",
-            "memory_gb": fig(mem_kb / 2 ** 20), "memory_bw_gbs": fig(bw / 1e9), "bf16_tflops": fig(flops / 1e12),
-            "fp32_tflops": fig(flops / 1e12), "scaleup_bw_gbs": fig(bw / 1e9), "scaleup_domain": fig(1),
-            "scaleout_gbps": fig(10), "tdp_w": fig(65)}
-    path.write_text(yaml.safe_dump([chip], sort_keys=False))
-    return path
 
 
 @pytest.fixture(scope="module")
 def runs(cpu_server: TinyServer, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     require_tool(loadgen.loadgen_installed(), f"the load generator ({loadgen.TOOL_NAME})")
     work = tmp_path_factory.mktemp("loop")
-    chip = _measured_cpu(work / "host.yaml")
+    chip = write_host_chip(work / "host.yaml")
     out = work / "runs.csv"
     common = ["measure", "--endpoint", f"{cpu_server.url}/v1", "--model", str(cpu_server.model_dir / "config.json"),
               "--served-model-name", cpu_server.model, "--tokenizer", str(cpu_server.model_dir),
