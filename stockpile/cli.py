@@ -230,12 +230,15 @@ def _search_args(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: 
     slo = Slo(ttft_ms=ttft_ms, tpot_ms=tpot_ms)
     kvs = [d.strip().lower() for d in kv_dtype.split(",")] if kv_dtype else None
     spec = Spec(draft=spec_draft, accept_length=spec_accept)
-    pre = get_chip(prefill_chip) if prefill_chip else None
+    pres = [get_chip(x.strip()) for x in prefill_chip.split(",") if x.strip()] if prefill_chip else [None]
+    pre = pres[0]
     if pre is not None and not disagg:
         raise InputError("prefill_chip", "a prefill chip needs disaggregated serving; drop --no-disagg")
+    # --prefill-chips P1,P2 --decode-chips D1,D2: every (prefill, decode) pair; the same chip on both is a plain search
     results = [(c, search(m, c, gpus=gpus, isl=_length(isl, "isl"), osl=_length(osl, "osl"), slo=slo, engine=engine,
-                          top=top, dtypes=dtypes, disaggregation=disagg, kv_dtypes=kvs, spec=spec, prefill_chip=pre,
-                          objective=objective)) for c in chips]
+                          top=top, dtypes=dtypes, disaggregation=disagg, kv_dtypes=kvs, spec=spec,
+                          prefill_chip=None if p is None or p.id == c.id else p, objective=objective))
+               for c in chips for p in pres]
     if pairs:
         if len(chips) < 2 or pre is not None:
             raise InputError("pairs", "--pairs needs two or more --chips (and no --prefill-chip)")
@@ -249,7 +252,8 @@ def _search_args(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: 
 
 _SEARCH_OPTS = dict(
     model=typer.Option(..., "--model", help="HF repo id or config.json path."),
-    chip=typer.Option(..., "--chip", "--chips", help="Accelerator id, or several separated by commas."),
+    chip=typer.Option(..., "--chip", "--chips", "--decode-chips",
+                      help="Accelerator id, or several separated by commas (the decode chips of a mixed search)."),
     gpus=typer.Option(..., "--gpus", help="GPUs available."),
     isl=typer.Option(..., "--isl"), osl=typer.Option(..., "--osl"),
     ttft_ms=typer.Option(None, "--ttft-ms", help="TTFT target (ms)."),
@@ -282,7 +286,7 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
                                                           help="Targets apply at this percentile (default: means)."),
            calibration: Optional[str] = CALIBRATION_OPT,
            prices: Optional[Path] = PRICES_OPT,
-           prefill_chip: Optional[str] = typer.Option(None, "--prefill-chip",
+           prefill_chip: Optional[str] = typer.Option(None, "--prefill-chip", "--prefill-chips",
                                                       help="Run disaggregated prefill on this chip (decode on --chip)."),
            objective: str = typer.Option("throughput", "--objective",
                                          help="Rank by throughput per GPU, or by cost per token (cost)."),

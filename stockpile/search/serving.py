@@ -93,6 +93,8 @@ class Candidate(BaseModel):
     limits: str
     why: str = ""
     usd_per_million_output_tokens: float | None = None   # with --objective cost
+    prefill_chip: str | None = None            # disaggregated: the pools' chips (equal unless a mixed pair)
+    decode_chip: str | None = None
 
 
 class SearchResult(BaseModel):
@@ -411,4 +413,6 @@ def _candidate(rank: int, r: dict[str, Any], model: ModelSpec, chip: Chip, engin
         output_tokens_per_s_per_gpu=round(r["per_gpu"], 1), tokens_per_s_per_user=round(r["per_user"], 1),
         requests_per_s=round(float(o["requests_per_s"][i]), 3),
         weights_gb_per_gpu=round(float(o["weights_bytes"][i]) / 1e9, 1), meets_slo=r["meets"], limits=limits,
-        usd_per_million_output_tokens=round(r["usd_per_mtok"], 4) if "usd_per_mtok" in r else None)
+        usd_per_million_output_tokens=round(r["usd_per_mtok"], 4) if "usd_per_mtok" in r else None,
+        prefill_chip=(r.get("pre_chip") or chip.id) if r["mode"] != "aggregated" else None,
+        decode_chip=chip.id if r["mode"] != "aggregated" else None)

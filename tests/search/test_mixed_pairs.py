@@ -134,3 +134,23 @@ def test_export_puts_each_pool_of_a_mixed_pair_on_its_own_chips_nodes():
     by_role = {d["metadata"]["labels"]["app.kubernetes.io/component"]: yaml.safe_dump(d) for d in docs}
     assert "NVIDIA-H800" in by_role["prefill"] and "NVIDIA-H20" not in by_role["prefill"]
     assert "NVIDIA-H20" in by_role["decode"] and "NVIDIA-H800" not in by_role["decode"]
+
+
+def test_prefill_and_decode_chip_lists_search_every_pair_and_name_both_chips() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from stockpile.cli import app
+    r = CliRunner().invoke(app, ["search", "--model", "Qwen/Qwen3-32B", "--prefill-chips", "h800-sxm-80gb",
+                                 "--decode-chips", "h20-96gb,h800-sxm-80gb", "--gpus", "16", "--isl", "4000",
+                                 "--osl", "500", "--tpot-ms", "50", "--json"])
+    assert r.exit_code == 0, r.output
+    runs = json.loads(r.stdout)["comparison"]
+    assert [x["chip"] for x in runs] == ["h20-96gb", "h800-sxm-80gb"]
+    for run in runs:
+        for c in run["candidates"]:
+            if c["mode"] == "disaggregated":
+                assert c["decode_chip"] == run["chip"] and c["prefill_chip"] == "h800-sxm-80gb"
+            else:
+                assert c["prefill_chip"] is None and c["decode_chip"] is None
