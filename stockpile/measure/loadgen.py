@@ -30,7 +30,7 @@ import urllib.parse
 import urllib.request
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -84,6 +84,7 @@ class LoadResult:
     tpot_ms: LatencyStats
     itl_ms: LatencyStats
     e2e_ms: LatencyStats
+    first_error: str | None = None  # the first failed request's error (HTTP status and the server's message)
 
     def as_row(self) -> dict[str, Any]:
         """A flat dict (latencies as ttft_ms_mean, ttft_ms_p50, ...) for a CSV row."""
@@ -159,13 +160,15 @@ def _base_url(endpoint: str) -> str:
     return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, "", ""))
 
 
-def check_endpoint(base_url: str, model: str, timeout_s: float = 10.0) -> None:
-    """Fail fast, with the reason, when nothing answers at `base_url` or it does not serve `model`."""
+def check_endpoint(base_url: str, model: str, timeout_s: float = 10.0) -> str:
+    """Fail fast, with the reason, when nothing answers at `base_url` or it does not serve `model`; returns the
+    server's `Server` header ('' when it sends none)."""
     try:
         with urllib.request.urlopen(f"{base_url}/v1/models", timeout=timeout_s) as resp:
             body = resp.read()
-    except urllib.error.HTTPError:
-        return  # something answers; a server without /v1/models can still serve completions
+            server = resp.headers.get("Server", "")
+    except urllib.error.HTTPError as e:
+        return str(e.headers.get("Server", ""))  # it answers; one without /v1/models can still serve completions
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise MeasureError(f"endpoint {base_url} is unreachable ({reason}); start the server or fix --endpoint "
@@ -173,10 +176,11 @@ def check_endpoint(base_url: str, model: str, timeout_s: float = 10.0) -> None:
     try:
         served = [m.get("id") for m in json.loads(body).get("data", [])]
     except (ValueError, AttributeError):
-        return
+        return server
     if served and model not in served:
         raise MeasureError(f"endpoint {base_url} does not serve model '{model}' (it serves: {', '.join(map(str, served))}); "
                            "pass the served name as the model name")
+    return server
 
 
 _PROGRESS = re.compile(r"Profiling: +(\d+)/(\d+)")
@@ -230,7 +234,8 @@ class _Output:
 
 
 def _command(aiperf: Path, base_url: str, served: str, tokenizer: str, isl: int, osl: int, mode: Mode,
-             load: float, num_requests: int, seed: int, warmup_requests: int, out_dir: Path) -> list[str]:
+             load: float, num_requests: int, seed: int, warmup_requests: int, out_dir: Path,
+             reuse_connections: bool = True) -> list[str]:
     cmd = [str(aiperf), "profile", "--model", served, "--tokenizer", tokenizer, "--url", base_url,
            "--endpoint-type", "completions", "--streaming",
            "--isl", str(isl), "--isl-stddev", "0", "--osl", str(osl), "--osl-stddev", "0",
@@ -244,6 +249,8 @@ def _command(aiperf: Path, base_url: str, served: str, tokenizer: str, isl: int,
         cmd += ["--concurrency", str(int(load))]
     if warmup_requests:
         cmd += ["--warmup-request-count", str(warmup_requests)]
+    if not reuse_connections:
+        cmd += ["--connection-reuse-strategy", "never"]
     return cmd
 
 
@@ -252,6 +259,10 @@ def _environment(tokenizer: str, out_dir: Path) -> dict[str, str]:
     env["HF_HUB_DISABLE_TELEMETRY"] = "1"
     env["AIPERF_DATASET_MMAP_BASE_PATH"] = str(out_dir)   # its scratch files go with the run, not into /tmp
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # AIPerf keeps idle pooled connections for 300 s, but servers drop them sooner (uvicorn under vLLM and
+    # SGLang, and llama.cpp's server, after 5 s): reusing a dropped one fails the request ("Server disconnected",
+    # "Can not write request body"). Idle connections are let go before the servers' 5 s instead.
+    env.setdefault("AIPERF_HTTP_KEEPALIVE_TIMEOUT", "4")
     if Path(tokenizer).is_dir():
         # AIPerf 0.13 looks a tokenizer up in the hub cache when HF_HUB_OFFLINE is set, even a local folder,
         # and fails; a local folder needs no hub, so these are dropped for the subprocess
@@ -279,13 +290,18 @@ def run_load(endpoint: str, model: str, isl: int, osl: int, *, request_rate: flo
              concurrency: int | None = None, num_requests: int, tokenizer: str | Path | None,
              served_model_name: str | None = None, seed: int = 0,
              on_progress: Callable[[float], None] | None = None, timeout_s: float | None = None,
-             warmup_requests: int = 0, install: bool = True, artifacts_dir: str | Path | None = None) -> LoadResult:
+             warmup_requests: int = 0, reuse_connections: bool | None = None, install: bool = True,
+             artifacts_dir: str | Path | None = None) -> LoadResult:
     """Measure one load point with AIPerf; see the module docstring for what is sent and measured.
 
     endpoint: the server's base URL (http://host:port; a trailing /v1 is accepted). model: the model's id,
     which is also the tokenizer when `tokenizer` is None and the name sent in requests when
-    `served_model_name` is None. on_progress gets the completed fraction (0..1). timeout_s bounds the whole
-    run. install=False raises instead of installing a missing generator. artifacts_dir keeps AIPerf's own
+    `served_model_name` is None. on_progress gets the completed fraction (0..1), from a reader thread, each
+    time the generator's progress bar moves (so it may be called rarely on short runs). timeout_s bounds the whole
+    run. reuse_connections: keep-alive connections (AIPerf's pool) or a new connection for every request
+    (--connection-reuse-strategy never); by default new ones for llama.cpp's server, which closes a connection
+    after each streamed response while advertising keep-alive (a client reusing it fails about one request in a
+    hundred), pooled for the rest (vLLM, SGLang). install=False raises instead of installing a missing generator. artifacts_dir keeps AIPerf's own
     exports (profile_export_aiperf.json, per-request profile_export.jsonl, logs); by default they are removed.
     """
     mode, load = _check_args(isl, osl, request_rate, concurrency, num_requests)
@@ -304,14 +320,16 @@ def run_load(endpoint: str, model: str, isl: int, osl: int, *, request_rate: flo
     else:
         raise MeasureError(f"the load generator ({GENERATOR} {AIPERF_VERSION}) is not installed under "
                            f"{toolenv.tools_root()}; run `make tools` (or stockpile.measure.loadgen.ensure_loadgen())")
-    check_endpoint(base_url, served)
+    server = check_endpoint(base_url, served)
+    if reuse_connections is None:
+        reuse_connections = "llama.cpp" not in server.lower()
 
     keep = Path(artifacts_dir) if artifacts_dir is not None else None
     scratch = Path(tempfile.mkdtemp(prefix="stockpile-aiperf-"))
     out_dir = keep if keep is not None else scratch / "artifacts"
     try:
         cmd = _command(aiperf, base_url, served, tok, isl, osl, mode, load, num_requests, seed,
-                       warmup_requests, out_dir)
+                       warmup_requests, out_dir, reuse_connections)
         if on_progress:
             on_progress(0.0)
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -329,27 +347,55 @@ def run_load(endpoint: str, model: str, isl: int, osl: int, *, request_rate: flo
             raise
         output.join()
         summary = out_dir / "profile_export_aiperf.json"
+        first_error = _first_request_error(out_dir / "profile_export.jsonl")
         if proc.returncode != 0 or not summary.is_file():
-            raise MeasureError(_failure_message(proc.returncode, output, base_url, tok))
+            raise MeasureError(_failure_message(proc.returncode, output, base_url, tok, first_error))
         result = parse_summary(json.loads(summary.read_text()), endpoint=base_url, model=served, isl=isl, osl=osl,
                                mode=mode, load=load, num_requests=num_requests)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if result.completed == 0:
-        raise MeasureError(f"all {num_requests} requests to {base_url} failed; see the server's log")
+        raise MeasureError(f"all {num_requests} requests to {base_url} failed ({first_error or 'no error recorded'})")
+    if result.failed:
+        result = replace(result, first_error=first_error)
     if on_progress:
         on_progress(1.0)
     return result
 
 
-def _failure_message(rc: int | None, output: _Output, base_url: str, tokenizer: str) -> str:
+def _first_request_error(records: Path) -> str | None:
+    """The first failed request in AIPerf's per-request export, as 'HTTP 400: <the server's message>'."""
+    try:
+        lines = records.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            err = json.loads(line).get("error")
+        except ValueError:
+            continue
+        if not err:
+            continue
+        message = str(err.get("message", ""))
+        try:   # OpenAI-style servers wrap the reason in {"error": {"message": ...}}
+            inner = json.loads(message)
+            message = str(inner.get("error", inner).get("message", message))
+        except (ValueError, AttributeError):
+            pass
+        code = err.get("code")
+        return (f"HTTP {code}: " if code else "") + message[:300]
+    return None
+
+
+def _failure_message(rc: int | None, output: _Output, base_url: str, tokenizer: str,
+                     first_error: str | None = None) -> str:
     text = "\n".join(output.tail)
     m = re.search(r"All (\d+) inference request\(s\) failed", text)
-    first = next((e for e in output.errors if "request" in e.lower() or "aiohttp" in e.lower()),
-                 output.errors[0] if output.errors else "")
+    first = first_error or next((e for e in output.errors if "request" in e.lower() or "aiohttp" in e.lower()),
+                                output.errors[0] if output.errors else "")
     if m:
-        return (f"all {m.group(1)} requests to {base_url} failed ({first[:300]}); check that the endpoint serves "
-                "/v1/completions with streaming and the model name is the served name")
+        return (f"all {m.group(1)} requests to {base_url} failed ({first[:300]}); check the server's limits "
+                "(context length) and that it serves /v1/completions with streaming under this model name")
     if "tokenizer" in text.lower() and "fail" in text.lower():
         tok_err = next((e for e in output.errors if "tokenizer" in e.lower()), first)
         return (f"{GENERATOR} could not load the tokenizer '{tokenizer}' ({tok_err[:300]}); give a local Hugging "

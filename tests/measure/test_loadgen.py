@@ -1,6 +1,7 @@
 """run_load drives the real AIPerf against a real llama.cpp server running a tiny model on the CPU."""
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import urllib.request
@@ -76,9 +77,27 @@ def test_fixed_request_rate(cpu_server: TinyServer, aiperf: None, tmp_path) -> N
                  artifacts_dir=tmp_path / "aiperf")
     assert r.mode == "request_rate" and r.load == 20.0 and r.endpoint == cpu_server.url
     _check(r, 12)
-    assert (tmp_path / "aiperf" / "profile_export_aiperf.json").is_file()
+    summary = json.loads((tmp_path / "aiperf" / "profile_export_aiperf.json").read_text())
+    assert summary["input_config"]["endpoint"]["connection_reuse"] == "never"     # llama.cpp recognised
+    assert summary["input_config"]["endpoint"]["extra"] == {"ignore_eos": True}
     # Poisson arrivals at 20/s: 12 requests take about 0.55 s to send; far longer means the rate was ignored
     assert r.duration_s < 5
+
+
+def test_llama_server_closes_streamed_connections(cpu_server: TinyServer) -> None:
+    """Why run_load opens a new connection per request against llama.cpp's server (recognised by its Server
+    header): it closes the connection after a streamed response although it advertises keep-alive."""
+    assert "llama.cpp" in loadgen.check_endpoint(cpu_server.url, cpu_server.model)
+    host, port = cpu_server.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    body = json.dumps({"model": cpu_server.model, "prompt": "Hi", "max_tokens": 2, "stream": True})
+    conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200 and b"[DONE]" in resp.read()
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+        conn.getresponse().read()
+    conn.close()
 
 
 def test_unreachable_endpoint_is_a_clear_error(aiperf: None) -> None:
@@ -94,6 +113,14 @@ def test_unknown_served_model_is_a_clear_error(cpu_server: TinyServer, aiperf: N
     with pytest.raises(MeasureError, match="does not serve model 'nope'.*tiny-llama"):
         run_load(cpu_server.url, "nope", ISL, OSL, concurrency=1, num_requests=1,
                  tokenizer=cpu_server.model_dir, install=False)
+
+
+def test_all_requests_failing_is_a_clear_error(cpu_server: TinyServer, aiperf: None) -> None:
+    """Prompts longer than the server's per-request context: every request gets HTTP 400, and the error
+    carries the server's own reason."""
+    with pytest.raises(MeasureError, match=r"all 2 requests .* failed \(HTTP 400: .*context"):
+        run_load(cpu_server.url, cpu_server.model, 3000, OSL, concurrency=2, num_requests=2,
+                 tokenizer=cpu_server.model_dir, timeout_s=240, install=False)
 
 
 @pytest.mark.parametrize("kwargs, field", [
