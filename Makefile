@@ -29,8 +29,8 @@ test: check browser
 	$(BIN)/python -m pytest
 
 # The measure tools, each installed once into ~/.cache/stockpile/tools (STOCKPILE_TOOL_ENVS moves it): NVIDIA's
-# AIPerf load generator in a venv of its own (first run about 3 minutes, 1.2 GB, no torch) and llama.cpp's
-# llama-server built from source (about 10 minutes on 2 cores), the real CPU server of the measure tests;
+# AIPerf load generator in a venv of its own (first run 3 to 5 minutes, 1.2 GB, no torch) and llama.cpp's
+# llama-server built from source (about 14 minutes on 2 cores, 15 MB), the real CPU server of the measure tests;
 # afterwards a marker check. Under `make test` a missing tool fails those tests instead of skipping them.
 .PHONY: tools
 tools: $(VENV)/.installed

@@ -115,7 +115,7 @@ def loadgen_installed() -> bool:
 
 def ensure_loadgen(progress: toolenv.Progress | None = toolenv._stderr) -> Path:
     """AIPerf's executable, installing aiperf==AIPERF_VERSION into its own cached environment the first time
-    (about 3 minutes and 1.2 GB; no PyTorch)."""
+    (3 to 5 minutes and 1.2 GB; no PyTorch)."""
     if not loadgen_installed():
         toolenv.install_venv(TOOL_NAME, [f"aiperf=={AIPERF_VERSION}"], constraints=constraints_file(),
                              progress=progress)

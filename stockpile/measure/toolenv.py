@@ -128,7 +128,7 @@ def llama_server_path() -> Path:
 def ensure_llama_server(progress: Progress | None = _stderr, jobs: int | None = None) -> Path:
     """llama.cpp's `llama-server` binary, built once from the llama-cpp-python sdist's vendored sources.
 
-    Needs pip (to fetch the sdist from PyPI), cmake and a C++ compiler; takes several minutes on two cores."""
+    Needs pip (to fetch the sdist from PyPI), cmake and a C++ compiler; about 14 minutes on two cores."""
     binary = llama_server_path()
     if is_installed(LLAMA_SERVER) and binary.is_file():
         return binary
@@ -142,7 +142,7 @@ def ensure_llama_server(progress: Progress | None = _stderr, jobs: int | None = 
         t0 = time.monotonic()
         if progress:
             progress(f"building llama.cpp's llama-server (llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} sources) "
-                     f"into {dest} (once; about 10 minutes on 2 cores)")
+                     f"into {dest} (once; about 14 minutes on 2 cores)")
         with tempfile.TemporaryDirectory(prefix="stockpile-llama-") as tmp:
             work = Path(tmp)
             _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
