@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -364,16 +365,25 @@ def read_rows(path: str | Path) -> tuple[str, list[dict[str, str]]]:
                     "(see CONTRACTS.md)")
 
 
-def inference_case(row: dict[str, str]) -> InferenceCase:
-    """One CSV row -> InferenceCase. Raises InputError naming the bad column."""
+def metric_and_value(row: dict[str, str], metrics: tuple[str, ...],
+                     num: Callable[[dict[str, str], str], float | None]) -> tuple[str, float]:
+    """A measured row's metric (one of `metrics`) and its positive value, read with `num`; a malformed row, an
+    unknown metric or a value that is not positive raises InputError naming the column (inference and training
+    rows alike)."""
     if row.get("_cells"):
         raise InputError("row", f"malformed: {row['_cells']}")
     metric = (row.get("metric") or "").strip()
-    if metric not in INFERENCE_METRICS:
-        raise InputError("metric", f"'{metric}' is not one of {', '.join(INFERENCE_METRICS)}")
-    value = _num(row, "value", required=True)
-    if not value:
+    if metric not in metrics:
+        raise InputError("metric", f"'{metric}' is not one of {', '.join(metrics)}")
+    value = num(row, "value")
+    if not value or value <= 0:
         raise InputError("value", "must be a positive measured number")
+    return metric, value
+
+
+def inference_case(row: dict[str, str]) -> InferenceCase:
+    """One CSV row -> InferenceCase. Raises InputError naming the bad column."""
+    metric, value = metric_and_value(row, INFERENCE_METRICS, lambda r, k: _num(r, k, required=True))
     notes = row.get("notes") or ""
     engine = (row.get("engine") or "").strip().lower() or "vllm"
     draft, accept, used = parse_spec(notes, engine)

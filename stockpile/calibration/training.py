@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from stockpile.calibration.rows import metric_and_value
 from stockpile.calibration.status import OK, UNSUPPORTED, status_of
 from stockpile.catalog.chips import get_chip
 from stockpile.catalog.models import ModelSpec, get_model, spec_from_config
@@ -168,14 +169,7 @@ def row_model(row: dict[str, str], notes_used: list[str]) -> ModelSpec:
 # ---------------------------------------------------------------- row -> case
 def make_case(row: dict[str, str]) -> Case:
     """One CSV row -> Case. Raises InputError (invalid) or StockpileError (unsupported) with the reason."""
-    if row.get("_cells"):
-        raise InputError("row", f"malformed: {row['_cells']}")
-    metric = (row.get("metric") or "").strip()
-    if metric not in METRICS:
-        raise InputError("metric", f"'{metric}' is not one of {', '.join(METRICS)}")
-    value = _num(row, "value")
-    if not value or value <= 0:
-        raise InputError("value", "must be a positive measured number")
+    metric, value = metric_and_value(row, METRICS, _num)
     notes = row.get("notes") or ""
     src, fw, causal, tf_rc = source_of(row)
     used: list[str] = []

@@ -152,7 +152,7 @@ def compose(spec: DeploySpec, image: str | None = None) -> dict[str, Any]:
             svc["image"] = engine_image
             svc["shm_size"] = "16gb"
             env = dict(item.env)
-            svc["volumes"] = ["${HF_HOME:-~/.cache/huggingface}:/root/.cache/huggingface"]
+            svc["volumes"] = ["${HF_HOME:-${HOME}/.cache/huggingface}:/root/.cache/huggingface"]
             if vendor == "NVIDIA":   # the reservation renumbers the devices inside: no visibility variable
                 env.pop("CUDA_VISIBLE_DEVICES", None)
                 svc["deploy"] = {"resources": {"reservations": {"devices": [
