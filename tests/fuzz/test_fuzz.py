@@ -193,3 +193,33 @@ def test_measured_csv(tmp_path_factory, rows):
         assert r["status"] in ("ok", "invalid", "unsupported")
         if r["status"] == "ok":
             assert math.isfinite(r["predicted"])
+
+
+@cases(10, 400)
+@given(target=st.sampled_from(["vllm", "sglang", "k8s", "trtllm", ""]), fmt=st.sampled_from(
+    ["text", "script", "compose", "yaml", "", None]), gpus=st.sampled_from(["1", "4", "8", "16", "0", "-2", "x"]),
+       mml=st.one_of(st.none(), numbers), disagg=st.booleans(), rank=st.integers(-1, 4))
+def test_export_cli(tmp_path_factory, target, fmt, gpus, mml, disagg, rank):
+    args = ["export", "--target", target, "--model", "Qwen/Qwen3-8B", "--chip", "h100-sxm-80gb", "--gpus", gpus,
+            "--isl", "2000", "--osl", "200", "--rank", str(rank), "--disagg" if disagg else "--no-disagg"]
+    if fmt is not None:
+        args += ["--format", fmt]
+    if mml is not None:
+        args += ["--max-model-len", mml]
+    _no_traceback(runner.invoke(app, args))
+
+
+@cases(10, 400)
+@given(endpoint=st.sampled_from(["http://127.0.0.1:9/v1", "localhost:1", "", "ftp://x", "http://[::1"]),
+       isl=numbers, osl=numbers, load=st.sampled_from(["--concurrency", "--request-rate"]), value=numbers,
+       chip=st.sampled_from(CHIPS), engine=st.sampled_from(ENGINES), gpus=st.sampled_from(["1", "0", "-1", "x"]),
+       out=st.sampled_from(["runs.csv", "", "."]))
+def test_measure_cli_without_a_server(tmp_path_factory, endpoint, isl, osl, load, value, chip, engine, gpus, out):
+    """Every bad flag, and an endpoint nothing listens on, end in a one-line error (no server is started)."""
+    where = tmp_path_factory.mktemp("m")
+    args = ["measure", "--endpoint", endpoint, "--model", "Qwen/Qwen3-8B", "--isl", isl, "--osl", osl, load, value,
+            "--chip", chip, "--gpus", gpus, "--engine", engine, "--num-requests", "2",
+            "--out", str(where / out) if out else ""]
+    r = runner.invoke(app, args)
+    _no_traceback(r)
+    assert r.exit_code != 0          # nothing listens on port 9, so no run ever succeeds here
