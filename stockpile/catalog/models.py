@@ -413,6 +413,11 @@ def _alias_map() -> dict[str, str]:
         for n in names:
             m.setdefault(n.lower(), e["id"])
             m.setdefault(n.lower().split("/")[-1], e["id"])
+    # then each catalog name without its packaging/fine-tune words, so that another variant of a catalogued model
+    # finds it (codellama/CodeLlama-34b-Instruct-hf -> CodeLlama-34b-hf: the same architecture); exact names win
+    for e in _index().values():
+        for n in [e["id"], *(e.get("aliases") or [])]:
+            m.setdefault(_strip_suffixes(n.lower().split("/")[-1]), e["id"])
     return m
 
 

@@ -111,3 +111,11 @@ def test_config_path_is_accepted(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     assert get_model(str(tmp_path)).layers == 4
     assert get_model(str(tmp_path / "config.json")).hidden == 1024
+
+
+def test_a_fine_tune_of_a_catalogued_base_model_finds_it() -> None:
+    """Issue 13's mapping gap: an -Instruct/-chat variant whose base the catalog holds under a packaging suffix."""
+    from stockpile.catalog import get_model
+    assert get_model("codellama/CodeLlama-34b-Instruct-hf").id == "codellama/CodeLlama-34b-hf"
+    assert get_model("meta-llama/Llama-2-13b-chat-hf").id == "meta-llama/Llama-2-13b-hf"
+    assert get_model("meta-llama/Llama-2-7b-chat-hf").id == "meta-llama/Llama-2-7b-chat-hf"   # exact names win
