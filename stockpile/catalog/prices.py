@@ -174,7 +174,18 @@ API_PRICES = _Book(ApiPrice, "apis.yaml", "api_prices",
 
 
 def load_api_price_file(path: str | Path) -> dict[str, ApiPrice]:
-    return API_PRICES.load_file(path)
+    """A user's API price list (`--api-prices`); each model is resolved like `--model` (aliases and variants of a
+    catalogued model find it), and one the catalog does not know is an error naming the closest ids."""
+    from stockpile.catalog.models import resolve_model_id
+    from stockpile.errors import UnknownNameError
+    out: dict[str, ApiPrice] = {}
+    for key, rec in API_PRICES.load_file(path).items():
+        try:
+            canonical = resolve_model_id(key)
+        except UnknownNameError as exc:
+            raise InputError("api_prices", f"{Path(path).name}: {exc}") from None
+        out[key] = out[canonical.lower()] = rec
+    return out
 
 
 def extra_api_prices(prices: dict[str, ApiPrice]) -> Any:

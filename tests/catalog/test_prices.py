@@ -95,3 +95,19 @@ def test_break_even_against_an_api_by_hand(tmp_path):
     r = CliRunner().invoke(app, ["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip",
                                  "h100-sxm-80gb", "--isl", "100", "--osl", "100", "--api-prices", str(f)])
     assert r.exit_code == 2 and "usd_per_million_input" in r.output
+
+
+def test_api_price_file_resolves_models_and_refuses_unknown_ones(tmp_path) -> None:
+    import pytest
+
+    from stockpile.catalog.prices import load_api_price_file
+    from stockpile.errors import InputError
+    rec = "  usd_per_million_input: 0.1\n  usd_per_million_output: 0.4\n  date: 2026-01\n  source: https://example.org/p\n"
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("qwen/qwen3-8b-instruct:\n" + rec)
+    got = load_api_price_file(ok)
+    assert got["qwen/qwen3-8b"].usd_per_million_output == 0.4      # the catalog id a lookup uses
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("Qwen/Qwen3-8X:\n" + rec)
+    with pytest.raises(InputError, match="bad.yaml: model: unknown model 'qwen/qwen3-8x'; did you mean Qwen/Qwen3-8B"):
+        load_api_price_file(bad)
