@@ -65,6 +65,11 @@ def measure_command(endpoint: str, model: str, isl: int, osl: int, request_rate:
         raise InputError("request_rate", "give exactly one of --request-rate R[,R..] or --concurrency N[,N..]")
     check_output_path(out_file, "out")
     get_model(model)                                   # a catalog id or a config.json path the rows can name
+    if tokenizer is None:                              # a config.json path's folder usually holds the tokenizer too
+        folder = Path(model) if Path(model).is_dir() else Path(model).parent
+        if model.endswith(".json") or Path(model).is_dir():
+            if (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file():
+                tokenizer = str(folder)
     if spec is not None:
         if chip or gpus or engine:
             raise InputError("spec", "--spec describes the deployment; drop --chip/--gpus/--engine")

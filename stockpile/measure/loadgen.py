@@ -179,7 +179,7 @@ def check_endpoint(base_url: str, model: str, timeout_s: float = 10.0) -> str:
         return server
     if served and model not in served:
         raise MeasureError(f"endpoint {base_url} does not serve model '{model}' (it serves: {', '.join(map(str, served))}); "
-                           "pass the served name as the model name")
+                           "pass the served name (stockpile measure: --served-model-name)")
     return server
 
 
