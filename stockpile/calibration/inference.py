@@ -20,6 +20,7 @@ from stockpile.calibration.rows import (
     InferenceCase,
     PoolLayout,
     default_accept_length,
+    float_or_none,
     inference_case,
     prefix_hit_share,
     read_rows,
@@ -349,7 +350,7 @@ def validate_rows(rows: list[dict[str, str]], cal: Calibration) -> list[dict[str
     preds = iter(predict(ok, cal)) if ok else iter(())
     out_rows = []
     for row, prep in zip(rows, prepared):
-        measured = _float(row.get("value"))
+        measured = float_or_none(row.get("value"))
         rec: dict[str, Any] = {"id": row.get("id", ""), "metric": row.get("metric", ""), "measured": measured}
         if isinstance(prep, Exception):
             rec.update(predicted=None, error=None, status=status_of(prep), reason=str(prep))
@@ -371,8 +372,3 @@ def validate_rows(rows: list[dict[str, str]], cal: Calibration) -> list[dict[str
     return out_rows
 
 
-def _float(x: Any) -> float | None:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return None

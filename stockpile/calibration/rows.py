@@ -365,6 +365,14 @@ def read_rows(path: str | Path) -> tuple[str, list[dict[str, str]]]:
                     "(see CONTRACTS.md)")
 
 
+def float_or_none(x: Any) -> float | None:
+    """A cell as a float for the record of a row that could not be predicted (None when it is not a number)."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
 def metric_and_value(row: dict[str, str], metrics: tuple[str, ...],
                      num: Callable[[dict[str, str], str], float | None]) -> tuple[str, float]:
     """A measured row's metric (one of `metrics`) and its positive value, read with `num`; a malformed row, an

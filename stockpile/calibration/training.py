@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from stockpile.calibration.rows import metric_and_value
+from stockpile.calibration.rows import float_or_none, metric_and_value
 from stockpile.calibration.status import OK, UNSUPPORTED, status_of
 from stockpile.catalog.chips import get_chip
 from stockpile.catalog.models import ModelSpec, get_model, spec_from_config
@@ -334,7 +334,7 @@ def predict_training_rows(rows: list[dict[str, str]], calibration: TrainCalibrat
     out: list[dict[str, Any]] = []
     for row, case in zip(rows, cases):
         rec: dict[str, Any] = {"id": row.get("id", ""), "metric": row.get("metric", ""),
-                               "measured": _num_or_none(row.get("value"))}
+                               "measured": float_or_none(row.get("value"))}
         if isinstance(case, Exception):
             rec.update(predicted=None, error=None, status=status_of(case), reason=str(case))
         else:
@@ -356,8 +356,3 @@ def predict_training_rows(rows: list[dict[str, str]], calibration: TrainCalibrat
     return out
 
 
-def _num_or_none(x: Any) -> float | None:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return None

@@ -8,16 +8,17 @@ efficiency curve, attention efficiency, communication, MoE imbalance, low-precis
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, fields
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import yaml
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
+T = TypeVar("T")
 
 
 # Defaults are priors before any fit (and the values used for families with no measured data).
@@ -178,13 +179,33 @@ def default_calibration() -> Calibration:
                        engines={"default": dict(ENGINE_DEFAULTS)}, meta={"fitted": None})
 
 
-_selected: list[Calibration] = []     # set by use_calibration (the CLI's --calibration), innermost last
+class Selection(Generic[T]):
+    """Calibrations selected for a block (the CLI's --calibration), innermost last; shared by the inference
+    and training models."""
+
+    def __init__(self) -> None:
+        self._stack: list[T] = []
+
+    def current(self) -> T | None:
+        return self._stack[-1] if self._stack else None
+
+    @contextmanager
+    def use(self, cal: T) -> Iterator[T]:
+        self._stack.append(cal)
+        try:
+            yield cal
+        finally:
+            self._stack.pop()
+
+
+_selected: Selection[Calibration] = Selection()     # set by use_calibration
 
 
 def load_calibration() -> Calibration:
     """The calibration selected with `use_calibration` (a user profile), else the shipped fit, else the
     priors when no fit has been written yet."""
-    return _selected[-1] if _selected else _shipped_calibration()
+    chosen = _selected.current()
+    return chosen if chosen is not None else _shipped_calibration()
 
 
 @cache
@@ -207,11 +228,6 @@ def read_calibration(path: str | Path) -> Calibration:
     return Calibration.from_dict(doc)
 
 
-@contextmanager
-def use_calibration(cal: Calibration) -> Iterator[Calibration]:
+def use_calibration(cal: Calibration) -> AbstractContextManager[Calibration]:
     """Every estimate inside the block uses `cal` instead of the shipped fit."""
-    _selected.append(cal)
-    try:
-        yield cal
-    finally:
-        _selected.pop()
+    return _selected.use(cal)

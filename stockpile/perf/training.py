@@ -12,8 +12,7 @@ Equations and assumptions: docs/training-model.md.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from stockpile.catalog.chips import Chip
 from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError, MissingFigureError, UnknownNameError
+from stockpile.perf.calibration import Selection
 
 F = Any                                    # float or np.ndarray: every formula broadcasts
 RECOMPUTE = ("none", "selective", "full")  # codes 0, 1, 2 in the arrays
@@ -142,21 +142,17 @@ class TrainCalibration:
                    dict(d.get("meta") or {}))
 
 
-_selected_training: list[TrainCalibration] = []
+_selected_training: Selection[TrainCalibration] = Selection()
 
 
 def load_training_calibration() -> TrainCalibration:
     """The profile selected with `use_training_calibration`, else the shipped fit."""
-    return _selected_training[-1] if _selected_training else _shipped_training_calibration()
+    chosen = _selected_training.current()
+    return chosen if chosen is not None else _shipped_training_calibration()
 
 
-@contextmanager
-def use_training_calibration(cal: TrainCalibration) -> Iterator[TrainCalibration]:
-    _selected_training.append(cal)
-    try:
-        yield cal
-    finally:
-        _selected_training.pop()
+def use_training_calibration(cal: TrainCalibration) -> AbstractContextManager[TrainCalibration]:
+    return _selected_training.use(cal)
 
 
 def read_training_calibration(path: str | Path) -> TrainCalibration:
