@@ -88,8 +88,13 @@ CALIBRATION_OPT = typer.Option(None, "--calibration",
                                help="A calibration profile (stockpile calibrate --profile NAME) or file.")
 
 
+def json_text(obj: Any) -> str:
+    """The CLI's JSON output of `obj` (pydantic models and numpy values included)."""
+    return json.dumps(obj, indent=2, default=_jsonable) + "\n"
+
+
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    sys.stdout.write(json_text(obj))
 
 
 def _jsonable(o: Any) -> Any:

@@ -99,7 +99,6 @@ def _emit(doc: dict[str, Any], out_file: Optional[Path], emit_json: Any) -> None
     if out_file is None:
         emit_json(doc)
         return
-    import json
-
     from stockpile.atomic import write_text_atomic
-    write_text_atomic(out_file, json.dumps(doc, indent=2, default=str) + "\n")
+    from stockpile.cli import json_text
+    write_text_atomic(out_file, json_text(doc))

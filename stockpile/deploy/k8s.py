@@ -55,6 +55,19 @@ def accelerator(chip_id: str, node_selector: dict[str, str] | None = None) -> tu
     return chip["vendor"], vendor["resource"], dict(selector)
 
 
+def engine_image(chip_id: str, engine: str, image: str | None = None) -> str:
+    """`image`, else the vendor's default build of `engine` for this chip (k8s_accelerators.yaml images)."""
+    if image:
+        return image
+    table = accelerator_table()
+    vendor = (table["chips"].get(chip_id) or {}).get("vendor")
+    found = table.get("images", {}).get(vendor or "", {}).get(engine)
+    if found is None:
+        raise DeployError(f"image: no default {engine} image for {vendor or chip_id} accelerators; fix: pass "
+                          "the vendor's build of the engine (--image, or image=)")
+    return str(found)
+
+
 def _slug(text: str, limit: int = 40) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug[:limit].rstrip("-") or "model"
@@ -185,11 +198,8 @@ def k8s_manifests(spec: DeploySpec, image: str | None = None, namespace: str = "
     out: list[dict[str, Any]] = []
     for lay in spec.layouts():
         # each pool on its own chip's nodes: a mixed pair's prefill role names its chip
-        vendor, resource, selector = accelerator(role_chip(spec, lay), node_selector)
-        role_image = image or accelerator_table().get("images", {}).get(vendor, {}).get(spec.engine)
-        if role_image is None:
-            raise DeployError(f"image: no default {spec.engine} image for {vendor} accelerators; "
-                              "fix: pass image= (the vendor's build of the engine)")
+        _, resource, selector = accelerator(role_chip(spec, lay), node_selector)
+        role_image = engine_image(role_chip(spec, lay), spec.engine, image)
         out += _role_manifests(spec, lay, base, namespace, role_image, resource, selector, shm_size, command)
         if lay.role != "prefill" and spec.engine == "sglang":
             router_image = router_image or role_image    # beside the deployment's own chip's pool

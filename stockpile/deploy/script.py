@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from .flags import load_table
-from .k8s import accelerator_table
+from .k8s import engine_image
 from .launch import Launch, shell_line
 from .placement import chip_vendor, role_chip
 from .sglang import sglang_launches
@@ -132,12 +132,7 @@ def compose(spec: DeploySpec, image: str | None = None) -> dict[str, Any]:
     if len(hosts) > 1:
         raise DeployError(f"format: compose runs on one host, this deployment needs {len(hosts)}; "
                           "fix: use --format script (one launcher per host) or --target k8s")
-    lay = spec.layouts()[0]
-    vendor_key = (accelerator_table()["chips"].get(role_chip(spec, lay)) or {}).get("vendor")
-    engine_image = image or accelerator_table().get("images", {}).get(vendor_key or "", {}).get(spec.engine)
-    if engine_image is None:
-        raise DeployError(f"image: no default {spec.engine} image for chip {spec.chip_id!r}; "
-                          "fix: pass --image (the vendor's build of the engine)")
+    image_of = engine_image(role_chip(spec, spec.layouts()[0]), spec.engine, image)
     vendor = chip_vendor(spec.chip_id)
     services: dict[str, Any] = {}
     for item in launches:
@@ -145,11 +140,11 @@ def compose(spec: DeploySpec, image: str | None = None) -> dict[str, Any]:
         if item.role == "router":
             workers = [_name(x) for x in launches if x.role != "router" and x.port]
             argv = _router_argv(spec, item)
-            svc["image"] = engine_image if item.table == "sglang_router" else "python:3.12-slim"
+            svc["image"] = image_of if item.table == "sglang_router" else "python:3.12-slim"
             svc["depends_on"] = {w: {"condition": "service_healthy"} for w in workers}
         else:
             argv = item.argv
-            svc["image"] = engine_image
+            svc["image"] = image_of
             svc["shm_size"] = "16gb"
             env = dict(item.env)
             svc["volumes"] = ["${HF_HOME:-${HOME}/.cache/huggingface}:/root/.cache/huggingface"]
