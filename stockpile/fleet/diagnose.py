@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stockpile.fleet.milp import Solution, WorldPlan
 from stockpile.fleet.months import HOURS_PER_MONTH, SECONDS_PER_MONTH, month_name
 from stockpile.fleet.problem import Problem
+from stockpile.fleet.solution import Solution, WorldPlan
 
 if TYPE_CHECKING:
     from stockpile.fleet.result import Binding
@@ -114,9 +114,7 @@ def idle_reasons(pb: Problem, wp: WorldPlan, usable: np.ndarray, train: np.ndarr
     out = []
     W = len(pb.workloads)
     s = pb.scenario
-    cap = np.zeros((W, pb.T))
-    for i, (w, p) in enumerate(wp.pairs):
-        cap[w] += pb.rate[w, pb.pool_chip[p]] * wp.x[i]
+    du = pb.duos
     for c, cid in enumerate(pb.chips):
         idle = usable[c] - train[c] - inf[:, c].sum(axis=0)
         months = np.nonzero(idle >= 0.5)[0]
@@ -125,7 +123,11 @@ def idle_reasons(pb: Problem, wp: WorldPlan, usable: np.ndarray, train: np.ndarr
         mean = float(idle[months].mean())
         serves = [w for w in range(W) if pb.rate[w, c] > 0]
         barred = [wl.name for wl in s.inference if wl.chips is not None and cid not in {x.lower() for x in wl.chips}]
-        if not serves:
+        in_pairs = sorted({int(du.w[k]) for k in range(du.n) if c in (pb.pool_chip[du.pre[k]], pb.pool_chip[du.dec[k]])})
+        if not serves and in_pairs:
+            why = (f"it serves only in chip pairs ({', '.join(pb.workloads[w] for w in in_pairs)}), and those pairs "
+                   "use no more of it: their other chip, the cluster's power or the demand limits them")
+        elif not serves:
             why = "no workload can be served on it"
             why += (f": {', '.join(barred)} exclude it (their chips lists)" if barred else
                     ": none of the models fits on it or meets its SLO (TTFT/TPOT) at any layout the serving search "
@@ -140,7 +142,8 @@ def idle_reasons(pb: Problem, wp: WorldPlan, usable: np.ndarray, train: np.ndarr
                     pools = np.nonzero(pb.pool_chip == cc)[0]
                     return float(pb.energy_usd[pools].min()) / (pb.rate[w, cc] * SECONDS_PER_MONTH) * 1e6
                 w0 = max(serves, key=lambda w: float(pb.demand[w, months].sum()))
-                used_by = [cc for cc in range(len(pb.chips)) if cc != c and inf[w0, cc, months].sum() > 0.5]
+                used_by = [cc for cc in range(len(pb.chips)) if cc != c and inf[w0, cc, months].sum() > 0.5
+                           and pb.rate[w0, cc] > 0]
                 mine = per_mtok(c, w0)
                 if used_by:
                     other = min(used_by, key=lambda cc: per_mtok(cc, w0))
@@ -154,6 +157,39 @@ def idle_reasons(pb: Problem, wp: WorldPlan, usable: np.ndarray, train: np.ndarr
                     why += ("; only running costs count (costs.objective: energy), so an idle chip costs nothing; "
                             "costs.objective: tco also charges its depreciation and forgone market rental")
         out.append({"chip": cid, "months_idle": int(len(months)), "mean_idle": round(mean, 1), "reason": why})
+    return out
+
+
+def pair_uses(pb: Problem, wp: WorldPlan) -> list[dict[str, Any]]:
+    """Each chip pair offered to a workload: what it gives against its two chips alone, and whether (and how much)
+    the main path uses it, with the reason in a sentence."""
+    du, out = pb.duos, []
+    for k in range(du.n):
+        w, a, b = int(du.w[k]), int(pb.pool_chip[du.pre[k]]), int(pb.pool_chip[du.dec[k]])
+        rate, share = float(du.rate[k]), float(du.share[k])
+        used = wp.duo[k]
+        months = np.nonzero(used >= 0.5)[0]
+        ra, rb = float(pb.rate[w, a]), float(pb.rate[w, b])
+        alone = (f"alone, {pb.chips[a]} serves {ra:,.0f} and {pb.chips[b]} {rb:,.0f} tokens/s per GPU"
+                 if ra > 0 or rb > 0 else "neither chip serves it alone within its SLO")
+        per_pre = rate / share
+        if len(months):
+            peak = float(used.max())
+            why = (f"used in {len(months)} months, up to {peak * share:,.0f} x {pb.chips[a]} prefill + "
+                   f"{peak * (1 - share):,.0f} x {pb.chips[b]} decode: the pair gives {rate:,.0f} tokens/s per GPU "
+                   f"({per_pre:,.0f} per {pb.chips[a]}); {alone}")
+            if ra > 0 and per_pre > ra:
+                why += (f"; each {pb.chips[a]} does {per_pre / ra:.1f}x the serving it does alone, with "
+                        f"{pb.chips[b]} chips taking the decode")
+        else:
+            why = (f"offered, not used: the pair gives {rate:,.0f} tokens/s per GPU; {alone}; the plan meets the "
+                   "workload at less cost with single chips, or has no spare chips of both kinds in the cluster")
+        out.append({"workload": pb.workloads[w], "prefill_chip": pb.chips[a], "decode_chip": pb.chips[b],
+                    "cluster": pb.clusters[pb.pool_cluster[du.pre[k]]],
+                    "output_tokens_per_s_per_gpu": round(rate, 2), "prefill_share": round(share, 4),
+                    "source": "user" if du.given[k] else "search", "how": du.note[k],
+                    "months_used": int(len(months)), "peak_gpus": int(round(float(used.max()))) if used.size else 0,
+                    "reason": why})
     return out
 
 

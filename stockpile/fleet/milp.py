@@ -6,6 +6,7 @@ month when no event is uncertain). Variables live on nodes, so worlds that canno
 (non-anticipativity by construction). Per node n in month t (docs/fleet-model.md, section 2):
 
     x[n,w,p] >= 0   chips of pool p serving workload w
+    u[n,k]   >= 0   GPUs serving through chip pair k (prefill on one pool, decode on another; fleet/pairs.py)
     r[n,w,j] >= 0   rented GPUs of rental offer j serving w
     b[n,o]   >= 0   chips ordered through option o (a fraction f_o arrives in t + L_o, if deliveries are allowed)
     y[n,q] in {0,1} training run q (starting in month t) is chosen
@@ -22,7 +23,7 @@ first objective buys an earlier finish. Unmet demand has a penalty, so the progr
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix, vstack
@@ -30,6 +31,7 @@ from scipy.sparse import coo_matrix, csr_matrix, vstack
 from stockpile.fleet import highs as hs
 from stockpile.fleet.months import SECONDS_PER_MONTH
 from stockpile.fleet.problem import Problem
+from stockpile.fleet.solution import Solution
 
 SCALE = 1e-6          # objective in millions of USD for conditioning
 TOK = 1e3             # demand rows and unmet variables in thousands of tokens/s for conditioning
@@ -91,59 +93,6 @@ class _Builder:
         return np.concatenate(parts) if parts else np.zeros(0)
 
 
-@dataclass
-class Solution:
-    """Raw MILP solution on the nodes of the scenario tree (node = month when nothing is uncertain)."""
-
-    status: str
-    message: str
-    success: bool
-    objective_usd: float
-    mip_gap: float | None
-    seconds: float
-    pairs: np.ndarray            # (pairs, 2) = (w, p)
-    rent_pairs: np.ndarray       # (rent pairs, 2) = (w, j)
-    x: np.ndarray                # (NM, pairs)
-    rent: np.ndarray             # (NM, rent pairs)
-    buy: np.ndarray              # (NM, O)
-    y_q: np.ndarray              # (Y,) pattern of each run variable
-    y_node: np.ndarray           # (Y,) node of each run variable
-    y: np.ndarray                # (Y,) 0/1
-    miss: np.ndarray             # (leaves, G)
-    served: np.ndarray           # (NM, W) output tokens/s of capacity counted against the day's levels
-    tie_break: str = "none"
-    solves: list[tuple[str, float]] = field(default_factory=list)   # (what, seconds) per HiGHS call
-    duals: dict[str, np.ndarray] = field(default_factory=dict)
-    bound_duals: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-@dataclass
-class WorldPlan:
-    """One world's path through the tree, as month-indexed arrays (what the result and the Monte Carlo read)."""
-
-    world: int
-    nodes: np.ndarray            # (T,) node per month
-    x: np.ndarray                # (pairs, T)
-    rent: np.ndarray             # (rent pairs, T)
-    buy: np.ndarray              # (O, T)
-    runs: np.ndarray             # chosen pattern indices
-    served: np.ndarray           # (W, T)
-    unmet: np.ndarray            # (W, T) output tokens/s short at the peak hour
-    pairs: np.ndarray
-    rent_pairs: np.ndarray
-
-
-def world_plan(pb: Problem, sol: Solution, w: int) -> WorldPlan:
-    nodes = pb.worlds.node_of[w]
-    on_path = np.isin(sol.y_node, nodes) & (sol.y > 0.5)
-    served = sol.served[nodes].T
-    unmet = np.maximum(pb.demand - served, 0.0)
-    unmet[unmet <= 1e-9 * np.maximum(pb.demand, 1.0)] = 0.0
-    return WorldPlan(world=w, nodes=nodes, x=sol.x[nodes].T, rent=sol.rent[nodes].T, buy=sol.buy[nodes].T,
-                     runs=np.sort(sol.y_q[on_path]), served=served, unmet=unmet, pairs=sol.pairs,
-                     rent_pairs=sol.rent_pairs)
-
-
 def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
     """The MILP of the module docstring, as a builder plus the index arrays of each variable block."""
     s, T, P, W = pb.scenario, pb.T, pb.P, len(pb.workloads)
@@ -165,6 +114,10 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
     market = np.nan_to_num(pb.market_usd_month[pc]) if tco else np.zeros(P)       # (P,) USD per chip-month
     X = B.var((NM, len(pairs)), cost=(prob[:, None] * (pb.energy_usd - market)[pairs[:, 1]][None, :] * SCALE)
               if len(pairs) else 0.0)
+    du = pb.duos
+    du_coef = du.pool_coef(P)                                                     # (K, P) chips per pair GPU
+    XD = B.var((NM, du.n), cost=(prob[:, None] * (du_coef @ (pb.energy_usd - market))[None, :] * SCALE)
+               if du.n else 0.0)
     R = B.var((NM, len(rent_pairs)), cost=(prob[:, None] * pb.rent_usd_month[rent_pairs[:, 1]][None, :] * SCALE)
               if len(rent_pairs) else 0.0)
     # orders: allowed where some world of the node can receive them; paid on delivery (expected over the worlds)
@@ -221,6 +174,9 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
     cap = B.rows("stock", (NM, P), hi=pb.stock[:, nt].T * usable_nt[:, pc])
     if len(pairs):
         B.add(cap[:, pairs[:, 1]], X, 1.0)
+    for pool_of, coef in ((du.pre, du.share), (du.dec, 1.0 - du.share)):
+        if du.n:
+            B.add(cap[:, pool_of], XD, coef[None, :])
     occ_k, occ_n, occ_m = _spread(pb, y_q, y_node, pat.occ_rows, pat.occ_t)
     if len(occ_k):
         B.add(cap[occ_n, pat.pool[y_q[occ_k]]], Y[occ_k], pat.size[y_q[occ_k]].astype(float))
@@ -242,6 +198,8 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
         B.add(dem[:, pairs[:, 0]], X, pb.rate[pairs[:, 0], pc[pairs[:, 1]]][None, :] / TOK)
     if len(rent_pairs):
         B.add(dem[:, rent_pairs[:, 0]], R, pb.rate[rent_pairs[:, 0], pb.rent_chip[rent_pairs[:, 1]]][None, :] / TOK)
+    if du.n:
+        B.add(dem[:, du.w], XD, du.rate[None, :] / TOK)
     if len(z_nm_a):
         B.add(dem[z_nm_a, z_w_a], Z, -1.0)
     B.add(dem, V, 1.0)
@@ -252,6 +210,8 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
         if len(rent_pairs):
             B.add(top[:, rent_pairs[:, 0]], R,
                   pb.rate[rent_pairs[:, 0], pb.rent_chip[rent_pairs[:, 1]]][None, :] / TOK)
+        if du.n:
+            B.add(top[:, du.w], XD, du.rate[None, :] / TOK)
     # 3. facility power per cluster (finite limits only)
     limited = np.nonzero(np.isfinite(pb.cluster_cap_kw))[0]
     if len(limited):
@@ -261,6 +221,10 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
             k = int(pb.pool_cluster[p])
             if k in row_of:
                 B.add(pw[:, row_of[k]], X[:, i], pb.power_kw[p])
+        for k in range(du.n):                  # both pools of a pair are in one cluster
+            c_k = int(pb.pool_cluster[du.pre[k]])
+            if c_k in row_of:
+                B.add(pw[:, row_of[c_k]], XD[:, k], float(du_coef[k] @ pb.power_kw))
         kc = pb.pool_cluster[pat.pool[y_q[occ_k]]]
         sel = np.isin(kc, limited)
         if sel.any():
@@ -312,7 +276,7 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
             for o in range(O):
                 paid = pb.opt_price[o] * pb.opt_fill[o] * pb.order_ok(o, w0)
                 B.add(bud[li], Bv[nodes, o], paid)
-    return B, {"x": X, "rent": R, "buy": Bv, "y": Y, "y_q": y_q, "y_node": y_node, "miss": M, "z": Z,
+    return B, {"x": X, "duo": XD, "rent": R, "buy": Bv, "y": Y, "y_q": y_q, "y_node": y_node, "miss": M, "z": Z,
                "z_nm": z_nm_a, "z_w": z_w_a, "pairs": pairs, "rent_pairs": rent_pairs}
 
 
@@ -373,7 +337,12 @@ def lp_demand_mean(pb: Problem) -> np.ndarray:
         most[pb.pool_chip[pb.opt_pool[o]]] += min(pb.opt_max_month[o] * pb.T, pb.opt_max_total[o])
     for j, c in enumerate(pb.rent_chip):
         most[c] += pb.rent_max[j]
-    cap = 2.0 * (pb.rate * most[None, :]).sum(axis=1) / pb.profile.max(axis=1)                   # (W,)
+    tok = (pb.rate * most[None, :]).sum(axis=1)
+    du = pb.duos
+    if du.n:                 # a pair serves at most as many GPUs as its scarcer chip allows
+        c_pre, c_dec = pb.pool_chip[du.pre], pb.pool_chip[du.dec]
+        np.add.at(tok, du.w, du.rate * np.minimum(most[c_pre] / du.share, most[c_dec] / (1.0 - du.share)))
+    cap = 2.0 * tok / pb.profile.max(axis=1)                                                     # (W,)
     return np.minimum(pb.demand_mean, cap[:, None])
 
 
@@ -408,7 +377,8 @@ def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
     sol = Solution(
         status=status, message=message, success=ok and code in (0, 1),
         objective_usd=float(c @ sol_x) / SCALE, mip_gap=gap,
-        seconds=0.0, pairs=ix["pairs"], rent_pairs=ix["rent_pairs"], x=sol_x[ix["x"]], rent=sol_x[ix["rent"]],
+        seconds=0.0, pairs=ix["pairs"], rent_pairs=ix["rent_pairs"], x=sol_x[ix["x"]], duo=sol_x[ix["duo"]],
+        rent=sol_x[ix["rent"]],
         buy=sol_x[ix["buy"]], y_q=ix["y_q"], y_node=ix["y_node"], y=np.round(sol_x[ix["y"]]),
         miss=sol_x[ix["miss"]], served=served, tie_break=how)
     if duals and ok:

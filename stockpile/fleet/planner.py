@@ -1,7 +1,8 @@
 """Entry points the CLI and the web API call: plan a scenario (or compare several), size a model, print the
 scenario schema. The pipeline, one stage per module:
 
-    scenario.py (YAML -> Scenario) -> problem.py (arrays, policy worlds) -> milp.py (scenario-tree MILP)
+    scenario.py (YAML -> Scenario) -> problem.py (arrays, policy worlds; pairs.py: chip pairs)
+        -> milp.py (scenario-tree MILP) -> solution.py (its solution, each world's path)
         -> runway.py (Monte Carlo of the plan) + stock_alone.py (the stock by itself, the ladder)
         -> result.py (PlanResult: .to_contract(), .summary())
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from stockpile.errors import InputError
 from stockpile.fleet.demand import daily_profile, load_levels
 from stockpile.fleet.months import HOURS_PER_MONTH, month_index, month_name, months_touched
+from stockpile.fleet.pairs import Duos, compile_duos, no_duos
 from stockpile.fleet.scenario import ChipRule, Generation, PolicyEvent, Scenario
 
 # (params_b, active_params_b, chip_id, gpus, model_id) -> (training tokens/s per GPU, goodput) or None
@@ -265,6 +267,7 @@ class Problem:
     launch: np.ndarray                 # (W,) month index of launch
     rate: np.ndarray                   # (W, C) output tokens/s per GPU under the SLO; 0 = cannot serve
     rate_given: np.ndarray             # (W, C) bool: the user's throughput_per_gpu
+    duos: Duos                         # chip pairs (prefill on one pool, decode on another of the same cluster)
     opt_pool: np.ndarray               # (O,)
     opt_price: np.ndarray              # USD per chip delivered
     opt_lead: np.ndarray               # expected lead time: nominal + mean delay (rounded), months
@@ -344,7 +347,8 @@ def size_ladder(lo: int, hi: int, steps: int = 4) -> list[int]:
     return [v for v in out if lo <= v <= hi]
 
 
-def compile_problem(s: Scenario, serving: Callable[..., float], training: TrainingSpeedFn) -> Problem:
+def compile_problem(s: Scenario, serving: Callable[..., float], training: TrainingSpeedFn,
+                    pair: Callable[..., Any] | None = None) -> Problem:
     """Scenario -> arrays for the MILP and the Monte Carlo (see module docstring)."""
     T, t0 = s.horizon_months, s.start_index
     tt = np.arange(T)
@@ -454,7 +458,7 @@ def compile_problem(s: Scenario, serving: Callable[..., float], training: Traini
         cohort_surv=cohort_surv, stock=stock, worlds=worlds, usable_w=usable_w, deliver_w=deliver_w,
         power_kw=power_kw, energy_usd=energy, cluster_cap_kw=cap, workloads=[w.name for w in s.inference],
         demand=demand, demand_mean=mean, profile=profile, level_len=lengths, level_hours=hours, demand_base=base,
-        growth=growth, launch=launch, rate=rate, rate_given=given,
+        growth=growth, launch=launch, rate=rate, rate_given=given, duos=no_duos(),
         opt_pool=np.array([pool_of(o.chip, o.cluster or clusters[0]) for o in s.procurement], int),
         opt_price=np.array([o.price_usd for o in s.procurement]), opt_lead=lead,
         opt_lead_base=np.array([o.lead_time_months for o in s.procurement], int), opt_delay_mean=delay_mean,
@@ -466,6 +470,7 @@ def compile_problem(s: Scenario, serving: Callable[..., float], training: Traini
         rent_usd_month=np.array([r.usd_per_gpu_hour * HOURS_PER_MONTH for r in s.costs.rental]),
         rent_max=np.array([r.max_gpus for r in s.costs.rental]), market_usd_month=market, gens=[],
         patterns=_empty_patterns())
+    pb.duos = compile_duos(s, chips, clusters, pools, pb.notes, pair)
     names = [g.name for g in s.training.generations]
     pb.gens = [_gen_spec(s, g, chips, training, t0) for g in s.training.generations]
     for g, spec in zip(s.training.generations, pb.gens):

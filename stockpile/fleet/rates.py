@@ -1,6 +1,7 @@
 """Per-chip rates the planner needs: serving behind a small callable, training as one model of training speed.
 
     ServingRate(model_id, chip_id, isl, osl, ttft_ms, tpot_ms) -> output tokens/s per GPU meeting the SLO
+    PairServing(model_id, prefill_chip, decode_chip, isl, osl, ttft_ms, tpot_ms) -> PairRate (rate, prefill share)
     training_speed(params_b, active_params_b, chip_id, gpus, *, model_id, precision, seq_len) -> TrainingSpeed
     gpu_hours(tokens, speed) = tokens / speed.tokens_per_s_per_gpu / 3600 / speed.goodput
 
@@ -78,6 +79,63 @@ def _serving_rate(model_id: str, chip_id: str, isl: float, osl: float, ttft_ms: 
             best = max(best, r.best.output_tokens_per_s_per_gpu)
         elif best > 0:
             break                # a larger pool will not help a model that already fits with room to spare
+    return best
+
+
+# (model_id, prefill chip, decode chip, isl, osl, ttft_ms, tpot_ms, weight_dtype) -> PairRate or None
+PairServing = Callable[..., "PairRate | None"]
+
+
+@dataclass(frozen=True)
+class PairRate:
+    """A chip pair's serving rate: output tokens/s per GPU of the pair (prefill and decode GPUs both counted),
+    the fraction of its GPUs that are prefill chips, and how the rate was found."""
+
+    tokens_per_s_per_gpu: float
+    prefill_share: float
+    note: str = ""
+
+
+def default_pair_rate(model_id: str, prefill_id: str, decode_id: str, isl: float, osl: float,
+                      ttft_ms: float | None = None, tpot_ms: float | None = None,
+                      weight_dtype: str | None = None) -> PairRate | None:
+    """Best disaggregated configuration with prefill on `prefill_id` and decode on `decode_id` that meets the SLO
+    (the mixed serving search, ``search --prefill-chips P --decode-chips D``), over the pool sizes the single-chip
+    rate tries; None when no configuration meets it. Cached per catalog state."""
+    from stockpile.catalog.chips import overlay_version
+    return _pair_rate(model_id, prefill_id.lower(), decode_id.lower(), isl, osl, ttft_ms, tpot_ms, weight_dtype,
+                      overlay_version())
+
+
+@lru_cache(maxsize=1024)
+def _pair_rate(model_id: str, prefill_id: str, decode_id: str, isl: float, osl: float, ttft_ms: float | None,
+               tpot_ms: float | None, weight_dtype: str | None, _version: int) -> PairRate | None:
+    from stockpile.catalog import get_chip, get_model
+    from stockpile.errors import StockpileError
+    from stockpile.search.serving import Slo, search
+
+    model, pre, dec = get_model(model_id), get_chip(prefill_id), get_chip(decode_id)
+    dtypes = [weight_dtype or model.default_weight_dtype]
+    best: PairRate | None = None
+    for gpus in SEARCH_GPUS:
+        try:
+            r = search(model, dec, gpus=gpus, isl=isl, osl=osl, slo=Slo(ttft_ms=ttft_ms, tpot_ms=tpot_ms), top=1,
+                       dtypes=dtypes, prefill_chip=pre, aggregated=False)
+        except StockpileError:
+            continue
+        c = r.best
+        if c is None or c.prefill is None:
+            if best is not None:
+                break
+            continue
+        p = c.prefill
+        pre_gpus = int(p["instances"]) * int(p["attn_tp"]) * int(p["attn_dp"]) * int(p["pp"])
+        share = pre_gpus / gpus
+        if not 0 < share < 1 or (best is not None and c.output_tokens_per_s_per_gpu <= best.tokens_per_s_per_gpu):
+            continue
+        best = PairRate(tokens_per_s_per_gpu=float(c.output_tokens_per_s_per_gpu), prefill_share=share,
+                        note=f"mixed search on {gpus} GPUs: {c.layout_text}; TTFT {c.ttft_ms:,.0f} ms, TPOT "
+                             f"{c.tpot_ms:,.1f} ms")
     return best
 
 
@@ -201,4 +259,5 @@ class Rates:
 
     serving: ServingRate = default_serving_rate
     training: TrainingSpeedFn | None = None
+    pair: PairServing = default_pair_rate
     notes: list[str] = field(default_factory=list)

@@ -13,11 +13,11 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from stockpile.fleet.demand import unmet_hour_sum
-from stockpile.fleet.diagnose import binding, generation_reason, idle_reasons, procurement_notes
-from stockpile.fleet.milp import Solution, WorldPlan, world_plan
+from stockpile.fleet.diagnose import binding, generation_reason, idle_reasons, pair_uses, procurement_notes
 from stockpile.fleet.months import SECONDS_PER_MONTH, month_name, month_of_fraction
 from stockpile.fleet.problem import Problem, world_label
 from stockpile.fleet.runway import RunwayResult, quantile_month
+from stockpile.fleet.solution import Solution, WorldPlan, serving_capacity, serving_chips, world_plan
 from stockpile.fleet.stock_alone import StockAloneResult
 
 
@@ -152,6 +152,22 @@ class IdleReason(BaseModel):
     reason: str
 
 
+class PairUse(BaseModel):
+    """A chip pair offered to a workload (prefill on one chip type, decode on another) and what the plan made of it."""
+
+    workload: str
+    prefill_chip: str
+    decode_chip: str
+    cluster: str
+    output_tokens_per_s_per_gpu: float = Field(description="the pair's rate, prefill and decode GPUs both counted")
+    prefill_share: float = Field(description="fraction of the pair's GPUs that prefill")
+    source: str = Field(description="search (the mixed serving search) or user (throughput_per_gpu)")
+    how: str = ""
+    months_used: int = Field(description="months of the main path in which the plan serves through the pair")
+    peak_gpus: int = Field(description="most GPUs (both chips) the pair holds in one month")
+    reason: str
+
+
 class PlanResult(BaseModel):
     scenario: str
     start: str
@@ -182,6 +198,8 @@ class PlanResult(BaseModel):
     binding: list[Binding]
     binding_summary: str
     idle: list[IdleReason] = Field(default_factory=list)
+    chip_pairs: list[PairUse] = Field(default_factory=list, description="chip pairs offered to workloads "
+                                      "(inference[].chip_pairs) and whether the plan used them")
     rates: list[dict[str, Any]]
     notes: list[str]
 
@@ -232,6 +250,9 @@ class PlanResult(BaseModel):
             tot = sum(u.output_tokens for u in self.unmet)
             lines.append(f"Unmet demand: {tot:.3g} output tokens over {len({u.month for u in self.unmet})} months "
                          "(integrated over the day)")
+        for u in self.chip_pairs:
+            lines.append(f"Pair {u.prefill_chip} prefill + {u.decode_chip} decode for {u.workload} "
+                         f"({u.cluster}): {u.reason}")
         for i in self.idle:
             lines.append(f"Idle {i.chip}: {i.mean_idle:,.0f} chips on average in {i.months_idle} months: {i.reason}")
         lines += [f"Note: {n}" for n in self.notes]
@@ -268,13 +289,8 @@ def _orders(pb: Problem, wp: WorldPlan) -> list[Order]:
 
 
 def capacity(pb: Problem, wp: WorldPlan) -> np.ndarray:
-    """(W, T) serving capacity of the path, output tokens/s (owned chips and rented GPUs)."""
-    cap = np.zeros((len(pb.workloads), pb.T))
-    for i, (w, p) in enumerate(wp.pairs):
-        cap[w] += pb.rate[w, pb.pool_chip[p]] * wp.x[i]
-    for i, (w, j) in enumerate(wp.rent_pairs):
-        cap[w] += pb.rate[w, pb.rent_chip[j]] * wp.rent[i]
-    return cap
+    """(W, T) serving capacity of the path, output tokens/s (owned chips, chip pairs and rented GPUs)."""
+    return serving_capacity(pb, wp)
 
 
 def assemble(pb: Problem, sol: Solution, mc: RunwayResult | None, alone: StockAloneResult | None,
@@ -371,8 +387,14 @@ def assemble(pb: Problem, sol: Solution, mc: RunwayResult | None, alone: StockAl
     on_hand = stock_c + arrived
     usable = on_hand * pb.usable_w[main]
     inf = np.zeros((W, C, T))
-    for i, (w, p) in enumerate(wp.pairs):
-        inf[w, pb.pool_chip[p]] += wp.x[i]
+    by_pool = serving_chips(pb, wp)                                   # (W, P, T), chip pairs split by share
+    np.add.at(inf.transpose(1, 0, 2), pb.pool_chip, by_pool.transpose(1, 0, 2))
+    tok_c = np.zeros((C, T))                   # output tokens/s per chip type: a pair's split like its GPUs
+    np.add.at(tok_c, pb.pool_chip[wp.pairs[:, 1]], pb.rate[wp.pairs[:, 0], pb.pool_chip[wp.pairs[:, 1]]][:, None]
+              * wp.x)
+    du = pb.duos
+    np.add.at(tok_c, pb.pool_chip[du.pre], (du.rate * du.share)[:, None] * wp.duo)
+    np.add.at(tok_c, pb.pool_chip[du.dec], (du.rate * (1.0 - du.share))[:, None] * wp.duo)
     train = np.zeros((C, T))
     busy_energy = np.zeros((pb.P, T))
     for q in wp.runs:
@@ -401,11 +423,10 @@ def assemble(pb: Problem, sol: Solution, mc: RunwayResult | None, alone: StockAl
             rows.append(AllocationRow(
                 month=months[t], chip=cid, stock=stock_i, usable=use_i, training=tr, inference=alloc,
                 idle=max(0, use_i - busy), rented=rented, utilisation=round(busy / use_i, 4) if use_i else 0.0,
-                output_tokens_per_s=round(float((pb.rate[:, c] * (inf[:, c, t] + rent[:, c, t])).sum()), 1)))
+                output_tokens_per_s=round(float(tok_c[c, t] + (pb.rate[:, c] * rent[:, c, t]).sum()), 1)))
     # --- cost (the main world's path)
     orders = _orders(pb, wp)
-    for i, (_, p) in enumerate(wp.pairs):
-        busy_energy[p] += wp.x[i]
+    busy_energy += by_pool.sum(axis=0)
     energy_t = (busy_energy * pb.energy_usd[:, None]).sum(axis=0)
     rent_t = np.zeros(T)
     for i, (_, j) in enumerate(wp.rent_pairs):
@@ -454,7 +475,7 @@ def assemble(pb: Problem, sol: Solution, mc: RunwayResult | None, alone: StockAl
         generations_on_time=sum(g.meets_deadline for g in gens), allocation=rows, procurement=orders,
         cost_usd=round(breakdown["energy"] + breakdown["procurement_capex"] + breakdown["rental"], 2),
         cost_breakdown_usd=breakdown, cost_by_month=cost_by_month, unmet=unmet, demand=demand, binding=bind,
-        binding_summary=summary, idle=idle, rates=rates,
+        binding_summary=summary, idle=idle, chip_pairs=[PairUse(**u) for u in pair_uses(pb, wp)], rates=rates,
         notes=list(pb.notes) + procurement_notes(pb) + notes)
     res.headline = headline(res)
     return res

@@ -9,7 +9,8 @@ started no earlier than the sample can know the branch. Then a capacity recursio
     A[s,p,t]   chips on hand = sum_cohorts n S(t)^mu_s + executed orders' deliveries, times usability
     training   each run holds min(n, A - other runs) chips for every month it touches until its work is done
     serving    step 1: the plan's chips of each pool for each workload, scaled to the sample's demand and
-               capped by the free chips of the pool and the cluster's power;
+               capped by the free chips of the pool and the cluster's power (a chip pair serves the share
+               its scarcer pool allows);
                step 2: spare chips of each pool cover the workloads it may serve (proportionally), within power;
                step 3: unused rental capacity covers what is left (where renting costs less than unmet demand)
     unmet      = sum_w max(0, D_peak[s,w,t] - served[s,w])   (at the peak hour; the runway is a peak-hour measure)
@@ -26,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from stockpile.errors import InputError
-from stockpile.fleet.milp import Solution, WorldPlan, world_plan
 from stockpile.fleet.months import HOURS_PER_MONTH, SECONDS_PER_MONTH, month_index
 from stockpile.fleet.problem import Problem, event_chips, survival_tables
+from stockpile.fleet.solution import Solution, WorldPlan, serving_chips, world_plan
 
 CHUNK = 2000
 BACKENDS = ("numpy", "process")
@@ -39,9 +40,10 @@ MAX_SAMPLES = 1_000_000
 class PlanView:
     """What the recursion needs from one world's path of the plan (all month-indexed)."""
 
-    x: np.ndarray            # (T, W, P) chips of pool p serving w
-    xr: np.ndarray           # (T, P, W) their tokens/s (x times the rate), pool-major for the product in step 1
-    cap: np.ndarray          # (T, W) the plan's own serving capacity, tokens/s (pools only)
+    x: np.ndarray            # (T, W, P) chips of pool p serving w (a chip pair's GPUs split by its share)
+    xr: np.ndarray           # (T, P, W) tokens/s of single-pool serving, pool-major for the product in step 1
+    duo_tok: np.ndarray      # (T, K) tokens/s of each chip pair (pb.duos)
+    cap: np.ndarray          # (T, W) the plan's own serving capacity, tokens/s (pools and pairs, no rental)
     rented: np.ndarray       # (W, T) output tokens/s served by rented GPUs
     rent_used: np.ndarray    # (R, T) rented GPUs per offer
     buy: np.ndarray          # (O, T) chips ordered
@@ -50,17 +52,21 @@ class PlanView:
 
 def plan_view(pb: Problem, wp: WorldPlan) -> PlanView:
     W, T, P = len(pb.workloads), pb.T, pb.P
-    x = np.zeros((T, W, P))
+    single = np.zeros((T, W, P))
     for i, (w, p) in enumerate(wp.pairs):
-        x[:, w, p] += wp.x[i]
-    xr = np.ascontiguousarray(np.transpose(x * pb.rate[:, pb.pool_chip][None], (0, 2, 1)))
+        single[:, w, p] += wp.x[i]
+    xr = np.ascontiguousarray(np.transpose(single * pb.rate[:, pb.pool_chip][None], (0, 2, 1)))
+    x = np.ascontiguousarray(np.transpose(serving_chips(pb, wp), (2, 0, 1))) if pb.duos.n else single
+    duo_tok = np.ascontiguousarray((pb.duos.rate[:, None] * wp.duo).T)
     cap = xr.sum(axis=1)
+    np.add.at(cap.T, pb.duos.w, duo_tok.T)
     rented = np.zeros((W, T))
     rent_used = np.zeros((len(pb.rent_chip), T))
     for i, (w, j) in enumerate(wp.rent_pairs):
         rented[w] += pb.rate[w, pb.rent_chip[j]] * wp.rent[i]
         rent_used[j] += wp.rent[i]
-    return PlanView(x=x, xr=xr, cap=cap, rented=rented, rent_used=rent_used, buy=wp.buy, runs=[int(q) for q in wp.runs])
+    return PlanView(x=x, xr=xr, duo_tok=duo_tok, cap=cap, rented=rented, rent_used=rent_used, buy=wp.buy,
+                    runs=[int(q) for q in wp.runs])
 
 
 @dataclass
@@ -272,6 +278,7 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
     has_elig: np.ndarray = np.asarray(elig_mask.any(axis=0))
     inv_rate_p = np.where(rate_p > 0, 1.0 / np.where(rate_p > 0, rate_p, 1.0), 0.0)
     rent_elig = [np.nonzero(pb.rate[:, c] > 0)[0] for c in pb.rent_chip]
+    du = pb.duos
     for t in range(T):
         m = vi[t]
         # samples still meeting demand (all of them unless the caller stops at each sample's runway)
@@ -301,6 +308,9 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
             frac = frac * over[:, pb.pool_cluster]
             give = want * frac
             tok = (frac @ v.xr[m]) * scale
+            for k in np.nonzero(v.duo_tok[m] > 0)[0]:      # a chip pair serves as far as its scarcer pool lets it
+                wk = du.w[k]
+                tok[:, wk] += scale[:, wk] * np.minimum(frac[:, du.pre[k]], frac[:, du.dec[k]]) * v.duo_tok[m, k]
             served[sel] = rented[None, :] + tok
             spare[sel] -= give
             headroom[sel] -= give @ pool_kw

@@ -270,6 +270,26 @@ class Training(_Base):
                                   "(generations_trainable); blank: the default ladder")
 
 
+class ChipPair(_Base):
+    """Prefill on one chip type and decode on another (disaggregated serving across two pools of one cluster)."""
+
+    prefill: str = Field(min_length=1, description="chip id of the prefill pool")
+    decode: str = Field(min_length=1, description="chip id of the decode pool")
+    throughput_per_gpu: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="the user's "
+                                             "measured output tokens/s per GPU of the pair (prefill and decode "
+                                             "GPUs both counted) at the workload's SLO; blank: the mixed "
+                                             "serving search (search --prefill-chips/--decode-chips)")
+    prefill_share: float | None = Field(default=None, gt=0, lt=1, description="fraction of the pair's GPUs "
+                                        "that are prefill chips; blank: the mixed search's best configuration")
+
+    @model_validator(mode="after")
+    def _two_chips(self) -> ChipPair:
+        if self.prefill.strip().lower() == self.decode.strip().lower():
+            raise ValueError(f"prefill and decode are both {self.prefill}: a pair needs two chip types (one chip "
+                             "type already serves disaggregated through the serving search)")
+        return self
+
+
 class Workload(_Base):
     """An inference product: model, traffic and its growth, request shape and SLO."""
 
@@ -292,6 +312,9 @@ class Workload(_Base):
     throughput_per_gpu: dict[str, float] = Field(default_factory=dict, description="the user's measured output "
                                                  "tokens/s per GPU at this workload's SLO, per chip id; used for "
                                                  "those chips instead of the serving search")
+    chip_pairs: list[ChipPair] = Field(default_factory=list, max_length=64, description="chip pairs that may "
+                                       "serve it disaggregated, prefill on one type and decode on the other "
+                                       "(both pools in one cluster); the plan uses a pair where it pays")
     daily_profile: list[float] | None = Field(default=None, min_length=24, max_length=24, description="24 "
                                               "relative hourly loads (any scale); default: a raised cosine with "
                                               "this workload's peak_to_mean, trough floored at zero, mean 1")

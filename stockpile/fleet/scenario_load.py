@@ -298,5 +298,8 @@ def check_scenario(loaded: Loaded) -> None:
             _check_chip(loaded, ("inference", i, "chips", j), c)
         for c in w.throughput_per_gpu:
             _check_chip(loaded, ("inference", i, "throughput_per_gpu", c), c)
+        for j, pair in enumerate(w.chip_pairs):
+            _check_chip(loaded, ("inference", i, "chip_pairs", j, "prefill"), pair.prefill)
+            _check_chip(loaded, ("inference", i, "chip_pairs", j, "decode"), pair.decode)
     if not s.stock and not s.procurement:
         raise loaded.error(("stock",), "the scenario has no chips: give a stock or procurement options")

@@ -230,6 +230,11 @@ def render_plan_html(r: PlanResult) -> str:
     demand = _table(["workload", "month", "demand tok/s", "served tok/s"],
                     [[d.workload, d.month, d.demand_tokens_per_s, d.served_tokens_per_s] for d in r.demand],
                     max_rows=400)
+    pairs = _table(["workload", "prefill chip", "decode chip", "cluster", "tok/s per GPU", "prefill share",
+                    "source", "months used", "peak GPUs", "why"],
+                   [[u.workload, u.prefill_chip, u.decode_chip, u.cluster, u.output_tokens_per_s_per_gpu,
+                     _pct(u.prefill_share), u.source, u.months_used, u.peak_gpus, u.reason] for u in r.chip_pairs],
+                   cls="pairs", text_cols=(9,))
     nav = " ".join(f"<a href='#{a}'>{html.escape(t.split(':')[0])}</a>" for a, t, _ in figs)
     body = f"""<h1>Fleet plan: {html.escape(r.scenario)}</h1>
 <p class="sub">{html.escape(r.start)} + {r.horizon_months} months ({html.escape(r.months[0])} to
@@ -239,6 +244,8 @@ cost ${r.cost_usd / 1e6:,.1f}M</p>
 <section id="key-figures">{key_figures(r)}</section>
 <section id="worlds"><h2>Policy worlds</h2>{worlds_section(r)}</section>
 <section id="idle-notes"><h2>Idle chips and notes</h2>{idle_and_notes(r)}</section>
+{f'<section id="chip-pairs"><h2>Chip pairs (prefill on one chip, decode on another)</h2>{pairs}</section>'
+ if r.chip_pairs else ''}
 <nav>Charts: {nav}</nav>
 {_charts(figs, plotlyjs=True)}
 <h2>Training generations</h2>{gens}
