@@ -72,12 +72,13 @@ def compile_duos(s: Scenario, chips: list[str], clusters: list[str], pools: list
             rate = cp.throughput_per_gpu
             if rate is None or share is None:
                 found = pair(wl.model, a, b, wl.isl, wl.osl, wl.ttft_ms, wl.tpot_ms, wl.weight_dtype)
-                if found is None:
+                if found is None or not found.tokens_per_s_per_gpu > 0:
                     if rate is not None:
                         raise InputError(f"inference[{w}].chip_pairs[{j}].prefill_share", "the mixed search finds "
                                          f"no configuration of {wl.model} meeting the SLO to take the prefill share "
                                          "from: give prefill_share (the fraction of the pair's GPUs that prefill)")
-                    notes.append(f"{where}: no configuration of the pair meets the workload's SLO; not offered")
+                    reason = f" ({found.note})" if found is not None and found.note else ""
+                    notes.append(f"{where}: no configuration of the pair meets the workload's SLO{reason}; not offered")
                     continue
                 share = share if share is not None else found.prefill_share
                 note = f"the user's rate, {found.note}" if rate is not None else found.note

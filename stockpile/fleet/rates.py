@@ -101,7 +101,8 @@ def default_pair_rate(model_id: str, prefill_id: str, decode_id: str, isl: float
                       weight_dtype: str | None = None) -> PairRate | None:
     """Best disaggregated configuration with prefill on `prefill_id` and decode on `decode_id` that meets the SLO
     (the mixed serving search, ``search --prefill-chips P --decode-chips D``), over the pool sizes the single-chip
-    rate tries; None when no configuration meets it. Cached per catalog state."""
+    rate tries; a zero rate, with the search's reason as its note, when no configuration meets it. Cached per
+    catalog state."""
     from stockpile.catalog.chips import overlay_version
     return _pair_rate(model_id, prefill_id.lower(), decode_id.lower(), isl, osl, ttft_ms, tpot_ms, weight_dtype,
                       overlay_version())
@@ -117,6 +118,7 @@ def _pair_rate(model_id: str, prefill_id: str, decode_id: str, isl: float, osl: 
     model, pre, dec = get_model(model_id), get_chip(prefill_id), get_chip(decode_id)
     dtypes = [weight_dtype or model.default_weight_dtype]
     best: PairRate | None = None
+    why = ""
     for gpus in SEARCH_GPUS:
         try:
             r = search(model, dec, gpus=gpus, isl=isl, osl=osl, slo=Slo(ttft_ms=ttft_ms, tpot_ms=tpot_ms), top=1,
@@ -125,6 +127,7 @@ def _pair_rate(model_id: str, prefill_id: str, decode_id: str, isl: float, osl: 
             continue
         c = r.best
         if c is None or c.prefill is None:
+            why = why or f"on {gpus} GPUs: {r.message}"
             if best is not None:
                 break
             continue
@@ -136,7 +139,8 @@ def _pair_rate(model_id: str, prefill_id: str, decode_id: str, isl: float, osl: 
         best = PairRate(tokens_per_s_per_gpu=float(c.output_tokens_per_s_per_gpu), prefill_share=share,
                         note=f"mixed search on {gpus} GPUs: {c.layout_text}; TTFT {c.ttft_ms:,.0f} ms, TPOT "
                              f"{c.tpot_ms:,.1f} ms")
-    return best
+    # no configuration meets the SLO: a zero rate that says why (the search's own message)
+    return best or PairRate(tokens_per_s_per_gpu=0.0, prefill_share=0.5, note=why or "the model fits no pool size")
 
 
 def peak_training_flops(chip_id: str, precision: str = "bf16") -> float:

@@ -306,5 +306,5 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     x = np.where(np.isfinite(closed_conc), np.minimum(x, closed_conc / (ttft + (steps - 1.0) * td)), x)
     return {"fits": fits, "max_batch": b_cap * workers, "batch": b * workers, "ttft_s": ttft, "tpot_s": td / accept,
             "itl_s": td, "e2e_s": ttft + (steps - 1) * td, "requests_per_s": x, "output_tokens_per_s": x * osl,
-            "kv_link_share": x / np.maximum(mu_kv, 1e-12),
+            "kv_link_share": x / np.maximum(mu_kv, 1e-12), "kv_transfer_s": t_kv + 0.0 * x,
             "total_tokens_per_s": x * (isl + osl), "kv_budget_bytes": kv_budget, "utilisation": rho}

@@ -313,6 +313,9 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
         pool = sorted(recs, key=lambda r: _violation(r, slo))
         msg = (f"no configuration meets {slo.text()}; showing the closest (least violation). "
                "Relax the targets, add GPUs, or use a faster chip")
+        if prefill_chip is not None:
+            msg = _kv_rejection(model, prefill_chip, chip, gpus=gpus, isl=isl, osl=osl, slo=slo, engine=engine,
+                                cal=cal, dtypes=dtypes, kv_dtypes=kv_dtypes) or msg
     chosen, seen = [], set()
     for r in pool:
         key = (r["mode"], tuple(r["lay"].values()), r.get("pre_workers"), r.get("dec_workers"), r["wd"], r["kvd"],
@@ -362,6 +365,27 @@ def _price_records(recs: list[dict[str, Any]], chip: Chip, prefill_chip: Chip | 
             usd_h = gpus * costs[chip.id]
         tok_h = r["per_gpu"] * gpus * 3600.0
         r["usd_per_mtok"] = usd_h / tok_h * 1e6 if tok_h > 0 else float("inf")
+
+
+def _kv_rejection(model: ModelSpec, pre: Chip, dec: Chip, *, gpus: int, isl: float, osl: float, slo: Slo,
+                  engine: str, cal: Calibration, dtypes: list[str] | None, kv_dtypes: list[str] | None) -> str | None:
+    """Why a mixed pair meets no SLO when the KV hand-off is the reason: the same pair with a scale-out link
+    that moves KV for free would meet it (a counterfactual search of the disaggregated space)."""
+    from stockpile.catalog.chips import Figure
+    from stockpile.perf.operators import ChipConsts
+    link = min(ChipConsts.of(pre).scaleout_bw, ChipConsts.of(dec).scaleout_bw) * 8 / 1e9
+    free = Figure(value=1e7, source="counterfactual: a link that moves KV for free")
+    arr, out = _disaggregated(model, dec.model_copy(update={"scaleout_gbps": free}), engine, gpus, isl, osl, cal,
+                              dtypes, kv_dtypes, pre.model_copy(update={"scaleout_gbps": free}))
+    if not out:
+        return None
+    _, _, meets = _scores(out, gpus, slo)
+    if not meets.any():
+        return None
+    return (f"rejected: prefill on {pre.id} with decode on {dec.id} meets no {slo.text()} because of the KV "
+            f"hand-off: every request's KV cache crosses the scale-out link ({link:,.0f} Gb/s per GPU, the slower "
+            f"NIC of the two), and with a link that moved it for free {int(meets.sum()):,} configurations would "
+            "meet the targets")
 
 
 def _violation(r: dict[str, Any], slo: Slo) -> float:

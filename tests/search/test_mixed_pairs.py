@@ -154,3 +154,58 @@ def test_prefill_and_decode_chip_lists_search_every_pair_and_name_both_chips() -
                 assert c["decode_chip"] == run["chip"] and c["prefill_chip"] == "h800-sxm-80gb"
             else:
                 assert c["prefill_chip"] is None and c["decode_chip"] is None
+
+
+def _cheapest(model, chip, *, isl, osl, slo, prefill=None):
+    from stockpile.search.serving import Slo
+    r = search(model, chip, gpus=16, isl=isl, osl=osl, slo=Slo(**slo), objective="cost", top=1,
+               prefill_chip=prefill, aggregated=prefill is None)
+    return r, (r.best.usd_per_million_output_tokens if r.best is not None else None)
+
+
+def test_a_decode_chip_with_more_bandwidth_per_dollar_wins_tpot_bound_and_loses_ttft_bound():
+    """H20 beside H800: decode is memory-bound, so its cost per token goes as GPU-hour price / bandwidth. H800
+    rents at 2.00 USD/h for 3.35 TB/s (0.60 USD/h per TB/s); H20 costs 12,500 USD over 5 years plus power
+    (~0.33 USD/h, tests/catalog/test_prices.py) for 4.0 TB/s (~0.08 USD/h per TB/s): 7x more bandwidth per
+    dollar. With long outputs and a TPOT target, H800 prefill + H20 decode is cheaper per token than H800 alone
+    (and H20 alone misses the TTFT target: a third of H800's compute for the prompts). With long prompts, short
+    answers and a tight TTFT target, the decode chip's bandwidth buys nothing and the pair adds the KV hand-off
+    and splits the GPUs: H800 alone meets the target and the pair does not."""
+    from stockpile.catalog.prices import gpu_hour_cost
+    m, h800, h20 = get_model("Qwen/Qwen3-32B"), get_chip("h800-sxm-80gb"), get_chip("h20-96gb")
+    c800, c20 = gpu_hour_cost(h800), gpu_hour_cost(h20)
+    assert c800 is not None and c20 is not None
+    assert (h20.mem_bw / c20.usd_per_gpu_hour) > 5 * (h800.mem_bw / c800.usd_per_gpu_hour)
+    tpot_bound = dict(isl=1000, osl=1000, slo={"ttft_ms": 4000, "tpot_ms": 25})
+    _, alone = _cheapest(m, h800, **tpot_bound)
+    _, pair = _cheapest(m, h20, prefill=h800, **tpot_bound)
+    h20_alone, _ = _cheapest(m, h20, **tpot_bound)
+    assert alone is not None and pair is not None and pair < 0.75 * alone
+    assert h20_alone.best is None or h20_alone.best.mode == "disaggregated"
+    ttft_bound = dict(isl=8000, osl=50, slo={"ttft_ms": 600})
+    _, alone = _cheapest(m, h800, **ttft_bound)
+    res, pair = _cheapest(m, h20, prefill=h800, **ttft_bound)
+    assert alone is not None and pair is None and "no configuration meets" in res.message
+
+
+def test_a_pair_whose_kv_hand_off_breaks_the_slo_is_rejected_with_the_reason():
+    """The same H800 with a 1 Gb/s NIC: a 4,000-token prompt's FP8 KV cache (~0.5 GB) takes seconds to cross, so
+    no configuration meets TTFT 3 s; with a free link hundreds would. The pair is rejected and says why, and the
+    planner does not offer it (its note carries the reason)."""
+    from stockpile.catalog.chips import Figure, extra_chips
+    from stockpile.fleet.rates import default_pair_rate
+    from stockpile.search.serving import Slo
+    slow = get_chip("h800-sxm-80gb").model_copy(update={
+        "id": "h800-slow-nic", "scaleout_gbps": Figure(value=1.0, source="test: a 1 Gb/s NIC")})
+    m, h20 = get_model("Qwen/Qwen3-32B"), get_chip("h20-96gb")
+    with extra_chips([slow]):
+        r = search(m, h20, gpus=16, isl=4000, osl=500, slo=Slo(ttft_ms=3000, tpot_ms=50), prefill_chip=slow,
+                   aggregated=False)
+        assert r.best is None
+        assert r.message.startswith("rejected:") and "KV hand-off" in r.message and "1 Gb/s" in r.message
+        found = default_pair_rate("Qwen/Qwen3-32B", "h800-slow-nic", "h20-96gb", 4000.0, 500.0, 3000.0, 50.0)
+        assert found is not None and found.tokens_per_s_per_gpu == 0 and "KV hand-off" in found.note
+    # the real H800 (400 Gb/s) is not rejected for its link
+    r = search(m, h20, gpus=16, isl=4000, osl=500, slo=Slo(ttft_ms=3000, tpot_ms=50),
+               prefill_chip=get_chip("h800-sxm-80gb"), aggregated=False)
+    assert r.best is not None
