@@ -302,7 +302,7 @@ def run_staged(scn_dict: dict[str, Any], samples: int, time_limit_s: float, gap:
     from stockpile.fleet.result import assemble
     from stockpile.fleet.runway import draw, monte_carlo, nominal_draws, views_of
     from stockpile.fleet.scenario_load import load_scenario
-    from stockpile.fleet.stock_alone import stock_alone
+    from stockpile.fleet.stock_alone import stock_alone, stock_alone_problem
 
     st: dict[str, Any] = {"rss": {}}
     t = time.perf_counter()
@@ -336,18 +336,17 @@ def run_staged(scn_dict: dict[str, Any], samples: int, time_limit_s: float, gap:
         st["rss"]["mc"] = _peak_rss_gb()
 
         t = time.perf_counter()
-        _progress("stock alone: compile + MILP")
-        bare = scn.model_copy(update={"procurement": [], "costs": scn.costs.model_copy(update={"rental": []})})
-        pb0 = compile_problem(bare, rates.serving, rates.training)
+        _progress("stock alone: problem + MILP (warm from the plan's)")
+        pb0 = stock_alone_problem(pb)
         st["alone_compile"] = time.perf_counter() - t
         t1 = time.perf_counter()
-        sol0 = solve(pb0, time_limit_s=time_limit_s, mip_rel_gap=gap, duals=False, tie_break=False)
+        sol0 = solve(pb0, time_limit_s=time_limit_s, mip_rel_gap=gap, duals=False, tie_break=False, warm_from=sol)
         st["alone_solve"] = time.perf_counter() - t1
         st["alone_build"], st["alone_calls"], sizes0, st["alone_bnb"] = clock.take()
         st["milp0"] = sizes0[0] if sizes0 else {}
         _progress("stock alone: Monte Carlo + ladder")
         t1 = time.perf_counter()
-        alone = stock_alone(pb0, views_of(pb0, sol0), draw(pb0, n, seed) if samples else nominal_draws(pb0),
+        alone = stock_alone(pb0, views_of(pb0, sol0), draws if samples else nominal_draws(pb0),
                             nominal_draws(pb0), rates.training)
         st["alone_mc"] = time.perf_counter() - t1
         st["alone"] = time.perf_counter() - t
@@ -422,7 +421,7 @@ def main() -> None:
     print(f"      {'rest (rounding, Solution, duals)':<32}{rest:8.2f}")
     print(f"  Monte Carlo ({args.samples:,} samples)        {st['mc']:8.2f}   {st['rss']['mc']:.2f}")
     print(f"  stock-alone + ladder                {st['alone']:8.2f}   {st['rss']['alone']:.2f}")
-    print(f"      compile (no procurement/rental) {st['alone_compile']:8.2f}")
+    print(f"      problem (orders, rental at 0)  {st['alone_compile']:8.2f}")
     print(f"      MILP (no tie-break, no duals)   {st['alone_solve']:8.2f}   (build {st['alone_build']:.2f}; "
           + ", ".join(f"{label} {sec:.1f}" for label, sec, _ in st["alone_calls"]) + ")")
     print(f"      Monte Carlo to {res.runway.stock_only.searched_until if res.runway.stock_only else '?'} + ladder   "

@@ -7,7 +7,8 @@ month when no event is uncertain). Variables live on nodes, so worlds that canno
 
     x[n,w,p] >= 0   chips of pool p serving workload w
     u[n,k]   >= 0   GPUs serving through chip pair k (prefill on one pool, decode on another; fleet/pairs.py)
-    r[n,w,j] >= 0   rented GPUs of rental offer j serving w
+    r[n,w,j] >= 0   rented GPUs of rental offer j serving w (a column per offer even where its cap is 0, so
+                    that the stock-alone variant has the plan's matrix)
     b[n,o]   >= 0   chips ordered through option o (a fraction f_o arrives in t + L_o, if deliveries are allowed)
     y[n,q] in {0,1} training run q (starting in month t) is chosen
     z[n,w,k] >= 0   demand level segment k of workload w that is served (the day's load levels, filled bottom-up)
@@ -102,7 +103,7 @@ def build(pb: Problem) -> tuple[_Builder, dict[str, np.ndarray]]:
     pc = pb.pool_chip
     pairs = np.array([(w, p) for w in range(W) for p in range(P) if pb.rate[w, pc[p]] > 0], int).reshape(-1, 2)
     rent_pairs = np.array([(w, j) for w in range(W) for j in range(len(pb.rent_chip))
-                           if pb.rate[w, pb.rent_chip[j]] > 0 and pb.rent_max[j] > 0], int).reshape(-1, 2)
+                           if pb.rate[w, pb.rent_chip[j]] > 0], int).reshape(-1, 2)
     O, pat, G = len(pb.opt_pool), pb.patterns, len(pb.gens)
     life = s.costs.depreciation_years * 12.0
     usable_n = pb.usable_w[rep][:, :, :]                  # (NM, C, T) masks seen from each node's world
@@ -347,16 +348,20 @@ def lp_demand_mean(pb: Problem) -> np.ndarray:
 
 
 def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3, duals: bool = True,
-          tie_break: bool = True) -> Solution:
+          tie_break: bool = True, warm_from: Solution | None = None) -> Solution:
     """Build and solve the MILP; then (lexicographic) the earliest training finishes at no extra cost; then,
-    optionally, the LP with the runs fixed for shadow prices."""
+    optionally, the LP with the runs fixed for shadow prices. With `warm_from` (a solution of a problem whose
+    MILP has the same matrix: the stock-alone variant of the plan), its HiGHS model is reused with this
+    problem's costs and bounds, so the solves start from its basis."""
     t_start = time.perf_counter()
     B, ix = build(pb)
     A = B.matrix()
     c, lb, ub = B.vec(B.cost), B.vec(B.lb), B.vec(B.ub)
     integ = np.concatenate(B.integer) if B.integer else np.zeros(0, int)
     lo, hi = B.vec(B.row_lo), B.vec(B.row_hi)
-    model = hs.Model(c, A, lo, hi, lb, ub, integ)
+    prior = warm_from.model if warm_from is not None else None
+    model = prior if prior is not None and prior.retarget(c, A, lo, hi, lb, ub, integ) else \
+        hs.Model(c, A, lo, hi, lb, ub, integ)
     fixed: list[FixedLP] = []
     sol_x, code, message, gap = _mip(pb, ix, model, time_limit_s, mip_rel_gap, fixed_out=fixed)
     status = _STATUS.get(code, "solver_error")
@@ -389,6 +394,7 @@ def solve(pb: Problem, *, time_limit_s: float = 60.0, mip_rel_gap: float = 1e-3,
         if "upper" in sol.bound_duals:
             sol.bound_duals["buy"] = sol.bound_duals.pop("upper")[ix["buy"]]
     sol.solves = [(r.label, r.seconds) for r in model.log]
+    sol.model = model
     sol.seconds = time.perf_counter() - t_start
     return sol
 
@@ -526,21 +532,25 @@ def _round_runs(pb: Problem, ix: dict[str, np.ndarray], y: np.ndarray) -> np.nda
     # takes the next one that does (the relaxation may value it at zero)
     keys = sorted(range(len(y_q)), key=lambda k: (depth[int(pat.gen[y_q[k]])], pat.late[y_q[k]] > 1e-9 and y[k] < 0.5,
                                                   -round(float(y[k]), 6), float(tie[k])))
-    leaf_of_world = wd.leaf_of
+    node_leaves = [tuple(int(v) for v in np.unique(wd.leaf_of[wd.node_of[:, wd.node_t[a]] == a]))
+                   for a in range(wd.NM)]                 # the leaves (world paths) through each node
     done: dict[tuple[int, int], float] = {}               # (leaf, generation) -> end month
+    everything = len(wd.leaves) * len(pb.gens)
     for k in keys:
+        if len(done) == everything:
+            break
         q, a = int(y_q[k]), int(y_node[k])
         g = int(pat.gen[q])
-        leaves = np.unique(leaf_of_world[wd.node_of[:, wd.node_t[a]] == a])
-        if any((int(lf), g) in done for lf in leaves):
+        leaves = node_leaves[a]
+        if any((lf, g) in done for lf in leaves):
             continue
         prev = pb.gens[g].after
-        if prev is not None and any((int(lf), prev) not in done or np.ceil(done[(int(lf), prev)] - 1e-9)
+        if prev is not None and any((lf, prev) not in done or np.ceil(done[(lf, prev)] - 1e-9)
                                     > pat.start[q] for lf in leaves):
             continue
         out[k] = 1.0
         for lf in leaves:
-            done[(int(lf), g)] = float(pat.end[q])
+            done[(lf, g)] = float(pat.end[q])
     return out
 
 

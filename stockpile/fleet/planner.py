@@ -77,7 +77,7 @@ def _plan(scn: Scenario, *, samples: int, backend: str, seed: int | None, rates:
     from stockpile.fleet.problem import compile_problem
     from stockpile.fleet.result import assemble
     from stockpile.fleet.runway import draw, monte_carlo, nominal_draws, views_of
-    from stockpile.fleet.stock_alone import stock_alone
+    from stockpile.fleet.stock_alone import stock_alone, stock_alone_problem
 
     t0 = time.perf_counter()
     training = rates.training or default_rates(scn).training
@@ -94,10 +94,10 @@ def _plan(scn: Scenario, *, samples: int, backend: str, seed: int | None, rates:
     mc = monte_carlo(pb, sol, samples=samples, seed=seed, backend=backend, draws=draws) if samples else None
     alone = None
     if stock_only:
-        bare = scn.model_copy(update={"procurement": [], "costs": scn.costs.model_copy(update={"rental": []})})
-        pb0 = compile_problem(bare, rates.serving, training)
-        sol0 = solve(pb0, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, duals=False, tie_break=False)
-        alone = stock_alone(pb0, views_of(pb0, sol0), draw(pb0, n, seed) if samples else nominal_draws(pb0),
+        pb0 = stock_alone_problem(pb)
+        sol0 = solve(pb0, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, duals=False, tie_break=False,
+                     warm_from=sol)
+        alone = stock_alone(pb0, views_of(pb0, sol0), draws if samples else nominal_draws(pb0),
                             nominal_draws(pb0), training)
     result = assemble(pb, sol, mc, alone, notes)
     result.seconds = round(time.perf_counter() - t0, 3)

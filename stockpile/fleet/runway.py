@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -176,11 +177,13 @@ def _own_world(pb: Problem, d: Draws, idx: np.ndarray) -> np.ndarray:
 
 
 def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tolerance: float, *,
-             T: int | None = None, stop_at_runway: bool = False) -> dict[str, np.ndarray]:
+             T: int | None = None, stop_at_runway: bool = False,
+             spare_pools: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The recursion of the module docstring for the samples `idx`; T may exceed the plan's horizon (the
     stock-alone runway): beyond it the plan's last month's serving mix is kept and no decisions are taken.
     With `stop_at_runway` a sample is no longer followed once it fails (its coverage and spare chips stay 0
-    from then on): what the stock-alone runway and the ladder need."""
+    from then on): what the stock-alone runway and the ladder need. `spare_pools` (indices) asks for the spare
+    chips of those pools after serving, (S, len(spare_pools), T) under "spare" (the ladder's)."""
     s = pb.scenario
     T = T or pb.T
     Tp, W, P = pb.T, len(pb.workloads), pb.P
@@ -218,14 +221,18 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
             age = tt[None, :] - np.where(ok, arrive, T)[:, None]
             sv = np.where(age >= 0, new_surv[c][np.clip(age, 0, T - 1)], 0.0) ** mult[:, None]
             A[:, p, :] += (qty * d.fill[idx, o] * ok)[:, None] * sv
-    A *= usable[:, pb.pool_chip, :]
+    barred = [p for p in range(P) if not (usable[:, pb.pool_chip[p], :] == 1.0).all()]    # no_use in some sample
+    for p in barred:
+        A[:, p, :] *= usable[:, pb.pool_chip[p], :]
     # --- training: the runs of the sample's own world, in start order, none before the sample knows its branch
-    used = np.zeros_like(A)
     n_gen = len(pb.gens)
     gen_end = np.full((S, n_gen), np.inf)
     pat = pb.patterns
     wd = pb.worlds
     runs = sorted({(int(pat.start[q]), q) for v in views for q in v.runs})
+    trained = sorted({int(pat.pool[q]) for _, q in runs})            # pools any run holds chips in
+    slot = {p: i for i, p in enumerate(trained)}
+    used = np.zeros((S, len(trained), T))                             # chips runs hold, those pools only
     gr = s.uncertainty.goodput
     rel_goodput = d.goodput[idx] / (0.5 * (gr.low + gr.high))     # the sample's goodput relative to the plan's
     for start, q in runs:
@@ -250,32 +257,36 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
                 if np.all(np.isfinite(end) | (begin > T)):
                     break
                 continue
-            chips = np.clip(np.minimum(n, A[:, p, t] - used[:, p, t]), 0, None) * active
+            chips = np.clip(np.minimum(n, A[:, p, t] - used[:, slot[p], t]), 0, None) * active
             rate = chips * HOURS_PER_MONTH * pat.goodput[q] * rel_goodput
             need = work - done
             fin = active & (rate >= need) & (rate > 0)
             end = np.where(fin, t + np.where(fin, need / np.where(rate > 0, rate, 1.0), 1.0), end)
             done += rate
-            used[:, p, t] += chips                           # held for the whole month
+            used[:, slot[p], t] += chips                     # held for the whole month
         gen_end[:, g] = np.minimum(gen_end[:, g], end)
     # --- serving
-    free = np.subtract(A, used, out=A)                # A is not needed after this: reuse its memory
+    free = A                                          # A is not needed after this: reuse its memory
+    if trained:
+        free[:, trained, :] -= used
     np.maximum(free, 0.0, out=free)
     cluster_cap = pb.cluster_cap_kw
     limited = np.isfinite(cluster_cap)
     kw = pb.power_kw
     pool_kw = np.zeros((P, len(cluster_cap)))                         # kW a chip of pool p draws in cluster k
     pool_kw[np.arange(P), pb.pool_cluster] = kw
-    train_kw = np.einsum("spt,pk->skt", used, pool_kw)
+    train_kw = (np.einsum("spt,pk->skt", used, pool_kw[trained]) if trained
+                else np.zeros((S, len(cluster_cap), T)))
     pi = s.costs.unmet_penalty_usd_per_mtok / 1e6
     rent_ok = np.array([pb.rent_usd_month[j] < pi * pb.rate[:, pb.rent_chip[j]].max() * SECONDS_PER_MONTH
                         for j in range(len(pb.rent_chip))], bool)
     runway = np.full(S, T)
     covered = np.ones((S, T))
-    spare_out = np.zeros((S, P, T))
+    keep = np.zeros(0, int) if spare_pools is None else np.asarray(spare_pools, int)
+    spare_out = np.zeros((T, S, len(keep)))            # month-major: each month's write is contiguous
     rate_p = pb.rate[:, pb.pool_chip]                                  # (W, P)
-    elig_mask = (rate_p > 0).astype(float)                             # workloads each pool may serve
-    has_elig: np.ndarray = np.asarray(elig_mask.any(axis=0))
+    elig_w = [np.nonzero(rate_p[:, p] > 0)[0] for p in range(P)]       # workloads each pool may serve
+    has_elig = np.array([len(e) > 0 for e in elig_w], bool)
     inv_rate_p = np.where(rate_p > 0, 1.0 / np.where(rate_p > 0, rate_p, 1.0), 0.0)
     rent_elig = [np.nonzero(pb.rate[:, c] > 0)[0] for c in pb.rent_chip]
     du = pb.duos
@@ -322,7 +333,7 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
         if len(short):
             # spare chips cover what they may serve, then unused rental capacity (only the short samples)
             r_s, sp_s, hr_s = res[short], spare[short], headroom[short]
-            got_s = np.zeros_like(r_s)
+            r_start = r_s.copy()                                    # served by spares and rental = start - end
             for p in range(P):
                 if not has_elig[p]:
                     continue
@@ -333,9 +344,11 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
                 tot = r_s @ inv_rate_p[:, p]                        # chips pool p needs for what is left
                 use = np.minimum(avail, tot)
                 f = np.where(tot > 0, use / np.where(tot > 0, tot, 1.0), 0.0)
-                got = r_s * (elig_mask[:, p][None, :] * f[:, None])  # tokens/s it serves, per workload
-                got_s += got
-                r_s -= got
+                ws = elig_w[p]                                      # it serves a share f of what is left of each
+                if len(ws) == W:
+                    r_s *= (1.0 - f)[:, None]
+                else:
+                    r_s[:, ws] = r_s[:, ws] * (1.0 - f)[:, None]
                 sp_s[:, p] -= use
                 hr_s[:, k_c] -= use * kw[p]
             for j in range(len(pb.rent_chip)):
@@ -347,10 +360,8 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
                 tot = need.sum(axis=1)
                 use = np.minimum(np.maximum(rent_left[short, j], 0.0), tot)
                 f = np.where(tot > 0, use / np.where(tot > 0, tot, 1.0), 0.0)
-                got = need * f[:, None] * rr[None, :]
-                got_s[:, ws] += got
-                r_s[:, ws] -= got
-            served[short] += got_s
+                r_s[:, ws] -= need * f[:, None] * rr[None, :]
+            served[short] += r_start - r_s
             spare[short] = sp_s
         total = dem.sum(axis=1)
         unmet = np.maximum(dem - served, 0.0).sum(axis=1)
@@ -358,8 +369,9 @@ def evaluate(pb: Problem, views: list[PlanView], d: Draws, idx: np.ndarray, tole
         covered[rows, t] = 1.0 - frac_unmet
         first = frac_unmet > tolerance + 1e-9
         runway[rows[first & (runway[rows] == T)]] = t
-        spare_out[rows, :, t] = spare
-    return {"runway": runway, "covered": covered, "gen_end": gen_end, "spare": spare_out}
+        if len(keep):
+            spare_out[t, rows] = spare[:, keep]
+    return {"runway": runway, "covered": covered, "gen_end": gen_end, "spare": np.moveaxis(spare_out, 0, 2)}
 
 
 @dataclass
@@ -373,9 +385,18 @@ class RunwayResult:
     world: np.ndarray         # (S,) the world of each sample (which uncertain events happen)
 
 
+def one_blas_thread() -> Any:
+    """A context in which BLAS runs on one thread. The recursion's products are small ((2,000 x 50) @ (50 x 36)
+    per month and branch): OpenBLAS's threads cost more to wake than they save, and on a busy machine they
+    fight for the cores. On 2 cores, the 100k-GPU benchmark's Monte Carlo takes 2.2 s instead of 5.5 s."""
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _chunk_job(job: tuple) -> dict[str, np.ndarray]:
     pb, views, d, idx, tol = job
-    out = evaluate(pb, views, d, idx, tol)
+    with one_blas_thread():
+        out = evaluate(pb, views, d, idx, tol)
     out.pop("spare")
     return out
 

@@ -4,6 +4,7 @@ capacity per workload. The result, the diagnoses and the Monte Carlo read these;
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,7 @@ class Solution:
     solves: list[tuple[str, float]] = field(default_factory=list)   # (what, seconds) per HiGHS call
     duals: dict[str, np.ndarray] = field(default_factory=dict)
     bound_duals: dict[str, np.ndarray] = field(default_factory=dict)
+    model: Any = field(default=None, repr=False)   # the HiGHS model (fleet/highs.py), for a warm re-solve
 
 
 @dataclass

@@ -2,7 +2,8 @@
 generations of a training ladder it trains while doing so (CONTRACTS.md: runway.stock_only,
 generations_trainable).
 
-The stock-alone plan is the scenario's MILP without procurement and rental. Its Monte Carlo runs past the planning
+The stock-alone plan is the scenario's MILP with procurement and rental capped at zero (solved warm from the
+plan's basis). Its Monte Carlo runs past the planning
 horizon, up to ten years, so that the answer is a month: beyond the horizon demand keeps its growth, attrition
 continues, the policy events given still apply, and the serving mix of the plan's last month is kept (spare
 chips cover the rest as inside the horizon).
@@ -18,6 +19,7 @@ sqrt(C / C_ref)); each next rung scales parameters and tokens by sqrt(g) (comput
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -25,12 +27,23 @@ import numpy as np
 
 from stockpile.fleet.months import HOURS_PER_MONTH, MAX_SEARCH_MONTHS
 from stockpile.fleet.problem import Problem, TrainingSpeedFn, gen_size
-from stockpile.fleet.runway import Draws, PlanView, evaluate
+from stockpile.fleet.runway import Draws, PlanView, evaluate, one_blas_thread
 
 # DeepSeek-V3: 671B total / 37B active parameters, 14.8T pre-training tokens (arXiv 2412.19437; fleet_facts.csv
 # 'DeepSeek-V3 pre-training tokens'): the reference generation when a scenario names none.
 REF_TOTAL_B, REF_ACTIVE_B, REF_TOKENS = 671.0, 37.0, 14.8e12
 MAX_RUNGS = 10
+
+
+def stock_alone_problem(pb: Problem) -> Problem:
+    """The plan's problem without procurement and rental: the same arrays (pools, runs, worlds) with every order
+    and rental capped at zero, so that its MILP has the plan's matrix and starts from the plan's basis (milp.solve
+    with warm_from), and its Monte Carlo takes the plan's draws."""
+    s = pb.scenario
+    bare = s.model_copy(update={"procurement": [], "costs": s.costs.model_copy(update={"rental": []})})
+    return dataclasses.replace(pb, scenario=bare, opt_max_month=np.zeros_like(pb.opt_max_month),
+                               rent_max=np.zeros_like(pb.rent_max),
+                               notes=[])
 
 
 @dataclass
@@ -116,12 +129,14 @@ def ladder_spec(pb: Problem, training: TrainingSpeedFn) -> LadderSpec:
     return LadderSpec(rungs=rungs, compute_growth=g, every_months=every, hours=hours, source=source)
 
 
-def climb(spec: LadderSpec, spare: np.ndarray, runway: np.ndarray) -> np.ndarray:
-    """Rungs finished per sample: spare (S, P, T) chips after serving, runway (S,) first month demand is unmet.
+def climb(spec: LadderSpec, spare: np.ndarray, runway: np.ndarray, pools: np.ndarray | None = None) -> np.ndarray:
+    """Rungs finished per sample: spare (S, P', T) chips after serving of the pools `pools` (default: all P),
+    runway (S,) first month demand is unmet.
 
     Rung k starts at max(k x every_months, the end of rung k-1); a rung that cannot finish within every_months
     of its start, or before demand goes unmet, ends the climb."""
     S, P, T = spare.shape
+    hours = spec.hours if pools is None else spec.hours[:, pools]
     every = spec.every_months
     cum = np.concatenate([np.zeros((S, P, 1)), np.cumsum(spare * HOURS_PER_MONTH, axis=2)], axis=2)  # (S, P, T+1)
     months = np.arange(T + 1)[None, :]
@@ -129,15 +144,15 @@ def climb(spec: LadderSpec, spare: np.ndarray, runway: np.ndarray) -> np.ndarray
     free_from = np.zeros(S, int)
     climbing = np.ones(S, bool)
     for k in range(len(spec.rungs)):
-        pools = np.nonzero(np.isfinite(spec.hours[k]))[0]
-        if not len(pools) or not climbing.any():
+        can = np.nonzero(np.isfinite(hours[k]))[0]
+        if not len(can) or not climbing.any():
             break
         a = np.maximum(free_from, k * every)
         finish = np.full(S, np.inf)
         inside = (months > a[:, None]) & (months <= np.minimum(a + every, T)[:, None])            # (S, T+1)
-        for p in pools:
+        for p in can:
             c = cum[:, p, :]
-            need = np.take_along_axis(c, np.minimum(a, T)[:, None], axis=1)[:, 0] + spec.hours[k, p]
+            need = np.take_along_axis(c, np.minimum(a, T)[:, None], axis=1)[:, 0] + hours[k, p]
             ok = inside & (c >= need[:, None] - 1e-9)
             end = np.where(ok.any(axis=1), np.argmax(ok, axis=1), np.inf)
             finish = np.minimum(finish, end)
@@ -167,12 +182,24 @@ def stock_alone(pb0: Problem, views: list[PlanView], draws: Draws, nominal: Draw
     S = len(draws.mult)
     runway = np.zeros(S, int)
     gens = np.zeros(S, int)
-    for i in range(0, S, chunk):
-        idx = np.arange(i, min(S, i + chunk))
-        out = evaluate(pb0, views, draws, idx, tol, T=T_ext, stop_at_runway=True)
-        runway[idx] = out["runway"]
-        gens[idx] = climb(spec, out["spare"], out["runway"])
-    det = evaluate(pb0, views, nominal, np.arange(1), tol, T=T_ext, stop_at_runway=True)
+    pools = np.nonzero(np.isfinite(spec.hours).any(axis=0))[0] if spec.hours.size else np.zeros(0, int)
+    with one_blas_thread():
+        det = evaluate(pb0, views, nominal, np.arange(1), tol, T=T_ext, stop_at_runway=True, spare_pools=pools)
+        # Months are followed in order and a sample stops at its runway, so a shorter search gives every sample
+        # that fails inside it the same runway and rungs; only the samples still meeting demand at its end are
+        # followed again to T_ext. The short search covers twice the nominal runway plus a year.
+        T1 = int(min(T_ext, max(pb0.T, 2 * int(det["runway"][0]) + 12)))
+        for i in range(0, S, chunk):
+            idx = np.arange(i, min(S, i + chunk))
+            out = evaluate(pb0, views, draws, idx, tol, T=T1, stop_at_runway=True, spare_pools=pools)
+            alive = out["runway"] >= T1
+            runway[idx] = np.where(alive, T_ext, out["runway"])
+            gens[idx] = climb(spec, out["spare"], out["runway"], pools)
+            if T1 < T_ext and alive.any():
+                again = idx[alive]
+                out = evaluate(pb0, views, draws, again, tol, T=T_ext, stop_at_runway=True, spare_pools=pools)
+                runway[again] = out["runway"]
+                gens[again] = climb(spec, out["spare"], out["runway"], pools)
     return StockAloneResult(runway=runway, deterministic=int(det["runway"][0]), generations=gens,
-                            generations_deterministic=int(climb(spec, det["spare"], det["runway"])[0]),
+                            generations_deterministic=int(climb(spec, det["spare"], det["runway"], pools)[0]),
                             horizon_ext=T_ext, ladder=spec)
