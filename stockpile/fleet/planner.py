@@ -73,11 +73,12 @@ def plan_scenario(path_or_dict: str | Path | dict[str, Any] | Scenario | None = 
 
 def _plan(scn: Scenario, *, samples: int, backend: str, seed: int | None, rates: Rates, time_limit_s: float,
           mip_rel_gap: float, stock_only: bool) -> PlanResult:
+    from stockpile.fleet.background import in_background
     from stockpile.fleet.milp import solve
     from stockpile.fleet.problem import compile_problem
     from stockpile.fleet.result import assemble
-    from stockpile.fleet.runway import draw, monte_carlo, nominal_draws, views_of
-    from stockpile.fleet.stock_alone import stock_alone, stock_alone_problem
+    from stockpile.fleet.runway import draw, monte_carlo
+    from stockpile.fleet.stock_alone import stock_alone_answer
 
     t0 = time.perf_counter()
     training = rates.training or default_rates(scn).training
@@ -89,16 +90,16 @@ def _plan(scn: Scenario, *, samples: int, backend: str, seed: int | None, rates:
         notes.append(f"the solver stopped at its time limit ({time_limit_s:.0f} s); the plan is the best found"
                      + (f" (gap {sol.mip_gap:.2%})" if sol.mip_gap is not None else ""))
     seed = scn.uncertainty.seed if seed is None else seed
-    n = max(samples, 1)
-    draws = draw(pb, n, seed)
-    mc = monte_carlo(pb, sol, samples=samples, seed=seed, backend=backend, draws=draws) if samples else None
-    alone = None
-    if stock_only:
-        pb0 = stock_alone_problem(pb)
-        sol0 = solve(pb0, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, duals=False, tie_break=False,
-                     warm_from=sol)
-        alone = stock_alone(pb0, views_of(pb0, sol0), draws if samples else nominal_draws(pb0),
-                            nominal_draws(pb0), training)
+    draws = draw(pb, max(samples, 1), seed)
+    # The plan's Monte Carlo and the stock-alone answer are independent: on two or more cores the first runs in a
+    # forked process (background.py) while this one solves the stock alone, warm from the plan's basis, and runs
+    # its Monte Carlo. (Forking the stock alone before the plan's solve instead loses its warm start and, on this
+    # project's 2-core machines, is no faster: bench/plan_scale.py.)
+    mc_job = in_background(lambda: monte_carlo(pb, sol, samples=samples, seed=seed, backend=backend, draws=draws),
+                           enabled=stock_only and backend == "numpy") if samples else None
+    alone = stock_alone_answer(pb, draws if samples else None, training, time_limit_s=time_limit_s,
+                               mip_rel_gap=mip_rel_gap, warm_from=sol) if stock_only else None
+    mc = mc_job() if mc_job is not None else None
     result = assemble(pb, sol, mc, alone, notes)
     result.seconds = round(time.perf_counter() - t0, 3)
     return result
