@@ -288,11 +288,6 @@ def _orders(pb: Problem, wp: WorldPlan) -> list[Order]:
     return out
 
 
-def capacity(pb: Problem, wp: WorldPlan) -> np.ndarray:
-    """(W, T) serving capacity of the path, output tokens/s (owned chips, chip pairs and rented GPUs)."""
-    return serving_capacity(pb, wp)
-
-
 def assemble(pb: Problem, sol: Solution, mc: RunwayResult | None, alone: StockAloneResult | None,
              notes: list[str]) -> PlanResult:
     s, T, W, C = pb.scenario, pb.T, len(pb.workloads), len(pb.chips)
@@ -434,7 +429,7 @@ def assemble(pb: Problem, sol: Solution, mc: RunwayResult | None, alone: StockAl
     capex_t = np.zeros(T)
     for o in range(len(pb.opt_pool)):
         capex_t += wp.buy[o] * pb.order_ok(o, main) * pb.opt_price[o] * pb.opt_fill[o]
-    cap = capacity(pb, wp)
+    cap = serving_capacity(pb, wp)
     unmet_tok = unmet_hour_sum(pb.profile[:, None, :], pb.demand_mean, np.minimum(cap, pb.demand)) \
         * SECONDS_PER_MONTH / 24.0
     demand_tok = pb.demand_mean * SECONDS_PER_MONTH
