@@ -210,51 +210,6 @@ def estimate(
 
 
 # ------------------------------------------------------------------ search / export
-def _search_args(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: Optional[float],
-                 tpot_ms: Optional[float], engine: str, top: int, weight_dtype: Optional[str], disagg: bool,
-                 kv_dtype: Optional[str] = None, spec_draft: Optional[int] = None,
-                 spec_accept: Optional[float] = None, prefill_chip: Optional[str] = None,
-                 objective: str = "throughput", pairs: bool = False):
-    from stockpile.catalog import get_chip, get_model
-    from stockpile.catalog.models import implied_weight_dtype
-    from stockpile.errors import InputError
-    from stockpile.search.serving import Slo, Spec, search
-    if gpus < 1:
-        raise InputError("gpus", f"must be >= 1, got {gpus}")
-    for name, v in (("ttft_ms", ttft_ms), ("tpot_ms", tpot_ms)):
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise InputError(name, f"must be a finite positive latency target in ms, got {v}")
-    m = get_model(model)
-    wd = weight_dtype or implied_weight_dtype(model)
-    dtypes = [d.strip().lower() for d in wd.split(",") if d.strip()] if wd else None
-    chips = [get_chip(c.strip()) for c in chip.split(",") if c.strip()]
-    if not chips:
-        raise InputError("chip", f"no chip id in '{chip}'; give one (or several separated by commas)")
-    if wd and not dtypes:
-        raise InputError("weight_dtype", f"no dtype in '{weight_dtype}'; e.g. bf16 or fp8,bf16")
-    slo = Slo(ttft_ms=ttft_ms, tpot_ms=tpot_ms)
-    kvs = [d.strip().lower() for d in kv_dtype.split(",")] if kv_dtype else None
-    spec = Spec(draft=spec_draft, accept_length=spec_accept)
-    pres = [get_chip(x.strip()) for x in prefill_chip.split(",") if x.strip()] if prefill_chip else [None]
-    pre = pres[0]
-    if pre is not None and not disagg:
-        raise InputError("prefill_chip", "a prefill chip needs disaggregated serving; drop --no-disagg")
-    # --prefill-chips P1,P2 --decode-chips D1,D2: every (prefill, decode) pair; the same chip on both is a plain search
-    results = [(c, search(m, c, gpus=gpus, isl=_length(isl, "isl"), osl=_length(osl, "osl"), slo=slo, engine=engine,
-                          top=top, dtypes=dtypes, disaggregation=disagg, kv_dtypes=kvs, spec=spec,
-                          prefill_chip=None if p is None or p.id == c.id else p, objective=objective))
-               for c in chips for p in pres]
-    if pairs:
-        if len(chips) < 2 or pre is not None:
-            raise InputError("pairs", "--pairs needs two or more --chips (and no --prefill-chip)")
-        import itertools
-        results += [(dec, search(m, dec, gpus=gpus, isl=_length(isl, "isl"), osl=_length(osl, "osl"), slo=slo,
-                                 engine=engine, top=top, dtypes=dtypes, disaggregation=True, kv_dtypes=kvs, spec=spec,
-                                 prefill_chip=p_chip, objective=objective, aggregated=False))
-                    for p_chip, dec in itertools.permutations(chips, 2)]
-    return m, results
-
-
 _SEARCH_OPTS = dict(
     model=typer.Option(..., "--model", help="HF repo id or config.json path."),
     chip=typer.Option(..., "--chip", "--chips", "--decode-chips",
@@ -299,6 +254,7 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Find the serving configuration with the most tokens/s per GPU within the latency targets (or, with
     --request-rate, the fewest GPUs that serve the rate within them)."""
+    from stockpile.cli_args import search_runs
     from stockpile.errors import InfeasibleError, InputError
     if request_rate is not None:
         from stockpile.cli_rate import rate_search_command
@@ -309,8 +265,8 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
         raise InputError("slo_percentile", "applies to --request-rate searches; give --request-rate R")
     if gpus is None:
         raise InputError("gpus", "give --gpus N (or --request-rate R to find the fewest GPUs)")
-    m, results = _search_args(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, engine, top, weight_dtype, disagg,
-                              kv_dtype, spec_draft, spec_accept, prefill_chip, objective, pairs)
+    m, results = search_runs(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, engine, top, weight_dtype, disagg,
+                             kv_dtype, spec_draft, spec_accept, prefill_chip, objective, pairs)
     if json_out:
         docs = [{**r.model_dump(), "best": r.best.model_dump() if r.best else None} for _, r in results]
         emit_json(docs[0] if len(docs) == 1 else {"comparison": docs})

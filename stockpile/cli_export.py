@@ -13,7 +13,8 @@ def export_command(target: str, model: str, chip: str, gpus: int, isl: str, osl:
                    disagg: bool, kv_dtype: Optional[str], spec_draft: Optional[int], spec_accept: Optional[float],
                    image: Optional[str], best_effort: bool, prefill_chip: Optional[str], fmt: str,
                    max_model_len: Optional[int], out_file: Optional[Path], json_out: bool) -> None:
-    from stockpile.cli import _search_args, emit_json, err, out
+    from stockpile.cli import emit_json, err, out
+    from stockpile.cli_args import search_runs
     from stockpile.deploy import k8s_manifests, load_table, sglang_launches, to_yaml, vllm_launches
     from stockpile.deploy.launch import script
     from stockpile.deploy.script import bash_script, compose_yaml
@@ -34,8 +35,8 @@ def export_command(target: str, model: str, chip: str, gpus: int, isl: str, osl:
         raise InputError("chip", "export takes one chip; search compares several")
     if rank < 1:
         raise InputError("rank", f"must be >= 1 (1 = the best candidate), got {rank}")
-    m, results = _search_args(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, eng, rank, weight_dtype, disagg,
-                              kv_dtype, spec_draft, spec_accept, prefill_chip)
+    m, results = search_runs(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, eng, rank, weight_dtype, disagg,
+                             kv_dtype, spec_draft, spec_accept, prefill_chip)
     c_obj, r = results[0]
     if len(r.candidates) < rank:
         raise InfeasibleError(r.message if not r.candidates else f"only {len(r.candidates)} candidates; lower --rank")

@@ -1,7 +1,6 @@
 """`stockpile search --request-rate`: run the rate search and show it (the CLI's rendering of search/rate.py)."""
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 from rich.table import Table
@@ -14,16 +13,14 @@ def rate_search_command(model: str, chip: str, gpus: Optional[int], isl: float, 
     from stockpile.catalog import get_chip, get_model
     from stockpile.catalog.models import implied_weight_dtype
     from stockpile.cli import emit_json, out
-    from stockpile.errors import InfeasibleError, InputError
+    from stockpile.cli_args import check_latency_targets, dtype_list
+    from stockpile.errors import InfeasibleError
     from stockpile.search.rate import rate_search
-    for name, v in (("ttft_ms", ttft_ms), ("tpot_ms", tpot_ms)):
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise InputError(name, f"must be a finite positive latency target in ms, got {v}")
+    check_latency_targets(ttft_ms, tpot_ms)
     m = get_model(model)
     c = get_chip(chip.split(",")[0].strip())
-    wd = weight_dtype or implied_weight_dtype(model)
-    dtypes = [d.strip().lower() for d in wd.split(",")] if wd else None
-    kvs = [d.strip().lower() for d in kv_dtype.split(",")] if kv_dtype else None
+    dtypes = dtype_list(weight_dtype or implied_weight_dtype(model))
+    kvs = dtype_list(kv_dtype)
     r = rate_search(m, c, rate=rate, isl=isl, osl=osl, ttft_ms=ttft_ms, tpot_ms=tpot_ms, percentile=percentile,
                     engine=engine, max_gpus=64 if gpus is None else gpus, dtypes=dtypes, kv=kvs, top=top)
     if json_out:
