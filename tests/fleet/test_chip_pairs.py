@@ -127,3 +127,15 @@ def test_the_bundled_mixed_pool_example_uses_the_pair_where_it_pays():
     r2 = plan_scenario(s2, samples=0, stock_only=True)
     assert r2.chip_pairs == []
     assert (r.runway.stock_only.deterministic or "9999") >= (r2.runway.stock_only.deterministic or "9999")
+
+
+def test_a_pair_whose_decode_chip_cannot_hold_the_model_is_not_offered_and_says_why():
+    # DeepSeek-V3 (671B, FP8: ~671 GB of weights) cannot be decoded on at most 32 x 24 GB L4 (768 GB, less the
+    # prefill GPUs and the KV cache): the mixed search finds no configuration, so the plan does not offer the pair
+    s = _scenario([{"prefill": "h800-sxm-80gb", "decode": "l4-24gb"}])
+    s["stock"].append({"chip": "l4-24gb", "count": 64, "age_months": 0})
+    s["inference"][0].update(model="deepseek-ai/DeepSeek-V3", throughput_per_gpu={"h800-sxm-80gb": 400.0})
+    r = _plan(s)
+    assert r.chip_pairs == []
+    note = next(n for n in r.notes if "chip_pairs[0]" in n)
+    assert "prefill h800-sxm-80gb, decode l4-24gb" in note and "not offered" in note

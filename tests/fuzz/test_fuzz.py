@@ -113,17 +113,18 @@ def _client():
     return _CLIENT
 
 
-EXAMPLE = None
+EXAMPLES: dict[str, dict] = {}
 
 
-def _example() -> dict:
-    global EXAMPLE
-    if EXAMPLE is None:
+def _example(name: str = "hyperscaler") -> dict:
+    """A bundled example scenario (hyperscaler, or mixed-pool with its chip pairs), as a fresh dict."""
+    if name not in EXAMPLES:
         from importlib import resources
 
         import yaml
-        EXAMPLE = yaml.safe_load((resources.files("stockpile") / "data" / "examples" / "hyperscaler.yaml").read_text())
-    return copy.deepcopy(EXAMPLE)
+        EXAMPLES[name] = yaml.safe_load((resources.files("stockpile") / "data" / "examples" / f"{name}.yaml")
+                                        .read_text())
+    return copy.deepcopy(EXAMPLES[name])
 
 
 def _paths(doc, prefix=()):
@@ -142,7 +143,7 @@ def _paths(doc, prefix=()):
 def test_scenario_mutations(data):
     from stockpile.errors import StockpileError
     from stockpile.fleet.scenario_load import load_scenario
-    doc = _example()
+    doc = _example(data.draw(st.sampled_from(["hyperscaler", "mixed-pool"])))
     paths = list(_paths(doc))
     for _ in range(data.draw(st.integers(1, 4))):
         path = data.draw(st.sampled_from(paths))
