@@ -446,6 +446,8 @@ def train(model: str = typer.Option(..., "--model", help="HF repo id or config.j
     for k, v in rows:
         t.add_row(k, v)
     out.print(t)
+    if e.band_note:
+        out.print(f"uncertainty: {e.band_note}")
     for note in [*e.limits, *e.notes]:
         out.print(f"[dim]{note}[/dim]")
     if not e.fits:

@@ -64,3 +64,20 @@ def test_estimate_states_its_band():
     lo, hi = e.band["tpot_ms"]
     assert lo < hi and e.band_note and "validated rows" in e.band_note
     assert lo <= e.tpot_ms * 1.5 and hi >= e.tpot_ms / 1.5
+
+
+def test_training_rows_carry_a_band_and_train_states_it():
+    """Training predictions get bands too (per chip family x rate/time x dense/MoE): on the shipped training file
+    about 80 % of measured values fall inside; `train` states the MFU band."""
+    from stockpile.search.training import train
+    doc = validate_file(ROOT / "training_measurements.csv")
+    ok = [r for r in doc["rows"] if r["status"] == "ok"]
+    banded = [r for r in ok if "predicted_p10" in r]
+    assert len(banded) == len(ok)
+    assert all(r["predicted_p10"] < r["predicted"] < r["predicted_p90"] for r in banded)
+    inside = sum(r["predicted_p10"] <= r["measured"] <= r["predicted_p90"] for r in banded) / len(banded)
+    assert doc["summary"]["band_coverage"] == pytest.approx(inside, abs=1e-4)
+    assert 0.72 <= inside <= 0.88
+    est = train("meta-llama/Llama-3.1-8B-Instruct", "h100-sxm-80gb", 64, 1e12)
+    lo, hi = est.band["mfu"]
+    assert lo < est.mfu < hi and "validated rows" in est.band_note and "hopper" in est.band_note

@@ -6,6 +6,9 @@ rows are stored in data/calibration/bands.yaml (`python -m stockpile.calibration
 refit). A prediction's band is predicted x exp(q10) .. predicted x exp(q90), from its own regime, or else the
 first of its broader groups that has enough rows (engine x metric x load, metric x load, metric, all); the
 result says which group it came from and how many rows back it.
+
+Training predictions get the same from the shipped training file, per chip family x metric kind (a rate: MFU,
+TFLOPS, tokens/s; a time: GPU-hours, days) x dense/MoE (`training_bands` in the same file).
 """
 from __future__ import annotations
 
@@ -69,6 +72,63 @@ def describe(lo: float, hi: float, group: str, n: int) -> str:
             f"{', ' + where if where else ''}; {n} validated rows)")
 
 
+# ------------------------------------------------------------------ training
+TRAIN_TIME = ("gpu_hours", "days")
+
+
+def training_keys(family: str, metric: str, moe: bool) -> list[str]:
+    """Most specific first: chip family x metric kind (rate: MFU, HFU, TFLOPS, tokens/s; time: GPU-hours,
+    days) x dense/MoE, then broader groups."""
+    fam = FAMILY_GROUPS.get(family, family)
+    kind = "time" if metric in TRAIN_TIME else "rate"
+    arch = "moe" if moe else "dense"
+    return [f"{fam}|{kind}|{arch}", f"*|{kind}|{arch}", f"*|{kind}|*", "*|*|*"]
+
+
+@cache
+def training_table() -> dict[str, dict[str, float]]:
+    path = resources.files("stockpile") / "data" / "calibration" / "bands.yaml"
+    if not path.is_file():
+        return {}
+    return (yaml.safe_load(path.read_text()) or {}).get("training_bands", {})
+
+
+def training_band(family: str, metric: str, moe: bool) -> tuple[float, float, str, int] | None:
+    """(low factor, high factor, group, rows) for a training prediction, or None without band data."""
+    t = training_table()
+    for k in training_keys(family, metric, moe):
+        if k in t:
+            b = t[k]
+            return float(np.exp(b["q10"])), float(np.exp(b["q90"])), k, int(b["n"])
+    return None
+
+
+def describe_training(lo: float, hi: float, group: str, n: int) -> str:
+    fam, kind, arch = group.split("|")
+    what = ", ".join(x for x in (fam if fam != "*" else "", arch if arch != "*" else "") if x)
+    return (f"typically {100 * (lo - 1):+.0f} %..{100 * (hi - 1):+.0f} % ({'training ' + kind}"
+            f"{', ' + what if what else ''}; {n} validated rows)")
+
+
+def fit_training_bands() -> dict[str, Any]:
+    """Residual quantiles per training regime from validating the shipped training file."""
+    import csv
+
+    from stockpile.calibration.training import Case, predict_training_rows, prepare_rows
+    path = resources.files("stockpile") / "data" / "measurements" / "training_measurements.csv"
+    rows = list(csv.DictReader(path.read_text().splitlines()))
+    cases = prepare_rows(rows)
+    res: dict[str, list[float]] = defaultdict(list)
+    for case, rec in zip(cases, predict_training_rows(rows, cases=cases)):
+        if not isinstance(case, Case) or rec["status"] != "ok" or not rec["measured"]:
+            continue
+        r = float(np.log(rec["measured"] / rec["predicted"]))
+        for k in training_keys(case.job.chip.family, case.metric, case.job.model.is_moe):
+            res[k].append(r)
+    return {k: {"q10": round(float(np.quantile(v, 0.1)), 4), "q90": round(float(np.quantile(v, 0.9)), 4),
+                "n": len(v)} for k, v in sorted(res.items()) if len(v) >= MIN_ROWS}
+
+
 def fit_bands() -> dict[str, Any]:
     """Residual quantiles per regime from validating the shipped inference files."""
     from stockpile.calibration.fit_inference import default_files
@@ -100,6 +160,7 @@ if __name__ == "__main__":
     from stockpile.atomic import write_yaml_atomic
     dest = Path(str(resources.files("stockpile") / "data" / "calibration" / "bands.yaml"))
     doc = fit_bands()
+    doc["training_bands"] = fit_training_bands()
     write_yaml_atomic(dest, doc, header="# Written by `python -m stockpile.calibration.bands`; see "
                                         "stockpile/calibration/bands.py\n")
-    print(f"wrote {dest}: {len(doc['bands'])} regimes")
+    print(f"wrote {dest}: {len(doc['bands'])} inference regimes, {len(doc['training_bands'])} training regimes")

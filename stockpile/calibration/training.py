@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from stockpile.calibration.bands import training_band
 from stockpile.calibration.rows import float_or_none, metric_and_value
 from stockpile.calibration.status import OK, UNSUPPORTED, status_of
 from stockpile.catalog.chips import get_chip
@@ -350,6 +351,10 @@ def predict_training_rows(rows: list[dict[str, str]], calibration: TrainCalibrat
                        status=OK if ok else UNSUPPORTED, source=case.source)
             if not ok:
                 rec["reason"] = "no prediction"
+            else:
+                b = training_band(case.job.chip.family, case.metric, case.job.model.is_moe)
+                if b is not None:
+                    rec.update(predicted_p10=round(v * b[0], 6), predicted_p90=round(v * b[1], 6))
             if case.assumed or notes:
                 rec["assumed"] = case.assumed + notes
         out.append(rec)

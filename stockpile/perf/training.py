@@ -513,6 +513,8 @@ class TrainingEstimate(BaseModel):
     evaluated: int = 1
     limits: list[str] = []
     notes: list[str] = []
+    band: dict[str, list[float]] | None = None   # metric -> [p10, p90] from the validated error of its regime
+    band_note: str | None = None
 
 
 # ---------------------------------------------------------------- evaluation

@@ -242,7 +242,23 @@ def to_estimate(job: TrainJob, out: dict[str, F], i: int, layout: TrainLayout, *
         est.notes.append(f"goodput {g.goodput:.3f}: {g.interruptions_per_day:.2f} interruptions/day (Llama 3 "
                          f"rate), checkpoint {g.checkpoint_write_s:.0f} s every {g.checkpoint_interval_s / 60:.0f} "
                          f"min (Young/Daly), restart {g.restart_s:.0f} s")
-    return est
+    return _with_band(est, job)
+
+
+def _with_band(est: TrainingEstimate, job: TrainJob) -> TrainingEstimate:
+    """The p10-p90 band of each headline figure from the validated error of its regime (calibration/bands.py)."""
+    from stockpile.calibration.bands import describe_training, training_band
+    band: dict[str, list[float]] = {}
+    note = None
+    for metric in ("mfu", "tflops_per_gpu", "tokens_per_s_per_gpu", "gpu_hours", "days"):
+        v = getattr(est, metric)
+        b = training_band(job.chip.family, metric, job.model.is_moe)
+        if v is None or b is None or not np.isfinite(v):
+            continue
+        band[metric] = [round(v * b[0], 6), round(v * b[1], 6)]
+        if metric == "mfu":
+            note = f"MFU {describe_training(*b)}"
+    return est.model_copy(update={"band": band or None, "band_note": note})
 
 
 def layout_arrays(layout: TrainLayout) -> dict[str, float]:
