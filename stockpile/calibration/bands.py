@@ -24,6 +24,11 @@ import yaml
 from stockpile.perf.calibration import FAMILY_GROUPS
 
 MIN_ROWS = 15
+# In-sample residuals understate the error on rows unlike the fitted ones, so the stored quantiles are widened by
+# a tenth in log units: in-sample coverage then sits near the top of the 75-85 % target (inference_measurements
+# 84 %, InferenceX 80 %, request rate 84 %) instead of the middle, and the never-fitted aic_silicon_sample.csv
+# goes from 64 % to 67 % (docs/validation.md)
+WIDEN = 1.1
 THROUGHPUT = ("output_tokens_per_s", "output_tokens_per_s_per_gpu", "total_tokens_per_s",
               "total_tokens_per_s_per_gpu", "requests_per_s")
 
@@ -125,7 +130,8 @@ def fit_training_bands() -> dict[str, Any]:
         r = float(np.log(rec["measured"] / rec["predicted"]))
         for k in training_keys(case.job.chip.family, case.metric, case.job.model.is_moe):
             res[k].append(r)
-    return {k: {"q10": round(float(np.quantile(v, 0.1)), 4), "q90": round(float(np.quantile(v, 0.9)), 4),
+    return {k: {"q10": round(WIDEN * float(np.quantile(v, 0.1)), 4),
+                "q90": round(WIDEN * float(np.quantile(v, 0.9)), 4),
                 "n": len(v)} for k, v in sorted(res.items()) if len(v) >= MIN_ROWS}
 
 
@@ -147,10 +153,11 @@ def fit_bands() -> dict[str, Any]:
             for k in keys(p.engine_key, p.chip.family, c.metric,
                           load_kind(c.concurrency, c.request_rate, c.num_requests)):
                 res[k].append(r)
-    out = {k: {"q10": round(float(np.quantile(v, 0.1)), 4), "q90": round(float(np.quantile(v, 0.9)), 4),
+    out = {k: {"q10": round(WIDEN * float(np.quantile(v, 0.1)), 4),
+               "q90": round(WIDEN * float(np.quantile(v, 0.9)), 4),
                "n": len(v)} for k, v in sorted(res.items()) if len(v) >= MIN_ROWS}
-    return {"meta": {"what": "10th/90th percentiles of log(measured/predicted) per regime "
-                             "(engine|chip family|metric|load), from validate on the shipped files",
+    return {"meta": {"what": f"10th/90th percentiles of log(measured/predicted) per regime "
+                             f"(engine|chip family|metric|load), from validate on the shipped files, x {WIDEN}",
                      "files": [Path(p).name for p in default_files()], "min_rows": MIN_ROWS,
                      "calibration": cal.meta.get("fitted")},
             "bands": out}
