@@ -321,6 +321,12 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
             concurrency = float(len(trace))           # all at once: a burst
             num_requests = float(len(trace))
     mode = MODE_OPEN if request_rate else MODE_CLOSED if concurrency else MODE_OFFLINE
+    instance = layout.attn_tp * layout.attn_dp * layout.pp
+    if chip.scaleout_gbps is None and instance > chip.scaleup_size:
+        from stockpile.perf.operators import NO_NIC_SCALEUP_SHARE
+        notes.append(f"{chip.id} has no sourced NIC figure: the network between its {chip.scaleup_size}-chip "
+                     f"scale-up domains is modelled at {NO_NIC_SCALEUP_SHARE:.3g} of the scale-up link "
+                     f"({chip.scaleup_bw * NO_NIC_SCALEUP_SHARE / 1e9:,.0f} GB/s per chip)")
     cal = calibration or load_calibration()
     p = cal.params(chip.family, engine)
     cfg = Configs(attn_tp=layout.attn_tp, attn_dp=layout.attn_dp, pp=layout.pp, moe_ep=layout.moe_ep,

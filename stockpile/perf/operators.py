@@ -15,10 +15,15 @@ import numpy as np
 
 from stockpile.catalog.chips import Chip
 from stockpile.catalog.models import ModelSpec
+from stockpile.errors import MissingFigureError
 from stockpile.perf.calibration import Params
 
 ACT_BYTES = 2.0     # activations travel in bf16
 F = np.ndarray
+
+
+# Scale-out bandwidth assumed for a chip whose NIC figure is not sourced, as a share of its scale-up link
+NO_NIC_SCALEUP_SHARE = 1.0 / 8.0
 
 
 @dataclass(frozen=True)
@@ -96,8 +101,10 @@ class ChipConsts:
     def of(cls, c: Chip) -> "ChipConsts":
         try:
             scaleout = c.scaleout_bw
-        except Exception:  # noqa: BLE001 - scale-out only matters beyond one node; a missing NIC figure
-            scaleout = c.scaleup_bw / 8   # is then modelled as a slow network, and said so by `estimate`
+        except MissingFigureError:
+            # scale-out only matters beyond one node: a chip without a sourced NIC figure is modelled with a slow
+            # network (an eighth of its scale-up link), and `estimate` says so in its assumptions
+            scaleout = c.scaleup_bw * NO_NIC_SCALEUP_SHARE
         return cls(mem_bw=c.mem_bw, memory=c.memory_bytes, peak_bf16=c.peak_flops("bf16"),
                    scaleup_bw=c.scaleup_bw, scaleout_bw=scaleout, domain=float(c.scaleup_size))
 

@@ -237,11 +237,13 @@ class TrainChip:
 
     @classmethod
     def of(cls, c: Chip, *, out_bw: float | None = None) -> "TrainChip":
-        """`out_bw` overrides the NIC figure (a measured cluster's network); a missing NIC is scale-up / 8."""
+        """`out_bw` overrides the NIC figure (a measured cluster's network); a missing NIC is a share of the
+        scale-up link (operators.NO_NIC_SCALEUP_SHARE), as for inference."""
+        from stockpile.perf.operators import NO_NIC_SCALEUP_SHARE
         try:
             nic = out_bw or c.scaleout_bw
         except MissingFigureError:
-            nic = c.scaleup_bw / 8
+            nic = c.scaleup_bw * NO_NIC_SCALEUP_SHARE
         return cls(peak_bf16=c.peak_flops("bf16"), peak_fp8=c.peak_flops("fp8"), mem_bw=c.mem_bw,
                    memory=c.memory_bytes, up_bw=c.scaleup_bw, out_bw=nic, domain=float(c.scaleup_size))
 

@@ -137,3 +137,19 @@ def test_closed_loop_sends_each_next_request_when_one_returns() -> None:
     one = EngineSpec(step=lambda pre, dec, ctx: 0.01, kv_tokens=1e6, max_seqs=1, budget=8192)
     sim = closed_loop(one, 2, req)
     assert sim.duration == pytest.approx(0.24) and sim.ttft.max() == pytest.approx(0.05)
+
+
+def test_a_chip_without_a_nic_figure_says_how_its_network_is_modelled():
+    """STYLE: no silent guess. MI355X has no sourced NIC figure; a layout beyond its 8-GPU domain states the
+    assumed network (an eighth of the scale-up link), and one inside the domain does not need it."""
+    from stockpile.catalog import get_chip, get_model
+    from stockpile.perf.inference import estimate
+    from stockpile.perf.layout import resolve_layout
+    chip, model = get_chip("mi355x-288gb"), get_model("deepseek-ai/DeepSeek-R1")
+    assert chip.scaleout_gbps is None
+    wide = estimate(model, chip, layout=resolve_layout(gpus=16, tp=16, is_moe=True), isl=1000, osl=200,
+                    concurrency=16)
+    assert any("no sourced NIC figure" in a and "0.125 of the scale-up link" in a for a in wide.assumptions)
+    one = estimate(model, chip, layout=resolve_layout(gpus=8, tp=8, is_moe=True), isl=1000, osl=200,
+                   concurrency=16)
+    assert not any("NIC" in a for a in one.assumptions)
