@@ -198,13 +198,43 @@ def publication_of(row: dict[str, str]) -> str:
     return (row.get("source_url") or "").split("#")[0].strip() or source_key(row)
 
 
+def model_family_of(model_id: str) -> str:
+    """A model's architecture family (its HF model_type), or "unknown"."""
+    from stockpile.catalog import get_model
+    from stockpile.errors import StockpileError
+    try:
+        return get_model(model_id).architecture
+    except StockpileError:
+        return "unknown"
+
+
+def chip_family_of(chip_id: str) -> str:
+    """A chip's calibration family group (hopper, blackwell, cdna3, ...), or "unknown"."""
+    from stockpile.catalog import get_chip
+    from stockpile.errors import StockpileError
+    try:
+        fam = get_chip(chip_id).family
+    except StockpileError:
+        return "unknown"
+    return FAMILY_GROUPS.get(fam, fam)
+
+
 def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int = 40, start: Calibration | None = None,
                          by: str = "source") -> dict[str, dict[str, Any]]:
-    """For each source (`by="source"`: the id prefix) or publication (`by="publication"`: the source URL):
-    fit without it, predict it; the median |error| on rows the fit never saw."""
+    """For each source (`by="source"`: the id prefix), publication (`by="publication"`: the source URL), model
+    family (`by="model_family"`) or chip family (`by="chip_family"`): fit without its rows, predict them; the
+    median |error| on rows the fit never saw."""
     from stockpile.calibration.rows import read_rows
     from stockpile.calibration.validate import validate_file
-    key_of = publication_of if by == "publication" else source_key
+    row_keys: dict[str, Any] = {"publication": publication_of, "source": source_key,
+                                "model_family": lambda r: model_family_of(r.get("model", "")),
+                                "chip_family": lambda r: chip_family_of(r.get("accelerator", ""))}
+    case_keys: dict[str, Any] = {"publication": lambda c: c.publication, "source": lambda c: c.row_id.split("-")[0],
+                                 "model_family": lambda c: model_family_of(c.model),
+                                 "chip_family": lambda c: chip_family_of(c.chip)}
+    if by not in row_keys:
+        raise ValueError(f"by must be one of {', '.join(row_keys)}")
+    key_of, case_key = row_keys[by], case_keys[by]
     keys: Counter[str] = Counter()
     for path in paths:
         _, rows = read_rows(path)
@@ -213,9 +243,7 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
     for key, n in sorted(keys.items()):
         if n < min_rows:
             continue
-        cal, _ = fit(paths, max_nfev=max_nfev, start=start,
-                     exclude=lambda c, key=key: (c.publication if by == "publication" else c.row_id.split("-")[0])
-                     == key)
+        cal, _ = fit(paths, max_nfev=max_nfev, start=start, exclude=lambda c, key=key: case_key(c) == key)
         apes = []
         for path in paths:
             _, rows = read_rows(path)

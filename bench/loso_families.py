@@ -1,0 +1,60 @@
+"""Leave one model family out, and one chip family out (issue 13: "the same by model family and by chip family").
+
+    .venv/bin/python bench/loso_families.py            # both; about 30-40 minutes on 2 cores
+    .venv/bin/python bench/loso_families.py chip_family
+
+For each model architecture family (HF model_type) and each chip calibration family with at least 10 rows in the
+shipped inference files: refit every parameter without its rows (from the shipped calibration, at most 40
+evaluations per least-squares stage), predict them, and print the median |error| on rows the fit never saw,
+beside the same rows' error under the shipped fit. Results go to stdout (docs/validation.md by hand).
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+from stockpile.calibration.fit_inference import (
+    chip_family_of,
+    default_files,
+    leave_one_source_out,
+    model_family_of,
+)
+from stockpile.calibration.rows import read_rows
+from stockpile.calibration.validate import validate_file
+from stockpile.perf.calibration import load_calibration
+
+
+def shipped_errors(by: str) -> dict[str, float]:
+    """Median |error| per group under the shipped calibration (the in-sample figure beside the held-out one)."""
+    key_of = (lambda r: model_family_of(r.get("model", ""))) if by == "model_family" else \
+        (lambda r: chip_family_of(r.get("accelerator", "")))
+    errs: dict[str, list[float]] = {}
+    for path in default_files():
+        _, rows = read_rows(path)
+        group = {(r.get("id", ""), r.get("metric", "")): key_of(r) for r in rows}
+        for r in validate_file(path)["rows"]:
+            if r["status"] == "ok":
+                errs.setdefault(group[(r["id"], r["metric"])], []).append(abs(r["error"]))
+    return {k: statistics.median(v) for k, v in errs.items()}
+
+
+def main() -> None:
+    kinds = sys.argv[1:] or ["model_family", "chip_family"]
+    for by in kinds:
+        t0 = time.perf_counter()
+        res = leave_one_source_out(default_files(), start=load_calibration(), by=by)
+        inside = shipped_errors(by)
+        meds = [v["median_ape"] for v in res.values() if v["median_ape"] is not None]
+        print(f"\n{by}: {len(res)} groups, {time.perf_counter() - t0:.0f} s; median of the held-out medians "
+              f"{100 * statistics.median(meds):.1f} %, worst {100 * max(meds):.1f} %")
+        print(f"| {by.replace('_', ' ')} | rows | predicted | median APE held out | median APE in the fit |")
+        print("|---|---:|---:|---:|---:|")
+        for k, v in sorted(res.items(), key=lambda kv: -kv[1]["n"]):
+            held = "-" if v["median_ape"] is None else f"{100 * v['median_ape']:.1f}%"
+            print(f"| {k} | {v['n']} | {v['n_predicted']} | {held} | {100 * inside.get(k, float('nan')):.1f}% |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
