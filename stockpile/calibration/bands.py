@@ -53,21 +53,28 @@ def keys(engine: str, family: str, metric: str, load: str) -> list[str]:
 
 
 @cache
-def table() -> dict[str, dict[str, float]]:
+def _doc() -> dict[str, Any]:
+    """bands.yaml, read once: `bands` (inference regimes) and `training_bands`."""
     path = resources.files("stockpile") / "data" / "calibration" / "bands.yaml"
-    if not path.is_file():
-        return {}
-    return (yaml.safe_load(path.read_text()) or {}).get("bands", {})
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
 
 
-def band(engine: str, family: str, metric: str, load: str) -> tuple[float, float, str, int] | None:
-    """(low factor, high factor, group, rows) for a prediction, or None without any band data."""
-    t = table()
-    for k in keys(engine, family, metric, load):
+def table() -> dict[str, dict[str, float]]:
+    return _doc().get("bands", {})
+
+
+def _lookup(t: dict[str, dict[str, float]], ks: list[str]) -> tuple[float, float, str, int] | None:
+    """(low factor, high factor, group, rows) of the first of `ks` (most specific first) that `t` holds."""
+    for k in ks:
         if k in t:
             b = t[k]
             return float(np.exp(b["q10"])), float(np.exp(b["q90"])), k, int(b["n"])
     return None
+
+
+def band(engine: str, family: str, metric: str, load: str) -> tuple[float, float, str, int] | None:
+    """(low factor, high factor, group, rows) for a prediction, or None without any band data."""
+    return _lookup(table(), keys(engine, family, metric, load))
 
 
 def describe(lo: float, hi: float, group: str, n: int) -> str:
@@ -75,6 +82,12 @@ def describe(lo: float, hi: float, group: str, n: int) -> str:
     where = " ".join(x for x in (f"{fam}" if fam != "*" else "", f"with {eng}" if eng != "*" else "") if x)
     return (f"typically {100 * (lo - 1):+.0f} %..{100 * (hi - 1):+.0f} % ({m}, {load if load != '*' else 'any'} load"
             f"{', ' + where if where else ''}; {n} validated rows)")
+
+
+def _quantiles(res: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Widened 10th/90th percentiles of the log residuals of every group with at least MIN_ROWS rows."""
+    return {k: {"q10": round(WIDEN * float(np.quantile(v, 0.1)), 4), "q90": round(WIDEN * float(np.quantile(v, 0.9)), 4),
+                "n": len(v)} for k, v in sorted(res.items()) if len(v) >= MIN_ROWS}
 
 
 # ------------------------------------------------------------------ training
@@ -90,22 +103,9 @@ def training_keys(family: str, metric: str, moe: bool) -> list[str]:
     return [f"{fam}|{kind}|{arch}", f"*|{kind}|{arch}", f"*|{kind}|*", "*|*|*"]
 
 
-@cache
-def training_table() -> dict[str, dict[str, float]]:
-    path = resources.files("stockpile") / "data" / "calibration" / "bands.yaml"
-    if not path.is_file():
-        return {}
-    return (yaml.safe_load(path.read_text()) or {}).get("training_bands", {})
-
-
 def training_band(family: str, metric: str, moe: bool) -> tuple[float, float, str, int] | None:
     """(low factor, high factor, group, rows) for a training prediction, or None without band data."""
-    t = training_table()
-    for k in training_keys(family, metric, moe):
-        if k in t:
-            b = t[k]
-            return float(np.exp(b["q10"])), float(np.exp(b["q90"])), k, int(b["n"])
-    return None
+    return _lookup(_doc().get("training_bands", {}), training_keys(family, metric, moe))
 
 
 def describe_training(lo: float, hi: float, group: str, n: int) -> str:
@@ -130,9 +130,7 @@ def fit_training_bands() -> dict[str, Any]:
         r = float(np.log(rec["measured"] / rec["predicted"]))
         for k in training_keys(case.job.chip.family, case.metric, case.job.model.is_moe):
             res[k].append(r)
-    return {k: {"q10": round(WIDEN * float(np.quantile(v, 0.1)), 4),
-                "q90": round(WIDEN * float(np.quantile(v, 0.9)), 4),
-                "n": len(v)} for k, v in sorted(res.items()) if len(v) >= MIN_ROWS}
+    return _quantiles(res)
 
 
 def fit_bands() -> dict[str, Any]:
@@ -153,9 +151,7 @@ def fit_bands() -> dict[str, Any]:
             for k in keys(p.engine_key, p.chip.family, c.metric,
                           load_kind(c.concurrency, c.request_rate, c.num_requests)):
                 res[k].append(r)
-    out = {k: {"q10": round(WIDEN * float(np.quantile(v, 0.1)), 4),
-               "q90": round(WIDEN * float(np.quantile(v, 0.9)), 4),
-               "n": len(v)} for k, v in sorted(res.items()) if len(v) >= MIN_ROWS}
+    out = _quantiles(res)
     return {"meta": {"what": f"10th/90th percentiles of log(measured/predicted) per regime "
                              f"(engine|chip family|metric|load), from validate on the shipped files, x {WIDEN}",
                      "files": [Path(p).name for p in default_files()], "min_rows": MIN_ROWS,
