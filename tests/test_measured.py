@@ -143,3 +143,22 @@ def test_engine_flags_and_speculative_flags_in_the_notes_are_applied():
                                                            "'{\"method\": \"mtp\", \"num_speculative_tokens\": 1}' "
                                                            "--max-num-seqs 256 --max-num-batched-tokens 16384"})
     assert (v.spec_draft, v.max_seqs, v.budget) == (1, 256, 16384)
+
+
+def test_engine_flags_written_as_table_columns_or_with_equals_are_read_too():
+    from stockpile.calibration.rows import inference_case
+    base = {"id": "x", "metric": "tpot_ms", "value": "10", "model": "meta-llama/Llama-3.1-8B-Instruct",
+            "accelerator": "h100-sxm-80gb", "num_accelerators": "1", "engine": "vllm", "input_len": "200",
+            "output_len": "100", "request_rate": "4"}
+    # a benchmark CSV's recorded flags: no dashes in front, TRUE/FALSE values
+    c = inference_case({**base, "notes": "vLLM 0.6.3; CSV-recorded flags: num-scheduler-steps 1, "
+                                         "enable-chunked-prefill TRUE, max-num-batched-tokens 512, max-num-seqs 256"})
+    assert (c.chunked_prefill, c.budget, c.max_seqs, c.multi_step) == (True, 512, 256, 1)
+    d = inference_case({**base, "notes": "vllm serve m --enable-chunked-prefill=False --num-scheduler-step 15 "
+                                         "--max-num-seqs 1024 --mem-frac 0.87; max-num-batched-tokens default"})
+    assert (d.chunked_prefill, d.budget, d.max_seqs, d.mem_util) == (False, None, 1024, 0.87)
+    assert d.multi_step == 15 and d.v0_engine
+    # which statistic a median report is: over requests, or over every token gap
+    assert inference_case({**base, "notes": "statistic: median ITL"}).statistic == "median_itl"
+    assert inference_case({**base, "notes": "statistic: median TPOT"}).statistic == "median"
+    assert inference_case({**base, "notes": ""}).statistic == "mean"

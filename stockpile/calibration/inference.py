@@ -253,7 +253,7 @@ def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: i
         dtype_eff=float(dtype_efficiency(pj, np.array(kind))), weights_gpu=float(out["weights_bytes"][j]),
         kv_token_gpu=float(out["kv_bytes_per_token"][j]), max_seqs=float(a["limits"][0][j]),
         chunk=float(c.budget or a["limits"][1][j]), mem_util=float(a["limits"][2][j]),
-        spec_draft=float(c.spec_draft), spec_accept=float(c.spec_accept))
+        spec_draft=float(c.spec_draft), spec_accept=float(c.spec_accept), multi_step=c.multi_step)
     replicas = max(lay.replicas, 1)
     policy = traffic.engine_policy(pr.engine, c.engine_version)
     if c.chunked_prefill is False:
@@ -281,12 +281,14 @@ def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: i
 
 
 def _sim_metric(sim: SimResult, pr: Prepared) -> float:
-    m, med = pr.case.metric, pr.case.statistic == "median"
+    m, med = pr.case.metric, pr.case.statistic in ("median", "median_itl")
     pick = (lambda arr: float(np.median(arr))) if med else (lambda arr: float(np.mean(arr)))
     if not sim.completed:
         return float("nan")
     if m == "ttft_ms":
         return pick(sim.ttft) * 1e3
+    if m == "tpot_ms" and pr.case.statistic == "median_itl":
+        return sim.itl_p50 * 1e3
     if m == "tpot_ms":
         return (pick(sim.tpot) if len(sim.tpot) else sim.itl_mean) * 1e3
     if m == "itl_ms":

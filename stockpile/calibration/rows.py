@@ -91,13 +91,14 @@ class InferenceCase:
     prefill_pool: PoolLayout | None = None
     decode_pool: PoolLayout | None = None
     notes_used: list[str] = field(default_factory=list)
-    statistic: str = "mean"            # the measured latency is a mean, or a median where the notes say so
+    statistic: str = "mean"            # mean; "median" (of per-request values); "median_itl" (of all token gaps)
     engine_version: str | None = None  # the engine_version column, or a version stated in the notes
     chunked_prefill: bool | None = None  # stated on or off in the notes (None: the engine's default)
     budget: int | None = None          # max_num_batched_tokens / chunked_prefill_size stated in the notes
     max_seqs: int | None = None        # --max-num-seqs / --max-running-requests stated in the notes
     mem_util: float | None = None      # --gpu-memory-utilization / --mem-fraction-static stated in the notes
     v0_engine: bool = False            # the notes say vLLM ran its V0 engine
+    multi_step: int = 1                # vLLM V0 --num-scheduler-steps: decode steps between scheduling rounds
     prefix_len: float = 0.0            # prompt tokens shared with earlier requests (a shared-prefix workload)
     prefix_groups: float = 1.0         # how many distinct shared prefixes (each group's first request misses)
     prefix_cache: bool = True          # the engine's prefix cache is on (off when the notes disable it)
@@ -252,39 +253,61 @@ _VERSION = {"vllm": re.compile(r"vllm[^0-9;,]{0,20}?(v\d+\.\d+(?:\.\d+)?|\d+\.\d
             "trtllm": re.compile(r"(?:tensorrt-llm|trt-llm)[^0-9;,]{0,12}?(v\d+\.\d+(?:\.\d+)?|\d+\.\d+\.\d+)", re.I)}
 
 
+# Engine flags as notes write them: a launch flag (`--max-num-seqs 256`, `--max-num-seqs=256`), a config key
+# (`max_num_seqs: 256`) or a benchmark table's column (`max-num-seqs 256`); the first mention counts.
+def _flag(names: str, value: str = r"(\d+)") -> re.Pattern[str]:
+    return re.compile(r"(?<![\w-])(?:--)?(?:" + names + r")\s*[=:]?\s*" + value, re.I)
+
+
+_FLAG = {"budget": _flag(r"max[-_]num[-_]batched[-_]tokens|chunked[-_]prefill[-_]size"),
+         "max_seqs": _flag(r"max[-_]num[-_]seqs|max[-_]running[-_]requests"),
+         "mem_util": _flag(r"gpu[-_]memory[-_]utilization|mem[-_]fraction[-_]static|mem[-_]frac", r"([0-9]*\.[0-9]+)"),
+         "chunked": _flag(r"enable[-_]chunked[-_]prefill", r"(true|false|on|off)\b"),
+         "multi_step": _flag(r"num[-_]scheduler[-_]steps?")}
+
+
 def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> None:
     """What the notes say about the statistic and the engine's scheduler (version, chunked prefill, budget)."""
-    if re.search(r"statistic:\s*median", notes, re.I):
+    if re.search(r"statistic:\s*median\s+(?:ITL|inter-token)", notes, re.I):
+        case.statistic = "median_itl"           # the median over every token gap, not over requests
+    elif re.search(r"statistic:\s*median", notes, re.I):
         case.statistic = "median"
     version = (row.get("engine_version") or "").strip() or None
     if version is None and case.engine in _VERSION:
         m = _VERSION[case.engine].search(notes)
         version = m.group(1) if m else None
     case.engine_version = version
-    if re.search(r"chunked prefill off|enable-chunked-prefill false|chunked prefill disabled", notes, re.I):
+    m = _FLAG["chunked"].search(notes)
+    if m:
+        case.chunked_prefill = m.group(1).lower() in ("true", "on", "1")
+    elif re.search(r"chunked prefill off|chunked prefill disabled", notes, re.I):
         case.chunked_prefill = False
     elif re.search(r"chunked prefill on", notes, re.I):
         case.chunked_prefill = True
-    if re.search(r"\bV0 engine\b|num-scheduler-steps", notes):
+    if re.search(r"\bV0 engine\b|num[-_]scheduler[-_]steps?\b", notes):
         case.v0_engine = True                       # multi-step scheduling existed only in V0
         if re.search(r"\bV0 engine\b", notes) and case.chunked_prefill is None:
             case.chunked_prefill = False
+    m = _FLAG["multi_step"].search(notes)
+    if m and int(m.group(1)) >= 1:
+        case.multi_step = int(m.group(1))
     if re.search(r"uniformly between 1 and|range ratio of zero", notes, re.I):
         case.fixed_lengths = False          # measured means already: only the spread is set
         case.length_spread = 2.0
     _prefix_notes(case, notes)
-    m = re.search(r"max_num_batched_tokens\s+(\d+)|--max-num-batched-tokens[ =](\d+)|--chunked-prefill-size[ =](\d+)",
-                  notes)
+    m = _FLAG["budget"].search(notes)
+    if m and int(m.group(1)) > 0:
+        case.budget = int(m.group(1))
+    m = _FLAG["max_seqs"].search(notes)
+    if m and int(m.group(1)) > 0:
+        case.max_seqs = int(m.group(1))
+    m = _FLAG["mem_util"].search(notes)
     if m:
-        case.budget = int(next(g for g in m.groups() if g))
-    m = re.search(r"--max-num-seqs[ =](\d+)|--max-running-requests[ =](\d+)", notes)
-    if m:
-        case.max_seqs = int(next(g for g in m.groups() if g))
-    m = re.search(r"--gpu-memory-utilization[ =]([0-9.]+)|--mem-fraction-static[ =]([0-9.]+)", notes)
-    if m:
-        v = float(next(g for g in m.groups() if g))
+        v = float(m.group(1))
         if 0.1 <= v <= 1.0:
             case.mem_util = v
+    if case.multi_step > 1:
+        case.notes_used.append(f"multi-step scheduling: {case.multi_step} decode steps per scheduling round")
     if any(x is not None for x in (case.budget, case.max_seqs, case.mem_util)):
         case.notes_used.append("engine limits from the notes: " + ", ".join(
             f"{k} {v:g}" for k, v in (("token budget", case.budget), ("max sequences", case.max_seqs),

@@ -138,6 +138,7 @@ class EngineSpec:
     accept: float = 1.0                              # tokens per decode step per sequence (speculative decoding)
     fixed_s: float = 0.0                             # per request: latency outside the engine (HTTP, streaming)
     admit_s: float = 0.0                             # per request, serial: the front end's tokenising/admission
+    multi_step: int = 1                              # decode steps per scheduling round (vLLM V0 multi-step)
 
 
 @dataclass
@@ -154,6 +155,7 @@ class SimResult:
     growing: bool               # the queue was still growing over the run's second half
     timeline: list[dict[str, float]] = field(default_factory=list)
     steps: int = 0
+    itl_p50: float = float("nan")   # median gap between tokens over all tokens (what a median-ITL report measures)
 
     @property
     def requests_per_s(self) -> float:
@@ -173,6 +175,7 @@ class SimResult:
             for q in (50, 90, 99):
                 out[f"{base[0]}_p{q}_{base[1]}"] = pc(a, q) * scale
         out["itl_ms"] = self.itl_mean * 1e3
+        out["itl_p50_ms"] = self.itl_p50 * 1e3
         return out
 
 
@@ -223,6 +226,21 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
     nxt = 0                                 # next arrival index
     steps = 0
     timeline: list[tuple[float, int, int, float]] = []
+    gaps: list[float] = []                  # token gaps: (seconds, tokens) of each decode step or run of them
+    gap_w: list[float] = []
+    last_dec = math.nan                     # when the last decode step ended
+    every = max(int(eng.multi_step), 1)
+    blk = 0                                 # decode-step counter K when the current multi-step round began
+
+    def note_gaps(start: float, t: float, k: int, n_dec: int) -> None:
+        """k decode steps of t seconds from `start`: the first token's gap also spans the prompt-only steps
+        since the last decode step."""
+        first = t + (start - last_dec if math.isfinite(last_dec) else 0.0)
+        gaps.append(first)
+        gap_w.append(float(n_dec))
+        if k > 1:
+            gaps.append(t)
+            gap_w.append(float(n_dec * (k - 1)))
 
     def kv_decoding() -> float:
         return sum_isl_dec + accept * (len(run_start) * K - sum_k0)
@@ -264,11 +282,14 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
         seats = eng.max_seqs - n_dec - len(prefilling)
         ctx = (kv_decoding() / n_dec) if n_dec else 1.0
         chunks: list[tuple[int, int]] = []
+        # multi-step scheduling: prompts join only between rounds of `every` decode steps
+        between = every == 1 or n_dec == 0 or (K - blk) % every == 0
         if eng.policy == "mixed":
-            chunks, _ = admit_new(eng.budget - int(n_dec * accept), seats)
+            if between:
+                chunks, _ = admit_new(eng.budget - int(n_dec * accept), seats)
             decode = n_dec > 0
         else:
-            if waiting or prefilling:
+            if (waiting or prefilling) and between:
                 chunks, _ = admit_new(eng.budget, seats)
             decode = not chunks and n_dec > 0
         pre_tok = sum(c for _, c in chunks)
@@ -278,22 +299,34 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
             t1 = eng.step(0.0, n_dec, ctx)
             k = max(1, k_fin)
             if nxt < n and (seats > 0 or not waiting) and math.isfinite(arrival[nxt]):
-                k = max(1, min(k, math.ceil((arrival[nxt] - now) / max(t1, 1e-9))))
+                k_arr = math.ceil((arrival[nxt] - now) / max(t1, 1e-9))
+                if every > 1:                               # the arrival waits for the round to end
+                    k_arr = -((K - blk + k_arr) // -every) * every - (K - blk)
+                k = max(1, min(k, k_arr))
+            if every > 1 and waiting and not between:
+                k = max(1, min(k, every - (K - blk) % every))
             room = eng.kv_tokens - kv_held - kv_decoding()
             if room > 0:
                 k = max(1, min(k, int(room / max(accept * n_dec, 1e-9))))
             t = eng.step(0.0, n_dec, ctx + accept * (k - 1) / 2.0) if k > 1 else t1
+            note_gaps(now, t, k, n_dec)
             now += k * t
+            last_dec = now
             K += k
             steps += k
             if len(timeline) < 200_000:
                 timeline.append((now, len(waiting), n_dec, float(n_dec)))
         elif chunks or decode:
             t = eng.step(float(pre_tok), float(n_dec if decode else 0), ctx)
+            if decode:
+                note_gaps(now, t, 1, n_dec)
             now += t
             steps += 1
             if decode:
                 K += 1
+                last_dec = now
+            if chunks:
+                blk = K                                     # a scheduling round: the next one `every` steps on
             for r, c in chunks:
                 left[r] -= c
             done_pre = [r for r, _ in chunks if left[r] <= 0]
@@ -364,7 +397,15 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
     return SimResult(ttft=ttft + eng.fixed_s, tpot=tpot, e2e=e2e + eng.fixed_s, itl_mean=itl_mean,
                      completed=int(ok.sum()), submitted=n, duration=duration,
                      output_tokens=int(osl[ok].sum()), backlog=backlog, growing=bool(growing), timeline=tl,
-                     steps=steps)
+                     steps=steps, itl_p50=_weighted_median(np.array(gaps), np.array(gap_w)))
+
+
+def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
+    if not len(x) or w.sum() <= 0:
+        return float("nan")
+    o = np.argsort(x)
+    c = np.cumsum(w[o])
+    return float(x[o][np.searchsorted(c, 0.5 * c[-1])])
 
 
 def closed_loop(eng: EngineSpec, concurrency: int, req: Requests, **kw: Any) -> SimResult:

@@ -94,6 +94,28 @@ def test_prefill_first_pauses_decodes_while_prompts_wait():
     assert first.completed == mixed.completed == 2
 
 
+def test_median_itl_is_the_decode_step_while_mean_tpot_carries_the_prefill_pauses():
+    # A decodes 100 tokens alone; B's 1000-token prompt arrives mid-run. Under prefill_first A's token after
+    # B's prefill waits for that step (22 ms) plus its own decode step; every other gap is one decode step
+    # (2.05 ms with A alone, 2.1 ms with both), so the median over all token gaps is a plain decode step
+    req = Requests(np.array([0.0, 0.05]), np.array([1000, 1000]), np.array([100, 100]), np.array([0, 0]))
+    res = simulate(engine("prefill_first"), req)
+    assert res.itl_p50 in (pytest.approx(0.00205), pytest.approx(0.0021))
+    assert res.tpot[0] > res.itl_p50 + 0.022 / 99 * 0.9          # the pause is spread over A's mean TPOT
+    assert res.itl_mean > res.itl_p50
+
+
+def test_multi_step_scheduling_makes_a_prompt_wait_for_the_round_to_end():
+    # A decodes (2.05 ms steps); B arrives 1 ms into a round. With one step per round B is admitted after the
+    # current step; with rounds of 8 decode steps B waits for the round's end: about 7 more steps
+    req = Requests(np.array([0.0, 0.023]), np.array([1000, 1000]), np.array([200, 20]), np.array([0, 0]))
+    one = simulate(engine("prefill_first"), req)
+    multi = simulate(engine("prefill_first", multi_step=8), req)
+    assert multi.ttft[1] - one.ttft[1] > 3 * 0.00205
+    assert multi.ttft[1] - one.ttft[1] < 9 * 0.00205
+    assert multi.completed == one.completed == 2
+
+
 def test_kv_pressure_preempts_and_still_completes_everything():
     # KV for about 3 sequences of 1000 + 500: a burst of 20 must be served a few at a time, with preemption
     eng = engine(kv_tokens=4000)
