@@ -203,3 +203,15 @@ def test_mi308x_is_estimated_and_says_which_figures_are_estimates():
     # the compute bound is the Oct-2023 rule's: TPP = 598 x 8 < 4,800
     from stockpile.catalog import get_chip
     assert get_chip("mi308x-192gb").tpp < 4800
+
+
+def test_kunlun_p800_is_estimated_from_press_and_benchmark_derived_figures():
+    r = run("estimate", "--model", "Qwen/Qwen3-8B", "--chip", "kunlun-p800-96gb", "--isl", "2048", "--osl", "2048",
+            "--concurrency", "16", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    flagged = " ".join(a for a in d["assumptions"] if "kunlun-p800-96gb" in a and "not a published figure" in a)
+    # the bandwidth is a lower bound derived from Baidu's own benchmark, the compute a press figure
+    assert "memory_bw_gbs" in flagged and "DERIVED LOWER BOUND" in flagged
+    assert "fp16_tflops" in flagged and "PRESS" in flagged
+    assert "PLACEHOLDER" in flagged.upper()          # the XPU Link bandwidth is unpublished

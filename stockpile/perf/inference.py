@@ -37,8 +37,10 @@ def check_engine(engine: str) -> str:
     return e
 
 
-ESTIMATE_MARKS = ("ESTIMATE", "DERIVED", "UPPER BOUND", "LOW CONFIDENCE", "UNVERIFIED", "PRESS")
-USED_FIGURES = ("memory_gb", "memory_bw_gbs", "bf16_tflops", "fp8_tflops", "fp4_tflops", "scaleup_bw_gbs")
+ESTIMATE_MARKS = ("ESTIMATE", "DERIVED", "UPPER BOUND", "LOWER BOUND", "LOW CONFIDENCE", "UNVERIFIED", "PRESS",
+                  "PLACEHOLDER")
+USED_FIGURES = ("memory_gb", "memory_bw_gbs", "bf16_tflops", "fp16_tflops", "fp8_tflops", "fp4_tflops",
+                "scaleup_bw_gbs", "scaleout_gbps")
 
 
 def estimated_figures(chip: Chip) -> list[str]:
