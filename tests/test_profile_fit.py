@@ -37,7 +37,8 @@ def test_only_the_covered_regime_moves_and_held_out_error_does_not_grow(tmp_path
     assert rep["held_out_median_ape_after"] <= rep["held_out_median_ape_before"]
     assert rep["held_out_rows"] >= 1 and rep["held_out_load_points"] >= 1
     assert cal.global_ == start.global_ and cal.engines == start.engines and cal.families == start.families
-    assert set(cal.regimes) == {"hopper/vllm"}
+    assert set(cal.regimes) - set(start.regimes) == {"hopper/vllm"}        # the shipped regimes stay as they are
+    assert all(cal.regimes[k] == v for k, v in start.regimes.items())
     moved = cal.params("hopper", "vllm")
     assert moved != start.params("hopper", "vllm")
     for fam, eng in (("hopper", "sglang"), ("ampere", "vllm"), ("blackwell", "trtllm")):
@@ -64,8 +65,9 @@ def test_a_refit_that_cannot_help_keeps_the_shipped_values(tmp_path: Path, monke
         return fp._with(start, spec, np.log([10.0 * fp.BOUNDS[n][1] for _, n in spec])), spec, theta
 
     monkeypatch.setattr(fp, "_fit", spoiled)
-    cal, rep = fp.fit_profile([runs], load_calibration())
-    assert "kept_shipped" in rep and not cal.regimes
+    start = load_calibration()
+    cal, rep = fp.fit_profile([runs], start)
+    assert "kept_shipped" in rep and cal.regimes == start.regimes
     assert rep["held_out_median_ape_after"] == rep["held_out_median_ape_before"]
     assert len(rep["tried"]) == len(fp.PRIOR_STEPS)
 
@@ -78,7 +80,7 @@ def test_cli_profile_round_trip_is_opt_in(tmp_path: Path, monkeypatch: pytest.Mo
     d = json.loads(r.stdout)
     written = Path(d["written"])
     assert written == tmp_path / "home" / "calibrations" / "mylab.yaml"
-    assert set(read_calibration(written).regimes) == {"hopper/vllm"}
+    assert set(read_calibration(written).regimes) - set(load_calibration().regimes) == {"hopper/vllm"}
     plain = json.loads(runner.invoke(app, ["validate", str(runs), "--json"]).stdout)["summary"]
     mine = json.loads(runner.invoke(app, ["validate", str(runs), "--json", "--calibration", "mylab"]).stdout)["summary"]
     assert abs(plain["median_ape"] - d["median_ape_before"]) < 1e-3       # nothing uses the profile unless asked

@@ -28,11 +28,13 @@ from stockpile.perf.calibration import (
     FAMILY_GROUPS,
     GLOBAL_DEFAULTS,
     Calibration,
+    default_calibration,
+    regime_key,
 )
 
 BOUNDS: dict[str, tuple[float, float]] = {
     "gemm_eff": (0.2, 0.95), "mem_eff": (0.4, 0.95), "step_s": (2e-4, 0.005), "seq_s": (1e-7, 1e-3),
-    "kernel_eff": (0.4, 1.2), "ttft_s": (1e-3, 0.3), "eager_layer_s": (1e-5, 3e-3), "admit_s": (1e-5, 0.05), "gemm_m_half": (4.0, 512.0), "attn_eff": (0.2, 1.0), "comm_eff": (0.2, 0.95),
+    "kernel_eff": (0.4, 1.2), "ttft_s": (1e-3, 0.3), "eager_layer_s": (1e-5, 3e-3), "eager_moe_s": (1e-5, 6e-3), "moe_eff": (0.1, 1.5), "admit_s": (1e-5, 0.05), "gemm_m_half": (4.0, 512.0), "attn_eff": (0.2, 1.0), "comm_eff": (0.2, 0.95),
     "comm_latency_s": (1e-6, 6e-5), "moe_imbalance": (1.0, 2.5), "fp8_gemm_eff": (0.4, 1.1),
     "fp4_gemm_eff": (0.2, 1.1), "int8_gemm_eff": (0.3, 1.1), "dequant_eff": (0.2, 1.1), "reserve_gb": (1.0, 4.0),
     "burst_tail": (0.01, 3.0), "burst_tail_var": (0.01, 10.0), "overlap_comm": (0.01, 0.9), "sync_eff": (0.01, 1.0), "gemm_n_half": (8.0, 2048.0), "act_rw": (1.0, 40.0), "a2a_latency_s": (3e-6, 3e-4), "expert_mem_eff": (0.3, 1.1),
@@ -41,7 +43,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
 FITTED_GLOBALS = ("gemm_m_half", "comm_latency_s", "attn_eff", "comm_eff", "moe_imbalance", "fp8_gemm_eff", "fp4_gemm_eff",
                   "int8_gemm_eff", "dequant_eff", "burst_tail", "burst_tail_var", "overlap_comm", "reserve_gb", "sync_eff", "gemm_n_half", "act_rw", "a2a_latency_s", "expert_mem_eff",
                   "pd_handoff_s")
-V0_PARAMS = ("step_s", "seq_s", "ttft_s", "admit_s")   # what a release family refits (the rest: its engine's)
+V0_PARAMS = ("step_s", "seq_s", "ttft_s", "admit_s")   # what vLLM's V0 family refits (the rest: its engine's)
+RELEASE_PARAMS = {"vllm-v0": V0_PARAMS}                 # release families not listed refit no engine parameter
 SIM_FIT_REQUESTS = 300   # requests per simulated run inside a fit (validate runs the measured count)
 PRIOR_WEIGHT = 0.15     # strength of the pull toward defaults, in log units per residual
 F_SCALE = 0.15          # residual scale (log units) where the robust losses stop growing quadratically
@@ -52,7 +55,7 @@ MAX_RESTARTS = 4        # least-squares runs per loss stage, each from the last 
 def default_files() -> list[Path]:
     root = resources.files("stockpile") / "data" / "measurements"
     return [Path(str(root / n)) for n in ("inference_measurements.csv", "inferencex_sample.csv",
-                                          "inference_request_rate.csv")
+                                          "inference_request_rate.csv", "inference_added.csv")
             if (root / n).is_file()]
 
 
@@ -61,13 +64,18 @@ def _engine_key(engine: str) -> str:
 
 
 def _parameters(preps: list[Prepared]) -> list[tuple[str, str, str]]:
-    """(scope, key, name) for every fitted parameter, only for families/engines that have data."""
+    """(scope, key, name) for every fitted parameter, only for families/engines that have data. An engine release
+    family fits only what its releases changed (RELEASE_PARAMS); its MoE kernel maturity on a chip family is a
+    regime's own value ("cdna3/sglang-v0.4": moe_eff), where that regime has MoE rows."""
     fams = sorted({FAMILY_GROUPS.get(p.chip.family, p.chip.family) for p in preps})
     engs = sorted({p.engine_key for p in preps})
     out = [("global", "", n) for n in FITTED_GLOBALS]
     out += [("families", f, n) for f in fams for n in FAMILY_DEFAULTS]
     out += [("engines", e, n) for e in engs for n in ENGINE_DEFAULTS if not (e == "trtllm" and n == "kernel_eff")
-            and not (e.endswith("-v0") and n not in V0_PARAMS)]
+            and (e == e.split("-v")[0] or n in RELEASE_PARAMS.get(e, ()))]
+    moe_regimes = sorted({regime_key(p.chip.family, p.engine_key) for p in preps
+                          if p.engine_key != p.engine_key.split("-v")[0] and p.model.is_moe})
+    out += [("regimes", r, "moe_eff") for r in moe_regimes]
     return out
 
 
@@ -79,24 +87,36 @@ def _value(cal: Calibration, scope: str, key: str, name: str) -> float:
     """A parameter's value in `cal`, or its default where `cal` does not set it."""
     if scope == "global":
         return float(cal.global_.get(name, _default(scope, name)))
+    if scope == "regimes":                       # what the regime resolves to now (its own value, or inherited)
+        fam, eng = key.split("/")
+        return float(getattr(cal.params(fam, eng), name))
     groups = cal.families if scope == "families" else cal.engines
     group = groups.get(key) or groups.get(key.split("-v")[0]) or {}
     return float(group.get(name, _default(scope, name)))
+
+
+def _prior(start: Calibration | None, scope: str, key: str, name: str) -> float:
+    """Where the weak prior pulls: the default; a regime's own value toward what it inherits."""
+    if scope == "regimes":
+        return _value(start or default_calibration(), scope, key, name)
+    return _default(scope, name)
 
 
 def _build(theta: np.ndarray, spec: list[tuple[str, str, str]], base: Calibration) -> Calibration:
     g = dict(base.global_)
     fams = {k: dict(v) for k, v in base.families.items()}
     engs = {k: dict(v) for k, v in base.engines.items()}
+    regs = {k: dict(v) for k, v in base.regimes.items()}
     for (scope, key, name), v in zip(spec, np.exp(theta)):
         if scope == "global":
             g[name] = float(v)
         elif scope == "families":
             fams.setdefault(key, {})[name] = float(v)
+        elif scope == "regimes":
+            regs.setdefault(key, {})[name] = float(v)
         else:
             engs.setdefault(key, {})[name] = float(v)
-    return Calibration(global_=g, families=fams, engines=engs, meta=dict(base.meta),
-                       regimes={k: dict(v) for k, v in base.regimes.items()})
+    return Calibration(global_=g, families=fams, engines=engs, meta=dict(base.meta), regimes=regs)
 
 
 def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int = 150,
@@ -121,7 +141,6 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
         raise DataError("no predictable rows to calibrate on")
     meas = np.array(measured)
     # weight each publication by 1/sqrt(rows): large sources do not drown small ones, and no source decides alone
-    # weight each publication by 1/sqrt(rows): large sources do not drown small ones, and no source decides alone
     counts = Counter(source_key_case(p) for p in preps)
     weight = np.array([1.0 / np.sqrt(counts[source_key_case(p)]) for p in preps])
     # and each file (a benchmark suite) carries the same total weight. (Weighting by publication alone, with
@@ -140,7 +159,7 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
             base = Calibration(global_=dict(start.global_), families={k: dict(v) for k, v in start.families.items()},
                                engines={k: dict(v) for k, v in start.engines.items()}, meta={},
                                regimes={k: dict(v) for k, v in start.regimes.items()})
-    prior = np.log([_default(s, n) for s, _, n in spec])
+    prior = np.log([_prior(start, s, k, n) for s, k, n in spec])
     x0 = prior.copy()
     if start is not None:
         x0 = np.log([_value(start, s, k, n) for s, k, n in spec])

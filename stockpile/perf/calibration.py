@@ -43,13 +43,16 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "expert_mem_eff": 0.85,     # bandwidth share of grouped expert GEMMs relative to dense GEMMs
     "pd_handoff_s": 0.02,       # disaggregated serving: prefill-to-decode hand-off (routing, transfer set-up)
 }
-FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8}
+# moe_eff: a chip family's grouped-expert (MoE) kernels relative to its dense GEMMs (kernel maturity: routed-expert
+# kernels on a young software stack lag its dense GEMM library)
+FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8, "moe_eff": 1.0}
 # step_s: per step (scheduling, launch); seq_s: per running sequence and step (sampling, detokenising,
 # bookkeeping); ttft_s: fixed latency per request; eager_layer_s: host
-# launch time per layer of a step run outside CUDA graphs; admit_s: serial front-end work per request
+# launch time per layer of a step run outside CUDA graphs; eager_moe_s: the same, added per MoE layer (routing,
+# permutes, grouped GEMMs and their host-side synchronisation); admit_s: serial front-end work per request
 # (HTTP, tokenising, scheduling its admission): a burst of N prompts reaches the engine over N x admit_s
 ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-5, "kernel_eff": 1.0, "ttft_s": 0.02,
-                                     "eager_layer_s": 1e-4, "admit_s": 1e-3}
+                                     "eager_layer_s": 1e-4, "eager_moe_s": 2e-4, "admit_s": 1e-3}
 
 # Families that share kernels and behaviour closely enough to share a calibration.
 FAMILY_GROUPS = {
@@ -77,17 +80,22 @@ def engine_graph_limits(engine: str) -> dict[str, float]:
             "graph_by_tokens": 1.0 if d.get("cuda_graph_unit") == "tokens" else 0.0}
 
 
+def _release(version: str | None) -> tuple[int, int] | None:
+    """(major, minor) of a version string such as 'v0.5.3.post1', or None."""
+    import re
+    m = re.match(r"v?(\d+)\.(\d+)", version.strip()) if version else None
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def engine_key(engine: str, version: str | None = None, v0: bool = False) -> str:
     """The calibration key of an engine release family. vLLM before 0.8 (or run with its V0 engine) has its
-    own scheduler and per-sequence costs ("vllm-v0"); other engines are one family each for now."""
-    if engine == "vllm":
-        if v0:
-            return "vllm-v0"
-        if version:
-            import re
-            m = re.match(r"v?(\d+)\.(\d+)", version.strip())
-            if m and (int(m.group(1)), int(m.group(2))) < (0, 8):
-                return "vllm-v0"
+    own scheduler and per-sequence costs ("vllm-v0"); SGLang before 0.5 ("sglang-v0.4") differs only where a
+    regime says so (its kernels on a young software stack: `regimes`). An unstated version is the current one."""
+    rel = _release(version)
+    if engine == "vllm" and (v0 or (rel is not None and rel < (0, 8))):
+        return "vllm-v0"
+    if engine == "sglang" and rel is not None and rel < (0, 5):
+        return "sglang-v0.4"
     return engine
 
 
@@ -97,11 +105,13 @@ class Params:
 
     gemm_eff: float
     mem_eff: float
+    moe_eff: float
     step_s: float
     seq_s: float
     kernel_eff: float
     ttft_s: float
     eager_layer_s: float
+    eager_moe_s: float
     admit_s: float
     gemm_m_half: float
     attn_eff: float

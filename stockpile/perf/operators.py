@@ -186,7 +186,8 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     width = mc.expert_width / moe_tp
     eff_e = gemm_eff(p, np.maximum(rows_per_expert, 1.0)) * dtype_eff * width / (width + p.gemm_n_half)
     # grouped-GEMM kernels stream many small expert matrices: a lower share of HBM bandwidth than dense GEMMs
-    t_moe = np.maximum(flops / (gemm_peak * eff_e), w_exp_gpu * hit * wbytes / (bw * p.expert_mem_eff))
+    # (and on a young software stack, lag its dense GEMMs: moe_eff per chip family)
+    t_moe = np.maximum(flops / (gemm_peak * eff_e), w_exp_gpu * hit * wbytes / (bw * p.expert_mem_eff)) / p.moe_eff
     # all-to-all dispatch (fp8) + combine (bf16) across the EP group, partly hidden behind compute. Only when
     # attention runs data parallel do the ranks hold different tokens; under tensor-parallel attention every
     # rank already holds the whole batch, runs its own experts on it, and the layer's all-reduce sums them
@@ -219,12 +220,12 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     t_over = p.step_s
     t_front = p.seq_s * dec_seqs
     # a step that carries prompt tokens, or a decode batch larger than the engine's CUDA graphs, runs outside
-    # graphs: the host launches its kernels layer by layer (an MoE layer about twice the kernels of a dense
-    # one), asynchronously, so the step takes the longer of the host's launch work and the device's execution
+    # graphs: the host launches its kernels layer by layer (an MoE layer adds its own, eager_moe_s),
+    # asynchronously, so the step takes the longer of the host's launch work and the device's execution
     graph_units = np.where(p.graph_by_tokens > 0, dec_tokens, dec_seqs)
     graph_cap = np.where((attn_tp * attn_dp < 4) & (cc.memory < 160 * 2**30), p.graph_max_small_tp, p.graph_max)
     outside = (pre_tokens > 0.5) | (graph_units > graph_cap)
-    eager = np.where(outside, (mc.layers + mc.moe_layers) / pp * p.eager_layer_s, 0.0)
+    eager = np.where(outside, (mc.layers * p.eager_layer_s + mc.moe_layers * p.eager_moe_s) / pp, 0.0)
     # 8. activation traffic: norms, residuals, rotary, activation functions and MoE permutes read and write
     # the hidden state a few times per layer and token (act_rw tensors; 4 more per routed copy of a token)
     act_bytes = tokens * layers_s * mc.hidden * ACT_BYTES * (p.act_rw + 4.0 * mc.top_k) / attn_tp

@@ -1,0 +1,67 @@
+"""Engine release families and the kernel-maturity regimes a chip family has under an older release."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stockpile.calibration.fit_inference import _build, _parameters, _prior, _value
+from stockpile.calibration.inference import Prepared, prepare_rows
+from stockpile.perf.calibration import Calibration, engine_key, load_calibration
+
+
+def test_release_families_from_the_version():
+    assert engine_key("vllm", "0.7.3") == "vllm-v0" and engine_key("vllm", "v0.10.1") == "vllm"
+    assert engine_key("vllm", None, v0=True) == "vllm-v0"
+    assert engine_key("sglang", "0.4.2.post4") == "sglang-v0.4" and engine_key("sglang", "v0.3.0") == "sglang-v0.4"
+    assert engine_key("sglang", "v0.5.9") == "sglang" and engine_key("sglang", None) == "sglang"
+    assert engine_key("trtllm", "0.17") == "trtllm"
+
+
+def test_a_release_family_inherits_its_engine_except_where_a_regime_says_otherwise():
+    cal = load_calibration()
+    old, new = cal.params("cdna3", "sglang-v0.4"), cal.params("cdna3", "sglang")
+    assert old.step_s == new.step_s and old.eager_layer_s == new.eager_layer_s
+    assert old.moe_eff < new.moe_eff                     # MoE kernels on ROCm matured between the releases
+    assert cal.params("hopper", "sglang-v0.4").moe_eff == cal.params("hopper", "sglang").moe_eff
+
+
+def _row(model: str, chip: str, engine: str, notes: str) -> dict[str, str]:
+    return {"id": "t-1", "model": model, "accelerator": chip, "num_accelerators": "8", "engine": engine,
+            "weight_dtype": "fp8", "kv_dtype": "", "tp": "8", "pp": "1", "ep": "", "dp": "1", "input_len": "1000",
+            "output_len": "1000", "concurrency": "32", "scenario": "server", "metric": "tpot_ms", "value": "50",
+            "source_url": "u", "notes": notes}
+
+
+def test_the_fit_frees_moe_maturity_only_for_older_releases_with_moe_rows_and_pulls_it_to_what_it_inherits():
+    rows = [_row("deepseek-ai/DeepSeek-R1", "mi300x-192gb", "sglang", "SGLang 0.4.2.post4"),
+            _row("meta-llama/Llama-3.1-70B-Instruct", "mi300x-192gb", "vllm", "vLLM 0.6.3"),
+            _row("deepseek-ai/DeepSeek-R1", "h200-sxm-141gb", "sglang", "SGLang 0.5.9")]
+    preps = [p for p in prepare_rows(rows) if isinstance(p, Prepared)]
+    assert len(preps) == 3
+    spec = _parameters(preps)
+    regimes = [t for t in spec if t[0] == "regimes"]
+    assert regimes == [("regimes", "cdna3/sglang-v0.4", "moe_eff")]      # the dense vLLM 0.6 row adds none
+    assert not any(t[0] == "engines" and t[1] == "sglang-v0.4" for t in spec)
+    start = Calibration(global_={}, families={"cdna3": {"moe_eff": 0.8}}, engines={}, meta={})
+    assert _prior(start, "regimes", "cdna3/sglang-v0.4", "moe_eff") == 0.8
+    assert _value(start, "regimes", "cdna3/sglang-v0.4", "moe_eff") == 0.8
+    built = _build(np.log([0.4]), regimes, start)
+    assert built.regimes == {"cdna3/sglang-v0.4": {"moe_eff": 0.4}}
+    assert built.params("cdna3", "sglang-v0.4").moe_eff == 0.4 and built.params("cdna3", "sglang").moe_eff == 0.8
+
+
+def test_an_moe_layer_adds_its_own_host_launch_time_outside_cuda_graphs():
+    from stockpile.catalog import get_chip, get_model
+    from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
+    cal = load_calibration()
+    p = cal.params("hopper", "sglang")
+    lay = {k: np.asarray(1.0) for k in ("attn_tp", "attn_dp", "pp", "moe_ep", "moe_tp", "dtype_eff")}
+    lay.update(wbytes=np.asarray(1.0), kvbytes=np.asarray(2.0), gemm_peak=np.asarray(1.979e15))
+    moe = ModelConsts.of(get_model("Qwen/Qwen3-30B-A3B"))
+    cc = ChipConsts.of(get_chip("h200-sxm-141gb"))
+    one = dict(dec_seqs=np.asarray(0.0), dec_tokens=np.asarray(0.0), dec_ctx=np.asarray(1.0),
+               pre_tokens=np.asarray(8.0), pre_ctx=np.asarray(4.0))
+    t = float(stage_time(moe, cc, p, **lay, **one))
+    host = moe.layers * p.eager_layer_s + moe.moe_layers * p.eager_moe_s
+    # a tiny prompt: the device finishes long before the host has launched every layer
+    assert t == pytest.approx(host + p.step_s, rel=1e-6)
