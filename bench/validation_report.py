@@ -99,7 +99,8 @@ def search_section() -> list[str]:
     return out + [""]
 
 
-KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one publication out")
+KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one publication out", "## Uncertainty bands",
+        "## Leave one chip family out", "## Search choices")
 
 
 def _sections(path: Path) -> dict[str, str]:
