@@ -44,7 +44,8 @@ FITTED_GLOBALS = ("gemm_m_half", "comm_latency_s", "attn_eff", "comm_eff", "moe_
                   "int8_gemm_eff", "dequant_eff", "burst_tail", "burst_tail_var", "overlap_comm", "reserve_gb", "sync_eff", "gemm_n_half", "act_rw", "a2a_latency_s", "expert_mem_eff",
                   "pd_handoff_s")
 V0_PARAMS = ("step_s", "seq_s", "ttft_s", "admit_s")   # what vLLM's V0 family refits (the rest: its engine's)
-RELEASE_PARAMS = {"vllm-v0": V0_PARAMS}                 # release families not listed refit no engine parameter
+RELEASE_PARAMS = {"vllm-v0": V0_PARAMS,                 # release families not listed refit no engine parameter
+                  "sglang-v0.4": ("ttft_s", "eager_layer_s")}   # its host path (before the 0.5 scheduler rework)
 SIM_FIT_REQUESTS = 300   # requests per simulated run inside a fit (validate runs the measured count)
 PRIOR_WEIGHT = 0.15     # strength of the pull toward defaults, in log units per residual
 F_SCALE = 0.15          # residual scale (log units) where the robust losses stop growing quadratically
