@@ -232,6 +232,14 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
     every = max(int(eng.multi_step), 1)
     blk = 0                                 # decode-step counter K when the current multi-step round began
 
+    def release(done: float) -> None:
+        """A closed-loop client sees its request end `fixed_s` after the engine does (the latency outside the
+        engine that TTFT and E2E carry), then sends its next one."""
+        nonlocal released
+        sent[released] = done + eng.fixed_s
+        arrival[released] = sent[released] + eng.admit_s
+        released += 1
+
     def note_gaps(start: float, t: float, k: int, n_dec: int) -> None:
         """k decode steps of t seconds from `start`: the first token's gap also spans the prompt-only steps
         since the last decode step."""
@@ -337,8 +345,7 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
                 if dec_steps[r] == 0:
                     done_t[r] = now
                     if released < n:                 # closed loop: the client sends its next request
-                        sent[released], arrival[released] = now, now + eng.admit_s
-                        released += 1
+                        release(now)
                     continue
                 run_start[r] = K
                 sum_k0 += K
@@ -363,8 +370,7 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
             sum_isl_dec -= isl[r]
             done_t[r] = now
             if released < n:                         # closed loop: the client sends its next request
-                sent[released], arrival[released] = now, now + eng.admit_s
-                released += 1
+                release(now)
         # KV overflow: preempt the newest decoding request (recompute later)
         while run_start and kv_held + kv_decoding() > eng.kv_tokens * 1.0001 and len(run_start) > 1:
             r = max(run_start, key=run_start.__getitem__)
@@ -392,7 +398,7 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
     backlog = int(np.sum((sent < t_end - slack) & (started > t_end + 1e-12)))
     q_half = int(np.sum((sent < t_half - slack) & (started > t_half + 1e-12)))
     growing = backlog > max(1.5 * q_half, 4.0)
-    duration = float(np.nanmax(done_t) - sent[0]) if ok.any() else 0.0
+    duration = float(np.nanmax(done_t) + eng.fixed_s - sent[0]) if ok.any() else 0.0   # as the clients see it
     tl = _thin(timeline)
     return SimResult(ttft=ttft + eng.fixed_s, tpot=tpot, e2e=e2e + eng.fixed_s, itl_mean=itl_mean,
                      completed=int(ok.sum()), submitted=n, duration=duration,

@@ -159,6 +159,11 @@ def test_closed_loop_sends_each_next_request_when_one_returns() -> None:
     one = EngineSpec(step=lambda pre, dec, ctx: 0.01, kv_tokens=1e6, max_seqs=1, budget=8192)
     sim = closed_loop(one, 2, req)
     assert sim.duration == pytest.approx(0.24) and sim.ttft.max() == pytest.approx(0.05)
+    # a latency outside the engine (HTTP, streaming) is part of every client's round: one client, six requests
+    # of 40 ms in the engine + 5 ms outside each (the run ends when the last client sees its reply)
+    slow = EngineSpec(step=lambda pre, dec, ctx: 0.01, kv_tokens=1e6, max_seqs=8, budget=8192, fixed_s=0.005)
+    sim = closed_loop(slow, 1, req)
+    assert np.allclose(sim.e2e, 0.045) and sim.requests_per_s == pytest.approx(6 / (6 * 0.045))
 
 
 def test_a_chip_without_a_nic_figure_says_how_its_network_is_modelled():
