@@ -226,7 +226,7 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
     nxt = 0                                 # next arrival index
     steps = 0
     timeline: list[tuple[float, int, int, float]] = []
-    gaps: list[float] = []                  # token gaps: (seconds, tokens) of each decode step or run of them
+    gap_s: list[float] = []                 # token gaps: seconds, and tokens (gap_w), of each decode step or run
     gap_w: list[float] = []
     last_dec = math.nan                     # when the last decode step ended
     every = max(int(eng.multi_step), 1)
@@ -244,10 +244,10 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
         """k decode steps of t seconds from `start`: the first token's gap also spans the prompt-only steps
         since the last decode step."""
         first = t + (start - last_dec if math.isfinite(last_dec) else 0.0)
-        gaps.append(first)
+        gap_s.append(first)
         gap_w.append(float(n_dec))
         if k > 1:
-            gaps.append(t)
+            gap_s.append(t)
             gap_w.append(float(n_dec * (k - 1)))
 
     def kv_decoding() -> float:
@@ -403,7 +403,7 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
     return SimResult(ttft=ttft + eng.fixed_s, tpot=tpot, e2e=e2e + eng.fixed_s, itl_mean=itl_mean,
                      completed=int(ok.sum()), submitted=n, duration=duration,
                      output_tokens=int(osl[ok].sum()), backlog=backlog, growing=bool(growing), timeline=tl,
-                     steps=steps, itl_p50=_weighted_median(np.array(gaps), np.array(gap_w)))
+                     steps=steps, itl_p50=_weighted_median(np.array(gap_s), np.array(gap_w)))
 
 
 def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
