@@ -17,6 +17,7 @@ from pathlib import Path
 from stockpile.calibration.fit_inference import default_files, leave_one_source_out
 from stockpile.calibration.validate import validate_file
 from stockpile.catalog import get_model
+from stockpile.perf.calibration import load_calibration
 
 ROOT = Path(str(resources.files("stockpile") / "data" / "measurements"))
 PEER = ROOT / "peers" / "aiconfigurator_0.12_inference_dev.csv"
@@ -160,7 +161,7 @@ def main() -> None:
     lines += search_section()
     if loso:
         t0 = time.perf_counter()
-        res = leave_one_source_out(default_files(), by="publication", max_nfev=30)
+        res = leave_one_source_out(default_files(), by="publication", max_nfev=30, start=load_calibration())
         meds = [v["median_ape"] for v in res.values() if v["median_ape"] is not None]
         mm, worst = statistics.median(meds), max(meds)
         lines += ["## Leave one publication out (issue 13; this calibration)", "",
