@@ -66,3 +66,16 @@ def test_an_moe_layer_adds_its_own_host_launch_time_outside_cuda_graphs():
     host = moe.layers * p.eager_layer_s + moe.moe_layers * p.eager_moe_s
     # a tiny prompt: the device finishes long before the host has launched every layer
     assert t == pytest.approx(host + p.step_s, rel=1e-6)
+
+
+def test_estimate_takes_the_release_family_of_engine_version():
+    from stockpile.catalog import get_chip, get_model
+    from stockpile.perf.inference import estimate
+    from stockpile.perf.layout import Layout
+    model, chip = get_model("deepseek-ai/DeepSeek-R1"), get_chip("mi300x-192gb")
+    lay = Layout(attn_tp=8, attn_dp=1, pp=1, moe_ep=1, moe_tp=8, replicas=1)
+    old = estimate(model, chip, engine="sglang", layout=lay, isl=1000, osl=1000, concurrency=32, engine_version="0.4.2")
+    new = estimate(model, chip, engine="sglang", layout=lay, isl=1000, osl=1000, concurrency=32, engine_version="0.5.9")
+    assert old.tpot_ms > 1.3 * new.tpot_ms          # ROCm MoE kernels before SGLang 0.5 were far slower
+    assert any("sglang-v0.4 release family" in a for a in old.assumptions)
+    assert not any("release family" in a for a in new.assumptions)

@@ -330,7 +330,12 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
                      f"scale-up domains is modelled at {NO_NIC_SCALEUP_SHARE:.3g} of the scale-up link "
                      f"({chip.scaleup_bw * NO_NIC_SCALEUP_SHARE / 1e9:,.0f} GB/s per chip)")
     cal = calibration or load_calibration()
-    p = cal.params(chip.family, engine)
+    from stockpile.perf.calibration import engine_key
+    release = engine_key(engine, engine_version)
+    if release != engine:
+        notes.append(f"{engine} {engine_version}: calibrated as the {release} release family (its own scheduler "
+                     "costs and kernel maturity where the data show them; the rest as the current release)")
+    p = cal.params(chip.family, release)
     cfg = Configs(attn_tp=layout.attn_tp, attn_dp=layout.attn_dp, pp=layout.pp, moe_ep=layout.moe_ep,
                   moe_tp=layout.moe_tp, replicas=layout.replicas, weight_dtype=wdt, kv_dtype=kdt, isl=isl,
                   osl=osl, mode=mode, concurrency=np.nan if concurrency is None else concurrency,
