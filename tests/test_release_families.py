@@ -14,7 +14,8 @@ def test_release_families_from_the_version():
     assert engine_key("vllm", None, v0=True) == "vllm-v0"
     assert engine_key("sglang", "0.4.2.post4") == "sglang-v0.4" and engine_key("sglang", "v0.3.0") == "sglang-v0.4"
     assert engine_key("sglang", "v0.5.9") == "sglang" and engine_key("sglang", None) == "sglang"
-    assert engine_key("trtllm", "0.17") == "trtllm"
+    assert engine_key("trtllm", "v0.17") == "trtllm-v0" and engine_key("trtllm", "1.0.0") == "trtllm"
+    assert engine_key("trtllm", None) == "trtllm"
 
 
 def test_a_release_family_inherits_its_engine_except_where_a_regime_says_otherwise():

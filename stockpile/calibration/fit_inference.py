@@ -45,7 +45,8 @@ FITTED_GLOBALS = ("gemm_m_half", "comm_latency_s", "attn_eff", "comm_eff", "moe_
                   "pd_handoff_s")
 V0_PARAMS = ("step_s", "seq_s", "ttft_s", "admit_s")   # what vLLM's V0 family refits (the rest: its engine's)
 RELEASE_PARAMS = {"vllm-v0": V0_PARAMS,                 # release families not listed refit no engine parameter
-                  "sglang-v0.4": ("ttft_s", "eager_layer_s")}   # its host path (before the 0.5 scheduler rework)
+                  "sglang-v0.4": ("ttft_s", "eager_layer_s"),    # its host path (before the 0.5 scheduler rework)
+                  "trtllm-v0": ("step_s", "seq_s", "ttft_s", "eager_layer_s", "eager_moe_s", "admit_s")}
 SIM_FIT_REQUESTS = 300   # requests per simulated run inside a fit (validate runs the measured count)
 PRIOR_WEIGHT = 0.15     # strength of the pull toward defaults, in log units per residual
 F_SCALE = 0.15          # residual scale (log units) where the robust losses stop growing quadratically

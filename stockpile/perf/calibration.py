@@ -96,6 +96,8 @@ def engine_key(engine: str, version: str | None = None, v0: bool = False) -> str
         return "vllm-v0"
     if engine == "sglang" and rel is not None and rel < (0, 5):
         return "sglang-v0.4"
+    if engine == "trtllm" and rel is not None and rel < (1, 0):
+        return "trtllm-v0"
     return engine
 
 
