@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from stockpile.catalog.chips import BYTES, Chip
 from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError, UnknownNameError
-from stockpile.perf.calibration import Calibration, Params, engine_defaults, load_calibration
+from stockpile.perf.calibration import Calibration, Params, engine_defaults, engine_key, load_calibration
 from stockpile.perf.layout import Layout
 from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN, serve, serve_disagg
@@ -330,7 +330,6 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
                      f"scale-up domains is modelled at {NO_NIC_SCALEUP_SHARE:.3g} of the scale-up link "
                      f"({chip.scaleup_bw * NO_NIC_SCALEUP_SHARE / 1e9:,.0f} GB/s per chip)")
     cal = calibration or load_calibration()
-    from stockpile.perf.calibration import engine_key
     release = engine_key(engine, engine_version)
     if release != engine:
         notes.append(f"{engine} {engine_version}: calibrated as the {release} release family (its own scheduler "
@@ -431,7 +430,6 @@ def _bands(engine: str, engine_version: str | None, chip: Chip, r: dict[str, Any
            gpus: int) -> dict[str, Any]:
     """The validated p10-p90 band of each headline metric (calibration/bands.py), and a sentence for TPOT."""
     from stockpile.calibration.bands import band, describe, load_kind
-    from stockpile.perf.calibration import engine_key
     key = engine_key(engine, engine_version)
     load = load_kind(concurrency, request_rate, num_requests)
     values = {"ttft_ms": float(r["ttft_s"]) * 1e3, "tpot_ms": float(r["tpot_s"]) * 1e3,
