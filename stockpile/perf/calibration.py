@@ -7,6 +7,7 @@ efficiency curve, attention efficiency, communication, MoE imbalance, low-precis
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, fields
@@ -82,15 +83,15 @@ def engine_graph_limits(engine: str) -> dict[str, float]:
 
 def _release(version: str | None) -> tuple[int, int] | None:
     """(major, minor) of a version string such as 'v0.5.3.post1', or None."""
-    import re
     m = re.match(r"v?(\d+)\.(\d+)", version.strip()) if version else None
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def engine_key(engine: str, version: str | None = None, v0: bool = False) -> str:
     """The calibration key of an engine release family. vLLM before 0.8 (or run with its V0 engine) has its
-    own scheduler and per-sequence costs ("vllm-v0"); SGLang before 0.5 ("sglang-v0.4") differs only where a
-    regime says so (its kernels on a young software stack: `regimes`). An unstated version is the current one."""
+    own scheduler and per-sequence costs ("vllm-v0"); SGLang before 0.5 ("sglang-v0.4") and TensorRT-LLM before
+    1.0 ("trtllm-v0") have their own host constants, and a chip family's young kernels under an older release
+    are a regime of their own (`regimes`). An unstated version is the current release."""
     rel = _release(version)
     if engine == "vllm" and (v0 or (rel is not None and rel < (0, 8))):
         return "vllm-v0"

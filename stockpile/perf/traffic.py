@@ -9,25 +9,20 @@ mixes like vLLM V1.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from stockpile.perf.calibration import Params
+from stockpile.perf.calibration import Params, engine_key
 from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
 from stockpile.perf.simulate import EngineSpec, Requests, SimResult, StepTable, simulate
 
 
 def engine_policy(engine: str, version: str | None = None) -> str:
     """The scheduler policy of an engine release (see the module docstring)."""
-    if engine == "sglang":
+    if engine == "sglang" or engine_key(engine, version) == "vllm-v0":
         return "prefill_first"
-    if engine == "vllm" and version:
-        m = re.match(r"v?(\d+)\.(\d+)", version.strip())
-        if m and (int(m.group(1)), int(m.group(2))) < (0, 8):
-            return "prefill_first"
     return "mixed"
 
 
@@ -137,7 +132,7 @@ def simulate_estimate(model: Any, chip: Any, engine: str, cfg: Any, *, requests:
                       engine_version: str | None = None, calibration: Any = None, seed: int = 0) -> SimResult:
     """One configuration under a request rate (cfg.rate, cfg.num_requests, per system) or a trace (`requests`,
     for one instance): the simulated run. With replicas, each instance gets rate / replicas."""
-    from stockpile.perf.calibration import engine_key, load_calibration
+    from stockpile.perf.calibration import load_calibration
     from stockpile.perf.simulate import poisson_arrivals
     cal = calibration or load_calibration()
     p = cal.params(chip.family, engine_key(engine, engine_version))
