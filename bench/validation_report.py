@@ -101,7 +101,7 @@ def search_section() -> list[str]:
 
 
 KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one publication out", "## Uncertainty bands",
-        "## Leave one chip family out", "## Search choices")
+        "## Leave one chip family out", "## Search choices", "## New engine releases")
 
 
 def _sections(path: Path) -> dict[str, str]:

@@ -10,7 +10,9 @@ from stockpile.perf.calibration import Calibration, engine_key, load_calibration
 
 
 def test_release_families_from_the_version():
-    assert engine_key("vllm", "0.7.3") == "vllm-v0" and engine_key("vllm", "v0.10.1") == "vllm"
+    assert engine_key("vllm", "0.7.3") == "vllm-v0" and engine_key("vllm", "v0.10.1") == "vllm-v0.11"
+    assert engine_key("vllm", "0.11.0") == "vllm-v0.11" and engine_key("vllm", "0.12.0") == "vllm"
+    assert engine_key("vllm", "v0.19.1") == "vllm" and engine_key("vllm", None) == "vllm"
     assert engine_key("vllm", None, v0=True) == "vllm-v0"
     assert engine_key("sglang", "0.4.2.post4") == "sglang-v0.4" and engine_key("sglang", "v0.3.0") == "sglang-v0.4"
     assert engine_key("sglang", "v0.5.9") == "sglang" and engine_key("sglang", None) == "sglang"
@@ -24,6 +26,15 @@ def test_a_release_family_inherits_its_engine_except_where_a_regime_says_otherwi
     assert old.step_s == new.step_s and old.seq_s == new.seq_s and old.eager_moe_s == new.eager_moe_s
     assert old.moe_eff < new.moe_eff                     # MoE kernels on ROCm matured between the releases
     assert cal.params("hopper", "sglang-v0.4").moe_eff == cal.params("hopper", "sglang").moe_eff
+
+
+def test_vllm_before_0_12_keeps_its_own_per_sequence_cost():
+    """GPUStack's vLLM 0.11 bursts of 1,000 prompts want a large per-sequence host cost; vLLM 0.12-0.19 closed
+    loops (aiconfigurator's silicon data) a small one. The family keys keep both, and the rest is shared."""
+    cal = load_calibration()
+    old, new = cal.params("hopper", "vllm-v0.11"), cal.params("hopper", "vllm")
+    assert old.seq_s > 5 * new.seq_s
+    assert old.kernel_eff == new.kernel_eff and old.eager_layer_s == new.eager_layer_s
 
 
 def _row(model: str, chip: str, engine: str, notes: str) -> dict[str, str]:

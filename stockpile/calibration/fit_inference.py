@@ -45,6 +45,7 @@ FITTED_GLOBALS = ("gemm_m_half", "comm_latency_s", "attn_eff", "comm_eff", "moe_
                   "pd_handoff_s")
 V0_PARAMS = ("step_s", "seq_s", "ttft_s", "admit_s")   # what vLLM's V0 family refits (the rest: its engine's)
 RELEASE_PARAMS = {"vllm-v0": V0_PARAMS,                 # release families not listed refit no engine parameter
+                  "vllm-v0.11": V0_PARAMS,              # V1 before 0.12: its host costs under 1,000-prompt bursts
                   "sglang-v0.4": ("ttft_s", "eager_layer_s"),    # its host path (before the 0.5 scheduler rework)
                   "trtllm-v0": ("step_s", "seq_s", "ttft_s", "eager_layer_s", "eager_moe_s", "admit_s")}
 SIM_FIT_REQUESTS = 300   # requests per simulated run inside a fit (validate runs the measured count)
@@ -57,7 +58,8 @@ MAX_RESTARTS = 4        # least-squares runs per loss stage, each from the last 
 def default_files() -> list[Path]:
     root = resources.files("stockpile") / "data" / "measurements"
     return [Path(str(root / n)) for n in ("inference_measurements.csv", "inferencex_sample.csv",
-                                          "inference_request_rate.csv", "inference_added.csv")
+                                          "inference_request_rate.csv", "inference_added.csv",
+                                          "aic_silicon_sample.csv")
             if (root / n).is_file()]
 
 

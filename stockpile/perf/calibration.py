@@ -89,12 +89,15 @@ def _release(version: str | None) -> tuple[int, int] | None:
 
 def engine_key(engine: str, version: str | None = None, v0: bool = False) -> str:
     """The calibration key of an engine release family. vLLM before 0.8 (or run with its V0 engine) has its
-    own scheduler and per-sequence costs ("vllm-v0"); SGLang before 0.5 ("sglang-v0.4") and TensorRT-LLM before
+    own scheduler and per-sequence costs ("vllm-v0"), and its V1 releases before 0.12 their own host costs
+    ("vllm-v0.11"); SGLang before 0.5 ("sglang-v0.4") and TensorRT-LLM before
     1.0 ("trtllm-v0") have their own host constants, and a chip family's young kernels under an older release
     are a regime of their own (`regimes`). An unstated version is the current release."""
     rel = _release(version)
     if engine == "vllm" and (v0 or (rel is not None and rel < (0, 8))):
         return "vllm-v0"
+    if engine == "vllm" and rel is not None and rel < (0, 12):
+        return "vllm-v0.11"
     if engine == "sglang" and rel is not None and rel < (0, 5):
         return "sglang-v0.4"
     if engine == "trtllm" and rel is not None and rel < (1, 0):

