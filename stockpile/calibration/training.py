@@ -168,6 +168,9 @@ def row_model(row: dict[str, str], notes_used: list[str]) -> ModelSpec:
 
 
 # ---------------------------------------------------------------- row -> case
+PER_DEVICE_RATES = ("tokens_per_s_per_gpu", "tflops_per_gpu", "mfu", "hfu")
+
+
 def make_case(row: dict[str, str]) -> Case:
     """One CSV row -> Case. Raises InputError (invalid) or StockpileError (unsupported) with the reason."""
     metric, value = metric_and_value(row, METRICS, _num)
@@ -239,6 +242,11 @@ def make_case(row: dict[str, str]) -> Case:
         used.append(f"global batch {local} sequences per data-parallel rank (local bs)")
     elif batch is None and micro_num and mb and "dp" in fixed:
         batch = float(micro_num * mb * fixed["dp"] * seq)
+    if gpus_val is None and model.is_moe and metric in PER_DEVICE_RATES and not fixed.keys() & {"tp", "pp", "dp", "ep"}:
+        # an expert-parallel run's rate per device moves several-fold with its EP group and device count; a dense
+        # model's does not, so only MoE rows need them stated
+        raise StockpileError("an MoE run's per-device rate depends on its expert-parallel layout and device count, "
+                             "and the source states neither (num_accelerators, tp/pp/ep)")
     if gpus_val is None:
         gpus, why = _default_gpus(model, chip, src, metric, fixed, mp, seq, precision, fw, tokens)
         used.append(f"{gpus} GPUs: {why}")

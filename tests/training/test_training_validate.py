@@ -47,3 +47,19 @@ def test_bad_rows_are_invalid_or_unsupported_not_exceptions(shipped_rows):
     assert [r["status"] for r in recs[:2]] == ["invalid", "invalid"]
     assert all(r["status"] != "ok" and r["reason"] for r in recs[:4])
     assert recs[4]["status"] in ("unsupported", "invalid")
+
+
+def test_an_moe_rate_without_device_count_or_layout_is_refused_and_says_what_is_missing(shipped_rows):
+    """MindFormers' Qwen2-57B-A14B and DeepSeek-V2 fine-tunes give tokens/s per NPU with neither the NPU count nor the
+    parallel layout: an expert-parallel rate moves several-fold with both, so the row is the data's fault. The same
+    row with a count is predicted, and a dense row without one still is."""
+    moe = [r for r in shipped_rows if r["model"] == "Qwen/Qwen2-57B-A14B" and not r["num_accelerators"]]
+    assert moe
+    rec = predict_training_rows(moe[:1])[0]
+    assert rec["status"] == "unsupported" and "num_accelerators" in rec["reason"] and "expert" in rec["reason"]
+    stated = predict_training_rows([dict(moe[0], num_accelerators="64")])[0]
+    assert stated["status"] == "ok"
+    dense = [r for r in shipped_rows if not r["num_accelerators"] and not r["experts"] and "mindformers" in
+             r["source_url"] and r["metric"] == "tokens_per_s_per_gpu" and "57B" not in r["model"]
+             and "DeepSeek" not in r["model"]]
+    assert dense and predict_training_rows(dense[:1])[0]["status"] == "ok"
