@@ -171,6 +171,8 @@ def estimate(
                                                  help="Engine release, e.g. 0.6.3 (vLLM < 0.8: V0 scheduler)."),
     spec_draft: int = typer.Option(0, "--spec-draft", help="Speculative draft tokens (MTP/EAGLE)."),
     spec_accept: Optional[float] = typer.Option(None, "--spec-accept", help="Mean accepted tokens per step."),
+    spec_verify: int = typer.Option(0, "--spec-verify", help="Tokens verified per step with a draft tree (SGLang "
+                                                             "--speculative-num-draft-tokens; default drafts + 1)."),
     prefix_hit: float = typer.Option(0.0, "--prefix-hit", help="Fraction of prompt tokens served from cache."),
     allow_long_context: bool = typer.Option(False, "--allow-long-context",
                                             help="Model input + output beyond the model's context window."),
@@ -198,8 +200,8 @@ def estimate(
         model=model, chip=chip, gpus=gpus, tp=tp, pp=pp, ep=ep, dp=dp, attention_dp=attention_dp,
         weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine, engine_version=engine_version,
         isl=_length(isl, "isl"), osl=_length(osl, "osl"), concurrency=concurrency, request_rate=request_rate,
-        num_requests=num_requests, spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit,
-        allow_long_context=allow_long_context, cost_basis=cost_basis)
+        num_requests=num_requests, spec_draft=spec_draft, spec_accept=spec_accept, spec_verify=spec_verify,
+        prefix_hit=prefix_hit, allow_long_context=allow_long_context, cost_basis=cost_basis)
     e = run_estimate(req, requests=reqs)
     if json_out:
         emit_json(e.model_dump())

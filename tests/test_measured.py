@@ -162,3 +162,37 @@ def test_engine_flags_written_as_table_columns_or_with_equals_are_read_too():
     assert inference_case({**base, "notes": "statistic: median ITL"}).statistic == "median_itl"
     assert inference_case({**base, "notes": "statistic: median TPOT"}).statistic == "median"
     assert inference_case({**base, "notes": ""}).statistic == "mean"
+
+
+def test_an_eagle_draft_tree_verifies_its_draft_tokens_and_costs_more_at_a_large_batch():
+    """SGLang's `--speculative-num-steps 4 --speculative-eagle-topk 4 --speculative-num-draft-tokens 16` drafts a tree
+    and verifies 16 tokens per sequence and step, not the chain's 5: at a large batch (compute-bound verification)
+    the step is slower, at batch 1 (weight-bound) it is about the same."""
+    from stockpile.calibration.rows import draft_tree
+    from stockpile.catalog.chips import get_chip
+    from stockpile.catalog.models import get_model
+    from stockpile.perf.inference import Layout, estimate
+    tree = "--speculative-num-steps 4 --speculative-eagle-topk 4 --speculative-num-draft-tokens 16"
+    assert draft_tree(tree, 4) == 16
+    assert draft_tree("--speculative-num-steps 3 --speculative-eagle-topk 1 --speculative-num-draft-tokens 4", 3) == 0
+    assert draft_tree("--speculative-num-steps 4", 4) == 0
+    row = dict(id="t", model="Qwen/Qwen3-8B", accelerator="h100-sxm-80gb", num_accelerators="1", engine="sglang",
+               weight_dtype="bf16", kv_dtype="", tp="1", pp="1", ep="", dp="", input_len="1000", output_len="1000",
+               concurrency="64", scenario="server", metric="tpot_ms", value="10", source_url="u",
+               notes="EAGLE3 " + tree + ", accept length 3.2")
+    case = inference_case(row)
+    assert (case.spec_draft, case.spec_verify, case.spec_accept) == (4, 16, 3.2)
+    assert any("draft tree" in u for u in case.notes_used)
+    m, c = get_model("Qwen/Qwen3-8B"), get_chip("h100-sxm-80gb")
+    kw = dict(layout=Layout(attn_tp=1), engine="sglang", isl=1000, osl=1000, spec_draft=4, spec_accept=3.2)
+    big = [estimate(m, c, concurrency=256, spec_verify=v, **kw).tpot_ms for v in (0, 16)]
+    one = [estimate(m, c, concurrency=1, spec_verify=v, **kw).tpot_ms for v in (0, 16)]
+    assert big[1] > 1.3 * big[0]
+    assert one[1] < 1.15 * one[0]
+
+
+def test_a_draft_tree_smaller_than_its_chain_is_refused_naming_the_field():
+    from stockpile.perf.request import EstimateRequest
+    with pytest.raises(InputError) as e:
+        EstimateRequest.of(model="Qwen/Qwen3-8B", chip="h100-sxm-80gb", isl=100, osl=100, spec_draft=4, spec_verify=3)
+    assert "spec_verify" in str(e.value) and "5" in str(e.value)

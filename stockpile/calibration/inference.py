@@ -187,6 +187,7 @@ class Batch:
                         poisson=col(lambda pr: 1.0 if pr.case.poisson else 0.0),
                         spec_draft=col(lambda pr: pr.case.spec_draft),
                         spec_accept=col(lambda pr: pr.case.spec_accept),
+                        spec_verify=col(lambda pr: pr.case.spec_verify),
                         spread=col(lambda pr: np.inf if pr.case.decode_only else pr.case.length_spread)),
             sync=col(lambda pr: 1.0 if pr.case.fixed_lengths and not pr.case.decode_only else 0.0),
             hybrid=col(lambda pr: hybrid_kv(pr.engine)),
@@ -253,7 +254,8 @@ def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: i
         dtype_eff=float(dtype_efficiency(pj, np.array(kind))), weights_gpu=float(out["weights_bytes"][j]),
         kv_token_gpu=float(out["kv_bytes_per_token"][j]), max_seqs=float(a["limits"][0][j]),
         chunk=float(c.budget or a["limits"][1][j]), mem_util=float(a["limits"][2][j]),
-        spec_draft=float(c.spec_draft), spec_accept=float(c.spec_accept), multi_step=c.multi_step)
+        spec_draft=float(c.spec_draft), spec_accept=float(c.spec_accept), spec_verify=float(c.spec_verify),
+        multi_step=c.multi_step)
     replicas = max(lay.replicas, 1)
     policy = traffic.engine_policy(pr.engine, c.engine_version)
     if c.chunked_prefill is False:

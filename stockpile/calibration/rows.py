@@ -84,6 +84,7 @@ class InferenceCase:
     poisson: bool = True
     spec_draft: int = 0
     spec_accept: float = 1.0
+    spec_verify: int = 0               # a draft tree's tokens verified per step (0: a chain of spec_draft)
     spec_assumed: bool = False         # draft count not stated: the layout decides (see validate.prepare)
     fixed_lengths: bool = True
     length_spread: float = math.inf    # (max - min) / mean of request lengths where known (0 when fixed)
@@ -136,6 +137,9 @@ _STEPS = re.compile(r"(?:nextn\s*)?(\d+)\s*steps?(?:\s*/\s*(\d+)\s*draft)?", re.
 _NEXTN_LAYERS = re.compile(r"(\d+)\s*nextn layers", re.I)
 # SGLang --speculative-num-steps N (EAGLE/MTP depth); vLLM --speculative-config {"num_speculative_tokens": N}
 _SPEC_FLAG = re.compile(r"--speculative-num-steps[ =](\d+)|num_speculative_tokens\W{0,4}(\d+)", re.I)
+# an EAGLE draft tree: --speculative-eagle-topk K > 1 with --speculative-num-draft-tokens D verifies D tokens per step
+_TOPK_FLAG = re.compile(r"--speculative-eagle-topk[ =](\d+)", re.I)
+_TREE_FLAG = re.compile(r"--speculative-num-draft-tokens[ =](\d+)", re.I)
 _ACCEPT = re.compile(r"accept(?:ance)? length\s*(?:of\s*)?(?:~\s*)?([\d.]+)", re.I)
 _PROMPTS = re.compile(r"(\d[\d,]*)\s*(?:successful\s+)?(?:prompts|requests)\b", re.I)
 _OVER = re.compile(r"over (\d[\d,]*) successful requests", re.I)
@@ -172,6 +176,15 @@ _NODE_POOL = re.compile(r"(?:(\d+) (prefill|decode) nodes?\s*\(([^)]*)\)|(prefil
                         re.I)
 _DEGREE = re.compile(r"\b(tp|pp|ep|dp)\s*(\d+)", re.I)
 _CARDS_POOL = re.compile(r"(prefill|decode)[^;,]*?(?:(\d+)\s*(?:instances\s*)?x\s*)?(\d+) cards\s*\(?tp(\d+) dp(\d+)", re.I)
+
+
+def draft_tree(notes: str, draft: int) -> int:
+    """Tokens verified per step when the notes launch a draft tree (top-k > 1, more draft tokens than the chain's
+    draft + 1); 0 for a chain."""
+    k, d = _TOPK_FLAG.search(notes), _TREE_FLAG.search(notes)
+    if draft and k and d and int(k.group(1)) > 1 and int(d.group(1)) > draft + 1:
+        return int(d.group(1))
+    return 0
 
 
 def parse_spec(notes: str, engine: str) -> tuple[int, float, list[str]]:
@@ -437,11 +450,14 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         isl=float(_num(row, "input_len", required=True) or 0), osl=float(_num(row, "output_len", required=True) or 0),
         concurrency=conc, request_rate=rate, scenario=(row.get("scenario") or "").strip().lower(),
         num_requests=num_req, poisson=not re.search(r"constant[- ]rate|fixed rate", notes, re.I),
-        spec_draft=draft, spec_accept=accept, notes_used=used,
+        spec_draft=draft, spec_accept=accept, spec_verify=draft_tree(notes, draft), notes_used=used,
         spec_assumed=draft > 0 and any("count not stated" in u for u in used),
         fixed_lengths=not re.search(r"sharegpt|variance|\+/-|varied|random around|nominal isl", notes, re.I))
     if case.isl <= 0 or case.osl <= 0:
         raise InputError("input_len", "input_len and output_len must be positive")
+    if case.spec_verify:
+        case.notes_used.append(f"EAGLE draft tree: {case.spec_verify} tokens verified per step "
+                               f"({case.spec_draft} draft steps)")
     inferencex = bool(_INFERENCEX_HARNESS.search(notes))
     if case.num_requests is None and case.concurrency and inferencex:
         case.num_requests = INFERENCEX_PROMPTS_PER_CONCURRENCY * case.concurrency

@@ -138,6 +138,7 @@ class Configs:
     poisson: Any = 1.0
     spec_draft: Any = 0
     spec_accept: Any = 1.0
+    spec_verify: Any = 0            # tokens verified per step with a draft tree (0: a chain, 1 + spec_draft)
     prefix_hit: Any = 0.0
     max_seqs: Any = None
     chunk: Any = None
@@ -200,7 +201,7 @@ def evaluate_core(mc: ModelConsts, cc: ChipConsts, p: Params, cfg: Configs, *, g
                 mode=cfg.mode, concurrency=cfg.concurrency, rate=cfg.rate, num_requests=cfg.num_requests,
                 poisson=cfg.poisson, spec_draft=cfg.spec_draft, spec_accept=cfg.spec_accept,
                 prefix_hit=cfg.prefix_hit, max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=cfg.sync,
-                spread=cfg.spread)
+                spread=cfg.spread, spec_verify=cfg.spec_verify)
     out["weights_bytes"] = np.broadcast_to(weights, out["ttft_s"].shape)
     out["kv_bytes_per_token"] = np.broadcast_to(kv_tok, out["ttft_s"].shape)
     return out
@@ -284,7 +285,7 @@ class InferenceEstimate(BaseModel):
 def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vllm", weight_dtype: str | None = None,
              kv_dtype: str | None = None, isl: float, osl: float, concurrency: float | None = None,
              request_rate: float | None = None, num_requests: float | None = None, poisson: bool = True,
-             spec_draft: int = 0, spec_accept: float = 1.0, prefix_hit: float = 0.0,
+             spec_draft: int = 0, spec_accept: float = 1.0, prefix_hit: float = 0.0, spec_verify: int = 0,
              calibration: Calibration | None = None, assumptions: list[str] | None = None,
              trace: Any = None, engine_version: str | None = None, cost_basis: str = "auto") -> InferenceEstimate:
     """Estimate one configuration. Offline max-throughput when neither concurrency nor rate is given. Under a
@@ -340,7 +341,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
                   osl=osl, mode=mode, concurrency=np.nan if concurrency is None else concurrency,
                   rate=np.nan if request_rate is None else request_rate,
                   num_requests=np.nan if num_requests is None else num_requests, poisson=1.0 if poisson else 0.0,
-                  spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit)
+                  spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit, spec_verify=spec_verify)
     r = {k: np.asarray(v).reshape(-1)[0] for k, v in evaluate(model, chip, engine, cfg, cal, p).items()}
     gpus = layout.gpus
     d = engine_defaults()[engine]
@@ -515,7 +516,7 @@ def _limit_text(r: dict[str, Any], layout: Layout, concurrency: float | None, pa
 def disagg_core(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict[str, Any], dec: dict[str, Any],
                 pre_workers, dec_workers, weight_dtype, kv_dtype, gemm_peak, kind, isl, osl, concurrency, rate,
                 num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-                mem_util, sync=1.0, hybrid=0.0, spread=np.inf,
+                mem_util, sync=1.0, hybrid=0.0, spread=np.inf, spec_verify=0.0,
                 pre_chip: tuple[ChipConsts, Params, Any, Any] | None = None) -> dict[str, np.ndarray]:
     """Disaggregated serving; `pre_chip` = (chip constants, parameters, GEMM peak, compute-path kind) puts the
     prefill pool on another chip."""
@@ -534,7 +535,7 @@ def disagg_core(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict[str, An
                        concurrency=concurrency, rate=rate, num_requests=num_requests, poisson=poisson,
                        spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit,
                        max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=sync, spread=spread,
-                       pre_chip=None if pre_chip is None else (pre_chip[0], pre_chip[1], pre_chip[2],
+                       spec_verify=spec_verify, pre_chip=None if pre_chip is None else (pre_chip[0], pre_chip[1], pre_chip[2],
                                                                dtype_efficiency(pre_chip[1], pre_chip[3])),
                        pre_weights_gpu=weight_bytes_array(mc, pre_f["attn_tp"], pre_f["pp"], pre_f["moe_ep"],
                                                           pre_f["moe_tp"], wbytes))

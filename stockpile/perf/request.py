@@ -60,6 +60,7 @@ class EstimateRequest(BaseModel):
     num_requests: int | None = Field(default=None, ge=1, le=MAX_SIM_REQUESTS)
     spec_draft: int = Field(default=0, ge=0, le=16)
     spec_accept: float | None = Field(default=None, ge=1)
+    spec_verify: int = Field(default=0, ge=0, le=64)   # a draft tree's tokens verified per step (0: a chain)
     prefix_hit: float = Field(default=0.0, ge=0, lt=1)
     allow_long_context: bool = False   # input + output beyond the model's context window (said so)
     cost_basis: Literal["auto", "rental", "tco"] = "auto"   # what a GPU-hour costs (catalog/prices.py)
@@ -76,6 +77,9 @@ class EstimateRequest(BaseModel):
             raise ValueError(f"{'isl' if self.isl is None else 'osl'}: give isl and osl (or a trace)")
         if self.concurrency is not None and self.request_rate is not None:
             raise ValueError("request_rate: give either concurrency or request_rate, not both")
+        if self.spec_verify and (self.spec_draft == 0 or self.spec_verify < self.spec_draft + 1):
+            raise ValueError(f"spec_verify: a draft tree verifies at least spec_draft + 1 = {self.spec_draft + 1} "
+                             f"tokens per step and needs draft tokens (spec_draft >= 1), got {self.spec_verify}")
         if self.spec_accept is not None:
             if self.spec_draft == 0 and self.spec_accept != 1:
                 raise ValueError("spec_accept: an accept length needs draft tokens (spec_draft >= 1)")
@@ -168,6 +172,7 @@ def run_estimate(req: EstimateRequest, *, requests: Any = None) -> Any:
     return estimate(m, c, layout=lay, engine=req.engine, weight_dtype=req.weight_dtype or implied_weight_dtype(req.model),
                     kv_dtype=req.kv_dtype, isl=isl, osl=osl, concurrency=req.concurrency,
                     request_rate=req.request_rate, spec_draft=req.spec_draft, spec_accept=accept,
+                    spec_verify=req.spec_verify,
                     prefix_hit=req.prefix_hit, assumptions=notes, trace=requests, engine_version=req.engine_version,
                     num_requests=None if req.num_requests is None else float(req.num_requests),
                     cost_basis=req.cost_basis)

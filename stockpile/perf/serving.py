@@ -26,6 +26,12 @@ from stockpile.perf.operators import ChipConsts, ModelConsts, smooth_max, stage_
 MODE_CLOSED, MODE_OFFLINE, MODE_OPEN = 0, 1, 2
 
 
+def verify_width(spec_draft, spec_verify):
+    """Tokens each sequence runs through the target model per decode step: 1 + drafts for a chain, the tree's
+    size where the engine drafts a tree (EAGLE top-k > 1 verifies --speculative-num-draft-tokens at once)."""
+    return np.where(np.asarray(spec_verify) > 0, spec_verify, 1.0 + np.asarray(spec_draft))
+
+
 def _lockstep_share(spread, decode_s, work_s):
     """Share of a wave's prefill queue left when its arrivals spread over `spread` x the decode time: lengths
     drawn from a known range dissolve the queue only where that window outlasts the wave's prefill work."""
@@ -35,18 +41,20 @@ def _lockstep_share(spread, decode_s, work_s):
 def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas,
           wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency,
           rate, num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-          mem_util, sync=1.0, spread=np.inf) -> dict[str, np.ndarray]:
+          mem_util, sync=1.0, spread=np.inf, spec_verify=0.0) -> dict[str, np.ndarray]:
     """Evaluate every configuration (numpy arrays broadcast together); returns arrays per metric.
 
     Lengths are tokens; rates per second; `concurrency`, `rate` are per system (all replicas);
-    `num_requests` is NaN when the run length is unknown."""
+    `num_requests` is NaN when the run length is unknown. `spec_verify`: tokens each sequence verifies per step
+    with a draft tree (SGLang's --speculative-num-draft-tokens); 0 for a chain, which verifies 1 + spec_draft."""
     arr = np.broadcast_arrays(attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak,
                               dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency, rate,
                               num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-                              mem_util, sync, spread)
+                              mem_util, sync, spread, spec_verify)
     (attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu,
      kv_token_gpu, isl, osl, mode, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
-     prefix_hit, max_seqs, chunk, mem_util, sync, spread) = [np.asarray(a, dtype=float) for a in arr]
+     prefix_hit, max_seqs, chunk, mem_util, sync, spread, spec_verify) = [np.asarray(a, dtype=float) for a in arr]
+    width = verify_width(spec_draft, spec_verify)
     sync_in = sync                                 # 1: fixed request lengths, 0: varied (e.g. ShareGPT)
     sync = sync * (mode == MODE_CLOSED)            # lockstep only where finished requests are replaced at once
     lay = dict(attn_tp=attn_tp, attn_dp=attn_dp, pp=pp, moe_ep=moe_ep, moe_tp=moe_tp, wbytes=wbytes,
@@ -79,7 +87,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         a fraction f of iterations carries a chunk, the others decode only. (Spreading prompt tokens evenly
         over every iteration would wrongly make each MoE decode step touch most experts.)"""
         b_mb = b / ranks
-        dec_tok = b_mb * (1 + spec_draft)
+        dec_tok = b_mb * width
         demand = b * new_isl / steps / ranks       # prompt tokens to prefill per iteration per rank
         st_dec = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=dec_tok, dec_ctx=dec_ctx,
                             pre_tokens=0.0 * b_mb, pre_ctx=pre_ctx)
@@ -107,7 +115,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     def iteration_decode(b: np.ndarray) -> np.ndarray:
         """A decode-only iteration at batch b (no prompt chunk), with the draft cost."""
         b_mb = b / ranks
-        st = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=b_mb * (1 + spec_draft), dec_ctx=dec_ctx,
+        st = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=b_mb * width, dec_ctx=dec_ctx,
                         pre_tokens=0.0 * b_mb, pre_ctx=pre_ctx)
         t = pp * st
         return t + spec_draft * (t / mc.layers + 0.25 * p.step_s)
@@ -215,7 +223,7 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
                  pre_gpus_worker, isl, osl, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
                  prefix_hit, max_seqs, chunk, mem_util, sync=1.0, spread=np.inf,
                  pre_chip: tuple[ChipConsts, Params, Any, Any] | None = None,
-                 pre_weights_gpu: Any = None) -> dict[str, np.ndarray]:
+                 pre_weights_gpu: Any = None, spec_verify=0.0) -> dict[str, np.ndarray]:
     """Prefill/decode disaggregation: `pre_workers` prefill instances feed `dec_workers` decode instances.
 
     Decode iterations carry no prompt tokens; a request's TTFT is its prefill, the KV-cache transfer over
@@ -241,7 +249,8 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
 
     def t_dec(b):
         b_mb = b / ranks
-        st = stage_time(mc, cc, p, **dec, **dtypes, dec_seqs=b_mb, dec_tokens=b_mb * (1 + f(spec_draft)),
+        st = stage_time(mc, cc, p, **dec, **dtypes, dec_seqs=b_mb, dec_tokens=b_mb * verify_width(f(spec_draft),
+                                                                                                 f(spec_verify)),
                         dec_ctx=dec_ctx, pre_tokens=0.0 * b_mb, pre_ctx=pre_ctx)
         t = f(dec["pp"]) * st
         return t + f(spec_draft) * (t / mc.layers + 0.25 * p.step_s)

@@ -16,6 +16,7 @@ import numpy as np
 
 from stockpile.perf.calibration import Params, engine_key
 from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
+from stockpile.perf.serving import verify_width
 from stockpile.perf.simulate import EngineSpec, Requests, SimResult, StepTable, simulate
 
 
@@ -46,6 +47,7 @@ class Config:
     mem_util: float
     spec_draft: float = 0.0
     spec_accept: float = 1.0
+    spec_verify: float = 0.0          # tokens verified per step with a draft tree (0: a chain)
     multi_step: int = 1
 
 
@@ -69,10 +71,11 @@ def engine_spec(mc: ModelConsts, cc: ChipConsts, p: Params, c: Config, *, isl: f
     new_isl = max(isl * (1.0 - prefix_hit), 1.0)
     pre_ctx = isl * prefix_hit + new_isl / 2.0
     draft = c.spec_draft
+    width = float(verify_width(draft, c.spec_verify))
 
     def fn(pre: np.ndarray, dec: np.ndarray, ctx: np.ndarray) -> np.ndarray:
         d = dec / ranks
-        st = stage_time(mc, cc, p, **lay, dec_seqs=d, dec_tokens=d * (1 + draft), dec_ctx=np.maximum(ctx, 1.0),
+        st = stage_time(mc, cc, p, **lay, dec_seqs=d, dec_tokens=d * width, dec_ctx=np.maximum(ctx, 1.0),
                         pre_tokens=pre / ranks, pre_ctx=np.full_like(pre, pre_ctx))
         t = c.pp * st
         return t + draft * (t / mc.layers + 0.25 * p.step_s) * (dec > 0)
@@ -125,7 +128,8 @@ def config_of(model: Any, chip: Any, engine: str, cfg: Any, p: Params) -> Config
                   weights_gpu=float(weight_bytes_array(mc, tp, pp, ep, etp, wb)),
                   kv_token_gpu=float(kv_bytes_per_token_gpu(mc, tp, pp, kb, float(cfg.isl) + float(cfg.osl), hyb)),
                   max_seqs=float(max_seqs), chunk=float(chunk), mem_util=float(mem_util),
-                  spec_draft=float(cfg.spec_draft), spec_accept=float(cfg.spec_accept))
+                  spec_draft=float(cfg.spec_draft), spec_accept=float(cfg.spec_accept),
+                  spec_verify=float(getattr(cfg, "spec_verify", 0.0)))
 
 
 def simulate_estimate(model: Any, chip: Any, engine: str, cfg: Any, *, requests: Requests | None = None,
