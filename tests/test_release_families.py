@@ -91,3 +91,30 @@ def test_estimate_takes_the_release_family_of_engine_version():
     assert old.tpot_ms > 1.3 * new.tpot_ms          # ROCm MoE kernels before SGLang 0.5 were far slower
     assert any("sglang-v0.4 release family" in a for a in old.assumptions)
     assert not any("release family" in a for a in new.assumptions)
+
+
+def test_an_engine_may_carry_its_own_all_reduce_latency_over_the_global_one():
+    """TensorRT-LLM 1.x's one-shot NVLink all-reduce: its own comm_latency_s overrides the global fit; its 0.x
+    release family pins the global value, and the other engines keep it."""
+    cal = load_calibration()
+    new, old = cal.params("hopper", "trtllm"), cal.params("hopper", "trtllm-v0")
+    assert new.comm_latency_s < old.comm_latency_s == cal.global_["comm_latency_s"]
+    assert cal.params("hopper", "vllm").comm_latency_s == cal.global_["comm_latency_s"]
+    assert new.moe_layer_s > 10 * old.moe_layer_s
+
+
+def test_the_fixed_moe_layer_time_adds_only_to_moe_models():
+    from stockpile.catalog.chips import get_chip
+    from stockpile.catalog.models import get_model
+    from stockpile.perf.inference import Layout, estimate
+    c = get_chip("h200-sxm-141gb")
+    cal = load_calibration()
+    off = Calibration.from_dict(cal.to_dict())
+    off.engines["trtllm"] = dict(off.engines["trtllm"], moe_layer_s=1e-7)
+    for name, moe in (("Qwen/Qwen3-235B-A22B", True), ("Qwen/Qwen3-32B", False)):
+        m = get_model(name)
+        kw = dict(layout=Layout(attn_tp=8, moe_tp=8), engine="trtllm", weight_dtype="fp8", isl=1000, osl=1000,
+                  concurrency=4)
+        on_t, off_t = estimate(m, c, calibration=cal, **kw).tpot_ms, estimate(m, c, calibration=off, **kw).tpot_ms
+        expected = m.moe_layers * (cal.params("hopper", "trtllm").moe_layer_s - 1e-7) * 1e3 if moe else 0.0
+        assert on_t - off_t == pytest.approx(expected, rel=0.05, abs=1e-6)

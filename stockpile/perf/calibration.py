@@ -51,9 +51,12 @@ FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8, "moe_eff":
 # bookkeeping); ttft_s: fixed latency per request; eager_layer_s: host
 # launch time per layer of a step run outside CUDA graphs; eager_moe_s: the same, added per MoE layer (routing,
 # permutes, grouped GEMMs and their host-side synchronisation); admit_s: serial front-end work per request
-# (HTTP, tokenising, scheduling its admission): a burst of N prompts reaches the engine over N x admit_s
+# (HTTP, tokenising, scheduling its admission): a burst of N prompts reaches the engine over N x admit_s;
+# moe_layer_s: device time per MoE layer and step that no roofline term carries (router, top-k, token permute and
+# un-permute kernels). An engine may also carry its own comm_latency_s (its all-reduce kernels: TensorRT-LLM's
+# one-shot NVLink all-reduce), which overrides the global one for it
 ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-5, "kernel_eff": 1.0, "ttft_s": 0.02,
-                                     "eager_layer_s": 1e-4, "eager_moe_s": 2e-4, "admit_s": 1e-3}
+                                     "eager_layer_s": 1e-4, "eager_moe_s": 2e-4, "admit_s": 1e-3, "moe_layer_s": 1e-6}
 
 # Families that share kernels and behaviour closely enough to share a calibration.
 FAMILY_GROUPS = {
@@ -119,6 +122,7 @@ class Params:
     eager_layer_s: float
     eager_moe_s: float
     admit_s: float
+    moe_layer_s: float
     gemm_m_half: float
     attn_eff: float
     comm_eff: float

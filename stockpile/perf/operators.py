@@ -230,9 +230,11 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     # the hidden state a few times per layer and token (act_rw tensors; 4 more per routed copy of a token)
     act_bytes = tokens * layers_s * mc.hidden * ACT_BYTES * (p.act_rw + 4.0 * mc.top_k) / attn_tp
     t_act = act_bytes / bw
-    device = t_dense + t_head + t_moe + t_a2a + t_att_dec + t_att_pre + t_ar + t_pp + t_act
+    # 9. an MoE layer's short kernels (router, top-k, token permute and un-permute), per step
+    t_moe_fixed = mc.moe_layers * p.moe_layer_s / pp
+    device = t_dense + t_head + t_moe + t_a2a + t_att_dec + t_att_pre + t_ar + t_pp + t_act + t_moe_fixed
     if parts:   # per-operator seconds, for explanations ("what limits this configuration")
-        return {"gemm": t_dense + t_head, "experts": t_moe, "attention": t_att_dec + t_att_pre,
+        return {"gemm": t_dense + t_head, "experts": t_moe + t_moe_fixed, "attention": t_att_dec + t_att_pre,
                 "activations": t_act, "tp_allreduce": t_ar, "ep_alltoall": t_a2a, "pp_handoff": t_pp,
                 "overhead": t_over + t_front + np.maximum(eager - device, 0.0)}
     return np.maximum(device, eager) + t_over + t_front
