@@ -246,7 +246,8 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
                          by: str = "source") -> dict[str, dict[str, Any]]:
     """For each source (`by="source"`: the id prefix), publication (`by="publication"`: the source URL), model
     family (`by="model_family"`) or chip family (`by="chip_family"`): fit without its rows, predict them; the
-    median |error| on rows the fit never saw."""
+    median |error| on rows the fit never saw, and the share of their measured values inside the p10-p90 band
+    stated with the held-out prediction (`band_coverage`)."""
     from stockpile.calibration.rows import read_rows
     from stockpile.calibration.validate import validate_file
     row_keys: dict[str, Any] = {"publication": publication_of, "source": source_key,
@@ -267,12 +268,17 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
         if n < min_rows:
             continue
         cal, _ = fit(paths, max_nfev=max_nfev, start=start, exclude=lambda c, key=key: case_key(c) == key)
-        apes = []
+        apes: list[float] = []
+        inside: list[bool] = []
         for path in paths:
             _, rows = read_rows(path)
             held = {(r.get("id", ""), r.get("metric", "")) for r in rows if key_of(r) == key}
             doc = validate_file(path, cal)
-            apes += [abs(r["error"]) for r in doc["rows"] if r["status"] == "ok" and (r["id"], r["metric"]) in held]
+            ok = [r for r in doc["rows"] if r["status"] == "ok" and (r["id"], r["metric"]) in held]
+            apes += [abs(r["error"]) for r in ok]
+            inside += [r["predicted_p10"] <= r["measured"] <= r["predicted_p90"] for r in ok
+                       if r.get("predicted_p10") is not None]
         out[key] = {"n": n, "n_predicted": len(apes),
-                    "median_ape": round(statistics.median(apes), 4) if apes else None}
+                    "median_ape": round(statistics.median(apes), 4) if apes else None,
+                    "band_coverage": round(sum(inside) / len(inside), 4) if inside else None}
     return out

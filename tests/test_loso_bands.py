@@ -1,0 +1,29 @@
+"""Leave one publication out reports the held-out error and how often the held-out measurements fall in the band."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from stockpile.calibration.fit_inference import leave_one_source_out, publication_of
+
+ADDED = Path(__file__).resolve().parents[1] / "stockpile" / "data" / "measurements" / "inference_added.csv"
+
+
+def test_each_publication_held_out_gets_its_error_and_band_coverage(tmp_path: Path) -> None:
+    rows = list(csv.DictReader(ADDED.open()))
+    pubs: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        pubs.setdefault(publication_of(r), []).append(r)
+    picked = [rs[:12] for _, rs in sorted(pubs.items(), key=lambda kv: -len(kv[1]))[:2]]
+    small = tmp_path / "two_publications.csv"
+    with small.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for rs in picked:
+            w.writerows(rs)
+    res = leave_one_source_out([small], max_nfev=1, by="publication")
+    assert len(res) == 2
+    for v in res.values():
+        assert v["n"] == 12 and v["n_predicted"] >= 1
+        assert 0.0 <= v["median_ape"] < 5.0
+        assert v["band_coverage"] is not None and 0.0 <= v["band_coverage"] <= 1.0
