@@ -125,7 +125,8 @@ def _build(theta: np.ndarray, spec: list[tuple[str, str, str]], base: Calibratio
 
 def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int = 150,
         start: Calibration | None = None, exclude: Any = None,
-        free: Any = None, simulate: bool = False) -> tuple[Calibration, dict[str, Any]]:
+        free: Any = None, simulate: bool = False,
+        file_weights: dict[str, float] | None = None) -> tuple[Calibration, dict[str, Any]]:
     """Fit on the rows of `paths` (optionally leaving one source out, or the rows for which `exclude(case)` is
     true); returns the calibration and a report. The fit starts from `start` (e.g. the shipped calibration:
     parameters whose effect is a max() of two terms have no gradient where the start leaves their term
@@ -152,6 +153,7 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
     fidx = np.array(files)
     for k in set(files):
         weight[fidx == k] /= weight[fidx == k].sum()
+        weight[fidx == k] *= (file_weights or {}).get(paths[k].name, 1.0)
     weight *= len(weight) / weight.sum()
     base = Calibration(global_=dict(GLOBAL_DEFAULTS), families={"default": dict(FAMILY_DEFAULTS)},
                        engines={"default": dict(ENGINE_DEFAULTS)}, meta={})
@@ -242,12 +244,27 @@ def chip_family_of(chip_id: str) -> str:
     return FAMILY_GROUPS.get(fam, fam)
 
 
+def set_in(cal: Calibration) -> Any:
+    """A `free` selector for `fit`: the parameters `cal` itself sets (its structure), no others. Refitting a
+    calibration with it moves what that calibration fitted and keeps what it fixed (grid-chosen values such as an
+    engine's own all-reduce latency) instead of fitting a model with a different set of parameters."""
+    groups = {"global": {"": cal.global_}, "families": cal.families, "engines": cal.engines, "regimes": cal.regimes}
+
+    def free(scope: str, key: str, name: str) -> bool:
+        return name in groups[scope].get(key, {})
+    return free
+
+
 def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int = 40, start: Calibration | None = None,
-                         by: str = "source") -> dict[str, dict[str, Any]]:
+                         by: str = "source", control: bool = False) -> dict[str, dict[str, Any]]:
     """For each source (`by="source"`: the id prefix), publication (`by="publication"`: the source URL), model
     family (`by="model_family"`) or chip family (`by="chip_family"`): fit without its rows, predict them; the
     median |error| on rows the fit never saw, and the share of their measured values inside the p10-p90 band
-    stated with the held-out prediction (`band_coverage`)."""
+    stated with the held-out prediction (`band_coverage`). With `start`, the refit moves the parameters `start`
+    sets, from their values there, and keeps the rest of `start` (`set_in`): the held-out error of that
+    calibration's own model, not of a different parameter set fitted from it. With `control`, the same refit
+    with nothing held out predicts every group too (`median_ape_control`): the held-out error minus that is what
+    not seeing the group costs, apart from where the refit's optimum differs from `start`."""
     from stockpile.calibration.rows import read_rows
     from stockpile.calibration.validate import validate_file
     row_keys: dict[str, Any] = {"publication": publication_of, "source": source_key,
@@ -263,22 +280,35 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
     for path in paths:
         _, rows = read_rows(path)
         keys.update(key_of(r) for r in rows)
+    free = set_in(start) if start is not None else None
+
+    def score(cal: Calibration) -> dict[str, tuple[list[float], list[bool]]]:
+        """Per group: |error| of its predicted rows, and whether each measured value is inside the band."""
+        got: dict[str, tuple[list[float], list[bool]]] = {}
+        for path in paths:
+            _, rows = read_rows(path)
+            group = {(r.get("id", ""), r.get("metric", "")): key_of(r) for r in rows}
+            for r in validate_file(path, cal)["rows"]:
+                if r["status"] != "ok":
+                    continue
+                apes, inside = got.setdefault(group[(r["id"], r["metric"])], ([], []))
+                apes.append(abs(r["error"]))
+                if r.get("predicted_p10") is not None:
+                    inside.append(r["predicted_p10"] <= r["measured"] <= r["predicted_p90"])
+        return got
+
+    def med(xs: list[float]) -> float | None:
+        return round(statistics.median(xs), 4) if xs else None
+
+    base = score(fit(paths, max_nfev=max_nfev, start=start, free=free)[0]) if control else {}
     out: dict[str, dict[str, Any]] = {}
     for key, n in sorted(keys.items()):
         if n < min_rows:
             continue
-        cal, _ = fit(paths, max_nfev=max_nfev, start=start, exclude=lambda c, key=key: case_key(c) == key)
-        apes: list[float] = []
-        inside: list[bool] = []
-        for path in paths:
-            _, rows = read_rows(path)
-            held = {(r.get("id", ""), r.get("metric", "")) for r in rows if key_of(r) == key}
-            doc = validate_file(path, cal)
-            ok = [r for r in doc["rows"] if r["status"] == "ok" and (r["id"], r["metric"]) in held]
-            apes += [abs(r["error"]) for r in ok]
-            inside += [r["predicted_p10"] <= r["measured"] <= r["predicted_p90"] for r in ok
-                       if r.get("predicted_p10") is not None]
-        out[key] = {"n": n, "n_predicted": len(apes),
-                    "median_ape": round(statistics.median(apes), 4) if apes else None,
+        cal, _ = fit(paths, max_nfev=max_nfev, start=start, exclude=lambda c, key=key: case_key(c) == key, free=free)
+        apes, inside = score(cal).get(key, ([], []))
+        out[key] = {"n": n, "n_predicted": len(apes), "median_ape": med(apes),
                     "band_coverage": round(sum(inside) / len(inside), 4) if inside else None}
+        if control:
+            out[key]["median_ape_control"] = med(base.get(key, ([], []))[0])
     return out
