@@ -14,7 +14,7 @@ from collections import defaultdict
 from importlib import resources
 from pathlib import Path
 
-from stockpile.calibration.fit_inference import default_files, leave_one_source_out
+from stockpile.calibration.fit_inference import default_files, leave_one_source_out, on_bounds
 from stockpile.calibration.validate import validate_file
 from stockpile.catalog import get_model
 from stockpile.perf.calibration import load_calibration
@@ -119,6 +119,18 @@ def _sections(path: Path) -> dict[str, str]:
     return out
 
 
+def bounds_section() -> list[str]:
+    """The shipped inference parameters that sit on a bound of the fit (missing-physics flags)."""
+    hits = on_bounds(load_calibration())
+    out = ["## Parameters on a bound (this calibration)", "",
+           "Fitted values within 1 % of an edge of their allowed range (`fit_inference.BOUNDS`; "
+           "`fit_inference.on_bounds`). An efficiency or a latency held at its upper edge is a term the data want "
+           "and the model lacks; a fixed time on its lower edge (1e-7 s) is a term the engine does not need.", "",
+           "| parameter | value | bound |", "|---|---:|---|"]
+    out += [f"| `{name}` | {value:.4g} | {side} ({bound:.4g}) |" for name, value, bound, side in hits]
+    return out + [""]
+
+
 def main() -> None:
     loso = "--no-loso" not in sys.argv
     peer = {}
@@ -157,6 +169,7 @@ def main() -> None:
                         g[3].append(abs(r["error"]))
             groups = {k: (v[0], v[1], v[2], v[3]) for k, v in acc.items()}
             lines += table(title, groups)
+    lines += bounds_section()
     lines += training_section()
     lines += search_section()
     if loso:

@@ -61,3 +61,14 @@ def test_control_refit_with_nothing_held_out_is_reported(tmp_path: Path) -> None
     for v in res.values():
         assert v["median_ape_control"] is not None and 0.0 <= v["median_ape_control"] < 5.0
         assert v["median_ape"] is not None
+
+
+def test_parameters_on_a_bound_are_flagged() -> None:
+    from stockpile.calibration.fit_inference import BOUNDS, on_bounds
+    from stockpile.perf.calibration import Calibration
+    lo, hi = BOUNDS["mem_eff"]
+    cal = Calibration(global_={"comm_eff": 0.5}, families={"hopper": {"mem_eff": hi, "gemm_eff": 0.7},
+                                                           "ampere": {"mem_eff": lo}},
+                      engines={"vllm": {"seq_s": 5e-6}}, meta={}, regimes={})
+    hits = {name: side for name, _, _, side in on_bounds(cal)}
+    assert hits == {"hopper.mem_eff": "upper", "ampere.mem_eff": "lower"}

@@ -255,6 +255,24 @@ def set_in(cal: Calibration) -> Any:
     return free
 
 
+def on_bounds(cal: Calibration, rel: float = 0.01) -> list[tuple[str, float, float, str]]:
+    """Fitted values within `rel` of a BOUNDS edge: (parameter, value, bound, "lower"/"upper"). A parameter the
+    data push against its physical limit is a sign of missing physics, not a fitted value."""
+    out: list[tuple[str, float, float, str]] = []
+    scoped = [("", cal.global_)] + [(f"{k}.", v) for grp in (cal.families, cal.engines, cal.regimes)
+                                    for k, v in grp.items()]
+    for prefix, values in scoped:
+        for name, v in values.items():
+            if name not in BOUNDS or v is None:
+                continue
+            lo, hi = BOUNDS[name]
+            if v <= lo * (1 + rel):
+                out.append((prefix + name, float(v), lo, "lower"))
+            elif v >= hi * (1 - rel):
+                out.append((prefix + name, float(v), hi, "upper"))
+    return out
+
+
 def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int = 40, start: Calibration | None = None,
                          by: str = "source", control: bool = False) -> dict[str, dict[str, Any]]:
     """For each source (`by="source"`: the id prefix), publication (`by="publication"`: the source URL), model
