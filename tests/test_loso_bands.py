@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
+
 from stockpile.calibration.fit_inference import leave_one_source_out, publication_of
 
 ADDED = Path(__file__).resolve().parents[1] / "stockpile" / "data" / "measurements" / "inference_added.csv"
@@ -72,3 +74,39 @@ def test_parameters_on_a_bound_are_flagged() -> None:
                       engines={"vllm": {"seq_s": 5e-6}}, meta={}, regimes={})
     hits = {name: side for name, _, _, side in on_bounds(cal)}
     assert hits == {"hopper.mem_eff": "upper", "ampere.mem_eff": "lower"}
+
+
+def test_a_thin_regime_band_leans_on_its_broader_group() -> None:
+    from stockpile.calibration.bands import SHRINK_ROWS, WIDEN, _shrunk
+    broad = {"q10": -0.5, "q90": 0.5, "n": 5000}
+    thin = {"q10": -0.05, "q90": 0.05, "n": 20}
+    thick = {"q10": -0.05, "q90": 0.05, "n": int(50 * SHRINK_ROWS)}
+    lo_thin, hi_thin, group, n = _shrunk({"e|f|m|l": thin, "*|*|m|l": broad}, ["e|f|m|l", "*|*|m|l"])
+    assert group == "e|f|m|l" and n == 20
+    # a regime of 20 rows keeps little of its own narrow spread: close to the broad band
+    assert hi_thin > np.exp(WIDEN * 0.45) and lo_thin < np.exp(-WIDEN * 0.45)
+    lo_thick, hi_thick, _, _ = _shrunk({"e|f|m|l": thick, "*|*|m|l": broad}, ["e|f|m|l", "*|*|m|l"])
+    # a well-measured regime keeps its own
+    assert hi_thick < np.exp(WIDEN * 0.07) and lo_thick > np.exp(-WIDEN * 0.07)
+    assert _shrunk({}, ["e|f|m|l"]) is None
+
+
+def test_a_refit_without_a_chip_family_does_not_keep_what_its_rows_taught(tmp_path: Path) -> None:
+    from stockpile.calibration.fit_inference import chip_family_of, fit, set_in
+    from stockpile.perf.calibration import load_calibration
+    src = Path(__file__).resolve().parents[1] / "stockpile" / "data" / "measurements" / "inference_measurements.csv"
+    rows = list(csv.DictReader(src.open()))
+    pick = [r for r in rows if chip_family_of(r["accelerator"]) == "hopper"][:15] + \
+        [r for r in rows if chip_family_of(r["accelerator"]) == "ampere"][:15]
+    small = tmp_path / "two_families.csv"
+    with small.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(pick)
+    start = load_calibration()
+    assert "gemm_eff" in start.families["ampere"] and "gemm_eff" in start.families["hopper"]
+    cal, _ = fit([small], start=start, free=set_in(start), max_nfev=1,
+                 exclude=lambda c: chip_family_of(c.chip) == "ampere")
+    assert "gemm_eff" not in cal.families.get("ampere", {})      # back to what it inherits
+    assert "gemm_eff" in cal.families["hopper"]
+    assert cal.engines["trtllm"].get("comm_latency_s") == start.engines["trtllm"].get("comm_latency_s")

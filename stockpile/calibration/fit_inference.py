@@ -132,10 +132,12 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
     parameters whose effect is a max() of two terms have no gradient where the start leaves their term
     inactive) and is pulled weakly toward the defaults."""
     preps: list[Prepared] = []
+    every: list[Prepared] = []      # with the excluded rows: which parameters the exclusion leaves uninformed
     measured: list[float] = []
     files: list[int] = []
     for k, path in enumerate(paths):
         _, rows, prepared = prepare_file(path)
+        every += [pr for pr in prepared if isinstance(pr, Prepared)]
         for row, pr in zip(rows, prepared):
             if (isinstance(pr, Prepared) and (exclude_source is None or source_key(row) != exclude_source)
                     and (exclude is None or not exclude(pr.case))):
@@ -165,6 +167,14 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
             base = Calibration(global_=dict(start.global_), families={k: dict(v) for k, v in start.families.items()},
                                engines={k: dict(v) for k, v in start.engines.items()}, meta={},
                                regimes={k: dict(v) for k, v in start.regimes.items()})
+            # a selected parameter with no rows left to inform it (its chip family, engine release or regime
+            # held out) does not keep what `start` learnt from those rows: it falls back to what it inherits
+            lost = set(_parameters(every)) - set(_parameters(preps))
+            groups = {"families": base.families, "engines": base.engines, "regimes": base.regimes}
+            for scope, grp in groups.items():
+                for key, values in grp.items():
+                    for name in [n for n in values if free(scope, key, n) and (scope, key, n) in lost]:
+                        del values[name]
     prior = np.log([_prior(start, s, k, n) for s, k, n in spec])
     x0 = prior.copy()
     if start is not None:
