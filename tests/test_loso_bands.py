@@ -11,7 +11,8 @@ from stockpile.calibration.fit_inference import leave_one_source_out, publicatio
 ADDED = Path(__file__).resolve().parents[1] / "stockpile" / "data" / "measurements" / "inference_added.csv"
 
 
-def test_each_publication_held_out_gets_its_error_and_band_coverage(tmp_path: Path) -> None:
+def _two_publications(tmp_path: Path) -> Path:
+    """The first 12 rows of each of the two largest publications of inference_added.csv, as one file."""
     rows = list(csv.DictReader(ADDED.open()))
     pubs: dict[str, list[dict[str, str]]] = {}
     for r in rows:
@@ -23,6 +24,11 @@ def test_each_publication_held_out_gets_its_error_and_band_coverage(tmp_path: Pa
         w.writeheader()
         for rs in picked:
             w.writerows(rs)
+    return small
+
+
+def test_each_publication_held_out_gets_its_error_and_band_coverage(tmp_path: Path) -> None:
+    small = _two_publications(tmp_path)
     res = leave_one_source_out([small], max_nfev=1, by="publication")
     assert len(res) == 2
     for v in res.values():
@@ -46,17 +52,7 @@ def test_refit_from_a_calibration_moves_only_what_it_sets() -> None:
 
 def test_control_refit_with_nothing_held_out_is_reported(tmp_path: Path) -> None:
     from stockpile.perf.calibration import load_calibration
-    rows = list(csv.DictReader(ADDED.open()))
-    pubs: dict[str, list[dict[str, str]]] = {}
-    for r in rows:
-        pubs.setdefault(publication_of(r), []).append(r)
-    picked = [rs[:12] for _, rs in sorted(pubs.items(), key=lambda kv: -len(kv[1]))[:2]]
-    small = tmp_path / "two_publications.csv"
-    with small.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        for rs in picked:
-            w.writerows(rs)
+    small = _two_publications(tmp_path)
     start = load_calibration()
     res = leave_one_source_out([small], max_nfev=1, by="publication", start=start, control=True)
     assert len(res) == 2
