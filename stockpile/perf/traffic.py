@@ -20,11 +20,19 @@ from stockpile.perf.serving import verify_width
 from stockpile.perf.simulate import EngineSpec, Requests, SimResult, StepTable, simulate
 
 
-def engine_policy(engine: str, version: str | None = None) -> str:
-    """The scheduler policy of an engine release (see the module docstring)."""
+def engine_policy(engine: str, version: str | None = None, chunked_prefill: bool | None = None) -> str:
+    """The scheduler policy of an engine release (see the module docstring); a run that states chunked prefill
+    on (mixing) or off (prompt-only steps) overrides the engine's default."""
+    if chunked_prefill is not None:
+        return "mixed" if chunked_prefill else "prefill_first"
     if engine == "sglang" or engine_key(engine, version) == "vllm-v0":
         return "prefill_first"
     return "mixed"
+
+
+def prefill_first(engine: str, version: str | None = None, chunked_prefill: bool | None = None) -> float:
+    """1.0 where the engine release pauses decodes for prompt-only prefill steps (serving.serve's input)."""
+    return 1.0 if engine_policy(engine, version, chunked_prefill) == "prefill_first" else 0.0
 
 
 @dataclass
