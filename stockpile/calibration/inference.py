@@ -47,7 +47,7 @@ from stockpile.perf.inference import (
 from stockpile.perf.layout import Layout, resolve_layout
 from stockpile.perf.operators import ChipConsts, ModelConsts
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN
-from stockpile.perf.simulate import SimResult, poisson_arrivals
+from stockpile.perf.simulate import SimResult, burst_arrivals, poisson_arrivals
 
 
 @dataclass
@@ -231,7 +231,7 @@ class Batch:
                 if not bool(out["fits"][j]):
                     result[i] = float("nan")
                 elif self.simulate and not disagg and (pr.case.request_rate or (
-                        pr.case.concurrency and pr.case.metric in DISTRIBUTION_METRICS)):
+                        pr.case.concurrency and pr.case.metric in DISTRIBUTION_METRICS) or _burst(pr)):
                     key = pr.case.row_id
                     if key not in sims:
                         sims[key] = _simulate_row(a, p, out, j, pr, self.max_requests)
@@ -239,6 +239,13 @@ class Batch:
                 else:
                     result[i] = _metric(out, j, pr)
         return result
+
+
+def _burst(pr: Prepared) -> bool:
+    """A burst (every prompt sent at once) on an engine that serves it through preemption (traffic.py)."""
+    c = pr.case
+    return bool(not c.request_rate and c.num_requests and (not c.concurrency or c.concurrency >= c.num_requests)
+                and traffic.preempts_in_bursts(pr.engine, c.engine_version))
 
 
 def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: int, pr: Prepared,
@@ -262,6 +269,13 @@ def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: i
     replicas = max(lay.replicas, 1)
     policy = traffic.engine_policy(pr.engine, c.engine_version, c.chunked_prefill)
     hit = float(np.asarray(cfg.prefix_hit).reshape(-1)[j])
+    if _burst(pr):                   # every prompt at once, split over the replicas
+        n = int(max(round(float(c.num_requests or 1) / replicas), 1))
+        if max_requests:
+            n = min(n, max_requests)
+        req = burst_arrivals(n, isl=c.isl, osl=c.osl, spread=c.length_spread, prefix_hit=hit, seed=0)
+        return traffic.run(traffic.pick(a["mc"], j), traffic.pick(a["cc"], j), pj, conf, req, isl=c.isl, osl=c.osl,
+                           prefix_hit=hit, policy=policy)
     if not c.request_rate:           # a closed loop: its clients split over the replicas
         per = max(int(round(float(c.concurrency or 1) / replicas)), 1)
         n = int(max(round((c.num_requests or 10 * float(c.concurrency or 1)) / replicas), per))

@@ -85,10 +85,13 @@ def poisson_arrivals(rate: float, n: int, *, isl: float, osl: float, poisson: bo
     return Requests(arrival=arrival, isl=i, osl=o, cached=np.minimum(cached, i - 1))
 
 
-def burst_arrivals(n: int, *, isl: float, osl: float, spread: float = 0.0, seed: int = 0) -> Requests:
+def burst_arrivals(n: int, *, isl: float, osl: float, spread: float = 0.0, prefix_hit: float = 0.0,
+                   seed: int = 0) -> Requests:
+    """n requests all sent at time 0 (an offline burst), lengths as poisson_arrivals draws them."""
     rng = np.random.default_rng(seed)
-    return Requests(arrival=np.zeros(n), isl=_lengths(rng, isl, n, spread), osl=_lengths(rng, osl, n, spread),
-                    cached=np.zeros(n, dtype=np.int64))
+    i = _lengths(rng, isl, n, spread)
+    cached = np.floor(i * prefix_hit).astype(np.int64)
+    return Requests(arrival=np.zeros(n), isl=i, osl=_lengths(rng, osl, n, spread), cached=np.minimum(cached, i - 1))
 
 
 # ------------------------------------------------------------------ step time

@@ -180,3 +180,29 @@ def test_a_chip_without_a_nic_figure_says_how_its_network_is_modelled():
     one = estimate(model, chip, layout=resolve_layout(gpus=8, tp=8, is_moe=True), isl=1000, osl=200,
                    concurrency=16)
     assert not any("NIC" in a for a in one.assumptions)
+
+
+def test_a_vllm_v1_burst_goes_through_the_simulation_and_others_stay_in_the_steady_state():
+    """A burst beyond the KV cache: vLLM's V1 engine serves it by preempting and recomputing, which the steady
+    state does not carry, so `estimate` simulates it (and says so); SGLang and TensorRT-LLM reserve the output's
+    room at admission and keep the steady state. The burst's prompts all arrive at once."""
+    from stockpile.catalog import get_chip, get_model
+    from stockpile.perf.inference import estimate
+    from stockpile.perf.layout import resolve_layout
+    from stockpile.perf.traffic import preempts_in_bursts
+
+    assert preempts_in_bursts("vllm") and preempts_in_bursts("vllm", "0.11.0")
+    assert not preempts_in_bursts("vllm", "0.6.3") and not preempts_in_bursts("sglang")
+    assert not preempts_in_bursts("trtllm")
+    model, chip = get_model("Qwen/Qwen3-32B"), get_chip("h100-sxm-80gb")
+    kw = dict(layout=resolve_layout(gpus=1), weight_dtype="bf16", kv_dtype="bf16", isl=1000, osl=500,
+              num_requests=400)
+    v1 = estimate(model, chip, engine="vllm", **kw)
+    sg = estimate(model, chip, engine="sglang", **kw)
+    assert any(a.startswith("scheduler simulation: 400 requests") for a in v1.assumptions)
+    assert not any(a.startswith("scheduler simulation") for a in sg.assumptions)
+    assert v1.ttft_p90_ms is not None and sg.ttft_p90_ms is None
+    # every prompt waits for the ones ahead of it: the mean TTFT is a large part of the run
+    assert v1.ttft_ms > 0.2 * 400 / v1.requests_per_s * 1e3
+    reqs = burst_arrivals(50, isl=1000, osl=500, spread=0.2, prefix_hit=0.5)
+    assert np.all(reqs.arrival == 0) and np.all(reqs.cached < reqs.isl) and reqs.cached.sum() > 0
