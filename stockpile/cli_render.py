@@ -52,6 +52,10 @@ def render_estimate(e: Any) -> None:
             out.print(f"cost: {c['usd_per_million_output_tokens']:,.3f} USD per million output tokens "
                       f"({c['usd_per_million_tokens']:,.3f} per million tokens in+out) at {c['usd_per_gpu_hour']:.2f} "
                       f"USD/GPU-h ({c['how']})")
+            if c.get("usd_per_mtok_input") is not None and c.get("usd_per_mtok_output") is not None:
+                out.print(f"split by token kind ({100 * c['input_share']:.0f} % of the device time on prompts): "
+                          f"{c['usd_per_mtok_input']:,.3f} USD per million input tokens, "
+                          f"{c['usd_per_mtok_output']:,.3f} per million output tokens")
             api, be = c.get("api"), (c.get("api") or {}).get("break_even")
             if api and be:
                 verdict = (f"self-hosting is cheaper above {100 * be['utilisation']:.0f} % of this deployment's "
@@ -80,6 +84,12 @@ def render_search(r) -> None:
         out.print(f"best: {r.best.layout_text}, {r.best.weight_dtype} weights, {r.best.kv_dtype} KV, concurrency "
                   f"{r.best.concurrency:g}: {r.best.why}")
     out.print(f"{r.message}; {r.evaluated:,} configurations evaluated in {1e3 * r.seconds:.0f} ms")
+    if r.band_note:
+        edge = [c for c in r.candidates if c.meets_slo_at_p90 is not None and c.meets_slo]
+        safe = sum(1 for c in edge if c.meets_slo_at_p90)
+        tail = (f"; {safe} of the {len(edge)} listed configurations meeting the targets still meet them at their "
+                "band's upper edge" if edge and (r.slo.ttft_ms or r.slo.tpot_ms) else "")
+        out.print(f"uncertainty: {r.band_note}{tail}")
     if r.pareto:
         front = ", ".join(f"{p['tokens_per_s_per_user']:.0f}->{p['output_tokens_per_s_per_gpu']:.0f}"
                           for p in r.pareto[:: max(1, len(r.pareto) // 8)])

@@ -153,6 +153,16 @@ def gpu_hour_cost(chip: Chip, basis: Basis = "auto") -> GpuHourCost | None:
                        sources=[buy.source, chip.tdp_w.source])
 
 
+def token_split(usd_per_hour: float, input_share: float, input_tps: float, output_tps: float
+                ) -> tuple[float | None, float | None]:
+    """(USD per million input tokens, USD per million output tokens): a deployment costing `usd_per_hour` spends
+    `input_share` of its device time on prompts (prefill) and the rest on generating, and serves `input_tps` and
+    `output_tps` tokens/s."""
+    share = min(max(input_share, 0.0), 1.0)
+    per = lambda usd_h, tps: None if tps <= 0 else usd_h / (tps * 3600.0) * 1e6  # noqa: E731
+    return per(usd_per_hour * share, input_tps), per(usd_per_hour * (1.0 - share), output_tps)
+
+
 def usd_per_million(usd_per_gpu_hour: float, gpus: int, tokens_per_s: float) -> float | None:
     """Cost of a million tokens at `tokens_per_s` on `gpus` GPUs costing `usd_per_gpu_hour` each."""
     if tokens_per_s <= 0 or usd_per_gpu_hour < 0:

@@ -285,6 +285,11 @@ class InferenceEstimate(BaseModel):
     band_note: str | None = None
     # what the tokens cost at the predicted throughput (catalog/prices.py), or why there is no number
     cost: dict[str, Any] | None = None
+    # the same split by token kind (shared/CONTRACTS.md): device time on prompts prices the input tokens, the rest
+    # the output tokens; `price` is the GPU-hour price used (basis rental or TCO, with its source)
+    usd_per_mtok_input: float | None = None
+    usd_per_mtok_output: float | None = None
+    price: dict[str, Any] | None = None
 
 
 def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vllm", weight_dtype: str | None = None,
@@ -392,7 +397,9 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     out_tps = float(r["output_tokens_per_s"])
     sim_fields.update(_bands(engine, engine_version, chip, r, mode, concurrency, request_rate, num_requests, gpus))
     sim_fields["cost"] = token_cost(chip, gpus, out_tps, float(r["total_tokens_per_s"]), cost_basis,
-                                    model_id=model.id)
+                                    model_id=model.id, input_share=input_share(r, isl, osl, prefix_hit,
+                                                                               spec_accept, layout.attn_dp))
+    sim_fields.update(contract_prices(sim_fields["cost"]))
     return InferenceEstimate(
         **common, batch=float(r["batch"]), ttft_ms=float(r["ttft_s"]) * 1e3, tpot_ms=float(r["tpot_s"]) * 1e3,
         e2e_latency_s=float(r["e2e_s"]), output_tokens_per_s=out_tps, output_tokens_per_s_per_gpu=out_tps / gpus,
@@ -458,11 +465,30 @@ def _bands(engine: str, engine_version: str | None, chip: Chip, r: dict[str, Any
     return {"band": out or None, "band_note": note}
 
 
+def input_share(r: dict[str, Any], isl: float, osl: float, prefix_hit: float, spec_accept: float,
+                attn_dp: float) -> float:
+    """Share of an aggregated instance's device time spent on prompts: per request, the prefill of its new prompt
+    tokens (one rank's full-chunk rate, attn_dp ranks at once) against its decode steps at the running batch."""
+    pre = max(isl * (1.0 - prefix_hit), 1.0) * float(r["prefill_token_s"]) / max(attn_dp, 1.0)
+    dec = max(osl / max(spec_accept, 1.0), 1.0) * float(r["decode_step_s"]) / max(float(r["batch"]), 1.0)
+    return pre / max(pre + dec, 1e-15)
+
+
+def contract_prices(cost: dict[str, Any] | None) -> dict[str, Any]:
+    """The contract's `usd_per_mtok_input`, `usd_per_mtok_output` and `price` from a token_cost() answer."""
+    if not cost or "usd_per_gpu_hour" not in cost:
+        return {}
+    return {"usd_per_mtok_input": cost.get("usd_per_mtok_input"), "usd_per_mtok_output": cost.get("usd_per_mtok_output"),
+            "price": {"basis": cost["basis"], "usd_per_gpu_hour": cost["usd_per_gpu_hour"], "how": cost["how"],
+                      "sources": cost["sources"]}}
+
+
 def token_cost(chip: Chip, gpus: int, output_tps: float, total_tps: float, basis: str = "auto",
-               model_id: str | None = None) -> dict[str, Any]:
+               model_id: str | None = None, input_share: float | None = None) -> dict[str, Any]:
     """USD per million output tokens (all cost on output) and per million tokens (input + output), or why not;
-    and, where the model has a public API price, the break-even volume of self-hosting."""
-    from stockpile.catalog.prices import api_price, break_even, gpu_hour_cost, usd_per_million
+    with `input_share` (the device time spent on prompts) the cost split by token kind (`usd_per_mtok_input`,
+    `usd_per_mtok_output`); and, where the model has a public API price, the break-even volume of self-hosting."""
+    from stockpile.catalog.prices import api_price, break_even, gpu_hour_cost, token_split, usd_per_million
     if basis not in ("auto", "rental", "tco"):
         raise InputError("cost_basis", f"'{basis}' is not auto, rental or tco")
     c = gpu_hour_cost(chip, basis)  # type: ignore[arg-type]
@@ -474,6 +500,9 @@ def token_cost(chip: Chip, gpus: int, output_tps: float, total_tps: float, basis
         "usd_per_million_output_tokens": _round(usd_per_million(c.usd_per_gpu_hour, gpus, output_tps)),
         "usd_per_million_tokens": _round(usd_per_million(c.usd_per_gpu_hour, gpus, total_tps)),
         "how": c.text, "sources": c.sources}
+    if input_share is not None:
+        i, o = token_split(c.usd_per_gpu_hour * gpus, input_share, total_tps - output_tps, output_tps)
+        out.update(input_share=round(input_share, 4), usd_per_mtok_input=_round(i), usd_per_mtok_output=_round(o))
     api = api_price(model_id) if model_id else None
     if api is not None:
         be = break_even(c.usd_per_gpu_hour * gpus, total_tps - output_tps, output_tps, api)

@@ -234,6 +234,9 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     e2e = ttft + (steps - 1.0) * t_it
     return {
         "fits": fits, "max_batch": b_cap, "batch": b_run, "ttft_s": ttft, "tpot_s": tpot, "itl_s": t_it,
+        # device seconds per prompt token (one rank, full prompt-only chunks) and per pure decode step at the
+        # running batch: what the input and the output tokens each cost the instance (prices.token_split)
+        "prefill_token_s": pre_tok_t + 0.0 * b_run, "decode_step_s": t_dec_only,
         "e2e_s": e2e, "requests_per_s": rps, "output_tokens_per_s": rps * osl,
         "total_tokens_per_s": rps * (isl + osl), "kv_budget_bytes": kv_budget, "utilisation": np.minimum(rho, 1.0),
     }

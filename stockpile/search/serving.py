@@ -95,6 +95,15 @@ class Candidate(BaseModel):
     usd_per_million_output_tokens: float | None = None   # with --objective cost
     prefill_chip: str | None = None            # disaggregated: the pools' chips (equal unless a mixed pair)
     decode_chip: str | None = None
+    # the p10-p90 band of TTFT, TPOT and tokens/s per GPU from the validated error of the regime (bands.py), and
+    # whether the candidate still meets the targets with TTFT and TPOT at their band's upper edge
+    band: dict[str, list[float]] | None = None
+    meets_slo_at_p90: bool | None = None
+    # what its tokens cost where the chip has a price (shared/CONTRACTS.md): device time on prompts (a disaggregated
+    # deployment: the prefill pool) prices the input tokens, the rest the output tokens; `price`: the GPU-hour price
+    usd_per_mtok_input: float | None = None
+    usd_per_mtok_output: float | None = None
+    price: dict[str, Any] | None = None
 
 
 class SearchResult(BaseModel):
@@ -112,6 +121,7 @@ class SearchResult(BaseModel):
     candidates: list[Candidate]
     pareto: list[dict[str, float]]
     message: str
+    band_note: str | None = None               # the regime's typical error, in words
 
     @property
     def best(self) -> Candidate | None:
@@ -340,9 +350,32 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
         for c in cands[1:]:
             c.why = f"{100 * (1 - c.output_tokens_per_s_per_gpu / cands[0].output_tokens_per_s_per_gpu):.0f}% " \
                     "fewer tokens/s per GPU than the best"
+    band_note = _with_bands(cands, engine, chip, slo)
     return SearchResult(model=model.id, chip=chip.id, gpus=gpus, engine=engine, isl=isl, osl=osl, slo=slo,
                         evaluated=evaluated, seconds=time.perf_counter() - t0, feasible=len(recs), meets_slo=n_meet,
-                        candidates=cands, pareto=pareto, message=msg)
+                        candidates=cands, pareto=pareto, message=msg, band_note=band_note)
+
+
+def _with_bands(cands: list[Candidate], engine: str, chip: Chip, slo: Slo) -> str | None:
+    """Give each candidate the p10-p90 band of its headline figures (closed-loop load, the engine's current
+    release, the decode chip's family) and say whether it meets the targets at the band's upper edge; returns
+    the regime's TTFT and TPOT error in words."""
+    from stockpile.calibration.bands import band, describe
+    from stockpile.perf.calibration import engine_key
+    key = engine_key(engine, None)
+    factors = {m: band(key, chip.family, m, "closed") for m in ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu")}
+    for c in cands:
+        vals = {"ttft_ms": c.ttft_ms, "tpot_ms": c.tpot_ms, "output_tokens_per_s_per_gpu": c.output_tokens_per_s_per_gpu}
+        c.band = {m: [round(v * f[0], 2), round(v * f[1], 2)] for m, v in vals.items()
+                  if (f := factors[m]) is not None} or None
+        if c.band:
+            hi = {m: c.band[m][1] for m in ("ttft_ms", "tpot_ms") if m in c.band}
+            c.meets_slo_at_p90 = bool(c.meets_slo
+                                      and (not slo.ttft_ms or hi.get("ttft_ms", c.ttft_ms) <= slo.ttft_ms)
+                                      and (not slo.tpot_ms or hi.get("tpot_ms", c.tpot_ms) <= slo.tpot_ms))
+    parts = [f"{name} {describe(*f)}" for name, m in (("TPOT", "tpot_ms"), ("TTFT", "ttft_ms"))
+             if (f := factors[m]) is not None]
+    return "; ".join(parts) or None
 
 
 def _price_records(recs: list[dict[str, Any]], chip: Chip, prefill_chip: Chip | None, gpus: int) -> None:
@@ -398,6 +431,39 @@ def _violation(r: dict[str, Any], slo: Slo) -> float:
     return v - 1e-9 * r["per_gpu"]
 
 
+def _token_prices(r: dict[str, Any], o: dict[str, np.ndarray], i: int, chip: Chip, gpus: int, isl: float, osl: float,
+                  batch: float) -> dict[str, Any]:
+    """USD per million input and output tokens of one candidate, and the GPU-hour price used; empty where a chip
+    has no price source."""
+    from stockpile.catalog import get_chip
+    from stockpile.catalog.prices import gpu_hour_cost, token_split
+    dec = gpu_hour_cost(chip)
+    pre_chip = get_chip(r["pre_chip"]) if r.get("pre_chip") else chip
+    pre = gpu_hour_cost(pre_chip) if pre_chip is not chip else dec
+    if dec is None or pre is None:
+        return {}
+    out_tps = float(o["output_tokens_per_s"][i])
+    in_tps = float(o["requests_per_s"][i]) * isl
+    if r["mode"] == "aggregated":
+        lay = r["lay"]
+        p_s = isl * float(o["prefill_token_s"][i]) / max(lay["attn_dp"], 1.0)
+        d_s = osl * float(o["decode_step_s"][i]) / max(batch, 1.0)
+        usd_h, share = gpus * dec.usd_per_gpu_hour, p_s / max(p_s + d_s, 1e-15)
+    else:                        # the prefill pool serves the prompts, the decode pool the output
+        pl = r["pre"]
+        pre_gpus = r["pre_workers"] * pl["attn_tp"] * pl["attn_dp"] * pl["pp"]
+        pre_usd, dec_usd = pre_gpus * pre.usd_per_gpu_hour, (gpus - pre_gpus) * dec.usd_per_gpu_hour
+        usd_h, share = pre_usd + dec_usd, pre_usd / max(pre_usd + dec_usd, 1e-15)
+    i_usd, o_usd = token_split(usd_h, share, in_tps, out_tps)
+    price = {"basis": dec.basis, "usd_per_gpu_hour": round(dec.usd_per_gpu_hour, 4), "how": dec.text,
+             "sources": dec.sources}
+    if pre is not dec:
+        price["prefill"] = {"chip": pre_chip.id, "basis": pre.basis, "usd_per_gpu_hour": round(pre.usd_per_gpu_hour, 4),
+                            "how": pre.text, "sources": pre.sources}
+    rnd = lambda x: None if x is None else round(x, 4)  # noqa: E731
+    return {"usd_per_mtok_input": rnd(i_usd), "usd_per_mtok_output": rnd(o_usd), "price": price}
+
+
 def _candidate(rank: int, r: dict[str, Any], model: ModelSpec, chip: Chip, engine: str, cal: Calibration, slo: Slo,
                gpus: int, isl: float, osl: float) -> Candidate:
     o, i, lay = r["out"], r["i"], r["lay"]
@@ -426,7 +492,9 @@ def _candidate(rank: int, r: dict[str, Any], model: ModelSpec, chip: Chip, engin
     if "kv_link_share" in o and float(o["kv_link_share"][i]) >= 0.95:
         limits = (f"KV hand-off: the prefill pool's NICs carry {100 * float(o['kv_link_share'][i]):.0f}% of what they "
                   "can move from prefill to decode")
+    prices = _token_prices(r, o, i, chip, gpus, isl, osl, batch)
     return Candidate(
+        **prices,
         rank=rank, mode=r["mode"], layout={"tp": int(lay["attn_tp"]), "attn_dp": int(lay["attn_dp"]),
                                            "pp": int(lay["pp"]), "ep": int(lay["moe_ep"]),
                                            "replicas": int(r["replicas"]), "gpus_per_instance": int(inst)},

@@ -19,6 +19,8 @@ from stockpile.catalog.prices import (
 from stockpile.cli import app
 from stockpile.errors import InputError
 
+runner = CliRunner()
+
 
 def test_cost_per_million_tokens_by_hand():
     # 8 GPUs at 2 USD/h = 16 USD/h; 4,000 tokens/s = 14.4M tokens/h -> 16 / 14.4 = 1.111 USD per million
@@ -111,3 +113,36 @@ def test_api_price_file_resolves_models_and_refuses_unknown_ones(tmp_path) -> No
     bad.write_text("Qwen/Qwen3-8X:\n" + rec)
     with pytest.raises(InputError, match="bad.yaml: model: unknown model 'qwen/qwen3-8x'; did you mean Qwen/Qwen3-8B"):
         load_api_price_file(bad)
+
+
+def test_token_split_by_hand_and_the_contract_fields():
+    from stockpile.catalog.prices import token_split
+    # 16 USD/h, a quarter of the device time on prompts: 4 USD/h over 36M input tokens/h, 12 over 3.6M output
+    i, o = token_split(16.0, 0.25, 10_000.0, 1_000.0)
+    assert i == pytest.approx(4 / 36) and o == pytest.approx(12 / 3.6)
+    assert token_split(16.0, 0.25, 0.0, 1_000.0)[0] is None
+    # estimate --json: the split spends the whole GPU-hour bill, and the price says where it came from
+    res = runner.invoke(app, ["estimate", "--model", "meta-llama/Llama-3.1-70B-Instruct", "--chip", "h100-sxm-80gb",
+                              "--tp", "4", "--isl", "1000", "--osl", "200", "--concurrency", "16", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["price"]["basis"] in ("rental", "tco") and d["price"]["sources"]
+    spent = (d["usd_per_mtok_input"] * d["total_tokens_per_s"] - d["usd_per_mtok_input"] * d["output_tokens_per_s"]
+             + d["usd_per_mtok_output"] * d["output_tokens_per_s"]) * 3600 / 1e6
+    assert spent == pytest.approx(4 * d["price"]["usd_per_gpu_hour"], rel=1e-3)
+    assert 0 < d["usd_per_mtok_input"] < d["usd_per_mtok_output"] < d["cost"]["usd_per_million_output_tokens"]
+    # search --json: every candidate carries the same fields; a disaggregated one prices its prefill pool as input
+    res = runner.invoke(app, ["search", "--model", "meta-llama/Llama-3.1-70B-Instruct", "--chip", "h100-sxm-80gb",
+                              "--gpus", "8", "--isl", "1000", "--osl", "200", "--tpot-ms", "30", "--json"])
+    assert res.exit_code == 0, res.output
+    for c in json.loads(res.output)["candidates"]:
+        assert c["usd_per_mtok_input"] > 0 and c["usd_per_mtok_output"] > 0 and c["price"]["sources"]
+        usd_h = (c["usd_per_mtok_input"] * c["requests_per_s"] * 1000 + c["usd_per_mtok_output"]
+                 * c["output_tokens_per_s"]) * 3600 / 1e6
+        assert usd_h == pytest.approx(8 * c["price"]["usd_per_gpu_hour"], rel=2e-2)
+    # no price source: no numbers, and the reason stays in `cost`
+    res = runner.invoke(app, ["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "l40s-48gb",
+                              "--isl", "1000", "--osl", "200", "--concurrency", "4", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert "missing" in d["cost"] and d["usd_per_mtok_input"] is None and d["price"] is None

@@ -26,6 +26,25 @@ def test_best_meets_slo_and_is_best(qwen_h200):
     assert r.evaluated > 1000 and r.meets_slo <= r.feasible <= r.evaluated
 
 
+def test_every_candidate_carries_its_band_and_whether_it_holds_at_the_band_edge(qwen_h200):
+    r = qwen_h200
+    assert r.band_note and "TPOT typically" in r.band_note and "TTFT typically" in r.band_note
+    for c in r.candidates:
+        assert c.band is not None
+        for m in ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu"):
+            lo, hi = c.band[m]
+            assert lo < getattr(c, m) < hi
+        at_edge = c.meets_slo and c.band["ttft_ms"][1] <= 1000 and c.band["tpot_ms"][1] <= 50
+        assert c.meets_slo_at_p90 == at_edge
+    # the JSON carries both (shared/CONTRACTS.md: fields are added, never renamed)
+    res = runner.invoke(app, ["search", "--model", QWEN, "--chip", H200, "--gpus", "8", "--isl", "4000", "--osl",
+                              "500", "--tpot-ms", "50", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["band_note"] and doc["candidates"][0]["band"]["tpot_ms"][1] > doc["candidates"][0]["tpot_ms"]
+    assert isinstance(doc["candidates"][0]["meets_slo_at_p90"], bool)
+
+
 def test_pareto_front_is_non_dominated(qwen_h200):
     front = qwen_h200.pareto
     users = [p["tokens_per_s_per_user"] for p in front]
