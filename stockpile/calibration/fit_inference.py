@@ -186,7 +186,7 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
 
     # request-rate rows through the steady state (fast), or through the scheduler simulation as validate runs them
     # (runs capped at SIM_FIT_REQUESTS requests per instance to keep a Jacobian affordable)
-    batch = Batch(preps, simulate=simulate, max_requests=SIM_FIT_REQUESTS if simulate else None)
+    batch = Batch(preps, simulate=simulate, max_requests=SIM_FIT_REQUESTS if simulate else None, simulate_bursts=False)
 
     # two stages: soft-L1 from the start finds the basin; a Cauchy loss from there (redescending: rows the model
     # cannot express, e.g. harness-specific TTFT, stop pulling) fits the bulk of the rows. The model is piecewise

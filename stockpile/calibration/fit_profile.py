@@ -78,7 +78,7 @@ def _fit(preps: list[Prepared], start: Calibration, prior_weight: float,
     lo = np.log([BOUNDS[n][0] for _, n in spec])
     hi = np.log([BOUNDS[n][1] for _, n in spec])
     x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
-    batch = Batch(preps, simulate=True)
+    batch = Batch(preps, simulate=True, simulate_bursts=False)
     meas = np.array([p.case.measured for p in preps])
     sol = solve(lambda th: np.array(batch.run(_with(start, spec, th))), meas, x0, lo=lo, hi=hi, prior=x0.copy(),
                 prior_weight=prior_weight, losses=("soft_l1",), f_scale=F_SCALE, max_nfev=max_nfev, restarts=1)

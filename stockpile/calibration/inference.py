@@ -157,10 +157,14 @@ class Batch:
     Model, chip and calibration constants are per-row arrays, so a file of mixed rows is one numpy pass per
     kind (aggregated, disaggregated). Calibration calls :meth:`run` many times on one Batch."""
 
-    def __init__(self, preps: list[Prepared], *, simulate: bool = True, max_requests: int | None = None):
+    def __init__(self, preps: list[Prepared], *, simulate: bool = True, max_requests: int | None = None,
+                 simulate_bursts: bool = True):
         self.preps = preps
         self.simulate = simulate        # open-loop (request-rate) rows through the scheduler simulation
         self.max_requests = max_requests  # cap on a simulated run's requests per instance (fits); None: as measured
+        # vLLM V1 bursts through the simulation too (traffic.preempts_in_bursts); a fit's inner loop keeps their
+        # steady state, as the shipped calibration was fitted (a burst's mean TTFT depends on its full length)
+        self.simulate_bursts = simulate_bursts
         self.parts = []
         for disagg in (False, True):
             idx = [i for i, pr in enumerate(preps) if (pr.dec is not None) == disagg]
@@ -231,7 +235,8 @@ class Batch:
                 if not bool(out["fits"][j]):
                     result[i] = float("nan")
                 elif self.simulate and not disagg and (pr.case.request_rate or (
-                        pr.case.concurrency and pr.case.metric in DISTRIBUTION_METRICS) or _burst(pr)):
+                        pr.case.concurrency and pr.case.metric in DISTRIBUTION_METRICS)
+                        or self.simulate_bursts and _burst(pr)):
                     key = pr.case.row_id
                     if key not in sims:
                         sims[key] = _simulate_row(a, p, out, j, pr, self.max_requests)
