@@ -249,8 +249,7 @@ class Batch:
 def _burst(pr: Prepared) -> bool:
     """A burst (every prompt sent at once) on an engine that serves it through preemption (traffic.py)."""
     c = pr.case
-    return bool(not c.request_rate and c.num_requests and (not c.concurrency or c.concurrency >= c.num_requests)
-                and traffic.preempts_in_bursts(pr.engine, c.engine_version))
+    return traffic.simulated_burst(pr.engine, c.engine_version, c.concurrency, c.request_rate, c.num_requests)
 
 
 def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: int, pr: Prepared,

@@ -340,7 +340,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         notes.append(f"{chip.id} has no sourced NIC figure: the network between its {chip.scaleup_size}-chip "
                      f"scale-up domains is modelled at {NO_NIC_SCALEUP_SHARE:.3g} of the scale-up link "
                      f"({chip.scaleup_bw * NO_NIC_SCALEUP_SHARE / 1e9:,.0f} GB/s per chip)")
-    from stockpile.perf.traffic import preempts_in_bursts, prefill_first
+    from stockpile.perf.traffic import prefill_first, simulated_burst
     cal = calibration or load_calibration()
     release = engine_key(engine, engine_version)
     if release != engine:
@@ -390,8 +390,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
                                  output_tokens_per_s=None, output_tokens_per_s_per_gpu=None, total_tokens_per_s=None,
                                  total_tokens_per_s_per_gpu=None, requests_per_s=None, tokens_per_s_per_user=None)
     sim_fields: dict[str, Any] = {}
-    burst = (not request_rate and trace is None and num_requests is not None
-             and (concurrency is None or concurrency >= num_requests) and preempts_in_bursts(engine, engine_version))
+    burst = trace is None and simulated_burst(engine, engine_version, concurrency, request_rate, num_requests)
     if request_rate or trace is not None or burst:
         r, sim_fields = _simulated(model, chip, engine, cfg, cal, r, trace, engine_version, notes, layout)
     out_tps = float(r["output_tokens_per_s"])

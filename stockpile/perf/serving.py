@@ -118,9 +118,9 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         # a closed loop in lockstep: B prompts arrive together and queue for prefill
         queue = np.maximum(b / attn_dp - 1.0, 0.0) / 2.0 * new_isl * pre_tok_t
         ttft = n_chunks * (t_mix + draft) + 0.5 * t_it + lock * queue + p.ttft_s + p.admit_s
-        # prefill-first in lockstep: the wave's prompts run alone first (the mean request waits for half of
-        # them before its first token, the other half before its second) and then the wave decodes without
-        # prompts; the spread share of requests arrives one by one and pauses the decodes as mixing amortises
+        # prefill-first with fixed lengths: the wave's prompts run alone first (the mean request waits for half
+        # of them before its first token, the other half before its second) and then the wave decodes without
+        # prompts. Lengths from a range keep the fitted persistence above (a full lockstep share there was worse)
         lock_pf = np.where(pf & (sync > 0), 1.0, 0.0)
         if np.any(lock_pf):
             # the wave's prompts run in chunks of its own size where it is smaller than the engine's chunk

@@ -80,9 +80,12 @@ def poisson_arrivals(rate: float, n: int, *, isl: float, osl: float, poisson: bo
         gaps = rng.exponential(1.0 / rate, n)
     arrival = np.cumsum(gaps) - gaps[0]
     i = _lengths(rng, isl, n, spread)
-    o = _lengths(rng, osl, n, spread)
-    cached = np.floor(i * prefix_hit).astype(np.int64)
-    return Requests(arrival=arrival, isl=i, osl=o, cached=np.minimum(cached, i - 1))
+    return Requests(arrival=arrival, isl=i, osl=_lengths(rng, osl, n, spread), cached=_cached(i, prefix_hit))
+
+
+def _cached(isl: np.ndarray, prefix_hit: float) -> np.ndarray:
+    """Prompt tokens served from the prefix cache: a share of each prompt, at least one token left to prefill."""
+    return np.minimum(np.floor(isl * prefix_hit).astype(np.int64), isl - 1)
 
 
 def burst_arrivals(n: int, *, isl: float, osl: float, spread: float = 0.0, prefix_hit: float = 0.0,
@@ -90,8 +93,7 @@ def burst_arrivals(n: int, *, isl: float, osl: float, spread: float = 0.0, prefi
     """n requests all sent at time 0 (an offline burst), lengths as poisson_arrivals draws them."""
     rng = np.random.default_rng(seed)
     i = _lengths(rng, isl, n, spread)
-    cached = np.floor(i * prefix_hit).astype(np.int64)
-    return Requests(arrival=np.zeros(n), isl=i, osl=_lengths(rng, osl, n, spread), cached=np.minimum(cached, i - 1))
+    return Requests(arrival=np.zeros(n), isl=i, osl=_lengths(rng, osl, n, spread), cached=_cached(i, prefix_hit))
 
 
 # ------------------------------------------------------------------ step time

@@ -40,6 +40,14 @@ def preempts_in_bursts(engine: str, version: str | None = None) -> bool:
     return engine == "vllm" and engine_key(engine, version) != "vllm-v0"
 
 
+def simulated_burst(engine: str, version: str | None, concurrency: float | None, request_rate: float | None,
+                    num_requests: float | None) -> bool:
+    """A burst (every prompt sent at once: no rate, and no client cap below the prompt count) that the engine
+    serves through preemption, so `estimate` and `validate` run it through the simulation."""
+    return bool(not request_rate and num_requests and (not concurrency or concurrency >= num_requests)
+                and preempts_in_bursts(engine, version))
+
+
 def prefill_first(engine: str, version: str | None = None, chunked_prefill: bool | None = None) -> float:
     """1.0 where the engine release pauses decodes for prompt-only prefill steps (serving.serve's input)."""
     return 1.0 if engine_policy(engine, version, chunked_prefill) == "prefill_first" else 0.0

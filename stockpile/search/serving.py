@@ -32,6 +32,7 @@ from stockpile.perf.inference import (
     engine_limits,
     evaluate,
     hybrid_kv,
+    input_share,
 )
 from stockpile.perf.operators import ChipConsts, ModelConsts
 from stockpile.perf.serving import MODE_CLOSED
@@ -445,10 +446,9 @@ def _token_prices(r: dict[str, Any], o: dict[str, np.ndarray], i: int, chip: Chi
     out_tps = float(o["output_tokens_per_s"][i])
     in_tps = float(o["requests_per_s"][i]) * isl
     if r["mode"] == "aggregated":
-        lay = r["lay"]
-        p_s = isl * float(o["prefill_token_s"][i]) / max(lay["attn_dp"], 1.0)
-        d_s = osl * float(o["decode_step_s"][i]) / max(batch, 1.0)
-        usd_h, share = gpus * dec.usd_per_gpu_hour, p_s / max(p_s + d_s, 1e-15)
+        row = {"prefill_token_s": o["prefill_token_s"][i], "decode_step_s": o["decode_step_s"][i], "batch": batch}
+        usd_h = gpus * dec.usd_per_gpu_hour
+        share = input_share(row, isl, osl, 0.0, 1.0, r["lay"]["attn_dp"])
     else:                        # the prefill pool serves the prompts, the decode pool the output
         pl = r["pre"]
         pre_gpus = r["pre_workers"] * pl["attn_tp"] * pl["attn_dp"] * pl["pp"]
