@@ -62,7 +62,10 @@ def main() -> None:
     shipped = inside(preps, ship)
 
     def share(rs: list[tuple[str, str, bool, float]]) -> str:
-        return f"{100 * statistics.fmean(r[2] for r in rs):.1f} % of {len(rs)}" if rs else "-"
+        if not rs:
+            return "-"
+        return (f"{100 * statistics.fmean(r[2] for r in rs):.1f} % of {len(rs)} "
+                f"(median error {100 * statistics.median(r[3] for r in rs):.1f} %)")
 
     print(f"\n{folds} folds of publications, {(time.perf_counter() - t0) / 60:.0f} min. Inside the stated p10-p90 band:")
     print("| rows | held out | in sample (shipped calibration) |\n|---|---:|---:|")

@@ -146,7 +146,6 @@ class Configs:
     hybrid_kv: Any = None           # 1 where the engine stores only the window for sliding-window layers
     sync: Any = 1.0                 # 1: fixed request lengths (closed loops stay in lockstep); 0: varied
     spread: Any = np.inf            # varied lengths: (max - min) / mean where known (a random range ratio)
-    prefill_first: Any = None       # 1: prompt-only prefill steps pause decodes (None: the engine's policy)
 
 
 def _lookup(values, table: dict[str, float]) -> np.ndarray:
@@ -202,8 +201,7 @@ def evaluate_core(mc: ModelConsts, cc: ChipConsts, p: Params, cfg: Configs, *, g
                 mode=cfg.mode, concurrency=cfg.concurrency, rate=cfg.rate, num_requests=cfg.num_requests,
                 poisson=cfg.poisson, spec_draft=cfg.spec_draft, spec_accept=cfg.spec_accept,
                 prefix_hit=cfg.prefix_hit, max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=cfg.sync,
-                spread=cfg.spread, spec_verify=cfg.spec_verify,
-                prefill_first=0.0 if cfg.prefill_first is None else cfg.prefill_first)
+                spread=cfg.spread, spec_verify=cfg.spec_verify)
     out["weights_bytes"] = np.broadcast_to(weights, out["ttft_s"].shape)
     out["kv_bytes_per_token"] = np.broadcast_to(kv_tok, out["ttft_s"].shape)
     return out
@@ -218,9 +216,6 @@ def evaluate(model: ModelSpec, chip: Chip, engine: str, cfg: Configs,
     max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg)
     if cfg.hybrid_kv is None:
         cfg.hybrid_kv = hybrid_kv(engine)
-    if cfg.prefill_first is None:
-        from stockpile.perf.traffic import prefill_first
-        cfg.prefill_first = prefill_first(engine)
     return evaluate_core(ModelConsts.of(model), ChipConsts.of(chip), p, cfg, gemm_peak=peak, kind=kind,
                          max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
 
@@ -340,7 +335,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         notes.append(f"{chip.id} has no sourced NIC figure: the network between its {chip.scaleup_size}-chip "
                      f"scale-up domains is modelled at {NO_NIC_SCALEUP_SHARE:.3g} of the scale-up link "
                      f"({chip.scaleup_bw * NO_NIC_SCALEUP_SHARE / 1e9:,.0f} GB/s per chip)")
-    from stockpile.perf.traffic import prefill_first, simulated_burst
+    from stockpile.perf.traffic import simulated_burst
     cal = calibration or load_calibration()
     release = engine_key(engine, engine_version)
     if release != engine:
@@ -352,8 +347,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
                   osl=osl, mode=mode, concurrency=np.nan if concurrency is None else concurrency,
                   rate=np.nan if request_rate is None else request_rate,
                   num_requests=np.nan if num_requests is None else num_requests, poisson=1.0 if poisson else 0.0,
-                  spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit, spec_verify=spec_verify,
-                  prefill_first=prefill_first(engine, engine_version))
+                  spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit, spec_verify=spec_verify)
     r = {k: np.asarray(v).reshape(-1)[0] for k, v in evaluate(model, chip, engine, cfg, cal, p).items()}
     gpus = layout.gpus
     d = engine_defaults()[engine]

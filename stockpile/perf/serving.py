@@ -41,23 +41,19 @@ def _lockstep_share(spread, decode_s, work_s):
 def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas,
           wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency,
           rate, num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-          mem_util, sync=1.0, spread=np.inf, spec_verify=0.0, prefill_first=0.0) -> dict[str, np.ndarray]:
+          mem_util, sync=1.0, spread=np.inf, spec_verify=0.0) -> dict[str, np.ndarray]:
     """Evaluate every configuration (numpy arrays broadcast together); returns arrays per metric.
 
     Lengths are tokens; rates per second; `concurrency`, `rate` are per system (all replicas);
     `num_requests` is NaN when the run length is unknown. `spec_verify`: tokens each sequence verifies per step
-    with a draft tree (SGLang's --speculative-num-draft-tokens); 0 for a chain, which verifies 1 + spec_draft.
-    `prefill_first`: 1 where the engine runs prompt-only prefill steps and pauses decodes meanwhile (SGLang's
-    default, vLLM V0), 0 where it mixes prompt chunks into decode steps (traffic.engine_policy)."""
+    with a draft tree (SGLang's --speculative-num-draft-tokens); 0 for a chain, which verifies 1 + spec_draft."""
     arr = np.broadcast_arrays(attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak,
                               dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency, rate,
                               num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-                              mem_util, sync, spread, spec_verify, prefill_first)
+                              mem_util, sync, spread, spec_verify)
     (attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu,
      kv_token_gpu, isl, osl, mode, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
-     prefix_hit, max_seqs, chunk, mem_util, sync, spread, spec_verify,
-     prefill_first) = [np.asarray(a, dtype=float) for a in arr]
-    pf = (prefill_first > 0) & (mode == MODE_CLOSED)
+     prefix_hit, max_seqs, chunk, mem_util, sync, spread, spec_verify) = [np.asarray(a, dtype=float) for a in arr]
     width = verify_width(spec_draft, spec_verify)
     sync_in = sync                                 # 1: fixed request lengths, 0: varied (e.g. ShareGPT)
     sync = sync * (mode == MODE_CLOSED)            # lockstep only where finished requests are replaced at once
@@ -100,11 +96,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         # from a known range spread a wave's arrivals over spread x decode time, which dissolves the queue
         # only where that window is longer than the wave's prefill work
         partial = _lockstep_share(spread, steps * pp * st_dec, b / attn_dp * new_isl * pre_tok_t)
-        share = np.where(sync > 0, 1.0, np.where(mode == MODE_CLOSED, partial, 0.0))
-        # a prefill-first engine keeps a closed loop in lockstep: a wave's decodes all start once its last
-        # prompt is prefilled, so they end (and their clients resend) together. Mixing engines start each
-        # request's decode as its own prompt finishes, which spreads the next wave (persistence sync_eff)
-        lock = np.where(pf & (sync > 0), 0.0, share * p.sync_eff)
+        lock = np.where(sync > 0, 1.0, np.where(mode == MODE_CLOSED, partial, 0.0)) * p.sync_eff
         prompts = np.maximum(1.0, b_mb / steps + lock * (b_mb - b_mb / steps))
         c = np.maximum(np.minimum(np.maximum(chunk - dec_tok, 0.25 * chunk), prompts * new_isl), 1.0)
         f = np.minimum(demand / c, 1.0)            # share of iterations that carry a prefill chunk
@@ -116,21 +108,8 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         t_it = (1.0 - f) * t_dec + f * t_mix + draft
         n_chunks = np.ceil(new_isl / c)
         # a closed loop in lockstep: B prompts arrive together and queue for prefill
-        queue = np.maximum(b / attn_dp - 1.0, 0.0) / 2.0 * new_isl * pre_tok_t
-        ttft = n_chunks * (t_mix + draft) + 0.5 * t_it + lock * queue + p.ttft_s + p.admit_s
-        # prefill-first with fixed lengths: the wave's prompts run alone first (the mean request waits for half
-        # of them before its first token, the other half before its second) and then the wave decodes without
-        # prompts. Lengths from a range keep the fitted persistence above (a full lockstep share there was worse)
-        lock_pf = np.where(pf & (sync > 0), 1.0, 0.0)
-        if np.any(lock_pf):
-            # the wave's prompts run in chunks of its own size where it is smaller than the engine's chunk
-            wave = np.maximum(b / attn_dp * new_isl, 1.0)
-            c_w = np.minimum(big, wave)
-            t_w = pp * stage_time(mc, cc, p, **lay, dec_seqs=zero, dec_tokens=zero, dec_ctx=dec_ctx, pre_tokens=c_w,
-                                  pre_ctx=pre_ctx) / c_w
-            q_pf = np.maximum(b / attn_dp - 1.0, 0.0) / 2.0 * new_isl * t_w
-            ttft = ttft + lock_pf * q_pf
-            t_it = (1.0 - lock_pf) * t_it + lock_pf * (t_dec + draft + q_pf / np.maximum(steps - 1.0, 1.0))
+        lockstep = lock * np.maximum(b / attn_dp - 1.0, 0.0) / 2.0 * new_isl * pre_tok_t
+        ttft = n_chunks * (t_mix + draft) + 0.5 * t_it + lockstep + p.ttft_s + p.admit_s
         return t_it, ttft, f * c
 
     def iteration_decode(b: np.ndarray) -> np.ndarray:

@@ -48,11 +48,6 @@ def simulated_burst(engine: str, version: str | None, concurrency: float | None,
                 and preempts_in_bursts(engine, version))
 
 
-def prefill_first(engine: str, version: str | None = None, chunked_prefill: bool | None = None) -> float:
-    """1.0 where the engine release pauses decodes for prompt-only prefill steps (serving.serve's input)."""
-    return 1.0 if engine_policy(engine, version, chunked_prefill) == "prefill_first" else 0.0
-
-
 @dataclass
 class Config:
     """One aggregated configuration, scalars (as serve() takes them, one entry each)."""

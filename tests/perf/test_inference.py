@@ -217,27 +217,3 @@ def test_lengths_from_a_narrow_range_keep_part_of_the_lockstep(tiny_model, tiny_
     # a wide spread dissolves the waves entirely
     assert ttft(0.0, 50.0) == pytest.approx(varied)
 
-
-def test_prefill_first_lockstep_moves_the_wave_prefill_into_ttft(tiny_model, tiny_chip):
-    # a fixed-length closed loop on a prefill-first engine (SGLang's default) stays in lockstep: the whole wave is
-    # prefilled before any decode, so the mean request waits for half of it before its first token and the other
-    # half before its second. TTFT rises and TPOT falls against a mixing engine; with varied lengths the loop
-    # loses step and the policy changes nothing
-    def run(pf, sync):
-        cfg = Configs(isl=2000, osl=200, mode=MODE_CLOSED, concurrency=32.0, sync=sync, spread=0.0 if sync else np.inf,
-                      prefill_first=pf)
-        return {k: float(v) for k, v in evaluate(tiny_model, tiny_chip, "vllm", cfg, calibration=PRIORS).items()
-                if k in ("ttft_s", "tpot_s", "e2e_s")}
-    mixed, first = run(0.0, 1.0), run(1.0, 1.0)
-    assert first["ttft_s"] > 1.5 * mixed["ttft_s"]
-    assert first["tpot_s"] < mixed["tpot_s"]
-    # the decode steps then carry no prompt tokens: TPOT is at least the pure decode step at that batch
-    decode_only = evaluate(tiny_model, tiny_chip, "vllm", Configs(isl=2000, osl=200, mode=MODE_CLOSED,
-                                                                  concurrency=32.0, prefix_hit=0.9995, sync=0.0),
-                           calibration=PRIORS)
-    assert first["tpot_s"] > 0.9 * float(decode_only["tpot_s"])
-    assert run(1.0, 0.0) == pytest.approx(run(0.0, 0.0))
-    # the engine's own policy is the default: SGLang prefills first, vLLM V1 mixes
-    from stockpile.perf.traffic import prefill_first
-    assert prefill_first("sglang") == 1.0 and prefill_first("vllm") == 0.0
-    assert prefill_first("vllm", "0.6.3") == 1.0 and prefill_first("sglang", chunked_prefill=True) == 0.0
