@@ -270,10 +270,8 @@ def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: i
     replicas = max(lay.replicas, 1)
     policy = traffic.engine_policy(pr.engine, c.engine_version, c.chunked_prefill)
     hit = float(np.asarray(cfg.prefix_hit).reshape(-1)[j])
-    if _burst(pr):                   # every prompt at once, split over the replicas
-        n = int(max(round(float(c.num_requests or 1) / replicas), 1))
-        if max_requests:
-            n = min(n, max_requests)
+    if _burst(pr):                   # every prompt at once, split over the replicas (never capped: fits keep
+        n = int(max(round(float(c.num_requests or 1) / replicas), 1))    # bursts in the steady state)
         req = burst_arrivals(n, isl=c.isl, osl=c.osl, spread=c.length_spread, prefix_hit=hit, seed=0)
         return traffic.run(traffic.pick(a["mc"], j), traffic.pick(a["cc"], j), pj, conf, req, isl=c.isl, osl=c.osl,
                            prefix_hit=hit, policy=policy)
