@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from stockpile.catalog.chips import BYTES, Chip
+from stockpile.catalog.figure_ranges import chip_at_edge, estimated_figures, uncertain_speeds
 from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError, UnknownNameError
 from stockpile.perf.calibration import Calibration, Params, engine_defaults, engine_key, load_calibration
@@ -35,23 +36,6 @@ def check_engine(engine: str) -> str:
     if e not in ENGINES:
         raise UnknownNameError("engine", engine, ENGINES)
     return e
-
-
-ESTIMATE_MARKS = ("ESTIMATE", "DERIVED", "UPPER BOUND", "LOWER BOUND", "LOW CONFIDENCE", "UNVERIFIED", "PRESS",
-                  "PLACEHOLDER")
-USED_FIGURES = ("memory_gb", "memory_bw_gbs", "bf16_tflops", "fp16_tflops", "fp8_tflops", "fp4_tflops",
-                "scaleup_bw_gbs", "scaleout_gbps")
-
-
-def estimated_figures(chip: Chip) -> list[str]:
-    """The chip figures this estimate rests on that the catalog marks as estimates, bounds or derived values."""
-    out = []
-    for name in USED_FIGURES:
-        fig = getattr(chip, name, None)
-        note = getattr(fig, "note", None) or ""
-        if fig is not None and any(m in note.upper() for m in ESTIMATE_MARKS):
-            out.append(f"{chip.id} {name} = {fig.value:g} is not a published figure: {note.split(':')[0]}")
-    return out
 
 
 def check_engine_chip(engine: str, chip: Chip) -> None:
@@ -384,11 +368,12 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
                                  output_tokens_per_s=None, output_tokens_per_s_per_gpu=None, total_tokens_per_s=None,
                                  total_tokens_per_s_per_gpu=None, requests_per_s=None, tokens_per_s_per_user=None)
     sim_fields: dict[str, Any] = {}
+    edges = _figure_edges(model, chip, engine, cfg, cal, p, r)
     burst = trace is None and simulated_burst(engine, engine_version, concurrency, request_rate, num_requests)
     if request_rate or trace is not None or burst:
         r, sim_fields = _simulated(model, chip, engine, cfg, cal, r, trace, engine_version, notes, layout)
     out_tps = float(r["output_tokens_per_s"])
-    sim_fields.update(_bands(engine, engine_version, chip, r, mode, concurrency, request_rate, num_requests, gpus))
+    sim_fields.update(_bands(engine, engine_version, chip, r, concurrency, request_rate, num_requests, gpus, edges))
     sim_fields["cost"] = token_cost(chip, gpus, out_tps, float(r["total_tokens_per_s"]), cost_basis,
                                     model_id=model.id, input_share=input_share(r, isl, osl, prefix_hit,
                                                                                spec_accept, layout.attn_dp))
@@ -435,26 +420,53 @@ def _simulated(model: ModelSpec, chip: Chip, engine: str, cfg: Configs, cal: Cal
     return out, extra
 
 
-def _bands(engine: str, engine_version: str | None, chip: Chip, r: dict[str, Any], mode: int,
-           concurrency: float | None, request_rate: float | None, num_requests: float | None,
-           gpus: int) -> dict[str, Any]:
-    """The validated p10-p90 band of each headline metric (calibration/bands.py), and a sentence for TPOT."""
-    from stockpile.calibration.bands import band, describe, load_kind
+# headline metric -> the steady-state field it comes from
+_BAND_FIELDS = {"ttft_ms": "ttft_s", "tpot_ms": "tpot_s", "e2e_latency_s": "e2e_s",
+                "output_tokens_per_s": "output_tokens_per_s", "output_tokens_per_s_per_gpu": "output_tokens_per_s",
+                "requests_per_s": "requests_per_s"}
+
+
+def _figure_edges(model: ModelSpec, chip: Chip, engine: str, cfg: Configs, cal: Calibration, p: Params,
+                  r: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Per headline metric, the steady state's ratio to `r` with the chip's estimated speed figures at the slow
+    and at the fast end of their ranges (catalog/figure_ranges.py); empty when every figure is published."""
+    if not uncertain_speeds(chip):
+        return {}
+    ends = []
+    for side in ("slow", "fast"):
+        e = {k: np.asarray(v).reshape(-1)[0] for k, v in evaluate(model, chip_at_edge(chip, side), engine, cfg, cal,
+                                                                   p).items()}
+        ends.append(e)
+    out = {}
+    for metric, f in _BAND_FIELDS.items():
+        base = float(r[f])
+        if base > 0 and np.isfinite(base) and all(np.isfinite(float(e[f])) and float(e[f]) > 0 for e in ends):
+            out[metric] = (float(ends[0][f]) / base, float(ends[1][f]) / base)
+    return out
+
+
+def _bands(engine: str, engine_version: str | None, chip: Chip, r: dict[str, Any], concurrency: float | None,
+           request_rate: float | None, num_requests: float | None, gpus: int,
+           edges: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    """The validated p10-p90 band of each headline metric (calibration/bands.py), widened where the validation
+    does not reach (a chip family without rows, estimated chip figures: `edges`), and a sentence for TPOT."""
+    from stockpile.calibration.bands import band, describe, load_kind, widened
     key = engine_key(engine, engine_version)
     load = load_kind(concurrency, request_rate, num_requests)
-    values = {"ttft_ms": float(r["ttft_s"]) * 1e3, "tpot_ms": float(r["tpot_s"]) * 1e3,
-              "e2e_latency_s": float(r["e2e_s"]), "output_tokens_per_s": float(r["output_tokens_per_s"]),
-              "output_tokens_per_s_per_gpu": float(r["output_tokens_per_s"]) / gpus,
-              "requests_per_s": float(r["requests_per_s"])}
+    values = {m: float(r[f]) * (1e3 if m.endswith("_ms") else 1.0) / (gpus if m.endswith("_per_gpu") else 1)
+              for m, f in _BAND_FIELDS.items()}
     out: dict[str, list[float]] = {}
     note = None
     for metric, v in values.items():
         b = band(key, chip.family, metric, load)
         if b is None or not np.isfinite(v):
             continue
-        out[metric] = [round(v * b[0], 4), round(v * b[1], 4)]
+        lo, hi, why = widened(b, chip.family, edges.get(metric, (1.0, 1.0)))
+        out[metric] = [round(v * lo, 4), round(v * hi, 4)]
         if metric == "tpot_ms":
             note = f"TPOT {describe(*b)}"
+            if why:
+                note += f"; here {100 * (lo - 1):+.0f} %..{100 * (hi - 1):+.0f} %: {'; '.join(why)}"
     return {"band": out or None, "band_note": note}
 
 

@@ -351,31 +351,78 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
         for c in cands[1:]:
             c.why = f"{100 * (1 - c.output_tokens_per_s_per_gpu / cands[0].output_tokens_per_s_per_gpu):.0f}% " \
                     "fewer tokens/s per GPU than the best"
-    band_note = _with_bands(cands, engine, chip, slo)
+    edges = _figure_edges(chosen, model, chip, engine, gpus, isl, osl, cal, dtypes, kv_dtypes, spec, prefill_chip)
+    band_note = _with_bands(cands, engine, chip, slo, edges)
     return SearchResult(model=model.id, chip=chip.id, gpus=gpus, engine=engine, isl=isl, osl=osl, slo=slo,
                         evaluated=evaluated, seconds=time.perf_counter() - t0, feasible=len(recs), meets_slo=n_meet,
                         candidates=cands, pareto=pareto, message=msg, band_note=band_note)
 
 
-def _with_bands(cands: list[Candidate], engine: str, chip: Chip, slo: Slo) -> str | None:
+def _figure_edges(chosen: list[dict[str, Any]], model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: float,
+                  osl: float, cal: Calibration, dtypes: list[str] | None, kv: list[str] | None, spec: Spec,
+                  prefill_chip: Chip | None) -> list[dict[str, tuple[float, float]]]:
+    """For each chosen configuration, its TTFT, TPOT and tokens/s per GPU at the chips' estimated speed figures'
+    slow and fast ends (catalog/figure_ranges.py) over their values here: the same space evaluated again at each
+    end (the space's shape depends on capacities and domains, which stay). Empty dicts where every figure is
+    published."""
+    from stockpile.catalog.figure_ranges import chip_at_edge, uncertain_speeds
+    empty: list[dict[str, tuple[float, float]]] = [{} for _ in chosen]
+    if not uncertain_speeds(chip) and (prefill_chip is None or not uncertain_speeds(prefill_chip)):
+        return empty
+    ends: list[dict[str, dict[str, np.ndarray]]] = []
+    for side in ("slow", "fast"):
+        c, pc = chip_at_edge(chip, side), (chip_at_edge(prefill_chip, side) if prefill_chip is not None else None)
+        got: dict[str, dict[str, np.ndarray]] = {}
+        if any(r["mode"] == "aggregated" for r in chosen):
+            got["aggregated"] = _aggregated(model, c, engine, gpus, isl, osl, cal, dtypes, kv, spec)[1]
+        if any(r["mode"] == "disaggregated" for r in chosen):
+            got["disaggregated"] = _disaggregated(model, c, engine, gpus, isl, osl, cal, dtypes, kv, pc)[1]
+        ends.append(got)
+    fields = {"ttft_ms": "ttft_s", "tpot_ms": "tpot_s", "output_tokens_per_s_per_gpu": "output_tokens_per_s"}
+    out = []
+    for r in chosen:
+        i, e = r["i"], {}
+        for m, f in fields.items():
+            base = float(r["out"][f][i])
+            vals = [float(end[r["mode"]][f][i]) for end in ends]
+            if base > 0 and all(np.isfinite(v) and v > 0 for v in vals):
+                e[m] = (vals[0] / base, vals[1] / base)
+        out.append(e)
+    return out
+
+
+def _with_bands(cands: list[Candidate], engine: str, chip: Chip, slo: Slo,
+                edges: list[dict[str, tuple[float, float]]]) -> str | None:
     """Give each candidate the p10-p90 band of its headline figures (closed-loop load, the engine's current
-    release, the decode chip's family) and say whether it meets the targets at the band's upper edge; returns
-    the regime's TTFT and TPOT error in words."""
-    from stockpile.calibration.bands import band, describe
+    release, the decode chip's family), widened where the validation does not reach (a chip family without rows;
+    the candidate's own `edges`: its figures with the chip's estimated speeds at the ends of their ranges), and
+    say whether it meets the targets at the band's upper edge; returns the regime's TTFT and TPOT error in words,
+    and what widened them."""
+    from stockpile.calibration.bands import band, describe, widened
     from stockpile.perf.calibration import engine_key
     key = engine_key(engine, None)
-    factors = {m: band(key, chip.family, m, "closed") for m in ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu")}
-    for c in cands:
+    metrics = ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu")
+    factors = {m: band(key, chip.family, m, "closed") for m in metrics}
+    reasons: dict[str, None] = {}
+    for c, edge in zip(cands, edges):
         vals = {"ttft_ms": c.ttft_ms, "tpot_ms": c.tpot_ms, "output_tokens_per_s_per_gpu": c.output_tokens_per_s_per_gpu}
-        c.band = {m: [round(v * f[0], 2), round(v * f[1], 2)] for m, v in vals.items()
-                  if (f := factors[m]) is not None} or None
+        c.band = {}
+        for m, v in vals.items():
+            if (f := factors[m]) is None:
+                continue
+            lo, hi, why = widened(f, chip.family, edge.get(m, (1.0, 1.0)))
+            c.band[m] = [round(v * lo, 2), round(v * hi, 2)]
+            reasons.update({w.split(" move it")[0]: None for w in why})
+        c.band = c.band or None
         if c.band:
-            hi = {m: c.band[m][1] for m in ("ttft_ms", "tpot_ms") if m in c.band}
+            hi_edge = {m: c.band[m][1] for m in ("ttft_ms", "tpot_ms") if m in c.band}
             c.meets_slo_at_p90 = bool(c.meets_slo
-                                      and (not slo.ttft_ms or hi.get("ttft_ms", c.ttft_ms) <= slo.ttft_ms)
-                                      and (not slo.tpot_ms or hi.get("tpot_ms", c.tpot_ms) <= slo.tpot_ms))
+                                      and (not slo.ttft_ms or hi_edge.get("ttft_ms", c.ttft_ms) <= slo.ttft_ms)
+                                      and (not slo.tpot_ms or hi_edge.get("tpot_ms", c.tpot_ms) <= slo.tpot_ms))
     parts = [f"{name} {describe(*f)}" for name, m in (("TPOT", "tpot_ms"), ("TTFT", "ttft_ms"))
              if (f := factors[m]) is not None]
+    if parts and reasons:
+        parts.append("each candidate's band widened for " + "; ".join(reasons))
     return "; ".join(parts) or None
 
 

@@ -242,22 +242,61 @@ def to_estimate(job: TrainJob, out: dict[str, F], i: int, layout: TrainLayout, *
         est.notes.append(f"goodput {g.goodput:.3f}: {g.interruptions_per_day:.2f} interruptions/day (Llama 3 "
                          f"rate), checkpoint {g.checkpoint_write_s:.0f} s every {g.checkpoint_interval_s / 60:.0f} "
                          f"min (Young/Daly), restart {g.restart_s:.0f} s")
-    return _with_band(est, job)
+    return _with_band(est, job, layout)
 
 
-def _with_band(est: TrainingEstimate, job: TrainJob) -> TrainingEstimate:
-    """The p10-p90 band of each headline figure from the validated error of its regime (calibration/bands.py)."""
-    from stockpile.calibration.bands import describe_training, training_band
+def _rate_edges(est: TrainingEstimate, job: TrainJob, lay: TrainLayout) -> tuple[float, float]:
+    """The training rate's ratio with the chip's estimated speed figures at the slow and the fast end of their
+    ranges (catalog/figure_ranges.py), this layout held; (1, 1) where every figure is published."""
+    from stockpile.catalog.figure_ranges import chip_at_edge, uncertain_speeds
+    if not uncertain_speeds(job.chip):
+        return 1.0, 1.0
+    p = load_training_calibration().params(job.chip.family, job.framework)
+    batch = est.global_batch_tokens or float(lay.dp * lay.micro_batch * job.seq_len * max(4 * lay.pp, 1))
+    rates = []
+    for chip in (job.chip, chip_at_edge(job.chip, "slow"), chip_at_edge(job.chip, "fast")):
+        out = evaluate(TrainConsts.of(job.model, mtp=job.mtp), TrainChip.of(chip), p, fw_flags(framework(job.framework)),
+                       seq=float(job.seq_len), batch_tokens=batch, fp8=1.0 if job.precision == "fp8" else 0.0,
+                       **layout_arrays(lay))
+        rates.append(_pick(out["tokens_per_s"], 0))
+    if not (rates[0] > 0 and all(np.isfinite(rates))):
+        return 1.0, 1.0
+    return rates[1] / rates[0], rates[2] / rates[0]
+
+
+def _with_band(est: TrainingEstimate, job: TrainJob, layout: TrainLayout) -> TrainingEstimate:
+    """The p10-p90 band of each headline figure from the validated error of its regime (calibration/bands.py),
+    widened where the validation does not reach: a chip family without training rows (doubled in log units) and
+    the chip's estimated speed figures at the ends of their ranges."""
+    from stockpile.calibration.bands import (
+        UNSEEN_FAMILY_WIDEN,
+        describe_training,
+        training_band,
+        training_family_seen,
+    )
     band: dict[str, list[float]] = {}
     note = None
+    slow, fast = _rate_edges(est, job, layout)
+    seen = training_family_seen(job.chip.family)
     for metric in ("mfu", "tflops_per_gpu", "tokens_per_s_per_gpu", "gpu_hours", "days"):
         v = getattr(est, metric)
         b = training_band(job.chip.family, metric, job.model.is_moe)
         if v is None or b is None or not np.isfinite(v):
             continue
-        band[metric] = [round(v * b[0], 6), round(v * b[1], 6)]
+        lo, hi = b[0], b[1]
+        if not seen:
+            lo, hi = lo ** UNSEEN_FAMILY_WIDEN, hi ** UNSEEN_FAMILY_WIDEN
+        e = (1 / slow, 1 / fast) if metric in ("gpu_hours", "days") else (slow, fast)
+        lo, hi = lo * min(min(e), 1.0), hi * max(max(e), 1.0)
+        band[metric] = [round(v * lo, 6), round(v * hi, 6)]
         if metric == "mfu":
             note = f"MFU {describe_training(*b)}"
+            why = ([f"no training rows on {job.chip.family} chips: the band of other chips, doubled"] if not seen
+                   else []) + ([f"estimated chip figures at the ends of their ranges move the rate "
+                                f"{100 * (slow - 1):+.0f} %..{100 * (fast - 1):+.0f} %"] if (slow, fast) != (1.0, 1.0)
+                               else [])
+            if why:
+                note += f"; here {100 * (lo - 1):+.0f} %..{100 * (hi - 1):+.0f} %: {'; '.join(why)}"
     return est.model_copy(update={"band": band or None, "band_note": note})
 
 

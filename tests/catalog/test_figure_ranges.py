@@ -1,0 +1,76 @@
+"""Estimated chip figures carry a range, and every prediction resting on them carries it in its band."""
+from __future__ import annotations
+
+import pytest
+
+from stockpile.catalog import get_chip, get_model
+from stockpile.catalog.chips import Figure
+from stockpile.catalog.figure_ranges import chip_at_edge, figure_range, time_bounds, uncertain_speeds
+
+SRC = "https://example.com/spec"
+
+
+def test_a_published_figure_is_a_point_and_a_bound_fixes_one_side() -> None:
+    assert figure_range(Figure(value=1.0, source=SRC)) == (1.0, 1.0)
+    assert figure_range(Figure(value=1.0, source=SRC, note="HBM3e, vendor datasheet")) == (1.0, 1.0)
+    lo, hi = figure_range(Figure(value=1.0, source=SRC, note="ESTIMATE (UPPER BOUND): the 3A090 threshold"))
+    assert hi == 1.0 and lo < 0.8          # the truth is at most the figure, and the estimate mark widens below
+    lo, hi = figure_range(Figure(value=1.0, source=SRC, note="DERIVED LOWER BOUND, UNVERIFIED"))
+    assert lo == 1.0 and hi > 1.2
+    lo, hi = figure_range(Figure(value=1.0, source=SRC, note="ESTIMATE (placeholder; nothing published)"))
+    assert (lo, hi) == (0.5, 2.0)           # the widest mark wins
+
+
+def test_the_edges_move_only_the_uncertain_speed_figures() -> None:
+    chip = get_chip("mi308x-192gb")
+    speeds = uncertain_speeds(chip)
+    assert {"bf16_tflops", "memory_bw_gbs"} <= set(speeds)
+    slow, fast = chip_at_edge(chip, "slow"), chip_at_edge(chip, "fast")
+    assert slow.bf16_tflops.value < chip.bf16_tflops.value == fast.bf16_tflops.value   # an upper bound
+    assert slow.memory_bw_gbs.value < chip.memory_bw_gbs.value < fast.memory_bw_gbs.value
+    assert slow.memory_gb == chip.memory_gb                                             # capacity stays
+    h100 = get_chip("h100-sxm-80gb")
+    assert "bf16_tflops" not in uncertain_speeds(h100) and "memory_bw_gbs" not in uncertain_speeds(h100)
+    fast_t, slow_t = time_bounds(chip, multi_node=False)
+    assert fast_t < 1.0 < slow_t
+    with pytest.raises(ValueError):
+        chip_at_edge(chip, "middle")
+
+
+def _tpot_band(chip_id: str) -> tuple[float, list[float], str]:
+    from stockpile.perf.inference import estimate
+    from stockpile.perf.layout import Layout
+    e = estimate(get_model("Qwen/Qwen3-32B"), get_chip(chip_id), layout=Layout(attn_tp=2), engine="vllm",
+                 isl=2000, osl=500, concurrency=16)
+    assert e.band is not None and e.tpot_ms is not None and e.band_note
+    return e.tpot_ms, e.band["tpot_ms"], e.band_note
+
+
+def test_estimate_widens_the_band_for_estimated_figures_and_unvalidated_families() -> None:
+    v0, b0, n0 = _tpot_band("mi300x-192gb")      # published figures, the CDNA3 family has validated rows
+    v1, b1, n1 = _tpot_band("mi308x-192gb")      # same family, figures estimated (compute at a bound)
+    v2, b2, n2 = _tpot_band("kunlun-p800-96gb")  # no validated rows on its family, figures estimated
+    w0, w1, w2 = b0[1] / b0[0], b1[1] / b1[0], b2[1] / b2[0]
+    assert b0[0] < v0 < b0[1] and b1[0] < v1 < b1[1] and b2[0] < v2 < b2[1]
+    assert w1 > 1.2 * w0 and w2 > w1
+    assert "here" not in n0 and "estimated chip figures" in n1 and "no validated rows on kunlun" in n2
+
+
+def test_search_and_training_bands_carry_the_same_widening() -> None:
+    from stockpile.search.serving import Slo, search
+    from stockpile.search.training import train
+    model = get_model("Qwen/Qwen3-32B")
+    widths = {}
+    for chip_id in ("mi300x-192gb", "mi308x-192gb"):
+        r = search(model, get_chip(chip_id), gpus=8, isl=2000, osl=500, slo=Slo(tpot_ms=60), disaggregation=False,
+                   top=2)
+        c = r.candidates[0]
+        assert c.band is not None
+        widths[chip_id] = c.band["tpot_ms"][1] / c.band["tpot_ms"][0]
+    assert widths["mi308x-192gb"] > 1.2 * widths["mi300x-192gb"]
+    assert "estimated chip figures" in (r.band_note or "")
+    t = train("meta-llama/Llama-3.1-8B", "mi250x-128gb", 64, 1e12)
+    assert t.band is not None and "no training rows on cdna2" in (t.band_note or "")
+    h = train("meta-llama/Llama-3.1-8B", "h100-sxm-80gb", 64, 1e12)
+    assert h.band is not None and "here" not in (h.band_note or "")
+    assert t.band["mfu"][1] / t.band["mfu"][0] > h.band["mfu"][1] / h.band["mfu"][0]
