@@ -30,7 +30,6 @@ from stockpile.perf.training import (
     FAMILY_DEFAULTS,
     FAMILY_GROUPS,
     FRAMEWORK_DEFAULTS,
-    FRAMEWORKS,
     GLOBAL_DEFAULTS,
     TrainCalibration,
     TrainChip,
@@ -40,6 +39,7 @@ from stockpile.perf.training import (
     framework,
     fw_flags,
     hardware_flops_per_token,
+    kernel_key,
     model_flops_per_token,
 )
 from stockpile.search.training import search
@@ -139,7 +139,7 @@ def _metric_scale(c: Case, recompute: float) -> tuple[float, float]:
 
 def _spec(cases: list[Case]) -> list[tuple[str, str, str]]:
     fams = sorted({FAMILY_GROUPS.get(c.job.chip.family, c.job.chip.family) for c in cases})
-    fws = sorted({FRAMEWORKS[c.job.framework].kernels or c.job.framework for c in cases})
+    fws = sorted({kernel_key(c.job.framework, c.job.chip.family) for c in cases})
     return ([("global", "", n) for n in FITTED_GLOBALS] + [("families", f, "gemm_eff") for f in fams]
             + [("frameworks", f, "kernel_eff") for f in fws])
 
