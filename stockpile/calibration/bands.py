@@ -111,14 +111,15 @@ def family_seen(family: str) -> bool:
 
 
 def widened(b: tuple[float, float, str, int], family: str, edge: tuple[float, float] = (1.0, 1.0),
-            bound: bool = False) -> tuple[float, float, list[str]]:
+            bound: bool = False, seen: bool | None = None) -> tuple[float, float, list[str]]:
     """A band (low, high factors) made honest for what the validation did not cover: doubled in log units for a
     chip family without validated rows, and stretched by `edge`, the prediction's own ratios with the chip's
     estimated figures at the slow and fast ends of their ranges (catalog/figure_ranges.py; `bound`: the most those
-    could move it, figure_ranges.time_bounds). Returns the factors and the reasons in words."""
+    could move it, figure_ranges.time_bounds). `seen`: whether the family has validated rows (default: it has
+    inference bands). Returns the factors and the reasons in words."""
     lo, hi = b[0], b[1]
     why = []
-    if not family_seen(family):
+    if not (family_seen(family) if seen is None else seen):
         lo, hi = lo ** UNSEEN_FAMILY_WIDEN, hi ** UNSEEN_FAMILY_WIDEN
         why.append(f"no validated rows on {family} chips: the band of other chips, "
                    f"doubled")

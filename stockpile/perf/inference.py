@@ -421,7 +421,7 @@ def _simulated(model: ModelSpec, chip: Chip, engine: str, cfg: Configs, cal: Cal
 
 
 # headline metric -> the steady-state field it comes from
-_BAND_FIELDS = {"ttft_ms": "ttft_s", "tpot_ms": "tpot_s", "e2e_latency_s": "e2e_s",
+BAND_FIELDS = {"ttft_ms": "ttft_s", "tpot_ms": "tpot_s", "e2e_latency_s": "e2e_s",
                 "output_tokens_per_s": "output_tokens_per_s", "output_tokens_per_s_per_gpu": "output_tokens_per_s",
                 "requests_per_s": "requests_per_s"}
 
@@ -432,16 +432,18 @@ def _figure_edges(model: ModelSpec, chip: Chip, engine: str, cfg: Configs, cal: 
     and at the fast end of their ranges (catalog/figure_ranges.py); empty when every figure is published."""
     if not uncertain_speeds(chip):
         return {}
-    ends = []
-    for side in ("slow", "fast"):
-        e = {k: np.asarray(v).reshape(-1)[0] for k, v in evaluate(model, chip_at_edge(chip, side), engine, cfg, cal,
-                                                                   p).items()}
-        ends.append(e)
+    return edge_ratios(r, [evaluate(model, chip_at_edge(chip, side), engine, cfg, cal, p) for side in ("slow", "fast")])
+
+
+def edge_ratios(base: dict[str, Any], ends: list[dict[str, Any]], i: int = 0,
+                metrics: tuple[str, ...] = tuple(BAND_FIELDS)) -> dict[str, tuple[float, float]]:
+    """Per headline metric, (slow end / base, fast end / base) of configuration `i` of evaluate() outputs."""
     out = {}
-    for metric, f in _BAND_FIELDS.items():
-        base = float(r[f])
-        if base > 0 and np.isfinite(base) and all(np.isfinite(float(e[f])) and float(e[f]) > 0 for e in ends):
-            out[metric] = (float(ends[0][f]) / base, float(ends[1][f]) / base)
+    for metric in metrics:
+        f = BAND_FIELDS[metric]
+        b, ends_v = float(np.asarray(base[f]).reshape(-1)[i]), [float(np.asarray(e[f]).reshape(-1)[i]) for e in ends]
+        if b > 0 and np.isfinite(b) and all(np.isfinite(v) and v > 0 for v in ends_v):
+            out[metric] = (ends_v[0] / b, ends_v[1] / b)
     return out
 
 
@@ -454,7 +456,7 @@ def _bands(engine: str, engine_version: str | None, chip: Chip, r: dict[str, Any
     key = engine_key(engine, engine_version)
     load = load_kind(concurrency, request_rate, num_requests)
     values = {m: float(r[f]) * (1e3 if m.endswith("_ms") else 1.0) / (gpus if m.endswith("_per_gpu") else 1)
-              for m, f in _BAND_FIELDS.items()}
+              for m, f in BAND_FIELDS.items()}
     out: dict[str, list[float]] = {}
     note = None
     for metric, v in values.items():

@@ -378,17 +378,9 @@ def _figure_edges(chosen: list[dict[str, Any]], model: ModelSpec, chip: Chip, en
         if any(r["mode"] == "disaggregated" for r in chosen):
             got["disaggregated"] = _disaggregated(model, c, engine, gpus, isl, osl, cal, dtypes, kv, pc)[1]
         ends.append(got)
-    fields = {"ttft_ms": "ttft_s", "tpot_ms": "tpot_s", "output_tokens_per_s_per_gpu": "output_tokens_per_s"}
-    out = []
-    for r in chosen:
-        i, e = r["i"], {}
-        for m, f in fields.items():
-            base = float(r["out"][f][i])
-            vals = [float(end[r["mode"]][f][i]) for end in ends]
-            if base > 0 and all(np.isfinite(v) and v > 0 for v in vals):
-                e[m] = (vals[0] / base, vals[1] / base)
-        out.append(e)
-    return out
+    from stockpile.perf.inference import edge_ratios
+    metrics = ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu")
+    return [edge_ratios(r["out"], [end[r["mode"]] for end in ends], r["i"], metrics) for r in chosen]
 
 
 def _with_bands(cands: list[Candidate], engine: str, chip: Chip, slo: Slo,

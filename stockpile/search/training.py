@@ -268,12 +268,7 @@ def _with_band(est: TrainingEstimate, job: TrainJob, layout: TrainLayout) -> Tra
     """The p10-p90 band of each headline figure from the validated error of its regime (calibration/bands.py),
     widened where the validation does not reach: a chip family without training rows (doubled in log units) and
     the chip's estimated speed figures at the ends of their ranges."""
-    from stockpile.calibration.bands import (
-        UNSEEN_FAMILY_WIDEN,
-        describe_training,
-        training_band,
-        training_family_seen,
-    )
+    from stockpile.calibration.bands import describe_training, training_band, training_family_seen, widened
     band: dict[str, list[float]] = {}
     note = None
     slow, fast = _rate_edges(est, job, layout)
@@ -283,18 +278,11 @@ def _with_band(est: TrainingEstimate, job: TrainJob, layout: TrainLayout) -> Tra
         b = training_band(job.chip.family, metric, job.model.is_moe)
         if v is None or b is None or not np.isfinite(v):
             continue
-        lo, hi = b[0], b[1]
-        if not seen:
-            lo, hi = lo ** UNSEEN_FAMILY_WIDEN, hi ** UNSEEN_FAMILY_WIDEN
-        e = (1 / slow, 1 / fast) if metric in ("gpu_hours", "days") else (slow, fast)
-        lo, hi = lo * min(min(e), 1.0), hi * max(max(e), 1.0)
+        edge = (1 / slow, 1 / fast) if metric in ("gpu_hours", "days") else (slow, fast)
+        lo, hi, why = widened(b, job.chip.family, edge, seen=seen)
         band[metric] = [round(v * lo, 6), round(v * hi, 6)]
         if metric == "mfu":
             note = f"MFU {describe_training(*b)}"
-            why = ([f"no training rows on {job.chip.family} chips: the band of other chips, doubled"] if not seen
-                   else []) + ([f"estimated chip figures at the ends of their ranges move the rate "
-                                f"{100 * (slow - 1):+.0f} %..{100 * (fast - 1):+.0f} %"] if (slow, fast) != (1.0, 1.0)
-                               else [])
             if why:
                 note += f"; here {100 * (lo - 1):+.0f} %..{100 * (hi - 1):+.0f} %: {'; '.join(why)}"
     return est.model_copy(update={"band": band or None, "band_note": note})

@@ -70,7 +70,7 @@ def test_search_and_training_bands_carry_the_same_widening() -> None:
     assert widths["mi308x-192gb"] > 1.2 * widths["mi300x-192gb"]
     assert "estimated chip figures" in (r.band_note or "")
     t = train("meta-llama/Llama-3.1-8B", "mi250x-128gb", 64, 1e12)
-    assert t.band is not None and "no training rows on cdna2" in (t.band_note or "")
+    assert t.band is not None and "no validated rows on cdna2" in (t.band_note or "")
     h = train("meta-llama/Llama-3.1-8B", "h100-sxm-80gb", 64, 1e12)
     assert h.band is not None and "here" not in (h.band_note or "")
     assert t.band["mfu"][1] / t.band["mfu"][0] > h.band["mfu"][1] / h.band["mfu"][0]
