@@ -110,6 +110,13 @@ def family_seen(family: str) -> bool:
     return any(k.split("|")[1] == fam for k in table())
 
 
+def chip_validated(chip_id: str, training: bool = False) -> bool:
+    """Whether the shipped measurements hold validated rows on this very chip. Its figures' errors are then
+    already inside the residual bands, so its estimated figures widen nothing; a chip without rows (MI308X,
+    Kunlun P800, a user's chip file) carries their ranges on top."""
+    return chip_id in (_doc().get("validated_training_chips" if training else "validated_chips") or [])
+
+
 def widened(b: tuple[float, float, str, int], family: str, edge: tuple[float, float] = (1.0, 1.0),
             bound: bool = False, seen: bool | None = None) -> tuple[float, float, list[str]]:
     """A band (low, high factors) made honest for what the validation did not cover: doubled in log units for a
@@ -192,7 +199,8 @@ def fit_training_bands() -> dict[str, Any]:
         r = float(np.log(rec["measured"] / rec["predicted"]))
         for k in training_keys(case.job.chip.family, case.metric, case.job.model.is_moe):
             res[k].append(r)
-    return _quantiles(res, TRAIN_WIDEN)
+    return {"training_bands": _quantiles(res, TRAIN_WIDEN),
+            "validated_training_chips": sorted({c.job.chip.id for c in cases if isinstance(c, Case)})}
 
 
 def fit_bands() -> dict[str, Any]:
@@ -214,7 +222,9 @@ def fit_bands() -> dict[str, Any]:
                           load_kind(c.concurrency, c.request_rate, c.num_requests)):
                 res[k].append(r)
     out = _quantiles(res)
-    return {"meta": {"what": "10th/90th percentiles of log(measured/predicted) per regime "
+    chips = sorted({p.case.chip for path in default_files() for p in prepare_file(path)[2] if isinstance(p, Prepared)})
+    return {"validated_chips": chips,
+            "meta": {"what": "10th/90th percentiles of log(measured/predicted) per regime "
                              "(engine|chip family|metric|load), from validate on the shipped files (in sample; "
                              f"shrunk toward the broader group and widened x {WIDEN} when read)",
                      "files": [Path(p).name for p in default_files()], "min_rows": MIN_ROWS,
@@ -226,7 +236,7 @@ if __name__ == "__main__":
     from stockpile.atomic import write_yaml_atomic
     dest = Path(str(resources.files("stockpile") / "data" / "calibration" / "bands.yaml"))
     doc = fit_bands()
-    doc["training_bands"] = fit_training_bands()
+    doc.update(fit_training_bands())
     write_yaml_atomic(dest, doc, header="# Written by `python -m stockpile.calibration.bands`; see "
                                         "stockpile/calibration/bands.py\n")
     print(f"wrote {dest}: {len(doc['bands'])} inference regimes, {len(doc['training_bands'])} training regimes")

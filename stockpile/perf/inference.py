@@ -429,8 +429,10 @@ BAND_FIELDS = {"ttft_ms": "ttft_s", "tpot_ms": "tpot_s", "e2e_latency_s": "e2e_s
 def _figure_edges(model: ModelSpec, chip: Chip, engine: str, cfg: Configs, cal: Calibration, p: Params,
                   r: dict[str, Any]) -> dict[str, tuple[float, float]]:
     """Per headline metric, the steady state's ratio to `r` with the chip's estimated speed figures at the slow
-    and at the fast end of their ranges (catalog/figure_ranges.py); empty when every figure is published."""
-    if not uncertain_speeds(chip):
+    and at the fast end of their ranges (catalog/figure_ranges.py); empty when every figure is published or the
+    chip has validated rows of its own (bands.chip_validated)."""
+    from stockpile.calibration.bands import chip_validated
+    if not uncertain_speeds(chip) or chip_validated(chip.id):
         return {}
     return edge_ratios(r, [evaluate(model, chip_at_edge(chip, side), engine, cfg, cal, p) for side in ("slow", "fast")])
 

@@ -364,11 +364,11 @@ def _figure_edges(chosen: list[dict[str, Any]], model: ModelSpec, chip: Chip, en
     """For each chosen configuration, its TTFT, TPOT and tokens/s per GPU at the chips' estimated speed figures'
     slow and fast ends (catalog/figure_ranges.py) over their values here: the same space evaluated again at each
     end (the space's shape depends on capacities and domains, which stay). Empty dicts where every figure is
-    published."""
+    published or the chips have validated rows of their own (bands.chip_validated)."""
+    from stockpile.calibration.bands import chip_validated
     from stockpile.catalog.figure_ranges import chip_at_edge, uncertain_speeds
-    empty: list[dict[str, tuple[float, float]]] = [{} for _ in chosen]
-    if not uncertain_speeds(chip) and (prefill_chip is None or not uncertain_speeds(prefill_chip)):
-        return empty
+    if all(not uncertain_speeds(c) or chip_validated(c.id) for c in (chip, prefill_chip) if c is not None):
+        return [{} for _ in chosen]
     ends: list[dict[str, dict[str, np.ndarray]]] = []
     for side in ("slow", "fast"):
         c, pc = chip_at_edge(chip, side), (chip_at_edge(prefill_chip, side) if prefill_chip is not None else None)

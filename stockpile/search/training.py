@@ -248,8 +248,9 @@ def to_estimate(job: TrainJob, out: dict[str, F], i: int, layout: TrainLayout, *
 def _rate_edges(est: TrainingEstimate, job: TrainJob, lay: TrainLayout) -> tuple[float, float]:
     """The training rate's ratio with the chip's estimated speed figures at the slow and the fast end of their
     ranges (catalog/figure_ranges.py), this layout held; (1, 1) where every figure is published."""
+    from stockpile.calibration.bands import chip_validated
     from stockpile.catalog.figure_ranges import chip_at_edge, uncertain_speeds
-    if not uncertain_speeds(job.chip):
+    if not uncertain_speeds(job.chip) or chip_validated(job.chip.id, training=True):
         return 1.0, 1.0
     p = load_training_calibration().params(job.chip.family, job.framework)
     batch = est.global_batch_tokens or float(lay.dp * lay.micro_batch * job.seq_len * max(4 * lay.pp, 1))
