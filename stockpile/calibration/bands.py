@@ -138,11 +138,15 @@ def widened(b: tuple[float, float, str, int], family: str, edge: tuple[float, fl
     return lo, hi, why
 
 
-def describe(lo: float, hi: float, group: str, n: int) -> str:
+def describe(lo: float, hi: float, group: str, n: int, family: str | None = None) -> str:
+    """The band in words; with the chip `family`, says when its own regime had too few rows and the band is a
+    broader group's."""
     eng, fam, m, load = group.split("|")
     where = " ".join(x for x in (f"{fam}" if fam != "*" else "", f"with {eng}" if eng != "*" else "") if x)
+    thin = (f"; fewer than {MIN_ROWS} validated rows on {family} chips{' with ' + eng if eng != '*' else ''}, so "
+            "the band of a broader group" if family and fam == "*" else "")
     return (f"typically {100 * (lo - 1):+.0f} %..{100 * (hi - 1):+.0f} % ({m}, {load if load != '*' else 'any'} load"
-            f"{', ' + where if where else ''}; {n} validated rows)")
+            f"{', ' + where if where else ''}; {n} validated rows{thin})")
 
 
 def _quantiles(res: dict[str, list[float]], widen: float = 1.0) -> dict[str, dict[str, float]]:

@@ -468,7 +468,7 @@ def _bands(engine: str, engine_version: str | None, chip: Chip, r: dict[str, Any
         lo, hi, why = widened(b, chip.family, edges.get(metric, (1.0, 1.0)))
         out[metric] = [round(v * lo, 4), round(v * hi, 4)]
         if metric == "tpot_ms":
-            note = f"TPOT {describe(*b)}"
+            note = f"TPOT {describe(*b, family=chip.family)}"
             if why:
                 note += f"; here {100 * (lo - 1):+.0f} %..{100 * (hi - 1):+.0f} %: {'; '.join(why)}"
     return {"band": out or None, "band_note": note}

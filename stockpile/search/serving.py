@@ -411,7 +411,7 @@ def _with_bands(cands: list[Candidate], engine: str, chip: Chip, slo: Slo,
             c.meets_slo_at_p90 = bool(c.meets_slo
                                       and (not slo.ttft_ms or hi_edge.get("ttft_ms", c.ttft_ms) <= slo.ttft_ms)
                                       and (not slo.tpot_ms or hi_edge.get("tpot_ms", c.tpot_ms) <= slo.tpot_ms))
-    parts = [f"{name} {describe(*f)}" for name, m in (("TPOT", "tpot_ms"), ("TTFT", "ttft_ms"))
+    parts = [f"{name} {describe(*f, family=chip.family)}" for name, m in (("TPOT", "tpot_ms"), ("TTFT", "ttft_ms"))
              if (f := factors[m]) is not None]
     if parts and reasons:
         parts.append("each candidate's band widened for " + "; ".join(reasons))

@@ -78,3 +78,12 @@ def test_search_and_training_bands_carry_the_same_widening() -> None:
     h = train("meta-llama/Llama-3.1-8B", "h100-sxm-80gb", 64, 1e12)
     assert h.band is not None and "here" not in (h.band_note or "")
     assert t.band["mfu"][1] / t.band["mfu"][0] > h.band["mfu"][1] / h.band["mfu"][0]
+
+
+def test_a_thin_regime_says_its_band_is_a_broader_groups() -> None:
+    from stockpile.calibration.bands import band, describe
+    thin = band("vllm", "cdna3", "tpot_ms", "closed")          # MI300X-class runs with vLLM in closed loops: few
+    rich = band("vllm", "hopper", "tpot_ms", "closed")
+    assert thin is not None and rich is not None
+    assert "broader group" in describe(*thin, family="cdna3")
+    assert "broader group" not in describe(*rich, family="hopper")
