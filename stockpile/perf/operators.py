@@ -93,7 +93,6 @@ class ChipConsts:
     mem_bw: float
     memory: float
     peak_bf16: float
-    peak_fp8: float                 # the 8-bit tensor peak (the 16-bit one where the chip has no FP8 units)
     scaleup_bw: float
     scaleout_bw: float
     domain: float
@@ -107,7 +106,6 @@ class ChipConsts:
             # network (an eighth of its scale-up link), and `estimate` says so in its assumptions
             scaleout = c.scaleup_bw * NO_NIC_SCALEUP_SHARE
         return cls(mem_bw=c.mem_bw, memory=c.memory_bytes, peak_bf16=c.peak_flops("bf16"),
-                   peak_fp8=c.peak_flops("fp8"),
                    scaleup_bw=c.scaleup_bw, scaleout_bw=scaleout, domain=float(c.scaleup_size))
 
     @classmethod
@@ -205,14 +203,11 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     # DeepSeek sparse attention: the indexer scans every cached token's small key (zero elsewhere)
     kv_read = kv_read + dec_seqs * dec_ctx * mc.index_bytes * (mc.softmax_layers / pp)
     att_flops = att_flops + dec_tokens * dec_ctx * mc.index_coef * (mc.softmax_layers / pp)
-    # with an FP8 KV cache the attention kernels run their matmuls in FP8 (TensorRT-LLM's FP8 context FMHA,
-    # FlashAttention-3 / FlashInfer FP8 paths in vLLM and SGLang)
-    att_peak = np.where(kvbytes <= 1.0, cc.peak_fp8, cc.peak_bf16)
-    t_att_dec = np.maximum(att_flops / (att_peak * p.gemm_eff * p.attn_eff), kv_read / bw)
+    t_att_dec = np.maximum(att_flops / (cc.peak_bf16 * p.gemm_eff * p.attn_eff), kv_read / bw)
     pre_ctx_eff = np.where(mc.sparse_topk > 0, np.minimum(pre_ctx, mc.sparse_topk), pre_ctx)
     lay_p = effective_layers(mc, pre_ctx) / pp
     t_att_pre = pre_tokens * pre_ctx_eff * mc.pre_attn_coef * lay_p / attn_tp / (
-        att_peak * p.gemm_eff * p.kernel_eff * p.attn_eff)
+        cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)
     # 5. tensor-parallel all-reduce: two per layer, ring, over the attention TP group
     ar_bytes = tokens * mc.hidden * ACT_BYTES
     t_ar = 2.0 * layers_s * allreduce_time(cc, p, attn_tp, ar_bytes)
