@@ -118,23 +118,21 @@ def chip_validated(chip_id: str, training: bool = False) -> bool:
 
 
 def widened(b: tuple[float, float, str, int], family: str, edge: tuple[float, float] = (1.0, 1.0),
-            bound: bool = False, seen: bool | None = None) -> tuple[float, float, list[str]]:
+            seen: bool | None = None) -> tuple[float, float, list[str]]:
     """A band (low, high factors) made honest for what the validation did not cover: doubled in log units for a
     chip family without validated rows, and stretched by `edge`, the prediction's own ratios with the chip's
-    estimated figures at the slow and fast ends of their ranges (catalog/figure_ranges.py; `bound`: the most those
-    could move it, figure_ranges.time_bounds). `seen`: whether the family has validated rows (default: it has
-    inference bands). Returns the factors and the reasons in words."""
+    estimated figures at the slow and fast ends of their ranges (catalog/figure_ranges.py). `seen`: whether the
+    family has validated rows (default: it has inference bands). Returns the factors and the reasons in words."""
     lo, hi = b[0], b[1]
     why = []
     if not (family_seen(family) if seen is None else seen):
         lo, hi = lo ** UNSEEN_FAMILY_WIDEN, hi ** UNSEEN_FAMILY_WIDEN
-        why.append(f"no validated rows on {family} chips: the band of other chips, "
-                   f"doubled")
+        why.append(f"no validated rows on {family} chips: the band of other chips, doubled")
     e_lo, e_hi = min(edge), max(edge)
     if e_lo < 0.995 or e_hi > 1.005:
         lo, hi = lo * min(e_lo, 1.0), hi * max(e_hi, 1.0)
-        why.append(f"estimated chip figures at the ends of their ranges {'could move it by at most' if bound else 'move it'}"
-                   f" {100 * (e_lo - 1):+.0f} %..{100 * (e_hi - 1):+.0f} %")
+        why.append(f"estimated chip figures at the ends of their ranges move it {100 * (e_lo - 1):+.0f} %.."
+                   f"{100 * (e_hi - 1):+.0f} %")
     return lo, hi, why
 
 

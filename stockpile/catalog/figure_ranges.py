@@ -83,13 +83,3 @@ def chip_at_edge(chip: Chip, side: str) -> Chip:
                            note=f"{side} end of the figure's range ({fig.note})")
     return chip.model_copy(update=upd) if upd else chip
 
-
-def time_bounds(chip: Chip, *, multi_node: bool) -> tuple[float, float]:
-    """(fast, slow): the most a time can shrink and grow, as multipliers, when the chip's estimated speed figures
-    lie anywhere in their ranges: a time scales at most inversely with the one figure that bounds it. An upper
-    bound of the truth's effect, for answers that are not re-evaluated at the figures' ends (the serving search's
-    candidates, training layouts). The network between scale-up domains counts only for `multi_node` work."""
-    rs = [r for name, r in uncertain_speeds(chip).items() if multi_node or name != "scaleout_gbps"]
-    if not rs:
-        return 1.0, 1.0
-    return 1.0 / max(hi for _, hi in rs), 1.0 / min(lo for lo, _ in rs)

@@ -5,7 +5,7 @@ import pytest
 
 from stockpile.catalog import get_chip, get_model
 from stockpile.catalog.chips import Figure
-from stockpile.catalog.figure_ranges import chip_at_edge, figure_range, time_bounds, uncertain_speeds
+from stockpile.catalog.figure_ranges import chip_at_edge, figure_range, uncertain_speeds
 
 SRC = "https://example.com/spec"
 
@@ -31,8 +31,6 @@ def test_the_edges_move_only_the_uncertain_speed_figures() -> None:
     assert slow.memory_gb == chip.memory_gb                                             # capacity stays
     h100 = get_chip("h100-sxm-80gb")
     assert "bf16_tflops" not in uncertain_speeds(h100) and "memory_bw_gbs" not in uncertain_speeds(h100)
-    fast_t, slow_t = time_bounds(chip, multi_node=False)
-    assert fast_t < 1.0 < slow_t
     with pytest.raises(ValueError):
         chip_at_edge(chip, "middle")
 
