@@ -253,13 +253,8 @@ def _rate_edges(est: TrainingEstimate, job: TrainJob, lay: TrainLayout) -> tuple
     if not uncertain_speeds(job.chip) or chip_validated(job.chip.id, training=True):
         return 1.0, 1.0
     p = load_training_calibration().params(job.chip.family, job.framework)
-    batch = est.global_batch_tokens or float(lay.dp * lay.micro_batch * job.seq_len * max(4 * lay.pp, 1))
-    rates = []
-    for chip in (job.chip, chip_at_edge(job.chip, "slow"), chip_at_edge(job.chip, "fast")):
-        out = evaluate(TrainConsts.of(job.model, mtp=job.mtp), TrainChip.of(chip), p, fw_flags(framework(job.framework)),
-                       seq=float(job.seq_len), batch_tokens=batch, fp8=1.0 if job.precision == "fp8" else 0.0,
-                       **layout_arrays(lay))
-        rates.append(_pick(out["tokens_per_s"], 0))
+    rates = [_pick(_evaluate_layout(job, lay, p, chip=chip, batch=est.global_batch_tokens)["tokens_per_s"], 0)
+             for chip in (job.chip, chip_at_edge(job.chip, "slow"), chip_at_edge(job.chip, "fast"))]
     if not (rates[0] > 0 and all(np.isfinite(rates))):
         return 1.0, 1.0
     return rates[1] / rates[0], rates[2] / rates[0]
@@ -301,9 +296,15 @@ def estimate(job: TrainJob, layout: TrainLayout, *, calibration: TrainCalibratio
     check_layout(job, layout)
     cal = calibration or load_training_calibration()
     p = params or cal.params(job.chip.family, job.framework)
-    batch = job.global_batch_tokens or float(layout.dp * layout.micro_batch * job.seq_len * max(4 * layout.pp, 1))
-    out = evaluate(TrainConsts.of(job.model, mtp=job.mtp), TrainChip.of(job.chip), p,
-                   fw_flags(framework(job.framework)),
-                   seq=float(job.seq_len), batch_tokens=batch, fp8=1.0 if job.precision == "fp8" else 0.0,
-                   **layout_arrays(layout))
-    return to_estimate(job, out, 0, layout)
+    return to_estimate(job, _evaluate_layout(job, layout, p), 0, layout)
+
+
+def _evaluate_layout(job: TrainJob, layout: TrainLayout, p: TrainParams, *, chip: Chip | None = None,
+                     batch: float | None = None) -> dict[str, F]:
+    """The step-time model on one layout: on `chip` (default the job's), at `batch` tokens per step (default the
+    job's global batch, else one micro-batch per replica and 4 x pp in flight)."""
+    batch = batch or job.global_batch_tokens or float(layout.dp * layout.micro_batch * job.seq_len
+                                                      * max(4 * layout.pp, 1))
+    return evaluate(TrainConsts.of(job.model, mtp=job.mtp), TrainChip.of(chip or job.chip), p,
+                    fw_flags(framework(job.framework)), seq=float(job.seq_len), batch_tokens=batch,
+                    fp8=1.0 if job.precision == "fp8" else 0.0, **layout_arrays(layout))
