@@ -158,6 +158,11 @@ def test_engine_flags_written_as_table_columns_or_with_equals_are_read_too():
                                          "--max-num-seqs 1024 --mem-frac 0.87; max-num-batched-tokens default"})
     assert (d.chunked_prefill, d.budget, d.max_seqs, d.mem_util) == (False, None, 1024, 0.87)
     assert d.multi_step == 15 and d.v0_engine
+    # SGLang mixing prompt chunks into decode batches: the scheduler simulation's mixed policy, not prefill first
+    from stockpile.perf.traffic import engine_policy
+    s = inference_case({**base, "engine": "sglang", "notes": "python -m sglang.launch_server --enable-mixed-chunk"})
+    assert s.chunked_prefill is True and engine_policy("sglang", None, s.chunked_prefill) == "mixed"
+    assert engine_policy("sglang", None, inference_case({**base, "engine": "sglang"}).chunked_prefill) == "prefill_first"
     # which statistic a median report is: over requests, or over every token gap
     assert inference_case({**base, "notes": "statistic: median ITL"}).statistic == "median_itl"
     assert inference_case({**base, "notes": "statistic: median TPOT"}).statistic == "median"

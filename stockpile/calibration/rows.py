@@ -293,6 +293,8 @@ def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> 
     m = _FLAG["chunked"].search(notes)
     if m:
         case.chunked_prefill = m.group(1).lower() in ("true", "on", "1")
+    elif re.search(r"enable[-_]mixed[-_]chunk", notes, re.I):
+        case.chunked_prefill = True             # SGLang mixing prompt chunks into decode batches
     elif re.search(r"chunked prefill off|chunked prefill disabled", notes, re.I):
         case.chunked_prefill = False
     elif re.search(r"chunked prefill on", notes, re.I):
