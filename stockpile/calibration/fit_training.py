@@ -23,7 +23,7 @@ import numpy as np
 
 from stockpile.atomic import write_calibration_yaml
 from stockpile.calibration.fitter import solve
-from stockpile.calibration.training import Case, predict_training_rows, prepare_rows
+from stockpile.calibration.training import UNSTATED_CLUSTER, Case, predict_training_rows, prepare_rows
 from stockpile.errors import DataError
 from stockpile.perf.goodput import job_goodput
 from stockpile.perf.training import (
@@ -57,7 +57,6 @@ FITTED_GLOBALS = ("attn_eff", "fp8_eff", "elem_bytes", "comm_eff", "tp_overlap",
 # Overlaps stop at 0.9: the first and last chunk of an overlapped collective are always exposed.
 PRIOR_WEIGHT = 0.1
 F_SCALE = 0.1
-UNSTATED_CLUSTER = "finishes within 90 days (not stated)"   # calibration/training.py's words for that GPU count
 
 
 def default_file() -> Path:

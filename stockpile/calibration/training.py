@@ -56,6 +56,8 @@ SOURCES: list[tuple[str, str, str, bool, bool]] = [
 LAB_CLUSTERS = {("meta", "h100"): (16384, "16,384 H100: Llama 3 405B's cluster (arXiv:2407.21783 sec. 3.3)"),
                 ("deepseek", "h800"): (2048, "2,048 H800: DeepSeek-V3's cluster (arXiv:2412.19437 sec. 3.1)")}
 DEFAULT_SEQ = {"torchtitan": 8192, "meta": 8192, "maxtext": 2048}
+# how a whole-run row's unstated GPU count is sized (the 90-day rule); fit_training leaves such rows out of the fit
+UNSTATED_CLUSTER = "finishes within 90 days (not stated)"
 RECOMPUTE_WORDS = {"full": 2, "selective": 1, "none": 0}
 
 
@@ -290,7 +292,7 @@ def _default_gpus(model: ModelSpec, chip: Any, src: str, metric: str, fixed: dic
                 days = tokens / float(out["tokens_per_s"][best]) / 86400
                 if days > 90:
                     continue
-                return g, "the smallest power-of-two count that fits and finishes within 90 days (not stated)"
+                return g, f"the smallest power-of-two count that fits and {UNSTATED_CLUSTER}"
             return g, "the smallest power-of-two count (from one node) on which a layout fits (not stated)"
     raise StockpileError(f"{model.id} fits no layout up to 65,536 x {chip.id}")
 
