@@ -105,9 +105,14 @@ UNSEEN_FAMILY_WIDEN = 2.0
 
 
 def family_seen(family: str) -> bool:
-    """Whether the shipped inference bands hold any regime of this chip family (it has validated rows)."""
+    """Whether this chip family has validated rows: the shipped inference bands hold a regime of its calibration
+    group, or a chip of this very family is among the validated chips (Ascend: 63 rows on 910B/910C, too few in
+    any one regime to make a band of their own)."""
     fam = FAMILY_GROUPS.get(family, family)
-    return any(k.split("|")[1] == fam for k in table())
+    if any(k.split("|")[1] == fam for k in table()):
+        return True
+    from stockpile.catalog.chips import get_chip
+    return any(get_chip(c.split("/")[0]).family == family for c in _doc().get("validated_chips") or [])
 
 
 def chip_validated(chip_id: str, training: bool = False) -> bool:

@@ -58,6 +58,18 @@ def test_estimate_widens_the_band_for_estimated_figures_and_unvalidated_families
     assert not chip_validated("mi308x-192gb")
 
 
+def test_a_new_chip_of_a_validated_family_is_not_called_unvalidated() -> None:
+    """Ascend 950DT (BF16 from DeepGEMM-Ascend's stated hardware limit) is predicted; its family has validated rows
+    on 910B/910C (too few per regime for a band of their own), so its band is not doubled, while its announced FP8
+    peak, an upper bound, still widens it."""
+    from stockpile.calibration.bands import family_seen
+    assert family_seen("ascend") and not family_seen("kunlun")
+    chip = get_chip("ascend-950dt-144gb")
+    assert chip.peak_flops("bf16") == 432e12 and "fp8_tflops" in uncertain_speeds(chip)
+    v, b, note = _tpot_band("ascend-950dt-144gb")
+    assert b[0] < v < b[1] and "no validated rows" not in note
+
+
 def test_search_and_training_bands_carry_the_same_widening() -> None:
     from stockpile.search.serving import Slo, search
     from stockpile.search.training import train
