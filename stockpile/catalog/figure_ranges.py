@@ -57,7 +57,10 @@ def estimated_figures(chip: Chip) -> list[str]:
     for name in USED_FIGURES:
         fig = getattr(chip, name, None)
         if fig is not None and marks(fig):
-            out.append(f"{chip.id} {name} = {fig.value:g} is not a published figure: {(fig.note or '').split(':')[0]}")
+            head = (fig.note or "").split(":")[0]
+            unsaid = [m.lower() for m in marks(fig) if m not in head.upper()]   # marks stated later in the note
+            kinds = f" ({', '.join(unsaid)})" if unsaid else ""
+            out.append(f"{chip.id} {name} = {fig.value:g} is not a published figure{kinds}: {head}")
     return out
 
 

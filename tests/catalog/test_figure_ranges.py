@@ -68,6 +68,10 @@ def test_a_new_chip_of_a_validated_family_is_not_called_unvalidated() -> None:
     assert chip.peak_flops("bf16") == 432e12 and "fp8_tflops" in uncertain_speeds(chip)
     v, b, note = _tpot_band("ascend-950dt-144gb")
     assert b[0] < v < b[1] and "no validated rows" not in note
+    from stockpile.catalog.figure_ranges import estimated_figures
+    said = estimated_figures(chip)
+    assert any(s.startswith("ascend-950dt-144gb fp8_tflops = 1000 is not a published figure (upper bound)") for s in said)
+    assert not any(s.startswith("ascend-950dt-144gb bf16_tflops") for s in said)
 
 
 def test_search_and_training_bands_carry_the_same_widening() -> None:
