@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from stockpile.catalog.chips import get_chip
 from stockpile.perf.calibration import FAMILY_GROUPS
 
 MIN_ROWS = 15
@@ -111,7 +112,6 @@ def family_seen(family: str) -> bool:
     fam = FAMILY_GROUPS.get(family, family)
     if any(k.split("|")[1] == fam for k in table()):
         return True
-    from stockpile.catalog.chips import get_chip
     return any(get_chip(c.split("/")[0]).family == family for c in _doc().get("validated_chips") or [])
 
 
