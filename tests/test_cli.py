@@ -134,7 +134,7 @@ def test_size_json():
 def test_validate_row_on_a_chip_without_figures_is_unsupported_and_the_rest_run(tmp_path):
     header = ("id,model,accelerator,num_accelerators,engine,weight_dtype,kv_dtype,tp,pp,ep,dp,input_len,output_len,"
               "concurrency,scenario,metric,value,source_url,notes\n")
-    rows = ("a,Qwen/Qwen3-8B,ascend-950pr-128gb,1,vllm,bf16,bf16,1,1,,1,1000,200,8,server,tpot_ms,9,u,\n"
+    rows = ("a,Qwen/Qwen3-8B,rtx-4090d-24gb,1,vllm,bf16,bf16,1,1,,1,1000,200,8,server,tpot_ms,9,u,\n"
             "b,Qwen/Qwen3-8B,h100-sxm-80gb,1,vllm,bf16,bf16,1,1,,1,1000,200,8,server,tpot_ms,9,u,\n")
     f = tmp_path / "k.csv"
     f.write_text(header + rows)

@@ -16,10 +16,10 @@ from stockpile.catalog.chips import (
 )
 from stockpile.errors import InputError, MissingFigureError, UnknownNameError
 
-# The test's own numbers, not a sourced specification: the catalog has no sourced Ascend 950PR compute figure
-# (only the announced memory: stockpile/data/chips/huawei.yaml), so these only exercise the overlay.
-SRC = "test fixture: the test's own number, not an Ascend 950PR specification"
-P800 = "ascend-950pr-128gb"
+# The test's own numbers, not a sourced specification: the catalog has no sourced RTX 4090D tensor peak
+# (stockpile/data/chips/nvidia.yaml), so these only exercise the overlay.
+SRC = "test fixture: the test's own number, not an RTX 4090D specification"
+P800 = "rtx-4090d-24gb"
 
 
 def _user(chip_id: str = "mychip-64gb", **figs: float) -> Chip:
@@ -36,7 +36,7 @@ def test_overlay_wins_and_restores_on_exit():
     n = len(list_chips())
     v0 = overlay_version()
     with extra_chips([p800, _user()]):
-        assert get_chip("ASCEND-950PR-128GB").peak_flops("bf16") == 345e12     # case-insensitive, overlay first
+        assert get_chip("RTX-4090D-24GB").peak_flops("bf16") == 345e12     # case-insensitive, overlay first
         assert get_chip("MyChip-64GB").memory_gb.value == 64
         ids = [c.id for c in list_chips()]
         assert len(ids) == n + 1 and ids.count(P800) == 1 and "mychip-64gb" in ids

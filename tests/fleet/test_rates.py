@@ -78,8 +78,8 @@ def test_goodput_falls_with_the_job_size():
 
 
 def test_chips_that_cannot_train_give_none():
-    # Ascend 950PR has no sourced bf16 peak in the catalog (announced memory only)
-    assert training_speed(70, 70, "ascend-950pr-128gb", 64) is None
+    # the RTX 4090D has no sourced 16-bit tensor peak in the catalog
+    assert training_speed(70, 70, "rtx-4090d-24gb", 64) is None
     # 405B in bf16 weights alone is 810 GB; 8 x 24 GB L4 hold 192 GB
     assert training_speed(405, None, "l4-24gb", 8) is None
     assert training_speed(405, 405, "l4-24gb", 8, model_id="meta-llama/Llama-3.1-405B") is None
@@ -111,7 +111,7 @@ def test_planner_training_fn_is_training_speed():
     assert speed is not None
     assert fn(671.0, 37.0, "h800-sxm-80gb", 2048, "deepseek-ai/DeepSeek-V3") == (speed.tokens_per_s_per_gpu,
                                                                                speed.goodput)
-    assert fn(671.0, 37.0, "ascend-950pr-128gb", 2048, None) is None    # no sourced peak: cannot train
+    assert fn(671.0, 37.0, "rtx-4090d-24gb", 2048, None) is None    # no sourced peak: cannot train
 
 
 def test_plan_prices_a_generation_the_same_by_size_and_by_id():

@@ -9,10 +9,10 @@ from stockpile.fleet.chips_in import scenario_chips
 from stockpile.fleet.planner import example_path
 from stockpile.fleet.scenario_load import load_scenario
 
-# The test's own numbers, not a sourced specification: the catalog has no sourced Ascend 950PR compute or
-# bandwidth (only the announced memory, stockpile/data/chips/huawei.yaml), so these only exercise the input path.
-SRC = "test fixture: the test's own number, not an Ascend 950PR specification"
-P800 = "ascend-950pr-128gb"
+# The test's own numbers, not a sourced specification: the catalog has no sourced RTX 4090D tensor peak
+# (stockpile/data/chips/nvidia.yaml), so these only exercise the input path.
+SRC = "test fixture: the test's own number, not an RTX 4090D specification"
+P800 = "rtx-4090d-24gb"
 
 HEAD = """\
 name: t
@@ -40,10 +40,10 @@ chips:
 
 def test_p800_figures_from_the_scenario():
     with pytest.raises(MissingFigureError):
-        get_chip(P800).peak_flops("bf16")                     # the shipped catalog has no sourced 950PR peak
+        get_chip(P800).peak_flops("bf16")                     # the shipped catalog has no sourced 4090D peak
     loaded = load_scenario(P800_SCENARIO)
     [chip] = scenario_chips(loaded.scenario)
-    assert chip.id == P800 and chip.family == "ascend" and chip.memory_gb.value == 128  # catalog figures kept
+    assert chip.id == P800 and chip.family == "ada" and chip.memory_gb.value == 24  # catalog figures kept
     assert chip.peak_flops("bf16") == 345e12 and chip.mem_bw == 1800e9 and chip.tdp == 400
     assert loaded.scenario.chips[P800].tdp_w == 400                                     # a number, as before
     with extra_chips(scenario_chips(loaded.scenario)):
