@@ -110,9 +110,13 @@ def family_seen(family: str) -> bool:
     group, or a chip of this very family is among the validated chips (Ascend: 63 rows on 910B/910C, too few in
     any one regime to make a band of their own)."""
     fam = FAMILY_GROUPS.get(family, family)
-    if any(k.split("|")[1] == fam for k in table()):
-        return True
-    return any(get_chip(c.split("/")[0]).family == family for c in _doc().get("validated_chips") or [])
+    return any(k.split("|")[1] == fam for k in table()) or family in _validated_families()
+
+
+@cache
+def _validated_families() -> frozenset[str]:
+    """Catalog families of the chips with validated inference rows (bands.yaml is read once, so this is too)."""
+    return frozenset(get_chip(c.split("/")[0]).family for c in _doc().get("validated_chips") or [])
 
 
 def chip_validated(chip_id: str, training: bool = False) -> bool:

@@ -19,7 +19,7 @@ from stockpile.errors import InputError, MissingFigureError, UnknownNameError
 # The test's own numbers, not a sourced specification: the catalog has no sourced RTX 4090D tensor peak
 # (stockpile/data/chips/nvidia.yaml), so these only exercise the overlay.
 SRC = "test fixture: the test's own number, not an RTX 4090D specification"
-P800 = "rtx-4090d-24gb"
+NO_PEAK = "rtx-4090d-24gb"
 
 
 def _user(chip_id: str = "mychip-64gb", **figs: float) -> Chip:
@@ -29,22 +29,22 @@ def _user(chip_id: str = "mychip-64gb", **figs: float) -> Chip:
 
 
 def test_overlay_wins_and_restores_on_exit():
-    catalog_p800 = get_chip(P800)
+    catalog_chip = get_chip(NO_PEAK)
     with pytest.raises(MissingFigureError):
-        catalog_p800.peak_flops("bf16")
-    p800 = catalog_p800.model_copy(update={"bf16_tflops": Figure(value=345, source=SRC)})
+        catalog_chip.peak_flops("bf16")
+    overlaid = catalog_chip.model_copy(update={"bf16_tflops": Figure(value=345, source=SRC)})
     n = len(list_chips())
     v0 = overlay_version()
-    with extra_chips([p800, _user()]):
+    with extra_chips([overlaid, _user()]):
         assert get_chip("RTX-4090D-24GB").peak_flops("bf16") == 345e12     # case-insensitive, overlay first
         assert get_chip("MyChip-64GB").memory_gb.value == 64
         ids = [c.id for c in list_chips()]
-        assert len(ids) == n + 1 and ids.count(P800) == 1 and "mychip-64gb" in ids
-        assert next(c for c in list_chips() if c.id == P800).bf16_tflops.value == 345
+        assert len(ids) == n + 1 and ids.count(NO_PEAK) == 1 and "mychip-64gb" in ids
+        assert next(c for c in list_chips() if c.id == NO_PEAK).bf16_tflops.value == 345
         assert overlay_version() > v0
     assert overlay_version() > v0 + 1                                       # leaving bumps it too
     with pytest.raises(MissingFigureError):
-        get_chip(P800).peak_flops("bf16")
+        get_chip(NO_PEAK).peak_flops("bf16")
     with pytest.raises(UnknownNameError):
         get_chip("mychip-64gb")
     assert len(list_chips()) == n

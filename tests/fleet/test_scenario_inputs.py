@@ -12,7 +12,7 @@ from stockpile.fleet.scenario_load import load_scenario
 # The test's own numbers, not a sourced specification: the catalog has no sourced RTX 4090D tensor peak
 # (stockpile/data/chips/nvidia.yaml), so these only exercise the input path.
 SRC = "test fixture: the test's own number, not an RTX 4090D specification"
-P800 = "rtx-4090d-24gb"
+NO_PEAK = "rtx-4090d-24gb"
 
 HEAD = """\
 name: t
@@ -26,30 +26,30 @@ inference:
     osl: 500
 """
 
-P800_SCENARIO = HEAD + f"""\
+NO_PEAK_SCENARIO = HEAD + f"""\
 stock:
-  - chip: {P800}
+  - chip: {NO_PEAK}
     count: 100
 chips:
-  {P800}:
+  {NO_PEAK}:
     bf16_tflops: {{value: 345, source: "{SRC}"}}
     memory_bw_gbs: {{value: 1800, source: "{SRC}"}}
     tdp_w: {{value: 400, source: "{SRC}"}}
 """
 
 
-def test_p800_figures_from_the_scenario():
+def test_missing_figures_from_the_scenario():
     with pytest.raises(MissingFigureError):
-        get_chip(P800).peak_flops("bf16")                     # the shipped catalog has no sourced 4090D peak
-    loaded = load_scenario(P800_SCENARIO)
+        get_chip(NO_PEAK).peak_flops("bf16")                     # the shipped catalog has no sourced 4090D peak
+    loaded = load_scenario(NO_PEAK_SCENARIO)
     [chip] = scenario_chips(loaded.scenario)
-    assert chip.id == P800 and chip.family == "ada" and chip.memory_gb.value == 24  # catalog figures kept
+    assert chip.id == NO_PEAK and chip.family == "ada" and chip.memory_gb.value == 24  # catalog figures kept
     assert chip.peak_flops("bf16") == 345e12 and chip.mem_bw == 1800e9 and chip.tdp == 400
-    assert loaded.scenario.chips[P800].tdp_w == 400                                     # a number, as before
+    assert loaded.scenario.chips[NO_PEAK].tdp_w == 400                                     # a number, as before
     with extra_chips(scenario_chips(loaded.scenario)):
-        assert get_chip(P800).peak_flops("bf16") == 345e12
+        assert get_chip(NO_PEAK).peak_flops("bf16") == 345e12
     with pytest.raises(MissingFigureError):
-        get_chip(P800).peak_flops("bf16")
+        get_chip(NO_PEAK).peak_flops("bf16")
 
 
 def test_made_up_chip_with_figures_loads():
