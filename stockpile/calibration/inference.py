@@ -43,6 +43,7 @@ from stockpile.perf.inference import (
     engine_limits,
     evaluate_core,
     hybrid_kv,
+    prefill_policy,
 )
 from stockpile.perf.layout import Layout, resolve_layout
 from stockpile.perf.operators import ChipConsts, ModelConsts
@@ -194,6 +195,8 @@ class Batch:
                         spec_verify=col(lambda pr: pr.case.spec_verify),
                         spread=col(lambda pr: np.inf if pr.case.decode_only else pr.case.length_spread)),
             sync=col(lambda pr: 1.0 if pr.case.fixed_lengths and not pr.case.decode_only else 0.0),
+            first=[prefill_policy(pr.engine_key, lim[1], pr.case.engine_version, pr.case.chunked_prefill)
+                   for pr, lim in zip(g, limits)],
             hybrid=col(lambda pr: hybrid_kv(pr.engine)),
             prefix_hit=col(lambda pr: 1.0 - 1.0 / max(pr.case.isl, 2.0) if pr.case.decode_only
                            else prefix_hit_share(pr.case)),
@@ -208,7 +211,9 @@ class Batch:
                                pp=col(lambda pr: pr.layout.pp), moe_ep=col(lambda pr: pr.layout.moe_ep),
                                moe_tp=col(lambda pr: pr.layout.moe_tp), replicas=col(lambda pr: pr.layout.replicas),
                                weight_dtype=a["wdt"], kv_dtype=a["kdt"], mode=np.array([_mode(pr.case) for pr in g]),
-                               sync=a["sync"], prefix_hit=a["prefix_hit"], hybrid_kv=a["hybrid"], **a["common"])
+                               sync=a["sync"], prefix_hit=a["prefix_hit"], hybrid_kv=a["hybrid"],
+                               prefill_first=np.array([f for f, _ in a["first"]], dtype=float),
+                               prefill_batch=np.array([b for _, b in a["first"]], dtype=float), **a["common"])
         return a
 
     def run(self, cal: Calibration) -> list[float]:

@@ -130,6 +130,8 @@ class Configs:
     hybrid_kv: Any = None           # 1 where the engine stores only the window for sliding-window layers
     sync: Any = 1.0                 # 1: fixed request lengths (closed loops stay in lockstep); 0: varied
     spread: Any = np.inf            # varied lengths: (max - min) / mean where known (a random range ratio)
+    prefill_first: Any = None       # 1 where waiting prompts run as prompt-only batches first (perf/traffic.py)
+    prefill_batch: Any = None       # tokens in one such batch (SGLang's --max-prefill-tokens)
 
 
 def _lookup(values, table: dict[str, float]) -> np.ndarray:
@@ -153,6 +155,24 @@ def chip_dtype_tables(chip: Chip, dtypes) -> tuple[np.ndarray, np.ndarray]:
 def hybrid_kv(engine: str) -> float:
     """1.0 if the engine keeps only the window of sliding-window layers in its KV cache (defaults.yaml)."""
     return 1.0 if engine_defaults()[engine].get("hybrid_kv") else 0.0
+
+
+def prefill_policy(engine: str, chunk: Any, version: str | None = None,
+                   chunked_prefill: bool | None = None) -> tuple[float, Any]:
+    """(1 where the engine prefills waiting prompts in prompt-only batches before decoding, else 0; the tokens
+    of one such batch): the scheduler policy the simulation uses (perf/traffic.engine_policy; `engine` may be a
+    release family such as "vllm-v0"), with the batch size the prefill budget `chunk` (SGLang's
+    --chunked-prefill-size caps one prompt-only batch) and at most the engine default's cap on a prefill
+    batch (SGLang's --max-prefill-tokens)."""
+    from stockpile.perf.traffic import engine_policy
+    base = engine.split("-v")[0]
+    v0 = engine == "vllm-v0" or engine_key(base, version) == "vllm-v0"
+    # only SGLang and vLLM's V0 engine run prompt-only batches; vLLM V1 and TensorRT-LLM put whole prompts into
+    # the decode step when chunked prefill is off
+    first = (base == "sglang" or v0) and engine_policy("vllm-v0" if v0 else base, None,
+                                                       chunked_prefill) == "prefill_first"
+    batch = (engine_defaults().get(base) or {}).get("prefill_batch_tokens")
+    return float(first), (chunk if batch is None else np.minimum(chunk, float(batch)))
 
 
 def engine_limits(engine: str, chip: Chip, cfg: Configs) -> tuple[Any, Any, Any]:
@@ -185,7 +205,9 @@ def evaluate_core(mc: ModelConsts, cc: ChipConsts, p: Params, cfg: Configs, *, g
                 mode=cfg.mode, concurrency=cfg.concurrency, rate=cfg.rate, num_requests=cfg.num_requests,
                 poisson=cfg.poisson, spec_draft=cfg.spec_draft, spec_accept=cfg.spec_accept,
                 prefix_hit=cfg.prefix_hit, max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=cfg.sync,
-                spread=cfg.spread, spec_verify=cfg.spec_verify)
+                spread=cfg.spread, spec_verify=cfg.spec_verify,
+                prefill_first=0.0 if cfg.prefill_first is None else cfg.prefill_first,
+                prefill_batch=chunk if cfg.prefill_batch is None else cfg.prefill_batch)
     out["weights_bytes"] = np.broadcast_to(weights, out["ttft_s"].shape)
     out["kv_bytes_per_token"] = np.broadcast_to(kv_tok, out["ttft_s"].shape)
     return out
@@ -200,6 +222,8 @@ def evaluate(model: ModelSpec, chip: Chip, engine: str, cfg: Configs,
     max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg)
     if cfg.hybrid_kv is None:
         cfg.hybrid_kv = hybrid_kv(engine)
+    if cfg.prefill_first is None:
+        cfg.prefill_first, cfg.prefill_batch = prefill_policy(engine, chunk)
     return evaluate_core(ModelConsts.of(model), ChipConsts.of(chip), p, cfg, gemm_peak=peak, kind=kind,
                          max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
 
@@ -332,6 +356,12 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
                   rate=np.nan if request_rate is None else request_rate,
                   num_requests=np.nan if num_requests is None else num_requests, poisson=1.0 if poisson else 0.0,
                   spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit, spec_verify=spec_verify)
+    cfg.prefill_first, cfg.prefill_batch = prefill_policy(engine, engine_limits(engine, chip, cfg)[1], engine_version)
+    if cfg.prefill_first and mode == MODE_CLOSED and spec_draft <= 0:
+        notes.append(f"{engine} prefills waiting prompts in prompt-only batches of up to {cfg.prefill_batch:,.0f} "
+                     "tokens before it decodes, so a closed loop of fixed lengths runs in waves: a request gets its "
+                     "first token when its batch ends and its second after the wave's last batch (TPOT carries "
+                     "that wait); varied lengths break the waves up")
     r = {k: np.asarray(v).reshape(-1)[0] for k, v in evaluate(model, chip, engine, cfg, cal, p).items()}
     gpus = layout.gpus
     d = engine_defaults()[engine]

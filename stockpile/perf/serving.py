@@ -41,19 +41,24 @@ def _lockstep_share(spread, decode_s, work_s):
 def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas,
           wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency,
           rate, num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-          mem_util, sync=1.0, spread=np.inf, spec_verify=0.0) -> dict[str, np.ndarray]:
+          mem_util, sync=1.0, spread=np.inf, spec_verify=0.0, prefill_first=0.0,
+          prefill_batch=16384.0) -> dict[str, np.ndarray]:
     """Evaluate every configuration (numpy arrays broadcast together); returns arrays per metric.
 
     Lengths are tokens; rates per second; `concurrency`, `rate` are per system (all replicas);
     `num_requests` is NaN when the run length is unknown. `spec_verify`: tokens each sequence verifies per step
-    with a draft tree (SGLang's --speculative-num-draft-tokens); 0 for a chain, which verifies 1 + spec_draft."""
+    with a draft tree (SGLang's --speculative-num-draft-tokens); 0 for a chain, which verifies 1 + spec_draft.
+    `prefill_first`: 1 where the engine runs waiting prompts as prompt-only batches of up to `prefill_batch`
+    tokens before it resumes decoding (SGLang's default scheduler), 0 where prompt chunks ride along decode
+    steps."""
     arr = np.broadcast_arrays(attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak,
                               dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency, rate,
                               num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-                              mem_util, sync, spread, spec_verify)
+                              mem_util, sync, spread, spec_verify, prefill_first, prefill_batch)
     (attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu,
      kv_token_gpu, isl, osl, mode, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
-     prefix_hit, max_seqs, chunk, mem_util, sync, spread, spec_verify) = [np.asarray(a, dtype=float) for a in arr]
+     prefix_hit, max_seqs, chunk, mem_util, sync, spread, spec_verify, prefill_first,
+     prefill_batch) = [np.asarray(a, dtype=float) for a in arr]
     width = verify_width(spec_draft, spec_verify)
     sync_in = sync                                 # 1: fixed request lengths, 0: varied (e.g. ShareGPT)
     sync = sync * (mode == MODE_CLOSED)            # lockstep only where finished requests are replaced at once
@@ -110,7 +115,23 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         # a closed loop in lockstep: B prompts arrive together and queue for prefill
         lockstep = lock * np.maximum(b / attn_dp - 1.0, 0.0) / 2.0 * new_isl * pre_tok_t
         ttft = n_chunks * (t_mix + draft) + 0.5 * t_it + lockstep + p.ttft_s + p.admit_s
-        return t_it, ttft, f * c
+        # prefill first (SGLang; vLLM V0 without chunked prefill): prompts that wait are prefilled in prompt-only
+        # batches of up to `prefill_batch` tokens before the next decode step. A fixed-length closed loop then
+        # runs in waves: its requests start decoding at the same step, end at the same step, and return
+        # together. The i-th of a wave's n batches gives its requests their first token (mean over the wave:
+        # (n + 1) / 2 batch times), but their second token waits for the batches after it ((n - 1) / 2 on
+        # average), which their time per output token carries; decode steps carry no prompts. A request's
+        # latency is the whole cycle, n batches plus its decode steps, so Little's law still holds. Lengths from
+        # a range and speculative decoding (accepted drafts vary by request) stagger the wave: those keep the
+        # mixed model above
+        wave = b / attn_dp * new_isl
+        n_b = np.maximum(np.ceil(wave / np.maximum(prefill_batch, 1.0)), 1.0)
+        t_batch = pp * stage_time(mc, cc, p, **lay, dec_seqs=zero, dec_tokens=zero, dec_ctx=dec_ctx,
+                                  pre_tokens=wave / n_b, pre_ctx=pre_ctx)
+        hold = (prefill_first > 0) & (sync > 0) & (spec_draft <= 0)
+        ttft = np.where(hold, (n_b + 1.0) / 2.0 * t_batch + p.ttft_s + p.admit_s, ttft)
+        t_it = np.where(hold, t_dec + (n_b - 1.0) / 2.0 * t_batch / np.maximum(steps - 1.0, 1.0), t_it)
+        return t_it, ttft, np.where(hold, b_mb * new_isl / steps, f * c)
 
     def iteration_decode(b: np.ndarray) -> np.ndarray:
         """A decode-only iteration at batch b (no prompt chunk), with the draft cost."""

@@ -217,3 +217,52 @@ def test_lengths_from_a_narrow_range_keep_part_of_the_lockstep(tiny_model, tiny_
     # a wide spread dissolves the waves entirely
     assert ttft(0.0, 50.0) == pytest.approx(varied)
 
+
+
+def test_prefill_first_engine_runs_a_fixed_length_closed_loop_in_waves(tiny_model, tiny_chip):
+    # SGLang prefills waiting prompts in prompt-only batches before it decodes: a fixed-length closed loop's
+    # requests return together, so a wave's first tokens come batch by batch and its second tokens only after
+    # the wave's last batch
+    def run(first, conc, batch=4096.0, osl=200):
+        cfg = Configs(isl=2000, osl=osl, mode=MODE_CLOSED, concurrency=conc, sync=1.0, prefill_first=first,
+                      prefill_batch=batch)
+        return {k: float(np.asarray(v).reshape(-1)[0])
+                for k, v in evaluate(tiny_model, tiny_chip, "sglang", cfg, calibration=PRIORS).items()}
+    mixed, wave = run(0.0, 64.0), run(1.0, 64.0)
+    assert wave["ttft_s"] > mixed["ttft_s"]
+    # the wait for the later batches lands in TPOT: above a bare decode step, and by more with shorter outputs
+    assert wave["tpot_s"] > 1.05 * wave["decode_step_s"]
+    short = run(1.0, 64.0, osl=50)
+    assert short["tpot_s"] - short["decode_step_s"] > wave["tpot_s"] - wave["decode_step_s"]
+    # one batch for the whole wave: nobody waits for a later batch, TPOT is the decode step, and everyone's
+    # first token waits for the whole wave's prefill
+    one = run(1.0, 64.0, batch=1e9)
+    assert one["tpot_s"] == pytest.approx(one["decode_step_s"])
+    assert one["ttft_s"] > wave["ttft_s"]
+    # a request's latency is the whole cycle, so Little's law holds: C requests per latency
+    for out in (wave, short, one):
+        assert out["requests_per_s"] == pytest.approx(64.0 / out["e2e_s"], rel=1e-6)
+    # the wave's TTFT grows with its size: 64 prompts of 2000 tokens are 32 batches of 4k tokens, a request
+    # waits for (32 + 1) / 2 of them on average
+    assert run(1.0, 64.0)["ttft_s"] > 2.5 * run(1.0, 8.0)["ttft_s"]
+    # varied lengths dissolve the wave: the mixed model's closed loop again
+    cfg = Configs(isl=2000, osl=200, mode=MODE_CLOSED, concurrency=64.0, sync=0.0, spread=np.inf, prefill_first=1.0)
+    varied = evaluate(tiny_model, tiny_chip, "sglang", cfg, calibration=PRIORS)
+    cfg.prefill_first = 0.0
+    assert float(varied["tpot_s"]) == pytest.approx(float(evaluate(tiny_model, tiny_chip, "sglang", cfg,
+                                                                    calibration=PRIORS)["tpot_s"]))
+
+
+def test_engine_scheduler_policy_sets_prefill_first():
+    from stockpile.perf.inference import prefill_policy
+    # SGLang: prompt-only batches capped by the chunked-prefill size and by --max-prefill-tokens (16,384)
+    assert prefill_policy("sglang", 8192) == (1.0, 8192.0)
+    assert prefill_policy("sglang", 32768) == (1.0, 16384.0)
+    assert prefill_policy("sglang", 8192, "0.5.3", chunked_prefill=True)[0] == 0.0    # --enable-mixed-chunk
+    # vLLM V0 runs prompt-only steps unless chunked prefill is on; V1 and TensorRT-LLM mix prompts into decode
+    # steps even with chunked prefill off
+    assert prefill_policy("vllm", 8192, "0.5.3")[0] == 1.0
+    assert prefill_policy("vllm-v0", 8192, None, chunked_prefill=True)[0] == 0.0
+    assert prefill_policy("vllm", 8192) == (0.0, 8192)
+    assert prefill_policy("vllm", 8192, None, chunked_prefill=False)[0] == 0.0
+    assert prefill_policy("trtllm", 8192, None, chunked_prefill=False)[0] == 0.0
