@@ -118,3 +118,20 @@ def test_the_fixed_moe_layer_time_adds_only_to_moe_models():
         on_t, off_t = estimate(m, c, calibration=cal, **kw).tpot_ms, estimate(m, c, calibration=off, **kw).tpot_ms
         expected = m.moe_layers * (cal.params("hopper", "trtllm").moe_layer_s - 1e-7) * 1e3 if moe else 0.0
         assert on_t - off_t == pytest.approx(expected, rel=0.05, abs=1e-6)
+
+
+def test_a_dynamo_image_tag_is_not_the_engine_version():
+    """aiconfigurator's dump gives the tag of Dynamo's TensorRT-LLM runtime image (Dynamo's own release, 0.8.1)
+    as the TensorRT-LLM version; read literally it made those runs TensorRT-LLM 0.x. The image maps to the
+    release it ships, or to no version where the table does not list it; a version stated beside the image
+    stays."""
+    img = "TensorRT-LLM version {v}; image nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:{t}"
+    rows = [_row("deepseek-ai/DeepSeek-R1", "b200-sxm-180gb", "trtllm", img.format(v="0.8.1.post1", t="0.8.1.post1")),
+            _row("deepseek-ai/DeepSeek-R1", "b200-sxm-180gb", "trtllm", img.format(v="0.5.1-rc0.pre3",
+                                                                                   t="0.5.1-rc0.pre3")),
+            _row("deepseek-ai/DeepSeek-R1", "b200-sxm-180gb", "trtllm", img.format(v="1.3.0rc1", t="0.9.0")),
+            _row("deepseek-ai/DeepSeek-R1", "b200-sxm-180gb", "trtllm", "TensorRT-LLM version 0.17.0")]
+    preps = [p for p in prepare_rows(rows) if isinstance(p, Prepared)]
+    assert [p.case.engine_version for p in preps] == ["1.2.0rc6.post2", None, "1.3.0", "0.17.0"]
+    assert [p.engine_key for p in preps] == ["trtllm", "trtllm", "trtllm", "trtllm-v0"]
+    assert any("Dynamo image" in u for u in preps[1].case.notes_used)

@@ -279,6 +279,30 @@ _FLAG = {"budget": _flag(r"max[-_]num[-_]batched[-_]tokens|chunked[-_]prefill[-_
          "multi_step": _flag(r"num[-_]scheduler[-_]steps?")}
 
 
+_DYNAMO_IMAGE = re.compile(r"ai-dynamo/(tensorrtllm|vllm|sglang)-runtime:v?([0-9][\w.\-]*)", re.I)
+_IMAGE_ENGINE = {"tensorrtllm": "trtllm", "vllm": "vllm", "sglang": "sglang"}
+
+
+def _dynamo_release(case: "InferenceCase", notes: str, version: str | None) -> str | None:
+    """The engine version, unless it is the tag of the NVIDIA Dynamo runtime image the notes name: that tag is
+    Dynamo's release, so it maps to the engine release the image ships (data/engines/dynamo_images.yaml) or,
+    not listed, to no version (the current release family) rather than an old engine release of that number."""
+    m = _DYNAMO_IMAGE.search(notes)
+    if version is None or m is None or _IMAGE_ENGINE[m.group(1).lower()] != case.engine:
+        return version
+    tag = m.group(2)
+    if not tag.startswith(version.lstrip("v")):
+        return version                          # the notes give the engine's own version beside the image
+    import yaml
+    from importlib import resources
+    table = yaml.safe_load((resources.files("stockpile") / "data" / "engines" / "dynamo_images.yaml").read_text())
+    mapped = (table.get(m.group(1).lower()) or {}).get(tag)
+    case.notes_used.append(f"engine version: {tag} is the Dynamo image's release; "
+                           + (f"it ships {case.engine} {mapped}" if mapped else
+                              f"{case.engine} version not known, read as the current release"))
+    return str(mapped) if mapped else None
+
+
 def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> None:
     """What the notes say about the statistic and the engine's scheduler (version, chunked prefill, budget)."""
     if re.search(r"statistic:\s*median\s+(?:ITL|inter-token)", notes, re.I):
@@ -289,7 +313,7 @@ def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> 
     if version is None and case.engine in _VERSION:
         m = _VERSION[case.engine].search(notes)
         version = m.group(1) if m else None
-    case.engine_version = version
+    case.engine_version = _dynamo_release(case, notes, version)
     m = _FLAG["chunked"].search(notes)
     if m:
         case.chunked_prefill = m.group(1).lower() in ("true", "on", "1")
