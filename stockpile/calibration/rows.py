@@ -12,8 +12,12 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from stockpile.errors import DataError, InputError
 
@@ -283,6 +287,12 @@ _DYNAMO_IMAGE = re.compile(r"ai-dynamo/(tensorrtllm|vllm|sglang)-runtime:v?([0-9
 _IMAGE_ENGINE = {"tensorrtllm": "trtllm", "vllm": "vllm", "sglang": "sglang"}
 
 
+@cache
+def _dynamo_images() -> dict[str, dict[str, str]]:
+    """Engine release shipped by each Dynamo runtime image tag (data/engines/dynamo_images.yaml)."""
+    return yaml.safe_load((resources.files("stockpile") / "data" / "engines" / "dynamo_images.yaml").read_text())
+
+
 def _dynamo_release(case: "InferenceCase", notes: str, version: str | None) -> str | None:
     """The engine version, unless it is the tag of the NVIDIA Dynamo runtime image the notes name: that tag is
     Dynamo's release, so it maps to the engine release the image ships (data/engines/dynamo_images.yaml) or,
@@ -293,10 +303,7 @@ def _dynamo_release(case: "InferenceCase", notes: str, version: str | None) -> s
     tag = m.group(2)
     if not tag.startswith(version.lstrip("v")):
         return version                          # the notes give the engine's own version beside the image
-    import yaml
-    from importlib import resources
-    table = yaml.safe_load((resources.files("stockpile") / "data" / "engines" / "dynamo_images.yaml").read_text())
-    mapped = (table.get(m.group(1).lower()) or {}).get(tag)
+    mapped = (_dynamo_images().get(m.group(1).lower()) or {}).get(tag)
     case.notes_used.append(f"engine version: {tag} is the Dynamo image's release; "
                            + (f"it ships {case.engine} {mapped}" if mapped else
                               f"{case.engine} version not known, read as the current release"))
