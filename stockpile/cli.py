@@ -174,6 +174,9 @@ def estimate(
     spec_verify: int = typer.Option(0, "--spec-verify", help="Tokens verified per step with a draft tree (SGLang "
                                                              "--speculative-num-draft-tokens; default drafts + 1)."),
     prefix_hit: float = typer.Option(0.0, "--prefix-hit", help="Fraction of prompt tokens served from cache."),
+    length_spread: float = typer.Option(0.0, "--length-spread",
+                                        help="Closed loop: how request lengths vary, (max - min) / mean: 0 fixed "
+                                             "(default), 0.2 for lengths in [0.8 L, L], inf for chat traffic."),
     allow_long_context: bool = typer.Option(False, "--allow-long-context",
                                             help="Model input + output beyond the model's context window."),
     calibration: Optional[str] = CALIBRATION_OPT,
@@ -201,7 +204,8 @@ def estimate(
         weight_dtype=weight_dtype, kv_dtype=kv_dtype, engine=engine, engine_version=engine_version,
         isl=_length(isl, "isl"), osl=_length(osl, "osl"), concurrency=concurrency, request_rate=request_rate,
         num_requests=num_requests, spec_draft=spec_draft, spec_accept=spec_accept, spec_verify=spec_verify,
-        prefix_hit=prefix_hit, allow_long_context=allow_long_context, cost_basis=cost_basis)
+        prefix_hit=prefix_hit, length_spread=length_spread, allow_long_context=allow_long_context,
+        cost_basis=cost_basis)
     e = run_estimate(req, requests=reqs)
     if json_out:
         emit_json(e.model_dump())

@@ -26,6 +26,8 @@ def run(*args: str):
     (["estimate", *M, "--chip", "h100-sxm-80gb", *Q, "--request-rate", "0"], "request_rate"),
     (["estimate", *M, "--chip", "h100-sxm-80gb", *Q, "--concurrency", "-3"], "concurrency"),
     (["estimate", *M, "--chip", "h100-sxm-80gb", *Q, "--prefix-hit", "1.5"], "prefix_hit"),
+    (["estimate", *M, "--chip", "h100-sxm-80gb", *Q, "--concurrency", "8", "--length-spread", "-1"], "length_spread"),
+    (["estimate", *M, "--chip", "h100-sxm-80gb", *Q, "--concurrency", "8", "--length-spread", "nan"], "length_spread"),
     (["estimate", *M, "--chip", "h100-sxm-80gb", *Q, "--num-requests", "0", "--request-rate", "2"], "num_requests"),
 ])
 def test_bad_cli_input_is_one_line_naming_the_field(args, field):

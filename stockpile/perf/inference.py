@@ -299,7 +299,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
              kv_dtype: str | None = None, isl: float, osl: float, concurrency: float | None = None,
              request_rate: float | None = None, num_requests: float | None = None, poisson: bool = True,
              spec_draft: int = 0, spec_accept: float = 1.0, prefix_hit: float = 0.0, spec_verify: int = 0,
-             calibration: Calibration | None = None, assumptions: list[str] | None = None,
+             length_spread: float = 0.0, calibration: Calibration | None = None, assumptions: list[str] | None = None,
              trace: Any = None, engine_version: str | None = None, cost_basis: str = "auto") -> InferenceEstimate:
     """Estimate one configuration. Offline max-throughput when neither concurrency nor rate is given. Under a
     request rate or a trace (simulate.Requests, one instance's requests) the scheduler simulation gives the
@@ -355,13 +355,14 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
                   osl=osl, mode=mode, concurrency=np.nan if concurrency is None else concurrency,
                   rate=np.nan if request_rate is None else request_rate,
                   num_requests=np.nan if num_requests is None else num_requests, poisson=1.0 if poisson else 0.0,
-                  spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit, spec_verify=spec_verify)
+                  spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit, spec_verify=spec_verify,
+                  sync=1.0 if length_spread == 0 else 0.0, spread=length_spread if length_spread > 0 else np.inf)
     cfg.prefill_first, cfg.prefill_batch = prefill_policy(engine, engine_limits(engine, chip, cfg)[1], engine_version)
-    if cfg.prefill_first and mode == MODE_CLOSED and spec_draft <= 0:
+    if cfg.prefill_first and mode == MODE_CLOSED and spec_draft <= 0 and length_spread == 0:
         notes.append(f"{engine} prefills waiting prompts in prompt-only batches of up to {cfg.prefill_batch:,.0f} "
                      "tokens before it decodes, so a closed loop of fixed lengths runs in waves: a request gets its "
                      "first token when its batch ends and its second after the wave's last batch (TPOT carries "
-                     "that wait); varied lengths break the waves up")
+                     "that wait); lengths that vary (--length-spread) break the waves up")
     r = {k: np.asarray(v).reshape(-1)[0] for k, v in evaluate(model, chip, engine, cfg, cal, p).items()}
     gpus = layout.gpus
     d = engine_defaults()[engine]

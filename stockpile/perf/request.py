@@ -62,6 +62,9 @@ class EstimateRequest(BaseModel):
     spec_accept: float | None = Field(default=None, ge=1)
     spec_verify: int = Field(default=0, ge=0, le=64)   # a draft tree's tokens verified per step (0: a chain)
     prefix_hit: float = Field(default=0.0, ge=0, lt=1)
+    # how request lengths vary in a closed loop, (max - min) / mean: 0 fixed (a benchmark's default), 0.2 for
+    # lengths drawn from [0.8 L, L] (InferenceX), "inf" for free variation (chat traffic, ShareGPT)
+    length_spread: float = Field(default=0.0, ge=0, allow_inf_nan=True)
     allow_long_context: bool = False   # input + output beyond the model's context window (said so)
     cost_basis: Literal["auto", "rental", "tco"] = "auto"   # what a GPU-hour costs (catalog/prices.py)
     trace: list[TraceRecord] | None = Field(default=None, max_length=MAX_SIM_REQUESTS)
@@ -75,6 +78,8 @@ class EstimateRequest(BaseModel):
                 raise ValueError("trace: holds no requests")
         elif self.isl is None or self.osl is None:
             raise ValueError(f"{'isl' if self.isl is None else 'osl'}: give isl and osl (or a trace)")
+        if self.length_spread != self.length_spread:
+            raise ValueError("length_spread: a number >= 0 (0 fixed lengths, inf freely varied), not NaN")
         if self.concurrency is not None and self.request_rate is not None:
             raise ValueError("request_rate: give either concurrency or request_rate, not both")
         if self.spec_verify and (self.spec_draft == 0 or self.spec_verify < self.spec_draft + 1):
@@ -173,6 +178,7 @@ def run_estimate(req: EstimateRequest, *, requests: Any = None) -> Any:
                     kv_dtype=req.kv_dtype, isl=isl, osl=osl, concurrency=req.concurrency,
                     request_rate=req.request_rate, spec_draft=req.spec_draft, spec_accept=accept,
                     spec_verify=req.spec_verify,
-                    prefix_hit=req.prefix_hit, assumptions=notes, trace=requests, engine_version=req.engine_version,
+                    prefix_hit=req.prefix_hit, length_spread=req.length_spread, assumptions=notes, trace=requests,
+                    engine_version=req.engine_version,
                     num_requests=None if req.num_requests is None else float(req.num_requests),
                     cost_basis=req.cost_basis)

@@ -266,3 +266,20 @@ def test_engine_scheduler_policy_sets_prefill_first():
     assert prefill_policy("vllm", 8192) == (0.0, 8192)
     assert prefill_policy("vllm", 8192, None, chunked_prefill=False)[0] == 0.0
     assert prefill_policy("trtllm", 8192, None, chunked_prefill=False)[0] == 0.0
+
+
+def test_estimate_length_spread_decides_whether_sglang_runs_in_waves():
+    """`estimate --length-spread`: fixed lengths (0, the default) keep a prefill-first engine's closed loop in
+    waves (long TTFT, TPOT carrying the wait for the wave's later batches, and a note saying so); lengths that
+    vary break the waves up, and an engine that mixes prompts into decode steps has no waves to break."""
+    from stockpile.perf.request import EstimateRequest, run_estimate
+    def est(engine, spread):
+        return run_estimate(EstimateRequest.of(model="Qwen/Qwen3-32B", chip="h100-sxm-80gb", tp=2, engine=engine,
+                                               isl=2048, osl=128, concurrency=128, length_spread=spread))
+    fixed, varied, free = est("sglang", 0.0), est("sglang", 0.2), est("sglang", float("inf"))
+    assert fixed.ttft_ms > 2 * varied.ttft_ms > 2 * free.ttft_ms
+    assert fixed.tpot_ms < varied.tpot_ms
+    assert any("waves" in a for a in fixed.assumptions) and not any("waves" in a for a in varied.assumptions)
+    v_fixed, v_free = est("vllm", 0.0), est("vllm", float("inf"))
+    assert not any("waves" in a for a in v_fixed.assumptions)
+    assert v_fixed.ttft_ms < fixed.ttft_ms / 3
