@@ -32,7 +32,7 @@ MIN_ROWS = 15
 #   regime of n rows: a regime fitted on one or two publications has narrow in-sample residuals that a new
 #   publication does not keep to;
 # - the result is widened by WIDEN in log units.
-# In sample the bands then cover 84.9 % of the shipped measurements, and 76-79 % of the held-out ones (stored
+# In sample the bands then cover 84.7 % of the shipped measurements, and 75-79 % of the held-out ones (stored
 # per-regime quantiles x 1.1, as before: 83.0 % and about 71 %).
 SHRINK_ROWS = 1000.0
 WIDEN = 1.15
