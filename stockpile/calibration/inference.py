@@ -43,7 +43,6 @@ from stockpile.perf.inference import (
     engine_limits,
     evaluate_core,
     hybrid_kv,
-    prefill_policy,
 )
 from stockpile.perf.layout import Layout, resolve_layout
 from stockpile.perf.operators import ChipConsts, ModelConsts
@@ -195,7 +194,7 @@ class Batch:
                         spec_verify=col(lambda pr: pr.case.spec_verify),
                         spread=col(lambda pr: np.inf if pr.case.decode_only else pr.case.length_spread)),
             sync=col(lambda pr: 1.0 if pr.case.fixed_lengths and not pr.case.decode_only else 0.0),
-            first=[prefill_policy(pr.engine_key, lim[1], pr.case.engine_version, pr.case.chunked_prefill)
+            first=[traffic.prefill_policy(pr.engine_key, lim[1], pr.case.engine_version, pr.case.chunked_prefill)
                    for pr, lim in zip(g, limits)],
             hybrid=col(lambda pr: hybrid_kv(pr.engine)),
             prefix_hit=col(lambda pr: 1.0 - 1.0 / max(pr.case.isl, 2.0) if pr.case.decode_only

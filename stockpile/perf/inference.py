@@ -20,6 +20,7 @@ from stockpile.perf.calibration import Calibration, Params, engine_defaults, eng
 from stockpile.perf.layout import Layout
 from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN, serve, serve_disagg
+from stockpile.perf.traffic import prefill_policy, wave_note
 
 ENGINES = ("vllm", "sglang", "trtllm", "tgi", "other")
 WEIGHT_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
@@ -155,24 +156,6 @@ def chip_dtype_tables(chip: Chip, dtypes) -> tuple[np.ndarray, np.ndarray]:
 def hybrid_kv(engine: str) -> float:
     """1.0 if the engine keeps only the window of sliding-window layers in its KV cache (defaults.yaml)."""
     return 1.0 if engine_defaults()[engine].get("hybrid_kv") else 0.0
-
-
-def prefill_policy(engine: str, chunk: Any, version: str | None = None,
-                   chunked_prefill: bool | None = None) -> tuple[float, Any]:
-    """(1 where the engine prefills waiting prompts in prompt-only batches before decoding, else 0; the tokens
-    of one such batch): the scheduler policy the simulation uses (perf/traffic.engine_policy; `engine` may be a
-    release family such as "vllm-v0"), with the batch size the prefill budget `chunk` (SGLang's
-    --chunked-prefill-size caps one prompt-only batch) and at most the engine default's cap on a prefill
-    batch (SGLang's --max-prefill-tokens)."""
-    from stockpile.perf.traffic import engine_policy
-    base = engine.split("-v")[0]
-    v0 = engine == "vllm-v0" or engine_key(base, version) == "vllm-v0"
-    # only SGLang and vLLM's V0 engine run prompt-only batches; vLLM V1 and TensorRT-LLM put whole prompts into
-    # the decode step when chunked prefill is off
-    first = (base == "sglang" or v0) and engine_policy("vllm-v0" if v0 else base, None,
-                                                       chunked_prefill) == "prefill_first"
-    batch = (engine_defaults().get(base) or {}).get("prefill_batch_tokens")
-    return float(first), (chunk if batch is None else np.minimum(chunk, float(batch)))
 
 
 def engine_limits(engine: str, chip: Chip, cfg: Configs) -> tuple[Any, Any, Any]:
@@ -359,10 +342,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
                   sync=1.0 if length_spread == 0 else 0.0, spread=length_spread if length_spread > 0 else np.inf)
     cfg.prefill_first, cfg.prefill_batch = prefill_policy(engine, engine_limits(engine, chip, cfg)[1], engine_version)
     if cfg.prefill_first and mode == MODE_CLOSED and spec_draft <= 0 and length_spread == 0:
-        notes.append(f"{engine} prefills waiting prompts in prompt-only batches of up to {cfg.prefill_batch:,.0f} "
-                     "tokens before it decodes, so a closed loop of fixed lengths runs in waves: a request gets its "
-                     "first token when its batch ends and its second after the wave's last batch (TPOT carries "
-                     "that wait); lengths that vary (--length-spread) break the waves up")
+        notes.append(wave_note(engine, cfg.prefill_batch))
     r = {k: np.asarray(v).reshape(-1)[0] for k, v in evaluate(model, chip, engine, cfg, cal, p).items()}
     gpus = layout.gpus
     d = engine_defaults()[engine]

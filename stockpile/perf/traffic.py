@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from stockpile.perf.calibration import Params, engine_key
+from stockpile.perf.calibration import Params, engine_defaults, engine_key
 from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
 from stockpile.perf.serving import verify_width
 from stockpile.perf.simulate import EngineSpec, Requests, SimResult, StepTable, simulate
@@ -28,6 +28,31 @@ def engine_policy(engine: str, version: str | None = None, chunked_prefill: bool
     if engine == "sglang" or engine_key(engine, version) == "vllm-v0":
         return "prefill_first"
     return "mixed"
+
+
+def prefill_policy(engine: str, chunk: Any, version: str | None = None,
+                   chunked_prefill: bool | None = None) -> tuple[float, Any]:
+    """(1 where the engine prefills waiting prompts in prompt-only batches before decoding, else 0; the tokens
+    of one such batch): the scheduler policy the simulation uses (engine_policy; `engine` may be a
+    release family such as "vllm-v0"), with the batch size the prefill budget `chunk` (SGLang's
+    --chunked-prefill-size caps one prompt-only batch) and at most the engine default's cap on a prefill
+    batch (SGLang's --max-prefill-tokens)."""
+    base = engine.split("-v")[0]
+    v0 = engine == "vllm-v0" or engine_key(base, version) == "vllm-v0"
+    # only SGLang and vLLM's V0 engine run prompt-only batches; vLLM V1 and TensorRT-LLM put whole prompts into
+    # the decode step when chunked prefill is off
+    first = (base == "sglang" or v0) and engine_policy("vllm-v0" if v0 else base, None,
+                                                       chunked_prefill) == "prefill_first"
+    batch = (engine_defaults().get(base) or {}).get("prefill_batch_tokens")
+    return float(first), (chunk if batch is None else np.minimum(chunk, float(batch)))
+
+
+def wave_note(engine: str, batch: float) -> str:
+    """What `estimate` says where a prefill-first engine runs a fixed-length closed loop in waves."""
+    return (f"{engine} prefills waiting prompts in prompt-only batches of up to {batch:,.0f} tokens before it "
+            "decodes, so a closed loop of fixed lengths runs in waves: a request gets its first token when its "
+            "batch ends and its second after the wave's last batch (TPOT carries that wait); lengths that vary "
+            "(--length-spread) break the waves up")
 
 
 def preempts_in_bursts(engine: str, version: str | None = None) -> bool:

@@ -254,7 +254,7 @@ def test_prefill_first_engine_runs_a_fixed_length_closed_loop_in_waves(tiny_mode
 
 
 def test_engine_scheduler_policy_sets_prefill_first():
-    from stockpile.perf.inference import prefill_policy
+    from stockpile.perf.traffic import prefill_policy
     # SGLang: prompt-only batches capped by the chunked-prefill size and by --max-prefill-tokens (16,384)
     assert prefill_policy("sglang", 8192) == (1.0, 8192.0)
     assert prefill_policy("sglang", 32768) == (1.0, 16384.0)
