@@ -124,11 +124,13 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         # latency is the whole cycle, n batches plus its decode steps, so Little's law still holds. Lengths from
         # a range and speculative decoding (accepted drafts vary by request) stagger the wave: those keep the
         # mixed model above
+        hold = (prefill_first > 0) & (sync > 0) & (spec_draft <= 0)
+        if not hold.any():                         # (the search's varied lengths: no wave to evaluate)
+            return t_it, ttft, f * c
         wave = b / attn_dp * new_isl
         n_b = np.maximum(np.ceil(wave / np.maximum(prefill_batch, 1.0)), 1.0)
         t_batch = pp * stage_time(mc, cc, p, **lay, dec_seqs=zero, dec_tokens=zero, dec_ctx=dec_ctx,
                                   pre_tokens=wave / n_b, pre_ctx=pre_ctx)
-        hold = (prefill_first > 0) & (sync > 0) & (spec_draft <= 0)
         ttft = np.where(hold, (n_b + 1.0) / 2.0 * t_batch + p.ttft_s + p.admit_s, ttft)
         t_it = np.where(hold, t_dec + (n_b - 1.0) / 2.0 * t_batch / np.maximum(steps - 1.0, 1.0), t_it)
         return t_it, ttft, np.where(hold, b_mb * new_isl / steps, f * c)
