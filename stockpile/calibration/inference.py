@@ -272,7 +272,7 @@ def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: i
         spec_draft=float(c.spec_draft), spec_accept=float(c.spec_accept), spec_verify=float(c.spec_verify),
         multi_step=c.multi_step)
     replicas = max(lay.replicas, 1)
-    policy = traffic.engine_policy(pr.engine, c.engine_version, c.chunked_prefill)
+    policy = traffic.engine_policy(pr.engine_key, c.engine_version, c.chunked_prefill)
     hit = float(np.asarray(cfg.prefix_hit).reshape(-1)[j])
     if _burst(pr):                   # every prompt at once, split over the replicas (never capped: fits keep
         n = int(max(round(float(c.num_requests or 1) / replicas), 1))    # bursts in the steady state)

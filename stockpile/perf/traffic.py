@@ -21,29 +21,24 @@ from stockpile.perf.simulate import EngineSpec, Requests, SimResult, StepTable, 
 
 
 def engine_policy(engine: str, version: str | None = None, chunked_prefill: bool | None = None) -> str:
-    """The scheduler policy of an engine release (see the module docstring); a run that states chunked prefill
-    on (mixing) or off (prompt-only steps) overrides the engine's default."""
-    if chunked_prefill is not None:
+    """The scheduler policy of an engine release (see the module docstring; `engine` may be a release family
+    such as "vllm-v0"). SGLang and vLLM's V0 engine run prompt-only steps unless the run mixes prompt chunks
+    into decode steps (SGLang's --enable-mixed-chunk, V0's chunked prefill); vLLM V1 and TensorRT-LLM put
+    prompts into decode steps whether or not they chunk them."""
+    base = engine.split("-v")[0]
+    if base == "sglang" or engine == "vllm-v0" or (base == "vllm" and engine_key(base, version) == "vllm-v0"):
         return "mixed" if chunked_prefill else "prefill_first"
-    if engine == "sglang" or engine_key(engine, version) == "vllm-v0":
-        return "prefill_first"
     return "mixed"
 
 
 def prefill_policy(engine: str, chunk: Any, version: str | None = None,
                    chunked_prefill: bool | None = None) -> tuple[float, Any]:
     """(1 where the engine prefills waiting prompts in prompt-only batches before decoding, else 0; the tokens
-    of one such batch): the scheduler policy the simulation uses (engine_policy; `engine` may be a
-    release family such as "vllm-v0"), with the batch size the prefill budget `chunk` (SGLang's
-    --chunked-prefill-size caps one prompt-only batch) and at most the engine default's cap on a prefill
-    batch (SGLang's --max-prefill-tokens)."""
-    base = engine.split("-v")[0]
-    v0 = engine == "vllm-v0" or engine_key(base, version) == "vllm-v0"
-    # only SGLang and vLLM's V0 engine run prompt-only batches; vLLM V1 and TensorRT-LLM put whole prompts into
-    # the decode step when chunked prefill is off
-    first = (base == "sglang" or v0) and engine_policy("vllm-v0" if v0 else base, None,
-                                                       chunked_prefill) == "prefill_first"
-    batch = (engine_defaults().get(base) or {}).get("prefill_batch_tokens")
+    of one such batch): the scheduler policy the simulation uses (engine_policy), with the batch size the
+    prefill budget `chunk` (SGLang's --chunked-prefill-size caps one prompt-only batch) and at most the engine
+    default's cap on a prefill batch (SGLang's --max-prefill-tokens)."""
+    first = engine_policy(engine, version, chunked_prefill) == "prefill_first"
+    batch = (engine_defaults().get(engine.split("-v")[0]) or {}).get("prefill_batch_tokens")
     return float(first), (chunk if batch is None else np.minimum(chunk, float(batch)))
 
 
