@@ -132,7 +132,7 @@ class Configs:
     sync: Any = 1.0                 # 1: fixed request lengths (closed loops stay in lockstep); 0: varied
     spread: Any = np.inf            # varied lengths: (max - min) / mean where known (a random range ratio)
     prefill_first: Any = None       # 1 where waiting prompts run as prompt-only batches first (perf/traffic.py)
-    prefill_batch: Any = None       # tokens in one such batch (SGLang's --max-prefill-tokens)
+    prefill_batch: Any = None       # tokens in one such batch (traffic.prefill_policy)
 
 
 def _lookup(values, table: dict[str, float]) -> np.ndarray:
