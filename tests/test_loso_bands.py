@@ -37,6 +37,18 @@ def test_each_publication_held_out_gets_its_error_and_band_coverage(tmp_path: Pa
         assert v["band_coverage"] is not None and 0.0 <= v["band_coverage"] <= 1.0
 
 
+def test_refits_in_parallel_processes_match_the_serial_run_and_report_as_they_arrive(tmp_path: Path) -> None:
+    from stockpile.perf.calibration import load_calibration
+    small = _two_publications(tmp_path)
+    start = load_calibration()
+    serial = leave_one_source_out([small], max_nfev=1, by="publication", start=start, control=True)
+    seen: list[str] = []
+    parallel = leave_one_source_out([small], max_nfev=1, by="publication", start=start, control=True, jobs=2,
+                                    on_result=lambda key, res: seen.append(key))
+    assert parallel == serial
+    assert sorted(seen) == sorted(serial)
+
+
 def test_refit_from_a_calibration_moves_only_what_it_sets() -> None:
     from stockpile.calibration.fit_inference import set_in
     from stockpile.perf.calibration import load_calibration

@@ -283,8 +283,51 @@ def on_bounds(cal: Calibration, rel: float = 0.01) -> list[tuple[str, float, flo
     return out
 
 
+def _group_of_row(by: str) -> Any:
+    """A row's group under `by` (publication, source, model family or chip family)."""
+    return {"publication": publication_of, "source": source_key,
+            "model_family": lambda r: model_family_of(r.get("model", "")),
+            "chip_family": lambda r: chip_family_of(r.get("accelerator", ""))}[by]
+
+
+def _group_of_case(by: str) -> Any:
+    return {"publication": lambda c: c.publication, "source": lambda c: c.row_id.split("-")[0],
+            "model_family": lambda c: model_family_of(c.model), "chip_family": lambda c: chip_family_of(c.chip)}[by]
+
+
+def _score(cal: Calibration, paths: list[Path], by: str) -> dict[str, tuple[list[float], list[bool]]]:
+    """Per group: |error| of its predicted rows under `cal`, and whether each measured value is inside the band."""
+    from stockpile.calibration.rows import read_rows
+    from stockpile.calibration.validate import validate_file
+    key_of = _group_of_row(by)
+    got: dict[str, tuple[list[float], list[bool]]] = {}
+    for path in paths:
+        _, rows = read_rows(path)
+        group = {(r.get("id", ""), r.get("metric", "")): key_of(r) for r in rows}
+        for r in validate_file(path, cal)["rows"]:
+            if r["status"] != "ok":
+                continue
+            apes, inside = got.setdefault(group[(r["id"], r["metric"])], ([], []))
+            apes.append(abs(r["error"]))
+            if r.get("predicted_p10") is not None:
+                inside.append(r["predicted_p10"] <= r["measured"] <= r["predicted_p90"])
+    return got
+
+
+def _held_out(paths: list[Path], by: str, key: str | None, max_nfev: int,
+              start: Calibration | None) -> dict[str, tuple[list[float], list[bool]]]:
+    """Refit without group `key` (None: the control, nothing held out) and score every group. Module level, so
+    that a process pool can run the refits side by side."""
+    case_key = _group_of_case(by)
+    free = set_in(start) if start is not None else None
+    exclude = None if key is None else (lambda c: case_key(c) == key)
+    cal, _ = fit(paths, max_nfev=max_nfev, start=start, exclude=exclude, free=free)
+    return _score(cal, paths, by)
+
+
 def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int = 40, start: Calibration | None = None,
-                         by: str = "source", control: bool = False) -> dict[str, dict[str, Any]]:
+                         by: str = "source", control: bool = False, jobs: int = 1,
+                         on_result: Any = None) -> dict[str, dict[str, Any]]:
     """For each source (`by="source"`: the id prefix), publication (`by="publication"`: the source URL), model
     family (`by="model_family"`) or chip family (`by="chip_family"`): fit without its rows, predict them; the
     median |error| on rows the fit never saw, and the share of their measured values inside the p10-p90 band
@@ -292,51 +335,52 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
     sets, from their values there, and keeps the rest of `start` (`set_in`): the held-out error of that
     calibration's own model, not of a different parameter set fitted from it. With `control`, the same refit
     with nothing held out predicts every group too (`median_ape_control`): the held-out error minus that is what
-    not seeing the group costs, apart from where the refit's optimum differs from `start`."""
+    not seeing the group costs, apart from where the refit's optimum differs from `start`. `jobs` > 1 runs the
+    refits in that many processes; `on_result(key, result)` is called as each group's result arrives (progress,
+    or a log that survives an interrupted run)."""
     from stockpile.calibration.rows import read_rows
-    from stockpile.calibration.validate import validate_file
-    row_keys: dict[str, Any] = {"publication": publication_of, "source": source_key,
-                                "model_family": lambda r: model_family_of(r.get("model", "")),
-                                "chip_family": lambda r: chip_family_of(r.get("accelerator", ""))}
-    case_keys: dict[str, Any] = {"publication": lambda c: c.publication, "source": lambda c: c.row_id.split("-")[0],
-                                 "model_family": lambda c: model_family_of(c.model),
-                                 "chip_family": lambda c: chip_family_of(c.chip)}
-    if by not in row_keys:
-        raise ValueError(f"by must be one of {', '.join(row_keys)}")
-    key_of, case_key = row_keys[by], case_keys[by]
+    if by not in ("publication", "source", "model_family", "chip_family"):
+        raise ValueError("by must be one of publication, source, model_family, chip_family")
+    key_of = _group_of_row(by)
     keys: Counter[str] = Counter()
     for path in paths:
         _, rows = read_rows(path)
         keys.update(key_of(r) for r in rows)
-    free = set_in(start) if start is not None else None
-
-    def score(cal: Calibration) -> dict[str, tuple[list[float], list[bool]]]:
-        """Per group: |error| of its predicted rows, and whether each measured value is inside the band."""
-        got: dict[str, tuple[list[float], list[bool]]] = {}
-        for path in paths:
-            _, rows = read_rows(path)
-            group = {(r.get("id", ""), r.get("metric", "")): key_of(r) for r in rows}
-            for r in validate_file(path, cal)["rows"]:
-                if r["status"] != "ok":
-                    continue
-                apes, inside = got.setdefault(group[(r["id"], r["metric"])], ([], []))
-                apes.append(abs(r["error"]))
-                if r.get("predicted_p10") is not None:
-                    inside.append(r["predicted_p10"] <= r["measured"] <= r["predicted_p90"])
-        return got
+    todo = [k for k, n in sorted(keys.items()) if n >= min_rows]
 
     def med(xs: list[float]) -> float | None:
         return round(statistics.median(xs), 4) if xs else None
 
-    base = score(fit(paths, max_nfev=max_nfev, start=start, free=free)[0]) if control else {}
+    def result(key: str, got: dict[str, tuple[list[float], list[bool]]]) -> dict[str, Any]:
+        apes, inside = got.get(key, ([], []))
+        return {"n": keys[key], "n_predicted": len(apes), "median_ape": med(apes),
+                "band_coverage": round(sum(inside) / len(inside), 4) if inside else None}
+
     out: dict[str, dict[str, Any]] = {}
-    for key, n in sorted(keys.items()):
-        if n < min_rows:
-            continue
-        cal, _ = fit(paths, max_nfev=max_nfev, start=start, exclude=lambda c, key=key: case_key(c) == key, free=free)
-        apes, inside = score(cal).get(key, ([], []))
-        out[key] = {"n": n, "n_predicted": len(apes), "median_ape": med(apes),
-                    "band_coverage": round(sum(inside) / len(inside), 4) if inside else None}
-        if control:
+    base: dict[str, tuple[list[float], list[bool]]] = {}
+    tasks: list[str | None] = ([None] if control else []) + list(todo)
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(_held_out, paths, by, key, max_nfev, start): key for key in tasks}
+            for fut in as_completed(futures):
+                key = futures[fut]
+                if key is None:
+                    base = fut.result()
+                    continue
+                out[key] = result(key, fut.result())
+                if on_result is not None:
+                    on_result(key, out[key])
+    else:
+        for key in tasks:
+            got = _held_out(paths, by, key, max_nfev, start)
+            if key is None:
+                base = got
+                continue
+            out[key] = result(key, got)
+            if on_result is not None:
+                on_result(key, out[key])
+    if control:
+        for key in out:
             out[key]["median_ape_control"] = med(base.get(key, ([], []))[0])
-    return out
+    return {k: out[k] for k in todo if k in out}
