@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 from collections import Counter
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -327,7 +328,7 @@ def _held_out(paths: list[Path], by: str, key: str | None, max_nfev: int,
 
 def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int = 40, start: Calibration | None = None,
                          by: str = "source", control: bool = False, jobs: int = 1,
-                         on_result: Any = None) -> dict[str, dict[str, Any]]:
+                         on_result: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, dict[str, Any]]:
     """For each source (`by="source"`: the id prefix), publication (`by="publication"`: the source URL), model
     family (`by="model_family"`) or chip family (`by="chip_family"`): fit without its rows, predict them; the
     median |error| on rows the fit never saw, and the share of their measured values inside the p10-p90 band
@@ -339,9 +340,10 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
     refits in that many processes; `on_result(key, result)` is called as each group's result arrives (progress,
     or a log that survives an interrupted run)."""
     from stockpile.calibration.rows import read_rows
-    if by not in ("publication", "source", "model_family", "chip_family"):
-        raise ValueError("by must be one of publication, source, model_family, chip_family")
-    key_of = _group_of_row(by)
+    try:
+        key_of = _group_of_row(by)
+    except KeyError:
+        raise ValueError("by must be one of publication, source, model_family, chip_family") from None
     keys: Counter[str] = Counter()
     for path in paths:
         _, rows = read_rows(path)
