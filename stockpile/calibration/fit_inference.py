@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -358,30 +358,27 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
         return {"n": keys[key], "n_predicted": len(apes), "median_ape": med(apes),
                 "band_coverage": round(sum(inside) / len(inside), 4) if inside else None}
 
-    out: dict[str, dict[str, Any]] = {}
-    base: dict[str, tuple[list[float], list[bool]]] = {}
     tasks: list[str | None] = ([None] if control else []) + list(todo)
-    if jobs > 1:
+
+    def finished() -> Iterator[tuple[str | None, dict[str, tuple[list[float], list[bool]]]]]:
+        """(group or None for the control, its scores), in the order the refits finish."""
+        if jobs <= 1:
+            yield from ((key, _held_out(paths, by, key, max_nfev, start)) for key in tasks)
+            return
         from concurrent.futures import ProcessPoolExecutor, as_completed
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(_held_out, paths, by, key, max_nfev, start): key for key in tasks}
-            for fut in as_completed(futures):
-                key = futures[fut]
-                if key is None:
-                    base = fut.result()
-                    continue
-                out[key] = result(key, fut.result())
-                if on_result is not None:
-                    on_result(key, out[key])
-    else:
-        for key in tasks:
-            got = _held_out(paths, by, key, max_nfev, start)
-            if key is None:
-                base = got
-                continue
-            out[key] = result(key, got)
-            if on_result is not None:
-                on_result(key, out[key])
+            yield from ((futures[fut], fut.result()) for fut in as_completed(futures))
+
+    out: dict[str, dict[str, Any]] = {}
+    base: dict[str, tuple[list[float], list[bool]]] = {}
+    for key, got in finished():
+        if key is None:
+            base = got
+            continue
+        out[key] = result(key, got)
+        if on_result is not None:
+            on_result(key, out[key])
     if control:
         for key in out:
             out[key]["median_ape_control"] = med(base.get(key, ([], []))[0])
