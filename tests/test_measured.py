@@ -28,6 +28,17 @@ def test_spec_decoding_from_notes():
     assert parse_spec("spec decoding: none; aggregated", "sglang")[:2] == (0, 1.0)
     draft, acc, used = parse_spec("spec decoding: MTP on; aggregated", "sglang")
     assert draft >= 1 and acc == pytest.approx(default_accept_length(draft)) and used
+    # a source that does not say is read as the engine default (off), not as "MTP on"
+    assert parse_spec("DP attention and MTP not stated; EP16", "sglang")[:2] == (0, 1.0)
+    assert parse_spec("speculative decoding not stated in the post", "other")[:2] == (0, 1.0)
+
+
+def test_a_decode_phase_measurement_leaves_prefill_out_of_its_step_latency_too():
+    notes = "decode-phase measurement (disaggregated): the decode instance alone"
+    for metric in ("output_tokens_per_s", "tpot_ms", "itl_ms"):
+        assert inference_case({**ROW, "metric": metric, "notes": notes}).decode_only
+    assert not inference_case({**ROW, "metric": "ttft_ms", "notes": notes}).decode_only
+    assert not inference_case({**ROW, "metric": "tpot_ms"}).decode_only
 
 
 def test_default_accept_length_grows_with_draft():

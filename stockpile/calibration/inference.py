@@ -114,6 +114,13 @@ def _attention_dp_draft(case: InferenceCase, attention_dp: bool) -> None:
                                "recipe; count not stated)")
 
 
+def _decode_layout(pr: Prepared) -> Layout:
+    """The layout that decodes: the decode pool of a disaggregated run, else the run's own."""
+    lay = pr.dec if pr.dec is not None else pr.layout
+    assert lay is not None, "prepare() sets a layout or both pools"
+    return lay
+
+
 def _pool(pool: PoolLayout, model: ModelSpec) -> tuple[Layout, int]:
     per_worker = max(pool.gpus // max(pool.workers, 1), 1)
     lay = resolve_layout(gpus=per_worker, tp=pool.tp, pp=pool.pp, ep=pool.ep,
@@ -176,7 +183,8 @@ class Batch:
         col = lambda f: np.array([f(pr) for pr in g])  # noqa: E731
         tables = [chip_dtype_tables(pr.chip, pr.wdt) for pr in g]
         limits = [engine_limits(pr.engine, pr.chip, Configs(max_seqs=pr.case.max_seqs, chunk=pr.case.budget,
-                                                            mem_util=pr.case.mem_util)) for pr in g]
+                                                            mem_util=pr.case.mem_util),
+                                _decode_layout(pr).attn_dp) for pr in g]
         keys = sorted({(pr.chip.family, pr.engine_key) for pr in g})
         a: dict[str, Any] = dict(
             mc=ModelConsts.stack([_model_consts(pr.model) for pr in g]),

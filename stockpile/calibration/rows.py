@@ -135,7 +135,10 @@ def _num(row: dict[str, str], key: str, *, integer: bool = False, required: bool
     return v
 
 
-_NO_SPEC = re.compile(r"spec decoding: none|no speculative|no mtp|without mtp|mtp off|not enabled", re.I)
+# per-token decode latencies: a decode-phase measurement of them leaves the prompts' prefill out too
+_STEP_METRICS = ("tpot_ms", "itl_ms", "tpot_p50_ms", "tpot_p90_ms", "tpot_p99_ms")
+_NO_SPEC = re.compile(r"spec decoding: none|no speculative|no mtp|without mtp|mtp off|not enabled"
+                      r"|(?:mtp|speculative decoding|eagle3?)[^.;]{0,20}not stated", re.I)
 _SPEC = re.compile(r"\b(mtp|eagle3?|nextn|speculative)", re.I)
 _STEPS = re.compile(r"(?:nextn\s*)?(\d+)\s*steps?(?:\s*/\s*(\d+)\s*draft)?", re.I)
 _NEXTN_LAYERS = re.compile(r"(\d+)\s*nextn layers", re.I)
@@ -509,7 +512,7 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
                                f"output {case.osl:.0f} tokens")
     elif ratio == 1.0 or case.fixed_lengths:
         case.length_spread = 0.0
-    if case.osl > 1 and metric.startswith("output") and re.search(
+    if case.osl > 1 and (metric.startswith("output") or metric in _STEP_METRICS) and re.search(
             r"decode-phase|decode throughput only|\"decode batch\" log", notes, re.I):
         case.decode_only = True
         case.notes_used.append("decode-phase measurement: prompt prefill left out of the prediction")

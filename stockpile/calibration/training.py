@@ -40,6 +40,8 @@ SOURCES: list[tuple[str, str, str, bool, bool]] = [
     ("Megatron-LM/blob/2dae74b6f5", "megatron2021", "megatron2021", False, True),    # Narayanan 2021 formula
     ("Megatron-Bridge", "megatron-bridge", "megatron", True, False),             # causal half (25.x formula)
     ("Megatron-LM/blob/f2e5db402c^", "megatron2022", "megatron2022", False, False),  # Korthikanti 2022 README
+    ("Megatron-MoE-ModelZoo", "megatron-core-moe", "megatron", True, False),    # MCore MoE team, 2025-26
+    ("deepseek-v3-gb200-optimization", "megatron-core-moe", "megatron", True, False),
     ("Megatron-LM", "megatron-core", "megatron", False, False),                  # Megatron-Core README 2024
     ("llm-foundry", "llm-foundry", "mosaic", False, False),
     ("torchtitan-npu", "torchtitan-npu", "torchtitan", True, False),

@@ -158,12 +158,18 @@ def hybrid_kv(engine: str) -> float:
     return 1.0 if engine_defaults()[engine].get("hybrid_kv") else 0.0
 
 
-def engine_limits(engine: str, chip: Chip, cfg: Configs) -> tuple[Any, Any, Any]:
-    """(max running sequences, prefill chunk tokens, memory fraction) from the run or the engine defaults."""
+def engine_limits(engine: str, chip: Chip, cfg: Configs, attn_dp: Any = 1.0) -> tuple[Any, Any, Any]:
+    """(max running sequences per attention-DP rank, prefill chunk tokens, memory fraction) from the run or the
+    engine defaults. Each attention-DP rank schedules its own batch; an engine whose stated cap is shared by its
+    ranks (defaults.yaml `max_seqs_shared_by_dp`) has it divided among them."""
     d = engine_defaults()[engine]
     small = chip.memory_bytes < 70 * 2**30 or chip.family in d.get("small_gpu_families", ())
-    max_seqs = cfg.max_seqs if cfg.max_seqs is not None else (
-        d.get("max_num_seqs_small_gpu", d["max_num_seqs"]) if small else d["max_num_seqs"])
+    if cfg.max_seqs is not None:
+        max_seqs = cfg.max_seqs
+        if d.get("max_seqs_shared_by_dp"):
+            max_seqs = np.maximum(np.asarray(cfg.max_seqs, float) / np.asarray(attn_dp, float), 1.0)
+    else:
+        max_seqs = d.get("max_num_seqs_small_gpu", d["max_num_seqs"]) if small else d["max_num_seqs"]
     chunk = cfg.chunk if cfg.chunk is not None else (
         d.get("max_num_batched_tokens_small_gpu", d["max_num_batched_tokens"]) if small
         else d["max_num_batched_tokens"])
@@ -202,7 +208,7 @@ def evaluate(model: ModelSpec, chip: Chip, engine: str, cfg: Configs,
     cal = calibration or load_calibration()
     p = params or cal.params(chip.family, engine)
     peak, kind = chip_dtype_tables(chip, cfg.weight_dtype)
-    max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg)
+    max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg, cfg.attn_dp)
     if cfg.hybrid_kv is None:
         cfg.hybrid_kv = hybrid_kv(engine)
     if cfg.prefill_first is None:

@@ -70,7 +70,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     per_seq = kv_token_gpu * (isl + osl) + mc.linear_state_bytes / (attn_tp * pp)
     b_rank = np.floor(np.maximum(kv_budget, 0.0) / np.maximum(per_seq, 1.0))
     fits = b_rank >= 1
-    b_cap = np.maximum(np.minimum(b_rank * attn_dp, max_seqs), 1.0)
+    b_cap = np.maximum(np.minimum(b_rank, max_seqs) * attn_dp, 1.0)   # each attention-DP rank schedules its own
 
     new_isl = np.maximum(isl * (1.0 - prefix_hit), 1.0)
     accept = np.maximum(spec_accept, 1.0)
@@ -270,7 +270,7 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     per_seq = f(dec_kv_token_gpu) * (isl + osl) + mc.linear_state_bytes / (f(dec["attn_tp"]) * f(dec["pp"]))
     b_rank = np.floor(np.maximum(kv_budget, 0.0) / np.maximum(per_seq, 1.0))
     fits = b_rank >= 1
-    b_cap = np.maximum(np.minimum(b_rank * f(dec["attn_dp"]), f(max_seqs)), 1.0)
+    b_cap = np.maximum(np.minimum(b_rank, f(max_seqs)) * f(dec["attn_dp"]), 1.0)
     ranks = f(dec["attn_dp"]) * f(dec["pp"])
 
     def t_dec(b):

@@ -123,10 +123,11 @@ def engine_spec(mc: ModelConsts, cc: ChipConsts, p: Params, c: Config, *, isl: f
 
     kv_budget = cc.memory * c.mem_util - c.weights_gpu - p.reserve_gb * 1e9
     kv_tokens = max(kv_budget, 0.0) / max(c.kv_token_gpu, 1e-9) * c.attn_dp
-    max_seqs = int(min(c.max_seqs, max(kv_tokens / max(isl + osl, 1.0), 1.0) * 4))
+    cap = c.max_seqs * c.attn_dp                    # the engine's cap is per attention-DP rank
+    max_seqs = int(min(cap, max(kv_tokens / max(isl + osl, 1.0), 1.0) * 4))
     table = StepTable(fn, max_pre=max(c.chunk, 4.0 * isl), max_seqs=max(max_seqs, 2),
                       max_ctx=max(4.0 * (isl + osl), 64.0))
-    return EngineSpec(step=table, kv_tokens=kv_tokens, max_seqs=int(c.max_seqs), budget=int(c.chunk),
+    return EngineSpec(step=table, kv_tokens=kv_tokens, max_seqs=int(cap), budget=int(c.chunk),
                       policy=policy, accept=max(c.spec_accept, 1.0), fixed_s=p.ttft_s,
                       admit_s=p.admit_s, multi_step=int(c.multi_step))
 
@@ -160,7 +161,7 @@ def config_of(model: Any, chip: Any, engine: str, cfg: Any, p: Params) -> Config
     mc = ModelConsts.of(model)
     wdt, kdt = str(cfg.weight_dtype), str(cfg.kv_dtype)
     peak, kind = chip_dtype_tables(chip, wdt)
-    max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg)
+    max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg, float(cfg.attn_dp))
     wb, kb = WEIGHT_BYTES[wdt], {k: BYTES[k] for k in KV_DTYPES}[kdt]
     tp, pp, ep, etp = float(cfg.attn_tp), float(cfg.pp), float(cfg.moe_ep), float(cfg.moe_tp)
     hyb = hybrid_kv(engine) if cfg.hybrid_kv is None else float(cfg.hybrid_kv)

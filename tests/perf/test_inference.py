@@ -283,3 +283,15 @@ def test_estimate_length_spread_decides_whether_sglang_runs_in_waves():
     v_fixed = est("vllm", 0.0)
     assert not any("waves" in a for a in v_fixed.assumptions)
     assert v_fixed.ttft_ms < fixed.ttft_ms / 3
+
+
+def test_each_attention_dp_rank_runs_its_own_batch_up_to_the_engine_cap(tiny_moe, tiny_chip):
+    """vLLM's --max-num-seqs and SGLang's default cap bound each attention-DP rank's batch; a stated SGLang
+    --max-running-requests is the whole server's, shared by its DP ranks."""
+    def max_batch(engine, dp, max_seqs=None):
+        cfg = Configs(attn_dp=dp, moe_ep=dp, isl=256, osl=64, mode=MODE_CLOSED, concurrency=1e6, max_seqs=max_seqs)
+        return float(evaluate(tiny_moe, tiny_chip, engine, cfg, PRIORS)["max_batch"])
+
+    assert max_batch("vllm", 4, 8) == 4 * max_batch("vllm", 1, 8) == 32
+    assert max_batch("sglang", 4, 8) == max_batch("sglang", 1, 8) == 8
+    assert max_batch("sglang", 4) > max_batch("sglang", 1) > 8
