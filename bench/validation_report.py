@@ -76,6 +76,37 @@ def training_section() -> list[str]:
     return out + [""]
 
 
+def unseen_section() -> list[str]:
+    """The files of publications added after the shipped fits (validated, never fitted): per publication."""
+    out = ["## Publications the fits have not seen (validated, not fitted)", "",
+           "`inference_unseen.csv` and `training_unseen.csv` (stockpile/data/measurements/README.md): sources added "
+           "after the shipped calibrations were fitted and kept out of every fit, so this is the shipped model on "
+           "publications, chips and software it has never seen.", "",
+           "| file | publication | rows | predicted | median APE | signed median | inside the band |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for name in ("inference_unseen.csv", "training_unseen.csv"):
+        path = ROOT / name
+        if not path.is_file():
+            continue
+        doc = validate_file(path)
+        src = {(r["id"], r["metric"]): r["source_url"].split(" (")[0].split("#")[0] for r in csv.DictReader(path.open())}
+        groups: dict[str, list[dict]] = defaultdict(list)
+        for r in doc["rows"]:
+            groups[src[(r["id"], r["metric"])]].append(r)
+        for pub, rs in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+            ok = [r for r in rs if r["status"] == "ok"]
+            inside = [r for r in ok if r.get("predicted_p10") is not None
+                      and r["predicted_p10"] <= r["measured"] <= r["predicted_p90"]]
+            med = statistics.median(abs(r["error"]) for r in ok) if ok else None
+            signed = statistics.median(r["error"] for r in ok) if ok else None
+            out.append(f"| {name} | {pub} | {len(rs)} | {len(ok)} | {pct(med)} | "
+                       f"{'-' if signed is None else f'{100 * signed:+.0f}%'} | "
+                       f"{pct(len(inside) / len(ok) if ok else None)} |")
+        s = doc["summary"]
+        print(f"{name}: n={s['n']} predicted={s['n_predicted']} median={pct(s['median_ape'])} (not fitted)")
+    return out + [""]
+
+
 def search_section() -> list[str]:
     """Search speed and best configurations next to aiconfigurator (from bench/search_vs_aiconfigurator.py)."""
     import json
@@ -173,6 +204,7 @@ def main() -> None:
             lines += table(title, groups)
     lines += bounds_section()
     lines += training_section()
+    lines += unseen_section()
     lines += search_section()
     if loso:
         t0 = time.perf_counter()
