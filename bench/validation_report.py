@@ -2,7 +2,9 @@
 
 Prints and writes the error tables by chip, model family, engine and metric for each inference CSV, the
 side-by-side with aiconfigurator 0.12 on the same rows, and the leave-one-source-out error (refit without
-a source, predict it). Run: .venv/bin/python bench/validation_report.py [--no-loso] [--jobs N]
+a source, predict it). Run: .venv/bin/python bench/validation_report.py [--no-loso] [--jobs N] [--resume FILE.jsonl]
+(--resume appends each held-out publication to FILE as it finishes and skips those already there: a long run
+can be stopped and continued, on the same calibration)
 """
 from __future__ import annotations
 
@@ -152,6 +154,50 @@ def _sections(path: Path) -> dict[str, str]:
     return out
 
 
+def _calibration_hash() -> str:
+    import hashlib
+    shipped = resources.files("stockpile") / "data" / "calibration" / "inference.yaml"
+    return hashlib.sha256(shipped.read_bytes()).hexdigest()[:16]
+
+
+def resume_log(log: Path | None) -> tuple[dict[str, dict], dict | None]:
+    """Publications already held out (and the control's medians) in a `--resume` log written by an earlier run
+    on the same calibration; a log of another calibration is refused rather than mixed in."""
+    import json
+    if log is None or not log.is_file():
+        return {}, None
+    done: dict[str, dict] = {}
+    control = None
+    for n, line in enumerate(log.read_text().splitlines(), start=1):
+        rec = json.loads(line)
+        if n == 1:
+            if rec.get("calibration") != _calibration_hash():
+                sys.exit(f"error: {log} holds results for calibration {rec.get('calibration')}, not the shipped "
+                         f"{_calibration_hash()}; give a new --resume file")
+            continue
+        if "control" in rec:
+            control = rec["control"]
+        else:
+            done[rec.pop("key")] = rec
+    print(f"resuming: {len(done)} publications and {'the' if control else 'no'} control from {log}")
+    return done, control
+
+
+def append_log(log: Path | None, rec: dict) -> None:
+    """One JSON line per result, flushed as it arrives (the header names the calibration it belongs to)."""
+    import json
+    if log is None:
+        return
+    new = not log.is_file()
+    with log.open("a") as fh:
+        if new:
+            import subprocess
+            head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                  cwd=Path(__file__).resolve().parent).stdout.strip()
+            fh.write(json.dumps({"calibration": _calibration_hash(), "commit": head or None}) + "\n")
+        fh.write(json.dumps(rec) + "\n")
+
+
 def bounds_section() -> list[str]:
     """The shipped inference parameters that sit on a bound of the fit (missing-physics flags)."""
     hits = on_bounds(load_calibration())
@@ -209,10 +255,20 @@ def main() -> None:
     if loso:
         t0 = time.perf_counter()
         jobs = int(sys.argv[sys.argv.index("--jobs") + 1]) if "--jobs" in sys.argv else (os.cpu_count() or 1)
+        log = Path(sys.argv[sys.argv.index("--resume") + 1]) if "--resume" in sys.argv else None
+        done, ctl_done = resume_log(log)
+
+        def on_result(key: str, v: dict) -> None:
+            print(f"LOPO done: {key} median {pct(v['median_ape'])}", flush=True)
+            append_log(log, {"key": key, **v})
+
         res = leave_one_source_out(default_files(), by="publication", max_nfev=30, start=load_calibration(),
-                                   control=True, jobs=jobs,
-                                   on_result=lambda key, v: print(f"LOPO done: {key} median {pct(v['median_ape'])}",
-                                                                  flush=True))
+                                   control=ctl_done is None, jobs=jobs, on_result=on_result, skip=set(done),
+                                   on_control=lambda c: append_log(log, {"control": c}))
+        res.update(done)
+        if ctl_done is not None:
+            for key, v in res.items():
+                v["median_ape_control"] = ctl_done.get(key)
         meds = [v["median_ape"] for v in res.values() if v["median_ape"] is not None]
         mm, worst = statistics.median(meds), max(meds)
         cov_n = sum(v["n_predicted"] for v in res.values() if v.get("band_coverage") is not None)

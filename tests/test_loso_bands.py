@@ -47,6 +47,14 @@ def test_refits_in_parallel_processes_match_the_serial_run_and_report_as_they_ar
                                     on_result=lambda key, res: seen.append(key))
     assert parallel == serial
     assert sorted(seen) == sorted(serial)
+    # a resumed run skips what is done and hands over the control's medians for the next resume
+    first = sorted(serial)[0]
+    controls: list[dict] = []
+    rest = leave_one_source_out([small], max_nfev=1, by="publication", start=start, control=True, skip={first},
+                                on_control=controls.append)
+    assert set(rest) == set(serial) - {first}
+    assert rest[sorted(rest)[0]] == serial[sorted(rest)[0]]
+    assert controls and controls[0][first] == serial[first]["median_ape_control"]
 
 
 def test_refit_from_a_calibration_moves_only_what_it_sets() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -328,7 +328,10 @@ def _held_out(paths: list[Path], by: str, key: str | None, max_nfev: int,
 
 def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int = 40, start: Calibration | None = None,
                          by: str = "source", control: bool = False, jobs: int = 1,
-                         on_result: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, dict[str, Any]]:
+                         on_result: Callable[[str, dict[str, Any]], None] | None = None,
+                         skip: Collection[str] = (),
+                         on_control: Callable[[dict[str, float | None]], None] | None = None
+                         ) -> dict[str, dict[str, Any]]:
     """For each source (`by="source"`: the id prefix), publication (`by="publication"`: the source URL), model
     family (`by="model_family"`) or chip family (`by="chip_family"`): fit without its rows, predict them; the
     median |error| on rows the fit never saw, and the share of their measured values inside the p10-p90 band
@@ -338,7 +341,8 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
     with nothing held out predicts every group too (`median_ape_control`): the held-out error minus that is what
     not seeing the group costs, apart from where the refit's optimum differs from `start`. `jobs` > 1 runs the
     refits in that many processes; `on_result(key, result)` is called as each group's result arrives (progress,
-    or a log that survives an interrupted run)."""
+    or a log that survives an interrupted run); `skip` leaves out groups already done (a resumed run), and
+    `on_control` receives the control's median per group when it arrives."""
     from stockpile.calibration.rows import read_rows
     try:
         key_of = _group_of_row(by)
@@ -348,7 +352,7 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
     for path in paths:
         _, rows = read_rows(path)
         keys.update(key_of(r) for r in rows)
-    todo = [k for k, n in sorted(keys.items()) if n >= min_rows]
+    todo = [k for k, n in sorted(keys.items()) if n >= min_rows and k not in skip]
 
     def med(xs: list[float]) -> float | None:
         return round(statistics.median(xs), 4) if xs else None
@@ -375,6 +379,8 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
     for key, got in finished():
         if key is None:
             base = got
+            if on_control is not None:
+                on_control({k: med(v[0]) for k, v in got.items()})
             continue
         out[key] = result(key, got)
         if on_result is not None:
