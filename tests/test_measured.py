@@ -212,3 +212,8 @@ def test_a_draft_tree_smaller_than_its_chain_is_refused_naming_the_field():
     with pytest.raises(InputError) as e:
         EstimateRequest.of(model="Qwen/Qwen3-8B", chip="h100-sxm-80gb", isl=100, osl=100, spec_draft=4, spec_verify=3)
     assert "spec_verify" in str(e.value) and "5" in str(e.value)
+
+
+def test_a_dataset_cut_to_fixed_lengths_is_read_as_fixed():
+    assert not inference_case({**ROW, "notes": "ShareGPT prompts"}).fixed_lengths
+    assert inference_case({**ROW, "notes": "ShareGPT text cut to 512 in / 512 out (fixed lengths)"}).fixed_lengths

@@ -488,7 +488,8 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         num_requests=num_req, poisson=not re.search(r"constant[- ]rate|fixed rate", notes, re.I),
         spec_draft=draft, spec_accept=accept, spec_verify=draft_tree(notes, draft), notes_used=used,
         spec_assumed=draft > 0 and any("count not stated" in u for u in used),
-        fixed_lengths=not re.search(r"sharegpt|variance|\+/-|varied|random around|nominal isl", notes, re.I))
+        fixed_lengths=(not re.search(r"sharegpt|variance|\+/-|varied|random around|nominal isl", notes, re.I)
+                       or bool(re.search(r"\bfixed[- ]lengths?\b", notes, re.I))))   # a dataset's text cut to length
     if case.isl <= 0 or case.osl <= 0:
         raise InputError("input_len", "input_len and output_len must be positive")
     if case.spec_verify:
