@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -29,9 +28,8 @@ def test_contract_fields(base, rates):
 
 
 def test_bundled_example_end_to_end():
-    t = time.perf_counter()
+    # its speed is measured by bench/plan_scale.py, not asserted here (a loaded machine would fail it)
     res = plan_scenario(example_path(), samples=1000)
-    assert time.perf_counter() - t < 30
     assert res.status == "optimal"
     assert res.generations_planned == 2
     assert res.runway.samples == 1000

@@ -1,6 +1,4 @@
 """Layout search: physical bounds over the whole space, monotonicity in GPUs, bad input."""
-import time
-
 import numpy as np
 import pytest
 
@@ -35,12 +33,21 @@ def test_more_gpus_never_slow_the_best_layout():
     assert all(b >= a for a, b in zip(moe, moe[1:]))
 
 
-def test_search_is_one_vectorised_pass():
+def test_search_is_one_vectorised_pass(monkeypatch):
+    # one call of the array model over every layout (its speed is a benchmark's business, not a timed test's)
+    import stockpile.search.training as st
+    calls: list[int] = []
+    real = st.evaluate
+
+    def counted(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(st, "evaluate", counted)
     job = make_job("deepseek-ai/DeepSeek-V3", "h800-sxm-80gb", 2048, tokens=None, seq_len=4096,
                    global_batch_tokens=None, precision="fp8")
-    t = time.perf_counter()
     out, sp, _ = search(job)
-    assert sp["tp"].size > 10_000 and time.perf_counter() - t < 2.0
+    assert sp["tp"].size > 10_000 and len(calls) == 1
 
 
 def test_train_reports_the_contract_fields():
