@@ -14,9 +14,13 @@ from dataclasses import dataclass, field, fields
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import numpy as np
 import yaml
+
+if TYPE_CHECKING:
+    from stockpile.catalog.chips import Chip
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
 T = TypeVar("T")
@@ -72,6 +76,30 @@ def engine_defaults() -> dict[str, dict[str, Any]]:
     """Engine defaults that shape serving when a run does not set them (data/engines/defaults.yaml)."""
     path = resources.files("stockpile") / "data" / "engines" / "defaults.yaml"
     return yaml.load(path.read_text(), Loader=_Loader)
+
+
+def hybrid_kv(engine: str) -> float:
+    """1.0 if the engine keeps only the window of sliding-window layers in its KV cache (defaults.yaml)."""
+    return 1.0 if engine_defaults()[engine].get("hybrid_kv") else 0.0
+
+
+def engine_limits(engine: str, chip: "Chip", cfg: Any, attn_dp: Any = 1.0) -> tuple[Any, Any, Any]:
+    """(max running sequences per attention-DP rank, prefill chunk tokens, memory fraction) from the run (`cfg`:
+    perf.inference.Configs) or the engine defaults. Each attention-DP rank schedules its own batch; an engine whose stated cap is shared by its
+    ranks (defaults.yaml `max_seqs_shared_by_dp`) has it divided among them."""
+    d = engine_defaults()[engine]
+    small = chip.memory_bytes < 70 * 2**30 or chip.family in d.get("small_gpu_families", ())
+    if cfg.max_seqs is not None:
+        max_seqs = cfg.max_seqs
+        if d.get("max_seqs_shared_by_dp"):
+            max_seqs = np.maximum(np.asarray(cfg.max_seqs, float) / np.asarray(attn_dp, float), 1.0)
+    else:
+        max_seqs = d.get("max_num_seqs_small_gpu", d["max_num_seqs"]) if small else d["max_num_seqs"]
+    chunk = cfg.chunk if cfg.chunk is not None else (
+        d.get("max_num_batched_tokens_small_gpu", d["max_num_batched_tokens"]) if small
+        else d["max_num_batched_tokens"])
+    mem_util = cfg.mem_util if cfg.mem_util is not None else d["gpu_memory_utilization"]
+    return max_seqs, chunk, mem_util
 
 
 @cache
@@ -149,7 +177,6 @@ class Params:
     @classmethod
     def stack(cls, items: list["Params"]) -> "Params":
         """Field-wise arrays (one entry per configuration) for one-pass evaluation of mixed rows."""
-        import numpy as np
         return cls(**{f.name: np.array([getattr(i, f.name) for i in items]) for f in fields(cls)})  # type: ignore[arg-type]
 
 

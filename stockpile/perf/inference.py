@@ -16,7 +16,15 @@ from stockpile.catalog.chips import BYTES, Chip
 from stockpile.catalog.figure_ranges import chip_at_edge, estimated_figures, uncertain_speeds
 from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError, UnknownNameError
-from stockpile.perf.calibration import Calibration, Params, engine_defaults, engine_key, load_calibration
+from stockpile.perf.calibration import (  # noqa: F401  (engine_limits, hybrid_kv: re-exported)
+    Calibration,
+    Params,
+    engine_defaults,
+    engine_key,
+    engine_limits,
+    hybrid_kv,
+    load_calibration,
+)
 from stockpile.perf.layout import Layout
 from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN, serve, serve_disagg
@@ -151,30 +159,6 @@ def chip_dtype_tables(chip: Chip, dtypes) -> tuple[np.ndarray, np.ndarray]:
         peak, kind, _ = compute_path(chip, str(u))
         peaks[str(u)], kinds[str(u)] = peak, float(DTYPE_KINDS.index(kind))
     return _lookup(wd, peaks), _lookup(wd, kinds)
-
-
-def hybrid_kv(engine: str) -> float:
-    """1.0 if the engine keeps only the window of sliding-window layers in its KV cache (defaults.yaml)."""
-    return 1.0 if engine_defaults()[engine].get("hybrid_kv") else 0.0
-
-
-def engine_limits(engine: str, chip: Chip, cfg: Configs, attn_dp: Any = 1.0) -> tuple[Any, Any, Any]:
-    """(max running sequences per attention-DP rank, prefill chunk tokens, memory fraction) from the run or the
-    engine defaults. Each attention-DP rank schedules its own batch; an engine whose stated cap is shared by its
-    ranks (defaults.yaml `max_seqs_shared_by_dp`) has it divided among them."""
-    d = engine_defaults()[engine]
-    small = chip.memory_bytes < 70 * 2**30 or chip.family in d.get("small_gpu_families", ())
-    if cfg.max_seqs is not None:
-        max_seqs = cfg.max_seqs
-        if d.get("max_seqs_shared_by_dp"):
-            max_seqs = np.maximum(np.asarray(cfg.max_seqs, float) / np.asarray(attn_dp, float), 1.0)
-    else:
-        max_seqs = d.get("max_num_seqs_small_gpu", d["max_num_seqs"]) if small else d["max_num_seqs"]
-    chunk = cfg.chunk if cfg.chunk is not None else (
-        d.get("max_num_batched_tokens_small_gpu", d["max_num_batched_tokens"]) if small
-        else d["max_num_batched_tokens"])
-    mem_util = cfg.mem_util if cfg.mem_util is not None else d["gpu_memory_utilization"]
-    return max_seqs, chunk, mem_util
 
 
 def evaluate_core(mc: ModelConsts, cc: ChipConsts, p: Params, cfg: Configs, *, gemm_peak, kind,
