@@ -18,7 +18,13 @@ from collections import defaultdict
 from importlib import resources
 from pathlib import Path
 
-from stockpile.calibration.fit_inference import default_files, leave_one_source_out, on_bounds
+from stockpile.calibration.fit_inference import (
+    default_files,
+    group_sizes,
+    leave_one_source_out,
+    on_bounds,
+    publication_of,
+)
 from stockpile.calibration.validate import validate_file
 from stockpile.catalog import get_model
 from stockpile.perf.calibration import load_calibration
@@ -92,7 +98,7 @@ def unseen_section() -> list[str]:
         if not path.is_file():
             continue
         doc = validate_file(path)
-        src = {(r["id"], r["metric"]): r["source_url"].split(" (")[0].split("#")[0] for r in csv.DictReader(path.open())}
+        src = {(r["id"], r["metric"]): publication_of(r) for r in csv.DictReader(path.open())}
         groups: dict[str, list[dict]] = defaultdict(list)
         for r in doc["rows"]:
             groups[src[(r["id"], r["metric"])]].append(r)
@@ -157,13 +163,7 @@ def _sections(path: Path) -> dict[str, str]:
 
 def publications(min_rows: int = 10) -> int:
     """Publications with enough rows to be held out (leave_one_source_out's groups)."""
-    from collections import Counter
-
-    from stockpile.calibration.fit_inference import _group_of_row
-    from stockpile.calibration.rows import read_rows
-    key_of = _group_of_row("publication")
-    counts: Counter[str] = Counter(key_of(r) for p in default_files() for r in read_rows(p)[1])
-    return sum(1 for n in counts.values() if n >= min_rows)
+    return sum(1 for n in group_sizes(default_files(), "publication").values() if n >= min_rows)
 
 
 def short_url(url: str) -> str:

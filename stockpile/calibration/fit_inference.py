@@ -291,6 +291,19 @@ def _group_of_row(by: str) -> Any:
             "chip_family": lambda r: chip_family_of(r.get("accelerator", ""))}[by]
 
 
+def group_sizes(paths: list[Path], by: str) -> Counter[str]:
+    """Rows per group (`by`: publication, source, model_family, chip_family) over the files."""
+    from stockpile.calibration.rows import read_rows
+    try:
+        key_of = _group_of_row(by)
+    except KeyError:
+        raise ValueError("by must be one of publication, source, model_family, chip_family") from None
+    keys: Counter[str] = Counter()
+    for path in paths:
+        keys.update(key_of(r) for r in read_rows(path)[1])
+    return keys
+
+
 def _group_of_case(by: str) -> Any:
     return {"publication": lambda c: c.publication, "source": lambda c: c.row_id.split("-")[0],
             "model_family": lambda c: model_family_of(c.model), "chip_family": lambda c: chip_family_of(c.chip)}[by]
@@ -343,15 +356,7 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
     refits in that many processes; `on_result(key, result)` is called as each group's result arrives (progress,
     or a log that survives an interrupted run); `skip` leaves out groups already done (a resumed run), and
     `on_control` receives the control's median per group when it arrives."""
-    from stockpile.calibration.rows import read_rows
-    try:
-        key_of = _group_of_row(by)
-    except KeyError:
-        raise ValueError("by must be one of publication, source, model_family, chip_family") from None
-    keys: Counter[str] = Counter()
-    for path in paths:
-        _, rows = read_rows(path)
-        keys.update(key_of(r) for r in rows)
+    keys = group_sizes(paths, by)
     todo = [k for k, n in sorted(keys.items()) if n >= min_rows and k not in skip]
 
     def med(xs: list[float]) -> float | None:
