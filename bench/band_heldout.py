@@ -13,7 +13,6 @@ About 15 minutes on 2 cores.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 import zlib
 from collections import defaultdict
@@ -26,11 +25,15 @@ def fold_of(publication: str, folds: int) -> int:
 
 
 def main() -> None:
+    import argparse
+
     from stockpile.calibration.bands import band, load_kind, metric_kind
     from stockpile.calibration.fit_inference import default_files, fit, set_in
     from stockpile.calibration.inference import Batch, Prepared, prepare_file
     from stockpile.perf.calibration import load_calibration
-    folds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("folds", nargs="?", type=int, default=5, help="folds of publications (default 5)")
+    folds = ap.parse_args().folds
     ship = load_calibration()
     preps: list[tuple[str, Prepared]] = []
     for path in default_files():

@@ -11,7 +11,6 @@ beside the same rows' error under the shipped fit. Results go to stdout (docs/va
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 
 from stockpile.calibration.fit_inference import (
@@ -40,7 +39,11 @@ def shipped_errors(by: str) -> dict[str, float]:
 
 
 def main() -> None:
-    kinds = sys.argv[1:] or ["model_family", "chip_family"]
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("kinds", nargs="*", choices=["model_family", "chip_family", "publication", "source"],
+                    help="groupings to hold out one at a time (default: model_family chip_family)")
+    kinds = ap.parse_args().kinds or ["model_family", "chip_family"]
     for by in kinds:
         t0 = time.perf_counter()
         res = leave_one_source_out(default_files(), start=load_calibration(), by=by, control=True)

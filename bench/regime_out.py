@@ -52,12 +52,14 @@ def med(xs: list[float]) -> str:
 
 
 def main() -> None:
-    import sys
+    import argparse
 
     from stockpile.calibration.fit_inference import default_files, fit
     from stockpile.perf.calibration import load_calibration
     full = load_calibration()
-    free = (lambda scope, key, name: scope == "engines") if "--engines-only" in sys.argv else None
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--engines-only", action="store_true", help="refit engine parameters only (the rest as shipped)")
+    free = (lambda scope, key, name: scope == "engines") if ap.parse_args().engines_only else None
     print("refit: " + ("engine parameters only (the rest as shipped)" if free else "every parameter"))
     print("regime          held out of the fit: median |error| (all / TTFT / TPOT)      with the full fit")
     for name in ("request-rate", "burst"):

@@ -231,8 +231,21 @@ def bounds_section() -> list[str]:
     return out + [""]
 
 
+def arguments(argv: list[str] | None = None):
+    import argparse
+    ap = argparse.ArgumentParser(description="Validate the shipped measurements and write docs/validation.md.")
+    ap.add_argument("--no-loso", action="store_true", help="skip leave-one-publication-out (hours on 2 cores)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for the held-out refits")
+    ap.add_argument("--resume", type=Path, metavar="FILE.jsonl",
+                    help="append each held-out publication to FILE as it finishes; skip those already there")
+    ap.add_argument("--from-log", type=Path, metavar="FILE.jsonl",
+                    help="write the leave-one-publication-out section from such a file, without refitting")
+    return ap.parse_args(argv)
+
+
 def main() -> None:
-    loso = "--no-loso" not in sys.argv
+    args = arguments()
+    loso = not args.no_loso
     peer = {}
     if PEER.exists():
         peer = {(r["id"], r["metric"]): abs(float(r["error"])) for r in csv.DictReader(PEER.open())
@@ -273,11 +286,11 @@ def main() -> None:
     lines += training_section()
     lines += unseen_section()
     lines += search_section()
-    from_log = Path(sys.argv[sys.argv.index("--from-log") + 1]) if "--from-log" in sys.argv else None
+    from_log = args.from_log
     if loso or from_log:
         t0 = time.perf_counter()
-        jobs = int(sys.argv[sys.argv.index("--jobs") + 1]) if "--jobs" in sys.argv else (os.cpu_count() or 1)
-        log = Path(sys.argv[sys.argv.index("--resume") + 1]) if "--resume" in sys.argv else from_log
+        jobs = args.jobs
+        log = args.resume or from_log
         done, ctl_done = resume_log(log)
 
         def on_result(key: str, v: dict) -> None:

@@ -126,3 +126,24 @@ def test_a_refit_without_a_chip_family_does_not_keep_what_its_rows_taught(tmp_pa
     assert "gemm_eff" not in cal.families.get("ampere", {})      # back to what it inherits
     assert "gemm_eff" in cal.families["hopper"]
     assert cal.engines["trtllm"].get("comm_latency_s") == start.engines["trtllm"].get("comm_latency_s")
+
+
+def test_the_report_script_answers_help_and_refuses_unknown_options_before_any_work(capsys) -> None:
+    """`bench/validation_report.py --help` prints its options; a mistyped one stops it (exit 2) instead of
+    starting hours of refits with the option ignored."""
+    import importlib.util
+
+    import pytest
+    path = Path(__file__).resolve().parents[1] / "bench" / "validation_report.py"
+    spec = importlib.util.spec_from_file_location("validation_report", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with pytest.raises(SystemExit) as ok:
+        mod.arguments(["--help"])
+    assert ok.value.code == 0 and "--resume" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as bad:
+        mod.arguments(["--jobz", "2"])
+    assert bad.value.code == 2
+    args = mod.arguments(["--jobs", "3", "--resume", "log.jsonl"])
+    assert args.jobs == 3 and args.resume == Path("log.jsonl") and not args.no_loso
