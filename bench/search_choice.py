@@ -14,7 +14,10 @@ TPOTs:
 
 It reports how often the pick is within 5 % of the measured best, and how often the pick breaks the target when
 measured. Throughput per GPU of an aiconfigurator run is derived from its closed loop:
-concurrency x OSL / (TTFT + (OSL - 1) x TPOT) / GPUs (measured and predicted alike). Same with TTFT targets.
+concurrency x OSL / (TTFT + (OSL - 1) x TPOT) / GPUs (measured and predicted alike). An InferenceX run (its
+metrics are rows named after the run) that states total tokens/s per GPU has output tokens/s per GPU
+total x OSL / (ISL + OSL), and one that states end-to-end latency and TTFT has TPOT (E2E - TTFT) / (OSL - 1).
+Same with TTFT targets. The InferenceX file is a sample, so few of its runs carry enough metrics to compare.
 """
 from __future__ import annotations
 
@@ -34,14 +37,20 @@ def runs(path: str) -> list[dict[str, Any]]:
     by: dict[str, dict[str, Any]] = {}
     for p, v in zip(ps, pred):
         c = p.case
-        r = by.setdefault(c.row_id, {"group": (c.model, c.chip, c.engine, round(c.isl), round(c.osl)), "case": c,
-                                     "gpus": c.gpus, "m": {}, "p": {}})
+        # one run: InferenceX names each metric's row after the run plus the metric
+        run = c.row_id[: -len(c.metric) - 1] if c.row_id.endswith("-" + c.metric) else c.row_id
+        r = by.setdefault(run, {"group": (c.model, c.chip, c.engine, round(c.isl), round(c.osl)), "case": c,
+                                "gpus": c.gpus, "m": {}, "p": {}})
         r["m"][c.metric], r["p"][c.metric] = c.measured, v
     out = []
     for r in by.values():
         c = r["case"]
         for k in ("m", "p"):
             d = r[k]
+            if "tpot_ms" not in d and {"e2e_latency_s", "ttft_ms"} <= set(d) and c.osl > 1:
+                d["tpot_ms"] = (d["e2e_latency_s"] * 1e3 - d["ttft_ms"]) / (c.osl - 1)
+            if "output_tokens_per_s_per_gpu" not in d and "total_tokens_per_s_per_gpu" in d:
+                d["output_tokens_per_s_per_gpu"] = d["total_tokens_per_s_per_gpu"] * c.osl / (c.isl + c.osl)
             if "output_tokens_per_s_per_gpu" not in d and {"ttft_ms", "tpot_ms"} <= set(d) and c.concurrency:
                 lat = d["ttft_ms"] / 1e3 + (c.osl - 1) * d["tpot_ms"] / 1e3
                 d["output_tokens_per_s_per_gpu"] = c.concurrency * c.osl / lat / r["gpus"] if lat > 0 else np.nan
