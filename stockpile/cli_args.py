@@ -23,7 +23,8 @@ def search_runs(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: O
                  tpot_ms: Optional[float], engine: str, top: int, weight_dtype: Optional[str], disagg: bool,
                  kv_dtype: Optional[str] = None, spec_draft: Optional[int] = None,
                  spec_accept: Optional[float] = None, prefill_chip: Optional[str] = None,
-                 objective: str = "throughput", pairs: bool = False) -> tuple[Any, list[tuple[Any, Any]]]:
+                 objective: str = "throughput", pairs: bool = False,
+                 engine_version: Optional[str] = None) -> tuple[Any, list[tuple[Any, Any]]]:
     """The model and one serving search per chip (or per prefill/decode pair) the search and export commands
     ask for, after checking their arguments (InputError naming the flag)."""
     from stockpile.catalog import get_chip, get_model
@@ -52,7 +53,8 @@ def search_runs(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: O
     # --prefill-chips P1,P2 --decode-chips D1,D2: every (prefill, decode) pair; the same chip on both is a plain search
     results = [(c, search(m, c, gpus=gpus, isl=parse_count(isl, field="isl"), osl=parse_count(osl, field="osl"), slo=slo, engine=engine,
                           top=top, dtypes=dtypes, disaggregation=disagg, kv_dtypes=kvs, spec=spec,
-                          prefill_chip=None if p is None or p.id == c.id else p, objective=objective))
+                          prefill_chip=None if p is None or p.id == c.id else p, objective=objective,
+                          engine_version=engine_version))
                for c in chips for p in pres]
     if pairs:
         if len(chips) < 2 or pre is not None:
@@ -60,6 +62,7 @@ def search_runs(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: O
         import itertools
         results += [(dec, search(m, dec, gpus=gpus, isl=parse_count(isl, field="isl"), osl=parse_count(osl, field="osl"), slo=slo,
                                  engine=engine, top=top, dtypes=dtypes, disaggregation=True, kv_dtypes=kvs, spec=spec,
-                                 prefill_chip=p_chip, objective=objective, aggregated=False))
+                                 prefill_chip=p_chip, objective=objective, aggregated=False,
+                                 engine_version=engine_version))
                     for p_chip, dec in itertools.permutations(chips, 2)]
     return m, results

@@ -84,6 +84,8 @@ def render_search(r) -> None:
         out.print(f"best: {r.best.layout_text}, {r.best.weight_dtype} weights, {r.best.kv_dtype} KV, concurrency "
                   f"{r.best.concurrency:g}: {r.best.why}")
     out.print(f"{r.message}; {r.evaluated:,} configurations evaluated in {1e3 * r.seconds:.0f} ms")
+    for note in r.notes:
+        out.print(f"assumed: {note}")
     if r.band_note:
         edge = [c for c in r.candidates if c.meets_slo_at_p90 is not None and c.meets_slo]
         safe = sum(1 for c in edge if c.meets_slo_at_p90)

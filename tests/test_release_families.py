@@ -135,3 +135,41 @@ def test_a_dynamo_image_tag_is_not_the_engine_version():
     assert [p.case.engine_version for p in preps] == ["1.2.0rc6.post2", None, "1.3.0", "0.17.0"]
     assert [p.engine_key for p in preps] == ["trtllm", "trtllm", "trtllm", "trtllm-v0"]
     assert any("Dynamo image" in u for u in preps[1].case.notes_used)
+
+
+def test_a_calibration_read_as_a_release_family_gives_that_family_under_the_engine_name():
+    cal = load_calibration()
+    for fam, engine, release in (("cdna3", "sglang", "sglang-v0.4"), ("hopper", "vllm", "vllm-v0"),
+                                 ("blackwell", "trtllm", "trtllm-v0")):
+        assert cal.as_release(engine, release).params(fam, engine) == cal.params(fam, release)
+    assert cal.as_release("vllm", "vllm") is cal
+
+
+def test_search_evaluates_the_stated_release_and_says_so():
+    from stockpile.catalog import get_chip, get_model
+    from stockpile.errors import InputError
+    from stockpile.search.serving import Slo, search
+    model, chip = get_model("meta-llama/Llama-3.1-8B-Instruct"), get_chip("h100-sxm-80gb")
+    kw = dict(gpus=8, isl=1000, osl=200, slo=Slo(tpot_ms=30), top=3, disaggregation=False)
+    now, v0 = search(model, chip, **kw), search(model, chip, engine_version="0.6.3", **kw)
+    assert now.best and v0.best and v0.engine_version == "0.6.3" and not now.notes
+    assert any("vllm-v0 release family" in n for n in v0.notes)
+    # V0's per-step host costs are larger: the same configuration serves each user more slowly
+    assert v0.best.tokens_per_s_per_user < now.best.tokens_per_s_per_user
+    with pytest.raises(InputError) as bad:
+        search(model, chip, engine_version="latest", **kw)
+    assert bad.value.field == "engine_version"
+
+
+def test_a_release_newer_than_the_data_is_predicted_as_the_newest_known_and_said_so():
+    from stockpile.errors import InputError
+    from stockpile.perf.request import EstimateRequest, run_estimate
+    base = dict(model="meta-llama/Llama-3.1-8B-Instruct", chip="h100-sxm-80gb", isl=1000, osl=200, concurrency=8)
+    newer = run_estimate(EstimateRequest.of(**base, engine_version="0.99.0"))
+    known = run_estimate(EstimateRequest.of(**base, engine_version="0.19.0"))
+    assert any("newer than any release in the validation data (newest 0.19)" in a for a in newer.assumptions)
+    assert not any("newer than" in a for a in known.assumptions)
+    assert newer.tpot_ms == pytest.approx(known.tpot_ms)
+    with pytest.raises(InputError) as bad:
+        EstimateRequest.of(**base, engine_version="nightly")
+    assert bad.value.field == "engine_version" and "release number" in str(bad.value)

@@ -74,7 +74,8 @@ def create_app() -> FastAPI:
         implied = implied_weight_dtype(req.model)          # as the CLI reads a -FP8 / -AWQ checkpoint
         r = run(get_model(req.model), get_chip(req.chip), gpus=req.gpus, isl=req.isl, osl=req.osl,
                 slo=Slo(ttft_ms=req.ttft_ms, tpot_ms=req.tpot_ms), engine=req.engine, top=req.top,
-                disaggregation=req.disaggregation, dtypes=[implied] if implied else None)
+                disaggregation=req.disaggregation, dtypes=[implied] if implied else None,
+                engine_version=req.engine_version)
         return {**r.model_dump(), "best": r.best.model_dump() if r.best else None}
 
     def _train(req: TrainRequest) -> dict[str, Any]:

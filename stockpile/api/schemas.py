@@ -27,6 +27,7 @@ class SearchRequest(BaseModel):
     ttft_ms: float | None = Field(default=None, gt=0)
     tpot_ms: float | None = Field(default=None, gt=0)
     engine: str = "vllm"
+    engine_version: str | None = Field(default=None, max_length=40)
     top: int = Field(default=5, ge=1, le=50)
     disaggregation: bool = True
 

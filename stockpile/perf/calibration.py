@@ -118,6 +118,35 @@ def _release(version: str | None) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+def check_release(version: str | None) -> str | None:
+    """A stated engine release, checked: it must start with a release number (InputError otherwise)."""
+    if version is not None and _release(version) is None:
+        from stockpile.errors import InputError
+        raise InputError("engine_version", f"'{version}' is not a release number; give the engine's release such as "
+                                           "0.6.3, v0.5.3.post1 or 1.2.0rc6 (or leave it out for the current release)")
+    return version
+
+
+def release_notes(engine: str, version: str | None) -> list[str]:
+    """What a stated release is predicted as: its release family, and whether it is newer than the data."""
+    key = engine_key(engine, version)
+    notes = [f"{engine} {version}: calibrated as the {key} release family (its own scheduler costs and kernel "
+             "maturity where the data show them; the rest as the current release)"] if key != engine else []
+    newer = release_note(engine, version)
+    return notes + ([newer] if newer else [])
+
+
+def release_note(engine: str, version: str | None) -> str | None:
+    """What a stated release newer than any the validation data hold is predicted from (defaults.yaml
+    `newest_validated`), or None."""
+    rel, newest = _release(version), _release(str(engine_defaults().get(engine, {}).get("newest_validated", "")))
+    if rel is None or newest is None or rel <= newest:
+        return None
+    return (f"{engine} {version} is newer than any release in the validation data (newest {newest[0]}.{newest[1]}): "
+            f"predicted as the {engine} {newest[0]}.{newest[1]} family; a newer release's kernels and scheduler may "
+            "differ")
+
+
 def engine_key(engine: str, version: str | None = None, v0: bool = False) -> str:
     """The calibration key of an engine release family. vLLM before 0.8 (or run with its V0 engine) has its
     own scheduler and per-sequence costs ("vllm-v0"), and its V1 releases before 0.12 their own host costs
@@ -204,6 +233,20 @@ class Calibration:
                 **FAMILY_DEFAULTS, **(self.families.get("default") or {}), **fam,
                 **ENGINE_DEFAULTS, **(self.engines.get("default") or {}), **eng, **own, **engine_graph_limits(base)}
         return Params(**{f.name: float(vals[f.name]) for f in fields(Params)})
+
+    def as_release(self, engine: str, release: str) -> "Calibration":
+        """This calibration with `engine` read as its release family `release` ("vllm-v0"): code that looks up
+        the engine by name (the serving search) then evaluates that release."""
+        if release == engine:
+            return self
+        engines = {**self.engines, engine: {**(self.engines.get(engine) or {}), **(self.engines.get(release) or {})}}
+        regimes = dict(self.regimes)
+        for key, values in self.regimes.items():
+            fam, _, eng = key.partition("/")
+            if eng == release:
+                regimes[f"{fam}/{engine}"] = {**(self.regimes.get(f"{fam}/{engine}") or {}), **values}
+        return Calibration(global_=self.global_, families=self.families, engines=engines, meta=self.meta,
+                           regimes=regimes)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"meta": self.meta, "global": self.global_, "families": self.families, "engines": self.engines}

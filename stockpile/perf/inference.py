@@ -24,6 +24,7 @@ from stockpile.perf.calibration import (  # noqa: F401  (engine_limits, hybrid_k
     engine_limits,
     hybrid_kv,
     load_calibration,
+    release_notes,
 )
 from stockpile.perf.layout import Layout
 from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
@@ -319,9 +320,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     from stockpile.perf.traffic import simulated_burst
     cal = calibration or load_calibration()
     release = engine_key(engine, engine_version)
-    if release != engine:
-        notes.append(f"{engine} {engine_version}: calibrated as the {release} release family (its own scheduler "
-                     "costs and kernel maturity where the data show them; the rest as the current release)")
+    notes += release_notes(engine, engine_version)
     p = cal.params(chip.family, release)
     cfg = Configs(attn_tp=layout.attn_tp, attn_dp=layout.attn_dp, pp=layout.pp, moe_ep=layout.moe_ep,
                   moe_tp=layout.moe_tp, replicas=layout.replicas, weight_dtype=wdt, kv_dtype=kdt, isl=isl,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stockpile.errors import InputError
 
@@ -68,6 +68,15 @@ class EstimateRequest(BaseModel):
     allow_long_context: bool = False   # input + output beyond the model's context window (said so)
     cost_basis: Literal["auto", "rental", "tco"] = "auto"   # what a GPU-hour costs (catalog/prices.py)
     trace: list[TraceRecord] | None = Field(default=None, max_length=MAX_SIM_REQUESTS)
+
+    @field_validator("engine_version")
+    @classmethod
+    def _release_number(cls, v: str | None) -> str | None:
+        from stockpile.perf.calibration import check_release
+        try:
+            return check_release(v)
+        except InputError as exc:
+            raise ValueError(str(exc).split(": ", 1)[1]) from None
 
     @model_validator(mode="after")
     def _consistent(self) -> "EstimateRequest":

@@ -17,7 +17,7 @@ from stockpile.calibration.rows import default_accept_length
 from stockpile.catalog.chips import Chip
 from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError
-from stockpile.perf.calibration import Calibration, load_calibration
+from stockpile.perf.calibration import Calibration, check_release, engine_key, load_calibration, release_notes
 from stockpile.perf.inference import (
     KV_DTYPES,
     WEIGHT_DTYPES,
@@ -123,6 +123,8 @@ class SearchResult(BaseModel):
     pareto: list[dict[str, float]]
     message: str
     band_note: str | None = None               # the regime's typical error, in words
+    engine_version: str | None = None          # the engine release searched (None: the current one)
+    notes: list[str] = []                      # what a stated release is predicted as
 
     @property
     def best(self) -> Candidate | None:
@@ -248,10 +250,15 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
            engine: str = "vllm", top: int = 5, dtypes: list[str] | None = None, disaggregation: bool = True,
            kv_dtypes: list[str] | None = None, spec: Spec | None = None,
            calibration: Calibration | None = None, prefill_chip: Chip | None = None,
-           objective: str = "throughput", aggregated: bool = True) -> SearchResult:
-    """Search the serving space; candidates best first (those meeting the SLO, else the closest)."""
+           objective: str = "throughput", aggregated: bool = True,
+           engine_version: str | None = None) -> SearchResult:
+    """Search the serving space; candidates best first (those meeting the SLO, else the closest). With
+    `engine_version`, every configuration is evaluated as that release's family (perf.calibration.engine_key)."""
     t0 = time.perf_counter()
     engine = check_engine(engine)
+    check_release(engine_version)
+    release = engine_key(engine, engine_version)
+    head: dict[str, Any] = {"engine_version": engine_version, "notes": release_notes(engine, engine_version)}
     check_engine_chip(engine, chip)
     if objective not in ("throughput", "cost"):
         raise InputError("objective", f"'{objective}' is not throughput or cost")
@@ -269,7 +276,7 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
         dtypes = [check_dtype("weight_dtype", d, WEIGHT_DTYPES) for d in dtypes]
     if kv_dtypes:
         kv_dtypes = [check_dtype("kv_dtype", d, KV_DTYPES) for d in kv_dtypes]
-    cal = calibration or load_calibration()
+    cal = (calibration or load_calibration()).as_release(engine, release)
     spec = spec or Spec()
     if spec.draft is not None and not 0 <= spec.draft <= 8:
         raise InputError("spec_draft", f"must be 0..8 draft tokens, got {spec.draft}")
@@ -307,7 +314,7 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
                f"({model.params / 1e9:.0f}B parameters; {gpus * chip.memory_bytes / 2**30:.0f} GiB in all)")
         return SearchResult(model=model.id, chip=chip.id, gpus=gpus, engine=engine, isl=isl, osl=osl, slo=slo,
                             evaluated=evaluated, seconds=time.perf_counter() - t0, feasible=0, meets_slo=0,
-                            candidates=[], pareto=[], message=msg)
+                            candidates=[], pareto=[], message=msg, **head)
     pu = np.array([r["per_user"] for r in recs])
     pg = np.array([r["per_gpu"] for r in recs])
     front = pareto_front(pu, pg)
@@ -352,10 +359,10 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
             c.why = f"{100 * (1 - c.output_tokens_per_s_per_gpu / cands[0].output_tokens_per_s_per_gpu):.0f}% " \
                     "fewer tokens/s per GPU than the best"
     edges = _figure_edges(chosen, model, chip, engine, gpus, isl, osl, cal, dtypes, kv_dtypes, spec, prefill_chip)
-    band_note = _with_bands(cands, engine, chip, slo, edges)
+    band_note = _with_bands(cands, engine, chip, slo, edges, release)
     return SearchResult(model=model.id, chip=chip.id, gpus=gpus, engine=engine, isl=isl, osl=osl, slo=slo,
                         evaluated=evaluated, seconds=time.perf_counter() - t0, feasible=len(recs), meets_slo=n_meet,
-                        candidates=cands, pareto=pareto, message=msg, band_note=band_note)
+                        candidates=cands, pareto=pareto, message=msg, band_note=band_note, **head)
 
 
 def _figure_edges(chosen: list[dict[str, Any]], model: ModelSpec, chip: Chip, engine: str, gpus: int, isl: float,
@@ -384,15 +391,14 @@ def _figure_edges(chosen: list[dict[str, Any]], model: ModelSpec, chip: Chip, en
 
 
 def _with_bands(cands: list[Candidate], engine: str, chip: Chip, slo: Slo,
-                edges: list[dict[str, tuple[float, float]]]) -> str | None:
-    """Give each candidate the p10-p90 band of its headline figures (closed-loop load, the engine's current
-    release, the decode chip's family), widened where the validation does not reach (a chip family without rows;
+                edges: list[dict[str, tuple[float, float]]], release: str | None = None) -> str | None:
+    """Give each candidate the p10-p90 band of its headline figures (closed-loop load, the engine release family
+    searched, the decode chip's family), widened where the validation does not reach (a chip family without rows;
     the candidate's own `edges`: its figures with the chip's estimated speeds at the ends of their ranges), and
     say whether it meets the targets at the band's upper edge; returns the regime's TTFT and TPOT error in words,
     and what widened them."""
     from stockpile.calibration.bands import band, describe, widened
-    from stockpile.perf.calibration import engine_key
-    key = engine_key(engine, None)
+    key = release or engine
     metrics = ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu")
     factors = {m: band(key, chip.family, m, "closed") for m in metrics}
     reasons: dict[str, None] = {}
