@@ -19,6 +19,7 @@ from stockpile.errors import InputError, UnknownNameError
 from stockpile.perf.calibration import (  # noqa: F401  (engine_limits, hybrid_kv: re-exported)
     Calibration,
     Params,
+    check_release,
     engine_defaults,
     engine_key,
     engine_limits,
@@ -319,7 +320,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
                      f"({chip.scaleup_bw * NO_NIC_SCALEUP_SHARE / 1e9:,.0f} GB/s per chip)")
     from stockpile.perf.traffic import simulated_burst
     cal = calibration or load_calibration()
-    release = engine_key(engine, engine_version)
+    release = engine_key(engine, check_release(engine_version))
     notes += release_notes(engine, engine_version)
     p = cal.params(chip.family, release)
     cfg = Configs(attn_tp=layout.attn_tp, attn_dp=layout.attn_dp, pp=layout.pp, moe_ep=layout.moe_ep,
