@@ -128,23 +128,17 @@ def check_release(version: str | None) -> str | None:
 
 
 def release_notes(engine: str, version: str | None) -> list[str]:
-    """What a stated release is predicted as: its release family, and whether it is newer than the data."""
+    """What a stated release is predicted as: its release family, and, for a release newer than any with
+    measured rows (defaults.yaml `newest_validated`), that newest one."""
     key = engine_key(engine, version)
     notes = [f"{engine} {version}: calibrated as the {key} release family (its own scheduler costs and kernel "
              "maturity where the data show them; the rest as the current release)"] if key != engine else []
-    newer = release_note(engine, version)
-    return notes + ([newer] if newer else [])
-
-
-def release_note(engine: str, version: str | None) -> str | None:
-    """What a stated release newer than any the validation data hold is predicted from (defaults.yaml
-    `newest_validated`), or None."""
     rel, newest = _release(version), _release(str(engine_defaults().get(engine, {}).get("newest_validated", "")))
-    if rel is None or newest is None or rel <= newest:
-        return None
-    return (f"{engine} {version} is newer than any release in the validation data (newest {newest[0]}.{newest[1]}): "
-            f"predicted as the {engine} {newest[0]}.{newest[1]} family; a newer release's kernels and scheduler may "
-            "differ")
+    if rel is not None and newest is not None and rel > newest:
+        notes.append(f"{engine} {version} is newer than any release in the validation data (newest "
+                     f"{newest[0]}.{newest[1]}): predicted as the {engine} {newest[0]}.{newest[1]} family; a newer "
+                     "release's kernels and scheduler may differ")
+    return notes
 
 
 def engine_key(engine: str, version: str | None = None, v0: bool = False) -> str:
