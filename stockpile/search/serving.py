@@ -256,8 +256,7 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
     `engine_version`, every configuration is evaluated as that release's family (perf.calibration.engine_key)."""
     t0 = time.perf_counter()
     engine = check_engine(engine)
-    check_release(engine_version)
-    release = engine_key(engine, engine_version)
+    release = engine_key(engine, check_release(engine_version))
     head: dict[str, Any] = {"engine_version": engine_version, "notes": release_notes(engine, engine_version)}
     check_engine_chip(engine, chip)
     if objective not in ("throughput", "cost"):
@@ -359,7 +358,7 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
             c.why = f"{100 * (1 - c.output_tokens_per_s_per_gpu / cands[0].output_tokens_per_s_per_gpu):.0f}% " \
                     "fewer tokens/s per GPU than the best"
     edges = _figure_edges(chosen, model, chip, engine, gpus, isl, osl, cal, dtypes, kv_dtypes, spec, prefill_chip)
-    band_note = _with_bands(cands, engine, chip, slo, edges, release)
+    band_note = _with_bands(cands, release, chip, slo, edges)
     return SearchResult(model=model.id, chip=chip.id, gpus=gpus, engine=engine, isl=isl, osl=osl, slo=slo,
                         evaluated=evaluated, seconds=time.perf_counter() - t0, feasible=len(recs), meets_slo=n_meet,
                         candidates=cands, pareto=pareto, message=msg, band_note=band_note, **head)
@@ -390,17 +389,16 @@ def _figure_edges(chosen: list[dict[str, Any]], model: ModelSpec, chip: Chip, en
     return [edge_ratios(r["out"], [end[r["mode"]] for end in ends], r["i"], metrics) for r in chosen]
 
 
-def _with_bands(cands: list[Candidate], engine: str, chip: Chip, slo: Slo,
-                edges: list[dict[str, tuple[float, float]]], release: str | None = None) -> str | None:
+def _with_bands(cands: list[Candidate], release: str, chip: Chip, slo: Slo,
+                edges: list[dict[str, tuple[float, float]]]) -> str | None:
     """Give each candidate the p10-p90 band of its headline figures (closed-loop load, the engine release family
     searched, the decode chip's family), widened where the validation does not reach (a chip family without rows;
     the candidate's own `edges`: its figures with the chip's estimated speeds at the ends of their ranges), and
     say whether it meets the targets at the band's upper edge; returns the regime's TTFT and TPOT error in words,
     and what widened them."""
     from stockpile.calibration.bands import band, describe, widened
-    key = release or engine
     metrics = ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu")
-    factors = {m: band(key, chip.family, m, "closed") for m in metrics}
+    factors = {m: band(release, chip.family, m, "closed") for m in metrics}
     reasons: dict[str, None] = {}
     for c, edge in zip(cands, edges):
         vals = {"ttft_ms": c.ttft_ms, "tpot_ms": c.tpot_ms, "output_tokens_per_s_per_gpu": c.output_tokens_per_s_per_gpu}
