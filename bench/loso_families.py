@@ -38,12 +38,25 @@ def shipped_errors(by: str) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in errs.items()}
 
 
-def main() -> None:
+def arguments(argv: list[str] | None = None) -> list[str]:
+    """The groupings to hold out, from the command line (exit 2 with the known names on a mistyped one)."""
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("kinds", nargs="*", choices=["model_family", "chip_family", "publication", "source"],
-                    help="groupings to hold out one at a time (default: model_family chip_family)")
-    kinds = ap.parse_args().kinds or ["model_family", "chip_family"]
+    # No `choices=` on a nargs="*" positional: Python 3.11's argparse checks the empty default against them and
+    # refuses a plain run ("invalid choice: []"), so the names are checked here.
+    known = ["model_family", "chip_family", "publication", "source"]
+    ap.add_argument("kinds", nargs="*", metavar="KIND",
+                    help=f"groupings to hold out one at a time, of {', '.join(known)} (default: model_family "
+                         "chip_family)")
+    kinds = ap.parse_args(argv).kinds or ["model_family", "chip_family"]
+    unknown = [k for k in kinds if k not in known]
+    if unknown:
+        ap.error(f"unknown grouping {unknown[0]!r}: choose from {', '.join(known)}")
+    return kinds
+
+
+def main(argv: list[str] | None = None) -> None:
+    kinds = arguments(argv)
     for by in kinds:
         t0 = time.perf_counter()
         res = leave_one_source_out(default_files(), start=load_calibration(), by=by, control=True)
