@@ -59,8 +59,11 @@ FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8, "moe_eff":
 # moe_layer_s: device time per MoE layer and step that no roofline term carries (router, top-k, token permute and
 # un-permute kernels). An engine may also carry its own comm_latency_s (its all-reduce kernels: TensorRT-LLM's
 # one-shot NVLink all-reduce), which overrides the global one for it
+# spec_seq_s: host time per running sequence, step and token it verifies beyond the first under speculative
+# decoding (draft positions, tree masks, accepted-token bookkeeping), on top of seq_s; near nil until fitted
 ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-5, "kernel_eff": 1.0, "ttft_s": 0.02,
-                                     "eager_layer_s": 1e-4, "eager_moe_s": 2e-4, "admit_s": 1e-3, "moe_layer_s": 1e-6}
+                                     "eager_layer_s": 1e-4, "eager_moe_s": 2e-4, "admit_s": 1e-3, "moe_layer_s": 1e-6,
+                                     "spec_seq_s": 1e-7}
 
 # Families that share kernels and behaviour closely enough to share a calibration.
 FAMILY_GROUPS = {
@@ -168,6 +171,7 @@ class Params:
     moe_eff: float
     step_s: float
     seq_s: float
+    spec_seq_s: float
     kernel_eff: float
     ttft_s: float
     eager_layer_s: float

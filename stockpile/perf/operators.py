@@ -218,7 +218,9 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     # engines whose front end is its own process could, was refitted and cost the closed-loop and burst rows
     # 1-2 points: docs/validation.md)
     t_over = p.step_s
-    t_front = p.seq_s * dec_seqs
+    # speculative decoding: each token a sequence verifies beyond the first adds host work per step (its draft
+    # position, tree mask and accepted-token bookkeeping; SGLang's EAGLE loop runs on the host), spec_seq_s each
+    t_front = p.seq_s * dec_seqs + p.spec_seq_s * np.maximum(dec_tokens - dec_seqs, 0.0)
     # a step that carries prompt tokens, or a decode batch larger than the engine's CUDA graphs, runs outside
     # graphs: the host launches its kernels layer by layer (an MoE layer adds its own, eager_moe_s),
     # asynchronously, so the step takes the longer of the host's launch work and the device's execution

@@ -185,6 +185,29 @@ def test_decode_batches_beyond_the_cuda_graphs_pay_host_launches(tiny_model, tin
     assert t(trt, 600.0) < 16 * 2e-3
 
 
+def test_speculative_tokens_add_host_time_per_sequence_and_verified_token(tiny_model, tiny_chip):
+    from dataclasses import replace
+
+    from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
+    from stockpile.perf.calibration import load_calibration
+    mc, cc = ModelConsts.of(tiny_model), ChipConsts.of(tiny_chip)
+    lay = dict(attn_tp=1.0, attn_dp=1.0, pp=1.0, moe_ep=1.0, moe_tp=1.0, wbytes=2.0, kvbytes=2.0,
+               gemm_peak=100e12, dtype_eff=1.0, dec_ctx=512.0, pre_ctx=256.0, pre_tokens=0.0)
+    base = replace(PRIORS.params(tiny_chip.family, "sglang"), spec_seq_s=0.0)
+    spec = replace(base, spec_seq_s=2e-5)
+
+    def t(p, seqs, tokens):
+        return float(stage_time(mc, cc, p, **lay, dec_seqs=seqs, dec_tokens=tokens))
+
+    # 64 sequences verifying 4 tokens each: 3 beyond the first, 2e-5 s apiece, on top of the device time
+    assert t(spec, 64.0, 256.0) - t(base, 64.0, 256.0) == pytest.approx(64 * 3 * 2e-5, rel=1e-9)
+    # plain decoding (one token per sequence) pays nothing extra
+    assert t(spec, 64.0, 64.0) == pytest.approx(t(base, 64.0, 64.0), rel=1e-12)
+    # the shipped fit: SGLang's EAGLE loop carries such a cost, TensorRT-LLM's does not (nil prior)
+    cal = load_calibration()
+    assert cal.params("hopper", "sglang").spec_seq_s > 5e-6 > cal.params("hopper", "trtllm").spec_seq_s
+
+
 def test_disaggregated_closed_loop_turns_over_once_per_request_latency(tiny_model, tiny_chip):
     # C requests in flight complete at most C per whole request latency (prefill queue and hand-off included)
     for conc in (4.0, 64.0, 512.0):
