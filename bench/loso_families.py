@@ -48,18 +48,30 @@ def arguments(argv: list[str] | None = None) -> list[str]:
     ap.add_argument("kinds", nargs="*", metavar="KIND",
                     help=f"groupings to hold out one at a time, of {', '.join(known)} (default: model_family "
                          "chip_family)")
-    kinds = ap.parse_args(argv).kinds or ["model_family", "chip_family"]
+    ap.add_argument("--jobs", type=int, default=1, help="refits run in this many processes (default 1)")
+    args = ap.parse_args(argv)
+    kinds = args.kinds or ["model_family", "chip_family"]
     unknown = [k for k in kinds if k not in known]
     if unknown:
         ap.error(f"unknown grouping {unknown[0]!r}: choose from {', '.join(known)}")
-    return kinds
+    if args.jobs < 1:
+        ap.error("--jobs: at least 1 process")
+    return kinds, args.jobs
 
 
 def main(argv: list[str] | None = None) -> None:
-    kinds = arguments(argv)
+    import sys
+    kinds, jobs = arguments(argv)
     for by in kinds:
         t0 = time.perf_counter()
-        res = leave_one_source_out(default_files(), start=load_calibration(), by=by, control=True)
+
+        def progress(key: str, r: dict) -> None:    # each group as its refit ends (the table comes at the end)
+            med = "-" if r["median_ape"] is None else f"{100 * r['median_ape']:.1f} %"
+            print(f"  {by} {key}: {r['n']} rows, held out {med} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr,
+                  flush=True)
+
+        res = leave_one_source_out(default_files(), start=load_calibration(), by=by, control=True, jobs=jobs,
+                                   on_result=progress)
         inside = shipped_errors(by)
         meds = [v["median_ape"] for v in res.values() if v["median_ape"] is not None]
         print(f"\n{by}: {len(res)} groups, {time.perf_counter() - t0:.0f} s; median of the held-out medians "
