@@ -32,6 +32,12 @@ from typing import Any
 import numpy as np
 
 
+def closed_loop_rate(c: Any, ttft_ms: float, tpot_ms: float, gpus: float) -> float:
+    """Output tokens/s per GPU of a closed loop at the case's concurrency: each request takes TTFT + (OSL - 1) x TPOT."""
+    lat = ttft_ms / 1e3 + (c.osl - 1) * tpot_ms / 1e3
+    return c.concurrency * c.osl / lat / gpus if lat > 0 else np.nan
+
+
 def runs(path: str) -> list[dict[str, Any]]:
     from stockpile.calibration.inference import Batch, Prepared, prepare_file
     from stockpile.perf.calibration import load_calibration
@@ -56,8 +62,7 @@ def runs(path: str) -> list[dict[str, Any]]:
             if "output_tokens_per_s_per_gpu" not in d and "total_tokens_per_s_per_gpu" in d:
                 d["output_tokens_per_s_per_gpu"] = d["total_tokens_per_s_per_gpu"] * c.osl / (c.isl + c.osl)
             if "output_tokens_per_s_per_gpu" not in d and {"ttft_ms", "tpot_ms"} <= set(d) and c.concurrency:
-                lat = d["ttft_ms"] / 1e3 + (c.osl - 1) * d["tpot_ms"] / 1e3
-                d["output_tokens_per_s_per_gpu"] = c.concurrency * c.osl / lat / r["gpus"] if lat > 0 else np.nan
+                d["output_tokens_per_s_per_gpu"] = closed_loop_rate(c, d["ttft_ms"], d["tpot_ms"], r["gpus"])
         if {"tpot_ms", "output_tokens_per_s_per_gpu"} <= set(r["m"]) and {"tpot_ms", "output_tokens_per_s_per_gpu"} \
                 <= set(r["p"]):
             out.append(r)
@@ -93,8 +98,7 @@ def with_noise(group: list[dict[str, Any]], sigma: float, rng: np.random.Generat
         c, z = r["case"], {k: r["m"][k] * float(np.exp(sigma * rng.standard_normal()))
                            for k in ("tpot_ms", "ttft_ms") if k in r["m"]}
         if {"tpot_ms", "ttft_ms"} <= set(z) and c.concurrency:
-            lat = z["ttft_ms"] / 1e3 + (c.osl - 1) * z["tpot_ms"] / 1e3
-            z["output_tokens_per_s_per_gpu"] = c.concurrency * c.osl / lat / r["gpus"]
+            z["output_tokens_per_s_per_gpu"] = closed_loop_rate(c, z["ttft_ms"], z["tpot_ms"], r["gpus"])
         else:       # a run without a TTFT: its measured throughput, perturbed like the latency
             z["output_tokens_per_s_per_gpu"] = r["m"]["output_tokens_per_s_per_gpu"] / float(
                 np.exp(sigma * rng.standard_normal()))
