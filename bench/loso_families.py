@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     for by in kinds:
         t0 = time.perf_counter()
 
-        def progress(key: str, r: dict) -> None:    # each group as its refit ends (the table comes at the end)
+        def progress(key: str, r: dict, by: str = by, t0: float = t0) -> None:  # each group as its refit ends
             med = "-" if r["median_ape"] is None else f"{100 * r['median_ape']:.1f} %"
             print(f"  {by} {key}: {r['n']} rows, held out {med} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr,
                   flush=True)

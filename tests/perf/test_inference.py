@@ -188,8 +188,8 @@ def test_decode_batches_beyond_the_cuda_graphs_pay_host_launches(tiny_model, tin
 def test_speculative_tokens_add_host_time_per_sequence_and_verified_token(tiny_model, tiny_chip):
     from dataclasses import replace
 
-    from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
     from stockpile.perf.calibration import load_calibration
+    from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
     mc, cc = ModelConsts.of(tiny_model), ChipConsts.of(tiny_chip)
     lay = dict(attn_tp=1.0, attn_dp=1.0, pp=1.0, moe_ep=1.0, moe_tp=1.0, wbytes=2.0, kvbytes=2.0,
                gemm_peak=100e12, dtype_eff=1.0, dec_ctx=512.0, pre_ctx=256.0, pre_tokens=0.0)
