@@ -143,7 +143,8 @@ def search_section() -> list[str]:
 
 KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one publication out", "## Uncertainty bands",
         "## Bands beyond the data",
-        "## Leave one chip family out", "## Search choices", "## New engine releases", "## The chips of the story")
+        "## Leave one chip family out", "## Search choices", "## New engine releases", "## The chips of the story",
+        "## Speculative decoding")
 
 
 def _sections(path: Path) -> dict[str, str]:
