@@ -38,8 +38,9 @@ def shipped_errors(by: str) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in errs.items()}
 
 
-def arguments(argv: list[str] | None = None) -> list[str]:
-    """The groupings to hold out, from the command line (exit 2 with the known names on a mistyped one)."""
+def arguments(argv: list[str] | None = None) -> tuple[list[str], int]:
+    """The groupings to hold out and the processes to use, from the command line (exit 2 with the known names on a
+    mistyped grouping)."""
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     # No `choices=` on a nargs="*" positional: Python 3.11's argparse checks the empty default against them and
