@@ -103,6 +103,31 @@ def _prefill_attention(torch) -> list[dict]:
     return out
 
 
+def _training_attention(torch) -> list[dict]:
+    """Causal attention forward and forward + backward (training), 32 heads x 128; the backward pass counts 2.5x
+    the forward's FLOPs (five matrix products against two)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    f = torch.nn.functional.scaled_dot_product_attention
+    h, d = LLAMA8B["heads"], LLAMA8B["head_dim"]
+    out = []
+    for b, s in ((8, 1024), (4, 2048), (2, 4096), (1, 8192), (1, 16384)):
+        q, k, v = (torch.randn(b, h, s, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+        g = torch.randn(b, h, s, d, device="cuda", dtype=torch.bfloat16)
+        row = {"batch": b, "seq": s, "causal_flops_fwd": 4.0 * b * h * d * s * s / 2}
+
+        def fwd_bwd(q=q, k=k, v=v, g=g):
+            o = f(q, k, v, is_causal=True)
+            o.backward(g)
+        for name, backend in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+            try:
+                with sdpa_kernel([backend]):
+                    row[f"{name}_fwd_bwd_s"] = _timer(torch, fwd_bwd, reps=10)
+            except RuntimeError as e:
+                row[f"{name}_error"] = str(e).splitlines()[0][:200]
+        out.append(row)
+    return out
+
+
 def _decode_attention(torch) -> list[dict]:
     """One decode token per sequence; the 4 query heads that share a KV head ride as 4 query rows (exact)."""
     f = torch.nn.functional.scaled_dot_product_attention
@@ -217,7 +242,8 @@ def _whole_model(torch) -> dict:
     return out
 
 
-PARTS = ("bandwidth", "gemm", "prefill_attention", "decode_attention", "rmsnorm", "whole_model")
+PARTS = ("bandwidth", "gemm", "prefill_attention", "training_attention", "decode_attention", "rmsnorm",
+         "whole_model")
 
 
 def measure(out_path: Path, parts: tuple[str, ...] = PARTS) -> int:
@@ -237,6 +263,7 @@ def measure(out_path: Path, parts: tuple[str, ...] = PARTS) -> int:
     if clocks:
         res["nvidia_smi"] = clocks
     fns = {"bandwidth": _bandwidth, "gemm": _gemms, "prefill_attention": _prefill_attention,
+           "training_attention": _training_attention,
            "decode_attention": _decode_attention, "rmsnorm": _rmsnorm, "whole_model": _whole_model}
     for name in parts:
         fn = fns[name]

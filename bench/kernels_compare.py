@@ -42,6 +42,30 @@ def _gemm_fit(rows: list[dict], key: str, peak: float, bw: float, wbytes: float)
             "median_abs_error": float(np.median(err)), "max_abs_error": float(err.max()), "points": len(rows)}
 
 
+def _training_attention(rows: list[dict], peak: float) -> dict[str, Any]:
+    """Causal forward + backward (3.5x the forward FLOPs) by sequence length; e_max * s / (s + s_half) fitted per
+    kernel, beside the training calibration's attention efficiency on Hopper (attn_eff x gemm_eff x Megatron's
+    kernel factor, one value at every length)."""
+    from stockpile.perf.training import load_training_calibration
+    out: dict[str, Any] = {"rows": [], "fits": {}}
+    if not rows:
+        return out
+    s = np.array([r["seq"] for r in rows], float)
+    for kernel in ("cudnn", "flash"):
+        key = f"{kernel}_fwd_bwd_s"
+        if not all(key in r for r in rows):
+            continue
+        y = np.array([3.5 * r["causal_flops_fwd"] / r[key] / peak for r in rows])
+        sol = least_squares(lambda x, y=y: np.log(np.exp(x[0]) * s / (s + np.exp(x[1])) / y), np.log([0.6, 1500.0]))
+        out["fits"][kernel] = {"e_max": float(np.exp(sol.x[0])), "s_half": float(np.exp(sol.x[1])),
+                               "max_abs_error": float(np.abs(np.expm1(sol.fun)).max())}
+        for r, v in zip(rows, y):
+            out["rows"].append({"kernel": kernel, "batch": r["batch"], "seq": r["seq"], "share_of_peak": float(v)})
+    p = load_training_calibration().params(FAMILY, "megatron")
+    out["calibration_share_of_peak"] = p.attn_eff * p.gemm_eff * p.kernel_eff
+    return out
+
+
 def _device_params(engine: str) -> Any:
     """The shipped Hopper parameters with the engine's kernel factor at 1 and its host terms at 0: the device
     time of a step as the model sees it, comparable with a step timed under a CUDA graph."""
@@ -83,6 +107,7 @@ def analyse(path: Path, chip_id: str = "h200-sxm-141gb", engine: str = "vllm") -
                     "over_gemm": r["causal_flops"] / best / peak16 / g16["e_inf"]})
     out["prefill_attention"] = {"rows": att, "calibration_attn_eff": p.attn_eff,
                                 "calibration_share_of_peak": p.gemm_eff * p.kernel_eff * p.attn_eff}
+    out["training_attention"] = _training_attention(d.get("training_attention") or [], peak16)
     out["decode_attention"] = {"rows": [{"batch": r["batch"], "ctx": r["ctx"], "share": r["tb_s"] * 1e12 / bw}
                                         for r in d["decode_attention"]], "calibration_mem_eff": p.mem_eff}
     dev = _device_params(engine)
@@ -119,6 +144,13 @@ def compare(path: Path, chip_id: str) -> int:
         print(f"prefill attention {r['batch']} x {r['seq']}: {r['share_of_peak']:.3f} of bf16 peak "
               f"({r['over_gemm']:.2f} of the GEMM e_inf)")
     print(f"  calibration: attn_eff {pa['calibration_attn_eff']:.2f}, i.e. {pa['calibration_share_of_peak']:.3f} of peak")
+    ta = a["training_attention"]
+    for kernel, f in ta["fits"].items():
+        seqs = ", ".join(f"{r['seq'] // 1024}k {r['share_of_peak']:.2f}" for r in ta["rows"] if r["kernel"] == kernel)
+        print(f"training attention (fwd+bwd) {kernel}: {seqs}; fit {f['e_max']:.2f} x s/(s+{f['s_half']:.0f}) "
+              f"(within {f['max_abs_error']:.0%})")
+    if ta["fits"]:
+        print(f"  training calibration (Hopper, Megatron): {ta['calibration_share_of_peak']:.3f} of peak at every length")
     for r in a["decode_attention"]["rows"]:
         print(f"decode attention {r['batch']} x {r['ctx']}: KV read at {r['share']:.3f} of HBM")
     for s in a["whole_model"]:

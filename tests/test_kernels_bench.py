@@ -54,6 +54,11 @@ def test_the_h200_measurements_read_against_the_calibration() -> None:
     assert g["bf16"]["median_abs_error"] < 0.15           # the model's GEMM form fits cuBLAS's times
     long = [r for r in a["prefill_attention"]["rows"] if r["seq"] >= 8192]
     assert all(0.4 < r["share_of_peak"] < 0.8 for r in long)
+    ta = a["training_attention"]
+    assert set(ta["fits"]) == {"cudnn", "flash"}
+    assert 1000 < ta["fits"]["cudnn"]["s_half"] < 3000 and ta["fits"]["cudnn"]["max_abs_error"] < 0.1
+    # the training fit's attention (one value at every length) sits between the two kernels' short-sequence values
+    assert min(r["share_of_peak"] for r in ta["rows"]) < ta["calibration_share_of_peak"] < ta["fits"]["cudnn"]["e_max"]
     steps = a["whole_model"]
     assert len(steps) == 9
     assert all(-0.5 < s["error"] < 0.0 for s in steps)
@@ -62,6 +67,7 @@ def test_the_h200_measurements_read_against_the_calibration() -> None:
 def test_compare_prints_each_measured_part(capsys) -> None:
     assert _load("kernels").main(["compare", str(SHIPPED)]) == 0
     out = capsys.readouterr().out
-    for part in ("HBM: read", "GEMM bf16", "GEMM fp8", "prefill attention", "decode attention", "Llama-3.1-8B decode"):
+    for part in ("HBM: read", "GEMM bf16", "GEMM fp8", "prefill attention", "training attention (fwd+bwd) cudnn",
+                 "decode attention", "Llama-3.1-8B decode"):
         assert part in out
     assert json.loads(SHIPPED.read_text())["gpu"] == "NVIDIA H200"
