@@ -1,13 +1,13 @@
 """Measure the kernels the inference model is built from on a real GPU, and set them beside the calibration.
 
-    python bench/kernels.py measure --out bench/results/kernels_h200.json    # on a GPU, PyTorch only (3-4 min)
+    python bench/kernels.py measure --out bench/results/kernels_h200.json    # on a GPU, PyTorch only (~40 s on an H200)
     .venv/bin/python bench/kernels.py compare bench/results/kernels_h200.json --chip h200-sxm-141gb
 
 `measure` needs PyTorch with CUDA and nothing from this project (the device machine has torch but not the
 project's venv); without a GPU it says so and exits 0. It times, with CUDA events and the median of repeats:
 HBM read and copy bandwidth; bf16 and fp8 (per-tensor scaled, torch._scaled_mm) GEMMs over the token count M
 for the weight shapes of Llama-3.1-8B and -70B layers; causal flash-attention prefill (PyTorch's flash and cuDNN
-back ends, the faster kept); grouped-query decode attention reading a contiguous KV cache; RMSNorm; and a whole
+back ends, the faster kept), and its forward + backward for training; grouped-query decode attention reading a contiguous KV cache; RMSNorm; and a whole
 Llama-3.1-8B-shaped decoder with random weights (decode steps under a CUDA graph, prefill eager) with cuBLAS and
 PyTorch's attention, i.e. without an engine's fused kernels or host work.
 

@@ -2,8 +2,7 @@
 
 Run through `bench/kernels.py compare FILE` (the project's venv). Every number printed is either measured, a
 fit of the model's own functional form to the measured times, or the shipped calibration's value, labelled as
-such. `analyse()` returns the same as a dict (tests/bench/test_kernels_compare.py checks it on the shipped
-H200 file).
+such. `analyse()` returns the same as a dict (tests/test_kernels_bench.py checks it on the shipped H200 file).
 """
 from __future__ import annotations
 
@@ -75,9 +74,11 @@ def _device_params(engine: str) -> Any:
 
 
 def _step(p: Any, chip_id: str, *, seqs: float, ctx: float, pre_tokens: float) -> float:
-    mc, cc = ModelConsts.of(get_model(MODEL)), ChipConsts.of(get_chip(chip_id))
-    a = lambda v: np.array(float(v))  # noqa: E731
+    """The model's time for one step of MODEL at TP1 in bf16: `seqs` decoding at context `ctx`, or a prompt of
+    `pre_tokens` (its tokens attend half of it on average)."""
     chip = get_chip(chip_id)
+    mc, cc = ModelConsts.of(get_model(MODEL)), ChipConsts.of(chip)
+    a = lambda v: np.array(float(v))  # noqa: E731
     t = stage_time(mc, cc, p, attn_tp=a(1), attn_dp=a(1), pp=a(1), moe_ep=a(1), moe_tp=a(1), wbytes=a(2),
                    kvbytes=a(2), gemm_peak=a(chip.peak_flops("bf16")), dtype_eff=a(1.0), dec_seqs=a(seqs),
                    dec_tokens=a(seqs), dec_ctx=a(ctx), pre_tokens=a(pre_tokens), pre_ctx=a(pre_tokens / 2))
