@@ -85,6 +85,39 @@ def _gemms(torch) -> list[dict]:
     return out
 
 
+# local experts on one GPU and one expert's gate+up matrix (N = 2 x expert FFN width, K = hidden), bf16
+EXPERTS = (("mixtral-8x7b", 8, 28672, 4096), ("deepseek-v3 ep8", 32, 4096, 7168), ("gpt-oss-120b ep4", 32, 5760, 2880),
+           ("qwen3-235b ep8", 16, 3072, 4096), ("qwen3-30b-a3b", 128, 1536, 2048))
+
+
+def _grouped_gemm(torch) -> list[dict]:
+    """Expert GEMMs as MoE layers run them: one grouped GEMM over the local experts (torch._grouped_mm, the
+    CUTLASS kernel torchtitan uses), `rows` tokens per expert (16-row aligned, as that kernel wants), beside
+    one matmul per expert in a loop. Decode sends a few tokens to each expert, so the weight stream decides."""
+    grouped = getattr(torch, "_grouped_mm", None)
+    out = []
+    for name, e, n, k in EXPERTS:
+        w = torch.randn(e, n, k, device="cuda", dtype=torch.bfloat16) / k ** 0.5
+        for rows in (16, 64, 256, 1024):
+            x = torch.randn(e * rows, k, device="cuda", dtype=torch.bfloat16)
+            offs = torch.arange(rows, e * rows + 1, rows, device="cuda", dtype=torch.int32)
+            row = {"model": name, "experts": e, "n": n, "k": k, "rows": rows, "weight_bytes": 2 * e * n * k}
+            if grouped is not None:
+                try:
+                    row["grouped_s"] = _timer(torch, partial(grouped, x, w.transpose(-2, -1), offs=offs,
+                                                             out_dtype=torch.bfloat16))
+                except (RuntimeError, TypeError) as err:
+                    row["grouped_error"] = str(err).splitlines()[0][:200]
+            xs = x.view(e, rows, k)
+
+            def loop(xs=xs, w=w):
+                for i in range(xs.shape[0]):
+                    torch.matmul(xs[i], w[i].t())
+            row["loop_s"] = _timer(torch, loop, reps=10)
+            out.append(row)
+    return out
+
+
 def _prefill_attention(torch) -> list[dict]:
     from torch.nn.attention import SDPBackend, sdpa_kernel
     f = torch.nn.functional.scaled_dot_product_attention
@@ -242,7 +275,7 @@ def _whole_model(torch) -> dict:
     return out
 
 
-PARTS = ("bandwidth", "gemm", "prefill_attention", "training_attention", "decode_attention", "rmsnorm",
+PARTS = ("bandwidth", "gemm", "grouped_gemm", "prefill_attention", "training_attention", "decode_attention", "rmsnorm",
          "whole_model")
 
 
@@ -262,7 +295,7 @@ def measure(out_path: Path, parts: tuple[str, ...] = PARTS) -> int:
     clocks = _clocks()
     if clocks:
         res["nvidia_smi"] = clocks
-    fns = {"bandwidth": _bandwidth, "gemm": _gemms, "prefill_attention": _prefill_attention,
+    fns = {"bandwidth": _bandwidth, "gemm": _gemms, "grouped_gemm": _grouped_gemm, "prefill_attention": _prefill_attention,
            "training_attention": _training_attention,
            "decode_attention": _decode_attention, "rmsnorm": _rmsnorm, "whole_model": _whole_model}
     for name in parts:

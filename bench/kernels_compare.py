@@ -41,6 +41,22 @@ def _gemm_fit(rows: list[dict], key: str, peak: float, bw: float, wbytes: float)
             "median_abs_error": float(np.median(err)), "max_abs_error": float(err.max()), "points": len(rows)}
 
 
+def _grouped(rows: list[dict], bw: float, p: Any) -> dict[str, Any]:
+    """Expert weights streamed per second at decode-sized groups (16 tokens per expert), by expert size: one
+    grouped GEMM against one matmul per expert; beside the calibration's expert streaming share
+    (expert_mem_eff x mem_eff of the catalog bandwidth)."""
+    out: dict[str, Any] = {"rows": [], "calibration_share": p.expert_mem_eff * p.mem_eff}
+    for r in rows:
+        if r["rows"] != 16:
+            continue
+        item = {"model": r["model"], "experts": r["experts"], "expert_mb": r["n"] * r["k"] * 2 / 1e6,
+                "loop_share": r["weight_bytes"] / r["loop_s"] / bw}
+        if "grouped_s" in r:
+            item["grouped_share"] = r["weight_bytes"] / r["grouped_s"] / bw
+        out["rows"].append(item)
+    return out
+
+
 def _training_attention(rows: list[dict], peak: float) -> dict[str, Any]:
     """Causal forward + backward (3.5x the forward FLOPs) by sequence length; e_max * s / (s + s_half) fitted per
     kernel, beside the training calibration's attention efficiency on Hopper (attn_eff x gemm_eff x Megatron's
@@ -108,6 +124,7 @@ def analyse(path: Path, chip_id: str = "h200-sxm-141gb", engine: str = "vllm") -
                     "over_gemm": r["causal_flops"] / best / peak16 / g16["e_inf"]})
     out["prefill_attention"] = {"rows": att, "calibration_attn_eff": p.attn_eff,
                                 "calibration_share_of_peak": p.gemm_eff * p.kernel_eff * p.attn_eff}
+    out["grouped_gemm"] = _grouped(d.get("grouped_gemm") or [], bw, p)
     out["training_attention"] = _training_attention(d.get("training_attention") or [], peak16)
     out["decode_attention"] = {"rows": [{"batch": r["batch"], "ctx": r["ctx"], "share": r["tb_s"] * 1e12 / bw}
                                         for r in d["decode_attention"]], "calibration_mem_eff": p.mem_eff}
@@ -145,6 +162,13 @@ def compare(path: Path, chip_id: str) -> int:
         print(f"prefill attention {r['batch']} x {r['seq']}: {r['share_of_peak']:.3f} of bf16 peak "
               f"({r['over_gemm']:.2f} of the GEMM e_inf)")
     print(f"  calibration: attn_eff {pa['calibration_attn_eff']:.2f}, i.e. {pa['calibration_share_of_peak']:.3f} of peak")
+    gg = a["grouped_gemm"]
+    for r in gg["rows"]:
+        grouped = f"{r['grouped_share']:.2f}" if "grouped_share" in r else "-"
+        print(f"experts {r['model']} ({r['experts']} x {r['expert_mb']:.0f} MB), 16 tokens each: weights streamed at "
+              f"{grouped} of HBM by one grouped GEMM, {r['loop_share']:.2f} by a matmul per expert")
+    if gg["rows"]:
+        print(f"  calibration: expert_mem_eff x mem_eff = {gg['calibration_share']:.3f} at every expert size")
     ta = a["training_attention"]
     for kernel, f in ta["fits"].items():
         seqs = ", ".join(f"{r['seq'] // 1024}k {r['share_of_peak']:.2f}" for r in ta["rows"] if r["kernel"] == kernel)

@@ -54,6 +54,13 @@ def test_the_h200_measurements_read_against_the_calibration() -> None:
     assert g["bf16"]["median_abs_error"] < 0.15           # the model's GEMM form fits cuBLAS's times
     long = [r for r in a["prefill_attention"]["rows"] if r["seq"] >= 8192]
     assert all(0.4 < r["share_of_peak"] < 0.8 for r in long)
+    gg = a["grouped_gemm"]["rows"]
+    assert len(gg) == 5
+    # one grouped GEMM streams experts of 6 to 235 MB alike; a loop of matmuls falls apart on small experts
+    shares = [r["grouped_share"] for r in gg]
+    assert max(shares) / min(shares) < 1.5
+    small = min(gg, key=lambda r: r["expert_mb"])
+    assert small["loop_share"] < 0.5 * small["grouped_share"]
     ta = a["training_attention"]
     assert set(ta["fits"]) == {"cudnn", "flash"}
     assert 1000 < ta["fits"]["cudnn"]["s_half"] < 3000 and ta["fits"]["cudnn"]["max_abs_error"] < 0.1
@@ -67,7 +74,7 @@ def test_the_h200_measurements_read_against_the_calibration() -> None:
 def test_compare_prints_each_measured_part(capsys) -> None:
     assert _load("kernels").main(["compare", str(SHIPPED)]) == 0
     out = capsys.readouterr().out
-    for part in ("HBM: read", "GEMM bf16", "GEMM fp8", "prefill attention", "training attention (fwd+bwd) cudnn",
+    for part in ("HBM: read", "GEMM bf16", "GEMM fp8", "prefill attention", "training attention (fwd+bwd) cudnn", "experts qwen3-30b-a3b",
                  "decode attention", "Llama-3.1-8B decode"):
         assert part in out
     assert json.loads(SHIPPED.read_text())["gpu"] == "NVIDIA H200"
