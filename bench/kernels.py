@@ -85,6 +85,29 @@ def _gemms(torch) -> list[dict]:
     return out
 
 
+def _fp8_scaling(torch) -> list[dict]:
+    """fp8 GEMMs with one scale per tensor against one per row of the activations and per column of the weights
+    (the scaling FP8 checkpoints and engines use), for the 8B shapes."""
+    fp8 = torch.float8_e4m3fn
+    out = []
+    for name, n, k in SHAPES[:3]:
+        w8 = (torch.randn(n, k, device="cuda", dtype=torch.bfloat16) / k ** 0.5).to(fp8)
+        one = torch.ones((), device="cuda", dtype=torch.float32)
+        sb = torch.ones(1, n, device="cuda", dtype=torch.float32)
+        for m in (64, 256, 1024, 4096, 16384):
+            a8 = torch.randn(m, k, device="cuda", dtype=torch.bfloat16).to(fp8)
+            sa = torch.ones(m, 1, device="cuda", dtype=torch.float32)
+            row = {"shape": name, "m": m, "n": n, "k": k}
+            for label, (x, y) in (("tensor", (one, one)), ("rowwise", (sa, sb))):
+                try:
+                    row[f"{label}_s"] = _timer(torch, partial(torch._scaled_mm, a8, w8.t(), scale_a=x, scale_b=y,
+                                                              out_dtype=torch.bfloat16))
+                except (RuntimeError, TypeError) as err:
+                    row[f"{label}_error"] = str(err).splitlines()[0][:200]
+            out.append(row)
+    return out
+
+
 # local experts on one GPU and one expert's gate+up matrix (N = 2 x expert FFN width, K = hidden), bf16
 EXPERTS = (("mixtral-8x7b", 8, 28672, 4096), ("deepseek-v3 ep8", 32, 4096, 7168), ("gpt-oss-120b ep4", 32, 5760, 2880),
            ("qwen3-235b ep8", 16, 3072, 4096), ("qwen3-30b-a3b", 128, 1536, 2048))
@@ -275,7 +298,7 @@ def _whole_model(torch) -> dict:
     return out
 
 
-PARTS = ("bandwidth", "gemm", "grouped_gemm", "prefill_attention", "training_attention", "decode_attention", "rmsnorm",
+PARTS = ("bandwidth", "gemm", "fp8_scaling", "grouped_gemm", "prefill_attention", "training_attention", "decode_attention", "rmsnorm",
          "whole_model")
 
 
@@ -295,7 +318,7 @@ def measure(out_path: Path, parts: tuple[str, ...] = PARTS) -> int:
     clocks = _clocks()
     if clocks:
         res["nvidia_smi"] = clocks
-    fns = {"bandwidth": _bandwidth, "gemm": _gemms, "grouped_gemm": _grouped_gemm, "prefill_attention": _prefill_attention,
+    fns = {"bandwidth": _bandwidth, "gemm": _gemms, "fp8_scaling": _fp8_scaling, "grouped_gemm": _grouped_gemm, "prefill_attention": _prefill_attention,
            "training_attention": _training_attention,
            "decode_attention": _decode_attention, "rmsnorm": _rmsnorm, "whole_model": _whole_model}
     for name in parts:

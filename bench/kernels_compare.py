@@ -113,7 +113,10 @@ def analyse(path: Path, chip_id: str = "h200-sxm-141gb", engine: str = "vllm") -
                         "calibration_mem_eff": p.mem_eff}
     g16 = _gemm_fit(d["gemm"], "bf16_s", peak16, bw, 2.0)
     g8 = _gemm_fit(d["gemm"], "fp8_s", peak8, bw, 1.0)
+    big = [r for r in d.get("fp8_scaling") or [] if r["m"] >= 4096 and "rowwise_s" in r and "tensor_s" in r]
+    rowwise = statistics.median(r["tensor_s"] / r["rowwise_s"] for r in big) if big else None
     out["gemm"] = {"bf16": g16, "fp8": g8, "fp8_over_bf16": g8["e_inf"] / g16["e_inf"],
+                   "fp8_rowwise_over_tensor": rowwise,
                    "calibration": {"gemm_eff": p.gemm_eff, "kernel_eff": p.kernel_eff,
                                    "compute_eff": p.gemm_eff * p.kernel_eff, "gemm_m_half": p.gemm_m_half,
                                    "fp8_gemm_eff": p.fp8_gemm_eff}}
@@ -157,6 +160,9 @@ def compare(path: Path, chip_id: str) -> int:
     c = g["calibration"]
     print(f"  calibration: gemm_eff {c['gemm_eff']:.3f} x kernel_eff {c['kernel_eff']:.3f} = {c['compute_eff']:.3f}; "
           f"gemm_m_half {c['gemm_m_half']:.1f}; fp8 {c['fp8_gemm_eff']:.3f} (measured fp8/bf16 {g['fp8_over_bf16']:.3f})")
+    if g["fp8_rowwise_over_tensor"]:
+        print(f"  fp8 with per-row and per-column scales: {g['fp8_rowwise_over_tensor']:.3f} of the per-tensor speed "
+              f"(M >= 4096), i.e. {g['fp8_over_bf16'] * g['fp8_rowwise_over_tensor']:.3f} of bf16's share")
     pa = a["prefill_attention"]
     for r in pa["rows"]:
         print(f"prefill attention {r['batch']} x {r['seq']}: {r['share_of_peak']:.3f} of bf16 peak "

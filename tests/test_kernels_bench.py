@@ -51,6 +51,7 @@ def test_the_h200_measurements_read_against_the_calibration() -> None:
     g = a["gemm"]
     assert g["bf16"]["points"] == g["fp8"]["points"] == 75
     assert 0.6 < g["bf16"]["e_inf"] < 0.9 and 0.5 < g["fp8"]["e_inf"] < 0.9
+    assert 0.85 < g["fp8_rowwise_over_tensor"] <= 1.0          # finer scales cost a little, never gain
     assert g["bf16"]["median_abs_error"] < 0.15           # the model's GEMM form fits cuBLAS's times
     long = [r for r in a["prefill_attention"]["rows"] if r["seq"] >= 8192]
     assert all(0.4 < r["share_of_peak"] < 0.8 for r in long)
