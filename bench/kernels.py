@@ -362,10 +362,13 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             ap.error(f"--parts: unknown {', '.join(unknown)}; choose from {', '.join(PARTS)}")
         return measure(a.out, parts)
-    if str(Path(__file__).parent) not in sys.path:
-        sys.path.insert(0, str(Path(__file__).parent))
-    from kernels_compare import compare  # the project's venv: stockpile, numpy, scipy
-    return compare(a.file, a.chip)
+    # the comparison needs the project's venv (stockpile, numpy, scipy), so it is loaded only here, by its path
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("kernels_compare", Path(__file__).with_name("kernels_compare.py"))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return int(mod.compare(a.file, a.chip))
 
 
 if __name__ == "__main__":
