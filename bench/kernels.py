@@ -6,10 +6,12 @@
 `measure` needs PyTorch with CUDA and nothing from this project (the device machine has torch but not the
 project's venv); without a GPU it says so and exits 0. It times, with CUDA events and the median of repeats:
 HBM read and copy bandwidth; bf16 and fp8 (per-tensor scaled, torch._scaled_mm) GEMMs over the token count M
-for the weight shapes of Llama-3.1-8B and -70B layers; causal flash-attention prefill (PyTorch's flash and cuDNN
-back ends, the faster kept), and its forward + backward for training; grouped-query decode attention reading a contiguous KV cache; RMSNorm; and a whole
-Llama-3.1-8B-shaped decoder with random weights (decode steps under a CUDA graph, prefill eager) with cuBLAS and
-PyTorch's attention, i.e. without an engine's fused kernels or host work.
+for the weight shapes of Llama-3.1-8B and -70B layers, and fp8 with per-row scales beside per-tensor ones; expert
+GEMMs, one grouped GEMM against one matmul per expert; causal flash-attention prefill (PyTorch's flash and cuDNN
+back ends, the faster kept), and its forward + backward for training; grouped-query decode attention reading a
+contiguous KV cache; RMSNorm; and a whole Llama-3.1-8B-shaped decoder with random weights (decode steps under
+a CUDA graph, prefill eager) with cuBLAS and PyTorch's attention, i.e. without an engine's fused kernels or host
+work.
 
 `compare` (the project's venv, no torch) fits the model's own forms to those times: GEMM efficiency
 e(M) = e_inf * M / (M + m_half) under the max(compute, weight-read) roofline the model uses, the attention
@@ -298,8 +300,11 @@ def _whole_model(torch) -> dict:
     return out
 
 
-PARTS = ("bandwidth", "gemm", "fp8_scaling", "grouped_gemm", "prefill_attention", "training_attention", "decode_attention", "rmsnorm",
-         "whole_model")
+# each part's name (the JSON key and a --parts choice) and what measures it, in the order a full run takes them
+MEASURES = {"bandwidth": _bandwidth, "gemm": _gemms, "fp8_scaling": _fp8_scaling, "grouped_gemm": _grouped_gemm,
+            "prefill_attention": _prefill_attention, "training_attention": _training_attention,
+            "decode_attention": _decode_attention, "rmsnorm": _rmsnorm, "whole_model": _whole_model}
+PARTS = tuple(MEASURES)
 
 
 def measure(out_path: Path, parts: tuple[str, ...] = PARTS) -> int:
@@ -318,11 +323,8 @@ def measure(out_path: Path, parts: tuple[str, ...] = PARTS) -> int:
     clocks = _clocks()
     if clocks:
         res["nvidia_smi"] = clocks
-    fns = {"bandwidth": _bandwidth, "gemm": _gemms, "fp8_scaling": _fp8_scaling, "grouped_gemm": _grouped_gemm, "prefill_attention": _prefill_attention,
-           "training_attention": _training_attention,
-           "decode_attention": _decode_attention, "rmsnorm": _rmsnorm, "whole_model": _whole_model}
     for name in parts:
-        fn = fns[name]
+        fn = MEASURES[name]
         t = time.time()
         try:
             res[name] = fn(torch)
