@@ -81,10 +81,9 @@ def _training_attention(rows: list[dict], peak: float) -> dict[str, Any]:
     return out
 
 
-def _device_params(engine: str) -> Any:
-    """The shipped Hopper parameters with the engine's kernel factor at 1 and its host terms at 0: the device
+def _device_params(p: Any) -> Any:
+    """The engine's Hopper parameters `p` with its kernel factor at 1 and its host terms at 0: the device
     time of a step as the model sees it, comparable with a step timed under a CUDA graph."""
-    p = load_calibration().params(FAMILY, engine)
     return dataclasses.replace(p, kernel_eff=1.0, step_s=0.0, seq_s=0.0, spec_seq_s=0.0, eager_layer_s=0.0,
                                eager_moe_s=0.0, moe_layer_s=0.0)
 
@@ -105,8 +104,7 @@ def analyse(path: Path, chip_id: str = "h200-sxm-141gb", engine: str = "vllm") -
     d = json.loads(Path(path).read_text())
     chip = get_chip(chip_id)
     peak16, peak8, bw = chip.peak_flops("bf16"), chip.peak_flops("fp8"), chip.mem_bw
-    cal = load_calibration()
-    p = cal.params(FAMILY, engine)
+    p = load_calibration().params(FAMILY, engine)
     out: dict[str, Any] = {"gpu": d.get("gpu"), "chip": chip_id, "engine_for_calibration": engine}
     bwd = d["bandwidth"]
     out["bandwidth"] = {"read_share": bwd["read_tb_s"] * 1e12 / bw, "copy_share": bwd["copy_tb_s"] * 1e12 / bw,
@@ -131,7 +129,7 @@ def analyse(path: Path, chip_id: str = "h200-sxm-141gb", engine: str = "vllm") -
     out["training_attention"] = _training_attention(d.get("training_attention") or [], peak16)
     out["decode_attention"] = {"rows": [{"batch": r["batch"], "ctx": r["ctx"], "share": r["tb_s"] * 1e12 / bw}
                                         for r in d["decode_attention"]], "calibration_mem_eff": p.mem_eff}
-    dev = _device_params(engine)
+    dev = _device_params(p)
     steps = []
     for r in d["whole_model"]["decode"]:
         pred = _step(dev, chip_id, seqs=r["batch"], ctx=r["ctx"], pre_tokens=0)
