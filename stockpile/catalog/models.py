@@ -449,8 +449,11 @@ def resolve_model_id(model_id: str) -> str:
     for cand in (low, name, _strip_suffixes(low), _strip_suffixes(name)):
         if cand in amap:
             return amap[cand]
-    # drop the organisation and strip packaging words one at a time (e.g. RedHatAI/...-FP8-dynamic)
-    base = re.sub(r"(-(fp8|fp4|nvfp4|w4a16|w8a8|awq|gptq|int4|int8|dynamic|gguf|quantized\.w\w+))+$", "", name)
+    # drop the organisation and strip packaging words one at a time (e.g. RedHatAI/...-FP8-dynamic), with what
+    # quantisers append to them: AMD Quark's "-FP8-KV" (FP8 KV-cache scales) and "-PTPC" (per-token,
+    # per-channel scales), a checkpoint revision after a precision ("nvidia/DeepSeek-R1-0528-FP4-v2")
+    base = re.sub(r"(-(fp8|fp4|nvfp4|mxfp4|mxfp8|w4a16|w4a8|w8a8|awq|gptq|int4|int8|dynamic|gguf|quantized\.w\w+)"
+                  r"(-(kv|ptpc|v\d+))*)+$", "", name)
     for cand in (base, _strip_suffixes(base)):
         if cand in amap:
             return amap[cand]

@@ -81,6 +81,10 @@ def test_moe_structure_of_deepseek_and_llama4():
     ("Qwen/QwQ-32B", "Qwen/Qwen2.5-32B"),
     ("deepseek-ai/DeepSeek-V3.1", "deepseek-ai/DeepSeek-V3"),
     ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "Qwen/Qwen3-30B-A3B"),
+    # quantisers' additions after the precision: AMD Quark's FP8 KV scales and per-token scales, a revision
+    ("amd/Llama-3.3-70B-Instruct-FP8-KV", "meta-llama/Llama-3.1-70B-Instruct"),
+    ("amd/Llama-3.1-8B-Instruct-FP8-PTPC", "meta-llama/Llama-3.1-8B-Instruct"),
+    ("nvidia/DeepSeek-R1-0528-FP4-v2", "deepseek-ai/DeepSeek-R1"),
 ])
 def test_aliases_and_suffixes_resolve(name, expected):
     assert get_model(name).id.lower() in (expected.lower(),) or expected.lower() in [
@@ -91,6 +95,14 @@ def test_suffix_implies_dtype():
     assert implied_weight_dtype("Qwen/Qwen3-32B-AWQ") == "int4"
     assert implied_weight_dtype("RedHatAI/x-FP8-dynamic") == "fp8"
     assert implied_weight_dtype("Qwen/Qwen3-32B") is None
+    assert implied_weight_dtype("nvidia/DeepSeek-R1-0528-FP4-v2") == "fp4"
+
+
+def test_a_revision_is_stripped_only_after_a_precision():
+    """'-v2' after '-FP4' is a checkpoint revision; on its own it is part of the name (DeepSeek-V2 is not R1)."""
+    assert get_model("deepseek-ai/DeepSeek-V2").id == "deepseek-ai/DeepSeek-V2"
+    with pytest.raises(UnknownNameError):
+        get_model("meta-llama/Llama-3.1-8B-Instruct-v7")
 
 
 def test_unknown_model_suggests():
