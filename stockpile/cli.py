@@ -233,6 +233,9 @@ _SEARCH_OPTS = dict(
     spec_accept=typer.Option(None, "--spec-accept", help="Accept length (tokens per step) for speculation."),
     engine_version=typer.Option(None, "--engine-version",
                                 help="Engine release, e.g. 0.6.3 (vLLM < 0.8: V0 scheduler); default the current one."),
+    confidence=typer.Option(None, "--confidence",
+                            help="Meet the targets for this share of measured runs (0.5-0.99): TTFT and TPOT times "
+                                 "that quantile of the validated error of the regime. Default: the prediction."),
 )
 
 
@@ -249,6 +252,7 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
            kv_dtype: Optional[str] = _SEARCH_OPTS["kv_dtype"], spec_draft: Optional[int] = _SEARCH_OPTS["spec_draft"],
            spec_accept: Optional[float] = _SEARCH_OPTS["spec_accept"],
            engine_version: Optional[str] = _SEARCH_OPTS["engine_version"],
+           confidence: Optional[float] = _SEARCH_OPTS["confidence"],
            request_rate: Optional[float] = typer.Option(None, "--request-rate",
                                                         help="Serve this many requests/s on the fewest GPUs."),
            slo_percentile: Optional[float] = typer.Option(None, "--slo-percentile",
@@ -269,6 +273,9 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
         if engine_version is not None:
             raise InputError("engine_version", "a --request-rate search simulates the current release only; drop "
                                                "--engine-version, or search at a concurrency with --gpus N")
+        if confidence is not None:
+            raise InputError("confidence", "a --request-rate search simulates its runs; give the targets at a "
+                                           "percentile with --slo-percentile instead")
         from stockpile.cli_rate import rate_search_command
         rate_search_command(model, chip, gpus, _length(isl, "isl"), _length(osl, "osl"), ttft_ms, tpot_ms, engine,
                             top, weight_dtype, kv_dtype, request_rate, slo_percentile, json_out)
@@ -278,7 +285,8 @@ def search(model: str = _SEARCH_OPTS["model"], chip: str = _SEARCH_OPTS["chip"],
     if gpus is None:
         raise InputError("gpus", "give --gpus N (or --request-rate R to find the fewest GPUs)")
     m, results = search_runs(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, engine, top, weight_dtype, disagg,
-                             kv_dtype, spec_draft, spec_accept, prefill_chip, objective, pairs, engine_version)
+                             kv_dtype, spec_draft, spec_accept, prefill_chip, objective, pairs, engine_version,
+                             confidence)
     if json_out:
         docs = [{**r.model_dump(), "best": r.best.model_dump() if r.best else None} for _, r in results]
         emit_json(docs[0] if len(docs) == 1 else {"comparison": docs})

@@ -24,7 +24,8 @@ def search_runs(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: O
                  kv_dtype: Optional[str] = None, spec_draft: Optional[int] = None,
                  spec_accept: Optional[float] = None, prefill_chip: Optional[str] = None,
                  objective: str = "throughput", pairs: bool = False,
-                 engine_version: Optional[str] = None) -> tuple[Any, list[tuple[Any, Any]]]:
+                 engine_version: Optional[str] = None,
+                 confidence: Optional[float] = None) -> tuple[Any, list[tuple[Any, Any]]]:
     """The model and one serving search per chip (or per prefill/decode pair) the search and export commands
     ask for, after checking their arguments (InputError naming the flag)."""
     from stockpile.catalog import get_chip, get_model
@@ -54,7 +55,7 @@ def search_runs(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: O
     results = [(c, search(m, c, gpus=gpus, isl=parse_count(isl, field="isl"), osl=parse_count(osl, field="osl"), slo=slo, engine=engine,
                           top=top, dtypes=dtypes, disaggregation=disagg, kv_dtypes=kvs, spec=spec,
                           prefill_chip=None if p is None or p.id == c.id else p, objective=objective,
-                          engine_version=engine_version))
+                          engine_version=engine_version, confidence=confidence))
                for c in chips for p in pres]
     if pairs:
         if len(chips) < 2 or pre is not None:
@@ -63,6 +64,6 @@ def search_runs(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: O
         results += [(dec, search(m, dec, gpus=gpus, isl=parse_count(isl, field="isl"), osl=parse_count(osl, field="osl"), slo=slo,
                                  engine=engine, top=top, dtypes=dtypes, disaggregation=True, kv_dtypes=kvs, spec=spec,
                                  prefill_chip=p_chip, objective=objective, aggregated=False,
-                                 engine_version=engine_version))
+                                 engine_version=engine_version, confidence=confidence))
                     for p_chip, dec in itertools.permutations(chips, 2)]
     return m, results

@@ -75,7 +75,7 @@ def create_app() -> FastAPI:
         r = run(get_model(req.model), get_chip(req.chip), gpus=req.gpus, isl=req.isl, osl=req.osl,
                 slo=Slo(ttft_ms=req.ttft_ms, tpot_ms=req.tpot_ms), engine=req.engine, top=req.top,
                 disaggregation=req.disaggregation, dtypes=[implied] if implied else None,
-                engine_version=req.engine_version)
+                engine_version=req.engine_version, confidence=req.confidence)
         return {**r.model_dump(), "best": r.best.model_dump() if r.best else None}
 
     def _train(req: TrainRequest) -> dict[str, Any]:

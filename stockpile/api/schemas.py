@@ -30,6 +30,8 @@ class SearchRequest(BaseModel):
     engine_version: str | None = Field(default=None, max_length=40)
     top: int = Field(default=5, ge=1, le=50)
     disaggregation: bool = True
+    # targets met for this share of measured runs (search.serving.confidence_margins); None: the prediction
+    confidence: float | None = Field(default=None, ge=0.5, le=0.99)
 
 
 class TrainRequest(BaseModel):

@@ -145,6 +145,19 @@ def widened(b: tuple[float, float, str, int], family: str, edge: tuple[float, fl
     return lo, hi, why
 
 
+Z90 = 1.2815516     # the standard normal's 90th percentile
+
+
+def quantile_factor(lo: float, hi: float, confidence: float) -> float:
+    """Measured / predicted at the `confidence` quantile of a band's error, reading its p10-p90 factors
+    (`lo`, `hi`) as a lognormal's: centre (ln lo + ln hi) / 2, spread (ln hi - ln lo) / (2 z90). 0.9 gives `hi`;
+    0.5 gives the centre, i.e. only the regime's bias. A latency target met by predicted x this factor is met
+    by that share of measured runs like those the band was validated on."""
+    from statistics import NormalDist
+    a, b = np.log(lo), np.log(hi)
+    return float(np.exp((a + b) / 2.0 + NormalDist().inv_cdf(confidence) * (b - a) / (2.0 * Z90)))
+
+
 def describe(lo: float, hi: float, group: str, n: int, family: str | None = None) -> str:
     """The band in words; with the chip `family`, says when its own regime had too few rows and the band is a
     broader group's."""

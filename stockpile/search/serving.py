@@ -124,11 +124,28 @@ class SearchResult(BaseModel):
     message: str
     band_note: str | None = None               # the regime's typical error, in words
     engine_version: str | None = None          # the engine release searched (None: the current one)
+    confidence: float | None = None            # targets met at this quantile of the validated error
+    margins: dict[str, float] | None = None    # the factors that quantile puts on TTFT and TPOT
     notes: list[str] = []                      # what a stated release is predicted as
 
     @property
     def best(self) -> Candidate | None:
         return self.candidates[0] if self.candidates and self.candidates[0].meets_slo else None
+
+
+def confidence_margins(release: str, chip: Chip, confidence: float) -> dict[str, float]:
+    """The factors on predicted TTFT and TPOT at the `confidence` quantile of the validated error of the regime
+    searched (closed-loop load, the engine release family, the chip's family; bands.quantile_factor), widened
+    where the chip's family has no validated rows (bands.widened)."""
+    from stockpile.calibration.bands import band, quantile_factor, widened
+    if not 0.5 <= confidence <= 0.99:
+        raise InputError("confidence", f"a share of measured runs between 0.5 and 0.99, got {confidence:g}")
+    out = {}
+    for m in ("ttft_ms", "tpot_ms"):
+        b = band(release, chip.family, m, "closed")
+        lo, hi, _ = widened(b, chip.family) if b is not None else (1.0, 1.0, [])
+        out[m] = round(quantile_factor(lo, hi, confidence), 4)
+    return out
 
 
 def _scores(out: dict[str, np.ndarray], gpus: int, slo: Slo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -251,9 +268,12 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
            kv_dtypes: list[str] | None = None, spec: Spec | None = None,
            calibration: Calibration | None = None, prefill_chip: Chip | None = None,
            objective: str = "throughput", aggregated: bool = True,
-           engine_version: str | None = None) -> SearchResult:
+           engine_version: str | None = None, confidence: float | None = None) -> SearchResult:
     """Search the serving space; candidates best first (those meeting the SLO, else the closest). With
-    `engine_version`, every configuration is evaluated as that release's family (perf.calibration.engine_key)."""
+    `engine_version`, every configuration is evaluated as that release's family (perf.calibration.engine_key).
+    With `confidence` (0.5-0.99), a configuration meets the targets only if its TTFT and TPOT times the
+    `confidence` quantile of the validated error of its regime do (confidence_margins): fewer picks break a
+    target when measured, at some cost in tokens per GPU (bench/search_choice.py measures both)."""
     t0 = time.perf_counter()
     engine = check_engine(engine)
     release = engine_key(engine, check_release(engine_version))
@@ -276,6 +296,12 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
     if kv_dtypes:
         kv_dtypes = [check_dtype("kv_dtype", d, KV_DTYPES) for d in kv_dtypes]
     cal = (calibration or load_calibration()).as_release(engine, release)
+    margins = confidence_margins(release, chip, confidence) if confidence is not None else None
+    slo_shown, slo = slo, (Slo(ttft_ms=round(slo.ttft_ms / margins["ttft_ms"], 1) if slo.ttft_ms else None,
+                               tpot_ms=round(slo.tpot_ms / margins["tpot_ms"], 2) if slo.tpot_ms else None)
+                           if margins else slo)
+    head.update(confidence=confidence, margins=margins)
+    target_text = slo_shown.text() + (f" at {100 * confidence:.0f} % confidence" if margins and confidence else "")
     spec = spec or Spec()
     if spec.draft is not None and not 0 <= spec.draft <= 8:
         raise InputError("spec_draft", f"must be 0..8 draft tokens, got {spec.draft}")
@@ -311,7 +337,7 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
     if not recs:
         msg = (f"{model.id} does not fit on {gpus} x {chip.id} in any layout "
                f"({model.params / 1e9:.0f}B parameters; {gpus * chip.memory_bytes / 2**30:.0f} GiB in all)")
-        return SearchResult(model=model.id, chip=chip.id, gpus=gpus, engine=engine, isl=isl, osl=osl, slo=slo,
+        return SearchResult(model=model.id, chip=chip.id, gpus=gpus, engine=engine, isl=isl, osl=osl, slo=slo_shown,
                             evaluated=evaluated, seconds=time.perf_counter() - t0, feasible=0, meets_slo=0,
                             candidates=[], pareto=[], message=msg, **head)
     pu = np.array([r["per_user"] for r in recs])
@@ -325,10 +351,10 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
         rank_key = ((lambda r: (r["usd_per_mtok"], -r["per_user"])) if objective == "cost"
                     else (lambda r: (-r["per_gpu"], -r["per_user"])))
         pool = sorted((r for r in recs if r["meets"]), key=rank_key)
-        msg = f"{n_meet:,} of {evaluated:,} configurations meet {slo.text()}"
+        msg = f"{n_meet:,} of {evaluated:,} configurations meet {target_text}"
     else:
         pool = sorted(recs, key=lambda r: _violation(r, slo))
-        msg = (f"no configuration meets {slo.text()}; showing the closest (least violation). "
+        msg = (f"no configuration meets {target_text}; showing the closest (least violation). "
                "Relax the targets, add GPUs, or use a faster chip")
         if prefill_chip is not None:
             msg = _kv_rejection(model, prefill_chip, chip, gpus=gpus, isl=isl, osl=osl, slo=slo, engine=engine,
@@ -347,19 +373,19 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
     if cands and n_meet and objective == "cost":
         best = cands[0].usd_per_million_output_tokens or 0.0
         cands[0].why = (f"cheapest output tokens ({best:,.3f} USD per million) of the {n_meet:,} configurations "
-                        f"meeting {slo.text()}")
+                        f"meeting {target_text}")
         for c in cands[1:]:
             c.why = f"{100 * ((c.usd_per_million_output_tokens or 0.0) / best - 1):.0f}% dearer per token than the best"
     elif cands and n_meet:
         runner = f"; next best {cands[1].output_tokens_per_s_per_gpu:,.0f}" if len(cands) > 1 else ""
         cands[0].why = (f"most output tokens/s per GPU ({cands[0].output_tokens_per_s_per_gpu:,.0f}) of the {n_meet:,} "
-                        f"configurations meeting {slo.text()}{runner}")
+                        f"configurations meeting {target_text}{runner}")
         for c in cands[1:]:
             c.why = f"{100 * (1 - c.output_tokens_per_s_per_gpu / cands[0].output_tokens_per_s_per_gpu):.0f}% " \
                     "fewer tokens/s per GPU than the best"
     edges = _figure_edges(chosen, model, chip, engine, gpus, isl, osl, cal, dtypes, kv_dtypes, spec, prefill_chip)
-    band_note = _with_bands(cands, release, chip, slo, edges)
-    return SearchResult(model=model.id, chip=chip.id, gpus=gpus, engine=engine, isl=isl, osl=osl, slo=slo,
+    band_note = _with_bands(cands, release, chip, slo_shown, edges)
+    return SearchResult(model=model.id, chip=chip.id, gpus=gpus, engine=engine, isl=isl, osl=osl, slo=slo_shown,
                         evaluated=evaluated, seconds=time.perf_counter() - t0, feasible=len(recs), meets_slo=n_meet,
                         candidates=cands, pareto=pareto, message=msg, band_note=band_note, **head)
 

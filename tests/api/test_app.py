@@ -27,6 +27,11 @@ def test_search_and_validation_errors():
     assert r.status_code == 200 and r.json()["best"]["meets_slo"]
     assert client.post("/api/search", json={"model": "x", "chip": "l40s-48gb", "gpus": 0, "isl": 1,
                                             "osl": 1}).status_code == 422
+    # targets met at a confidence: the margins it applied come back; a share outside 0.5-0.99 is a 422
+    body = {"model": "Qwen/Qwen3-8B", "chip": "l40s-48gb", "gpus": 2, "isl": 2000, "osl": 300, "tpot_ms": 60}
+    r = client.post("/api/search", json={**body, "confidence": 0.9})
+    assert r.status_code == 200 and r.json()["margins"]["tpot_ms"] > 1.0 and r.json()["confidence"] == 0.9
+    assert client.post("/api/search", json={**body, "confidence": 1.2}).status_code == 422
 
 
 def test_dashboard_served():

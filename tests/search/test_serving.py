@@ -45,6 +45,33 @@ def test_every_candidate_carries_its_band_and_whether_it_holds_at_the_band_edge(
     assert isinstance(doc["candidates"][0]["meets_slo_at_p90"], bool)
 
 
+def test_confidence_ranks_by_the_band_edge_and_costs_throughput(qwen_h200):
+    """--confidence 0.9: a configuration meets the targets only with TTFT and TPOT at the p90 of its regime's
+    validated error, so every listed one holds at its band's upper edge, fewer configurations qualify, and the
+    best serves no more tokens per GPU than the plain search's best."""
+    from stockpile.calibration.bands import quantile_factor
+    safe = search(get_model(QWEN), get_chip(H200), gpus=8, isl=4000, osl=500, slo=Slo(ttft_ms=1000, tpot_ms=50),
+                  confidence=0.9)
+    assert safe.confidence == 0.9 and safe.margins and safe.margins["ttft_ms"] > 1.0
+    assert safe.slo == Slo(ttft_ms=1000, tpot_ms=50) and "90 % confidence" in safe.message
+    assert safe.best is not None and safe.meets_slo < qwen_h200.meets_slo
+    assert safe.best.output_tokens_per_s_per_gpu <= qwen_h200.best.output_tokens_per_s_per_gpu
+    for c in safe.candidates:
+        assert c.meets_slo_at_p90 and c.ttft_ms * safe.margins["ttft_ms"] <= 1000.5
+        assert c.tpot_ms * safe.margins["tpot_ms"] <= 50.05
+    # the p10/p90 factors read as a lognormal's: 0.9 returns the upper one, 0.5 their geometric mean
+    assert quantile_factor(0.8, 1.5, 0.9) == pytest.approx(1.5)
+    assert quantile_factor(0.8, 1.5, 0.5) == pytest.approx((0.8 * 1.5) ** 0.5)
+
+
+@pytest.mark.parametrize("args", [["--confidence", "1.5"], ["--confidence", "0.2"],
+                                  ["--confidence", "0.9", "--request-rate", "5"]])
+def test_confidence_out_of_range_or_with_a_rate_search_is_refused(args):
+    res = runner.invoke(app, ["search", "--model", QWEN, "--chip", H200, "--gpus", "8", "--isl", "4000", "--osl",
+                              "500", "--tpot-ms", "50", *args])
+    assert res.exit_code == 2 and "confidence" in res.output and "Traceback" not in res.output
+
+
 def test_pareto_front_is_non_dominated(qwen_h200):
     front = qwen_h200.pareto
     users = [p["tokens_per_s_per_user"] for p in front]
