@@ -81,3 +81,34 @@ def test_training_rows_carry_a_band_and_train_states_it():
     est = train("meta-llama/Llama-3.1-8B-Instruct", "h100-sxm-80gb", 64, 1e12)
     lo, hi = est.band["mfu"]
     assert lo < est.mfu < hi and "validated rows" in est.band_note and "hopper" in est.band_note
+
+
+def _row(**kw):
+    base = dict(id="t-1", model="deepseek-ai/DeepSeek-R1", accelerator="gb200-186gb", num_accelerators="4",
+                engine="sglang", weight_dtype="fp8", kv_dtype="", tp="4", pp="1", ep="", dp="", input_len="1024",
+                output_len="1024", concurrency="4", scenario="server", metric="tpot_ms", value="20",
+                source_url="https://example.org/x", notes="")
+    return {**base, **kw}
+
+
+def test_a_measured_run_that_fits_only_above_the_default_memory_fraction_is_predicted_and_says_so():
+    """DeepSeek-R1 in FP8 on four GB200s with attention data parallel (SGLang --tp 4 --dp 4): experts split four
+    ways, attention whole on each GPU, more weights per GPU than SGLang's default 0.88 of its memory holds with a
+    KV cache. The run was measured, so the operator raised the fraction; the row is predicted at 0.95 and says so."""
+    from stockpile.calibration.inference import MEASURED_MEM_UTIL, validate_rows
+    from stockpile.perf.calibration import load_calibration
+    rec, = validate_rows([_row(dp="4")], load_calibration())
+    assert rec["status"] == "ok" and rec["predicted"] > 0
+    assert any(f"memory fraction {MEASURED_MEM_UTIL:g}" in a for a in rec["assumed"])
+    # a fraction the source states is kept, and then the layout does not fit
+    rec, = validate_rows([_row(dp="4", notes="--mem-fraction-static 0.8")], load_calibration())
+    assert rec["status"] == "unsupported" and "GiB of fp8 weights per GPU on gb200-186gb" in rec["reason"]
+
+
+def test_a_layout_whose_weights_exceed_the_memory_is_refused_with_the_numbers():
+    from stockpile.calibration.inference import validate_rows
+    from stockpile.perf.calibration import load_calibration
+    rec, = validate_rows([_row(accelerator="h100-sxm-80gb", num_accelerators="2", tp="2", weight_dtype="bf16")],
+                         load_calibration())
+    assert rec["status"] == "unsupported" and rec["predicted"] is None
+    assert "does not fit" in rec["reason"] and "misstated" in rec["reason"] and "h100-sxm-80gb (80 GiB)" in rec["reason"]

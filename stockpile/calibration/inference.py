@@ -30,7 +30,7 @@ from stockpile.catalog.chips import BYTES, Chip, get_chip, per_die
 from stockpile.catalog.models import ModelSpec, get_model, implied_weight_dtype
 from stockpile.errors import InputError, StockpileError
 from stockpile.perf import traffic
-from stockpile.perf.calibration import Calibration, Params, engine_key
+from stockpile.perf.calibration import Calibration, Params, engine_key, load_calibration
 from stockpile.perf.inference import (
     KV_DTYPES,
     WEIGHT_BYTES,
@@ -48,6 +48,11 @@ from stockpile.perf.layout import Layout, resolve_layout
 from stockpile.perf.operators import ChipConsts, ModelConsts
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN
 from stockpile.perf.simulate import SimResult, burst_arrivals, poisson_arrivals
+
+
+# the memory fraction a measured run that does not fit at its engine's default is evaluated at (Batch): what
+# operators set to fit a large model (SGLang's --mem-fraction-static, vLLM's --gpu-memory-utilization)
+MEASURED_MEM_UTIL = 0.95
 
 
 @dataclass
@@ -177,6 +182,49 @@ class Batch:
             idx = [i for i, pr in enumerate(preps) if (pr.dec is not None) == disagg]
             if idx:
                 self.parts.append((disagg, idx, self._arrays([preps[i] for i in idx], disagg)))
+        self._fit_measured_runs()
+
+    def _fit_measured_runs(self) -> None:
+        """A measured run fitted on its GPUs. Where its stated layout does not fit at the engine's default
+        memory fraction (and the source does not state one), the operator must have raised it: evaluate the
+        row at MEASURED_MEM_UTIL instead, and say so. (DeepSeek-R1 in FP8 on four GB200s, say: 172 GB of
+        weights per GPU against SGLang's default 0.88 x 186 GB.)"""
+        self.misfit: dict[int, str] = {}     # row index -> why its stated layout does not fit, with the numbers
+        cal = load_calibration()
+        for disagg, idx, a in self.parts:
+            fits = self._core(disagg, a, cal)["fits"].astype(bool)
+            if fits.all():
+                continue
+            for j in np.flatnonzero(~fits):
+                pr = self.preps[idx[j]]
+                if pr.case.mem_util is None and a["limits"][2][j] < MEASURED_MEM_UTIL:
+                    a["limits"][2][j] = MEASURED_MEM_UTIL
+                    note = (f"memory fraction {MEASURED_MEM_UTIL:g}: the stated layout ran, and at the engine's "
+                            "default it would leave no room for the KV cache")
+                    if note not in pr.case.notes_used:
+                        pr.case.notes_used.append(note)
+            out = self._core(disagg, a, cal)
+            for j in np.flatnonzero(~out["fits"].astype(bool)):
+                pr = self.preps[idx[j]]
+                self.misfit[idx[j]] = (
+                    f"the stated layout does not fit: {float(out['weights_bytes'][j]) / 2**30:.0f} GiB of {pr.wdt} "
+                    f"weights per GPU on {pr.chip.id} ({pr.chip.memory_bytes / 2**30:.0f} GiB) leave no room for the "
+                    f"KV cache at memory fraction {a['limits'][2][j]:g}; the source's GPU count, layout or weight "
+                    "dtype is probably misstated")
+
+    @staticmethod
+    def _core(disagg: bool, a: dict[str, Any], cal: Calibration) -> dict[str, np.ndarray]:
+        """The steady-state model over one part's rows (aggregated or disaggregated) under `cal`."""
+        table = Params.stack([cal.params(fam, eng) for fam, eng in a["keys"]])
+        p = Params(**{k: v[a["key_index"]] for k, v in vars(table).items()})
+        max_seqs, chunk, mem_util = a["limits"]
+        if disagg:
+            return disagg_core(a["mc"], a["cc"], p, pre=a["pre"], dec=a["dec"], pre_workers=a["pre_workers"],
+                               dec_workers=a["dec_workers"], weight_dtype=a["wdt"], kv_dtype=a["kdt"],
+                               gemm_peak=a["peak"], kind=a["kind"], prefix_hit=a["prefix_hit"], max_seqs=max_seqs,
+                               chunk=chunk, mem_util=mem_util, sync=a["sync"], hybrid=a["hybrid"], **a["common"])
+        return evaluate_core(a["mc"], a["cc"], p, a["cfg"], gemm_peak=a["peak"], kind=a["kind"],
+                             max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
 
     @staticmethod
     def _arrays(g: list[Prepared], disagg: bool) -> dict[str, Any]:
@@ -228,16 +276,7 @@ class Batch:
         for disagg, idx, a in self.parts:
             table = Params.stack([cal.params(fam, eng) for fam, eng in a["keys"]])
             p = Params(**{k: v[a["key_index"]] for k, v in vars(table).items()})
-            max_seqs, chunk, mem_util = a["limits"]
-            if disagg:
-                out = disagg_core(a["mc"], a["cc"], p, pre=a["pre"], dec=a["dec"], pre_workers=a["pre_workers"],
-                                  dec_workers=a["dec_workers"], weight_dtype=a["wdt"], kv_dtype=a["kdt"],
-                                  gemm_peak=a["peak"], kind=a["kind"], prefix_hit=a["prefix_hit"], max_seqs=max_seqs,
-                                  chunk=chunk, mem_util=mem_util, sync=a["sync"], hybrid=a["hybrid"],
-                                  **a["common"])
-            else:
-                out = evaluate_core(a["mc"], a["cc"], p, a["cfg"], gemm_peak=a["peak"], kind=a["kind"],
-                                    max_seqs=max_seqs, chunk=chunk, mem_util=mem_util)
+            out = self._core(disagg, a, cal)
             sims: dict[str, SimResult] = {}
             for j, i in enumerate(idx):
                 pr = self.preps[i]
@@ -375,7 +414,9 @@ def validate_rows(rows: list[dict[str, str]], cal: Calibration) -> list[dict[str
     """One record per inference row: predicted, error and status (calibration.status)."""
     prepared = prepare_rows(rows)
     ok = [p for p in prepared if isinstance(p, Prepared)]
-    preds = iter(predict(ok, cal)) if ok else iter(())
+    batch = Batch(ok) if ok else None
+    preds = iter(batch.run(cal)) if batch else iter(())
+    misfit = {id(ok[i]): why for i, why in batch.misfit.items()} if batch else {}
     out_rows = []
     for row, prep in zip(rows, prepared):
         measured = float_or_none(row.get("value"))
@@ -386,7 +427,8 @@ def validate_rows(rows: list[dict[str, str]], cal: Calibration) -> list[dict[str
             v = next(preds)
             if measured is None or not np.isfinite(v):
                 rec.update(predicted=None, error=None, status=UNSUPPORTED,
-                           reason="the layout does not fit in memory under the model's assumptions")
+                           reason=misfit.get(id(prep), "the layout does not fit in memory under the model's "
+                                                       "assumptions"))
             else:
                 rec.update(predicted=round(v, 6), error=round((v - measured) / measured, 6), status=OK)
                 c = prep.case
