@@ -49,7 +49,6 @@ from stockpile.perf.operators import ChipConsts, ModelConsts
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN
 from stockpile.perf.simulate import SimResult, burst_arrivals, poisson_arrivals
 
-
 # the memory fraction a measured run that does not fit at its engine's default is evaluated at (Batch): what
 # operators set to fit a large model (SGLang's --mem-fraction-static, vLLM's --gpu-memory-utilization)
 MEASURED_MEM_UTIL = 0.95
