@@ -44,7 +44,12 @@ BOUNDS: dict[str, tuple[float, float]] = {
 FITTED_GLOBALS = ("gemm_m_half", "comm_latency_s", "attn_eff", "comm_eff", "moe_imbalance", "fp8_gemm_eff", "fp4_gemm_eff",
                   "int8_gemm_eff", "dequant_eff", "burst_tail", "burst_tail_var", "overlap_comm", "reserve_gb", "sync_eff", "gemm_n_half", "act_rw", "a2a_latency_s", "expert_mem_eff",
                   "pd_handoff_s")
-V0_PARAMS = ("step_s", "seq_s", "ttft_s", "admit_s")   # what vLLM's V0 family refits (the rest: its engine's)
+# what vLLM's older release families refit (the rest: their engine's). Each keeps its own launch time per layer of a
+# step run outside CUDA graphs: V0 ran every prompt step eagerly (0.53 ms per layer fitted), while V1 runs prompt
+# steps as piecewise CUDA graphs with only attention launched from the host (about 0.08 ms per layer fitted for
+# the current releases; sharing one value had left the current releases' short-prompt TTFTs high and their
+# host time in the fixed terms; docs/validation.md, thirteenth session)
+V0_PARAMS = ("step_s", "seq_s", "ttft_s", "admit_s", "eager_layer_s", "eager_moe_s")
 RELEASE_PARAMS = {"vllm-v0": V0_PARAMS,                 # release families not listed refit no engine parameter
                   "vllm-v0.11": V0_PARAMS,              # V1 before 0.12: its host costs under 1,000-prompt bursts
                   "sglang-v0.4": ("ttft_s", "eager_layer_s"),    # its host path (before the 0.5 scheduler rework)
