@@ -186,8 +186,9 @@ class Batch:
     def _fit_measured_runs(self) -> None:
         """A measured run fitted on its GPUs. Where its stated layout does not fit at the engine's default
         memory fraction (and the source does not state one), the operator must have raised it: evaluate the
-        row at MEASURED_MEM_UTIL instead, and say so. (DeepSeek-R1 in FP8 on four GB200s, say: 172 GB of
-        weights per GPU against SGLang's default 0.88 x 186 GB.)"""
+        row at MEASURED_MEM_UTIL instead, and say so (InferenceX's DeepSeek-R1 in FP8 on four GB200s with attention
+        DP: experts split four ways, attention whole on every GPU, past SGLang's default 0.88). A layout that fits
+        at no fraction keeps its refusal, with the numbers (`misfit`). Decided under the shipped calibration."""
         self.misfit: dict[int, str] = {}     # row index -> why its stated layout does not fit, with the numbers
         cal = load_calibration()
         for disagg, idx, a in self.parts:
