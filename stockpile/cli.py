@@ -324,13 +324,14 @@ def export(target: str = typer.Option(..., "--target", help="vllm, sglang or k8s
                                                             "longest one sequence's KV cache fits)."),
            out_file: Optional[Path] = typer.Option(None, "--out", help="Write to this file (atomically)."),
            calibration: Optional[str] = CALIBRATION_OPT,
+           confidence: Optional[float] = _SEARCH_OPTS["confidence"],
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Emit what runs a searched configuration: launch commands per host (vLLM, SGLang; each instance with its own
     devices and port, a router in front of several), a runnable script, docker compose, or Kubernetes manifests."""
     from stockpile.cli_export import export_command
     export_command(target, model, chip, gpus, isl, osl, ttft_ms, tpot_ms, engine, rank, weight_dtype, disagg,
                    kv_dtype, spec_draft, spec_accept, image, best_effort, prefill_chip, fmt, max_model_len, out_file,
-                   json_out)
+                   json_out, confidence)
 
 
 @app.command()

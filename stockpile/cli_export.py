@@ -12,7 +12,8 @@ def export_command(target: str, model: str, chip: str, gpus: int, isl: str, osl:
                    tpot_ms: Optional[float], engine: Optional[str], rank: int, weight_dtype: Optional[str],
                    disagg: bool, kv_dtype: Optional[str], spec_draft: Optional[int], spec_accept: Optional[float],
                    image: Optional[str], best_effort: bool, prefill_chip: Optional[str], fmt: str,
-                   max_model_len: Optional[int], out_file: Optional[Path], json_out: bool) -> None:
+                   max_model_len: Optional[int], out_file: Optional[Path], json_out: bool,
+                   confidence: Optional[float] = None) -> None:
     from stockpile.cli import emit_json, err, out
     from stockpile.cli_args import search_runs
     from stockpile.deploy import k8s_manifests, load_table, sglang_launches, to_yaml, vllm_launches
@@ -36,7 +37,7 @@ def export_command(target: str, model: str, chip: str, gpus: int, isl: str, osl:
     if rank < 1:
         raise InputError("rank", f"must be >= 1 (1 = the best candidate), got {rank}")
     m, results = search_runs(model, chip, gpus, isl, osl, ttft_ms, tpot_ms, eng, rank, weight_dtype, disagg,
-                             kv_dtype, spec_draft, spec_accept, prefill_chip)
+                             kv_dtype, spec_draft, spec_accept, prefill_chip, confidence=confidence)
     c_obj, r = results[0]
     if len(r.candidates) < rank:
         raise InfeasibleError(r.message if not r.candidates else f"only {len(r.candidates)} candidates; lower --rank")
@@ -44,7 +45,9 @@ def export_command(target: str, model: str, chip: str, gpus: int, isl: str, osl:
     if not cand.meets_slo:
         miss = "; ".join(t for t in (
             f"TTFT {cand.ttft_ms:,.0f} ms > {ttft_ms:g}" if ttft_ms and cand.ttft_ms > ttft_ms else "",
-            f"TPOT {cand.tpot_ms:.1f} ms > {tpot_ms:g}" if tpot_ms and cand.tpot_ms > tpot_ms else "") if t)
+            f"TPOT {cand.tpot_ms:.1f} ms > {tpot_ms:g}" if tpot_ms and cand.tpot_ms > tpot_ms else "") if t) or (
+            f"not at {100 * confidence:.0f} % confidence (TTFT x {r.margins['ttft_ms']:.2f}, TPOT x "
+            f"{r.margins['tpot_ms']:.2f})" if confidence and r.margins else "")
         if not best_effort:
             raise InfeasibleError(f"nothing meets the targets on {gpus} x {c_obj.id}; the closest candidate "
                                   f"({cand.layout_text}) misses them: {miss}. Relax the targets, add GPUs, or "

@@ -151,3 +151,14 @@ def test_cli_contradictory_flags():
     r = runner.invoke(app, ["export", "--target", "vllm", "--engine", "sglang", "--model", QWEN, "--chip", H200,
                             "--gpus", "8", "--isl", "100", "--osl", "100"])
     assert r.exit_code == 2 and "contradicts" in r.output
+
+
+def test_export_at_a_confidence_names_why_nothing_qualifies():
+    """export --confidence: the search's rule; where only the prediction meets the target, the refusal says the
+    candidate misses it at that confidence and by which factors (not an empty list of misses)."""
+    base = ["export", "--target", "vllm", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "h100-sxm-80gb",
+            "--gpus", "1", "--isl", "2000", "--osl", "500"]
+    point = runner.invoke(app, [*base, "--tpot-ms", "2.2"])
+    assert point.exit_code == 0, point.output
+    safe = runner.invoke(app, [*base, "--tpot-ms", "2.2", "--confidence", "0.9"])
+    assert safe.exit_code != 0 and "not at 90 % confidence" in safe.output and "TPOT x 1." in safe.output
