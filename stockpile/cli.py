@@ -233,9 +233,8 @@ _SEARCH_OPTS = dict(
     spec_accept=typer.Option(None, "--spec-accept", help="Accept length (tokens per step) for speculation."),
     engine_version=typer.Option(None, "--engine-version",
                                 help="Engine release, e.g. 0.6.3 (vLLM < 0.8: V0 scheduler); default the current one."),
-    confidence=typer.Option(None, "--confidence",
-                            help="Meet the targets for this share of measured runs (0.5-0.99): TTFT and TPOT times "
-                                 "that quantile of the validated error of the regime. Default: the prediction."),
+    confidence=typer.Option(None, "--confidence", help="Meet the targets for this share of measured runs (0.5-0.99): "
+                            "TTFT and TPOT times that quantile of the regime's validated error. Default: the prediction."),
 )
 
 
