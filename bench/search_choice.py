@@ -19,7 +19,9 @@ metrics are rows named after the run) that states total tokens/s per GPU has out
 total x OSL / (ISL + OSL), and one that states end-to-end latency and TTFT has TPOT (E2E - TTFT) / (OSL - 1).
 Same with TTFT targets. The InferenceX file is a sample, so few of its runs carry enough metrics to compare.
 
-Beside each line, the same score for stand-in predictions: the measured values times independent lognormal
+Under each line, the same picks made as `stockpile search --confidence C` makes them (C 0.5, 0.75, 0.9: a run meets
+a target only with its prediction times the C-quantile of its regime's validated error). Then the same score for
+stand-in predictions: the measured values times independent lognormal
 noise of spread s (s = 0.05 is a median error of about 3.4 %). It says how exact a model must be for a target
 on these sweeps, whose neighbouring configurations often differ by less than the model's error.
 """
