@@ -192,18 +192,23 @@ class Batch:
         self.misfit: dict[int, str] = {}     # row index -> why its stated layout does not fit, with the numbers
         cal = load_calibration()
         for disagg, idx, a in self.parts:
-            fits = self._core(disagg, a, cal)["fits"].astype(bool)
+            p = self._params(a, cal)
+            out = self._core(disagg, a, p)
+            fits = out["fits"].astype(bool)
             if fits.all():
                 continue
+            raised = False
             for j in np.flatnonzero(~fits):
                 pr = self.preps[idx[j]]
                 if pr.case.mem_util is None and a["limits"][2][j] < MEASURED_MEM_UTIL:
                     a["limits"][2][j] = MEASURED_MEM_UTIL
+                    raised = True
                     note = (f"memory fraction {MEASURED_MEM_UTIL:g}: the stated layout ran, and at the engine's "
                             "default it would leave no room for the KV cache")
                     if note not in pr.case.notes_used:
                         pr.case.notes_used.append(note)
-            out = self._core(disagg, a, cal)
+            if raised:
+                out = self._core(disagg, a, p)
             for j in np.flatnonzero(~out["fits"].astype(bool)):
                 pr = self.preps[idx[j]]
                 self.misfit[idx[j]] = (
@@ -213,10 +218,14 @@ class Batch:
                     "dtype is probably misstated")
 
     @staticmethod
-    def _core(disagg: bool, a: dict[str, Any], cal: Calibration) -> dict[str, np.ndarray]:
-        """The steady-state model over one part's rows (aggregated or disaggregated) under `cal`."""
+    def _params(a: dict[str, Any], cal: Calibration) -> Params:
+        """Each row's parameters under `cal` (its chip family and engine release), as per-row arrays."""
         table = Params.stack([cal.params(fam, eng) for fam, eng in a["keys"]])
-        p = Params(**{k: v[a["key_index"]] for k, v in vars(table).items()})
+        return Params(**{k: v[a["key_index"]] for k, v in vars(table).items()})
+
+    @staticmethod
+    def _core(disagg: bool, a: dict[str, Any], p: Params) -> dict[str, np.ndarray]:
+        """The steady-state model over one part's rows (aggregated or disaggregated) with per-row parameters `p`."""
         max_seqs, chunk, mem_util = a["limits"]
         if disagg:
             return disagg_core(a["mc"], a["cc"], p, pre=a["pre"], dec=a["dec"], pre_workers=a["pre_workers"],
@@ -274,9 +283,8 @@ class Batch:
     def run(self, cal: Calibration) -> list[float]:
         result = [float("nan")] * len(self.preps)
         for disagg, idx, a in self.parts:
-            table = Params.stack([cal.params(fam, eng) for fam, eng in a["keys"]])
-            p = Params(**{k: v[a["key_index"]] for k, v in vars(table).items()})
-            out = self._core(disagg, a, cal)
+            p = self._params(a, cal)
+            out = self._core(disagg, a, p)
             sims: dict[str, SimResult] = {}
             for j, i in enumerate(idx):
                 pr = self.preps[i]
@@ -374,11 +382,6 @@ def _sim_metric(sim: SimResult, pr: Prepared) -> float:
     if m.startswith("total"):
         v += isl_tok / max(sim.duration, 1e-12) * reps
     return v / pr.scale_gpus if m.endswith("_per_gpu") else v
-
-
-def predict(preps: list[Prepared], cal: Calibration) -> list[float]:
-    """Predicted metric for each prepared case (NaN where the configuration does not fit)."""
-    return Batch(preps).run(cal) if preps else []
 
 
 @functools.cache

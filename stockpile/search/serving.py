@@ -301,7 +301,7 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
                                tpot_ms=round(slo.tpot_ms / margins["tpot_ms"], 2) if slo.tpot_ms else None)
                            if margins else slo)
     head.update(confidence=confidence, margins=margins)
-    target_text = slo_shown.text() + (f" at {100 * confidence:.0f} % confidence" if margins and confidence else "")
+    target_text = slo_shown.text() + (f" at {100 * confidence:.0f} % confidence" if confidence else "")
     spec = spec or Spec()
     if spec.draft is not None and not 0 <= spec.draft <= 8:
         raise InputError("spec_draft", f"must be 0..8 draft tokens, got {spec.draft}")
