@@ -176,3 +176,31 @@ def test_a_release_newer_than_the_data_is_predicted_as_the_newest_known_and_said
     with pytest.raises(InputError) as bad:
         EstimateRequest.of(**base, engine_version="nightly")
     assert bad.value.field == "engine_version" and "release number" in str(bad.value)
+
+
+def test_an_engine_on_a_chip_family_with_several_models_fits_its_own_kernel_factor_and_all_reduce_latency():
+    """A (chip family, engine) regime with rows of three or more models frees its kernel factor and all-reduce
+    latency, pulled toward the engine's; fewer models free nothing, and TensorRT-LLM (the kernel reference) none."""
+    models = ("Qwen/Qwen3-32B", "meta-llama/Llama-3.1-70B-Instruct", "Qwen/Qwen3-8B")
+    rows = [_row(m, "h100-sxm-80gb", "sglang", "SGLang 0.5.6") for m in models]
+    rows += [_row(m, "h100-sxm-80gb", "trtllm", "TensorRT-LLM 1.2.0") for m in models]
+    rows += [_row(m, "a100-sxm-80gb", "vllm", "vLLM 0.12.0") for m in models[:2]]
+    preps = [p for p in prepare_rows(rows) if isinstance(p, Prepared)]
+    assert len(preps) == 8
+    regimes = [t for t in _parameters(preps) if t[0] == "regimes"]
+    assert regimes == [("regimes", "hopper/sglang", "kernel_eff"), ("regimes", "hopper/sglang", "comm_latency_s")]
+    start = Calibration(global_={"comm_latency_s": 3e-5}, families={}, engines={"sglang": {"kernel_eff": 0.6}},
+                        meta={})
+    assert _prior(start, "regimes", "hopper/sglang", "comm_latency_s") == 3e-5
+    assert _prior(start, "regimes", "hopper/sglang", "kernel_eff") == 0.6
+    built = _build(np.log([0.8, 2e-5]), regimes, start)
+    assert built.params("hopper", "sglang").comm_latency_s == pytest.approx(2e-5)
+    assert built.params("hopper", "sglang-v0.4").kernel_eff == pytest.approx(0.8)    # its release families too
+    assert built.params("ampere", "sglang").comm_latency_s == 3e-5 and built.params("ascend", "sglang").kernel_eff == 0.6
+
+
+def test_sglang_on_hopper_has_a_shorter_all_reduce_than_sglang_elsewhere():
+    cal = load_calibration()
+    hop, asc = cal.params("hopper", "sglang"), cal.params("ascend", "sglang")
+    assert hop.comm_latency_s < 0.8 * asc.comm_latency_s
+    assert asc.comm_latency_s == cal.params("hopper", "vllm").comm_latency_s     # the global value

@@ -54,6 +54,11 @@ RELEASE_PARAMS = {"vllm-v0": V0_PARAMS,                 # release families not l
                   "vllm-v0.11": V0_PARAMS,              # V1 before 0.12: its host costs under 1,000-prompt bursts
                   "sglang-v0.4": ("ttft_s", "eager_layer_s"),    # its host path (before the 0.5 scheduler rework)
                   "trtllm-v0": ("step_s", "seq_s", "ttft_s", "eager_layer_s", "eager_moe_s", "admit_s")}
+# an engine's kernels and all-reduce on one chip family ("hopper/sglang"): its own kernel factor and all-reduce
+# latency where that regime has rows of several models, pulled toward the engine's (the whole engine's values
+# mix chip families whose kernels and collectives are other code: SGLang's on Ascend, say)
+KERNEL_REGIME_PARAMS = ("kernel_eff", "comm_latency_s")
+KERNEL_REGIME_MODELS = 3  # distinct models a regime needs
 SIM_FIT_REQUESTS = 300   # requests per simulated run inside a fit (validate runs the measured count)
 PRIOR_WEIGHT = 0.15     # strength of the pull toward defaults, in log units per residual
 F_SCALE = 0.15          # residual scale (log units) where the robust losses stop growing quadratically
@@ -86,6 +91,14 @@ def _parameters(preps: list[Prepared]) -> list[tuple[str, str, str]]:
     moe_regimes = sorted({regime_key(p.chip.family, p.engine_key) for p in preps
                           if p.engine_key != p.engine_key.split("-v")[0] and p.model.is_moe})
     out += [("regimes", r, "moe_eff") for r in moe_regimes]
+    # an engine's kernels on a chip family (KERNEL_REGIME_PARAMS; TensorRT-LLM is the kernel reference, as above)
+    models: dict[str, set[str]] = {}
+    for p in preps:
+        base = p.engine_key.split("-v")[0]
+        if base != "trtllm":
+            models.setdefault(regime_key(p.chip.family, base), set()).add(p.model.id)
+    out += [("regimes", r, n) for r in sorted(models) if len(models[r]) >= KERNEL_REGIME_MODELS
+            for n in KERNEL_REGIME_PARAMS]
     return out
 
 
