@@ -256,7 +256,8 @@ class Batch:
                         poisson=col(lambda pr: 1.0 if pr.case.poisson else 0.0),
                         spec_draft=col(lambda pr: pr.case.spec_draft),
                         spec_accept=col(lambda pr: pr.case.spec_accept),
-                        spec_verify=col(lambda pr: pr.case.spec_verify)),
+                        spec_verify=col(lambda pr: pr.case.spec_verify),
+                        spread=col(lambda pr: np.inf if pr.case.decode_only else pr.case.length_spread)),
             sync=col(lambda pr: 1.0 if pr.case.fixed_lengths and not pr.case.decode_only else 0.0),
             first=[traffic.prefill_policy(pr.engine_key, lim[1], pr.case.engine_version, pr.case.chunked_prefill)
                    for pr, lim in zip(g, limits)],

@@ -140,7 +140,7 @@ class Configs:
     mem_util: Any = None
     hybrid_kv: Any = None           # 1 where the engine stores only the window for sliding-window layers
     sync: Any = 1.0                 # 1: fixed request lengths (closed loops stay in lockstep); 0: varied
-    spread: Any = np.inf            # varied lengths: (max - min) / mean where known (the simulation draws them)
+    spread: Any = np.inf            # varied lengths: (max - min) / mean where known (a random range ratio)
     prefill_first: Any = None       # 1 where waiting prompts run as prompt-only batches first (perf/traffic.py)
     prefill_batch: Any = None       # tokens in one such batch (traffic.prefill_policy)
 
@@ -180,7 +180,7 @@ def evaluate_core(mc: ModelConsts, cc: ChipConsts, p: Params, cfg: Configs, *, g
                 mode=cfg.mode, concurrency=cfg.concurrency, rate=cfg.rate, num_requests=cfg.num_requests,
                 poisson=cfg.poisson, spec_draft=cfg.spec_draft, spec_accept=cfg.spec_accept,
                 prefix_hit=cfg.prefix_hit, max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=cfg.sync,
-                spec_verify=cfg.spec_verify,
+                spread=cfg.spread, spec_verify=cfg.spec_verify,
                 prefill_first=0.0 if cfg.prefill_first is None else cfg.prefill_first,
                 prefill_batch=chunk if cfg.prefill_batch is None else cfg.prefill_batch)
     out["weights_bytes"] = np.broadcast_to(weights, out["ttft_s"].shape)
@@ -564,7 +564,7 @@ def _limit_text(r: dict[str, Any], layout: Layout, concurrency: float | None, pa
 def disagg_core(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict[str, Any], dec: dict[str, Any],
                 pre_workers, dec_workers, weight_dtype, kv_dtype, gemm_peak, kind, isl, osl, concurrency, rate,
                 num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-                mem_util, sync=1.0, hybrid=0.0, spec_verify=0.0,
+                mem_util, sync=1.0, hybrid=0.0, spread=np.inf, spec_verify=0.0,
                 pre_chip: tuple[ChipConsts, Params, Any, Any] | None = None) -> dict[str, np.ndarray]:
     """Disaggregated serving; `pre_chip` = (chip constants, parameters, GEMM peak, compute-path kind) puts the
     prefill pool on another chip."""
@@ -582,7 +582,7 @@ def disagg_core(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict[str, An
                        pre_gpus_worker=pre_f["attn_tp"] * pre_f["attn_dp"] * pre_f["pp"], isl=isl_a, osl=osl_a,
                        concurrency=concurrency, rate=rate, num_requests=num_requests, poisson=poisson,
                        spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit,
-                       max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=sync,
+                       max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=sync, spread=spread,
                        spec_verify=spec_verify, pre_chip=None if pre_chip is None else (pre_chip[0], pre_chip[1], pre_chip[2],
                                                                dtype_efficiency(pre_chip[1], pre_chip[3])),
                        pre_weights_gpu=weight_bytes_array(mc, pre_f["attn_tp"], pre_f["pp"], pre_f["moe_ep"],

@@ -32,10 +32,19 @@ def verify_width(spec_draft, spec_verify):
     return np.where(np.asarray(spec_verify) > 0, spec_verify, 1.0 + np.asarray(spec_draft))
 
 
+def _lockstep_share(spread, steps, wave_steps):
+    """Share of a wave's prefill queue that comes back with it, counted in engine steps. A wave's prompts are
+    prefilled over `wave_steps` steps; every request then decodes its `steps` steps in the same batch, so with
+    fixed lengths they finish within those few steps and return as a wave again. Output lengths drawn from a
+    range of `spread` x the mean spread the finishing steps over spread x steps: where that outlasts the wave's
+    prefill steps the wave does not re-form."""
+    return np.clip(1.0 - spread * steps / np.maximum(wave_steps, 1.0), 0.0, 1.0)
+
+
 def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas,
           wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency,
           rate, num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-          mem_util, sync=1.0, spec_verify=0.0, prefill_first=0.0,
+          mem_util, sync=1.0, spread=np.inf, spec_verify=0.0, prefill_first=0.0,
           prefill_batch=16384.0) -> dict[str, np.ndarray]:
     """Evaluate every configuration (numpy arrays broadcast together); returns arrays per metric.
 
@@ -48,10 +57,10 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     arr = np.broadcast_arrays(attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak,
                               dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency, rate,
                               num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-                              mem_util, sync, spec_verify, prefill_first, prefill_batch)
+                              mem_util, sync, spread, spec_verify, prefill_first, prefill_batch)
     (attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu,
      kv_token_gpu, isl, osl, mode, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
-     prefix_hit, max_seqs, chunk, mem_util, sync, spec_verify, prefill_first,
+     prefix_hit, max_seqs, chunk, mem_util, sync, spread, spec_verify, prefill_first,
      prefill_batch) = [np.asarray(a, dtype=float) for a in arr]
     width = verify_width(spec_draft, spec_verify)
     sync_in = sync                                 # 1: fixed request lengths, 0: varied (e.g. ShareGPT)
@@ -91,11 +100,11 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         st_dec = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=dec_tok, dec_ctx=dec_ctx,
                             pre_tokens=0.0 * b_mb, pre_ctx=pre_ctx)
         # prompts that share one prefill chunk: those arriving within an iteration (about B/steps), or the
-        # whole batch when a closed loop runs in lockstep. Fixed lengths keep it in lockstep (persistence
-        # sync_eff). Lengths drawn from a range do not: after the first wave (`wave` below), prompt chunks served
-        # first come first served turn a wave into a train spaced by one prompt's prefill, and the lengths keep
-        # it from closing up again (InferenceX's closed loops, lengths in [0.8 L, L]: docs/validation.md)
-        lock = np.where(sync > 0, p.sync_eff, 0.0)
+        # whole batch when a closed loop runs in lockstep. Fixed lengths keep it in lockstep; lengths drawn
+        # from a known range smear the wave's return over spread x steps, which dissolves it where that is
+        # longer than the steps its prompts take to prefill
+        partial = _lockstep_share(spread, steps, b / attn_dp * new_isl / np.maximum(chunk, 1.0))
+        lock = np.where(sync > 0, 1.0, np.where(mode == MODE_CLOSED, partial, 0.0)) * p.sync_eff
         prompts = np.maximum(1.0, b_mb / steps + lock * (b_mb - b_mb / steps))
         c = np.maximum(np.minimum(np.maximum(chunk - dec_tok, 0.25 * chunk), prompts * new_isl), 1.0)
         f = np.minimum(demand / c, 1.0)            # share of iterations that carry a prefill chunk
@@ -241,7 +250,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
 def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: dict, pre_workers, dec_workers,
                  wbytes, kvbytes, gemm_peak, dtype_eff, dec_weights_gpu, dec_kv_token_gpu, kv_token_model,
                  pre_gpus_worker, isl, osl, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
-                 prefix_hit, max_seqs, chunk, mem_util, sync=1.0,
+                 prefix_hit, max_seqs, chunk, mem_util, sync=1.0, spread=np.inf,
                  pre_chip: tuple[ChipConsts, Params, Any, Any] | None = None,
                  pre_weights_gpu: Any = None, spec_verify=0.0) -> dict[str, np.ndarray]:
     """Prefill/decode disaggregation: `pre_workers` prefill instances feed `dec_workers` decode instances.
@@ -327,7 +336,11 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
         closed_conc / (f(pre_workers) * f(pre["attn_dp"])) - 1.0, 0.0) / 2.0 * new_isl * t_big / big, 0.0)
     wave = np.where(np.isfinite(closed_conc) & np.isfinite(f(num_requests)) & (n > closed_conc),
                     closed_conc / n, 0.0)
-    lockstep = np.where(f(sync) > 0, f(sync) * p.sync_eff, wave) * queue_all
+    # lengths from a known range: later waves come back smeared over spread x steps (see serve); the prefill
+    # pool's steps are prompt-only batches of `big` tokens
+    partial = _lockstep_share(f(spread), steps - 1.0, np.where(np.isfinite(closed_conc), closed_conc / (
+        f(pre_workers) * f(pre["attn_dp"])), 1.0) * new_isl / big)
+    lockstep = np.where(f(sync) > 0, f(sync) * p.sync_eff, wave + (1.0 - wave) * partial * p.sync_eff) * queue_all
     ttft = t_p1 + t_kv + p.ttft_s + p.pd_handoff_s + np.maximum(wq, wq_little) + backlog + lockstep
     # a closed loop turns its C requests over once per whole request latency, the waits included
     x = np.where(np.isfinite(closed_conc), np.minimum(x, closed_conc / (ttft + (steps - 1.0) * td)), x)
