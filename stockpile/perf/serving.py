@@ -34,10 +34,10 @@ def verify_width(spec_draft, spec_verify):
 
 def _lockstep_share(spread, steps, wave_steps):
     """Share of a wave's prefill queue that comes back with it, counted in engine steps. A wave's prompts are
-    prefilled over `wave_steps` steps; every request then decodes its `steps` steps in the same batch, so with
-    fixed lengths they finish within those few steps and return as a wave again. Output lengths drawn from a
-    range of `spread` x the mean spread the finishing steps over spread x steps: where that outlasts the wave's
-    prefill steps the wave does not re-form."""
+    prefilled over `wave_steps` steps; with fixed lengths every request then decodes the same number of steps in
+    the same batch, so they come back within those `wave_steps` steps, in the order they were prefilled: the
+    wave re-forms. Output lengths drawn from a range of `spread` x the mean smear the finishing steps over
+    spread x steps: where that outlasts the wave's prefill steps the wave does not re-form."""
     return np.clip(1.0 - spread * steps / np.maximum(wave_steps, 1.0), 0.0, 1.0)
 
 
