@@ -112,3 +112,20 @@ def test_a_layout_whose_weights_exceed_the_memory_is_refused_with_the_numbers():
                          load_calibration())
     assert rec["status"] == "unsupported" and rec["predicted"] is None
     assert "does not fit" in rec["reason"] and "misstated" in rec["reason"] and "h100-sxm-80gb (80 GiB)" in rec["reason"]
+
+
+def test_a_decode_phase_output_rate_is_the_running_batch_over_its_time_per_token():
+    """A decode-phase measurement (a disaggregated decode unit; the prompts' prefill left out, a 2-token output
+    standing in for the measured context) emits a token per sequence per TPOT: its output rate is the batch's
+    decode rate, not a request cycle with the prompt's fixed latency back in."""
+    import csv
+    from stockpile.calibration.inference import validate_rows
+    from stockpile.perf.calibration import load_calibration
+    path = resources.files("stockpile") / "data" / "measurements" / "inference_unseen.csv"
+    rows = [r for r in csv.DictReader(path.open()) if r["id"].startswith("dsday6-")]
+    assert {r["metric"] for r in rows} == {"output_tokens_per_s_per_gpu", "tpot_ms"}
+    recs = {r["metric"]: r for r in validate_rows(rows, load_calibration())}
+    assert all(r["status"] == "ok" for r in recs.values())
+    conc, gpus = float(rows[0]["concurrency"]), float(rows[0]["num_accelerators"])
+    assert recs["output_tokens_per_s_per_gpu"]["predicted"] == pytest.approx(
+        conc / gpus / (recs["tpot_ms"]["predicted"] / 1e3), rel=1e-6)
