@@ -119,6 +119,7 @@ def test_a_decode_phase_output_rate_is_the_running_batch_over_its_time_per_token
     standing in for the measured context) emits a token per sequence per TPOT: its output rate is the batch's
     decode rate, not a request cycle with the prompt's fixed latency back in."""
     import csv
+
     from stockpile.calibration.inference import validate_rows
     from stockpile.perf.calibration import load_calibration
     path = resources.files("stockpile") / "data" / "measurements" / "inference_unseen.csv"
