@@ -157,13 +157,13 @@ def _metric(out: dict[str, np.ndarray], i: int, prep: Prepared) -> float:
         if m.startswith("ttft"):
             return float(out["ttft_s"][i]) * 1e3
         return float(out["e2e_s"][i])
-    base = "output_tokens_per_s" if m.startswith("output") else "total_tokens_per_s"
-    v = float(out[base][i])
-    if prep.case.decode_only and base == "output_tokens_per_s" and prep.dec is None:
+    if m.startswith("output") and prep.case.decode_only and prep.dec is None:
         # a decode-phase measurement: the running batch's decode rate (a sequence emits a token per TPOT), not a
         # request cycle that would put the left-out prompt's fixed latency back in (DeepSeek's H800 decode units)
         replicas = max(prep.layout.replicas if prep.layout is not None else 1, 1)
         v = float(out["batch"][i]) * replicas / max(float(out["tpot_s"][i]), 1e-12)
+    else:
+        v = float(out["output_tokens_per_s" if m.startswith("output") else "total_tokens_per_s"][i])
     return v / n if m.endswith("_per_gpu") else v
 
 
