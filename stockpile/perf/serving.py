@@ -332,14 +332,14 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     backlog = np.where(np.isfinite(lam) & (lam > x) & ~np.isfinite(closed_conc), 0.5 * n * (1 / x - 1 / lam), 0.0)
     # C prompts arriving together queue at the prefill pool. Fixed-length closed loops keep arriving in waves
     # (persistence sync_eff); otherwise only a run's first wave does, a share C / n of its n requests
-    queue_all = np.where(np.isfinite(closed_conc), np.maximum(
-        closed_conc / (f(pre_workers) * f(pre["attn_dp"])) - 1.0, 0.0) / 2.0 * new_isl * t_big / big, 0.0)
+    wave_prompts = np.where(np.isfinite(closed_conc), closed_conc / (f(pre_workers) * f(pre["attn_dp"])), 1.0)
+    queue_all = np.where(np.isfinite(closed_conc),
+                         np.maximum(wave_prompts - 1.0, 0.0) / 2.0 * new_isl * t_big / big, 0.0)
     wave = np.where(np.isfinite(closed_conc) & np.isfinite(f(num_requests)) & (n > closed_conc),
                     closed_conc / n, 0.0)
     # lengths from a known range: later waves come back smeared over spread x steps (see serve); the prefill
     # pool's steps are prompt-only batches of `big` tokens
-    partial = _lockstep_share(f(spread), steps - 1.0, np.where(np.isfinite(closed_conc), closed_conc / (
-        f(pre_workers) * f(pre["attn_dp"])), 1.0) * new_isl / big)
+    partial = _lockstep_share(f(spread), steps - 1.0, wave_prompts * new_isl / big)
     lockstep = np.where(f(sync) > 0, f(sync) * p.sync_eff, wave + (1.0 - wave) * partial * p.sync_eff) * queue_all
     ttft = t_p1 + t_kv + p.ttft_s + p.pd_handoff_s + np.maximum(wq, wq_little) + backlog + lockstep
     # a closed loop turns its C requests over once per whole request latency, the waits included
