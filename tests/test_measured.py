@@ -217,3 +217,22 @@ def test_a_draft_tree_smaller_than_its_chain_is_refused_naming_the_field():
 def test_a_dataset_cut_to_fixed_lengths_is_read_as_fixed():
     assert not inference_case({**ROW, "notes": "ShareGPT prompts"}).fixed_lengths
     assert inference_case({**ROW, "notes": "ShareGPT text cut to 512 in / 512 out (fixed lengths)"}).fixed_lengths
+
+
+def test_a_cuda_graph_limit_in_the_notes_replaces_the_engines_and_eager_steps_cost_launch_time():
+    """`--enforce-eager` (no graphs: every decode step launches its kernels layer by layer from the host) and
+    SGLang's `--cuda-graph-max-bs` are read; at a small batch, where the host's launches outlast the device's
+    work, the eager run's TPOT is higher than the same row's with graphs."""
+    from stockpile.calibration.inference import validate_rows
+    from stockpile.perf.calibration import load_calibration
+    row = {**ROW, "model": "meta-llama/Llama-3.1-70B-Instruct", "num_accelerators": "8", "tp": "8",
+           "concurrency": "2", "notes": "vLLM 0.6.4, V0 engine"}
+    assert inference_case(row).graph_max is None
+    eager = {**row, "id": "e", "notes": row["notes"] + ", --enforce-eager --num-scheduler-steps 1"}
+    assert inference_case(eager).graph_max == 0
+    assert any("eager" in u for u in inference_case(eager).notes_used)
+    assert inference_case({**row, "engine": "sglang",
+                           "notes": "sglang.launch_server --tp 8 --cuda-graph-max-bs 96"}).graph_max == 96
+    assert inference_case({**row, "notes": "no HIP graphs"}).graph_max == 0
+    graphs, no_graphs = (r["predicted"] for r in validate_rows([row, eager], load_calibration()))
+    assert no_graphs > 1.15 * graphs

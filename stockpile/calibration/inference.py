@@ -7,7 +7,7 @@ reason, and the rest still run.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -226,7 +226,12 @@ class Batch:
     def _params(a: dict[str, Any], cal: Calibration) -> Params:
         """Each row's parameters under `cal` (its chip family and engine release), as per-row arrays."""
         table = Params.stack([cal.params(fam, eng) for fam, eng in a["keys"]])
-        return Params(**{k: v[a["key_index"]] for k, v in vars(table).items()})
+        p = Params(**{k: v[a["key_index"]] for k, v in vars(table).items()})
+        g = a["graph_max"]                   # a CUDA-graph limit stated in the notes replaces the engine's default
+        if np.isfinite(g).any():
+            p = replace(p, graph_max=np.where(np.isnan(g), p.graph_max, g),
+                        graph_max_small_tp=np.where(np.isnan(g), p.graph_max_small_tp, g))
+        return p
 
     @staticmethod
     def _core(disagg: bool, a: dict[str, Any], p: Params) -> dict[str, np.ndarray]:
@@ -269,7 +274,8 @@ class Batch:
             hybrid=col(lambda pr: hybrid_kv(pr.engine)),
             prefix_hit=col(lambda pr: 1.0 - 1.0 / max(pr.case.isl, 2.0) if pr.case.decode_only
                            else prefix_hit_share(pr.case)),
-            wdt=col(lambda pr: pr.wdt), kdt=col(lambda pr: pr.kdt))
+            wdt=col(lambda pr: pr.wdt), kdt=col(lambda pr: pr.kdt),
+            graph_max=col(lambda pr: np.nan if pr.case.graph_max is None else float(pr.case.graph_max)))
         if disagg:
             for key in ("pre", "dec"):
                 a[key] = {f: col(lambda pr, f=f, key=key: getattr(getattr(pr, key), f))

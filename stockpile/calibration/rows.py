@@ -102,6 +102,7 @@ class InferenceCase:
     budget: int | None = None          # max_num_batched_tokens / chunked_prefill_size stated in the notes
     max_seqs: int | None = None        # --max-num-seqs / --max-running-requests stated in the notes
     mem_util: float | None = None      # --gpu-memory-utilization / --mem-fraction-static stated in the notes
+    graph_max: int | None = None       # largest decode step replayed from CUDA/HIP graphs (0: --enforce-eager)
     v0_engine: bool = False            # the notes say vLLM ran its V0 engine
     multi_step: int = 1                # vLLM V0 --num-scheduler-steps: decode steps between scheduling rounds
     prefix_len: float = 0.0            # prompt tokens shared with earlier requests (a shared-prefix workload)
@@ -283,7 +284,10 @@ _FLAG = {"budget": _flag(r"max[-_]num[-_]batched[-_]tokens|chunked[-_]prefill[-_
          "max_seqs": _flag(r"max[-_]num[-_]seqs|max[-_]running[-_]requests"),
          "mem_util": _flag(r"gpu[-_]memory[-_]utilization|mem[-_]fraction[-_]static|mem[-_]frac", r"([0-9]*\.[0-9]+)"),
          "chunked": _flag(r"enable[-_]chunked[-_]prefill", r"(true|false|on|off)\b"),
-         "multi_step": _flag(r"num[-_]scheduler[-_]steps?")}
+         "multi_step": _flag(r"num[-_]scheduler[-_]steps?"),
+         "graph_max": _flag(r"cuda[-_]graph[-_]max[-_]bs|max[-_]cudagraph[-_]capture[-_]size")}
+# graphs off: every step launches its kernels from the host (vLLM --enforce-eager, SGLang --disable-cuda-graph)
+_NO_GRAPHS = re.compile(r"--enforce[-_]eager|--disable[-_]cuda[-_]graph(?![-_])|\bno (?:CUDA|HIP) graphs", re.I)
 
 
 _DYNAMO_IMAGE = re.compile(r"ai-dynamo/(tensorrtllm|vllm|sglang)-runtime:v?([0-9][\w.\-]*)", re.I)
@@ -355,6 +359,13 @@ def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> 
         v = float(m.group(1))
         if 0.1 <= v <= 1.0:
             case.mem_util = v
+    m = _FLAG["graph_max"].search(notes)
+    if _NO_GRAPHS.search(notes):
+        case.graph_max = 0
+        case.notes_used.append("no CUDA graphs (eager mode): every step launches its kernels from the host")
+    elif m:
+        case.graph_max = int(m.group(1))
+        case.notes_used.append(f"CUDA graphs up to a decode batch of {case.graph_max}")
     if case.multi_step > 1:
         case.notes_used.append(f"multi-step scheduling: {case.multi_step} decode steps per scheduling round")
     if any(x is not None for x in (case.budget, case.max_seqs, case.mem_util)):
