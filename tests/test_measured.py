@@ -236,3 +236,18 @@ def test_a_cuda_graph_limit_in_the_notes_replaces_the_engines_and_eager_steps_co
     assert inference_case({**row, "notes": "no HIP graphs"}).graph_max == 0
     graphs, no_graphs = (r["predicted"] for r in validate_rows([row, eager], load_calibration()))
     assert no_graphs > 1.15 * graphs
+
+
+def test_int4_weights_with_fp8_activations_run_on_the_fp8_tensor_cores():
+    """SGLang's W4AFP8 DeepSeek checkpoints keep int4 experts but multiply in FP8: the compute path is the chip's FP8
+    peak (not int4 dequantized to 16 bit); the weight bytes stay int4's. Prefill-heavy, so faster than W4A16."""
+    from stockpile.calibration.inference import validate_rows
+    from stockpile.perf.calibration import load_calibration
+    row = {**ROW, "model": "deepseek-ai/DeepSeek-R1", "accelerator": "h20-96gb", "num_accelerators": "8", "tp": "8",
+           "ep": "8", "engine": "sglang", "weight_dtype": "int4", "input_len": "4000", "output_len": "2",
+           "concurrency": "64", "metric": "ttft_ms", "value": "1000", "notes": "W4A16 experts"}
+    fp8 = {**row, "id": "f", "notes": "DeepSeek-R1-W4AFP8 checkpoint: int4 experts with FP8 activations"}
+    assert inference_case(row).act_dtype is None and inference_case(fp8).act_dtype == "fp8"
+    assert inference_case({**row, "notes": "W4A8 (int8 activations)"}).act_dtype is None
+    w4a16, w4afp8 = (r["predicted"] for r in validate_rows([row, fp8], load_calibration()))
+    assert w4afp8 < 0.8 * w4a16

@@ -93,7 +93,7 @@ def prepare(case: InferenceCase) -> Prepared:
     if kdt not in KV_DTYPES:
         raise InputError("kv_dtype", f"unknown '{kdt}'; one of {', '.join(KV_DTYPES)}")
     _chip_consts(chip)          # every figure the model needs, checked per row (MissingFigureError names it)
-    chip_dtype_tables(chip, wdt)
+    chip_dtype_tables(chip, _compute_dtype(case, chip, wdt))
     devices = case.gpus * units
     prep = Prepared(case, model, chip, engine, None, wdt, kdt, case.gpus, units)
     if case.decode_pool is not None and case.prefill_pool is not None:
@@ -106,6 +106,13 @@ def prepare(case: InferenceCase) -> Prepared:
     prep.layout = resolve_layout(gpus=devices, tp=case.tp, pp=case.pp, ep=case.ep, dp=case.dp, is_moe=model.is_moe)
     _attention_dp_draft(case, prep.layout.attn_dp > 1)
     return prep
+
+
+def _compute_dtype(case: InferenceCase, chip: Chip, wdt: str) -> str:
+    """The dtype whose tensor cores run the GEMMs: the weights', or the 8-bit activations' of a W4A8 model where the
+    chip has them natively (else the weights are dequantized to 16 bit, as for W4A16)."""
+    a = case.act_dtype
+    return a if wdt == "int4" and a is not None and chip.has_native(a) else wdt
 
 
 def _attention_dp_draft(case: InferenceCase, attention_dp: bool) -> None:
@@ -248,7 +255,7 @@ class Batch:
     @staticmethod
     def _arrays(g: list[Prepared], disagg: bool) -> dict[str, Any]:
         col = lambda f: np.array([f(pr) for pr in g])  # noqa: E731
-        tables = [chip_dtype_tables(pr.chip, pr.wdt) for pr in g]
+        tables = [chip_dtype_tables(pr.chip, _compute_dtype(pr.case, pr.chip, pr.wdt)) for pr in g]
         limits = [engine_limits(pr.engine, pr.chip, Configs(max_seqs=pr.case.max_seqs, chunk=pr.case.budget,
                                                             mem_util=pr.case.mem_util),
                                 _decode_layout(pr).attn_dp) for pr in g]
