@@ -144,7 +144,8 @@ def search_section() -> list[str]:
 KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one publication out", "## Uncertainty bands",
         "## Bands beyond the data",
         "## Leave one chip family out", "## Search choices", "## New engine releases", "## The chips of the story",
-        "## Speculative decoding", "## Kernels measured", "## vLLM V1's prompt steps", "## Engines on one chip family")
+        "## Speculative decoding", "## Kernels measured", "## vLLM V1's prompt steps", "## Engines on one chip family",
+        "## Serving flags in the notes")
 
 
 def _sections(path: Path) -> dict[str, str]:
