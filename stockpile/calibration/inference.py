@@ -236,8 +236,9 @@ class Batch:
         p = Params(**{k: v[a["key_index"]] for k, v in vars(table).items()})
         g = a["graph_max"]                   # a CUDA-graph limit stated in the notes replaces the engine's default
         if np.isfinite(g).any():
-            p = replace(p, graph_max=np.where(np.isnan(g), p.graph_max, g),
-                        graph_max_small_tp=np.where(np.isnan(g), p.graph_max_small_tp, g))
+            lim = {"graph_max": np.where(np.isnan(g), p.graph_max, g),      # per-row arrays, as every field here
+                   "graph_max_small_tp": np.where(np.isnan(g), p.graph_max_small_tp, g)}
+            p = replace(p, **lim)  # type: ignore[arg-type]
         return p
 
     @staticmethod
