@@ -109,8 +109,8 @@ def prepare(case: InferenceCase) -> Prepared:
 
 
 def _compute_dtype(case: InferenceCase, chip: Chip, wdt: str) -> str:
-    """The dtype whose tensor cores run the GEMMs: the weights', or the 8-bit activations' of a W4A8 model where the
-    chip has them natively (else the weights are dequantized to 16 bit, as for W4A16)."""
+    """The dtype whose tensor cores run the GEMMs: the weights', or FP8 for int4 weights with FP8 activations where
+    the chip has FP8 natively (else the weights are dequantized to 16 bit, as for W4A16)."""
     a = case.act_dtype
     return a if wdt == "int4" and a is not None and chip.has_native(a) else wdt
 

@@ -103,7 +103,7 @@ class InferenceCase:
     max_seqs: int | None = None        # --max-num-seqs / --max-running-requests stated in the notes
     mem_util: float | None = None      # --gpu-memory-utilization / --mem-fraction-static stated in the notes
     graph_max: int | None = None       # largest decode step replayed from CUDA/HIP graphs (0: --enforce-eager)
-    act_dtype: str | None = None       # 4-bit weights run with 8-bit activations (W4A8: int8, W4AFP8: fp8)
+    act_dtype: str | None = None       # int4 weights multiplied in FP8 (W4AFP8); None: the weights' own path
     v0_engine: bool = False            # the notes say vLLM ran its V0 engine
     multi_step: int = 1                # vLLM V0 --num-scheduler-steps: decode steps between scheduling rounds
     prefix_len: float = 0.0            # prompt tokens shared with earlier requests (a shared-prefix workload)
@@ -374,7 +374,7 @@ def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> 
         case.notes_used.append("no CUDA graphs (eager mode): every step launches its kernels from the host")
     elif m:
         case.graph_max = int(m.group(1))
-        case.notes_used.append(f"CUDA graphs up to a decode batch of {case.graph_max}")
+        case.notes_used.append(f"CUDA graphs for decode steps up to {case.graph_max} (the engine's capture unit)")
     if case.multi_step > 1:
         case.notes_used.append(f"multi-step scheduling: {case.multi_step} decode steps per scheduling round")
     if any(x is not None for x in (case.budget, case.max_seqs, case.mem_util)):
