@@ -30,7 +30,8 @@ _KEPT_FLAGS = ("--max-num-seqs", "--max-running-requests", "--max-num-batched-to
                "--gpu-memory-utilization", "--mem-fraction-static", "--kv-cache-dtype", "--quantization",
                "--enable-prefix-caching", "--disable-prefix-caching", "--disable-radix-cache",
                "--speculative-config", "--speculative-algorithm", "--speculative-num-steps", "--max-model-len",
-               "--context-length", "--enforce-eager", "--no-enable-chunked-prefill", "--enable-chunked-prefill")
+               "--context-length", "--enforce-eager", "--no-enable-chunked-prefill", "--enable-chunked-prefill",
+               "--cuda-graph-max-bs", "--disable-cuda-graph", "--max-cudagraph-capture-size")
 
 
 @dataclass(frozen=True)

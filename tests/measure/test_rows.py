@@ -13,7 +13,7 @@ from stockpile.calibration.rows import inference_case
 from stockpile.cli import app
 from stockpile.errors import InputError
 from stockpile.measure.loadgen import LatencyStats, LoadResult
-from stockpile.measure.rows import Deployment, deployment_from_spec, merge_csv, rows_for
+from stockpile.measure.rows import Deployment, _kept, deployment_from_spec, merge_csv, rows_for
 
 
 def _result(mode: str = "concurrency", load: float = 8) -> LoadResult:
@@ -42,6 +42,13 @@ def test_a_load_point_becomes_one_row_per_metric() -> None:
     rate = rows_for(dep, _result("request_rate", 1.5), endpoint="e", run_id="q")[0]
     assert rate["request_rate"] == "1.5" and rate["concurrency"] == "" and "Poisson" in rate["notes"]
     assert inference_case(rate).request_rate == 1.5
+    # a CUDA-graph limit in the launch flags travels too: validate then evaluates the run with it
+    eager = Deployment(model="Qwen/Qwen3-8B", chip="h100-sxm-80gb", gpus=1, engine="sglang",
+                       flags=_kept(["--port", "30000", "--cuda-graph-max-bs", "64", "--host", "0.0.0.0"]))
+    assert eager.flags == ("--cuda-graph-max-bs", "64")
+    assert inference_case(rows_for(eager, _result(), endpoint="e", run_id="g")[0]).graph_max == 64
+    off = Deployment(model="Qwen/Qwen3-8B", chip="h100-sxm-80gb", gpus=1, engine="vllm", flags=_kept(["--enforce-eager"]))
+    assert inference_case(rows_for(off, _result(), endpoint="e", run_id="v")[0]).graph_max == 0
 
 
 def test_rows_are_appended_to_an_existing_file_and_a_foreign_file_is_refused(tmp_path: Path) -> None:
