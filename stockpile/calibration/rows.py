@@ -290,7 +290,7 @@ _FLAG = {"budget": _flag(r"max[-_]num[-_]batched[-_]tokens|chunked[-_]prefill[-_
 # 4-bit weights with FP8 activations (SGLang's W4AFP8 MoE kernels): the GEMMs run on the FP8 tensor cores, the
 # weights widened in registers. W4A8 with INT8 activations (Ascend) stays on the dequantizing path it was fitted on:
 # read as INT8 GEMMs, the SGLang Ascend rows split by configuration (aggregated +59 %, PD -7 %, refitted or not)
-_W4A8 = [(re.compile(r"W4A?FP8|W4A8[-_ ]?FP8|FP8 activations", re.I), "fp8")]
+_W4AFP8 = re.compile(r"W4A?FP8|W4A8[-_ ]?FP8|FP8 activations", re.I)
 # graphs off: every step launches its kernels from the host (vLLM --enforce-eager, SGLang --disable-cuda-graph)
 _NO_GRAPHS = re.compile(r"--enforce[-_]eager|--disable[-_]cuda[-_]graph(?![-_])|\bno (?:CUDA|HIP) graphs", re.I)
 
@@ -364,10 +364,6 @@ def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> 
         v = float(m.group(1))
         if 0.1 <= v <= 1.0:
             case.mem_util = v
-    if (case.weight_dtype or "") == "int4":
-        case.act_dtype = next((d for rx, d in _W4A8 if rx.search(notes)), None)
-        if case.act_dtype:
-            case.notes_used.append(f"int4 weights with {case.act_dtype} activations: {case.act_dtype} GEMMs")
     m = _FLAG["graph_max"].search(notes)
     if _NO_GRAPHS.search(notes):
         case.graph_max = 0
@@ -523,6 +519,9 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
     if case.kv_dtype is None and case.weight_dtype in ("fp8", "fp4") and inferencex:
         case.kv_dtype = "fp8"
         case.notes_used.append("KV cache fp8: the InferenceX harness's setting for FP8/FP4 checkpoints")
+    if case.weight_dtype == "int4" and _W4AFP8.search(notes):
+        case.act_dtype = "fp8"
+        case.notes_used.append("int4 weights with fp8 activations: fp8 GEMMs")
     ratio = random_length_ratio(notes)
     if ratio is not None and ratio < 1.0:
         scale = (1.0 + ratio) / 2.0          # mean of a uniform draw from [r L, L]
