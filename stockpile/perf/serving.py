@@ -103,7 +103,8 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         # whole batch when a closed loop runs in lockstep. Fixed lengths keep it in lockstep; lengths drawn
         # from a known range smear the wave's return over spread x steps, which dissolves it where that is
         # longer than the steps its prompts take to prefill
-        partial = _lockstep_share(spread, steps, b / attn_dp * new_isl / np.maximum(chunk, 1.0))
+        wave = b / attn_dp * new_isl                # a wave's prompt tokens on one attention-DP rank
+        partial = _lockstep_share(spread, steps, wave / np.maximum(chunk, 1.0))
         lock = np.where(sync > 0, 1.0, np.where(mode == MODE_CLOSED, partial, 0.0)) * p.sync_eff
         prompts = np.maximum(1.0, b_mb / steps + lock * (b_mb - b_mb / steps))
         c = np.maximum(np.minimum(np.maximum(chunk - dec_tok, 0.25 * chunk), prompts * new_isl), 1.0)
@@ -130,7 +131,6 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         hold = (prefill_first > 0) & (sync > 0) & (spec_draft <= 0)
         if not hold.any():                         # (the search's varied lengths: no wave to evaluate)
             return t_it, ttft, f * c
-        wave = b / attn_dp * new_isl
         n_b = np.maximum(np.ceil(wave / np.maximum(prefill_batch, 1.0)), 1.0)
         t_batch = pp * stage_time(mc, cc, p, **lay, dec_seqs=zero, dec_tokens=zero, dec_ctx=dec_ctx,
                                   pre_tokens=wave / n_b, pre_ctx=pre_ctx)
