@@ -327,27 +327,33 @@ def _group_of_case(by: str) -> Any:
             "model_family": lambda c: model_family_of(c.model), "chip_family": lambda c: chip_family_of(c.chip)}[by]
 
 
-def _score(cal: Calibration, paths: list[Path], by: str) -> dict[str, tuple[list[float], list[bool]]]:
-    """Per group: |error| of its predicted rows under `cal`, and whether each measured value is inside the band."""
+Scores = dict[str, tuple[list[float], list[bool], list[list[Any]]]]
+
+
+def _score(cal: Calibration, paths: list[Path], by: str) -> Scores:
+    """Per group: |error| of its predicted rows under `cal`, whether each measured value is inside the band, and
+    the rows themselves as [file, id, metric, measured, predicted] (so that a band rule can be scored again on
+    held-out predictions without refitting: bench/band_heldout.py --from-log)."""
     from stockpile.calibration.rows import read_rows
     from stockpile.calibration.validate import validate_file
     key_of = _group_of_row(by)
-    got: dict[str, tuple[list[float], list[bool]]] = {}
+    got: Scores = {}
     for path in paths:
         _, rows = read_rows(path)
         group = {(r.get("id", ""), r.get("metric", "")): key_of(r) for r in rows}
         for r in validate_file(path, cal)["rows"]:
             if r["status"] != "ok":
                 continue
-            apes, inside = got.setdefault(group[(r["id"], r["metric"])], ([], []))
+            apes, inside, recs = got.setdefault(group[(r["id"], r["metric"])], ([], [], []))
             apes.append(abs(r["error"]))
+            recs.append([Path(path).name, r["id"], r["metric"], r["measured"], r["predicted"]])
             if r.get("predicted_p10") is not None:
                 inside.append(r["predicted_p10"] <= r["measured"] <= r["predicted_p90"])
     return got
 
 
 def _held_out(paths: list[Path], by: str, key: str | None, max_nfev: int,
-              start: Calibration | None) -> dict[str, tuple[list[float], list[bool]]]:
+              start: Calibration | None) -> Scores:
     """Refit without group `key` (None: the control, nothing held out) and score every group. Module level, so
     that a process pool can run the refits side by side."""
     case_key = _group_of_case(by)
@@ -373,21 +379,22 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
     not seeing the group costs, apart from where the refit's optimum differs from `start`. `jobs` > 1 runs the
     refits in that many processes; `on_result(key, result)` is called as each group's result arrives (progress,
     or a log that survives an interrupted run); `skip` leaves out groups already done (a resumed run), and
-    `on_control` receives the control's median per group when it arrives."""
+    `on_control` receives the control's median per group when it arrives. Each result holds its predicted rows
+    (`rows`: [file, id, metric, measured, predicted]) for scoring another band rule on them."""
     keys = group_sizes(paths, by)
     todo = [k for k, n in sorted(keys.items()) if n >= min_rows and k not in skip]
 
     def med(xs: list[float]) -> float | None:
         return round(statistics.median(xs), 4) if xs else None
 
-    def result(key: str, got: dict[str, tuple[list[float], list[bool]]]) -> dict[str, Any]:
-        apes, inside = got.get(key, ([], []))
+    def result(key: str, got: Scores) -> dict[str, Any]:
+        apes, inside, recs = got.get(key, ([], [], []))
         return {"n": keys[key], "n_predicted": len(apes), "median_ape": med(apes),
-                "band_coverage": round(sum(inside) / len(inside), 4) if inside else None}
+                "band_coverage": round(sum(inside) / len(inside), 4) if inside else None, "rows": recs}
 
     tasks: list[str | None] = ([None] if control else []) + list(todo)
 
-    def finished() -> Iterator[tuple[str | None, dict[str, tuple[list[float], list[bool]]]]]:
+    def finished() -> Iterator[tuple[str | None, Scores]]:
         """(group or None for the control, its scores), in the order the refits finish."""
         if jobs <= 1:
             yield from ((key, _held_out(paths, by, key, max_nfev, start)) for key in tasks)
@@ -398,7 +405,7 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
             yield from ((futures[fut], fut.result()) for fut in as_completed(futures))
 
     out: dict[str, dict[str, Any]] = {}
-    base: dict[str, tuple[list[float], list[bool]]] = {}
+    base: Scores = {}
     for key, got in finished():
         if key is None:
             base = got
@@ -410,5 +417,5 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
             on_result(key, out[key])
     if control:
         for key in out:
-            out[key]["median_ape_control"] = med(base.get(key, ([], []))[0])
+            out[key]["median_ape_control"] = med(base.get(key, ([], [], []))[0])
     return {k: out[k] for k in todo if k in out}
