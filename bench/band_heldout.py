@@ -1,6 +1,7 @@
 """Are the uncertainty bands honest on data the fit never saw? (issue 13)
 
     .venv/bin/python bench/band_heldout.py [FOLDS]
+    .venv/bin/python bench/band_heldout.py --from-log bench/results/lopo_publications_HASH.jsonl
 
 The publications of the shipped inference files are split into FOLDS groups (default 5; a publication's group
 is the CRC-32 of its source URL, so the split is the same on every machine). Each group is predicted by the
@@ -9,6 +10,12 @@ fit_inference.set_in; at most 30 evaluations per stage), and each held-out measu
 p10-p90 band the tool states with its prediction (calibration/bands.py). Prints the share inside, overall, by
 file and by metric kind, next to the same share under the shipped calibration (in sample). Target: 75-85 %.
 About 15 minutes on 2 cores.
+
+With --from-log, no refit: the held-out predictions of a leave-one-publication-out log (validation_report.py
+--resume writes each publication's rows) are checked against the band stated for a publication the fit has not
+seen (bands.UNSEEN_WIDEN) two ways: with the shipped regime quantiles, which include the held-out publication's
+own in-sample residuals, and with the quantiles rebuilt without its rows (nothing of it seen); and the widening
+at which the second reaches 75 / 80 / 85 %. Seconds.
 """
 from __future__ import annotations
 
@@ -24,6 +31,132 @@ def fold_of(publication: str, folds: int) -> int:
     return zlib.crc32(publication.encode()) % folds
 
 
+def insample_records() -> list[tuple[str, str, str, float, float, str]]:
+    """(file, id, metric, measured, predicted, publication) of every shipped inference row the shipped calibration
+    predicts."""
+    from stockpile.calibration.fit_inference import default_files
+    from stockpile.calibration.inference import Batch, Prepared, prepare_file
+    from stockpile.perf.calibration import load_calibration
+    cal = load_calibration()
+    out = []
+    for path in default_files():
+        ps = [p for p in prepare_file(path)[2] if isinstance(p, Prepared)]
+        for p, v in zip(ps, Batch(ps).run(cal)):
+            if np.isfinite(v) and v > 0:
+                out.append((path.name, p.case.row_id, p.case.metric, p.case.measured, float(v), p.case.publication))
+    return out
+
+
+def held_out_records(log) -> list[tuple[str, str, str, float, float, str]]:
+    """The same for each publication's held-out rows in a leave-one-publication-out log."""
+    import json
+    out = []
+    for line in open(log):
+        rec = json.loads(line)
+        out += [(r[0], r[1], r[2], float(r[3]), float(r[4]), rec["key"]) for r in rec.get("rows", []) if r[4]]
+    return out
+
+
+def coverage_from_log(log, widths: tuple[float, ...] = ()) -> dict:
+    """Held-out band coverage from a log (see the module's docstring): `shipped` (the shipped quantiles),
+    `rebuilt` (quantiles without the held-out publication), per publication, and `rebuilt` at each of `widths`
+    in place of UNSEEN_WIDEN; `in_sample`: the shipped rows against their own (seen) band."""
+    from stockpile.calibration.bands import UNSEEN_WIDEN, WIDEN, _quantiles, _shrunk, keys, regimes, table
+    where = regimes()
+    ins, held = insample_records(), held_out_records(log)
+
+    def key_list(r):
+        k = where.get((r[0], r[1], r[2]))
+        return keys(*k) if k else None
+
+    def inside(r, t, widen):
+        ks = key_list(r)
+        b = _shrunk(t, ks, widen) if ks else None
+        return None if b is None else b[0] * r[4] <= r[3] <= b[1] * r[4]
+
+    shipped = table()
+    rebuilt: dict[str, dict] = {}
+    for pub in {r[5] for r in held}:
+        res: dict[str, list[float]] = defaultdict(list)
+        for r in ins:
+            ks = key_list(r)
+            if r[5] != pub and ks:
+                for k in ks:
+                    res[k].append(float(np.log(r[3] / r[4])))
+        rebuilt[pub] = _quantiles(res)
+
+    def share(xs):
+        xs = [x for x in xs if x is not None]
+        return round(statistics.fmean(xs), 4) if xs else None
+
+    per: dict[str, tuple[int, float | None, float | None]] = {}
+    for pub in sorted(rebuilt):
+        rs = [r for r in held if r[5] == pub]
+        per[pub] = (len(rs), share(inside(r, shipped, UNSEEN_WIDEN) for r in rs),
+                    share(inside(r, rebuilt[pub], UNSEEN_WIDEN) for r in rs))
+    return {"rows": len(held), "in_sample": share(inside(r, shipped, WIDEN) for r in ins),
+            "shipped": share(inside(r, shipped, UNSEEN_WIDEN) for r in held),
+            "rebuilt": share(inside(r, rebuilt[r[5]], UNSEEN_WIDEN) for r in held),
+            "per_publication": per,
+            "widths": {w: share(inside(r, rebuilt[r[5]], w) for r in held) for w in widths}}
+
+
+def training_coverage(widths: tuple[float, ...] = ()) -> dict:
+    """The same for training: each source of the shipped training file held out (fit_training.
+    leave_one_source_out), its values against the band for a source the fit has not seen, with the shipped
+    quantiles and with the quantiles rebuilt without the source's rows; in sample against the seen band."""
+    import csv
+    from importlib import resources
+
+    from stockpile.calibration.bands import (
+        TRAIN_UNSEEN_WIDEN,
+        TRAIN_WIDEN,
+        _lookup,
+        _quantiles,
+        training_keys,
+    )
+    from stockpile.calibration.fit_training import leave_one_source_out
+    from stockpile.calibration.training import Case, predict_training_rows, prepare_rows, source_of
+    path = resources.files("stockpile") / "data" / "measurements" / "training_measurements.csv"
+    rows = list(csv.DictReader(path.read_text().splitlines()))
+    cases = prepare_rows(rows)
+    ins: list[tuple[str, str, float, float, str]] = []
+    where: dict[tuple[str, str], list[str]] = {}
+    for row, case, rec in zip(rows, cases, predict_training_rows(rows, cases=cases)):
+        if isinstance(case, Case) and rec["status"] == "ok" and rec["measured"]:
+            where[(row["id"], row["metric"])] = training_keys(case.job.chip.family, case.metric, case.job.model.is_moe)
+            ins.append((row["id"], row["metric"], rec["measured"], rec["predicted"], source_of(row)[0]))
+    held = [(r[0], r[1], float(r[2]), float(r[3]), src)
+            for src, v in leave_one_source_out(rows).items() for r in v["rows"] if (r[0], r[1]) in where]
+
+    def table(exclude: str | None = None) -> dict:
+        res: dict[str, list[float]] = defaultdict(list)
+        for i, m, meas, pred, src in ins:
+            if src != exclude:
+                for k in where[(i, m)]:
+                    res[k].append(float(np.log(meas / pred)))
+        return _quantiles(res)
+
+    shipped = table()
+    rebuilt = {src: table(src) for src in {r[4] for r in held}}
+
+    def share(rs, t_of, widen):
+        hits = []
+        for i, m, meas, pred, src in rs:
+            b = _lookup(t_of(src), where[(i, m)], widen)
+            if b is not None:
+                hits.append(b[0] * pred <= meas <= b[1] * pred)
+        return round(statistics.fmean(hits), 4) if hits else None
+
+    return {"rows": len(held), "in_sample": share(ins, lambda s: shipped, TRAIN_WIDEN),
+            "shipped": share(held, lambda s: shipped, TRAIN_UNSEEN_WIDEN),
+            "rebuilt": share(held, lambda s: rebuilt[s], TRAIN_UNSEEN_WIDEN),
+            "per_source": {src: (sum(r[4] == src for r in held),
+                                 share([r for r in held if r[4] == src], lambda s: rebuilt[s], TRAIN_UNSEEN_WIDEN))
+                           for src in sorted(rebuilt)},
+            "widths": {w: share(held, lambda s: rebuilt[s], w) for w in widths}}
+
+
 def main() -> None:
     import argparse
 
@@ -33,7 +166,40 @@ def main() -> None:
     from stockpile.perf.calibration import load_calibration
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("folds", nargs="?", type=int, default=5, help="folds of publications (default 5)")
-    folds = ap.parse_args().folds
+    ap.add_argument("--from-log", metavar="FILE.jsonl", help="score a leave-one-publication-out log's rows instead")
+    ap.add_argument("--training", action="store_true",
+                    help="training: each source held out (about a minute), instead of the inference folds")
+    args = ap.parse_args()
+    if args.training:
+        from stockpile.calibration.bands import TRAIN_UNSEEN_WIDEN, TRAIN_WIDEN
+        widths = tuple(round(x, 2) for x in np.arange(1.0, 3.01, 0.1))
+        got = training_coverage(widths)
+        print(f"{got['rows']} held-out training rows. Inside the band for a new source (x {TRAIN_UNSEEN_WIDEN}): "
+              f"{100 * got['shipped']:.1f} % with the shipped quantiles, {100 * got['rebuilt']:.1f} % with the "
+              f"quantiles rebuilt without the held-out source. In sample (x {TRAIN_WIDEN}): "
+              f"{100 * got['in_sample']:.1f} %.\n")
+        print("| source held out | rows | inside (rebuilt) |\n|---|---:|---:|")
+        for src, (n, c) in got["per_source"].items():
+            print(f"| {src} | {n} | {'-' if c is None else f'{100 * c:.1f} %'} |")
+        print("\nwidening (log units) -> held-out coverage, quantiles rebuilt without the source:")
+        print(", ".join(f"{w:g}: {100 * c:.1f} %" for w, c in got["widths"].items() if c is not None))
+        return
+    if args.from_log:
+        from stockpile.calibration.bands import UNSEEN_WIDEN, WIDEN
+        widths = tuple(round(x, 2) for x in np.arange(1.0, 2.01, 0.05))
+        got = coverage_from_log(args.from_log, widths)
+        print(f"{got['rows']} held-out rows. Inside the band for a new publication (x {UNSEEN_WIDEN} in log units): "
+              f"{100 * got['shipped']:.1f} % with the shipped quantiles, {100 * got['rebuilt']:.1f} % with the "
+              f"quantiles rebuilt without the held-out publication. In sample (x {WIDEN}): "
+              f"{100 * got['in_sample']:.1f} %.\n")
+        print("| publication | held-out rows | shipped quantiles | rebuilt without it |\n|---|---:|---:|---:|")
+        for pub, (n, a, b) in sorted(got["per_publication"].items(), key=lambda kv: -kv[1][0]):
+            print(f"| {pub} | {n} | {'-' if a is None else f'{100 * a:.1f} %'} | "
+                  f"{'-' if b is None else f'{100 * b:.1f} %'} |")
+        print("\nwidening (log units) -> held-out coverage, quantiles rebuilt without the publication:")
+        print(", ".join(f"{w:g}: {100 * c:.1f} %" for w, c in got["widths"].items() if c is not None))
+        return
+    folds = args.folds
     ship = load_calibration()
     preps: list[tuple[str, Prepared]] = []
     for path in default_files():

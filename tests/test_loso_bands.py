@@ -35,6 +35,12 @@ def test_each_publication_held_out_gets_its_error_and_band_coverage(tmp_path: Pa
         assert v["n"] == 12 and v["n_predicted"] >= 1
         assert 0.0 <= v["median_ape"] < 5.0
         assert v["band_coverage"] is not None and 0.0 <= v["band_coverage"] <= 1.0
+        # the held-out predictions themselves, to score another band rule on without refitting
+        assert len(v["rows"]) == v["n_predicted"]
+        assert all(r[0] == small.name and r[3] > 0 and r[4] > 0 for r in v["rows"])
+        from stockpile.calibration.bands import inside_bands, regimes
+        inside = inside_bands(v["rows"], regimes([small]))
+        assert v["band_coverage"] == round(sum(inside) / len(inside), 4)
 
 
 def test_refits_in_parallel_processes_match_the_serial_run_and_report_as_they_arrive(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ sample about 14.5 %; docs/validation.md has the tables).
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stockpile.calibration.validate import validate_file
@@ -130,3 +131,56 @@ def test_a_decode_phase_output_rate_is_the_running_batch_over_its_time_per_token
     conc, gpus = float(rows[0]["concurrency"]), float(rows[0]["num_accelerators"])
     assert recs["output_tokens_per_s_per_gpu"]["predicted"] == pytest.approx(
         conc / gpus / (recs["tpot_ms"]["predicted"] / 1e3), rel=1e-6)
+
+
+def test_a_publication_the_fit_has_not_seen_gets_the_wider_band(tmp_path):
+    """validate states the in-sample band for rows of the publications the calibration was fitted on, and the
+    band of a new publication (bands.UNSEEN_WIDEN, from the leave-one-publication-out residuals) for any other
+    source: the same measurement under another source URL is predicted alike, its band widened in log units."""
+    import csv
+
+    from stockpile.calibration.bands import UNSEEN_WIDEN, WIDEN, fitted_publications
+    src = ROOT / "inference_measurements.csv"
+    rows = list(csv.DictReader(src.open()))[:40]
+    assert all(r["source_url"].split("#")[0].strip() in fitted_publications() for r in rows)
+    moved = [{**r, "source_url": "https://example.org/our-own-benchmark"} for r in rows]
+    for name, rs in (("seen.csv", rows), ("new.csv", moved)):
+        with (tmp_path / name).open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rs)
+    seen = [r for r in validate_file(tmp_path / "seen.csv")["rows"] if r["status"] == "ok"]
+    new = [r for r in validate_file(tmp_path / "new.csv")["rows"] if r["status"] == "ok"]
+    assert len(seen) == len(new) > 20
+    for a, b in zip(seen, new):
+        assert a["predicted"] == b["predicted"]
+        # the log-width scales with the widening, the regime and its quantiles being the same
+        w_seen = np.log(a["predicted_p90"] / a["predicted_p10"])
+        w_new = np.log(b["predicted_p90"] / b["predicted_p10"])
+        assert w_new == pytest.approx(w_seen * UNSEEN_WIDEN / WIDEN, rel=1e-3, abs=1e-5)
+
+
+def test_a_training_source_the_fit_has_not_seen_gets_the_wider_band(tmp_path):
+    """The same for training rows: the shipped file's rows carry the in-sample band (TRAIN_WIDEN); the same rows
+    from another publication the band of a new source (TRAIN_UNSEEN_WIDEN, from leave one source out)."""
+    import csv
+
+    from stockpile.calibration.bands import TRAIN_UNSEEN_WIDEN, TRAIN_WIDEN
+    src = ROOT / "training_measurements.csv"
+    rows = list(csv.DictReader(src.open()))[:30]
+    # another publication of the same source (the URL names the framework, which the prediction reads)
+    moved = [{**r, "source_url": r["source_url"].split("#")[0] + " (our own rerun)"} for r in rows]
+    for name, rs in (("seen.csv", rows), ("new.csv", moved)):
+        with (tmp_path / name).open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rs)
+    seen = [r for r in validate_file(tmp_path / "seen.csv")["rows"] if r["status"] == "ok"]
+    new = [r for r in validate_file(tmp_path / "new.csv")["rows"] if r["status"] == "ok"]
+    assert len(seen) == len(new) > 10
+    assert TRAIN_UNSEEN_WIDEN > TRAIN_WIDEN
+    for a, b in zip(seen, new):
+        assert a["predicted"] == b["predicted"]
+        w_seen = np.log(a["predicted_p90"] / a["predicted_p10"])
+        w_new = np.log(b["predicted_p90"] / b["predicted_p10"])
+        assert w_new == pytest.approx(w_seen * TRAIN_UNSEEN_WIDEN / TRAIN_WIDEN, rel=2e-3, abs=1e-5)

@@ -36,7 +36,18 @@ MIN_ROWS = 15
 # per-regime quantiles x 1.1, as before: 83.0 % and about 71 %).
 SHRINK_ROWS = 1000.0
 WIDEN = 1.15
+# A prediction for a publication the fit has not seen (a user's own deployment, `estimate`, `search`, a measured file
+# from another source) errs more than the shipped rows do in sample: held out one publication at a time, about
+# twice as many measured values fall outside the in-sample band. Its band is the same regime's, widened by
+# UNSEEN_WIDEN instead of WIDEN, set from the leave-one-publication-out residuals (bench/band_heldout.py --from-log:
+# each publication's held-out values against the bands built without its rows; docs/validation.md)
+UNSEEN_WIDEN = 1.15
 TRAIN_WIDEN = 1.1   # training bands: in-sample quantiles x 1.1 (docs/training-model.md)
+# a training run of a source the fit has not seen (`train`, a new publication's rows): held out one source at a
+# time (fit_training.leave_one_source_out), half the measured values fell outside the in-sample band; the
+# widening at which about 80 % fall inside, with the quantiles rebuilt without the source's rows
+# (bench/band_heldout.py --training)
+TRAIN_UNSEEN_WIDEN = 2.2
 THROUGHPUT = ("output_tokens_per_s", "output_tokens_per_s_per_gpu", "total_tokens_per_s",
               "total_tokens_per_s_per_gpu", "requests_per_s")
 
@@ -71,9 +82,9 @@ def table() -> dict[str, dict[str, float]]:
     return _doc().get("bands", {})
 
 
-def _shrunk(t: dict[str, dict[str, float]], ks: list[str]) -> tuple[float, float, str, int] | None:
+def _shrunk(t: dict[str, dict[str, float]], ks: list[str], widen: float = WIDEN) -> tuple[float, float, str, int] | None:
     """(low factor, high factor, group, rows): the quantiles of the most specific of `ks` that `t` holds,
-    each level shrunk toward the broader one below it (weight n / (n + SHRINK_ROWS)), widened by WIDEN."""
+    each level shrunk toward the broader one below it (weight n / (n + SHRINK_ROWS)), widened by `widen`."""
     chain = [k for k in ks if k in t]
     if not chain:
         return None
@@ -82,21 +93,65 @@ def _shrunk(t: dict[str, dict[str, float]], ks: list[str]) -> tuple[float, float
         n = float(t[k]["n"])
         a = n / (n + SHRINK_ROWS)
         lo, hi = a * float(t[k]["q10"]) + (1 - a) * lo, a * float(t[k]["q90"]) + (1 - a) * hi
-    return float(np.exp(WIDEN * lo)), float(np.exp(WIDEN * hi)), chain[0], int(t[chain[0]]["n"])
+    return float(np.exp(widen * lo)), float(np.exp(widen * hi)), chain[0], int(t[chain[0]]["n"])
 
 
-def _lookup(t: dict[str, dict[str, float]], ks: list[str]) -> tuple[float, float, str, int] | None:
-    """(low factor, high factor, group, rows) of the first of `ks` (most specific first) that `t` holds."""
+def _lookup(t: dict[str, dict[str, float]], ks: list[str], widen: float = 1.0) -> tuple[float, float, str, int] | None:
+    """(low factor, high factor, group, rows) of the first of `ks` (most specific first) that `t` holds, its
+    quantiles widened by `widen` in log units."""
     for k in ks:
         if k in t:
             b = t[k]
-            return float(np.exp(b["q10"])), float(np.exp(b["q90"])), k, int(b["n"])
+            return float(np.exp(widen * b["q10"])), float(np.exp(widen * b["q90"])), k, int(b["n"])
     return None
 
 
-def band(engine: str, family: str, metric: str, load: str) -> tuple[float, float, str, int] | None:
-    """(low factor, high factor, group, rows) for a prediction, or None without any band data."""
-    return _shrunk(table(), keys(engine, family, metric, load))
+def band(engine: str, family: str, metric: str, load: str, seen: bool = False) -> tuple[float, float, str, int] | None:
+    """(low factor, high factor, group, rows) for a prediction, or None without any band data. `seen`: the
+    prediction is of a publication the fit has seen (validate on the shipped rows: in-sample error, WIDEN);
+    otherwise a new one's (UNSEEN_WIDEN)."""
+    return _shrunk(table(), keys(engine, family, metric, load), WIDEN if seen else UNSEEN_WIDEN)
+
+
+def fitted_publications() -> frozenset[str]:
+    """The publications (source URLs without their fragment) whose rows the shipped calibration was fitted on."""
+    return _fitted()
+
+
+@cache
+def _fitted() -> frozenset[str]:
+    return frozenset(_doc().get("fitted_publications") or [])
+
+
+def regimes(paths: list[Path] | None = None) -> dict[tuple[str, str, str], tuple[str, str, str, str]]:
+    """(file name, row id, metric) -> the (engine, chip family, metric, load) a band is looked up by, for every
+    row the model takes of the inference files `paths` (default: the shipped ones)."""
+    from stockpile.calibration.fit_inference import default_files
+    from stockpile.calibration.inference import Prepared, prepare_file
+    out = {}
+    for path in paths or default_files():
+        for p in prepare_file(path)[2]:
+            if isinstance(p, Prepared):
+                c = p.case
+                out[(Path(path).name, c.row_id, c.metric)] = (p.engine_key, p.chip.family, c.metric,
+                                                         load_kind(c.concurrency, c.request_rate, c.num_requests))
+    return out
+
+
+def inside_bands(records: list[list[Any]], where: dict[tuple[str, str, str], tuple[str, str, str, str]] | None = None,
+                 seen: bool = False) -> list[bool]:
+    """For predictions made elsewhere (a leave-one-out log's rows: [file, id, metric, measured, predicted]),
+    whether each measured value lies inside the band the current rule states (`seen`: as for a publication the
+    fit has seen; by default as for a new one, which a held-out publication is); rows without a regime or a
+    band are left out."""
+    where = regimes() if where is None else where
+    out = []
+    for f, i, m, measured, predicted in records:
+        k = where.get((f, i, m))
+        b = band(*k, seen=seen) if k is not None else None
+        if b is not None and predicted and measured:
+            out.append(b[0] * predicted <= measured <= b[1] * predicted)
+    return out
 
 
 # A chip family with no validated rows at all: held out, a chip family's rows err about twice as much as in sample
@@ -196,9 +251,16 @@ def training_family_seen(family: str) -> bool:
     return TRAIN_GROUPS.get(family, family) in load_training_calibration().families
 
 
-def training_band(family: str, metric: str, moe: bool) -> tuple[float, float, str, int] | None:
-    """(low factor, high factor, group, rows) for a training prediction, or None without band data."""
-    return _lookup(_doc().get("training_bands", {}), training_keys(family, metric, moe))
+def training_band(family: str, metric: str, moe: bool, seen: bool = False) -> tuple[float, float, str, int] | None:
+    """(low factor, high factor, group, rows) for a training prediction, or None without band data. `seen`: a
+    row of a publication the fit used (in-sample, TRAIN_WIDEN); otherwise a new source's (TRAIN_UNSEEN_WIDEN)."""
+    return _lookup(_doc().get("training_bands", {}), training_keys(family, metric, moe),
+                   TRAIN_WIDEN if seen else TRAIN_UNSEEN_WIDEN)
+
+
+def fitted_training_publications() -> frozenset[str]:
+    """The publications (source URLs without their fragment) of the training rows the shipped fit used."""
+    return frozenset(_doc().get("fitted_training_publications") or [])
 
 
 def describe_training(lo: float, hi: float, group: str, n: int) -> str:
@@ -223,7 +285,9 @@ def fit_training_bands() -> dict[str, Any]:
         r = float(np.log(rec["measured"] / rec["predicted"]))
         for k in training_keys(case.job.chip.family, case.metric, case.job.model.is_moe):
             res[k].append(r)
-    return {"training_bands": _quantiles(res, TRAIN_WIDEN),
+    return {"training_bands": _quantiles(res),
+            "fitted_training_publications": sorted({(r.get("source_url") or "").split("#")[0].strip()
+                                                    for r, c in zip(rows, cases) if isinstance(c, Case)} - {""}),
             "validated_training_chips": sorted({c.job.chip.id for c in cases if isinstance(c, Case)})}
 
 
@@ -235,10 +299,12 @@ def fit_bands() -> dict[str, Any]:
     cal = load_calibration()
     res: dict[str, list[float]] = defaultdict(list)
     chips: set[str] = set()
+    pubs: set[str] = set()
     for path in default_files():
         _, _, preps = prepare_file(path)
         ps = [p for p in preps if isinstance(p, Prepared)]
         chips.update(p.case.chip for p in ps)
+        pubs.update(p.case.publication for p in ps if p.case.publication)
         for p, v in zip(ps, Batch(ps).run(cal)):
             if not (np.isfinite(v) and v > 0):
                 continue
@@ -248,7 +314,7 @@ def fit_bands() -> dict[str, Any]:
                           load_kind(c.concurrency, c.request_rate, c.num_requests)):
                 res[k].append(r)
     out = _quantiles(res)
-    return {"validated_chips": sorted(chips),
+    return {"validated_chips": sorted(chips), "fitted_publications": sorted(pubs),
             "meta": {"what": "10th/90th percentiles of log(measured/predicted) per regime "
                              "(engine|chip family|metric|load), from validate on the shipped files (in sample; "
                              f"shrunk toward the broader group and widened x {WIDEN} when read)",

@@ -205,8 +205,11 @@ def _keep(row: dict[str, str], exclude: str | None) -> bool:
 
 def leave_one_source_out(rows: list[dict[str, str]], *, min_rows: int = 5, rounds: int = 2,
                          max_nfev: int = 100) -> dict[str, dict[str, Any]]:
-    """For each source with `min_rows` or more: fit without it, predict its rows; median |error| there."""
-    from stockpile.calibration.training import source_of
+    """For each source with `min_rows` or more: fit without it, predict its rows; median |error| there, the share
+    of its measured values inside the band stated for a source the fit has not seen (`band_coverage`), and the
+    held-out rows ([id, metric, measured, predicted]) to score another band rule on."""
+    from stockpile.calibration.bands import training_band
+    from stockpile.calibration.training import Case, prepare_rows, source_of
     counts = Counter(source_of(r)[0] for r in rows)
     out: dict[str, dict[str, Any]] = {}
     for key, n in sorted(counts.items()):
@@ -214,10 +217,19 @@ def leave_one_source_out(rows: list[dict[str, str]], *, min_rows: int = 5, round
             continue
         cal, _ = fit(rows, exclude_source=key, rounds=rounds, max_nfev=max_nfev)
         held = [r for r in rows if source_of(r)[0] == key]
-        recs = predict_training_rows(held, cal)
+        cases = prepare_rows(held)
+        recs = predict_training_rows(held, cal, cases=cases)
         apes = [abs(r["error"]) for r in recs if r["status"] == "ok"]
+        inside = []
+        for case, rec in zip(cases, recs):
+            b = (training_band(case.job.chip.family, case.metric, case.job.model.is_moe)
+                 if isinstance(case, Case) and rec["status"] == "ok" else None)
+            if b is not None:
+                inside.append(b[0] * rec["predicted"] <= rec["measured"] <= b[1] * rec["predicted"])
         out[key] = {"n": n, "n_predicted": len(apes),
-                    "median_ape": round(statistics.median(apes), 4) if apes else None}
+                    "median_ape": round(statistics.median(apes), 4) if apes else None,
+                    "band_coverage": round(sum(inside) / len(inside), 4) if inside else None,
+                    "rows": [[r["id"], r["metric"], r["measured"], r["predicted"]] for r in recs if r["status"] == "ok"]}
     return out
 
 
@@ -236,8 +248,9 @@ def main(loso: bool = True, paths: list[Path] | None = None, dest: Path | None =
     rows = [r for p in (paths or [default_file()]) for r in read_training_rows(Path(p))]
     cal, report = fit(rows)
     if loso:
-        cal.meta["leave_one_source_out"] = leave_one_source_out(rows)
-        report["leave_one_source_out"] = cal.meta["leave_one_source_out"]
+        held = leave_one_source_out(rows)
+        report["leave_one_source_out"] = {k: {f: x for f, x in v.items() if f != "rows"} for k, v in held.items()}
+        cal.meta["leave_one_source_out"] = report["leave_one_source_out"]
     report["written"] = str(write_calibration(cal, dest))
     return report
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from stockpile.calibration.bands import band, load_kind
+from stockpile.calibration.bands import band, fitted_publications, load_kind
 from stockpile.calibration.rows import (
     DEFAULT_DRAFT_ATTN_DP,
     DISTRIBUTION_METRICS,
@@ -439,6 +439,7 @@ def validate_rows(rows: list[dict[str, str]], cal: Calibration) -> list[dict[str
     batch = Batch(ok) if ok else None
     preds = iter(batch.run(cal)) if batch else iter(())
     misfit = {id(ok[i]): why for i, why in batch.misfit.items()} if batch else {}
+    fitted = fitted_publications()      # rows of these carry the in-sample band; any other source a new one's
     out_rows = []
     for row, prep in zip(rows, prepared):
         measured = float_or_none(row.get("value"))
@@ -455,7 +456,7 @@ def validate_rows(rows: list[dict[str, str]], cal: Calibration) -> list[dict[str
                 rec.update(predicted=round(v, 6), error=round((v - measured) / measured, 6), status=OK)
                 c = prep.case
                 b = band(prep.engine_key, prep.chip.family, c.metric,
-                         load_kind(c.concurrency, c.request_rate, c.num_requests))
+                         load_kind(c.concurrency, c.request_rate, c.num_requests), seen=c.publication in fitted)
                 if b is not None:
                     rec.update(predicted_p10=round(v * b[0], 6), predicted_p90=round(v * b[1], 6))
                 if prep.case.notes_used:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from stockpile.calibration.bands import training_band
+from stockpile.calibration.bands import fitted_training_publications, training_band
 from stockpile.calibration.rows import float_or_none, metric_and_value
 from stockpile.calibration.status import OK, UNSUPPORTED, status_of
 from stockpile.catalog.chips import get_chip
@@ -344,6 +344,7 @@ def predict_training_rows(rows: list[dict[str, str]], calibration: TrainCalibrat
     ('ok' | 'unsupported' | 'invalid'), reason (when not ok) and assumed (defaults the row took)."""
     cal = calibration or load_training_calibration()
     cases = cases if cases is not None else prepare_rows(rows)
+    fitted = fitted_training_publications()     # their rows carry the in-sample band; other sources a new one's
     out: list[dict[str, Any]] = []
     for row, case in zip(rows, cases):
         rec: dict[str, Any] = {"id": row.get("id", ""), "metric": row.get("metric", ""),
@@ -364,7 +365,8 @@ def predict_training_rows(rows: list[dict[str, str]], calibration: TrainCalibrat
             if not ok:
                 rec["reason"] = "no prediction"
             else:
-                b = training_band(case.job.chip.family, case.metric, case.job.model.is_moe)
+                b = training_band(case.job.chip.family, case.metric, case.job.model.is_moe,
+                                  seen=(row.get("source_url") or "").split("#")[0].strip() in fitted)
                 if b is not None:
                     rec.update(predicted_p10=round(v * b[0], 6), predicted_p90=round(v * b[1], 6))
             if case.assumed or notes:
