@@ -143,7 +143,7 @@ def search_section() -> list[str]:
 
 
 KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one publication out", "## Uncertainty bands",
-        "## Bands beyond the data",
+        "## Bands beyond the data", "## Bands for publications the fit has not seen",
         "## Leave one chip family out", "## Search choices", "## New engine releases", "## The chips of the story",
         "## Speculative decoding", "## Kernels measured", "## vLLM V1's prompt steps", "## Engines on one chip family",
         "## Serving flags in the notes")

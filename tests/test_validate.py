@@ -152,6 +152,7 @@ def test_a_publication_the_fit_has_not_seen_gets_the_wider_band(tmp_path):
     seen = [r for r in validate_file(tmp_path / "seen.csv")["rows"] if r["status"] == "ok"]
     new = [r for r in validate_file(tmp_path / "new.csv")["rows"] if r["status"] == "ok"]
     assert len(seen) == len(new) > 20
+    assert UNSEEN_WIDEN > WIDEN
     for a, b in zip(seen, new):
         assert a["predicted"] == b["predicted"]
         # the log-width scales with the widening, the regime and its quantiles being the same
