@@ -91,3 +91,27 @@ def test_cli_profile_round_trip_is_opt_in(tmp_path: Path, monkeypatch: pytest.Mo
     bad = runner.invoke(app, ["calibrate", str(runs), "--profile", "../x"])
     assert bad.exit_code == 2 and "profile" in bad.output
     assert not (tmp_path / "home" / "x.yaml").exists()
+
+
+def test_a_profile_states_the_in_sample_band_for_the_runs_it_was_fitted_on(tmp_path: Path) -> None:
+    """A user's runs are a publication the shipped fit has not seen: validated against the shipped calibration they
+    get the band for unseen data; against the profile fitted on them, the in-sample one (the profile's meta names
+    the publications it was fitted on)."""
+    from stockpile.calibration.bands import UNSEEN_WIDEN, WIDEN
+    from stockpile.calibration.inference import validate_rows
+    src = _runs(tmp_path, lambda r: r["accelerator"].startswith("h200") and r["engine"] == "vllm", n=24)
+    rows = [{**r, "source_url": "https://example.org/our-h200-runs"} for r in csv.DictReader(src.open())]
+    runs = tmp_path / "ours.csv"
+    with runs.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    start = load_calibration()
+    cal, _ = fit_profile([runs], start, max_nfev=5)
+    assert cal.meta["profile"]["publications"] == ["https://example.org/our-h200-runs"]
+    new = [r for r in validate_rows(rows, start) if r["status"] == "ok"]
+    own = [r for r in validate_rows(rows, cal) if r["status"] == "ok"]
+    assert len(new) == len(own) > 10
+    for a, b in zip(new, own):
+        ratio = np.log(b["predicted_p90"] / b["predicted_p10"]) / np.log(a["predicted_p90"] / a["predicted_p10"])
+        assert ratio == pytest.approx(WIDEN / UNSEEN_WIDEN, rel=1e-3)

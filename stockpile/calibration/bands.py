@@ -113,9 +113,13 @@ def band(engine: str, family: str, metric: str, load: str, seen: bool = False) -
     return _shrunk(table(), keys(engine, family, metric, load), WIDEN if seen else UNSEEN_WIDEN)
 
 
-def fitted_publications() -> frozenset[str]:
-    """The publications (source URLs without their fragment) whose rows the shipped calibration was fitted on."""
-    return _fitted()
+def fitted_publications(meta: dict[str, Any] | None = None) -> frozenset[str]:
+    """The publications (source URLs without their fragment) whose rows the shipped calibration was fitted on,
+    and those a calibration's own `meta` says it was fitted on (a refit, a user's profile from
+    `stockpile calibrate`): their rows are in sample for it."""
+    own = set((meta or {}).get("publications") or []) | set(((meta or {}).get("profile") or {}).get("publications")
+                                                           or [])
+    return _fitted() | frozenset(own)
 
 
 @cache

@@ -218,6 +218,7 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
     cal.meta = {"fitted": dt.date.today().isoformat(), "rows": len(preps),
                 "files": [p.name for p in paths], "excluded_source": exclude_source,
                 "sources": dict(Counter(source_key_case(p) for p in preps)),
+                "publications": sorted({p.case.publication for p in preps if p.case.publication}),
                 "loss": f"soft_l1 then cauchy on log(pred/measured), f_scale {F_SCALE}, rows weighted 1/sqrt(rows of "
                         "their source), each file the same total weight; weak log prior toward defaults",
                 "median_ape": round(float(np.median(np.abs(np.expm1(r1)))), 4)}

@@ -134,6 +134,8 @@ def fit_profile(paths: list[Path], start: Calibration, *, max_nfev: int = 60) ->
     report["parameters"] = {k: {n: round(v, 6) for n, v in final.regimes.get(k, {}).items()} for k in regimes}
     final.meta = {**start.meta, "profile": {
         "fitted": dt.date.today().isoformat(), "files": [Path(p).name for p in paths], "rows": len(preps),
+        # the runs' publications are in sample for the profile only where it was refitted on them
+        "publications": sorted({p.case.publication for p in preps if p.case.publication} if chosen is not None else ()),
         "regimes": regimes, "held_out": {k: report[k] for k in ("held_out_median_ape_before",
                                                                  "held_out_median_ape_after") if k in report}}}
     return final, report

@@ -439,7 +439,7 @@ def validate_rows(rows: list[dict[str, str]], cal: Calibration) -> list[dict[str
     batch = Batch(ok) if ok else None
     preds = iter(batch.run(cal)) if batch else iter(())
     misfit = {id(ok[i]): why for i, why in batch.misfit.items()} if batch else {}
-    fitted = fitted_publications()      # rows of these carry the in-sample band; any other source a new one's
+    fitted = fitted_publications(cal.meta)  # rows of these carry the in-sample band; any other source a new one's
     out_rows = []
     for row, prep in zip(rows, prepared):
         measured = float_or_none(row.get("value"))
