@@ -3,9 +3,12 @@
 A regime is (engine release family, chip family group, metric kind, load kind). From `validate` on the shipped
 measurements, the 10th and 90th percentiles of log(measured / predicted) in each regime with at least MIN_ROWS
 rows are stored in data/calibration/bands.yaml (`python -m stockpile.calibration.bands` rewrites it after a
-refit). A prediction's band is predicted x exp(q10) .. predicted x exp(q90), from its own regime, or else the
+refit). A prediction's band is predicted x exp(w q10) .. predicted x exp(w q90), from its own regime, or else the
 first of its broader groups that has enough rows (engine x metric x load, metric x load, metric, all); the
-result says which group it came from and how many rows back it.
+result says which group it came from and how many rows back it. The quantiles are widened in log units by
+WIDEN for a row of a publication the fit has seen (validate on the shipped rows) and by UNSEEN_WIDEN for
+anything else (a new publication's rows, every estimate and search): in-sample residuals understate the error
+on data no fit has seen.
 
 Training predictions get the same from the shipped training file, per chip family x metric kind (a rate: MFU,
 TFLOPS, tokens/s; a time: GPU-hours, days) x dense/MoE (`training_bands` in the same file).

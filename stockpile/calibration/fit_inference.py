@@ -328,13 +328,13 @@ def _group_of_case(by: str) -> Any:
             "model_family": lambda c: model_family_of(c.model), "chip_family": lambda c: chip_family_of(c.chip)}[by]
 
 
-Scores = dict[str, tuple[list[float], list[bool], list[list[Any]]]]
+Scores = dict[str, tuple[list[float], list[list[Any]]]]
 
 
 def _score(cal: Calibration, paths: list[Path], by: str) -> Scores:
-    """Per group: |error| of its predicted rows under `cal`, whether each measured value is inside the band, and
-    the rows themselves as [file, id, metric, measured, predicted] (so that a band rule can be scored again on
-    held-out predictions without refitting: bench/band_heldout.py --from-log)."""
+    """Per group: |error| of its predicted rows under `cal`, and the rows themselves as [file, id, metric,
+    measured, predicted] (their band is the caller's to state; a band rule can be scored again on held-out
+    predictions without refitting: bench/band_heldout.py --from-log)."""
     from stockpile.calibration.rows import read_rows
     from stockpile.calibration.validate import validate_file
     key_of = _group_of_row(by)
@@ -345,11 +345,9 @@ def _score(cal: Calibration, paths: list[Path], by: str) -> Scores:
         for r in validate_file(path, cal)["rows"]:
             if r["status"] != "ok":
                 continue
-            apes, inside, recs = got.setdefault(group[(r["id"], r["metric"])], ([], [], []))
+            apes, recs = got.setdefault(group[(r["id"], r["metric"])], ([], []))
             apes.append(abs(r["error"]))
             recs.append([Path(path).name, r["id"], r["metric"], r["measured"], r["predicted"]])
-            if r.get("predicted_p10") is not None:
-                inside.append(r["predicted_p10"] <= r["measured"] <= r["predicted_p90"])
     return got
 
 
@@ -394,7 +392,7 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
         # a held-out publication is new to the refitted calibration: its values against the band stated for a
         # publication the fit has not seen (validate states the in-sample one for the shipped rows)
         from stockpile.calibration.bands import inside_bands, regimes
-        apes, _, recs = got.get(key, ([], [], []))
+        apes, recs = got.get(key, ([], []))
         if not where:
             where.update(regimes(paths))
         inside = inside_bands(recs, where, seen=False)
@@ -426,5 +424,5 @@ def leave_one_source_out(paths: list[Path], *, min_rows: int = 10, max_nfev: int
             on_result(key, out[key])
     if control:
         for key in out:
-            out[key]["median_ape_control"] = med(base.get(key, ([], [], []))[0])
+            out[key]["median_ape_control"] = med(base.get(key, ([], []))[0])
     return {k: out[k] for k in todo if k in out}
