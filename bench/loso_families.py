@@ -1,7 +1,7 @@
 """Leave one model family out, and one chip family out (issue 13: "the same by model family and by chip family").
 
     .venv/bin/python bench/loso_families.py            # both; about 30-40 minutes on 2 cores
-    .venv/bin/python bench/loso_families.py chip_family
+    .venv/bin/python bench/loso_families.py chip_family --jobs 2 --log chip_family.jsonl
 
 For each model architecture family (HF model_type) and each chip calibration family with at least 10 rows in the
 shipped inference files: refit every parameter without its rows (from the shipped calibration, at most 40
@@ -50,6 +50,7 @@ def arguments(argv: list[str] | None = None) -> tuple[list[str], int]:
                     help=f"groupings to hold out one at a time, of {', '.join(known)} (default: model_family "
                          "chip_family)")
     ap.add_argument("--jobs", type=int, default=1, help="refits run in this many processes (default 1)")
+    ap.add_argument("--log", metavar="FILE.jsonl", help="append each group's result, with its held-out rows, to FILE")
     args = ap.parse_args(argv)
     kinds = args.kinds or ["model_family", "chip_family"]
     unknown = [k for k in kinds if k not in known]
@@ -57,12 +58,13 @@ def arguments(argv: list[str] | None = None) -> tuple[list[str], int]:
         ap.error(f"unknown grouping {unknown[0]!r}: choose from {', '.join(known)}")
     if args.jobs < 1:
         ap.error("--jobs: at least 1 process")
-    return kinds, args.jobs
+    return kinds, args.jobs, args.log
 
 
 def main(argv: list[str] | None = None) -> None:
+    import json
     import sys
-    kinds, jobs = arguments(argv)
+    kinds, jobs, log = arguments(argv)
     for by in kinds:
         t0 = time.perf_counter()
 
@@ -70,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
             med = "-" if r["median_ape"] is None else f"{100 * r['median_ape']:.1f} %"
             print(f"  {by} {key}: {r['n']} rows, held out {med} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr,
                   flush=True)
+            if log:     # the held-out rows too: bench/band_heldout.py --from-log scores a band rule on them
+                with open(log, "a") as fh:
+                    fh.write(json.dumps({"by": by, "key": key, **r}) + "\n")
 
         res = leave_one_source_out(default_files(), start=load_calibration(), by=by, control=True, jobs=jobs,
                                    on_result=progress)

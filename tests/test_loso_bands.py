@@ -167,8 +167,8 @@ def test_the_family_script_runs_with_no_arguments_and_names_the_groupings_on_a_t
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.arguments([]) == (["model_family", "chip_family"], 1)
-    assert mod.arguments(["chip_family", "--jobs", "2"]) == (["chip_family"], 2)
+    assert mod.arguments([]) == (["model_family", "chip_family"], 1, None)
+    assert mod.arguments(["chip_family", "--jobs", "2", "--log", "f.jsonl"]) == (["chip_family"], 2, "f.jsonl")
     with pytest.raises(SystemExit) as bad:
         mod.arguments(["chip_famly"])
     assert bad.value.code == 2 and "model_family, chip_family" in capsys.readouterr().err
