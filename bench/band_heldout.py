@@ -31,10 +31,13 @@ def fold_of(publication: str, folds: int) -> int:
     return zlib.crc32(publication.encode()) % folds
 
 
-def insample_records() -> list[tuple[str, str, str, float, float, str]]:
-    """(file, id, metric, measured, predicted, publication) of every shipped inference row the shipped calibration
-    predicts."""
-    from stockpile.calibration.fit_inference import default_files
+GROUPS = ("publication", "chip_family", "model_family")
+
+
+def insample_records() -> list[tuple]:
+    """(file, id, metric, measured, predicted, publication, chip family, model family) of every shipped inference
+    row the shipped calibration predicts."""
+    from stockpile.calibration.fit_inference import chip_family_of, default_files, model_family_of
     from stockpile.calibration.inference import Batch, Prepared, prepare_file
     from stockpile.perf.calibration import load_calibration
     cal = load_calibration()
@@ -43,27 +46,33 @@ def insample_records() -> list[tuple[str, str, str, float, float, str]]:
         ps = [p for p in prepare_file(path)[2] if isinstance(p, Prepared)]
         for p, v in zip(ps, Batch(ps).run(cal)):
             if np.isfinite(v) and v > 0:
-                out.append((path.name, p.case.row_id, p.case.metric, p.case.measured, float(v), p.case.publication))
+                c = p.case
+                out.append((path.name, c.row_id, c.metric, c.measured, float(v), c.publication,
+                            chip_family_of(c.chip), model_family_of(c.model)))
     return out
 
 
-def held_out_records(log) -> list[tuple[str, str, str, float, float, str]]:
-    """The same for each publication's held-out rows in a leave-one-publication-out log."""
+def held_out_records(log) -> tuple[str, list[tuple]]:
+    """The grouping a leave-one-out log held out (a publication log, or bench/loso_families.py --log's chip or
+    model families) and its held-out rows as (file, id, metric, measured, predicted, group)."""
     import json
-    out = []
+    out, by = [], "publication"
     for line in open(log):
         rec = json.loads(line)
+        by = rec.get("by", by)
         out += [(r[0], r[1], r[2], float(r[3]), float(r[4]), rec["key"]) for r in rec.get("rows", []) if r[4]]
-    return out
+    return by, out
 
 
 def coverage_from_log(log, widths: tuple[float, ...] = ()) -> dict:
     """Held-out band coverage from a log (see the module's docstring): `shipped` (the shipped quantiles),
-    `rebuilt` (quantiles without the held-out publication), per publication, and `rebuilt` at each of `widths`
+    `rebuilt` (quantiles without the held-out group's rows), per group, and `rebuilt` at each of `widths`
     in place of UNSEEN_WIDEN; `in_sample`: the shipped rows against their own (seen) band."""
     from stockpile.calibration.bands import UNSEEN_WIDEN, WIDEN, _quantiles, _shrunk, keys, regimes, table
     where = regimes()
-    ins, held = insample_records(), held_out_records(log)
+    ins = insample_records()
+    by, held = held_out_records(log)
+    col = 5 + GROUPS.index(by)
 
     def key_list(r):
         k = where.get((r[0], r[1], r[2]))
@@ -80,7 +89,7 @@ def coverage_from_log(log, widths: tuple[float, ...] = ()) -> dict:
         res: dict[str, list[float]] = defaultdict(list)
         for r in ins:
             ks = key_list(r)
-            if r[5] != pub and ks:
+            if r[col] != pub and ks:
                 for k in ks:
                     res[k].append(float(np.log(r[3] / r[4])))
         rebuilt[pub] = _quantiles(res)
@@ -94,7 +103,7 @@ def coverage_from_log(log, widths: tuple[float, ...] = ()) -> dict:
         rs = [r for r in held if r[5] == pub]
         per[pub] = (len(rs), share(inside(r, shipped, UNSEEN_WIDEN) for r in rs),
                     share(inside(r, rebuilt[pub], UNSEEN_WIDEN) for r in rs))
-    return {"rows": len(held), "in_sample": share(inside(r, shipped, WIDEN) for r in ins),
+    return {"rows": len(held), "by": by, "in_sample": share(inside(r, shipped, WIDEN) for r in ins),
             "shipped": share(inside(r, shipped, UNSEEN_WIDEN) for r in held),
             "rebuilt": share(inside(r, rebuilt[r[5]], UNSEEN_WIDEN) for r in held),
             "per_publication": per,
@@ -188,15 +197,16 @@ def main() -> None:
         from stockpile.calibration.bands import UNSEEN_WIDEN, WIDEN
         widths = tuple(round(x, 2) for x in np.arange(1.0, 2.01, 0.05))
         got = coverage_from_log(args.from_log, widths)
-        print(f"{got['rows']} held-out rows. Inside the band for a new publication (x {UNSEEN_WIDEN} in log units): "
+        print(f"{got['rows']} held-out rows. Inside the band for unseen data (x {UNSEEN_WIDEN} in log units): "
               f"{100 * got['shipped']:.1f} % with the shipped quantiles, {100 * got['rebuilt']:.1f} % with the "
-              f"quantiles rebuilt without the held-out publication. In sample (x {WIDEN}): "
+              f"quantiles rebuilt without the held-out {got['by'].replace('_', ' ')}. In sample (x {WIDEN}): "
               f"{100 * got['in_sample']:.1f} %.\n")
-        print("| publication | held-out rows | shipped quantiles | rebuilt without it |\n|---|---:|---:|---:|")
+        print(f"| {got['by'].replace('_', ' ')} | held-out rows | shipped quantiles | rebuilt without it |\n"
+              "|---|---:|---:|---:|")
         for pub, (n, a, b) in sorted(got["per_publication"].items(), key=lambda kv: -kv[1][0]):
             print(f"| {pub} | {n} | {'-' if a is None else f'{100 * a:.1f} %'} | "
                   f"{'-' if b is None else f'{100 * b:.1f} %'} |")
-        print("\nwidening (log units) -> held-out coverage, quantiles rebuilt without the publication:")
+        print(f"\nwidening (log units) -> held-out coverage, quantiles rebuilt without the {got['by'].replace('_', ' ')}:")
         print(", ".join(f"{w:g}: {100 * c:.1f} %" for w, c in got["widths"].items() if c is not None))
         return
     folds = args.folds

@@ -172,3 +172,29 @@ def test_the_family_script_runs_with_no_arguments_and_names_the_groupings_on_a_t
     with pytest.raises(SystemExit) as bad:
         mod.arguments(["chip_famly"])
     assert bad.value.code == 2 and "model_family, chip_family" in capsys.readouterr().err
+
+
+def test_a_logged_leave_one_out_is_scored_again_against_bands_rebuilt_without_the_group(tmp_path: Path) -> None:
+    """bench/band_heldout.py --from-log: held-out rows predicted exactly fall inside any band, rows predicted ten
+    times off fall outside; the widening scan is monotone."""
+    import importlib.util
+    import json
+    spec = importlib.util.spec_from_file_location("band_heldout", Path(__file__).resolve().parents[1] / "bench" /
+                                                  "band_heldout.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = list(csv.DictReader(ADDED.open()))
+    pub = publication_of(rows[0])
+    mine = [r for r in rows if publication_of(r) == pub][:10]
+    exact = [["inference_added.csv", r["id"], r["metric"], float(r["value"]), float(r["value"])] for r in mine]
+    off = [["inference_added.csv", r["id"], r["metric"], float(r["value"]), 10 * float(r["value"])] for r in mine]
+    log = tmp_path / "log.jsonl"
+    log.write_text(json.dumps({"calibration": "x"}) + "\n" + json.dumps({"key": pub, "rows": exact + off}) + "\n")
+    got = mod.coverage_from_log(log, widths=(1.0, 1.5, 2.0))
+    assert got["by"] == "publication" and got["rows"] == 20
+    assert got["rebuilt"] == got["shipped"] == 0.5
+    assert got["per_publication"][pub] == (20, 0.5, 0.5)
+    cov = list(got["widths"].values())
+    assert cov == sorted(cov) and all(c == 0.5 for c in cov)
+    assert 0.75 <= got["in_sample"] <= 0.85
