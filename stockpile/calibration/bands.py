@@ -161,10 +161,14 @@ def inside_bands(records: list[list[Any]], where: dict[tuple[str, str, str], tup
     return out
 
 
-# A chip family with no validated rows at all: held out, a chip family's rows err about twice as much as in sample
-# (docs/validation.md, "Leave one chip family out": median of the held-out medians 26 % against 13 % shipped), so
-# the band borrowed from the other families is doubled in log units.
-UNSEEN_FAMILY_WIDEN = 2.0
+# A chip family with no validated rows at all borrows the other families' band (a broader group's), widened
+# again in log units. Held out one chip family at a time (bench/loso_families.py chip_family --log, then
+# band_heldout.py --from-log; quantiles rebuilt without the family's rows), the band for unseen data (x UNSEEN_WIDEN)
+# already covers 82 % of all held-out values, but 64 % of the young software stacks' (CDNA3, CDNA4, Ascend: 420
+# values), which reach 80 % at about 2.3 in log units: x 1.5 on top of UNSEEN_WIDEN. The chips without rows
+# (Kunlun, Cambricon, Gaudi, TPU) are young stacks of that kind. (Before bands for unseen data, the in-sample band
+# was doubled: 2 x 1.15, the same 2.3.)
+UNSEEN_FAMILY_WIDEN = 1.5
 
 
 def family_seen(family: str) -> bool:
@@ -190,7 +194,7 @@ def chip_validated(chip_id: str, training: bool = False) -> bool:
 
 def widened(b: tuple[float, float, str, int], family: str, edge: tuple[float, float] = (1.0, 1.0),
             seen: bool | None = None) -> tuple[float, float, list[str]]:
-    """A band (low, high factors) made honest for what the validation did not cover: doubled in log units for a
+    """A band (low, high factors) made honest for what the validation did not cover: widened in log units for a
     chip family without validated rows, and stretched by `edge`, the prediction's own ratios with the chip's
     estimated figures at the slow and fast ends of their ranges (catalog/figure_ranges.py). `seen`: whether the
     family has validated rows (default: it has inference bands). Returns the factors and the reasons in words."""
@@ -198,7 +202,7 @@ def widened(b: tuple[float, float, str, int], family: str, edge: tuple[float, fl
     why = []
     if not (family_seen(family) if seen is None else seen):
         lo, hi = lo ** UNSEEN_FAMILY_WIDEN, hi ** UNSEEN_FAMILY_WIDEN
-        why.append(f"no validated rows on {family} chips: the band of other chips, doubled")
+        why.append(f"no validated rows on {family} chips: the band of other chips, widened x{UNSEEN_FAMILY_WIDEN:g}")
     e_lo, e_hi = min(edge), max(edge)
     if e_lo < 0.995 or e_hi > 1.005:
         lo, hi = lo * min(e_lo, 1.0), hi * max(e_hi, 1.0)
