@@ -18,9 +18,10 @@ runner = CliRunner()
 SHIPPED = Path(__file__).resolve().parents[1] / "stockpile" / "data" / "measurements" / "inference_measurements.csv"
 
 
-def _runs(tmp_path: Path, pick, n: int = 40) -> Path:  # type: ignore[no-untyped-def]
+def _runs(tmp_path: Path, pick, n: int = 40, source_url: str | None = None) -> Path:  # type: ignore[no-untyped-def]
+    """The first `n` shipped rows that `pick` selects as a runs file (under `source_url`, when given)."""
     rows = list(csv.DictReader(SHIPPED.open()))
-    sel = [r for r in rows if pick(r)][:n]
+    sel = [r if source_url is None else {**r, "source_url": source_url} for r in rows if pick(r)][:n]
     out = tmp_path / "runs.csv"
     with out.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -99,13 +100,9 @@ def test_a_profile_states_the_in_sample_band_for_the_runs_it_was_fitted_on(tmp_p
     the publications it was fitted on)."""
     from stockpile.calibration.bands import UNSEEN_WIDEN, WIDEN
     from stockpile.calibration.inference import validate_rows
-    src = _runs(tmp_path, lambda r: r["accelerator"].startswith("h200") and r["engine"] == "vllm", n=24)
-    rows = [{**r, "source_url": "https://example.org/our-h200-runs"} for r in csv.DictReader(src.open())]
-    runs = tmp_path / "ours.csv"
-    with runs.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    runs = _runs(tmp_path, lambda r: r["accelerator"].startswith("h200") and r["engine"] == "vllm", n=24,
+                 source_url="https://example.org/our-h200-runs")
+    rows = list(csv.DictReader(runs.open()))
     start = load_calibration()
     cal, _ = fit_profile([runs], start, max_nfev=5)
     assert cal.meta["profile"]["publications"] == ["https://example.org/our-h200-runs"]

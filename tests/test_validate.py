@@ -133,6 +133,26 @@ def test_a_decode_phase_output_rate_is_the_running_batch_over_its_time_per_token
         conc / gpus / (recs["tpot_ms"]["predicted"] / 1e3), rel=1e-6)
 
 
+def _under_two_sources(tmp_path, name: str, n: int, moved_url) -> list[tuple[dict, dict]]:
+    """The first `n` rows of a shipped file validated as they are and with `moved_url(url)` as their source URL:
+    the (as published, moved) record pairs of the rows predicted both ways."""
+    import csv
+    rows = list(csv.DictReader((ROOT / name).open()))[:n]
+    docs = []
+    for label, rs in (("seen.csv", rows), ("new.csv", [{**r, "source_url": moved_url(r["source_url"])} for r in rows])):
+        with (tmp_path / label).open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rs)
+        docs.append([r for r in validate_file(tmp_path / label)["rows"] if r["status"] == "ok"])
+    assert len(docs[0]) == len(docs[1])
+    return list(zip(docs[0], docs[1]))
+
+
+def _log_width(rec: dict) -> float:
+    return float(np.log(rec["predicted_p90"] / rec["predicted_p10"]))
+
+
 def test_a_publication_the_fit_has_not_seen_gets_the_wider_band(tmp_path):
     """validate states the in-sample band for rows of the publications the calibration was fitted on, and the
     band of a new publication (bands.UNSEEN_WIDEN, from the leave-one-publication-out residuals) for any other
@@ -140,48 +160,27 @@ def test_a_publication_the_fit_has_not_seen_gets_the_wider_band(tmp_path):
     import csv
 
     from stockpile.calibration.bands import UNSEEN_WIDEN, WIDEN, fitted_publications
-    src = ROOT / "inference_measurements.csv"
-    rows = list(csv.DictReader(src.open()))[:40]
+    rows = list(csv.DictReader((ROOT / "inference_measurements.csv").open()))[:40]
     assert all(r["source_url"].split("#")[0].strip() in fitted_publications() for r in rows)
-    moved = [{**r, "source_url": "https://example.org/our-own-benchmark"} for r in rows]
-    for name, rs in (("seen.csv", rows), ("new.csv", moved)):
-        with (tmp_path / name).open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rs)
-    seen = [r for r in validate_file(tmp_path / "seen.csv")["rows"] if r["status"] == "ok"]
-    new = [r for r in validate_file(tmp_path / "new.csv")["rows"] if r["status"] == "ok"]
-    assert len(seen) == len(new) > 20
+    pairs = _under_two_sources(tmp_path, "inference_measurements.csv", 40, lambda url: "https://example.org/ours")
+    assert len(pairs) > 20
     assert UNSEEN_WIDEN > WIDEN
-    for a, b in zip(seen, new):
+    for a, b in pairs:
         assert a["predicted"] == b["predicted"]
         # the log-width scales with the widening, the regime and its quantiles being the same
-        w_seen = np.log(a["predicted_p90"] / a["predicted_p10"])
-        w_new = np.log(b["predicted_p90"] / b["predicted_p10"])
-        assert w_new == pytest.approx(w_seen * UNSEEN_WIDEN / WIDEN, rel=1e-3, abs=1e-5)
+        assert _log_width(b) == pytest.approx(_log_width(a) * UNSEEN_WIDEN / WIDEN, rel=1e-3, abs=1e-5)
 
 
 def test_a_training_source_the_fit_has_not_seen_gets_the_wider_band(tmp_path):
     """The same for training rows: the shipped file's rows carry the in-sample band (TRAIN_WIDEN); the same rows
     from another publication the band of a new source (TRAIN_UNSEEN_WIDEN, from leave one source out)."""
-    import csv
-
     from stockpile.calibration.bands import TRAIN_UNSEEN_WIDEN, TRAIN_WIDEN
-    src = ROOT / "training_measurements.csv"
-    rows = list(csv.DictReader(src.open()))[:30]
+
     # another publication of the same source (the URL names the framework, which the prediction reads)
-    moved = [{**r, "source_url": r["source_url"].split("#")[0] + " (our own rerun)"} for r in rows]
-    for name, rs in (("seen.csv", rows), ("new.csv", moved)):
-        with (tmp_path / name).open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rs)
-    seen = [r for r in validate_file(tmp_path / "seen.csv")["rows"] if r["status"] == "ok"]
-    new = [r for r in validate_file(tmp_path / "new.csv")["rows"] if r["status"] == "ok"]
-    assert len(seen) == len(new) > 10
+    pairs = _under_two_sources(tmp_path, "training_measurements.csv", 30,
+                               lambda url: url.split("#")[0] + " (our own rerun)")
+    assert len(pairs) > 10
     assert TRAIN_UNSEEN_WIDEN > TRAIN_WIDEN
-    for a, b in zip(seen, new):
+    for a, b in pairs:
         assert a["predicted"] == b["predicted"]
-        w_seen = np.log(a["predicted_p90"] / a["predicted_p10"])
-        w_new = np.log(b["predicted_p90"] / b["predicted_p10"])
-        assert w_new == pytest.approx(w_seen * TRAIN_UNSEEN_WIDEN / TRAIN_WIDEN, rel=2e-3, abs=1e-5)
+        assert _log_width(b) == pytest.approx(_log_width(a) * TRAIN_UNSEEN_WIDEN / TRAIN_WIDEN, rel=2e-3, abs=1e-5)

@@ -286,6 +286,7 @@ def fit_training_bands() -> dict[str, Any]:
     """Residual quantiles per training regime from validating the shipped training file."""
     import csv
 
+    from stockpile.calibration.fit_inference import publication_of
     from stockpile.calibration.training import Case, predict_training_rows, prepare_rows
     path = resources.files("stockpile") / "data" / "measurements" / "training_measurements.csv"
     rows = list(csv.DictReader(path.read_text().splitlines()))
@@ -298,8 +299,8 @@ def fit_training_bands() -> dict[str, Any]:
         for k in training_keys(case.job.chip.family, case.metric, case.job.model.is_moe):
             res[k].append(r)
     return {"training_bands": _quantiles(res),
-            "fitted_training_publications": sorted({(r.get("source_url") or "").split("#")[0].strip()
-                                                    for r, c in zip(rows, cases) if isinstance(c, Case)} - {""}),
+            "fitted_training_publications": sorted({publication_of(r) for r, c in zip(rows, cases)
+                                                    if isinstance(c, Case)}),
             "validated_training_chips": sorted({c.job.chip.id for c in cases if isinstance(c, Case)})}
 
 

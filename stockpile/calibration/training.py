@@ -344,6 +344,7 @@ def predict_training_rows(rows: list[dict[str, str]], calibration: TrainCalibrat
     ('ok' | 'unsupported' | 'invalid'), reason (when not ok) and assumed (defaults the row took)."""
     cal = calibration or load_training_calibration()
     cases = cases if cases is not None else prepare_rows(rows)
+    from stockpile.calibration.fit_inference import publication_of
     fitted = fitted_training_publications()     # their rows carry the in-sample band; other sources a new one's
     out: list[dict[str, Any]] = []
     for row, case in zip(rows, cases):
@@ -366,7 +367,7 @@ def predict_training_rows(rows: list[dict[str, str]], calibration: TrainCalibrat
                 rec["reason"] = "no prediction"
             else:
                 b = training_band(case.job.chip.family, case.metric, case.job.model.is_moe,
-                                  seen=(row.get("source_url") or "").split("#")[0].strip() in fitted)
+                                  seen=publication_of(row) in fitted)
                 if b is not None:
                     rec.update(predicted_p10=round(v * b[0], 6), predicted_p90=round(v * b[1], 6))
             if case.assumed or notes:
