@@ -28,6 +28,8 @@ KNOWN_TYPES = {
     "deepseek_v3", "deepseek_v32", "kimi_k2", "gpt_oss", "llama4", "llama4_text", "ernie4_5_moe",
     "ernie4_5", "hunyuan_v1_moe", "hunyuan_v1_dense", "hunyuan", "glm4_moe", "minimax_m2", "minimax",
     "qwen3_next", "qwen3_5_moe", "glm_moe_dsa", "mimo", "qwen3_5_moe_text", "qwen3_5", "mpt", "gpt2", "gpt_neox", "falcon",
+    "qwen3_vl", "qwen3_vl_moe", "gemma4", "step3p7", "mimo_v2_flash", "minimax_m3", "minimax_m3_vl", "nemotron_h",
+    "nemotron-nas",
 }
 # Values a published config.json may omit because the transformers config class supplies them
 # (transformers/models/<type>/configuration_<type>.py defaults).
@@ -70,7 +72,7 @@ class ModelSpec(BaseModel):
     kv_lora_rank: int = 0
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
-    v_head_dim: int = 0
+    v_head_dim: int = 0                     # MLA; under GQA a value head width other than head_dim (0: the same)
     sliding_window: int = 0                 # tokens; applies to `sliding_layers` layers
     sliding_layers: int = 0
     linear_layers: int = 0                  # linear-attention (state-space style) layers: no per-token KV
@@ -89,6 +91,7 @@ class ModelSpec(BaseModel):
     ffn_expert: int = 0
     shared_experts: int = 0
     ffn_shared: int = 0                     # total intermediate width of the shared expert(s)
+    moe_latent: int = 0                     # latent MoE (Nemotron 3): experts work in this width, projected to/from hidden
     mtp_layers: int = 0                     # DeepSeek multi-token-prediction modules (not in the main count)
     attn_bias: bool = False
     max_position: int = 0
@@ -125,8 +128,15 @@ class ModelSpec(BaseModel):
             idx = (d * self.index_heads * self.index_head_dim + d * self.index_head_dim + d * self.index_heads
                    if self.sparse_attn_topk else 0)
             return float(q + kv + o + idx)
-        hd = self.head_dim
-        return float(d * h * hd + 2 * d * self.kv_heads * hd + h * hd * d)
+        hd, vd = self.head_dim, self.value_dim
+        idx = (d * self.index_heads * self.index_head_dim + d * self.index_head_dim + d * self.index_heads
+               if self.sparse_attn_topk else 0)
+        return float(d * h * hd + d * self.kv_heads * (hd + vd) + h * vd * d + idx)
+
+    @property
+    def value_dim(self) -> int:
+        """Width of one value head (GQA): head_dim unless the config gives values their own (MiMo-V2)."""
+        return self.v_head_dim or self.head_dim
 
     @property
     def attn_params(self) -> float:
@@ -144,7 +154,7 @@ class ModelSpec(BaseModel):
     @property
     def expert_params(self) -> float:
         """All routed experts of all MoE layers."""
-        return float(self.moe_layers * self.experts * self._mlp_mats * self.hidden * self.ffn_expert)
+        return float(self.moe_layers * self.experts * self._mlp_mats * (self.moe_latent or self.hidden) * self.ffn_expert)
 
     @property
     def shared_expert_params(self) -> float:
@@ -152,7 +162,8 @@ class ModelSpec(BaseModel):
 
     @property
     def router_params(self) -> float:
-        return float(self.moe_layers * self.hidden * self.experts)
+        """The router, and a latent MoE's projections into and out of the experts' width."""
+        return float(self.moe_layers * (self.hidden * self.experts + 2 * self.hidden * self.moe_latent))
 
     @property
     def embed_params(self) -> float:
@@ -190,7 +201,7 @@ class ModelSpec(BaseModel):
         """Cached elements per token per softmax-attention layer (K and V, or the MLA latent + rope key)."""
         if self.is_mla:
             return float(self.kv_lora_rank + self.qk_rope_head_dim)
-        return float(2 * self.kv_heads * self.head_dim)
+        return float(self.kv_heads * (self.head_dim + self.value_dim))
 
     def kv_bytes_per_token(self, kv_bytes: float, context: float | None = None) -> float:
         """KV-cache bytes per token, all layers (sliding layers capped at the window when `context` given)."""
@@ -234,6 +245,7 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
     cfg = _text_config(cfg)
     cfg = {**TYPE_DEFAULTS.get(str(cfg.get("model_type")), {}), **cfg}
     mtype = str(cfg.get("_outer_model_type") or cfg.get("model_type") or "")
+    cfg = _standard_names(cfg, mtype)
     if mtype not in KNOWN_TYPES and str(cfg.get("model_type")) not in KNOWN_TYPES:
         raise DataError(
             f"{model_id}: unsupported model_type '{outer_type or mtype}'. Known: {', '.join(sorted(KNOWN_TYPES))}. "
@@ -283,9 +295,11 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
                  kv_lora_rank=int(cfg["kv_lora_rank"]), qk_nope_head_dim=int(cfg["qk_nope_head_dim"]),
                  qk_rope_head_dim=int(cfg["qk_rope_head_dim"]), v_head_dim=int(cfg["v_head_dim"]),
                  head_dim=int(cfg["qk_nope_head_dim"]) + int(cfg["qk_rope_head_dim"]), kv_heads=heads)
-        if cfg.get("index_topk"):
-            f.update(sparse_attn_topk=int(cfg["index_topk"]), index_head_dim=int(cfg.get("index_head_dim", 128)),
-                     index_heads=int(cfg.get("index_n_heads", 64)))
+    elif cfg.get("v_head_dim"):
+        f["v_head_dim"] = int(cfg["v_head_dim"])
+    if cfg.get("index_topk"):
+        f.update(sparse_attn_topk=int(cfg["index_topk"]), index_head_dim=int(cfg.get("index_head_dim", 128)),
+                 index_heads=int(cfg.get("index_n_heads", 64)))
     layer_types = cfg.get("layer_types")
     if isinstance(layer_types, list) and layer_types:
         f["sliding_layers"] = sum(1 for t in layer_types if "sliding" in str(t))
@@ -311,6 +325,12 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
         qkv = 2 * kh * kd + vh * vd
         f["linear_params_per_layer"] = float(hidden * (qkv + vh * vd + 2 * vh) + vh * vd * hidden + conv * qkv)
         f["linear_state_bytes_per_layer"] = float(vh * kd * vd * 4 + conv * qkv * 2)   # fp32 state + conv cache
+    if mtype == "nemotron_h":      # one block per layer of the pattern: Mamba-2, attention, MLP or MoE
+        f.update(_nemotron_h_blocks(cfg, model_id, hidden))
+        return _finish(f, cfg, vision, published)
+    if mtype == "nemotron-nas":    # per-layer blocks: attention kept or removed, FFN width per layer
+        f.update(_nas_blocks(cfg, model_id, hidden, heads))
+        return _finish(f, cfg, vision, published)
     # --- feed-forward: experts
     def first(v: Any) -> Any:
         return v[0] if isinstance(v, list) and v else v
@@ -328,7 +348,7 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
         n_moe = sum(moe_mask)
         n_shared = int(first(_get(cfg, "n_shared_experts", "num_shared_experts", "moe_num_shared_experts",
                                   "num_shared_expert", default=0)) or 0)
-        shared_w = _get(cfg, "shared_expert_intermediate_size")
+        shared_w = _get(cfg, "shared_expert_intermediate_size", "moe_shared_expert_intermediate_size")
         if shared_w:
             ffn_shared = int(shared_w)
         elif mtype in ("llama4", "llama4_text"):
@@ -342,6 +362,11 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
         if inter is None:
             raise DataError(f"{model_id}: config.json lacks intermediate_size")
         f.update(dense_layers=layers, ffn_dense=int(inter))
+    return _finish(f, cfg, vision, published)
+
+
+def _finish(f: dict[str, Any], cfg: dict[str, Any], vision: bool, published: dict[str, Any] | None) -> ModelSpec:
+    """MTP modules, the packaging's weight dtype and the catalog entry's published facts, then the spec."""
     f["mtp_layers"] = int(cfg.get("num_nextn_predict_layers", 0) or 0)
     f["has_vision"] = bool(vision)
     q = cfg.get("quantization_config") or {}
@@ -358,6 +383,103 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
         f["family"] = published.get("family", "") or ""
         f["aliases"] = tuple(published.get("aliases") or ())
     return ModelSpec(**f)
+
+
+def _standard_names(cfg: dict[str, Any], mtype: str) -> dict[str, Any]:
+    """Families that publish a standard quantity under their own names, renamed to the common ones."""
+    cfg = dict(cfg)
+    if mtype == "step3p7" and cfg.get("share_expert_dim"):        # Step 3.x: one shared expert of this width
+        cfg.setdefault("shared_expert_intermediate_size",
+                       int(cfg["share_expert_dim"]) * max(int(cfg.get("n_shared_experts") or 1), 1))
+    if mtype == "mimo_v2_flash" and isinstance(cfg.get("hybrid_layer_pattern"), list):
+        # 1: sliding-window layer, 0: full attention
+        cfg["layer_types"] = ["sliding_attention" if x else "full_attention" for x in cfg["hybrid_layer_pattern"]]
+        cfg["sliding_window"] = cfg.get("sliding_window") or cfg.get("sliding_window_size")
+    if mtype == "gemma4":
+        # Gemma 4: the global layers' keys double as values (attention_k_eq_v) over fewer, wider heads; their KV
+        # per token equals num_global_key_value_heads x 2 x head_dim, which is what the cache holds at long
+        # context (the sliding layers keep 1,024 tokens). The MoE variant has a dense MLP beside its experts in
+        # every layer: a shared expert in the normal form
+        cfg["num_key_value_heads"] = cfg.get("num_global_key_value_heads") or cfg.get("num_key_value_heads")
+        if cfg.get("enable_moe_block") and cfg.get("num_experts"):
+            cfg["num_experts_per_tok"] = cfg.get("top_k_experts")
+            cfg["shared_expert_intermediate_size"] = cfg.get("intermediate_size")
+    if mtype == "nemotron_h" and not cfg.get("hybrid_override_pattern") and cfg.get("layers_block_type"):
+        # newer releases list the blocks by name instead of the pattern string
+        names = cfg["layers_block_type"]
+        names = names if isinstance(names, list) else re.findall(r"[a-z_]+", str(names))
+        code = {"mamba": "M", "attention": "*", "moe": "E", "mlp": "-"}
+        cfg["hybrid_override_pattern"] = "".join(code.get(str(n), "?") for n in names)
+        cfg.setdefault("num_hidden_layers", len(names))
+    if mtype in ("minimax_m3", "minimax_m3_vl"):
+        # dense layers have their own width; each sparse-attention query reads top-k blocks of block_size tokens
+        if cfg.get("dense_intermediate_size"):
+            cfg["moe_intermediate_size"] = cfg.get("moe_intermediate_size") or cfg.get("intermediate_size")
+            cfg["intermediate_size"] = cfg["dense_intermediate_size"]
+        if cfg.get("shared_intermediate_size"):
+            cfg["shared_expert_intermediate_size"] = int(cfg["shared_intermediate_size"]) * max(
+                int(cfg.get("n_shared_experts") or 1), 1)
+        sa = cfg.get("sparse_attention_config") or {}
+        if sa.get("use_sparse_attention") and sa.get("sparse_topk_blocks"):
+            cfg["index_topk"] = int(sa["sparse_topk_blocks"]) * int(sa.get("sparse_block_size") or 1)
+            cfg["index_n_heads"] = int(sa.get("sparse_num_index_heads") or 1)
+            cfg["index_head_dim"] = int(sa.get("sparse_index_dim") or 128)
+    return cfg
+
+
+def _nemotron_h_blocks(cfg: dict[str, Any], model_id: str, hidden: int) -> dict[str, Any]:
+    """Nemotron-H / Nemotron 3: `hybrid_override_pattern` gives one block per character, M a Mamba-2 mixer,
+    * attention, - a (non-gated, squared-ReLU) MLP, E a MoE. In the normal form the mixers are the layers
+    (Mamba-2 as linear-attention layers: no per-token KV, a fixed state per sequence) and the FFN blocks are
+    counted beside them."""
+    pat = str(cfg.get("hybrid_override_pattern") or "")
+    n_m, n_att, n_moe, n_mlp = (pat.count(c) for c in "M*E-")
+    if not pat or n_m + n_att + n_moe + n_mlp != len(pat):
+        raise DataError(f"{model_id}: nemotron_h needs hybrid_override_pattern made of M, *, - and E "
+                        f"(got {pat[:40]!r})")
+    try:
+        nh, hd = int(cfg["mamba_num_heads"]), int(cfg["mamba_head_dim"])
+        ds, groups = int(cfg["ssm_state_size"]), int(cfg.get("n_groups") or 1)
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{model_id}: nemotron_h needs mamba_num_heads, mamba_head_dim and ssm_state_size") from None
+    conv = int(cfg.get("conv_kernel") or 4)
+    inner, conv_dim = nh * hd, nh * hd + 2 * groups * ds
+    # in_proj (z, x, B, C, dt), conv1d, out_proj, per-head A, D and dt bias, gated norm
+    mamba = hidden * (2 * inner + 2 * groups * ds + nh) + inner * hidden + conv * conv_dim + 3 * nh + inner
+    layers = max(n_m + n_att, n_moe + n_mlp, 1)
+    lin = layers - n_att
+    f: dict[str, Any] = dict(
+        layers=layers, linear_layers=lin, linear_params_per_layer=float(n_m * mamba / max(lin, 1)),
+        # fp32 SSM state (mamba_ssm_cache_dtype) and the conv window in 16 bits
+        linear_state_bytes_per_layer=float(n_m * (inner * ds * 4 + (conv - 1) * conv_dim * 2) / max(lin, 1)),
+        gated_mlp=False, dense_layers=n_mlp, ffn_dense=int(cfg.get("intermediate_size") or 0) if n_mlp else 0)
+    if n_moe:
+        n_shared = int(cfg.get("n_shared_experts") or 0)
+        shared = int(cfg.get("moe_shared_expert_intermediate_size") or 0) or n_shared * int(cfg["moe_intermediate_size"])
+        f.update(moe_layers=n_moe, experts=int(cfg["n_routed_experts"]), experts_per_token=int(cfg["num_experts_per_tok"]),
+                 ffn_expert=int(cfg["moe_intermediate_size"]), shared_experts=max(n_shared, 1 if shared else 0),
+                 ffn_shared=shared, moe_latent=int(cfg.get("moe_latent_size") or 0))
+    return f
+
+
+def _nas_blocks(cfg: dict[str, Any], model_id: str, hidden: int, heads: int) -> dict[str, Any]:
+    """Llama-Nemotron NAS models (DeciLM): `block_configs` per layer. A layer whose attention is a no-op counts
+    as a linear layer without parameters or state; the FFN widths, int(2 x ffn_mult x hidden / 3) rounded up to a
+    multiple of 256 as the DeciLM code sizes them, are averaged over the layers (exact in total)."""
+    blocks = cfg.get("block_configs")
+    if not isinstance(blocks, list) or not blocks:
+        raise DataError(f"{model_id}: nemotron-nas needs block_configs (one per layer)")
+    groups = {int(b["attention"]["n_heads_in_group"]) for b in blocks
+              if not b["attention"].get("no_op") and b["attention"].get("n_heads_in_group")}
+    if len(groups) > 1 or any(b["attention"].get("replace_with_linear") or b["ffn"].get("replace_with_linear")
+                              for b in blocks):
+        raise DataError(f"{model_id}: nemotron-nas layers with differing KV groups or linear replacements are not "
+                        "modelled")
+    widths = [0 if b["ffn"].get("no_op") else -(-int(2 * float(b["ffn"]["ffn_mult"]) * hidden / 3) // 256) * 256
+              for b in blocks]
+    return dict(layers=len(blocks), linear_layers=sum(1 for b in blocks if b["attention"].get("no_op")),
+                kv_heads=heads // (groups.pop() if groups else 1), dense_layers=len(blocks),
+                ffn_dense=round(sum(widths) / len(blocks)))
 
 
 def _moe_layer_mask(cfg: dict[str, Any], mtype: str, layers: int) -> list[bool]:

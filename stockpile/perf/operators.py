@@ -54,6 +54,7 @@ class ModelConsts:
     expert_width: float             # intermediate size of one routed expert (GEMM N dimension)
     embed: float                    # embedding table parameters
     head_params: float              # untied lm-head parameters (0 when tied)
+    dispatch_width: float = 0.0     # width of a token sent to an expert: hidden, or a latent MoE's latent width
 
     @classmethod
     def of(cls, m: ModelSpec) -> "ModelConsts":
@@ -65,7 +66,7 @@ class ModelConsts:
             pre = 2 * m.heads * (m.qk_nope_head_dim + m.qk_rope_head_dim) + 2 * m.heads * m.v_head_dim
             split = 1.0
         else:
-            dec = pre = 4.0 * m.heads * m.head_dim
+            dec = pre = 2.0 * m.heads * (m.head_dim + m.value_dim)     # QK^T and PV (values may be narrower)
             split = float(m.kv_heads)
         dense_like = m.attn_params + m.dense_ffn_params + m.shared_expert_params + m.router_params
         return cls(
@@ -80,7 +81,7 @@ class ModelConsts:
             index_coef=float(2 * m.index_heads * m.index_head_dim),
             linear_state_bytes=float(m.linear_layers * m.linear_state_bytes_per_layer),
             expert_width=float(max(m.ffn_expert, 1)), embed=float(m.embed_params),
-            head_params=float(m.lm_head_params))
+            head_params=float(m.lm_head_params), dispatch_width=float(m.moe_latent or m.hidden))
 
     @classmethod
     def stack(cls, items: list["ModelConsts"]) -> "ModelConsts":
@@ -191,7 +192,7 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     # all-to-all dispatch (fp8) + combine (bf16) across the EP group, partly hidden behind compute. Only when
     # attention runs data parallel do the ranks hold different tokens; under tensor-parallel attention every
     # rank already holds the whole batch, runs its own experts on it, and the layer's all-reduce sums them
-    a2a_bytes = tokens * mc.top_k * mc.hidden * (1.0 + ACT_BYTES)
+    a2a_bytes = tokens * mc.top_k * mc.dispatch_width * (1.0 + ACT_BYTES)
     t_a2a = np.where((moe_ep > 1) & (attn_dp > 1),
                      (mc.moe_layers / pp) * alltoall_time(cc, p, moe_ep * moe_tp, a2a_bytes), 0.0) * (1 - p.overlap_comm)
     # 4. attention core: decode reads the KV cache; prefill is compute-bound

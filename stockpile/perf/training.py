@@ -223,7 +223,8 @@ class TrainConsts:
             kv = m.heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)
             q = m.heads * (m.qk_nope_head_dim + m.qk_rope_head_dim)
         else:
-            coef, kv, q = 4.0 * m.heads * m.head_dim, 2 * m.kv_heads * m.head_dim, m.heads * m.head_dim
+            coef = 2.0 * m.heads * (m.head_dim + m.value_dim)
+            kv, q = m.kv_heads * (m.head_dim + m.value_dim), m.heads * m.head_dim
         moe = m.moe_layers if m.is_moe else 0
         ffn_act = (m.dense_layers * m.ffn_dense + moe * (m.experts_per_token * m.ffn_expert + m.ffn_shared)) / m.layers
         return cls(
