@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from stockpile.catalog.model_families import nas_blocks, nemotron_h_blocks, standard_names
 from stockpile.errors import DataError, InputError, UnknownNameError
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
@@ -245,7 +246,7 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
     cfg = _text_config(cfg)
     cfg = {**TYPE_DEFAULTS.get(str(cfg.get("model_type")), {}), **cfg}
     mtype = str(cfg.get("_outer_model_type") or cfg.get("model_type") or "")
-    cfg = _standard_names(cfg, mtype)
+    cfg = standard_names(cfg, mtype)
     if mtype not in KNOWN_TYPES and str(cfg.get("model_type")) not in KNOWN_TYPES:
         raise DataError(
             f"{model_id}: unsupported model_type '{outer_type or mtype}'. Known: {', '.join(sorted(KNOWN_TYPES))}. "
@@ -326,10 +327,10 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
         f["linear_params_per_layer"] = float(hidden * (qkv + vh * vd + 2 * vh) + vh * vd * hidden + conv * qkv)
         f["linear_state_bytes_per_layer"] = float(vh * kd * vd * 4 + conv * qkv * 2)   # fp32 state + conv cache
     if mtype == "nemotron_h":      # one block per layer of the pattern: Mamba-2, attention, MLP or MoE
-        f.update(_nemotron_h_blocks(cfg, model_id, hidden))
+        f.update(nemotron_h_blocks(cfg, model_id, hidden))
         return _finish(f, cfg, vision, published)
     if mtype == "nemotron-nas":    # per-layer blocks: attention kept or removed, FFN width per layer
-        f.update(_nas_blocks(cfg, model_id, hidden, heads))
+        f.update(nas_blocks(cfg, model_id, hidden, heads))
         return _finish(f, cfg, vision, published)
     # --- feed-forward: experts
     def first(v: Any) -> Any:
@@ -383,103 +384,6 @@ def _finish(f: dict[str, Any], cfg: dict[str, Any], vision: bool, published: dic
         f["family"] = published.get("family", "") or ""
         f["aliases"] = tuple(published.get("aliases") or ())
     return ModelSpec(**f)
-
-
-def _standard_names(cfg: dict[str, Any], mtype: str) -> dict[str, Any]:
-    """Families that publish a standard quantity under their own names, renamed to the common ones."""
-    cfg = dict(cfg)
-    if mtype == "step3p7" and cfg.get("share_expert_dim"):        # Step 3.x: one shared expert of this width
-        cfg.setdefault("shared_expert_intermediate_size",
-                       int(cfg["share_expert_dim"]) * max(int(cfg.get("n_shared_experts") or 1), 1))
-    if mtype == "mimo_v2_flash" and isinstance(cfg.get("hybrid_layer_pattern"), list):
-        # 1: sliding-window layer, 0: full attention
-        cfg["layer_types"] = ["sliding_attention" if x else "full_attention" for x in cfg["hybrid_layer_pattern"]]
-        cfg["sliding_window"] = cfg.get("sliding_window") or cfg.get("sliding_window_size")
-    if mtype == "gemma4":
-        # Gemma 4: the global layers' keys double as values (attention_k_eq_v) over fewer, wider heads; their KV
-        # per token equals num_global_key_value_heads x 2 x head_dim, which is what the cache holds at long
-        # context (the sliding layers keep 1,024 tokens). The MoE variant has a dense MLP beside its experts in
-        # every layer: a shared expert in the normal form
-        cfg["num_key_value_heads"] = cfg.get("num_global_key_value_heads") or cfg.get("num_key_value_heads")
-        if cfg.get("enable_moe_block") and cfg.get("num_experts"):
-            cfg["num_experts_per_tok"] = cfg.get("top_k_experts")
-            cfg["shared_expert_intermediate_size"] = cfg.get("intermediate_size")
-    if mtype == "nemotron_h" and not cfg.get("hybrid_override_pattern") and cfg.get("layers_block_type"):
-        # newer releases list the blocks by name instead of the pattern string
-        names = cfg["layers_block_type"]
-        names = names if isinstance(names, list) else re.findall(r"[a-z_]+", str(names))
-        code = {"mamba": "M", "attention": "*", "moe": "E", "mlp": "-"}
-        cfg["hybrid_override_pattern"] = "".join(code.get(str(n), "?") for n in names)
-        cfg.setdefault("num_hidden_layers", len(names))
-    if mtype in ("minimax_m3", "minimax_m3_vl"):
-        # dense layers have their own width; each sparse-attention query reads top-k blocks of block_size tokens
-        if cfg.get("dense_intermediate_size"):
-            cfg["moe_intermediate_size"] = cfg.get("moe_intermediate_size") or cfg.get("intermediate_size")
-            cfg["intermediate_size"] = cfg["dense_intermediate_size"]
-        if cfg.get("shared_intermediate_size"):
-            cfg["shared_expert_intermediate_size"] = int(cfg["shared_intermediate_size"]) * max(
-                int(cfg.get("n_shared_experts") or 1), 1)
-        sa = cfg.get("sparse_attention_config") or {}
-        if sa.get("use_sparse_attention") and sa.get("sparse_topk_blocks"):
-            cfg["index_topk"] = int(sa["sparse_topk_blocks"]) * int(sa.get("sparse_block_size") or 1)
-            cfg["index_n_heads"] = int(sa.get("sparse_num_index_heads") or 1)
-            cfg["index_head_dim"] = int(sa.get("sparse_index_dim") or 128)
-    return cfg
-
-
-def _nemotron_h_blocks(cfg: dict[str, Any], model_id: str, hidden: int) -> dict[str, Any]:
-    """Nemotron-H / Nemotron 3: `hybrid_override_pattern` gives one block per character, M a Mamba-2 mixer,
-    * attention, - a (non-gated, squared-ReLU) MLP, E a MoE. In the normal form the mixers are the layers
-    (Mamba-2 as linear-attention layers: no per-token KV, a fixed state per sequence) and the FFN blocks are
-    counted beside them."""
-    pat = str(cfg.get("hybrid_override_pattern") or "")
-    n_m, n_att, n_moe, n_mlp = (pat.count(c) for c in "M*E-")
-    if not pat or n_m + n_att + n_moe + n_mlp != len(pat):
-        raise DataError(f"{model_id}: nemotron_h needs hybrid_override_pattern made of M, *, - and E "
-                        f"(got {pat[:40]!r})")
-    try:
-        nh, hd = int(cfg["mamba_num_heads"]), int(cfg["mamba_head_dim"])
-        ds, groups = int(cfg["ssm_state_size"]), int(cfg.get("n_groups") or 1)
-    except (KeyError, TypeError, ValueError):
-        raise DataError(f"{model_id}: nemotron_h needs mamba_num_heads, mamba_head_dim and ssm_state_size") from None
-    conv = int(cfg.get("conv_kernel") or 4)
-    inner, conv_dim = nh * hd, nh * hd + 2 * groups * ds
-    # in_proj (z, x, B, C, dt), conv1d, out_proj, per-head A, D and dt bias, gated norm
-    mamba = hidden * (2 * inner + 2 * groups * ds + nh) + inner * hidden + conv * conv_dim + 3 * nh + inner
-    layers = max(n_m + n_att, n_moe + n_mlp, 1)
-    lin = layers - n_att
-    f: dict[str, Any] = dict(
-        layers=layers, linear_layers=lin, linear_params_per_layer=float(n_m * mamba / max(lin, 1)),
-        # fp32 SSM state (mamba_ssm_cache_dtype) and the conv window in 16 bits
-        linear_state_bytes_per_layer=float(n_m * (inner * ds * 4 + (conv - 1) * conv_dim * 2) / max(lin, 1)),
-        gated_mlp=False, dense_layers=n_mlp, ffn_dense=int(cfg.get("intermediate_size") or 0) if n_mlp else 0)
-    if n_moe:
-        n_shared = int(cfg.get("n_shared_experts") or 0)
-        shared = int(cfg.get("moe_shared_expert_intermediate_size") or 0) or n_shared * int(cfg["moe_intermediate_size"])
-        f.update(moe_layers=n_moe, experts=int(cfg["n_routed_experts"]), experts_per_token=int(cfg["num_experts_per_tok"]),
-                 ffn_expert=int(cfg["moe_intermediate_size"]), shared_experts=max(n_shared, 1 if shared else 0),
-                 ffn_shared=shared, moe_latent=int(cfg.get("moe_latent_size") or 0))
-    return f
-
-
-def _nas_blocks(cfg: dict[str, Any], model_id: str, hidden: int, heads: int) -> dict[str, Any]:
-    """Llama-Nemotron NAS models (DeciLM): `block_configs` per layer. A layer whose attention is a no-op counts
-    as a linear layer without parameters or state; the FFN widths, int(2 x ffn_mult x hidden / 3) rounded up to a
-    multiple of 256 as the DeciLM code sizes them, are averaged over the layers (exact in total)."""
-    blocks = cfg.get("block_configs")
-    if not isinstance(blocks, list) or not blocks:
-        raise DataError(f"{model_id}: nemotron-nas needs block_configs (one per layer)")
-    groups = {int(b["attention"]["n_heads_in_group"]) for b in blocks
-              if not b["attention"].get("no_op") and b["attention"].get("n_heads_in_group")}
-    if len(groups) > 1 or any(b["attention"].get("replace_with_linear") or b["ffn"].get("replace_with_linear")
-                              for b in blocks):
-        raise DataError(f"{model_id}: nemotron-nas layers with differing KV groups or linear replacements are not "
-                        "modelled")
-    widths = [0 if b["ffn"].get("no_op") else -(-int(2 * float(b["ffn"]["ffn_mult"]) * hidden / 3) // 256) * 256
-              for b in blocks]
-    return dict(layers=len(blocks), linear_layers=sum(1 for b in blocks if b["attention"].get("no_op")),
-                kv_heads=heads // (groups.pop() if groups else 1), dense_layers=len(blocks),
-                ffn_dense=round(sum(widths) / len(blocks)))
 
 
 def _moe_layer_mask(cfg: dict[str, Any], mtype: str, layers: int) -> list[bool]:
