@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from stockpile.catalog.chips import BYTES, Chip
+from stockpile.catalog.dtypes import normalise_dtype
 from stockpile.catalog.figure_ranges import chip_at_edge, estimated_figures, uncertain_speeds
 from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError, UnknownNameError
@@ -63,7 +64,7 @@ def check_engine_chip(engine: str, chip: Chip) -> None:
 
 
 def check_dtype(field_name: str, dtype: str, allowed: tuple[str, ...]) -> str:
-    d = dtype.strip().lower()
+    d = normalise_dtype(dtype) or ""
     if d not in allowed:
         raise UnknownNameError(field_name, dtype, allowed)
     return d
