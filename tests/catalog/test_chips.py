@@ -63,3 +63,18 @@ def test_memory_and_bandwidth_are_si():
     h200 = get_chip("h200-sxm-141gb")
     assert 140e9 < h200.memory_bytes < 160e9
     assert h200.mem_bw == pytest.approx(h200.memory_bw_gbs.value * 1e9)
+
+
+@pytest.mark.parametrize("given,expected", [("B200", "b200-sxm-180gb"), ("h200_sxm", "h200-sxm-141gb"),
+                                            ("MI300X", "mi300x-192gb"), ("l4", "l4-24gb"), ("Ascend910B", "ascend-910b-64gb"),
+                                            ("A100-SXM4-80GB", "a100-sxm-80gb")])
+def test_a_shorthand_that_names_one_chip_finds_it(given, expected):
+    assert get_chip(given).id == expected
+
+
+@pytest.mark.parametrize("given,candidates", [("H100", ("h100-sxm-80gb", "h100-pcie-80gb")),
+                                              ("H20", ("h20-96gb", "h20-141gb")), ("a100_sxm", ("a100-sxm-80gb",))])
+def test_an_ambiguous_shorthand_is_refused_with_the_candidates(given, candidates):
+    with pytest.raises(UnknownNameError) as e:
+        get_chip(given)
+    assert all(c in str(e.value) for c in candidates)
