@@ -6,7 +6,6 @@ the properties on :class:`Chip` expose SI units (bytes, bytes/s, FLOP/s) for the
 from __future__ import annotations
 
 import re
-
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -311,18 +310,18 @@ def _compact(text: str) -> str:
 
 
 def _shorthand(chip_id: str, chips: dict[str, Chip]) -> Chip | None:
-    """The one chip a shorthand names: "B200", "MI300X", "gb200", aiconfigurator's "h200_sxm", "Ascend910B" (the
-    id or the catalog name, ignoring case, spaces, dashes and underscores, as a prefix). None where no chip or
+    """The one chip a shorthand names: "B200", "MI300X", "gb200", aiconfigurator's "h200_sxm", "Ascend910B" (whole
+    leading parts of the id, or the start of the catalog name, ignoring case, spaces, dashes and underscores). None where no chip or
     more than one matches ("H100": SXM, PCIe, NVL or the 96 GB part; "H20": 96 or 141 GB), so that the caller
     lists the candidates instead of guessing."""
     key = _compact(chip_id)
     if len(key) < 2:
         return None
-    # whole leading parts of an id first ("l4" is l4-24gb, not also l40s-48gb), then any prefix of id or name
+    # whole leading parts of an id ("l4" is l4-24gb, not also l40s-48gb; a cut-off id such as "b200-sxm-18" is a
+    # typo to refuse), else the start of the catalog name ("A100-SXM4-80GB" is the A100 SXM4 80GB)
     parts = {c.id: c for c in chips.values()
              if key in {_compact("".join(c.id.split("-")[:k])) for k in range(1, c.id.count("-") + 2)}}
-    found = parts or {c.id: c for c in chips.values() if _compact(c.id).startswith(key)
-                      or _compact(c.name).startswith(key)}
+    found = parts or {c.id: c for c in chips.values() if _compact(c.name).startswith(key)}
     return next(iter(found.values())) if len(found) == 1 else None
 
 

@@ -104,3 +104,34 @@ def nas_blocks(cfg: dict[str, Any], model_id: str, hidden: int, heads: int) -> d
     return dict(layers=len(blocks), linear_layers=sum(1 for b in blocks if b["attention"].get("no_op")),
                 kv_heads=heads // (groups.pop() if groups else 1), dense_layers=len(blocks),
                 ffn_dense=round(sum(widths) / len(blocks)))
+
+
+def deepseek_v4_fields(cfg: dict[str, Any], model_id: str, hidden: int, heads: int, layers: int) -> dict[str, Any]:
+    """DeepSeek-V4: one shared 512-wide key/value head per layer (keys double as values), a window of the last
+    `sliding_window` tokens kept raw in every layer, and per layer a compression ratio (`compress_ratios`, the main
+    layers first): 4 is CSA (every 4 tokens pooled into one entry, an fp4 indexer picks the top `index_topk`
+    entries per query), 128 is HCA (every 128 tokens pooled, all entries read), 0 is the window alone. Queries
+    and outputs go through low-rank projections (q_lora_rank; o_lora_rank in o_groups groups). Hyper-connections
+    (hc_mult residual streams) add little compute and are not modelled."""
+    try:
+        hd, r_q, r_o = int(cfg["head_dim"]), int(cfg["q_lora_rank"]), int(cfg["o_lora_rank"])
+        groups, window = int(cfg.get("o_groups") or 1), int(cfg["sliding_window"])
+        ratios = [int(r) for r in cfg["compress_ratios"]][:layers]
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{model_id}: deepseek_v4 needs head_dim, q_lora_rank, o_lora_rank, sliding_window and "
+                        "compress_ratios (one per layer)") from None
+    if len(ratios) < layers or set(ratios) - {0, 4, 128}:
+        raise DataError(f"{model_id}: deepseek_v4 compress_ratios must give 0, 4 or 128 for each of the {layers} "
+                        "layers")
+    n_i, d_i = int(cfg.get("index_n_heads") or 64), int(cfg.get("index_head_dim") or 128)
+    csa, hca = ratios.count(4), ratios.count(128)
+    q = hidden * r_q + r_q * heads * hd
+    kv = hidden * hd
+    o = heads * hd * r_o + groups * r_o * hidden     # each group (h.hd/g wide) to r_o, then the g.r_o to d
+    compressor = 2 * hidden * hd                     # pooled entry and its gate, on compressed layers
+    indexer = r_q * n_i * d_i + hidden * n_i + 2 * hidden * d_i
+    per_layer = q + kv + o + ((csa + hca) * compressor + csa * indexer) / layers
+    return dict(kv_heads=1, head_dim=hd, kv_shared=True, sliding_layers=layers, sliding_window=window,
+                csa_layers=csa, csa_ratio=4, csa_topk=int(cfg.get("index_topk") or 512), hca_layers=hca,
+                hca_ratio=128, attn_params_layer=float(per_layer), sparse_attn_topk=0, index_heads=n_i,
+                index_head_dim=d_i)

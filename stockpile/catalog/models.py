@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from stockpile.catalog.model_families import nas_blocks, nemotron_h_blocks, standard_names
+from stockpile.catalog.model_families import deepseek_v4_fields, nas_blocks, nemotron_h_blocks, standard_names
 from stockpile.errors import DataError, InputError, UnknownNameError
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
@@ -30,7 +30,7 @@ KNOWN_TYPES = {
     "ernie4_5", "hunyuan_v1_moe", "hunyuan_v1_dense", "hunyuan", "glm4_moe", "minimax_m2", "minimax",
     "qwen3_next", "qwen3_5_moe", "glm_moe_dsa", "mimo", "qwen3_5_moe_text", "qwen3_5", "mpt", "gpt2", "gpt_neox", "falcon",
     "qwen3_vl", "qwen3_vl_moe", "gemma4", "step3p7", "mimo_v2_flash", "minimax_m3", "minimax_m3_vl", "nemotron_h",
-    "nemotron-nas",
+    "nemotron-nas", "deepseek_v4", "deepseek_ref",
 }
 # Values a published config.json may omit because the transformers config class supplies them
 # (transformers/models/<type>/configuration_<type>.py defaults).
@@ -80,6 +80,16 @@ class ModelSpec(BaseModel):
     linear_state_bytes_per_layer: float = 0.0
     linear_params_per_layer: float = 0.0
     sparse_attn_topk: int = 0               # DeepSeek sparse attention: tokens attended per query
+    # DeepSeek-V4 compressed attention: every layer keeps a window of `sliding_window` raw entries; CSA layers also
+    # compress every `csa_ratio` tokens into one entry and read the top `csa_topk` of them (an indexer picks them),
+    # HCA layers compress every `hca_ratio` tokens and read all of them. One shared key/value entry per token
+    kv_shared: bool = False                 # keys double as values: one head_dim-wide entry per KV head
+    csa_layers: int = 0
+    csa_ratio: int = 0
+    csa_topk: int = 0
+    hca_layers: int = 0
+    hca_ratio: int = 0
+    attn_params_layer: float = 0.0          # attention parameters per layer where the family sets them itself
     index_head_dim: int = 0
     index_heads: int = 0
     # feed-forward
@@ -119,6 +129,8 @@ class ModelSpec(BaseModel):
     # ---------------- parameter counts (per component, whole model) ----------------
     @cached_property
     def attn_params_per_layer(self) -> float:
+        if self.attn_params_layer:
+            return float(self.attn_params_layer)
         d, h = self.hidden, self.heads
         if self.is_mla:
             qk = self.qk_nope_head_dim + self.qk_rope_head_dim
@@ -202,7 +214,12 @@ class ModelSpec(BaseModel):
         """Cached elements per token per softmax-attention layer (K and V, or the MLA latent + rope key)."""
         if self.is_mla:
             return float(self.kv_lora_rank + self.qk_rope_head_dim)
-        return float(self.kv_heads * (self.head_dim + self.value_dim))
+        return float(self.kv_heads * (self.head_dim if self.kv_shared else self.head_dim + self.value_dim))
+
+    def compressed_entries_per_token(self) -> float:
+        """DeepSeek-V4: compressed cache entries one token adds over all layers (1/ratio per CSA or HCA layer)."""
+        return (self.csa_layers / self.csa_ratio if self.csa_ratio else 0.0) + (
+            self.hca_layers / self.hca_ratio if self.hca_ratio else 0.0)
 
     def kv_bytes_per_token(self, kv_bytes: float, context: float | None = None) -> float:
         """KV-cache bytes per token, all layers (sliding layers capped at the window when `context` given)."""
@@ -213,6 +230,9 @@ class ModelSpec(BaseModel):
             full += self.sliding_layers * per * frac
         if self.sparse_attn_topk:
             full += (self.layers - self.linear_layers) * self.index_head_dim * 1.0  # fp8 indexer keys
+        if self.csa_layers or self.hca_layers:      # compressed entries, and the CSA indexer's fp4 keys
+            full += self.compressed_entries_per_token() * per + (
+                self.csa_layers / max(self.csa_ratio, 1) * self.index_head_dim * 0.5)
         return full
 
 
@@ -329,6 +349,8 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
     if mtype == "nemotron_h":      # one block per layer of the pattern: Mamba-2, attention, MLP or MoE
         f.update(nemotron_h_blocks(cfg, model_id, hidden))
         return _finish(f, cfg, vision, published)
+    if mtype in ("deepseek_v4", "deepseek_ref"):     # compressed (CSA/HCA) attention over one shared 512-wide KV head
+        f.update(deepseek_v4_fields(cfg, model_id, hidden, heads, layers))
     if mtype == "nemotron-nas":    # per-layer blocks: attention kept or removed, FFN width per layer
         f.update(nas_blocks(cfg, model_id, hidden, heads))
         return _finish(f, cfg, vision, published)
@@ -378,6 +400,8 @@ def _finish(f: dict[str, Any], cfg: dict[str, Any], vision: bool, published: dic
         f["default_weight_dtype"] = "fp4"
     elif qm in ("awq", "gptq"):
         f["default_weight_dtype"] = "int4"
+    if str(cfg.get("expert_dtype", "")).lower() == "fp4":   # DeepSeek-V4: fp4 experts (nearly all the weights)
+        f["default_weight_dtype"] = "fp4"
     if published:
         f["published_params_b"] = published.get("params_b")
         f["published_active_params_b"] = published.get("active_params_b")

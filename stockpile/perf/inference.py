@@ -109,8 +109,12 @@ def kv_bytes_per_token_gpu(mc: ModelConsts, attn_tp, pp, kvbytes, context, hybri
     with a hybrid KV manager (vLLM V1) keep only the window for them (`hybrid_kv` = 1)."""
     split = np.minimum(attn_tp, mc.kv_split_max)
     frac = np.minimum(1.0, mc.window / np.maximum(context, 1.0))
-    layers = mc.full_layers + mc.sliding_layers * (1.0 - hybrid_kv + hybrid_kv * frac)
-    return (mc.kv_elems * kvbytes / split * layers + mc.index_bytes * mc.softmax_layers) / pp
+    window_only = np.maximum(hybrid_kv, mc.window_cache)
+    layers = mc.full_layers + mc.sliding_layers * (1.0 - window_only + window_only * frac)
+    # DeepSeek-V4: a pooled entry per ratio tokens per compressed layer, and the CSA indexer's keys
+    pooled = mc.csa_layers / mc.csa_ratio + mc.hca_layers / mc.hca_ratio
+    return (mc.kv_elems * kvbytes / split * (layers + pooled) + mc.index_bytes * mc.softmax_layers
+            + mc.csa_index_bytes * mc.csa_layers / mc.csa_ratio) / pp
 
 
 @dataclass

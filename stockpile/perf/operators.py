@@ -55,6 +55,17 @@ class ModelConsts:
     embed: float                    # embedding table parameters
     head_params: float              # untied lm-head parameters (0 when tied)
     dispatch_width: float = 0.0     # width of a token sent to an expert: hidden, or a latent MoE's latent width
+    # DeepSeek-V4 compressed attention (zero elsewhere): CSA layers read the top-k of ctx/ratio pooled entries,
+    # found by an fp4 indexer over all of them; HCA layers read all ctx/ratio entries; every layer's window is
+    # the sliding part above (window_cache 1: engines keep only the window's raw entries)
+    csa_layers: float = 0.0
+    csa_ratio: float = 1.0
+    csa_topk: float = 0.0
+    hca_layers: float = 0.0
+    hca_ratio: float = 1.0
+    csa_index_coef: float = 0.0     # indexer FLOPs per (query x pooled entry) per CSA layer
+    csa_index_bytes: float = 0.0    # indexer key bytes per pooled entry per CSA layer
+    window_cache: float = 0.0
 
     @classmethod
     def of(cls, m: ModelSpec) -> "ModelConsts":
@@ -77,11 +88,16 @@ class ModelConsts:
             kv_elems=m.kv_elems_per_token_layer(), kv_split_max=split, full_layers=float(m.full_layers),
             sliding_layers=float(m.sliding_layers), window=float(max(m.sliding_window, 1)),
             dec_attn_coef=float(dec), pre_attn_coef=float(pre), heads=float(m.heads),
-            sparse_topk=float(m.sparse_attn_topk), index_bytes=float(m.index_head_dim),
-            index_coef=float(2 * m.index_heads * m.index_head_dim),
+            sparse_topk=float(m.sparse_attn_topk), index_bytes=float(m.index_head_dim if m.sparse_attn_topk else 0),
+            index_coef=float(2 * m.index_heads * m.index_head_dim if m.sparse_attn_topk else 0),
             linear_state_bytes=float(m.linear_layers * m.linear_state_bytes_per_layer),
             expert_width=float(max(m.ffn_expert, 1)), embed=float(m.embed_params),
-            head_params=float(m.lm_head_params), dispatch_width=float(m.moe_latent or m.hidden))
+            head_params=float(m.lm_head_params), dispatch_width=float(m.moe_latent or m.hidden),
+            csa_layers=float(m.csa_layers), csa_ratio=float(max(m.csa_ratio, 1)), csa_topk=float(m.csa_topk),
+            hca_layers=float(m.hca_layers), hca_ratio=float(max(m.hca_ratio, 1)),
+            csa_index_coef=float(2 * m.index_heads * m.index_head_dim if m.csa_layers else 0),
+            csa_index_bytes=float(0.5 * m.index_head_dim if m.csa_layers else 0),
+            window_cache=1.0 if (m.csa_layers or m.hca_layers) else 0.0)
 
     @classmethod
     def stack(cls, items: list["ModelConsts"]) -> "ModelConsts":
@@ -151,6 +167,11 @@ def alltoall_time(cc: ChipConsts, p: Params, group: F, nbytes: F) -> F:
     return np.where(g > 1, 2 * p.a2a_latency_s + np.maximum(intra, inter), 0.0)
 
 
+def compressed_entries(mc: ModelConsts, ctx: F) -> F:
+    """DeepSeek-V4: pooled entries a query reads over all layers at context `ctx` (0 for other models)."""
+    return mc.csa_layers * np.minimum(ctx / mc.csa_ratio, mc.csa_topk) + mc.hca_layers * ctx / mc.hca_ratio
+
+
 def effective_layers(mc: ModelConsts, ctx: F) -> F:
     """Softmax layers weighted by the share of the context they read (sliding windows cap it)."""
     frac = np.minimum(1.0, mc.window / np.maximum(ctx, 1.0))
@@ -204,11 +225,18 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     # DeepSeek sparse attention: the indexer scans every cached token's small key (zero elsewhere)
     kv_read = kv_read + dec_seqs * dec_ctx * mc.index_bytes * (mc.softmax_layers / pp)
     att_flops = att_flops + dec_tokens * dec_ctx * mc.index_coef * (mc.softmax_layers / pp)
+    # DeepSeek-V4's pooled entries (zero for every other model)
+    comp_d = compressed_entries(mc, dec_ctx) / pp
+    kv_read = kv_read + dec_seqs * (comp_d * mc.kv_elems * kvbytes / kv_split
+                                    + dec_ctx / mc.csa_ratio * mc.csa_index_bytes * mc.csa_layers / pp)
+    att_flops = att_flops + dec_tokens * (comp_d * mc.dec_attn_coef / attn_tp
+                                          + dec_ctx / mc.csa_ratio * mc.csa_index_coef * mc.csa_layers / pp)
     t_att_dec = np.maximum(att_flops / (cc.peak_bf16 * p.gemm_eff * p.attn_eff), kv_read / bw)
     pre_ctx_eff = np.where(mc.sparse_topk > 0, np.minimum(pre_ctx, mc.sparse_topk), pre_ctx)
     lay_p = effective_layers(mc, pre_ctx) / pp
-    t_att_pre = pre_tokens * pre_ctx_eff * mc.pre_attn_coef * lay_p / attn_tp / (
-        cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)
+    pre_pairs = pre_ctx_eff * mc.pre_attn_coef * lay_p / attn_tp + compressed_entries(mc, pre_ctx) / pp * (
+        mc.pre_attn_coef / attn_tp) + pre_ctx / mc.csa_ratio * mc.csa_index_coef * mc.csa_layers / pp
+    t_att_pre = pre_tokens * pre_pairs / (cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)
     # 5. tensor-parallel all-reduce: two per layer, ring, over the attention TP group
     ar_bytes = tokens * mc.hidden * ACT_BYTES
     t_ar = 2.0 * layers_s * allreduce_time(cc, p, attn_tp, ar_bytes)

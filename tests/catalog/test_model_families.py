@@ -1,7 +1,7 @@
 """The architectures beyond plain decoders (issue 13: a row of any model NVIDIA's aiconfigurator ships a config for is
 predicted, not refused): hybrid Mamba-2 (Nemotron-H / Nemotron 3, latent MoE), NAS-pruned Llama (Nemotron Super
 49B), value heads narrower than keys (MiMo-V2), block-sparse attention (MiniMax-M3), Gemma 4, Step 3.7,
-Qwen3-VL."""
+Qwen3-VL, DeepSeek-V4's compressed attention."""
 import json
 from importlib import resources
 
@@ -25,6 +25,8 @@ NAMED = [
     ("nvidia/Qwen3.6-35B-A3B-NVFP4", 35, 3),
     ("Qwen/Qwen3-VL-235B-A22B-Instruct", 235, 22),
     ("Qwen/Qwen3-VL-8B-Instruct", 8, 8),
+    ("deepseek-ai/DeepSeek-V4-Flash", 284, 13),
+    ("nvidia/DeepSeek-V4-Pro-NVFP4", 1600, 49),
 ]
 
 
@@ -93,7 +95,8 @@ def test_step_and_gemma4_shared_widths():
 
 
 @pytest.mark.parametrize("name", ["nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-FP8", "nvidia/Llama-3.3-Nemotron-Super-49B-v1",
-                                  "XiaomiMiMo/MiMo-V2-Flash", "MiniMaxAI/MiniMax-M3", "google/gemma-4-26B-A4B-it"])
+                                  "XiaomiMiMo/MiMo-V2-Flash", "MiniMaxAI/MiniMax-M3", "google/gemma-4-26B-A4B-it",
+                                  "deepseek-ai/DeepSeek-V4-Flash"])
 def test_every_new_family_is_predicted(name):
     from stockpile.catalog.chips import get_chip
     from stockpile.perf.inference import estimate
@@ -103,8 +106,26 @@ def test_every_new_family_is_predicted(name):
     assert r.fits and r.tpot_ms is not None and 0 < r.tpot_ms < 200 and (r.output_tokens_per_s or 0) > 0
 
 
+def test_deepseek_v4_compressed_attention():
+    m = get_model("deepseek-ai/DeepSeek-V4-Flash")
+    # 43 layers: 2 window-only, 21 CSA (every 4 tokens pooled), 20 HCA (every 128); one shared 512-wide entry
+    assert (m.csa_layers, m.hca_layers, m.kv_elems_per_token_layer(), m.default_weight_dtype) == (21, 20, 512, "fp4")
+    window, pooled, index = 43 * 512 * 128 / 8192, 512 * (21 / 4 + 20 / 128), 21 / 4 * 128 * 0.5
+    assert m.kv_bytes_per_token(1.0, 8192) == pytest.approx(window + pooled + index)
+    assert m.kv_bytes_per_token(1.0, 8192) < get_model("deepseek-ai/DeepSeek-V3").kv_bytes_per_token(1.0) / 5
+    fp8 = get_model("sgl-project/DeepSeek-V4-Flash-FP8")           # model_type deepseek_ref: the same shapes
+    assert fp8.id == m.id
+    from stockpile.perf.operators import ModelConsts, compressed_entries
+    mc = ModelConsts.of(m)
+    # CSA reads at most its top-k per layer, HCA all of its pooled entries: sublinear in the context until k
+    assert compressed_entries(mc, 1024.0) == pytest.approx(21 * 256 + 20 * 8)
+    assert compressed_entries(mc, 65536.0) == pytest.approx(21 * 512 + 20 * 512)
+    with pytest.raises(DataError, match="compress_ratios"):
+        spec_from_config({**_config("deepseek-ai__DeepSeek-V4-Flash.json"), "compress_ratios": [4, 8]}, model_id="x")
+
+
 def test_architectures_still_unsupported_are_named():
-    """DeepSeek-V4's compressed attention is not modelled: refused with its model_type, not guessed."""
-    with pytest.raises(DataError, match="deepseek_v4"):
-        spec_from_config({"model_type": "deepseek_v4", "hidden_size": 4096, "num_hidden_layers": 43,
-                          "num_attention_heads": 64, "vocab_size": 129280}, model_id="deepseek-ai/DeepSeek-V4-Flash")
+    """Kimi K3's KDA linear attention beside MLA is not modelled: refused with its model_type, not guessed."""
+    with pytest.raises(DataError, match="kimi_k3"):
+        spec_from_config({"model_type": "kimi_k3", "hidden_size": 7168, "num_hidden_layers": 93,
+                          "num_attention_heads": 96, "vocab_size": 163840}, model_id="moonshotai/Kimi-K3")

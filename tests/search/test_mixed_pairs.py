@@ -66,7 +66,7 @@ def test_cli_mixed_search_and_its_errors():
     r = CliRunner().invoke(app, [*args, "--prefill-chip", "h800-sxm-80gb", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["best"]["prefill"]["chip"] == "h800-sxm-80gb"
-    r = CliRunner().invoke(app, [*args, "--prefill-chip", "h800", "--json"])
+    r = CliRunner().invoke(app, [*args, "--prefill-chip", "h800x", "--json"])
     assert r.exit_code == 2 and "h800-sxm-80gb" in r.output
     r = CliRunner().invoke(app, [*args, "--prefill-chip", "h800-sxm-80gb", "--no-disagg"])
     assert r.exit_code == 2 and "prefill_chip" in r.output
