@@ -19,6 +19,19 @@ def standard_names(cfg: dict[str, Any], mtype: str) -> dict[str, Any]:
         # 1: sliding-window layer, 0: full attention
         cfg["layer_types"] = ["sliding_attention" if x else "full_attention" for x in cfg["hybrid_layer_pattern"]]
         cfg["sliding_window"] = cfg.get("sliding_window") or cfg.get("sliding_window_size")
+    if mtype in ("kimi_k3", "kimi_linear") and isinstance(cfg.get("linear_attn_config"), dict):
+        # Kimi Linear / K3: KDA (gated delta-rule linear attention) on the layers listed (1-based), MLA on the
+        # rest; routed experts in a latent width (routed_expert_hidden_size)
+        lac = cfg["linear_attn_config"]
+        kda = {int(i) for i in lac.get("kda_layers") or []}
+        n = int(cfg.get("num_hidden_layers") or 0)
+        cfg["layer_types"] = ["linear_attention" if i in kda else "full_attention" for i in range(1, n + 1)]
+        heads, hd = int(lac.get("num_heads") or 0), int(lac.get("head_dim") or 0)
+        cfg.update(linear_num_key_heads=heads, linear_num_value_heads=heads, linear_key_head_dim=hd,
+                   linear_value_head_dim=hd, linear_conv_kernel_dim=int(lac.get("short_conv_kernel_size") or 4))
+        cfg.setdefault("num_experts_per_tok", cfg.get("num_experts_per_token"))
+        if cfg.get("routed_expert_hidden_size"):
+            cfg.setdefault("moe_latent_size", cfg["routed_expert_hidden_size"])
     if mtype == "gemma4":
         # Gemma 4: the global layers' keys double as values (attention_k_eq_v) over fewer, wider heads; their KV
         # per token equals num_global_key_value_heads x 2 x head_dim, which is what the cache holds at long

@@ -30,7 +30,7 @@ KNOWN_TYPES = {
     "ernie4_5", "hunyuan_v1_moe", "hunyuan_v1_dense", "hunyuan", "glm4_moe", "minimax_m2", "minimax",
     "qwen3_next", "qwen3_5_moe", "glm_moe_dsa", "mimo", "qwen3_5_moe_text", "qwen3_5", "mpt", "gpt2", "gpt_neox", "falcon",
     "qwen3_vl", "qwen3_vl_moe", "gemma4", "step3p7", "mimo_v2_flash", "minimax_m3", "minimax_m3_vl", "nemotron_h",
-    "nemotron-nas", "deepseek_v4", "deepseek_ref",
+    "nemotron-nas", "deepseek_v4", "deepseek_ref", "kimi_k3", "kimi_linear",
 }
 # Values a published config.json may omit because the transformers config class supplies them
 # (transformers/models/<type>/configuration_<type>.py defaults).
@@ -378,6 +378,8 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
             ffn_shared = ffn_expert
         else:
             ffn_shared = n_shared * ffn_expert
+        latent = int(cfg.get("moe_latent_size") or 0)
+        f.update(moe_latent=latent if 0 < latent < hidden else 0)
         f.update(experts=n_exp, experts_per_token=top_k, ffn_expert=ffn_expert, moe_layers=n_moe,
                  shared_experts=max(n_shared, 1 if ffn_shared else 0), ffn_shared=ffn_shared,
                  dense_layers=layers - n_moe, ffn_dense=int(inter or 0))

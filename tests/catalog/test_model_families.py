@@ -1,7 +1,7 @@
 """The architectures beyond plain decoders (issue 13: a row of any model NVIDIA's aiconfigurator ships a config for is
 predicted, not refused): hybrid Mamba-2 (Nemotron-H / Nemotron 3, latent MoE), NAS-pruned Llama (Nemotron Super
 49B), value heads narrower than keys (MiMo-V2), block-sparse attention (MiniMax-M3), Gemma 4, Step 3.7,
-Qwen3-VL, DeepSeek-V4's compressed attention."""
+Qwen3-VL, DeepSeek-V4's compressed attention, Kimi K3's KDA layers."""
 import json
 from importlib import resources
 
@@ -124,8 +124,15 @@ def test_deepseek_v4_compressed_attention():
         spec_from_config({**_config("deepseek-ai__DeepSeek-V4-Flash.json"), "compress_ratios": [4, 8]}, model_id="x")
 
 
-def test_architectures_still_unsupported_are_named():
-    """Kimi K3's KDA linear attention beside MLA is not modelled: refused with its model_type, not guessed."""
-    with pytest.raises(DataError, match="kimi_k3"):
-        spec_from_config({"model_type": "kimi_k3", "hidden_size": 7168, "num_hidden_layers": 93,
-                          "num_attention_heads": 96, "vocab_size": 163840}, model_id="moonshotai/Kimi-K3")
+def test_kimi_k3_linear_and_mla_layers_with_latent_experts():
+    m = get_model("moonshotai/Kimi-K3")
+    assert (m.layers, m.linear_layers, m.full_layers, m.is_mla) == (93, 69, 24, True)
+    assert (m.experts, m.experts_per_token, m.moe_latent, m.moe_layers) == (896, 16, 3584, 92)
+    assert m.kv_bytes_per_token(2.0) == 24 * (512 + 64) * 2                  # only the MLA layers cache per token
+    assert m.linear_state_bytes_per_layer >= 96 * 128 * 128 * 4               # the KDA state, fp32, per sequence
+
+
+def test_an_unknown_architecture_is_named():
+    with pytest.raises(DataError, match="kimi_k9"):
+        spec_from_config({"model_type": "kimi_k9", "hidden_size": 7168, "num_hidden_layers": 93,
+                          "num_attention_heads": 96, "vocab_size": 163840}, model_id="moonshotai/Kimi-K9")
