@@ -10,7 +10,8 @@ from stockpile.errors import DataError
 
 
 def standard_names(cfg: dict[str, Any], mtype: str) -> dict[str, Any]:
-    """Families that publish a standard quantity under their own names, renamed to the common ones."""
+    """Families that publish a standard quantity under their own names, renamed to the common ones (a value of
+    the wrong kind raises; models.spec_from_config names it)."""
     cfg = dict(cfg)
     if mtype == "step3p7" and cfg.get("share_expert_dim"):        # Step 3.x: one shared expert of this width
         cfg.setdefault("shared_expert_intermediate_size",

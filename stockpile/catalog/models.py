@@ -259,7 +259,16 @@ def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str, Any] | None = None) -> ModelSpec:
-    """Read a published HF config.json into the normal form. Raises DataError naming missing fields."""
+    """Read a published HF config.json into the normal form. Raises DataError naming missing fields, and one
+    naming the model type where a field has a value of the wrong kind (text where a number belongs)."""
+    try:
+        return _read_config(cfg, model_id=model_id, published=published)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"{model_id}: its {cfg.get('model_type', 'unknown')} config.json has a field missing or of "
+                        f"the wrong kind ({exc!r}); compare it with the family's published config.json") from None
+
+
+def _read_config(cfg: dict[str, Any], *, model_id: str, published: dict[str, Any] | None) -> ModelSpec:
     outer_type = str(cfg.get("model_type", ""))
     vision = isinstance(cfg.get("vision_config"), dict) or "vision" in str(cfg.get("architectures", "")).lower() \
         or "ForConditionalGeneration" in str(cfg.get("architectures", ""))
@@ -349,7 +358,7 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
     if mtype == "nemotron_h":      # one block per layer of the pattern: Mamba-2, attention, MLP or MoE
         f.update(nemotron_h_blocks(cfg, model_id, hidden))
         return _finish(f, cfg, vision, published)
-    if mtype in ("deepseek_v4", "deepseek_ref"):     # compressed (CSA/HCA) attention over one shared 512-wide KV head
+    if mtype in ("deepseek_v4", "deepseek_ref"):   # compressed (CSA/HCA) attention, one shared 512-wide KV head
         f.update(deepseek_v4_fields(cfg, model_id, hidden, heads, layers))
     if mtype == "nemotron-nas":    # per-layer blocks: attention kept or removed, FFN width per layer
         f.update(nas_blocks(cfg, model_id, hidden, heads))

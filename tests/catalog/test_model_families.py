@@ -136,3 +136,17 @@ def test_an_unknown_architecture_is_named():
     with pytest.raises(DataError, match="kimi_k9"):
         spec_from_config({"model_type": "kimi_k9", "hidden_size": 7168, "num_hidden_layers": 93,
                           "num_attention_heads": 96, "vocab_size": 163840}, model_id="moonshotai/Kimi-K9")
+
+
+@pytest.mark.parametrize("file_name,field,value", [
+    ("stepfun-ai__Step-3.7-Flash.json", "share_expert_dim", "abc"),
+    ("nvidia__NVIDIA-Nemotron-3-Nano-30B-A3B-BF16.json", "n_routed_experts", None),
+    ("deepseek-ai__DeepSeek-V4-Flash.json", "index_topk", "many"),
+    ("moonshotai__Kimi-K3.json", "linear_attn_config", {"kda_layers": ["x"]}),
+])
+def test_a_malformed_family_field_is_named_not_a_crash(file_name, field, value):
+    cfg = _config(file_name)
+    target = cfg["text_config"] if "text_config" in cfg and field in cfg["text_config"] else cfg
+    target[field] = value
+    with pytest.raises(DataError):
+        spec_from_config(cfg, model_id="x/y")
