@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stockpile.catalog.model_families import deepseek_v4_fields, nas_blocks, nemotron_h_blocks, standard_names
 from stockpile.errors import DataError, InputError, UnknownNameError
@@ -111,6 +111,14 @@ class ModelSpec(BaseModel):
     default_weight_dtype: str = "bf16"
     has_vision: bool = False                # multimodal repo: counts here are the language model's only
     aliases: tuple[str, ...] = Field(default=())
+
+    @model_validator(mode="after")
+    def _counts_are_not_negative(self) -> "ModelSpec":
+        bad = [k for k, v in self.__dict__.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and k not in ("published_params_b", "published_active_params_b") and not 0 <= v < float("inf")]
+        if bad:
+            raise ValueError(f"counts and sizes must be finite and not negative: {', '.join(bad)}")
+        return self
 
     # ---------------- structure ----------------
     @property
@@ -263,7 +271,7 @@ def spec_from_config(cfg: dict[str, Any], *, model_id: str, published: dict[str,
     naming the model type where a field has a value of the wrong kind (text where a number belongs)."""
     try:
         return _read_config(cfg, model_id=model_id, published=published)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (LookupError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
         raise DataError(f"{model_id}: its {cfg.get('model_type', 'unknown')} config.json has a field missing or of "
                         f"the wrong kind ({exc!r}); compare it with the family's published config.json") from None
 

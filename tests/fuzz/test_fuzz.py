@@ -224,3 +224,33 @@ def test_measure_cli_without_a_server(tmp_path_factory, endpoint, isl, osl, load
     r = runner.invoke(app, args)
     _no_traceback(r)
     assert r.exit_code != 0          # nothing listens on port 9, so no run ever succeeds here
+
+
+CONFIGS = ["meta-llama__Llama-3.1-8B-Instruct.json", "deepseek-ai__DeepSeek-V3.json", "Qwen__Qwen3.5-397B-A17B.json",
+           "nvidia__NVIDIA-Nemotron-3-Super-120B-A12B.json", "deepseek-ai__DeepSeek-V4-Flash.json",
+           "nvidia__Llama-3_3-Nemotron-Super-49B-v1.json", "moonshotai__Kimi-K3.json", "google__gemma-4-26B-A4B.json"]
+config_values = st.one_of(st.none(), st.booleans(), st.integers(-3, 10 ** 6), st.floats(allow_nan=True),
+                          st.text(max_size=5), st.lists(st.integers(-1, 200), max_size=4),
+                          st.dictionaries(st.text(max_size=3), st.integers(0, 9), max_size=2))
+
+
+@cases(60, 3000)
+@given(st.sampled_from(CONFIGS), st.data())
+def test_config_mutations(name, data):
+    """A user's config.json (`--model path`) with any field set to anything: a ModelSpec or a DataError naming the
+    model, never another exception."""
+    import json
+    from importlib import resources
+
+    from stockpile.catalog.models import spec_from_config
+    from stockpile.errors import DataError
+    cfg = json.loads((resources.files("stockpile") / "data" / "models" / name).read_text())
+    target = cfg["text_config"] if isinstance(cfg.get("text_config"), dict) and data.draw(st.booleans()) else cfg
+    key = data.draw(st.sampled_from(sorted(target)))
+    target[key] = data.draw(config_values)
+    try:
+        spec = spec_from_config(cfg, model_id="user/model")
+    except DataError as e:
+        assert "user/model" in str(e)
+        return
+    assert spec.params >= 0 or not math.isfinite(spec.params)
