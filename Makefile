@@ -49,7 +49,7 @@ engines: $(VENV)/.installed
 test: engines
 test: export STOCKPILE_REQUIRE_ENGINES := 1
 
-# property-based fuzzing: about 14,500 generated CLI arguments, API bodies, scenarios and measured CSVs (minutes)
+# property-based fuzzing: about 17,500 generated CLI arguments, API bodies, scenarios, measured CSVs and model configs (minutes)
 fuzz: $(VENV)/.installed
 	STOCKPILE_FUZZ=1 $(BIN)/python -m pytest tests/fuzz -m fuzz -p no:cacheprovider
 

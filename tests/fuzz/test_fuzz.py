@@ -1,6 +1,6 @@
 """Property-based fuzzing (issue 14): whatever the input, the CLI answers with its result or a one-line error
 and exit code 1 or 2, never a traceback; the API answers 200 or a 4xx, never a 5xx; scenario loading and
-validate raise nothing but Stockpile's own errors. Run `make fuzz` for thousands of cases per target."""
+validate raise nothing but Stockpile's own errors, nor does reading a model config.json. Run `make fuzz` for thousands of cases per target."""
 import copy
 import csv
 import io
@@ -20,7 +20,7 @@ FUZZ = bool(os.environ.get("STOCKPILE_FUZZ"))
 
 
 def cases(sample: int, fuzz: int):
-    """Examples per target: a sample in the default suite, thousands under `make fuzz` (about 14,500 in all)."""
+    """Examples per target: a sample in the default suite, thousands under `make fuzz` (about 17,500 in all)."""
     return settings(max_examples=fuzz if FUZZ else sample)
 
 CHIPS = ["h100-sxm-80gb", "h20-96gb", "ascend-910b-64gb", "mi300x-192gb", "h100", "", "x" * 300, "../etc"]
