@@ -1,6 +1,7 @@
 """Property-based fuzzing (issue 14): whatever the input, the CLI answers with its result or a one-line error
 and exit code 1 or 2, never a traceback; the API answers 200 or a 4xx, never a 5xx; scenario loading and
-validate raise nothing but Stockpile's own errors, nor does reading a model config.json. Run `make fuzz` for thousands of cases per target."""
+validate raise nothing but Stockpile's own errors, nor does reading a model config.json. Run `make fuzz` for
+thousands of cases per target."""
 import copy
 import csv
 import io
