@@ -1,5 +1,6 @@
 """Precisions as publications spell them (NVFP4, W4A16, FP8 block scales, "auto" KV) are read as the dtypes the
-model costs, in a measured CSV and on the command line; an unknown spelling is refused by name."""
+model costs, in a measured CSV and on the command line; an unknown spelling is refused by name. A chip shorthand in a
+CSV (B200) is read as its chip, and the row says so."""
 import csv
 
 import pytest
@@ -39,3 +40,15 @@ def test_a_csv_spelling_predicts_as_its_dtype(tmp_path):
     assert out["a"]["predicted"] == out["b"]["predicted"]
     assert out["c"]["predicted"] == out["d"]["predicted"]
     assert out["a"]["predicted"] < out["c"]["predicted"]          # 4-bit weights decode faster than 16-bit
+
+
+def test_a_chip_shorthand_in_a_csv_predicts_as_the_chip_and_says_so(tmp_path):
+    head = ("id,model,accelerator,num_accelerators,engine,weight_dtype,kv_dtype,tp,pp,ep,dp,input_len,output_len,"
+            "concurrency,scenario,metric,value,source_url,notes")
+    cells = "{id},meta-llama/Llama-3.1-70B-Instruct,{chip},2,vllm,bf16,,2,,,,1024,1024,32,server,tpot_ms,10,https://x.org/a,"
+    path = tmp_path / "m.csv"
+    path.write_text("\n".join([head, cells.format(id="a", chip="b200-sxm-180gb"), cells.format(id="b", chip="B200")])
+                    + "\n")
+    out = {r["id"]: r for r in validate_rows(list(csv.DictReader(path.open())), load_calibration())}
+    assert out["a"]["predicted"] == out["b"]["predicted"]
+    assert "accelerator 'B200' read as b200-sxm-180gb" in out["b"]["assumed"] and not out["a"].get("assumed")
