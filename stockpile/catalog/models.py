@@ -41,6 +41,9 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "gemma2": {"tie_word_embeddings": True},
     "gemma": {"tie_word_embeddings": True},
 }
+# Sizes beyond any model's (a config is read into per-layer lists and products of these): refused before reading
+_SIZE_CAPS = {"num_hidden_layers": 100_000, "num_layers": 100_000, "n_layers": 100_000, "n_layer": 100_000,
+              "hidden_size": 1_000_000, "num_attention_heads": 100_000, "vocab_size": 100_000_000}
 REQUIRED_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
 
 # Suffixes of fine-tunes and packagings that keep the architecture; the dtype some of them imply.
@@ -115,9 +118,9 @@ class ModelSpec(BaseModel):
     @model_validator(mode="after")
     def _counts_are_not_negative(self) -> "ModelSpec":
         bad = [k for k, v in self.__dict__.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-               and k not in ("published_params_b", "published_active_params_b") and not 0 <= v < float("inf")]
+               and k not in ("published_params_b", "published_active_params_b") and not 0 <= v <= 1e15]
         if bad:
-            raise ValueError(f"counts and sizes must be finite and not negative: {', '.join(bad)}")
+            raise ValueError(f"counts and sizes must be finite, not negative and below 1e15: {', '.join(bad)}")
         return self
 
     # ---------------- structure ----------------
@@ -281,6 +284,11 @@ def _read_config(cfg: dict[str, Any], *, model_id: str, published: dict[str, Any
     vision = isinstance(cfg.get("vision_config"), dict) or "vision" in str(cfg.get("architectures", "")).lower() \
         or "ForConditionalGeneration" in str(cfg.get("architectures", ""))
     cfg = _text_config(cfg)
+    too_big = [k for k, cap in _SIZE_CAPS.items() if isinstance(cfg.get(k), (int, float))
+               and not isinstance(cfg.get(k), bool) and not abs(cfg[k]) <= cap]
+    if too_big:
+        raise DataError(f"{model_id}: {', '.join(too_big)} out of any model's range (at most "
+                        f"{', '.join(f'{_SIZE_CAPS[k]:,}' for k in too_big)})")
     cfg = {**TYPE_DEFAULTS.get(str(cfg.get("model_type")), {}), **cfg}
     mtype = str(cfg.get("_outer_model_type") or cfg.get("model_type") or "")
     cfg = standard_names(cfg, mtype)
