@@ -232,6 +232,10 @@ class ModelSpec(BaseModel):
         return (self.csa_layers / self.csa_ratio if self.csa_ratio else 0.0) + (
             self.hca_layers / self.hca_ratio if self.hca_ratio else 0.0)
 
+    def pooled_index_bytes_per_token(self) -> float:
+        """DeepSeek-V4: bytes of the CSA indexer's fp4 keys one token of context adds over all layers."""
+        return self.csa_layers / self.csa_ratio * self.index_head_dim * 0.5 if self.csa_ratio else 0.0
+
     def kv_bytes_per_token(self, kv_bytes: float, context: float | None = None) -> float:
         """KV-cache bytes per token, all layers (sliding layers capped at the window when `context` given)."""
         per = self.kv_elems_per_token_layer() * kv_bytes
@@ -241,9 +245,8 @@ class ModelSpec(BaseModel):
             full += self.sliding_layers * per * frac
         if self.sparse_attn_topk:
             full += (self.layers - self.linear_layers) * self.index_head_dim * 1.0  # fp8 indexer keys
-        if self.csa_layers or self.hca_layers:      # compressed entries, and the CSA indexer's fp4 keys
-            full += self.compressed_entries_per_token() * per + (
-                self.csa_layers / max(self.csa_ratio, 1) * self.index_head_dim * 0.5)
+        # DeepSeek-V4: the pooled entries, and the CSA indexer's keys
+        full += self.compressed_entries_per_token() * per + self.pooled_index_bytes_per_token()
         return full
 
 

@@ -112,9 +112,8 @@ def kv_bytes_per_token_gpu(mc: ModelConsts, attn_tp, pp, kvbytes, context, hybri
     window_only = np.maximum(hybrid_kv, mc.window_cache)
     layers = mc.full_layers + mc.sliding_layers * (1.0 - window_only + window_only * frac)
     # DeepSeek-V4: a pooled entry per ratio tokens per compressed layer, and the CSA indexer's keys
-    pooled = mc.csa_layers / mc.csa_ratio + mc.hca_layers / mc.hca_ratio
-    return (mc.kv_elems * kvbytes / split * (layers + pooled) + mc.index_bytes * mc.softmax_layers
-            + mc.csa_index_bytes * mc.csa_layers / mc.csa_ratio) / pp
+    return (mc.kv_elems * kvbytes / split * (layers + mc.pooled_per_token) + mc.index_bytes * mc.softmax_layers
+            + mc.pooled_index_bytes) / pp
 
 
 @dataclass

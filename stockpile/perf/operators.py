@@ -64,7 +64,8 @@ class ModelConsts:
     hca_layers: float = 0.0
     hca_ratio: float = 1.0
     csa_index_coef: float = 0.0     # indexer FLOPs per (query x pooled entry) per CSA layer
-    csa_index_bytes: float = 0.0    # indexer key bytes per pooled entry per CSA layer
+    pooled_per_token: float = 0.0   # pooled entries one token of context adds, all layers (KV cache)
+    pooled_index_bytes: float = 0.0  # indexer key bytes one token of context adds, all CSA layers (cache, scan)
     window_cache: float = 0.0
 
     @classmethod
@@ -96,7 +97,7 @@ class ModelConsts:
             csa_layers=float(m.csa_layers), csa_ratio=float(max(m.csa_ratio, 1)), csa_topk=float(m.csa_topk),
             hca_layers=float(m.hca_layers), hca_ratio=float(max(m.hca_ratio, 1)),
             csa_index_coef=float(2 * m.index_heads * m.index_head_dim if m.csa_layers else 0),
-            csa_index_bytes=float(0.5 * m.index_head_dim if m.csa_layers else 0),
+            pooled_per_token=m.compressed_entries_per_token(), pooled_index_bytes=m.pooled_index_bytes_per_token(),
             window_cache=1.0 if (m.csa_layers or m.hca_layers) else 0.0)
 
     @classmethod
@@ -227,8 +228,7 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     att_flops = att_flops + dec_tokens * dec_ctx * mc.index_coef * (mc.softmax_layers / pp)
     # DeepSeek-V4's pooled entries (zero for every other model)
     comp_d = compressed_entries(mc, dec_ctx) / pp
-    kv_read = kv_read + dec_seqs * (comp_d * mc.kv_elems * kvbytes / kv_split
-                                    + dec_ctx / mc.csa_ratio * mc.csa_index_bytes * mc.csa_layers / pp)
+    kv_read = kv_read + dec_seqs * (comp_d * mc.kv_elems * kvbytes / kv_split + dec_ctx * mc.pooled_index_bytes / pp)
     att_flops = att_flops + dec_tokens * (comp_d * mc.dec_attn_coef / attn_tp
                                           + dec_ctx / mc.csa_ratio * mc.csa_index_coef * mc.csa_layers / pp)
     t_att_dec = np.maximum(att_flops / (cc.peak_bf16 * p.gemm_eff * p.attn_eff), kv_read / bw)
