@@ -185,6 +185,18 @@ def _validated_families() -> frozenset[str]:
     return frozenset(get_chip(c.split("/")[0]).family for c in _doc().get("validated_chips") or [])
 
 
+def model_family(model: Any) -> str:
+    """A model's family as the catalog names it (its index entry), else its config's model_type."""
+    return str(getattr(model, "family", "") or getattr(model, "architecture", ""))
+
+
+def model_family_validated(model: Any) -> bool:
+    """Whether the shipped inference measurements hold rows of this model's family (bands.yaml
+    `validated_model_families`; True where the file predates that list)."""
+    fams = _doc().get("validated_model_families")
+    return fams is None or model_family(model) in fams
+
+
 def chip_validated(chip_id: str, training: bool = False) -> bool:
     """Whether the shipped measurements hold validated rows on this very chip. Its figures' errors are then
     already inside the residual bands, so its estimated figures widen nothing; a chip without rows (MI308X,
@@ -313,10 +325,12 @@ def fit_bands() -> dict[str, Any]:
     res: dict[str, list[float]] = defaultdict(list)
     chips: set[str] = set()
     pubs: set[str] = set()
+    models: set[str] = set()
     for path in default_files():
         _, _, preps = prepare_file(path)
         ps = [p for p in preps if isinstance(p, Prepared)]
         chips.update(p.case.chip for p in ps)
+        models.update(model_family(p.model) for p in ps)
         pubs.update(p.case.publication for p in ps if p.case.publication)
         for p, v in zip(ps, Batch(ps).run(cal)):
             if not (np.isfinite(v) and v > 0):
@@ -328,6 +342,7 @@ def fit_bands() -> dict[str, Any]:
                 res[k].append(r)
     out = _quantiles(res)
     return {"validated_chips": sorted(chips), "fitted_publications": sorted(pubs),
+            "validated_model_families": sorted(models),
             "meta": {"what": "10th/90th percentiles of log(measured/predicted) per regime "
                              "(engine|chip family|metric|load), from validate on the shipped files (in sample; "
                              f"shrunk toward the broader group and widened x {WIDEN} when read)",

@@ -63,6 +63,16 @@ def check_engine_chip(engine: str, chip: Chip) -> None:
                                    f"{' or '.join(able) if able else 'another engine'}")
 
 
+def unvalidated_family(model: ModelSpec) -> list[str]:
+    """A note where no measured row of the model's family backs the prediction (bands.model_family_validated)."""
+    from stockpile.calibration.bands import model_family, model_family_validated
+    if model_family_validated(model):
+        return []
+    return [f"no measured row of a {model_family(model)} model: predicted from its shapes with efficiencies fitted on "
+            "other families (held out one family at a time, such predictions err about twice as much as in sample; "
+            "the band is the one for unseen data)"]
+
+
 def check_dtype(field_name: str, dtype: str, allowed: tuple[str, ...]) -> str:
     d = normalise_dtype(dtype) or ""
     if d not in allowed:
@@ -285,7 +295,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     latencies, percentiles and throughput; the steady state gives memory and the limit text."""
     engine = check_engine(engine)
     check_engine_chip(engine, chip)
-    notes = list(assumptions or []) + estimated_figures(chip)
+    notes = list(assumptions or []) + estimated_figures(chip) + unvalidated_family(model)
     wdt = check_dtype("weight_dtype", weight_dtype or model.default_weight_dtype, WEIGHT_DTYPES)
     if kv_dtype is None:
         kv_dtype = "fp8" if engine == "trtllm" and wdt in ("fp8", "fp4") else "bf16"

@@ -150,3 +150,15 @@ def test_a_malformed_family_field_is_named_not_a_crash(file_name, field, value):
     target[field] = value
     with pytest.raises(DataError):
         spec_from_config(cfg, model_id="x/y")
+
+
+def test_an_estimate_of_a_family_without_measured_rows_says_so():
+    from stockpile.catalog.chips import get_chip
+    from stockpile.perf.inference import estimate
+    from stockpile.perf.layout import resolve_layout
+
+    def notes(name):
+        return " ".join(estimate(get_model(name), get_chip("h200-sxm-141gb"), layout=resolve_layout(gpus=8, tp=8),
+                                 engine="vllm", isl=1024, osl=256, concurrency=8).assumptions)
+    assert "no measured row of a nemotron_h model" in notes("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B")
+    assert "no measured row" not in notes("meta-llama/Llama-3.1-70B-Instruct")
