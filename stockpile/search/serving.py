@@ -33,6 +33,7 @@ from stockpile.perf.inference import (
     evaluate,
     hybrid_kv,
     input_share,
+    unvalidated_family,
 )
 from stockpile.perf.operators import ChipConsts, ModelConsts
 from stockpile.perf.serving import MODE_CLOSED
@@ -277,7 +278,8 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
     t0 = time.perf_counter()
     engine = check_engine(engine)
     release = engine_key(engine, check_release(engine_version))
-    head: dict[str, Any] = {"engine_version": engine_version, "notes": release_notes(engine, engine_version)}
+    head: dict[str, Any] = {"engine_version": engine_version,
+                            "notes": release_notes(engine, engine_version) + unvalidated_family(model)}
     check_engine_chip(engine, chip)
     if objective not in ("throughput", "cost"):
         raise InputError("objective", f"'{objective}' is not throughput or cost")
