@@ -190,11 +190,15 @@ def model_family(model: Any) -> str:
     return str(getattr(model, "family", "") or getattr(model, "architecture", ""))
 
 
-def model_family_validated(model: Any) -> bool:
-    """Whether the shipped inference measurements hold rows of this model's family (bands.yaml
-    `validated_model_families`; True where the file predates that list)."""
-    fams = _doc().get("validated_model_families")
-    return fams is None or model_family(model) in fams
+def model_family_validated(model: Any, training: bool = False) -> bool:
+    """Whether the shipped inference (training) measurements back this model: rows of its family (bands.yaml
+    `validated_model_families`, `validated_training_model_families`; True where the file predates the list), or it
+    is a plain dense decoder (GQA or MHA, sliding windows allowed: Qwen3-32B is Llama's arithmetic under
+    another family name). Experts, MLA, sparse, pooled or linear attention, a latent MoE: its family's rows."""
+    fams = _doc().get("validated_training_model_families" if training else "validated_model_families")
+    plain = not (model.is_moe or model.is_mla or model.sparse_attn_topk or model.csa_layers or model.hca_layers
+                 or model.linear_params_per_layer or model.linear_state_bytes_per_layer)
+    return fams is None or plain or model_family(model) in fams
 
 
 def chip_validated(chip_id: str, training: bool = False) -> bool:
@@ -313,7 +317,9 @@ def fit_training_bands() -> dict[str, Any]:
     return {"training_bands": _quantiles(res),
             "fitted_training_publications": sorted({publication_of(r) for r, c in zip(rows, cases)
                                                     if isinstance(c, Case)}),
-            "validated_training_chips": sorted({c.job.chip.id for c in cases if isinstance(c, Case)})}
+            "validated_training_chips": sorted({c.job.chip.id for c in cases if isinstance(c, Case)}),
+            "validated_training_model_families": sorted({model_family(c.job.model) for c in cases
+                                                         if isinstance(c, Case)})}
 
 
 def fit_bands() -> dict[str, Any]:

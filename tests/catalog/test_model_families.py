@@ -162,3 +162,14 @@ def test_an_estimate_of_a_family_without_measured_rows_says_so():
                                  engine="vllm", isl=1024, osl=256, concurrency=8).assumptions)
     assert "no measured row of a nemotron_h model" in notes("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B")
     assert "no measured row" not in notes("meta-llama/Llama-3.1-70B-Instruct")
+
+
+def test_which_models_the_measurements_back():
+    from stockpile.calibration.bands import model_family_validated
+    assert not model_family_validated(get_model("deepseek-ai/DeepSeek-V4-Flash"))
+    assert model_family_validated(get_model("deepseek-ai/DeepSeek-R1"))
+    assert model_family_validated(get_model("google/gemma-4-31B-it"))      # a plain dense decoder, windows and all
+    assert not model_family_validated(get_model("google/gemma-4-26B-A4B"))  # its experts: no gemma4 rows
+    # training rows cover DeepSeek-V3 but no GLM-5
+    assert model_family_validated(get_model("deepseek-ai/DeepSeek-V3"), training=True)
+    assert not model_family_validated(get_model("zai-org/GLM-5"), training=True)
