@@ -297,7 +297,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     check_engine_chip(engine, chip)
     notes = list(assumptions or []) + estimated_figures(chip) + unvalidated_family(model)
     wdt = check_dtype("weight_dtype", weight_dtype or model.default_weight_dtype, WEIGHT_DTYPES)
-    if kv_dtype is None:
+    if kv_dtype is None or kv_dtype.strip().lower() == "auto":     # "auto": the engine's own choice
         kv_dtype = "fp8" if engine == "trtllm" and wdt in ("fp8", "fp4") else "bf16"
         notes.append(f"kv_dtype not given: {kv_dtype} (engine default)")
     kdt = check_dtype("kv_dtype", kv_dtype, KV_DTYPES)

@@ -295,6 +295,7 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
                                  f"one deployment; plan a larger fleet with `stockpile plan`), got {gpus:,}")
     if dtypes:
         dtypes = [check_dtype("weight_dtype", d, WEIGHT_DTYPES) for d in dtypes]
+    kv_dtypes = [d for d in kv_dtypes or [] if d.strip().lower() != "auto"]   # "auto": the engine's own choice
     if kv_dtypes:
         kv_dtypes = [check_dtype("kv_dtype", d, KV_DTYPES) for d in kv_dtypes]
     cal = (calibration or load_calibration()).as_release(engine, release)

@@ -52,3 +52,14 @@ def test_a_chip_shorthand_in_a_csv_predicts_as_the_chip_and_says_so(tmp_path):
     out = {r["id"]: r for r in validate_rows(list(csv.DictReader(path.open())), load_calibration())}
     assert out["a"]["predicted"] == out["b"]["predicted"]
     assert "accelerator 'B200' read as b200-sxm-180gb" in out["b"]["assumed"] and not out["a"].get("assumed")
+
+
+def test_kv_auto_is_the_engine_default_on_the_command_line():
+    from typer.testing import CliRunner
+
+    from stockpile.cli import app
+    args = ["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "h100-sxm-80gb", "--isl", "512",
+            "--osl", "128", "--json"]
+    auto = CliRunner().invoke(app, [*args, "--kv-dtype", "auto"])
+    plain = CliRunner().invoke(app, args)
+    assert auto.exit_code == 0 and auto.stdout == plain.stdout
