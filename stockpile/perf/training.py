@@ -216,8 +216,10 @@ class TrainConsts:
     mats: F                 # 3 for gated MLPs, 2 otherwise
     mtp: F = 0.0            # multi-token-prediction modules trained (DeepSeek-V3: 1), on the last stage
     csa_layers: F = 0.0     # DeepSeek-V4 pooled attention (perf.operators.compressed_entries): CSA layers read
-    csa_topk: F = 0.0       # the top-k of s/4 pooled entries, HCA layers all s/128
+    csa_topk: F = 0.0       # the top-k of their s/csa_ratio pooled entries, HCA layers all s/hca_ratio of theirs
     hca_layers: F = 0.0
+    csa_ratio: F = 1.0
+    hca_ratio: F = 1.0
 
     @classmethod
     def of(cls, m: ModelSpec, *, mtp: bool = False) -> "TrainConsts":
@@ -239,7 +241,7 @@ class TrainConsts:
             moe_frac=float(moe / m.layers), experts=float(max(m.experts, 1)), top_k=float(max(m.experts_per_token, 1)),
             ffn_expert=float(max(m.ffn_expert, 1)), mats=3.0 if m.gated_mlp else 2.0,
             mtp=float(m.mtp_layers if mtp else 0), csa_layers=float(m.csa_layers), csa_topk=float(m.csa_topk),
-            hca_layers=float(m.hca_layers))
+            hca_layers=float(m.hca_layers), csa_ratio=float(max(m.csa_ratio, 1)), hca_ratio=float(max(m.hca_ratio, 1)))
 
     @classmethod
     def stack(cls, items: list["TrainConsts"]) -> "TrainConsts":
@@ -279,7 +281,7 @@ def attention_context(mc: TrainConsts, seq: F, *, causal: bool = True) -> F:
     convention some frameworks report), capped by the window on sliding-window layers."""
     full = seq / 2.0 if causal else seq
     slide = np.minimum(full, mc.window)
-    pooled = mc.csa_layers * np.minimum(full / 4.0, mc.csa_topk) + mc.hca_layers * full / 128.0
+    pooled = mc.csa_layers * np.minimum(full / mc.csa_ratio, mc.csa_topk) + mc.hca_layers * full / mc.hca_ratio
     return mc.full_layers * full + mc.sliding_layers * slide + pooled
 
 
