@@ -201,6 +201,16 @@ def model_family_validated(model: Any, training: bool = False) -> bool:
     return fams is None or plain or model_family(model) in fams
 
 
+def unbacked_family(model: Any, training: bool = False) -> list[str]:
+    """A note for `estimate`, `search` and `train` where no measured row (training run) of the model's family backs
+    the answer (model_family_validated), else nothing."""
+    if model_family_validated(model, training):
+        return []
+    return [f"no measured {'training run' if training else 'row'} of a {model_family(model)} model: predicted from its "
+            "shapes with efficiencies fitted on other families (held out one family at a time, such predictions err "
+            "about twice as much as in sample; the band is the one for unseen data)"]
+
+
 def chip_validated(chip_id: str, training: bool = False) -> bool:
     """Whether the shipped measurements hold validated rows on this very chip. Its figures' errors are then
     already inside the residual bands, so its estimated figures widen nothing; a chip without rows (MI308X,

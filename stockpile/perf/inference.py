@@ -63,16 +63,6 @@ def check_engine_chip(engine: str, chip: Chip) -> None:
                                    f"{' or '.join(able) if able else 'another engine'}")
 
 
-def unvalidated_family(model: ModelSpec) -> list[str]:
-    """A note where no measured row of the model's family backs the prediction (bands.model_family_validated)."""
-    from stockpile.calibration.bands import model_family, model_family_validated
-    if model_family_validated(model):
-        return []
-    return [f"no measured row of a {model_family(model)} model: predicted from its shapes with efficiencies fitted on "
-            "other families (held out one family at a time, such predictions err about twice as much as in sample; "
-            "the band is the one for unseen data)"]
-
-
 def check_dtype(field_name: str, dtype: str, allowed: tuple[str, ...]) -> str:
     d = normalise_dtype(dtype) or ""
     if d not in allowed:
@@ -293,9 +283,10 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     """Estimate one configuration. Offline max-throughput when neither concurrency nor rate is given. Under a
     request rate or a trace (simulate.Requests, one instance's requests) the scheduler simulation gives the
     latencies, percentiles and throughput; the steady state gives memory and the limit text."""
+    from stockpile.calibration.bands import unbacked_family
     engine = check_engine(engine)
     check_engine_chip(engine, chip)
-    notes = list(assumptions or []) + estimated_figures(chip) + unvalidated_family(model)
+    notes = list(assumptions or []) + estimated_figures(chip) + unbacked_family(model)
     wdt = check_dtype("weight_dtype", weight_dtype or model.default_weight_dtype, WEIGHT_DTYPES)
     if kv_dtype is None or kv_dtype.strip().lower() == "auto":     # "auto": the engine's own choice
         kv_dtype = "fp8" if engine == "trtllm" and wdt in ("fp8", "fp4") else "bf16"

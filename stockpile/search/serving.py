@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from stockpile.calibration.bands import unbacked_family
 from stockpile.calibration.rows import default_accept_length
 from stockpile.catalog.chips import Chip
 from stockpile.catalog.models import ModelSpec
@@ -33,7 +34,6 @@ from stockpile.perf.inference import (
     evaluate,
     hybrid_kv,
     input_share,
-    unvalidated_family,
 )
 from stockpile.perf.operators import ChipConsts, ModelConsts
 from stockpile.perf.serving import MODE_CLOSED
@@ -279,7 +279,7 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
     engine = check_engine(engine)
     release = engine_key(engine, check_release(engine_version))
     head: dict[str, Any] = {"engine_version": engine_version,
-                            "notes": release_notes(engine, engine_version) + unvalidated_family(model)}
+                            "notes": release_notes(engine, engine_version) + unbacked_family(model)}
     check_engine_chip(engine, chip)
     if objective not in ("throughput", "cost"):
         raise InputError("objective", f"'{objective}' is not throughput or cost")

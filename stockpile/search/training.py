@@ -228,10 +228,8 @@ def to_estimate(job: TrainJob, out: dict[str, F], i: int, layout: TrainLayout, *
         mfu=_pick(out["mfu"], i), hfu=_pick(out["hfu"], i), model_flops_per_token=_pick(out["model_flops_per_token"], i),
         memory_gb=mem, fits=fits, over_memory_gb=round(over, 3), time_breakdown_s=breakdown, evaluated=evaluated,
         limits=limits, notes=list(notes or []))
-    from stockpile.calibration.bands import model_family, model_family_validated
-    if not model_family_validated(job.model, training=True):
-        est.notes.append(f"no measured training run of a {model_family(job.model)} model: predicted from its shapes "
-                         "with efficiencies fitted on other families")
+    from stockpile.calibration.bands import unbacked_family
+    est.notes.extend(unbacked_family(job.model, training=True))
     if job.tokens:
         g = job_goodput(layout.gpus, job.model.params)
         hours = job.tokens / tps / 3600.0 / g.goodput
