@@ -81,7 +81,7 @@ class Prepared:
 def prepare(case: InferenceCase) -> Prepared:
     model = get_model(case.model)
     chip = get_chip(case.chip)
-    if case.chip.strip().lower() != chip.id and f"accelerator '{case.chip}'" not in " ".join(case.notes_used):
+    if case.chip.strip().lower() != chip.id:
         case.notes_used.append(f"accelerator '{case.chip}' read as {chip.id}")     # a shorthand (B200, h200_sxm)
     engine = check_engine(case.engine)
     units = 1

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from stockpile.catalog.dtypes import normalise_dtype
+from stockpile.catalog.dtypes import normalise_dtype, normalise_kv_dtype
 from stockpile.errors import DataError, InputError
 
 INFERENCE_COLUMNS = ("id", "model", "accelerator", "num_accelerators", "engine", "weight_dtype", "kv_dtype", "tp",
@@ -498,8 +498,7 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         chip=(row.get("accelerator") or "").strip(), gpus=int(_num(row, "num_accelerators", integer=True,
                                                                       required=True) or 1),
         engine=engine, weight_dtype=normalise_dtype(row.get("weight_dtype")),
-        # "auto": the engine's default (the weights' 16-bit type, or what the engine picks)
-        kv_dtype=None if (row.get("kv_dtype") or "").strip().lower() == "auto" else normalise_dtype(row.get("kv_dtype")),
+        kv_dtype=normalise_kv_dtype(row.get("kv_dtype")),
         tp=_int(row, "tp"), pp=_int(row, "pp"), ep=_int(row, "ep"), dp=_int(row, "dp"),
         isl=float(_num(row, "input_len", required=True) or 0), osl=float(_num(row, "output_len", required=True) or 0),
         concurrency=conc, request_rate=rate, scenario=(row.get("scenario") or "").strip().lower(),

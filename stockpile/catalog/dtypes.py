@@ -23,3 +23,13 @@ def normalise_dtype(dtype: str | None) -> str | None:
         return None
     d = str(dtype).strip().lower()
     return DTYPE_ALIASES.get(d.replace("-", "_"), d)
+
+
+def is_auto(dtype: str | None) -> bool:
+    """"auto": the engine's own choice of KV-cache precision (vLLM's --kv-cache-dtype auto)."""
+    return dtype is not None and str(dtype).strip().lower() == "auto"
+
+
+def normalise_kv_dtype(dtype: str | None) -> str | None:
+    """A KV-cache precision as normalise_dtype reads it; "auto" is None, as unstated."""
+    return None if is_auto(dtype) else normalise_dtype(dtype)

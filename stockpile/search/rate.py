@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from stockpile.catalog.chips import Chip
+from stockpile.catalog.dtypes import is_auto
 from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError
 from stockpile.perf.calibration import Calibration, load_calibration
@@ -104,7 +105,7 @@ def rate_search(model: ModelSpec, chip: Chip, *, rate: float, isl: float, osl: f
             raise InputError(name, f"must be a positive token count, got {v}")
     if dtypes:
         dtypes = [check_dtype("weight_dtype", d, WEIGHT_DTYPES) for d in dtypes]
-    kv = [d for d in kv or [] if d.strip().lower() != "auto"]   # "auto": the engine's own choice
+    kv = [d for d in kv or [] if not is_auto(d)]
     if kv:
         kv = [check_dtype("kv_dtype", d, KV_DTYPES) for d in kv]
     cal = calibration or load_calibration()

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from stockpile.calibration.bands import unbacked_family
 from stockpile.calibration.rows import default_accept_length
 from stockpile.catalog.chips import Chip
+from stockpile.catalog.dtypes import is_auto
 from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError
 from stockpile.perf.calibration import Calibration, check_release, engine_key, load_calibration, release_notes
@@ -295,7 +296,7 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
                                  f"one deployment; plan a larger fleet with `stockpile plan`), got {gpus:,}")
     if dtypes:
         dtypes = [check_dtype("weight_dtype", d, WEIGHT_DTYPES) for d in dtypes]
-    kv_dtypes = [d for d in kv_dtypes or [] if d.strip().lower() != "auto"]   # "auto": the engine's own choice
+    kv_dtypes = [d for d in kv_dtypes or [] if not is_auto(d)]
     if kv_dtypes:
         kv_dtypes = [check_dtype("kv_dtype", d, KV_DTYPES) for d in kv_dtypes]
     cal = (calibration or load_calibration()).as_release(engine, release)
