@@ -184,3 +184,29 @@ def test_a_training_source_the_fit_has_not_seen_gets_the_wider_band(tmp_path):
     for a, b in pairs:
         assert a["predicted"] == b["predicted"]
         assert _log_width(b) == pytest.approx(_log_width(a) * TRAIN_UNSEEN_WIDEN / TRAIN_WIDEN, rel=2e-3, abs=1e-5)
+
+
+def test_a_benchmark_clients_metric_names_are_read_in_the_contracts_names_and_units(tmp_path):
+    """A row whose metric is a bench_serving result key (median_ttft_ms, output_throughput, mean_e2el_ms) or the
+    contract's name in another case is predicted as the contract's metric, its value in the contract's unit, and
+    says so; a key with no counterpart (p99_itl_ms) stays refused, naming the column."""
+    import csv
+    base = next(r for r in csv.DictReader((ROOT / "inference_measurements.csv").open())
+                if r["metric"] == "tpot_ms" and r["concurrency"])
+    metrics = ["ttft_p50_ms", "median_ttft_ms", "TTFT_P50_MS", "e2e_latency_s", "mean_e2el_ms", "output_tokens_per_s",
+               "output_throughput", "p99_itl_ms"]
+    rows = [{**base, "id": f"m{i}", "metric": m, "value": "1000" if m.endswith("_ms") and "e2el" in m else "1"}
+            for i, m in enumerate(metrics)]
+    path = tmp_path / "metrics.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(base))
+        w.writeheader()
+        w.writerows(rows)
+    out = {r["id"]: r for r in validate_file(path)["rows"]}
+    assert out["m1"]["metric"] == out["m2"]["metric"] == "ttft_p50_ms"
+    assert out["m1"]["predicted"] == out["m0"]["predicted"] == out["m2"]["predicted"]
+    assert any("read as ttft_p50_ms" in a for a in out["m1"]["assumed"])
+    assert out["m4"]["metric"] == "e2e_latency_s" and out["m4"]["measured"] == pytest.approx(1.0)
+    assert out["m4"]["predicted"] == out["m3"]["predicted"]
+    assert out["m6"]["predicted"] == out["m5"]["predicted"]
+    assert out["m7"]["status"] == "invalid" and "metric" in out["m7"]["reason"]

@@ -445,7 +445,10 @@ def validate_rows(rows: list[dict[str, str]], cal: Calibration) -> list[dict[str
     out_rows = []
     for row, prep in zip(rows, prepared):
         measured = float_or_none(row.get("value"))
-        rec: dict[str, Any] = {"id": row.get("id", ""), "metric": row.get("metric", ""), "measured": measured}
+        metric = row.get("metric", "")
+        if isinstance(prep, Prepared):              # as read: a benchmark client's metric name in the contract's
+            metric, measured = prep.case.metric, prep.case.measured                 # name and unit
+        rec: dict[str, Any] = {"id": row.get("id", ""), "metric": metric, "measured": measured}
         if isinstance(prep, Exception):
             rec.update(predicted=None, error=None, status=status_of(prep), reason=str(prep))
         else:

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from stockpile.catalog.dtypes import normalise_dtype, normalise_kv_dtype
+from stockpile.catalog.engines import read_engine
 from stockpile.errors import DataError, InputError
 
 INFERENCE_COLUMNS = ("id", "model", "accelerator", "num_accelerators", "engine", "weight_dtype", "kv_dtype", "tp",
@@ -462,27 +463,59 @@ def float_or_none(x: Any) -> float | None:
         return None
 
 
+# Metric names as benchmark clients print them (vLLM's and SGLang's bench_serving result keys) -> (the
+# contract's metric, factor on the value). Percentiles: {mean,median,p50,p90,p99}_{ttft,tpot,itl,e2el}_ms.
+METRIC_ALIASES = {"output_throughput": ("output_tokens_per_s", 1.0), "total_token_throughput": ("total_tokens_per_s", 1.0),
+                  "request_throughput": ("requests_per_s", 1.0), "e2e_latency_ms": ("e2e_latency_s", 1e-3),
+                  "e2el_ms": ("e2e_latency_s", 1e-3)}
+_BENCH_KEY = re.compile(r"^(mean|median|p50|p90|p99)_(ttft|tpot|itl|e2el)_ms$")
+
+
+def _bench_metric(name: str) -> tuple[str, float] | None:
+    """A bench_serving result key as the contract's metric and the factor on its value, or None."""
+    if name in METRIC_ALIASES:
+        return METRIC_ALIASES[name]
+    m = _BENCH_KEY.match(name)
+    if not m:
+        return None
+    stat, what = m.group(1).replace("median", "p50"), m.group(2)
+    if what == "e2el":
+        return ("e2e_latency_s", 1e-3) if stat == "mean" else (("e2e_p99_s", 1e-3) if stat == "p99" else None)
+    if what == "itl":
+        return ("itl_ms", 1.0) if stat == "mean" else None
+    return (f"{what}_ms", 1.0) if stat == "mean" else (f"{what}_{stat}_ms", 1.0)
+
+
 def metric_and_value(row: dict[str, str], metrics: tuple[str, ...],
-                     num: Callable[[dict[str, str], str], float | None]) -> tuple[str, float]:
-    """A measured row's metric (one of `metrics`) and its positive value, read with `num`; a malformed row, an
-    unknown metric or a value that is not positive raises InputError naming the column (inference and training
-    rows alike)."""
+                     num: Callable[[dict[str, str], str], float | None],
+                     notes: list[str] | None = None) -> tuple[str, float]:
+    """A measured row's metric (one of `metrics`, in any case, or a benchmark client's name for one: `notes`
+    says which it was read as) and its positive value, read with `num`; a malformed row, an unknown metric or a
+    value that is not positive raises InputError naming the column (inference and training rows alike)."""
     if row.get("_cells"):
         raise InputError("row", f"malformed: {row['_cells']}")
-    metric = (row.get("metric") or "").strip()
+    given = (row.get("metric") or "").strip()
+    metric, factor = given.lower(), 1.0
     if metric not in metrics:
-        raise InputError("metric", f"'{metric}' is not one of {', '.join(metrics)}")
+        alias = _bench_metric(metric)
+        if alias is None or alias[0] not in metrics:
+            raise InputError("metric", f"'{given}' is not one of {', '.join(metrics)}")
+        metric, factor = alias
+        if notes is not None:
+            notes.append(f"metric '{given}' read as {metric}" + (f" (value x {factor:g})" if factor != 1.0 else ""))
     value = num(row, "value")
     if not value or value <= 0:
         raise InputError("value", "must be a positive measured number")
-    return metric, value
+    return metric, value * factor
 
 
 def inference_case(row: dict[str, str]) -> InferenceCase:
     """One CSV row -> InferenceCase. Raises InputError naming the bad column."""
-    metric, value = metric_and_value(row, INFERENCE_METRICS, lambda r, k: _num(r, k, required=True))
+    metric_notes: list[str] = []
+    metric, value = metric_and_value(row, INFERENCE_METRICS, lambda r, k: _num(r, k, required=True), metric_notes)
     notes = row.get("notes") or ""
-    engine = (row.get("engine") or "").strip().lower() or "vllm"
+    named = read_engine((row.get("engine") or "").strip() or "vllm")
+    engine = named.engine
     draft, accept, used = parse_spec(notes, engine)
     num_req = None
     m = _OVER.search(notes) or _PROMPTS.search(notes)
@@ -509,6 +542,9 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
                        or bool(re.search(r"\bfixed[- ]lengths?\b", notes, re.I))))   # a dataset's text cut to length
     if case.isl <= 0 or case.osl <= 0:
         raise InputError("input_len", "input_len and output_len must be positive")
+    case.notes_used += metric_notes + ([named.note] if named.note else [])
+    if named.version and not (row.get("engine_version") or "").strip():
+        row = {**row, "engine_version": named.version}     # a release written into the engine cell
     if case.spec_verify:
         case.notes_used.append(f"EAGLE draft tree: {case.spec_verify} tokens verified per step "
                                f"({case.spec_draft} draft steps)")

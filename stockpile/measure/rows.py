@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from stockpile.calibration.rows import INFERENCE_COLUMNS
+from stockpile.catalog.engines import ENGINES
 from stockpile.errors import InputError
 
-ENGINES = ("vllm", "sglang", "trtllm", "tgi", "other")
 EXTRA_COLUMNS = ("request_rate", "engine_version")
 COLUMNS = (*INFERENCE_COLUMNS, *EXTRA_COLUMNS)
 # launch flags that shape performance and that validate reads from the notes; the rest (ports, hosts,

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from stockpile.catalog.chips import BYTES, Chip
 from stockpile.catalog.dtypes import normalise_dtype, normalise_kv_dtype
+from stockpile.catalog.engines import read_engine
 from stockpile.catalog.figure_ranges import chip_at_edge, estimated_figures, uncertain_speeds
 from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError, UnknownNameError
@@ -33,7 +34,6 @@ from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN, serve, serve_disagg
 from stockpile.perf.traffic import prefill_policy, wave_note
 
-ENGINES = ("vllm", "sglang", "trtllm", "tgi", "other")
 WEIGHT_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 KV_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8")
 # Stored bytes per weight, scales included: int4 group-128 with fp16 scales; NVFP4 block-16 with fp8 scales.
@@ -42,12 +42,9 @@ WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0 + 4 / 128 ** 2
 
 
 def check_engine(engine: str) -> str:
-    e = engine.strip().lower()
-    aliases = {"trt-llm": "trtllm", "tensorrt-llm": "trtllm", "tensorrt_llm": "trtllm"}
-    e = aliases.get(e, e)
-    if e not in ENGINES:
-        raise UnknownNameError("engine", engine, ENGINES)
-    return e
+    """The calibrated engine an engine name runs as (catalog.engines: spellings, ports, engines read as 'other');
+    a release written into the name is refused with the fix (commands take it apart, --engine-version)."""
+    return read_engine(engine, allow_version=False).engine
 
 
 def check_engine_chip(engine: str, chip: Chip) -> None:
@@ -284,9 +281,11 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     request rate or a trace (simulate.Requests, one instance's requests) the scheduler simulation gives the
     latencies, percentiles and throughput; the steady state gives memory and the limit text."""
     from stockpile.calibration.bands import unbacked_family
-    engine = check_engine(engine)
+    named = read_engine(engine, allow_version=False)
+    engine = named.engine
     check_engine_chip(engine, chip)
-    notes = list(assumptions or []) + estimated_figures(chip) + unbacked_family(model)
+    notes = list(assumptions or []) + estimated_figures(chip) + unbacked_family(model) + \
+        ([named.note] if named.note else [])
     wdt = check_dtype("weight_dtype", weight_dtype or model.default_weight_dtype, WEIGHT_DTYPES)
     kv_dtype = normalise_kv_dtype(kv_dtype)
     if kv_dtype is None:

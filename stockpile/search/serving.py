@@ -17,6 +17,7 @@ from stockpile.calibration.bands import unbacked_family
 from stockpile.calibration.rows import default_accept_length
 from stockpile.catalog.chips import Chip
 from stockpile.catalog.dtypes import is_auto
+from stockpile.catalog.engines import read_engine
 from stockpile.catalog.models import ModelSpec
 from stockpile.errors import InputError
 from stockpile.perf.calibration import Calibration, check_release, engine_key, load_calibration, release_notes
@@ -25,7 +26,6 @@ from stockpile.perf.inference import (
     WEIGHT_DTYPES,
     Configs,
     check_dtype,
-    check_engine,
     check_engine_chip,
     chip_dtype_tables,
     decode_breakdown,
@@ -277,10 +277,12 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
     `confidence` quantile of the validated error of its regime do (confidence_margins): fewer picks break a
     target when measured, at some cost in tokens per GPU (bench/search_choice.py measures both)."""
     t0 = time.perf_counter()
-    engine = check_engine(engine)
+    named = read_engine(engine, allow_version=False)
+    engine = named.engine
     release = engine_key(engine, check_release(engine_version))
     head: dict[str, Any] = {"engine_version": engine_version,
-                            "notes": release_notes(engine, engine_version) + unbacked_family(model)}
+                            "notes": ([named.note] if named.note else []) + release_notes(engine, engine_version)
+                            + unbacked_family(model)}
     check_engine_chip(engine, chip)
     if objective not in ("throughput", "cost"):
         raise InputError("objective", f"'{objective}' is not throughput or cost")
