@@ -52,6 +52,8 @@ from stockpile.perf.simulate import SimResult, burst_arrivals, poisson_arrivals
 # the memory fraction a measured run that does not fit at its engine's default is evaluated at (Batch): what
 # operators set to fit a large model (SGLang's --mem-fraction-static, vLLM's --gpu-memory-utilization)
 MEASURED_MEM_UTIL = 0.95
+# ... and a closed loop whose concurrency the default fraction's KV cache holds less than this share of (_kv_starved)
+KV_STARVED_SHARE = 0.25
 
 
 @dataclass
@@ -176,6 +178,19 @@ def _metric(out: dict[str, np.ndarray], i: int, prep: Prepared) -> float:
     return v / n if m.endswith("_per_gpu") else v
 
 
+def _kv_starved(pr: Prepared, max_batch: float, disagg: bool) -> bool:
+    """A closed loop measured at a concurrency whose requests the engine's default memory fraction could hold
+    under a quarter of (KV_STARVED_SHARE; per instance, a disaggregated deployment's decode pool as a whole):
+    whoever ran the sweep sized the KV cache for it (InferenceX's DeepSeek-R1 FP8 on four B200s at concurrency 32:
+    168 GB of weights per GPU leave SGLang's default 0.88 one 8k-token sequence's KV cache). A run short by less
+    is left at the default: aic's MiniMax-M2.5 on four H100s at concurrency 64 held about 20 and queued for 30 s."""
+    conc = pr.case.concurrency
+    if not conc or pr.case.request_rate is not None:
+        return False
+    per_instance = conc if disagg else conc / max(pr.layout.replicas if pr.layout is not None else 1, 1)
+    return max_batch < KV_STARVED_SHARE * per_instance
+
+
 class Batch:
     """Prepared cases turned into per-row arrays once; :meth:`run` re-evaluates them under a calibration.
 
@@ -209,18 +224,24 @@ class Batch:
             p = self._params(a, cal)
             out = self._core(disagg, a, p)
             fits = out["fits"].astype(bool)
-            if fits.all():
-                continue
             raised = False
-            for j in np.flatnonzero(~fits):
+            for j in range(len(idx)):
                 pr = self.preps[idx[j]]
-                if pr.case.mem_util is None and a["limits"][2][j] < MEASURED_MEM_UTIL:
-                    a["limits"][2][j] = MEASURED_MEM_UTIL
-                    raised = True
+                if pr.case.mem_util is not None or a["limits"][2][j] >= MEASURED_MEM_UTIL:
+                    continue
+                if not fits[j]:
                     note = (f"memory fraction {MEASURED_MEM_UTIL:g}: the stated layout ran, and at the engine's "
                             "default it would leave no room for the KV cache")
-                    if note not in pr.case.notes_used:
-                        pr.case.notes_used.append(note)
+                elif _kv_starved(pr, float(out["max_batch"][j]), disagg):
+                    note = (f"memory fraction {MEASURED_MEM_UTIL:g}: at the engine's default the KV cache would "
+                            f"hold {float(out['max_batch'][j]):.0f} of the {pr.case.concurrency:.0f} concurrent "
+                            "requests the run was measured at")
+                else:
+                    continue
+                a["limits"][2][j] = MEASURED_MEM_UTIL
+                raised = True
+                if note not in pr.case.notes_used:
+                    pr.case.notes_used.append(note)
             if raised:
                 out = self._core(disagg, a, p)
             for j in np.flatnonzero(~out["fits"].astype(bool)):
