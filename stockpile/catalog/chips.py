@@ -309,11 +309,15 @@ def _compact(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
+# form factors of a vendor's flagship module, which a bare product name means (_shorthand)
+MODULE_FORMS = ("sxm", "oam")
+
+
 def _shorthand(chip_id: str, chips: dict[str, Chip]) -> Chip | None:
     """The one chip a shorthand names: "B200", "MI300X", "gb200", aiconfigurator's "h200_sxm", "Ascend910B" (whole
-    leading parts of the id, or the start of the catalog name, ignoring case, spaces, dashes and underscores). None where no chip or
-    more than one matches ("H100": SXM, PCIe, NVL or the 96 GB part; "H20": 96 or 141 GB), so that the caller
-    lists the candidates instead of guessing."""
+    leading parts of the id, or the start of the catalog name, ignoring case, spaces, dashes and underscores). None
+    where no chip matches, or more than one and no single one is the SXM or OAM module ("H100": SXM 80 or 96 GB;
+    "H20": 96 or 141 GB), so that the caller lists the candidates instead of guessing."""
     key = _compact(chip_id)
     if len(key) < 2:
         return None
@@ -322,6 +326,11 @@ def _shorthand(chip_id: str, chips: dict[str, Chip]) -> Chip | None:
     parts = {c.id: c for c in chips.values()
              if key in {_compact("".join(c.id.split("-")[:k])) for k in range(1, c.id.count("-") + 2)}}
     found = parts or {c.id: c for c in chips.values() if _compact(c.name).startswith(key)}
+    if len(found) > 1:
+        # a bare name means the module part where it has exactly one ("H200" is the SXM part, not the H200 NVL
+        # card); "H100" (80 and 96 GB SXM) stays ambiguous
+        module = [c for c in found.values() if c.form_factor in MODULE_FORMS]
+        found = {module[0].id: module[0]} if len(module) == 1 else found
     return next(iter(found.values())) if len(found) == 1 else None
 
 

@@ -149,3 +149,14 @@ def deepseek_v4_fields(cfg: dict[str, Any], model_id: str, hidden: int, heads: i
                 csa_layers=csa, csa_ratio=4, csa_topk=int(cfg.get("index_topk") or 512), hca_layers=hca,
                 hca_ratio=128, attn_params_layer=float(per_layer), sparse_attn_topk=0, index_heads=n_i,
                 index_head_dim=d_i)
+
+
+def cross_attention_layers(cfg: dict[str, Any], hidden: int, heads: int, kv_heads: int, head_dim: int) -> dict[str, Any]:
+    """Llama 3.2 Vision (mllama): the layers in `cross_attention_layers` attend to the image's encoded patches, not
+    to the text. For text they keep no per-token KV cache, so they count as layers without attention state; their
+    projections (q, k, v, o) are weights all the same, and their MLPs are dense layers like the others. A request
+    without an image skips them in the engines, which the model does not credit (it runs their weights)."""
+    cross = cfg.get("cross_attention_layers")
+    n = len(cross) if isinstance(cross, list) else 0
+    proj = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2
+    return dict(linear_layers=n, linear_params_per_layer=float(proj), linear_state_bytes_per_layer=0.0) if n else {}

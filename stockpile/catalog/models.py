@@ -17,7 +17,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from stockpile.catalog.model_families import deepseek_v4_fields, nas_blocks, nemotron_h_blocks, standard_names
+from stockpile.catalog.model_families import (
+    cross_attention_layers,
+    deepseek_v4_fields,
+    nas_blocks,
+    nemotron_h_blocks,
+    standard_names,
+)
 from stockpile.errors import DataError, InputError, UnknownNameError
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when available
@@ -30,7 +36,8 @@ KNOWN_TYPES = {
     "ernie4_5", "hunyuan_v1_moe", "hunyuan_v1_dense", "hunyuan", "glm4_moe", "minimax_m2", "minimax",
     "qwen3_next", "qwen3_5_moe", "glm_moe_dsa", "mimo", "qwen3_5_moe_text", "qwen3_5", "mpt", "gpt2", "gpt_neox", "falcon",
     "qwen3_vl", "qwen3_vl_moe", "gemma4", "step3p7", "mimo_v2_flash", "minimax_m3", "minimax_m3_vl", "nemotron_h",
-    "nemotron-nas", "deepseek_v4", "deepseek_ref", "kimi_k3", "kimi_linear",
+    "nemotron-nas", "deepseek_v4", "deepseek_ref", "kimi_k3", "kimi_linear", "gptj", "qwen2_vl", "qwen2_5_vl",
+    "phimoe", "mllama",
 }
 # Values a published config.json may omit because the transformers config class supplies them
 # (transformers/models/<type>/configuration_<type>.py defaults).
@@ -335,7 +342,7 @@ def _read_config(cfg: dict[str, Any], *, model_id: str, published: dict[str, Any
     if mtype in ("mpt",):
         inter = hidden * int(cfg.get("expansion_ratio", 4))
         f["gated_mlp"] = False
-    if mtype in ("gpt2", "gpt_neox", "falcon"):
+    if mtype in ("gpt2", "gpt_neox", "falcon", "gptj"):
         f["gated_mlp"] = False
         inter = inter or 4 * hidden
     # --- attention kinds
@@ -374,6 +381,8 @@ def _read_config(cfg: dict[str, Any], *, model_id: str, published: dict[str, Any
         qkv = 2 * kh * kd + vh * vd
         f["linear_params_per_layer"] = float(hidden * (qkv + vh * vd + 2 * vh) + vh * vd * hidden + conv * qkv)
         f["linear_state_bytes_per_layer"] = float(vh * kd * vd * 4 + conv * qkv * 2)   # fp32 state + conv cache
+    if mtype == "mllama":          # Llama 3.2 Vision: every few layers a cross-attention layer reads the image
+        f.update(cross_attention_layers(cfg, hidden, heads, kv_heads, head_dim))
     if mtype == "nemotron_h":      # one block per layer of the pattern: Mamba-2, attention, MLP or MoE
         f.update(nemotron_h_blocks(cfg, model_id, hidden))
         return _finish(f, cfg, vision, published)

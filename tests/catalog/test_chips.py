@@ -67,8 +67,11 @@ def test_memory_and_bandwidth_are_si():
 
 @pytest.mark.parametrize("given,expected", [("B200", "b200-sxm-180gb"), ("h200_sxm", "h200-sxm-141gb"),
                                             ("MI300X", "mi300x-192gb"), ("l4", "l4-24gb"), ("Ascend910B", "ascend-910b-64gb"),
-                                            ("A100-SXM4-80GB", "a100-sxm-80gb")])
+                                            ("A100-SXM4-80GB", "a100-sxm-80gb"), ("H200", "h200-sxm-141gb"),
+                                            ("H200 NVL", "h200-nvl-141gb"), ("RTX 5090", "rtx-5090-32gb"),
+                                            ("A10", "a10-24gb"), ("L40", "l40-48gb"), ("T4", "t4-16gb")])
 def test_a_shorthand_that_names_one_chip_finds_it(given, expected):
+    """A bare product name means the SXM/OAM module where one of its matches is ("H200" is not the NVL card)."""
     assert get_chip(given).id == expected
 
 

@@ -27,6 +27,10 @@ NAMED = [
     ("Qwen/Qwen3-VL-8B-Instruct", 8, 8),
     ("deepseek-ai/DeepSeek-V4-Flash", 284, 13),
     ("nvidia/DeepSeek-V4-Pro-NVFP4", 1600, 49),
+    ("microsoft/Phi-3.5-MoE-instruct", 42, 6.6),
+    ("meta-llama/Llama-3.2-90B-Vision-Instruct", 88, 88),       # the language model's 87.7B of 88.6B
+    ("Qwen/Qwen2.5-VL-7B-Instruct", 7.6, 7.6),
+    ("EleutherAI/gpt-j-6b", 6, 6),
 ]
 
 
@@ -40,6 +44,15 @@ def test_counts_match_the_sizes_in_the_names(name, total, active):
 
 def _config(file_name: str) -> dict:
     return json.loads((resources.files("stockpile") / "data" / "models" / file_name).read_text())
+
+
+def test_cross_attention_layers_hold_weights_and_no_text_cache():
+    """Llama 3.2 11B Vision: 8 of its 40 layers attend to the image; a text token's KV cache is 32 layers' worth
+    (2 x 8 KV heads x 128 x 32 layers x 2 bytes = 131 kB), and the 9.8B language-model weights count them."""
+    m = get_model("meta-llama/Llama-3.2-11B-Vision-Instruct")
+    assert m.layers == 40 and m.linear_layers == 8 and m.linear_state_bytes_per_layer == 0
+    assert m.kv_bytes_per_token(2) == 2 * 8 * 128 * 32 * 2
+    assert 9.6e9 < m.params < 10.0e9
 
 
 def test_nemotron_h_blocks_mamba_attention_and_latent_moe():
