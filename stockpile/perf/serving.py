@@ -97,6 +97,9 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         b_mb = b / ranks
         dec_tok = b_mb * width
         demand = b * new_isl / steps / ranks       # prompt tokens to prefill per iteration per rank
+        # of which a request's own decode iterations carry the other requests' prompts: a closed loop of b holds
+        # b - 1 others (one request alone decodes with no prompt beside it); Poisson arrivals see b on average
+        others = np.where(mode == MODE_CLOSED, np.maximum(b - 1.0, 0.0) / np.maximum(b, 1.0), 1.0) * demand
         st_dec = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=dec_tok, dec_ctx=dec_ctx,
                             pre_tokens=0.0 * b_mb, pre_ctx=pre_ctx)
         # prompts that share one prefill chunk: those arriving within an iteration (about B/steps), or the
@@ -109,12 +112,13 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         prompts = np.maximum(1.0, b_mb / steps + lock * (b_mb - b_mb / steps))
         c = np.maximum(np.minimum(np.maximum(chunk - dec_tok, 0.25 * chunk), prompts * new_isl), 1.0)
         f = np.minimum(demand / c, 1.0)            # share of iterations that carry a prefill chunk
+        f_own = np.minimum(others / c, 1.0)        # ... of the iterations a request decodes in
         st_mix = stage_time(mc, cc, p, **lay, dec_seqs=b_mb, dec_tokens=dec_tok, dec_ctx=dec_ctx,
                             pre_tokens=c, pre_ctx=pre_ctx)
         t_dec, t_mix = pp * st_dec, pp * st_mix
         # draft model / MTP head: about one decoder layer plus the lm head per drafted token
         draft = spec_draft * (t_dec / mc.layers + 0.25 * p.step_s)
-        t_it = (1.0 - f) * t_dec + f * t_mix + draft
+        t_it = (1.0 - f_own) * t_dec + f_own * t_mix + draft
         n_chunks = np.ceil(new_isl / c)
         # a closed loop in lockstep: B prompts arrive together and queue for prefill
         lockstep = lock * np.maximum(b / attn_dp - 1.0, 0.0) / 2.0 * new_isl * pre_tok_t
@@ -134,8 +138,11 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         n_b = np.maximum(np.ceil(wave / np.maximum(prefill_batch, 1.0)), 1.0)
         t_batch = pp * stage_time(mc, cc, p, **lay, dec_seqs=zero, dec_tokens=zero, dec_ctx=dec_ctx,
                                   pre_tokens=wave / n_b, pre_ctx=pre_ctx)
-        ttft = np.where(hold, (n_b + 1.0) / 2.0 * t_batch + p.ttft_s + p.admit_s, ttft)
-        t_it = np.where(hold, t_dec + (n_b - 1.0) / 2.0 * t_batch / np.maximum(steps - 1.0, 1.0), t_it)
+        # a prompt longer than a batch spans k of them and gets its first token after its last: the j-th of the
+        # wave's b_mb requests after j k batches, (n + k) / 2 on average, and waits (n - k) / 2 for the rest
+        k = np.maximum(n_b / np.maximum(b_mb, 1.0), 1.0)
+        ttft = np.where(hold, (n_b + k) / 2.0 * t_batch + p.ttft_s + p.admit_s, ttft)
+        t_it = np.where(hold, t_dec + (n_b - k) / 2.0 * t_batch / np.maximum(steps - 1.0, 1.0), t_it)
         return t_it, ttft, np.where(hold, b_mb * new_isl / steps, f * c)
 
     def iteration_decode(b: np.ndarray) -> np.ndarray:

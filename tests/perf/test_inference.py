@@ -279,6 +279,26 @@ def test_prefill_first_engine_runs_a_fixed_length_closed_loop_in_waves(tiny_mode
                                                                     calibration=PRIORS)["tpot_s"]))
 
 
+def test_one_request_alone_prefills_its_whole_prompt_then_decodes_without_prompts_beside_it(tiny_model, tiny_chip):
+    """A closed loop of one: its prompt is prefilled whole before its first token, whether the engine prefills
+    prompts first (in batches it spans) or mixes chunks into decode steps, and its decode steps carry no prompt
+    chunk, as no other request is in flight (the next one arrives when it ends)."""
+    def run(first, batch=4096.0, conc=1.0):
+        cfg = Configs(isl=20000, osl=200, mode=MODE_CLOSED, concurrency=conc, sync=1.0, prefill_first=first,
+                      prefill_batch=batch, chunk=batch)
+        return {k: float(np.asarray(v).reshape(-1)[0])
+                for k, v in evaluate(tiny_model, tiny_chip, "sglang", cfg, calibration=PRIORS).items()}
+    waves, mixed, whole = run(1.0), run(0.0), run(1.0, batch=1e9)
+    # five 4k batches: the first token comes after the fifth, not after (5 + 1) / 2 of them
+    assert waves["ttft_s"] == pytest.approx(whole["ttft_s"], rel=0.1)
+    assert mixed["ttft_s"] == pytest.approx(whole["ttft_s"], rel=0.1)
+    assert mixed["tpot_s"] == pytest.approx(mixed["decode_step_s"], rel=0.02)
+    assert waves["tpot_s"] == pytest.approx(waves["decode_step_s"], rel=0.02)
+    # with others in flight their prompts ride along with the decode steps
+    busy = run(0.0, conc=8.0)
+    assert busy["tpot_s"] > 1.05 * busy["decode_step_s"]
+
+
 def test_engine_scheduler_policy_sets_prefill_first():
     from stockpile.perf.traffic import prefill_policy
     # SGLang: prompt-only batches capped by the chunked-prefill size and by --max-prefill-tokens (16,384)
