@@ -146,7 +146,8 @@ KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one pub
         "## Bands beyond the data", "## Bands for publications the fit has not seen",
         "## Leave one chip family out", "## Search choices", "## New engine releases", "## The chips of the story",
         "## Speculative decoding", "## Kernels measured", "## vLLM V1's prompt steps", "## Engines on one chip family",
-        "## Serving flags in the notes", "## Models, chips and precisions beyond the shipped rows")
+        "## Serving flags in the notes", "## Models, chips and precisions beyond the shipped rows",
+        "## Engines, metrics and chips beyond the shipped rows")
 
 
 def _sections(path: Path) -> dict[str, str]:
