@@ -244,12 +244,12 @@ class Batch:
                     pr.case.notes_used.append(note)
             if raised:
                 out = self._core(disagg, a, p)
-            for j in np.flatnonzero(~out["fits"].astype(bool)):
-                pr = self.preps[idx[j]]
-                self.misfit[idx[j]] = (
-                    f"the stated layout does not fit: {float(out['weights_bytes'][j]) / 2**30:.0f} GiB of {pr.wdt} "
+            for m in np.flatnonzero(~out["fits"].astype(bool)):
+                pr = self.preps[idx[m]]
+                self.misfit[idx[m]] = (
+                    f"the stated layout does not fit: {float(out['weights_bytes'][m]) / 2**30:.0f} GiB of {pr.wdt} "
                     f"weights per GPU on {pr.chip.id} ({pr.chip.memory_bytes / 2**30:.0f} GiB) leave no room for the "
-                    f"KV cache at memory fraction {a['limits'][2][j]:g}; the source's GPU count, layout or weight "
+                    f"KV cache at memory fraction {a['limits'][2][m]:g}; the source's GPU count, layout or weight "
                     "dtype is probably misstated")
 
     @staticmethod
