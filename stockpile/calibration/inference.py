@@ -216,8 +216,10 @@ class Batch:
         """A measured run fitted on its GPUs. Where its stated layout does not fit at the engine's default
         memory fraction (and the source does not state one), the operator must have raised it: evaluate the
         row at MEASURED_MEM_UTIL instead, and say so (InferenceX's DeepSeek-R1 in FP8 on four GB200s with attention
-        DP: experts split four ways, attention whole on every GPU, past SGLang's default 0.88). A layout that fits
-        at no fraction keeps its refusal, with the numbers (`misfit`). Decided under the shipped calibration."""
+        DP: experts split four ways, attention whole on every GPU, past SGLang's default 0.88), and the same where
+        it fits but the default's KV cache would hold under a quarter of the concurrency it was measured at
+        (`_kv_starved`). A layout that fits at no fraction keeps its refusal, with the numbers (`misfit`). Decided
+        under the shipped calibration."""
         self.misfit: dict[int, str] = {}     # row index -> why its stated layout does not fit, with the numbers
         cal = load_calibration()
         for disagg, idx, a in self.parts:
