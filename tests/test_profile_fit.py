@@ -42,8 +42,11 @@ def test_only_the_covered_regime_moves_and_held_out_error_does_not_grow(tmp_path
     assert rep["held_out_median_ape_after"] <= rep["held_out_median_ape_before"]
     assert rep["held_out_rows"] >= 1 and rep["held_out_load_points"] >= 1
     assert cal.global_ == start.global_ and cal.engines == start.engines and cal.families == start.families
-    assert set(cal.regimes) - set(start.regimes) == set(covered)        # the shipped regimes stay as they are
-    assert all(cal.regimes[k] == v for k, v in start.regimes.items())
+    # the covered regimes, and only they, move (new ones, or shipped ones such as the release families' own MoE
+    # kernel maturity); every other shipped regime stays as it is
+    moved_keys = {k for k in set(cal.regimes) | set(start.regimes) if cal.regimes.get(k) != start.regimes.get(k)}
+    assert moved_keys == set(covered)
+    assert all(cal.regimes[k] == v for k, v in start.regimes.items() if k not in covered)
     moved = cal.params("hopper", "vllm-v0.11")
     assert moved != start.params("hopper", "vllm-v0.11")
     for fam, eng in (("hopper", "sglang"), ("ampere", "vllm"), ("blackwell", "trtllm")):
@@ -83,7 +86,8 @@ def test_cli_profile_round_trip_is_opt_in(tmp_path: Path, monkeypatch: pytest.Mo
     d = json.loads(r.stdout)
     written = Path(d["written"])
     assert written == tmp_path / "home" / "calibrations" / "mylab.yaml"
-    assert set(read_calibration(written).regimes) - set(load_calibration().regimes) == set(d["regimes"])
+    mine_r, shipped_r = read_calibration(written).regimes, load_calibration().regimes
+    assert {k for k in set(mine_r) | set(shipped_r) if mine_r.get(k) != shipped_r.get(k)} == set(d["regimes"])
     assert d["regimes"] and all(k.startswith("hopper/vllm") for k in d["regimes"])
     plain = json.loads(runner.invoke(app, ["validate", str(runs), "--json"]).stdout)["summary"]
     mine = json.loads(runner.invoke(app, ["validate", str(runs), "--json", "--calibration", "mylab"]).stdout)["summary"]
