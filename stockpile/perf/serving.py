@@ -127,8 +127,9 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         # batches of up to `prefill_batch` tokens before the next decode step. A fixed-length closed loop then
         # runs in waves: its requests start decoding at the same step, end at the same step, and return
         # together. The i-th of a wave's n batches gives its requests their first token (mean over the wave:
-        # (n + 1) / 2 batch times), but their second token waits for the batches after it ((n - 1) / 2 on
-        # average), which their time per output token carries; decode steps carry no prompts. A request's
+        # (n + 1) / 2 batch times; (n + k) / 2 where each prompt spans k batches), but their second token waits
+        # for the batches after it ((n - 1) / 2, (n - k) / 2 on average), which their time per output token
+        # carries; decode steps carry no prompts. A request's
         # latency is the whole cycle, n batches plus its decode steps, so Little's law still holds. Lengths from
         # a range and speculative decoding (accepted drafts vary by request) stagger the wave: those keep the
         # mixed model above

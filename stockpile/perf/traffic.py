@@ -45,8 +45,8 @@ def prefill_policy(engine: str, chunk: Any, version: str | None = None,
 def wave_note(engine: str, batch: float) -> str:
     """What `estimate` says where a prefill-first engine runs a fixed-length closed loop in waves."""
     return (f"{engine} prefills waiting prompts in prompt-only batches of up to {batch:,.0f} tokens before it "
-            "decodes, so a closed loop of fixed lengths runs in waves: a request gets its first token when its "
-            "batch ends and its second after the wave's last batch (TPOT carries that wait); lengths that vary "
+            "decodes, so a closed loop of fixed lengths runs in waves: a request gets its first token when the "
+            "batch that ends its prompt ends, and its second after the wave's last batch (TPOT carries that wait); lengths that vary "
             "(--length-spread) break the waves up")
 
 
