@@ -51,10 +51,13 @@ def read_engine(name: str, *, allow_version: bool = True) -> EngineName:
     names suggested)."""
     raw = str(name).strip()
     aliases, refused = _table()
+    def named(k: str) -> bool:
+        return k in ENGINES or k in aliases or k in refused
+
     key, version = _key(raw), None
-    if key not in ENGINES and key not in aliases and key not in refused:
+    if not named(key):
         m = _WITH_VERSION.match(raw)
-        if m and (_key(m.group(1)) in ENGINES or _key(m.group(1)) in aliases or _key(m.group(1)) in refused):
+        if m and named(_key(m.group(1))):
             key, version = _key(m.group(1)), m.group(2)
             if not allow_version:
                 raise InputError("engine", f"'{raw}' carries a release; give the engine and the release apart "
