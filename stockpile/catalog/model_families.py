@@ -33,6 +33,14 @@ def standard_names(cfg: dict[str, Any], mtype: str) -> dict[str, Any]:
         cfg.setdefault("num_experts_per_tok", cfg.get("num_experts_per_token"))
         if cfg.get("routed_expert_hidden_size"):
             cfg.setdefault("moe_latent_size", cfg["routed_expert_hidden_size"])
+    if mtype in ("minimax_m1", "minimax_text_01") and isinstance(cfg.get("attn_type_list"), list):
+        # MiniMax-M1 / Text-01: lightning (linear) attention on the layers marked 0, softmax attention on those
+        # marked 1; a lightning layer projects q, k, v and an output gate over all heads and keeps a head_dim x
+        # head_dim state per head (no short convolution)
+        cfg["layer_types"] = ["full_attention" if int(x) else "linear_attention" for x in cfg["attn_type_list"]]
+        heads, hd = int(cfg.get("num_attention_heads") or 0), int(cfg.get("head_dim") or 0)
+        cfg.update(linear_num_key_heads=heads, linear_num_value_heads=heads, linear_key_head_dim=hd,
+                   linear_value_head_dim=hd, linear_conv_kernel_dim=0)
     if mtype == "gemma4":
         # Gemma 4: the global layers' keys double as values (attention_k_eq_v) over fewer, wider heads; their KV
         # per token equals num_global_key_value_heads x 2 x head_dim, which is what the cache holds at long

@@ -37,7 +37,9 @@ KNOWN_TYPES = {
     "qwen3_next", "qwen3_5_moe", "glm_moe_dsa", "mimo", "qwen3_5_moe_text", "qwen3_5", "mpt", "gpt2", "gpt_neox", "falcon",
     "qwen3_vl", "qwen3_vl_moe", "gemma4", "step3p7", "mimo_v2_flash", "minimax_m3", "minimax_m3_vl", "nemotron_h",
     "nemotron-nas", "deepseek_v4", "deepseek_ref", "kimi_k3", "kimi_linear", "gptj", "qwen2_vl", "qwen2_5_vl",
-    "phimoe", "mllama",
+    "phimoe", "mllama", "granite", "olmo", "olmo2", "exaone", "internlm3", "smollm3", "seed_oss", "starcoder2",
+    "baichuan", "opt", "bloom", "phi", "gpt_bigcode", "cohere", "cohere2", "qwen", "RefinedWeb", "RefinedWebModel",
+    "minimax_m1",
 }
 # Values a published config.json may omit because the transformers config class supplies them
 # (transformers/models/<type>/configuration_<type>.py defaults).
@@ -47,6 +49,13 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
                     "num_attention_heads": 8, "num_key_value_heads": 4},
     "gemma2": {"tie_word_embeddings": True},
     "gemma": {"tie_word_embeddings": True},
+    # classes whose default ties the output head to the embedding (transformers' PretrainedConfig default)
+    "opt": {"tie_word_embeddings": True}, "bloom": {"tie_word_embeddings": True},
+    "gpt_bigcode": {"tie_word_embeddings": True}, "falcon": {"tie_word_embeddings": True},
+    "cohere": {"tie_word_embeddings": True}, "cohere2": {"tie_word_embeddings": True},
+    "smollm3": {"tie_word_embeddings": True},
+    # Falcon's first releases (remote code, RWForCausalLM): the output head is the embedding
+    "RefinedWeb": {"tie_word_embeddings": True}, "RefinedWebModel": {"tie_word_embeddings": True},
 }
 # Sizes beyond any model's (a config is read into per-layer lists and products of these): refused before reading
 _SIZE_CAPS = {"num_hidden_layers": 100_000, "num_layers": 100_000, "n_layers": 100_000, "n_layer": 100_000,
@@ -307,7 +316,7 @@ def _read_config(cfg: dict[str, Any], *, model_id: str, published: dict[str, Any
             f"{model_id}: unsupported model_type '{outer_type or mtype}'. Known: {', '.join(sorted(KNOWN_TYPES))}. "
             f"A decoder config needs {', '.join(REQUIRED_FIELDS)} (+ num_key_value_heads, head_dim; MoE: "
             "num_experts/n_routed_experts, num_experts_per_tok, moe_intermediate_size)")
-    hidden = _get(cfg, "hidden_size", "d_model", "n_embd")
+    hidden = _get(cfg, "hidden_size", "d_model", "n_embd", "n_embed")
     layers = _get(cfg, "num_hidden_layers", "num_layers", "n_layers", "n_layer")
     heads = _get(cfg, "num_attention_heads", "n_heads", "n_head")
     vocab = _get(cfg, "vocab_size", "padded_vocab_size")
@@ -324,7 +333,9 @@ def _read_config(cfg: dict[str, Any], *, model_id: str, published: dict[str, Any
                           ("vocab_size", vocab)) if v < 1]
     if bad:
         raise DataError(f"{model_id}: config.json needs {', '.join(bad)} >= 1")
-    kv_heads = int(_get(cfg, "num_key_value_heads", "multi_query_group_num", "num_kv_heads", default=heads))
+    # multi-query families (Falcon-7B, StarCoder) state one flag instead of a count: one shared KV head
+    mq = 1 if cfg.get("multi_query") is True and not cfg.get("new_decoder_architecture") else heads
+    kv_heads = int(_get(cfg, "num_key_value_heads", "multi_query_group_num", "num_kv_heads", "n_head_kv", default=mq))
     if not 1 <= kv_heads <= heads:
         raise DataError(f"{model_id}: config.json has {kv_heads} key/value heads for {heads} attention heads; "
                         "num_key_value_heads must be 1..num_attention_heads")
@@ -338,11 +349,14 @@ def _read_config(cfg: dict[str, Any], *, model_id: str, published: dict[str, Any
         tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         attn_bias=bool(_get(cfg, "attention_bias", "qkv_bias", "add_qkv_bias", default=False)),
     )
-    inter = _get(cfg, "intermediate_size", "ffn_hidden_size", "n_inner")
+    inter = _get(cfg, "intermediate_size", "ffn_hidden_size", "n_inner", "ffn_dim")
+    if mtype == "qwen" and inter:  # Qwen 1.x: intermediate_size counts both halves of the gated MLP (w1 and w2)
+        inter = int(inter) // 2
     if mtype in ("mpt",):
         inter = hidden * int(cfg.get("expansion_ratio", 4))
         f["gated_mlp"] = False
-    if mtype in ("gpt2", "gpt_neox", "falcon", "gptj"):
+    if mtype in ("gpt2", "gpt_neox", "falcon", "gptj", "opt", "bloom", "phi", "gpt_bigcode", "starcoder2",
+                 "RefinedWeb", "RefinedWebModel"):
         f["gated_mlp"] = False
         inter = inter or 4 * hidden
     # --- attention kinds

@@ -31,6 +31,23 @@ NAMED = [
     ("meta-llama/Llama-3.2-90B-Vision-Instruct", 88, 88),       # the language model's 87.7B of 88.6B
     ("Qwen/Qwen2.5-VL-7B-Instruct", 7.6, 7.6),
     ("EleutherAI/gpt-j-6b", 6, 6),
+    ("EleutherAI/gpt-neox-20b", 20, 20),
+    ("tiiuae/falcon-40b-instruct", 40, 40),
+    ("tiiuae/falcon-7b", 7, 7),
+    ("bigscience/bloom", 176, 176),
+    ("facebook/opt-13b", 13, 13),
+    ("facebook/opt-30b", 30, 30),
+    ("microsoft/phi-2", 2.7, 2.7),
+    ("baichuan-inc/Baichuan2-13B-Chat", 13, 13),
+    ("codellama/CodeLlama-7b-Instruct-hf", 7, 7),
+    ("codellama/CodeLlama-13b-hf", 13, 13),
+    ("ibm-granite/granite-3.1-8b-instruct", 8, 8),
+    ("LGAI-EXAONE/EXAONE-3.5-7.8B-Instruct", 7.8, 7.8),
+    ("HuggingFaceTB/SmolLM3-3B", 3, 3),
+    ("internlm/internlm3-8b-instruct", 8, 8),
+    ("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", 1.78, 1.78),   # its own output head: 1.5B + 0.23B untied
+    ("Qwen/Qwen-72B", 72, 72),
+    ("MiniMaxAI/MiniMax-M1-40k", 456, 45.9),
 ]
 
 
@@ -186,3 +203,25 @@ def test_which_models_the_measurements_back():
     # training rows cover DeepSeek-V3 but no GLM-5
     assert model_family_validated(get_model("deepseek-ai/DeepSeek-V3"), training=True)
     assert not model_family_validated(get_model("zai-org/GLM-5"), training=True)
+
+
+def test_families_that_name_their_shapes_their_own_way():
+    """A multi-query flag is one shared KV head (Falcon-7B, StarCoder), Falcon-40B's new decoder states its KV
+    heads as n_head_kv, Qwen 1.x counts both halves of its gated MLP in intermediate_size, BLOOM calls its width
+    n_embed, OPT its FFN ffn_dim, and those classes tie the output head to the embedding unless told otherwise."""
+    base = {"vocab_size": 1000, "num_attention_heads": 16}
+    mq = spec_from_config({**base, "model_type": "falcon", "hidden_size": 1024, "num_hidden_layers": 4,
+                           "multi_query": True}, model_id="x/falcon-mq")
+    assert mq.kv_heads == 1 and not mq.gated_mlp and mq.tie_embeddings
+    new = spec_from_config({**base, "model_type": "falcon", "hidden_size": 1024, "num_hidden_layers": 4,
+                            "multi_query": True, "new_decoder_architecture": True, "n_head_kv": 4},
+                           model_id="x/falcon-new")
+    assert new.kv_heads == 4
+    q1 = spec_from_config({**base, "model_type": "qwen", "hidden_size": 1024, "num_hidden_layers": 4,
+                           "intermediate_size": 4096, "kv_channels": 64}, model_id="x/qwen1")
+    assert q1.ffn_dense == 2048 and q1.gated_mlp and q1.kv_heads == 16
+    bloom = spec_from_config({**base, "model_type": "bloom", "n_embed": 1024, "n_layer": 4}, model_id="x/bloom")
+    assert bloom.hidden == 1024 and bloom.ffn_dense == 4096 and not bloom.gated_mlp and bloom.tie_embeddings
+    opt = spec_from_config({**base, "model_type": "opt", "hidden_size": 1024, "num_hidden_layers": 4,
+                            "ffn_dim": 4096}, model_id="x/opt")
+    assert opt.ffn_dense == 4096 and not opt.gated_mlp and opt.tie_embeddings
