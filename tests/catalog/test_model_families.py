@@ -47,6 +47,7 @@ NAMED = [
     ("internlm/internlm3-8b-instruct", 8, 8),
     ("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", 1.78, 1.78),   # its own output head: 1.5B + 0.23B untied
     ("Qwen/Qwen-72B", 72, 72),
+    ("Qwen/Qwen-7B-Chat", 7.7, 7.7),
     ("MiniMaxAI/MiniMax-M1-40k", 456, 45.9),
 ]
 
