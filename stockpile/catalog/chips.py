@@ -315,7 +315,8 @@ MODULE_FORMS = ("sxm", "oam")
 
 def _shorthand(chip_id: str, chips: dict[str, Chip]) -> Chip | None:
     """The one chip a shorthand names: "B200", "MI300X", "gb200", aiconfigurator's "h200_sxm", "Ascend910B" (whole
-    leading parts of the id, or the start of the catalog name, ignoring case, spaces, dashes and underscores). None
+    leading parts of the id, or the start of the catalog name, or whole parts after the id's brand word ("910B",
+    "P800"), ignoring case, spaces, dashes and underscores). None
     where no chip matches, or more than one and no single one is the SXM or OAM module ("H100": SXM 80 or 96 GB;
     "H20": 96 or 141 GB), so that the caller lists the candidates instead of guessing."""
     key = _compact(chip_id)
@@ -326,6 +327,10 @@ def _shorthand(chip_id: str, chips: dict[str, Chip]) -> Chip | None:
     parts = {c.id: c for c in chips.values()
              if key in {_compact("".join(c.id.split("-")[:k])) for k in range(1, c.id.count("-") + 2)}}
     found = parts or {c.id: c for c in chips.values() if _compact(c.name).startswith(key)}
+    # else the model number without its brand word ("910B" is ascend-910b-64gb, "P800" kunlun-p800-96gb)
+    # (a bare number such as "6000" stays ambiguous: it needs the letters of a model number)
+    found = found or {c.id: c for c in chips.values() if re.search(r"[a-z]", key) and re.search(r"[0-9]", key)
+                      and key in {_compact("".join(c.id.split("-")[1:k])) for k in range(2, c.id.count("-") + 2)}}
     if len(found) > 1:
         # a bare name means the module part where it has exactly one ("H200" is the SXM part, not the H200 NVL
         # card); "H100" (80 and 96 GB SXM) stays ambiguous

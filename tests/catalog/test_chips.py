@@ -69,14 +69,17 @@ def test_memory_and_bandwidth_are_si():
                                             ("MI300X", "mi300x-192gb"), ("l4", "l4-24gb"), ("Ascend910B", "ascend-910b-64gb"),
                                             ("A100-SXM4-80GB", "a100-sxm-80gb"), ("H200", "h200-sxm-141gb"),
                                             ("H200 NVL", "h200-nvl-141gb"), ("RTX 5090", "rtx-5090-32gb"),
-                                            ("A10", "a10-24gb"), ("L40", "l40-48gb"), ("T4", "t4-16gb")])
+                                            ("A10", "a10-24gb"), ("L40", "l40-48gb"), ("T4", "t4-16gb"),
+                                            ("910B", "ascend-910b-64gb"), ("P800", "kunlun-p800-96gb"),
+                                            ("910C", "ascend-910c-128gb")])
 def test_a_shorthand_that_names_one_chip_finds_it(given, expected):
     """A bare product name means the SXM/OAM module where one of its matches is ("H200" is not the NVL card)."""
     assert get_chip(given).id == expected
 
 
 @pytest.mark.parametrize("given,candidates", [("H100", ("h100-sxm-80gb", "h100-pcie-80gb")),
-                                              ("H20", ("h20-96gb", "h20-141gb")), ("a100_sxm", ("a100-sxm-80gb",))])
+                                              ("H20", ("h20-96gb", "h20-141gb")), ("a100_sxm", ("a100-sxm-80gb",)),
+                                              ("6000", ("rtx-pro-6000-96gb", "rtx-6000-ada-48gb"))])
 def test_an_ambiguous_shorthand_is_refused_with_the_candidates(given, candidates):
     with pytest.raises(UnknownNameError) as e:
         get_chip(given)
