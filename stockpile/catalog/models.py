@@ -38,7 +38,7 @@ KNOWN_TYPES = {
     "qwen3_vl", "qwen3_vl_moe", "gemma4", "step3p7", "mimo_v2_flash", "minimax_m3", "minimax_m3_vl", "nemotron_h",
     "nemotron-nas", "deepseek_v4", "deepseek_ref", "kimi_k3", "kimi_linear", "gptj", "qwen2_vl", "qwen2_5_vl",
     "phimoe", "mllama", "granite", "olmo", "olmo2", "exaone", "internlm3", "smollm3", "seed_oss", "starcoder2",
-    "baichuan", "opt", "bloom", "phi", "gpt_bigcode", "cohere", "cohere2", "qwen", "RefinedWeb", "RefinedWebModel",
+    "baichuan", "opt", "bloom", "phi", "gpt_bigcode", "cohere", "qwen", "RefinedWeb", "RefinedWebModel",
     "minimax_m1",
 }
 # Values a published config.json may omit because the transformers config class supplies them
@@ -52,7 +52,7 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     # classes whose default ties the output head to the embedding (transformers' PretrainedConfig default)
     "opt": {"tie_word_embeddings": True}, "bloom": {"tie_word_embeddings": True},
     "gpt_bigcode": {"tie_word_embeddings": True}, "falcon": {"tie_word_embeddings": True},
-    "cohere": {"tie_word_embeddings": True}, "cohere2": {"tie_word_embeddings": True},
+    "cohere": {"tie_word_embeddings": True},
     "smollm3": {"tie_word_embeddings": True},
     # Falcon's first releases (remote code, RWForCausalLM): the output head is the embedding
     "RefinedWeb": {"tie_word_embeddings": True}, "RefinedWebModel": {"tie_word_embeddings": True},
@@ -382,7 +382,7 @@ def _read_config(cfg: dict[str, Any], *, model_id: str, published: dict[str, Any
     elif mtype in ("gemma3", "gemma3_text"):
         pattern = int(cfg.get("sliding_window_pattern", 6))
         f["sliding_layers"] = layers - layers // pattern
-    elif cfg.get("sliding_window") and cfg.get("use_sliding_window", True) and mtype in ("mistral",):
+    elif cfg.get("sliding_window") and cfg.get("use_sliding_window", True) and mtype in ("mistral", "starcoder2"):
         f["sliding_layers"] = layers
     if f.get("sliding_layers"):
         f["sliding_window"] = int(cfg.get("sliding_window") or 4096)

@@ -226,3 +226,7 @@ def test_families_that_name_their_shapes_their_own_way():
     opt = spec_from_config({**base, "model_type": "opt", "hidden_size": 1024, "num_hidden_layers": 4,
                             "ffn_dim": 4096}, model_id="x/opt")
     assert opt.ffn_dense == 4096 and not opt.gated_mlp and opt.tie_embeddings
+    sc2 = spec_from_config({**base, "model_type": "starcoder2", "hidden_size": 1024, "num_hidden_layers": 4,
+                            "num_key_value_heads": 4, "intermediate_size": 4096, "sliding_window": 4096},
+                           model_id="x/starcoder2")
+    assert sc2.sliding_layers == 4 and sc2.sliding_window == 4096 and not sc2.gated_mlp
