@@ -50,27 +50,27 @@ def test_rental_first_under_auto_and_every_price_has_a_source_and_date():
 
 
 def test_a_chip_without_a_price_says_so():
-    r = CliRunner().invoke(app, ["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "l40s-48gb",
+    r = CliRunner().invoke(app, ["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "a40-48gb",
                                  "--isl", "1000", "--osl", "100", "--concurrency", "8", "--json"])
     assert r.exit_code == 0, r.output
     cost = json.loads(r.stdout)["cost"]
-    assert "missing" in cost and "l40s-48gb" in cost["missing"] and "usd_per_million_output_tokens" not in cost
+    assert "missing" in cost and "a40-48gb" in cost["missing"] and "usd_per_million_output_tokens" not in cost
 
 
 def test_price_file_overrides_and_bad_prices(tmp_path):
     f = tmp_path / "p.yaml"
-    f.write_text("l40s-48gb:\n  rental_usd_per_hour: {value: 1.0, date: '2026-11', source: 'https://example.com/q'}\n")
+    f.write_text("a40-48gb:\n  rental_usd_per_hour: {value: 1.0, date: '2026-11', source: 'https://example.com/q'}\n")
     with extra_prices(load_price_file(f)):
-        c = gpu_hour_cost(get_chip("l40s-48gb"))
+        c = gpu_hour_cost(get_chip("a40-48gb"))
         assert c is not None and c.usd_per_gpu_hour == 1.0
-    assert gpu_hour_cost(get_chip("l40s-48gb")) is None           # only inside the block
-    r = CliRunner().invoke(app, ["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "l40s-48gb",
+    assert gpu_hour_cost(get_chip("a40-48gb")) is None           # only inside the block
+    r = CliRunner().invoke(app, ["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "a40-48gb",
                                  "--isl", "1000", "--osl", "100", "--concurrency", "8", "--prices", str(f), "--json"])
     d = json.loads(r.stdout)
     assert d["cost"]["usd_per_gpu_hour"] == 1.0
     assert d["cost"]["usd_per_million_output_tokens"] == pytest.approx(
         1e6 / (d["output_tokens_per_s"] * 3600), rel=1e-3)
-    f.write_text("l40s-48gb:\n  rental_usd_per_hour: {value: -1, date: '2026', source: 'x'}\n")
+    f.write_text("a40-48gb:\n  rental_usd_per_hour: {value: -1, date: '2026', source: 'x'}\n")
     with pytest.raises(InputError, match="value"):
         load_price_file(f)
 
@@ -141,7 +141,7 @@ def test_token_split_by_hand_and_the_contract_fields():
                  * c["output_tokens_per_s"]) * 3600 / 1e6
         assert usd_h == pytest.approx(8 * c["price"]["usd_per_gpu_hour"], rel=2e-2)
     # no price source: no numbers, and the reason stays in `cost`
-    res = runner.invoke(app, ["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "l40s-48gb",
+    res = runner.invoke(app, ["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "a40-48gb",
                               "--isl", "1000", "--osl", "200", "--concurrency", "4", "--json"])
     assert res.exit_code == 0, res.output
     d = json.loads(res.output)

@@ -96,8 +96,8 @@ def test_cost_objective_prices_each_pool_at_its_own_chip_and_can_pick_a_lower_th
 
 def test_cost_objective_needs_prices():
     m = get_model("Qwen/Qwen3-32B")
-    with pytest.raises(InputError, match="no price source for l40s-48gb"):
-        search(m, get_chip("l40s-48gb"), gpus=8, isl=1000, osl=100, objective="cost")
+    with pytest.raises(InputError, match="no price source for a40-48gb"):
+        search(m, get_chip("a40-48gb"), gpus=8, isl=1000, osl=100, objective="cost")
 
 
 def test_a_pair_whose_kv_transfer_outruns_the_link_is_bound_by_it_and_says_so():
