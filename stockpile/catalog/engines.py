@@ -29,9 +29,9 @@ def _key(name: str) -> str:
 
 @cache
 def _table() -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
-    """{name: (engine, kind)} with kind "spelling", "port" or "other"; {name: why it is refused}."""
+    """{name: (engine, kind)} with kind "spelling", "port", "front end" or "other"; {name: why it is refused}."""
     doc = yaml.safe_load((resources.files("stockpile") / "data" / "engines" / "aliases.yaml").read_text())
-    aliases = {_key(a): (engine, kind) for kind in ("spelling", "port")
+    aliases = {_key(a): (engine, kind.replace("_", " ")) for kind in ("spelling", "port", "front_end")
                for engine, names in (doc.get(kind + "s") or {}).items() for a in names or []}
     aliases.update({_key(a): ("other", "other") for a in doc.get("other") or []})
     refused = {_key(k): " ".join(str(v).split()) for k, v in (doc.get("refused") or {}).items()}
@@ -71,6 +71,8 @@ def read_engine(name: str, *, allow_version: bool = True) -> EngineName:
                                     "data/engines/aliases.yaml; an engine without a calibration of its own can be "
                                     "given as 'other'")
     note = {"port": f"engine '{raw}' read as {engine} (a port of it)",
+            "front end": f"engine '{raw}' read as {engine}, the one engine it serves through (its routing and "
+                         "disaggregation are the row's layout)",
             "other": f"engine '{raw}' read as other: it has no calibration of its own, so the generic engine's "
                      "constants predict it"}.get(kind or "")
     return EngineName(engine, version, note)

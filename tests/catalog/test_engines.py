@@ -25,6 +25,7 @@ def test_notes_say_how_a_port_or_an_uncalibrated_engine_was_read():
     assert "port" in read_engine("vllm-ascend").note
     assert "no calibration of its own" in read_engine("MindIE").note
     assert read_engine("other").note is None
+    assert read_engine("llm-d").engine == "vllm" and "serves through" in read_engine("llm-d").note
 
 
 @pytest.mark.parametrize("name,engine,version", [
