@@ -28,10 +28,11 @@ class InputError(StockpileError, ValueError):
 class UnknownNameError(InputError):
     """A name (chip, model, engine, dtype) that the catalog does not know."""
 
-    def __init__(self, field: str, name: str, known: Iterable[str], *, hint: str = ""):
+    def __init__(self, field: str, name: str, known: Iterable[str], *, hint: str = "", match: str | None = None):
         known = list(known)
         self.name = name
-        self.suggestions = close_matches(name, known)
+        # `match`: the part of the name to compare with the known ones (a device name without its vendor's words)
+        self.suggestions = close_matches(match or name, known)
         text = f"unknown {field} '{name}'"
         if self.suggestions:
             text += "; did you mean " + ", ".join(self.suggestions) + "?"

@@ -299,10 +299,53 @@ def get_chip(chip_id: str) -> Chip:
     if key in cat:
         return cat[key]
     merged = _merged()
-    short = _shorthand(chip_id, merged)
+    short = _shorthand(chip_id, merged) or _device_name(chip_id, merged)
     if short is not None:
         return short
-    raise UnknownNameError("chip", chip_id, merged.keys(), hint="see `stockpile catalog chips`")
+    # "NVIDIA H20": the suggestions come from the product name ("h20-96gb, h20-141gb"), as the vendor's words
+    # match no catalog id
+    product = _SIZE.sub(" ", _VENDOR_WORDS.sub(" ", chip_id)).strip(" -_")
+    raise UnknownNameError("chip", chip_id, merged.keys(), hint="see `stockpile catalog chips`",
+                           match=product if product and re.search(r"[a-z]", product, re.I) else None)
+
+
+# words a driver or a vendor puts around the product name ("NVIDIA H100 80GB HBM3", "AMD Instinct MI300X",
+# "Tesla T4", "NVIDIA GeForce RTX 4090"): not part of any catalog id
+_VENDOR_WORDS = re.compile(r"\b(nvidia|amd|intel|huawei|tesla|geforce|instinct|quadro|hbm\d?e?|gddr\d+x?|"
+                           r"graphics|accelerator)\b", re.I)
+_SIZE = re.compile(r"\b(\d+)\s*gb\b", re.I)
+
+
+def _device_name(chip_id: str, chips: dict[str, Chip]) -> Chip | None:
+    """The chip a device name as nvidia-smi, rocm-smi or a vendor page prints it names: the product without the
+    vendor's words, its memory size choosing among the product's parts ("NVIDIA H100 80GB HBM3" is the 80 GB SXM
+    module, "NVIDIA A100 80GB PCIe" the PCIe card). None where that leaves no single chip."""
+    name = _VENDOR_WORDS.sub(" ", chip_id)
+    if name.strip() == chip_id.strip():
+        return None
+    size = _SIZE.search(name)
+    product = _SIZE.sub(" ", name)
+    if not _compact(product):
+        return None
+    short = _shorthand(product, chips)
+    if short is not None and (size is None or _fits_size(short, int(size.group(1)))):
+        return short
+    if size is None:
+        return short
+    # several parts of the product: the ones of the stated memory size, then the module where one of them is
+    key, gb = _compact(product), int(size.group(1))
+    sized = [c for c in chips.values() if _fits_size(c, gb)]
+    found = [c for c in sized if key in {_compact("".join(c.id.split("-")[:k])) for k in range(1, c.id.count("-") + 2)}]
+    found = found or [c for c in sized if _compact(c.name).startswith(key)]
+    if len(found) > 1:
+        module = [c for c in found if c.form_factor in MODULE_FORMS]
+        found = module if len(module) == 1 else found
+    return found[0] if len(found) == 1 else None
+
+
+def _fits_size(chip: Chip, gb: int) -> bool:
+    """The chip's id or name carries this memory size (80 GB: h100-sxm-80gb)."""
+    return bool(re.search(rf"(?<!\d){gb}\s*gb", f"{chip.id} {chip.name}", re.I))
 
 
 def _compact(text: str) -> str:

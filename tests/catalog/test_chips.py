@@ -77,6 +77,22 @@ def test_a_shorthand_that_names_one_chip_finds_it(given, expected):
     assert get_chip(given).id == expected
 
 
+@pytest.mark.parametrize("given,expected", [("NVIDIA H100 80GB HBM3", "h100-sxm-80gb"), ("NVIDIA H100 PCIe", "h100-pcie-80gb"),
+                                            ("NVIDIA A100 80GB PCIe", "a100-pcie-80gb"), ("AMD Instinct MI300X", "mi300x-192gb"),
+                                            ("Tesla T4", "t4-16gb"), ("NVIDIA GeForce RTX 4090", "rtx-4090-24gb"),
+                                            ("NVIDIA H20 141GB", "h20-141gb"), ("NVIDIA H100 96GB HBM3", "h100-sxm-96gb"),
+                                            ("NVIDIA RTX 6000 Ada Generation", "rtx-6000-ada-48gb")])
+def test_a_device_name_as_drivers_print_it_finds_the_chip(given, expected):
+    """nvidia-smi / rocm-smi names: the vendor's words dropped, the memory size choosing among a product's parts."""
+    assert get_chip(given).id == expected
+
+
+def test_a_device_name_that_names_no_single_chip_suggests_the_product():
+    with pytest.raises(UnknownNameError) as e:
+        get_chip("NVIDIA H20")
+    assert {"h20-96gb", "h20-141gb"} <= set(e.value.suggestions)
+
+
 @pytest.mark.parametrize("given,candidates", [("H100", ("h100-sxm-80gb", "h100-pcie-80gb")),
                                               ("H20", ("h20-96gb", "h20-141gb")), ("a100_sxm", ("a100-sxm-80gb",)),
                                               ("6000", ("rtx-pro-6000-96gb", "rtx-6000-ada-48gb"))])
