@@ -146,3 +146,14 @@ def test_token_split_by_hand_and_the_contract_fields():
     assert res.exit_code == 0, res.output
     d = json.loads(res.output)
     assert "missing" in d["cost"] and d["usd_per_mtok_input"] is None and d["price"] is None
+
+
+def test_a_load_that_serves_no_tokens_has_no_cost_per_token():
+    """A request rate so low that the run serves nothing (fuzzing found 2.2e-308/s): the GPU-hour's price is
+    stated, the cost per token is missing and says why, and the command does not crash."""
+    r = CliRunner().invoke(app, ["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "h100-sxm-80gb",
+                                 "--isl", "1", "--osl", "1", "--request-rate", "2.2250738585072014e-308", "--json"])
+    assert r.exit_code == 0, r.output
+    cost = json.loads(r.stdout)["cost"]
+    assert "no output tokens" in cost["missing"] and cost["usd_per_gpu_hour"] > 0
+    assert "usd_per_million_output_tokens" not in cost
