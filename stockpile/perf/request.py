@@ -56,7 +56,7 @@ class EstimateRequest(BaseModel):
     isl: float | None = Field(default=None, gt=0, le=10_000_000)
     osl: float | None = Field(default=None, gt=0, le=10_000_000)
     concurrency: float | None = Field(default=None, gt=0, le=10_000_000)
-    request_rate: float | None = Field(default=None, gt=0, le=1_000_000)
+    request_rate: float | None = Field(default=None, ge=1e-6, le=1_000_000)   # serving.MIN_REQUEST_RATE
     num_requests: int | None = Field(default=None, ge=1, le=MAX_SIM_REQUESTS)
     spec_draft: int = Field(default=0, ge=0, le=16)
     spec_accept: float | None = Field(default=None, ge=1)

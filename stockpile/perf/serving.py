@@ -24,6 +24,9 @@ from stockpile.perf.calibration import Params
 from stockpile.perf.operators import ChipConsts, ModelConsts, smooth_max, stage_time
 
 MODE_CLOSED, MODE_OFFLINE, MODE_OPEN = 0, 1, 2
+# the slowest open-loop arrival rate taken as a serving load (requests/s): one request in 11.6 days. Slower rates
+# put arrival times beyond what a simulated run can hold (a rate of 1e-308/s overflows them)
+MIN_REQUEST_RATE = 1e-6
 
 
 def verify_width(spec_draft, spec_verify):
