@@ -134,6 +134,13 @@ def test_a_layout_whose_weights_exceed_the_memory_is_refused_with_the_numbers():
     assert "does not fit" in rec["reason"] and "misstated" in rec["reason"] and "h100-sxm-80gb (80 GiB)" in rec["reason"]
 
 
+def test_a_request_rate_below_a_serving_load_is_refused_with_the_floor():
+    from stockpile.calibration.inference import validate_rows
+    from stockpile.perf.calibration import load_calibration
+    rec, = validate_rows([_row(concurrency="", request_rate="1e-300", metric="ttft_ms")], load_calibration())
+    assert rec["status"] == "invalid" and "request_rate" in rec["reason"] and "1e-06" in rec["reason"]
+
+
 def test_a_decode_phase_output_rate_is_the_running_batch_over_its_time_per_token():
     """A decode-phase measurement (a disaggregated decode unit; the prompts' prefill left out, a 2-token output
     standing in for the measured context) emits a token per sequence per TPOT: its output rate is the batch's

@@ -150,11 +150,16 @@ def _check_args(isl: int, osl: int, request_rate: float | None, concurrency: int
 
 def _base_url(endpoint: str) -> str:
     """The server's base URL: scheme and host, with a trailing /v1 (or /v1/...) removed."""
-    url = endpoint.strip().rstrip("/")
+    url = endpoint.strip()
     if "://" not in url:
         url = "http://" + url
-    parsed = urllib.parse.urlsplit(url)
-    if not parsed.hostname:
+    url = url.rstrip("/")
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        host, _ = parsed.hostname, parsed.port        # a malformed IPv6 literal or port raises here
+    except ValueError as exc:
+        raise InputError("endpoint", f"'{endpoint}' is not a URL ({exc}; e.g. http://127.0.0.1:8000)") from None
+    if not host:
         raise InputError("endpoint", f"'{endpoint}' is not a URL (e.g. http://127.0.0.1:8000)")
     path = re.sub(r"/v1(/.*)?$", "", parsed.path)
     return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, "", ""))

@@ -164,3 +164,11 @@ def test_parse_summary_with_failures() -> None:
     windowed = summary | {"start_time": "2026-12-02T16:49:10.500000", "end_time": "2026-12-02T16:49:12.500000"}
     assert loadgen.parse_summary(windowed, endpoint="u", model="m", isl=10, osl=5, mode="concurrency", load=1,
                                  num_requests=4).duration_s == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("endpoint", ["http://[::1", "http://localhost:99999", "http://", "://"])
+def test_a_malformed_endpoint_is_refused_with_the_field(endpoint):
+    """Fuzzing found 'http://[::1' raising Python's ValueError out of urllib: it is the endpoint's fault."""
+    from stockpile.measure.loadgen import _base_url
+    with pytest.raises(InputError, match="endpoint"):
+        _base_url(endpoint)
