@@ -17,6 +17,7 @@ from stockpile.catalog.dtypes import normalise_dtype, normalise_kv_dtype
 from stockpile.catalog.engines import read_engine
 from stockpile.catalog.figure_ranges import chip_at_edge, estimated_figures, uncertain_speeds
 from stockpile.catalog.models import ModelSpec
+from stockpile.catalog.prices import token_cost
 from stockpile.errors import InputError, UnknownNameError
 from stockpile.perf.calibration import (  # noqa: F401  (engine_limits, hybrid_kv: re-exported)
     Calibration,
@@ -497,45 +498,6 @@ def contract_prices(cost: dict[str, Any] | None) -> dict[str, Any]:
     return {"usd_per_mtok_input": cost.get("usd_per_mtok_input"), "usd_per_mtok_output": cost.get("usd_per_mtok_output"),
             "price": {"basis": cost["basis"], "usd_per_gpu_hour": cost["usd_per_gpu_hour"], "how": cost["how"],
                       "sources": cost["sources"]}}
-
-
-def token_cost(chip: Chip, gpus: int, output_tps: float, total_tps: float, basis: str = "auto",
-               model_id: str | None = None, input_share: float | None = None) -> dict[str, Any]:
-    """USD per million output tokens (all cost on output) and per million tokens (input + output), or why not;
-    with `input_share` (the device time spent on prompts) the cost split by token kind (`usd_per_mtok_input`,
-    `usd_per_mtok_output`); and, where the model has a public API price, the break-even volume of self-hosting."""
-    from stockpile.catalog.prices import api_price, break_even, gpu_hour_cost, token_split, usd_per_million
-    if basis not in ("auto", "rental", "tco"):
-        raise InputError("cost_basis", f"'{basis}' is not auto, rental or tco")
-    c = gpu_hour_cost(chip, basis)  # type: ignore[arg-type]
-    if c is None:
-        return {"missing": f"no {'rental ' if basis == 'rental' else ''}price source for {chip.id} "
-                           "(give one with --prices FILE)"}
-    if usd_per_million(c.usd_per_gpu_hour, gpus, output_tps) is None:
-        # a load so light that no token is served in the run's time (a request rate of 1e-300/s): a GPU-hour has a
-        # price, a token none
-        return {"missing": f"no output tokens per second at this load, so no cost per token (the GPU-hour costs "
-                           f"{c.usd_per_gpu_hour:.2f} USD, {c.text})", "usd_per_gpu_hour": round(c.usd_per_gpu_hour, 4),
-                "basis": c.basis, "how": c.text, "sources": c.sources}
-    out: dict[str, Any] = {
-        "usd_per_gpu_hour": round(c.usd_per_gpu_hour, 4), "basis": c.basis,
-        "usd_per_million_output_tokens": _round(usd_per_million(c.usd_per_gpu_hour, gpus, output_tps)),
-        "usd_per_million_tokens": _round(usd_per_million(c.usd_per_gpu_hour, gpus, total_tps)),
-        "how": c.text, "sources": c.sources}
-    if input_share is not None:
-        i, o = token_split(c.usd_per_gpu_hour * gpus, input_share, total_tps - output_tps, output_tps)
-        out.update(input_share=round(input_share, 4), usd_per_mtok_input=_round(i), usd_per_mtok_output=_round(o))
-    api = api_price(model_id) if model_id else None
-    if api is not None:
-        be = break_even(c.usd_per_gpu_hour * gpus, total_tps - output_tps, output_tps, api)
-        out["api"] = {"usd_per_million_input": api.usd_per_million_input,
-                      "usd_per_million_output": api.usd_per_million_output, "date": api.date,
-                      "source": api.source, "break_even": be}
-    return out
-
-
-def _round(x: float | None) -> float | None:
-    return None if x is None else round(x, 4)
 
 
 def sim_isl(trace: Any, cfg: Configs) -> np.ndarray:
