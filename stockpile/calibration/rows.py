@@ -22,7 +22,7 @@ import yaml
 from stockpile.catalog.dtypes import normalise_dtype, normalise_kv_dtype
 from stockpile.catalog.engines import read_engine
 from stockpile.errors import DataError, InputError
-from stockpile.perf.serving import MIN_REQUEST_RATE
+from stockpile.perf.serving import check_request_rate
 
 INFERENCE_COLUMNS = ("id", "model", "accelerator", "num_accelerators", "engine", "weight_dtype", "kv_dtype", "tp",
                      "pp", "ep", "dp", "input_len", "output_len", "concurrency", "scenario", "metric", "value",
@@ -525,9 +525,8 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
     rate = _num(row, "request_rate")
     if rate is not None and math.isinf(rate):
         rate = None            # "inf": requests sent as fast as the concurrency cap allows: a closed loop
-    if rate is not None and rate < MIN_REQUEST_RATE:
-        raise InputError("request_rate", f"must be at least {MIN_REQUEST_RATE:g} requests/s (one request in 11.6 "
-                                         f"days; a slower rate is not a serving load), got {rate:g}")
+    if rate is not None:
+        check_request_rate(rate)
     conc = _num(row, "concurrency")
     case = InferenceCase(
         row_id=row.get("id", ""), publication=(row.get("source_url") or "").split("#")[0].strip(),

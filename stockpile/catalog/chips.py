@@ -324,23 +324,13 @@ def _device_name(chip_id: str, chips: dict[str, Chip]) -> Chip | None:
     if name.strip() == chip_id.strip():
         return None
     size = _SIZE.search(name)
-    product = _SIZE.sub(" ", name)
-    if not _compact(product):
+    key = _compact(_SIZE.sub(" ", name))
+    if len(key) < 2:
         return None
-    short = _shorthand(product, chips)
-    if short is not None and (size is None or _fits_size(short, int(size.group(1)))):
-        return short
-    if size is None:
-        return short
-    # several parts of the product: the ones of the stated memory size, then the module where one of them is
-    key, gb = _compact(product), int(size.group(1))
-    sized = [c for c in chips.values() if _fits_size(c, gb)]
-    found = [c for c in sized if key in {_compact("".join(c.id.split("-")[:k])) for k in range(1, c.id.count("-") + 2)}]
-    found = found or [c for c in sized if _compact(c.name).startswith(key)]
-    if len(found) > 1:
-        module = [c for c in found if c.form_factor in MODULE_FORMS]
-        found = module if len(module) == 1 else found
-    return found[0] if len(found) == 1 else None
+    found = _candidates(key, chips)
+    if size is not None:
+        found = {i: c for i, c in found.items() if _fits_size(c, int(size.group(1)))}
+    return _the_one(found)
 
 
 def _fits_size(chip: Chip, gb: int) -> bool:
@@ -363,8 +353,11 @@ def _shorthand(chip_id: str, chips: dict[str, Chip]) -> Chip | None:
     where no chip matches, or more than one and no single one is the SXM or OAM module ("H100": SXM 80 or 96 GB;
     "H20": 96 or 141 GB), so that the caller lists the candidates instead of guessing."""
     key = _compact(chip_id)
-    if len(key) < 2:
-        return None
+    return _the_one(_candidates(key, chips)) if len(key) >= 2 else None
+
+
+def _candidates(key: str, chips: dict[str, Chip]) -> dict[str, Chip]:
+    """The chips a compacted name may mean (see _shorthand)."""
     # whole leading parts of an id ("l4" is l4-24gb, not also l40s-48gb; a cut-off id such as "b200-sxm-18" is a
     # typo to refuse), else the start of the catalog name ("A100-SXM4-80GB" is the A100 SXM4 80GB)
     parts = {c.id: c for c in chips.values()
@@ -372,11 +365,14 @@ def _shorthand(chip_id: str, chips: dict[str, Chip]) -> Chip | None:
     found = parts or {c.id: c for c in chips.values() if _compact(c.name).startswith(key)}
     # else the model number without its brand word ("910B" is ascend-910b-64gb, "P800" kunlun-p800-96gb)
     # (a bare number such as "6000" stays ambiguous: it needs the letters of a model number)
-    found = found or {c.id: c for c in chips.values() if re.search(r"[a-z]", key) and re.search(r"[0-9]", key)
-                      and key in {_compact("".join(c.id.split("-")[1:k])) for k in range(2, c.id.count("-") + 2)}}
+    return found or {c.id: c for c in chips.values() if re.search(r"[a-z]", key) and re.search(r"[0-9]", key)
+                     and key in {_compact("".join(c.id.split("-")[1:k])) for k in range(2, c.id.count("-") + 2)}}
+
+
+def _the_one(found: dict[str, Chip]) -> Chip | None:
+    """The single chip among candidates: a bare name means the module part where it has exactly one ("H200" is the
+    SXM part, not the H200 NVL card); "H100" (80 and 96 GB SXM) stays ambiguous."""
     if len(found) > 1:
-        # a bare name means the module part where it has exactly one ("H200" is the SXM part, not the H200 NVL
-        # card); "H100" (80 and 96 GB SXM) stays ambiguous
         module = [c for c in found.values() if c.form_factor in MODULE_FORMS]
         found = {module[0].id: module[0]} if len(module) == 1 else found
     return next(iter(found.values())) if len(found) == 1 else None

@@ -32,7 +32,14 @@ from stockpile.perf.calibration import (  # noqa: F401  (engine_limits, hybrid_k
 )
 from stockpile.perf.layout import Layout
 from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
-from stockpile.perf.serving import MIN_REQUEST_RATE, MODE_CLOSED, MODE_OFFLINE, MODE_OPEN, serve, serve_disagg
+from stockpile.perf.serving import (
+    MODE_CLOSED,
+    MODE_OFFLINE,
+    MODE_OPEN,
+    check_request_rate,
+    serve,
+    serve_disagg,
+)
 from stockpile.perf.traffic import prefill_policy, wave_note
 
 WEIGHT_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
@@ -298,9 +305,8 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
             raise InputError(name, f"must be a positive token count, got {v}")
     if concurrency is not None and concurrency <= 0:
         raise InputError("concurrency", f"must be positive, got {concurrency}")
-    if request_rate is not None and not request_rate >= MIN_REQUEST_RATE:
-        raise InputError("request_rate", f"must be at least {MIN_REQUEST_RATE:g} requests/s (one request in 11.6 "
-                                         f"days; a slower rate is not a serving load), got {request_rate:g}")
+    if request_rate is not None:
+        check_request_rate(request_rate)
     if concurrency is not None and request_rate is not None:
         raise InputError("request_rate", "give either --concurrency or --request-rate, not both")
     if not 0 <= prefix_hit < 1:

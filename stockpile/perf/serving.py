@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from stockpile.errors import InputError
 from stockpile.perf.calibration import Params
 from stockpile.perf.operators import ChipConsts, ModelConsts, smooth_max, stage_time
 
@@ -27,6 +28,13 @@ MODE_CLOSED, MODE_OFFLINE, MODE_OPEN = 0, 1, 2
 # the slowest open-loop arrival rate taken as a serving load (requests/s): one request in 11.6 days. Slower rates
 # put arrival times beyond what a simulated run can hold (a rate of 1e-308/s overflows them)
 MIN_REQUEST_RATE = 1e-6
+
+
+def check_request_rate(rate: float) -> None:
+    """Refuse an open-loop rate that is not a serving load (below MIN_REQUEST_RATE, or not a number)."""
+    if not rate >= MIN_REQUEST_RATE:
+        raise InputError("request_rate", f"must be at least {MIN_REQUEST_RATE:g} requests/s (one request in 11.6 "
+                                         f"days; a slower rate is not a serving load), got {rate:g}")
 
 
 def verify_width(spec_draft, spec_verify):

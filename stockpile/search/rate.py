@@ -30,7 +30,7 @@ from stockpile.perf.inference import (
     evaluate,
     hybrid_kv,
 )
-from stockpile.perf.serving import MIN_REQUEST_RATE, MODE_OPEN
+from stockpile.perf.serving import MODE_OPEN, check_request_rate
 from stockpile.search.serving import MAX_SEARCH_GPUS
 from stockpile.search.space import CHUNKS, instance_layouts, kv_dtypes, weight_dtypes
 
@@ -94,9 +94,7 @@ def rate_search(model: ModelSpec, chip: Chip, *, rate: float, isl: float, osl: f
     t0 = time.perf_counter()
     engine = check_engine(engine)
     check_engine_chip(engine, chip)
-    if not rate >= MIN_REQUEST_RATE:
-        raise InputError("request_rate", f"must be at least {MIN_REQUEST_RATE:g} requests/s (one request in 11.6 days), "
-                                         f"got {rate:g}")
+    check_request_rate(rate)
     if percentile is not None and not 0 < percentile < 100:
         raise InputError("slo_percentile", f"must be between 0 and 100 (e.g. 90 or 99), got {percentile}")
     if max_gpus < 1 or max_gpus > MAX_SEARCH_GPUS:
