@@ -53,7 +53,7 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "opt": {"tie_word_embeddings": True}, "bloom": {"tie_word_embeddings": True},
     "gpt_bigcode": {"tie_word_embeddings": True}, "falcon": {"tie_word_embeddings": True},
     "cohere": {"tie_word_embeddings": True},
-    "smollm3": {"tie_word_embeddings": True},
+    "smollm3": {"tie_word_embeddings": True}, "starcoder2": {"tie_word_embeddings": True},
     # Falcon's first releases (remote code, RWForCausalLM): the output head is the embedding
     "RefinedWeb": {"tie_word_embeddings": True}, "RefinedWebModel": {"tie_word_embeddings": True},
 }

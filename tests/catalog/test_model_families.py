@@ -48,6 +48,12 @@ NAMED = [
     ("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", 1.78, 1.78),   # its own output head: 1.5B + 0.23B untied
     ("Qwen/Qwen-72B", 72, 72),
     ("Qwen/Qwen-7B-Chat", 7.7, 7.7),
+    ("allenai/OLMo-2-1124-7B-Instruct", 7.3, 7.3),
+    ("allenai/OLMo-2-1124-13B", 13.7, 13.7),
+    ("allenai/OLMo-2-0325-32B", 32.2, 32.2),
+    ("bigcode/starcoder2-7b", 7.17, 7.17),
+    ("TinyLlama/TinyLlama-1.1B-Chat-v1.0", 1.1, 1.1),
+    ("CohereLabs/aya-23-8B", 8, 8),
     ("MiniMaxAI/MiniMax-M1-40k", 456, 45.9),
 ]
 
