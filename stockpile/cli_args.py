@@ -30,8 +30,8 @@ def search_runs(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: O
     ask for, after checking their arguments (InputError naming the flag)."""
     from stockpile.catalog import get_chip, get_model
     from stockpile.catalog.models import implied_weight_dtype
-    from stockpile.errors import InputError
-    from stockpile.search.serving import Slo, Spec, search
+    from stockpile.errors import InputError, MissingFigureError
+    from stockpile.search.serving import SearchResult, Slo, Spec, search
     from stockpile.units import parse_count
     if gpus < 1:
         raise InputError("gpus", f"must be >= 1, got {gpus}")
@@ -52,11 +52,20 @@ def search_runs(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: O
     if pre is not None and not disagg:
         raise InputError("prefill_chip", "a prefill chip needs disaggregated serving; drop --no-disagg")
     # --prefill-chips P1,P2 --decode-chips D1,D2: every (prefill, decode) pair; the same chip on both is a plain search
-    results = [(c, search(m, c, gpus=gpus, isl=parse_count(isl, field="isl"), osl=parse_count(osl, field="osl"), slo=slo, engine=engine,
-                          top=top, dtypes=dtypes, disaggregation=disagg, kv_dtypes=kvs, spec=spec,
-                          prefill_chip=None if p is None or p.id == c.id else p, objective=objective,
-                          engine_version=engine_version, confidence=confidence))
-               for c in chips for p in pres]
+    def one(c: Any, p: Any) -> Any:
+        try:
+            return search(m, c, gpus=gpus, isl=parse_count(isl, field="isl"), osl=parse_count(osl, field="osl"),
+                          slo=slo, engine=engine, top=top, dtypes=dtypes, disaggregation=disagg, kv_dtypes=kvs,
+                          spec=spec, prefill_chip=None if p is None or p.id == c.id else p, objective=objective,
+                          engine_version=engine_version, confidence=confidence)
+        except MissingFigureError as exc:
+            if len(chips) * len(pres) == 1:
+                raise
+            # a comparison goes on without a chip whose figures cannot predict it, and says why
+            return SearchResult(model=m.id, chip=c.id, gpus=gpus, engine=engine or "vllm",
+                                isl=parse_count(isl, field="isl"), osl=parse_count(osl, field="osl"), slo=slo, evaluated=0, seconds=0.0, feasible=0, meets_slo=0,
+                                candidates=[], pareto=[], message=f"{c.id} left out of the comparison: {exc}")
+    results = [(c, one(c, p)) for c in chips for p in pres]
     if pairs:
         if len(chips) < 2 or pre is not None:
             raise InputError("pairs", "--pairs needs two or more --chips (and no --prefill-chip)")

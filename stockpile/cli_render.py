@@ -111,7 +111,9 @@ def render_comparison(results) -> None:
         pre_id = (b.prefill or {}).get("chip") if b is not None else None
         label = f"{pre_id} -> {chip.id} (P/D)" if pre_id else chip.id
         if b is None:
-            t.add_row(label, "nothing meets the targets", "-", "-", "-", "-", "-", "-")
+            # a chip the model cannot predict (no sourced peak) was not searched: say so, not that nothing fits
+            t.add_row(label, "not predicted (see above)" if r.evaluated == 0 else "nothing meets the targets",
+                      "-", "-", "-", "-", "-", "-")
             continue
         # GPUs of each chip in the best configuration (a mixed pair: the prefill pool on its own chip)
         split = {chip.id: float(r.gpus)}

@@ -162,3 +162,17 @@ def test_export_at_a_confidence_names_why_nothing_qualifies():
     assert point.exit_code == 0, point.output
     safe = runner.invoke(app, [*base, "--tpot-ms", "2.2", "--confidence", "0.9"])
     assert safe.exit_code != 0 and "not at 90 % confidence" in safe.output and "TPOT x 1." in safe.output
+
+
+def test_a_chip_comparison_goes_on_without_a_chip_it_cannot_predict():
+    """--chips l4,a10g: the A10G has no published tensor peak. The comparison keeps the L4, says why the A10G is
+    left out, and does not call it infeasible; asked for alone, the A10G is still refused with the reason."""
+    args = ["search", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpus", "1", "--isl", "1k", "--osl", "200",
+            "--tpot-ms", "50", "--json"]
+    r = runner.invoke(app, args + ["--chips", "l4,a10g"])
+    assert r.exit_code == 0, r.output
+    docs = {d["chip"]: d for d in json.loads(r.stdout)["comparison"]}
+    assert docs["l4-24gb"]["best"] is not None
+    assert docs["a10g-24gb"]["evaluated"] == 0 and "no sourced tensor peak" in docs["a10g-24gb"]["message"]
+    alone = runner.invoke(app, args + ["--chips", "a10g"])
+    assert alone.exit_code == 2 and "tensor peak" in alone.output
