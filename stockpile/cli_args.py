@@ -51,10 +51,12 @@ def search_runs(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: O
     pre = pres[0]
     if pre is not None and not disagg:
         raise InputError("prefill_chip", "a prefill chip needs disaggregated serving; drop --no-disagg")
+    n_in, n_out = parse_count(isl, field="isl"), parse_count(osl, field="osl")
+
     # --prefill-chips P1,P2 --decode-chips D1,D2: every (prefill, decode) pair; the same chip on both is a plain search
     def one(c: Any, p: Any) -> Any:
         try:
-            return search(m, c, gpus=gpus, isl=parse_count(isl, field="isl"), osl=parse_count(osl, field="osl"),
+            return search(m, c, gpus=gpus, isl=n_in, osl=n_out,
                           slo=slo, engine=engine, top=top, dtypes=dtypes, disaggregation=disagg, kv_dtypes=kvs,
                           spec=spec, prefill_chip=None if p is None or p.id == c.id else p, objective=objective,
                           engine_version=engine_version, confidence=confidence)
@@ -62,15 +64,15 @@ def search_runs(model: str, chip: str, gpus: int, isl: str, osl: str, ttft_ms: O
             if len(chips) * len(pres) == 1:
                 raise
             # a comparison goes on without a chip whose figures cannot predict it, and says why
-            return SearchResult(model=m.id, chip=c.id, gpus=gpus, engine=engine or "vllm",
-                                isl=parse_count(isl, field="isl"), osl=parse_count(osl, field="osl"), slo=slo, evaluated=0, seconds=0.0, feasible=0, meets_slo=0,
-                                candidates=[], pareto=[], message=f"{c.id} left out of the comparison: {exc}")
+            return SearchResult(model=m.id, chip=c.id, gpus=gpus, engine=engine or "vllm", isl=n_in, osl=n_out,
+                                slo=slo, evaluated=0, seconds=0.0, feasible=0, meets_slo=0, candidates=[], pareto=[],
+                                message=f"{c.id} left out of the comparison: {exc}")
     results = [(c, one(c, p)) for c in chips for p in pres]
     if pairs:
         if len(chips) < 2 or pre is not None:
             raise InputError("pairs", "--pairs needs two or more --chips (and no --prefill-chip)")
         import itertools
-        results += [(dec, search(m, dec, gpus=gpus, isl=parse_count(isl, field="isl"), osl=parse_count(osl, field="osl"), slo=slo,
+        results += [(dec, search(m, dec, gpus=gpus, isl=n_in, osl=n_out, slo=slo,
                                  engine=engine, top=top, dtypes=dtypes, disaggregation=True, kv_dtypes=kvs, spec=spec,
                                  prefill_chip=p_chip, objective=objective, aggregated=False,
                                  engine_version=engine_version, confidence=confidence))
