@@ -230,7 +230,8 @@ def token_cost(chip: Chip, gpus: int, output_tps: float, total_tps: float, basis
     if c is None:
         return {"missing": f"no {'rental ' if basis == 'rental' else ''}price source for {chip.id} "
                            "(give one with --prices FILE)"}
-    if usd_per_million(c.usd_per_gpu_hour, gpus, output_tps) is None:
+    per_output = usd_per_million(c.usd_per_gpu_hour, gpus, output_tps)
+    if per_output is None:
         # a load so light that no token is served in the run's time (a request rate of 1e-300/s): a GPU-hour has a
         # price, a token none
         return {"missing": f"no output tokens per second at this load, so no cost per token (the GPU-hour costs "
@@ -238,7 +239,7 @@ def token_cost(chip: Chip, gpus: int, output_tps: float, total_tps: float, basis
                 "basis": c.basis, "how": c.text, "sources": c.sources}
     out: dict[str, Any] = {
         "usd_per_gpu_hour": round(c.usd_per_gpu_hour, 4), "basis": c.basis,
-        "usd_per_million_output_tokens": _round(usd_per_million(c.usd_per_gpu_hour, gpus, output_tps)),
+        "usd_per_million_output_tokens": _round(per_output),
         "usd_per_million_tokens": _round(usd_per_million(c.usd_per_gpu_hour, gpus, total_tps)),
         "how": c.text, "sources": c.sources}
     if input_share is not None:

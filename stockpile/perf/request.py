@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stockpile.errors import InputError
+from stockpile.perf.serving import MIN_REQUEST_RATE
 
 MAX_SIM_REQUESTS = 200_000      # a simulated run's requests (bounded work per call)
 
@@ -56,7 +57,7 @@ class EstimateRequest(BaseModel):
     isl: float | None = Field(default=None, gt=0, le=10_000_000)
     osl: float | None = Field(default=None, gt=0, le=10_000_000)
     concurrency: float | None = Field(default=None, gt=0, le=10_000_000)
-    request_rate: float | None = Field(default=None, ge=1e-6, le=1_000_000)   # serving.MIN_REQUEST_RATE
+    request_rate: float | None = Field(default=None, ge=MIN_REQUEST_RATE, le=1_000_000)
     num_requests: int | None = Field(default=None, ge=1, le=MAX_SIM_REQUESTS)
     spec_draft: int = Field(default=0, ge=0, le=16)
     spec_accept: float | None = Field(default=None, ge=1)
