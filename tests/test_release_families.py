@@ -204,3 +204,45 @@ def test_sglang_on_hopper_has_a_shorter_all_reduce_than_sglang_elsewhere():
     hop, asc = cal.params("hopper", "sglang"), cal.params("ascend", "sglang")
     assert hop.comm_latency_s < 0.8 * asc.comm_latency_s
     assert asc.comm_latency_s == cal.params("hopper", "vllm").comm_latency_s     # the global value
+
+
+def test_vllm_on_ascend_replays_graphs_piecewise_so_every_step_pays_the_launch_time_per_layer():
+    """vLLM-Ascend's default graph mode leaves attention launched from the host in every step (defaults.yaml
+    piecewise_graph_families): a decode step on Ascend is host-bound at its regime's launch time per layer, while
+    vLLM on Hopper and SGLang on Ascend keep whole-step graphs."""
+    from stockpile.perf.calibration import engine_graph_limits
+    assert engine_graph_limits("vllm", "ascend")["graph_max"] == 0.0
+    assert engine_graph_limits("vllm", "hopper")["graph_max"] == 512.0
+    assert engine_graph_limits("sglang", "ascend")["graph_max"] == 512.0
+    from stockpile.catalog import get_chip, get_model
+    from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
+    cal = load_calibration()
+    dense = ModelConsts.of(get_model("Qwen/Qwen3-32B"))
+    lay = {k: np.asarray(v) for k, v in dict(attn_tp=4.0, attn_dp=1.0, pp=1.0, moe_ep=1.0, moe_tp=1.0,
+                                              dtype_eff=1.0).items()}
+    lay.update(wbytes=np.asarray(2.0), kvbytes=np.asarray(2.0), gemm_peak=np.asarray(3.2e14))
+    one = dict(dec_seqs=np.asarray(1.0), dec_tokens=np.asarray(1.0), dec_ctx=np.asarray(500.0),
+               pre_tokens=np.asarray(0.0), pre_ctx=np.asarray(0.0))
+    cc = ChipConsts.of(get_chip("ascend-910b-64gb"))
+    asc, hop = cal.params("ascend", "vllm"), cal.params("hopper", "vllm")
+    assert asc.graph_max == 0.0 and hop.graph_max == 512.0
+    t_asc = float(stage_time(dense, cc, asc, **lay, **one))
+    host = dense.layers * asc.eager_layer_s
+    assert asc.eager_layer_s > 5 * hop.eager_layer_s           # the regime's own fit (0.94 ms against 0.08 ms)
+    assert t_asc == pytest.approx(host + asc.step_s + asc.seq_s, rel=1e-6)
+    t_graph = float(stage_time(dense, cc, hop, **lay, **one))   # the same step under whole-step graphs
+    assert t_graph < 0.6 * t_asc
+
+
+def test_the_fit_frees_a_piecewise_regimes_launch_time_only_where_it_has_rows():
+    rows = [_row("Qwen/Qwen3-32B", "ascend-910b-64gb", "vllm", ""), _row("Qwen/Qwen3-32B", "ascend-910b-64gb",
+                                                                         "sglang", ""),
+            _row("Qwen/Qwen3-32B", "h100-sxm-80gb", "vllm", "")]
+    for r in rows:
+        r["weight_dtype"] = "bf16"
+    preps = [p for p in prepare_rows(rows) if isinstance(p, Prepared)]
+    assert len(preps) == 3
+    regimes = [t for t in _parameters(preps) if t[0] == "regimes"]
+    assert regimes == [("regimes", "ascend/vllm", "eager_layer_s")]
+    start = Calibration(global_={}, families={}, engines={"vllm": {"eager_layer_s": 8e-5}}, meta={})
+    assert _prior(start, "regimes", "ascend/vllm", "eager_layer_s") == 8e-5       # pulled toward the engine's

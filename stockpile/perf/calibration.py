@@ -106,10 +106,14 @@ def engine_limits(engine: str, chip: "Chip", cfg: Any, attn_dp: Any = 1.0) -> tu
 
 
 @cache
-def engine_graph_limits(engine: str) -> dict[str, float]:
+def engine_graph_limits(engine: str, family: str = "") -> dict[str, float]:
     """Not fitted: the largest decode step the engine replays from a CUDA graph; larger steps launch their
-    kernels from the host like a prefill step. Engines without an entry are not capped."""
+    kernels from the host like a prefill step. Engines without an entry are not capped. On a chip family where
+    the engine's port captures each layer's graph in pieces with attention launched from the host in every step
+    (defaults.yaml `piecewise_graph_families`: vLLM-Ascend's default graph mode), no step is a whole graph."""
     d = engine_defaults().get(engine) or {}
+    if FAMILY_GROUPS.get(family, family) in (d.get("piecewise_graph_families") or ()):
+        return {"graph_max": 0.0, "graph_max_small_tp": 0.0, "graph_by_tokens": 0.0}
     cap = float(d.get("cuda_graph_max", 1e9))
     return {"graph_max": cap, "graph_max_small_tp": float(d.get("cuda_graph_max_small_tp", cap)),
             "graph_by_tokens": 1.0 if d.get("cuda_graph_unit") == "tokens" else 0.0}
@@ -229,7 +233,7 @@ class Calibration:
                                                                            or {})}
         vals = {**GLOBAL_DEFAULTS, **self.global_,
                 **FAMILY_DEFAULTS, **(self.families.get("default") or {}), **fam,
-                **ENGINE_DEFAULTS, **(self.engines.get("default") or {}), **eng, **own, **engine_graph_limits(base)}
+                **ENGINE_DEFAULTS, **(self.engines.get("default") or {}), **eng, **own, **engine_graph_limits(base, family)}
         return Params(**{f.name: float(vals[f.name]) for f in fields(Params)})
 
     def as_release(self, engine: str, release: str) -> "Calibration":

@@ -78,7 +78,7 @@ def test_price_file_overrides_and_bad_prices(tmp_path):
 def test_the_readme_chip_comparison_has_a_cost_for_all_three():
     r = CliRunner().invoke(app, ["search", "--model", "Qwen/Qwen3-32B", "--chips",
                                  "h800-sxm-80gb,h20-96gb,ascend-910b-64gb", "--gpus", "8", "--isl", "4000", "--osl",
-                                 "500", "--ttft-ms", "1000", "--tpot-ms", "50"])
+                                 "500", "--ttft-ms", "1000", "--tpot-ms", "50", "--engine", "sglang"])
     assert r.exit_code == 0, r.output
     assert "no price source" not in r.output and r.output.count("cost: ") == 3
 
