@@ -246,3 +246,15 @@ def test_the_fit_frees_a_piecewise_regimes_launch_time_only_where_it_has_rows():
     assert regimes == [("regimes", "ascend/vllm", "eager_layer_s")]
     start = Calibration(global_={}, families={}, engines={"vllm": {"eager_layer_s": 8e-5}}, meta={})
     assert _prior(start, "regimes", "ascend/vllm", "eager_layer_s") == 8e-5       # pulled toward the engine's
+
+
+def test_an_estimate_says_when_host_launches_per_layer_bind():
+    from stockpile.catalog import get_chip, get_model
+    from stockpile.perf.inference import estimate
+    from stockpile.perf.layout import Layout
+    lay = Layout(attn_tp=4, attn_dp=1, pp=1, moe_ep=1, moe_tp=1, replicas=1)
+    model = get_model("Qwen/Qwen3-32B")
+    asc = estimate(model, get_chip("ascend-910b-64gb"), engine="vllm", layout=lay, isl=150, osl=2700, concurrency=1)
+    assert asc.limits.startswith("host kernel launches per layer")
+    sgl = estimate(model, get_chip("ascend-910b-64gb"), engine="sglang", layout=lay, isl=150, osl=2700, concurrency=1)
+    assert not sgl.limits.startswith("host kernel launches") and sgl.tpot_ms < 0.6 * asc.tpot_ms

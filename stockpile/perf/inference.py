@@ -512,7 +512,8 @@ def sim_isl(trace: Any, cfg: Configs) -> np.ndarray:
 
 PART_LABELS = {"gemm": "weight GEMMs", "experts": "expert GEMMs", "attention": "attention (KV-cache reads)",
                "activations": "activation traffic", "tp_allreduce": "tensor-parallel all-reduce",
-               "ep_alltoall": "expert all-to-all", "pp_handoff": "pipeline hand-off", "overhead": "engine overhead"}
+               "ep_alltoall": "expert all-to-all", "pp_handoff": "pipeline hand-off", "overhead": "engine overhead",
+               "host_launch": "host kernel launches per layer (the step runs outside a whole-step graph)"}
 
 
 def decode_breakdown(model: ModelSpec, chip: Chip, engine: str, p: Params, *, layout: dict[str, float], wdtype: str,

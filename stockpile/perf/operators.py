@@ -267,7 +267,7 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     if parts:   # per-operator seconds, for explanations ("what limits this configuration")
         return {"gemm": t_dense + t_head, "experts": t_moe + t_moe_fixed, "attention": t_att_dec + t_att_pre,
                 "activations": t_act, "tp_allreduce": t_ar, "ep_alltoall": t_a2a, "pp_handoff": t_pp,
-                "overhead": t_over + t_front + np.maximum(eager - device, 0.0)}
+                "overhead": t_over + t_front, "host_launch": np.maximum(eager - device, 0.0)}
     return np.maximum(device, eager) + t_over + t_front
 
 
