@@ -258,3 +258,17 @@ def test_an_estimate_says_when_host_launches_per_layer_bind():
     assert asc.limits.startswith("host kernel launches per layer")
     sgl = estimate(model, get_chip("ascend-910b-64gb"), engine="sglang", layout=lay, isl=150, osl=2700, concurrency=1)
     assert not sgl.limits.startswith("host kernel launches") and sgl.tpot_ms < 0.6 * asc.tpot_ms
+
+
+def test_a_stated_capture_size_does_not_give_a_piecewise_port_whole_step_graphs():
+    from stockpile.calibration.inference import Batch
+    rows = [_row("Qwen/Qwen3-32B", "ascend-910b-64gb", "vllm", notes) for notes in
+            ("", "--max-cudagraph-capture-size 64")]
+    rows += [_row("Qwen/Qwen3-0.6B", "h100-sxm-80gb", "vllm", notes) for notes in
+             ("", "--max-cudagraph-capture-size 0")]
+    for r in rows:
+        r.update(weight_dtype="bf16", tp="4", num_accelerators="4", concurrency="1")
+    preps = [p for p in prepare_rows(rows) if isinstance(p, Prepared)]
+    asc, asc_capped, hop, hop_eager = Batch(preps).run(load_calibration())
+    assert asc_capped == pytest.approx(asc)
+    assert hop_eager > 1.1 * hop         # on a GPU the stated limit still sends decode steps outside graphs

@@ -259,7 +259,9 @@ class Batch:
         """Each row's parameters under `cal` (its chip family and engine release), as per-row arrays."""
         table = Params.stack([cal.params(fam, eng) for fam, eng in a["keys"]])
         p = Params(**{k: v[a["key_index"]] for k, v in vars(table).items()})
-        g = a["graph_max"]                   # a CUDA-graph limit stated in the notes replaces the engine's default
+        # a CUDA-graph limit stated in the notes replaces the engine's default, except where the engine's port replays
+        # graphs piecewise (graph_max 0: every step launches per layer whatever the capture sizes)
+        g = np.where(p.graph_max == 0.0, np.nan, a["graph_max"])
         if np.isfinite(g).any():
             lim = {"graph_max": np.where(np.isnan(g), p.graph_max, g),      # per-row arrays, as every field here
                    "graph_max_small_tp": np.where(np.isnan(g), p.graph_max_small_tp, g)}
