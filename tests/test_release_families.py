@@ -272,3 +272,19 @@ def test_a_stated_capture_size_does_not_give_a_piecewise_port_whole_step_graphs(
     asc, asc_capped, hop, hop_eager = Batch(preps).run(load_calibration())
     assert asc_capped == pytest.approx(asc)
     assert hop_eager > 1.1 * hop         # on a GPU the stated limit still sends decode steps outside graphs
+
+
+def test_the_regime_grid_bench_finds_the_rows_a_regime_governs_and_the_shipped_value_fits_them():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "bench" / "regime_grid.py"
+    spec = importlib.util.spec_from_file_location("regime_grid", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from stockpile.calibration.fit_inference import default_files
+    fitted = mod.rows_in("ascend/vllm", default_files())
+    assert len(fitted) == 36 and all("suffix" in p.case.row_id for p in fitted)
+    cal = load_calibration()
+    engine_only = Calibration.from_dict(cal.to_dict())
+    engine_only.regimes = {k: v for k, v in cal.regimes.items() if k != "ascend/vllm"}
+    assert mod.median_ape(fitted, cal) < 0.5 * mod.median_ape(fitted, engine_only)
