@@ -288,3 +288,21 @@ def test_the_regime_grid_bench_finds_the_rows_a_regime_governs_and_the_shipped_v
     engine_only = Calibration.from_dict(cal.to_dict())
     engine_only.regimes = {k: v for k, v in cal.regimes.items() if k != "ascend/vllm"}
     assert mod.median_ape(fitted, cal) < 0.5 * mod.median_ape(fitted, engine_only)
+
+
+def test_a_stated_cudagraph_mode_sets_whole_step_or_piecewise_graphs():
+    """vLLM's --compilation-config cudagraph_mode in a row's notes: FULL_DECODE_ONLY gives vLLM-Ascend whole-step
+    decode graphs (its production decode nodes' setting), PIECEWISE sends every step on a GPU through per-layer
+    launches."""
+    from stockpile.calibration.inference import Batch
+    full = "--compilation-config '{\"cudagraph_mode\": \"FULL_DECODE_ONLY\"}'"
+    piece = "--compilation-config '{\"cudagraph_mode\": \"PIECEWISE\"}'"
+    rows = [_row("Qwen/Qwen3-32B", "ascend-910b-64gb", "vllm", n) for n in ("", full)]
+    rows += [_row("Qwen/Qwen3-0.6B", "h100-sxm-80gb", "vllm", n) for n in ("", full, piece)]
+    for r in rows:
+        r.update(weight_dtype="bf16", tp="4", num_accelerators="4", concurrency="1")
+    preps = [p for p in prepare_rows(rows) if isinstance(p, Prepared)]
+    assert preps[1].case.full_graphs and not preps[0].case.full_graphs and preps[4].case.graph_max == 0
+    asc, asc_full, hop, hop_full, hop_piece = Batch(preps).run(load_calibration())
+    assert asc_full < 0.6 * asc                         # the per-layer launches are gone from decode
+    assert hop_full == pytest.approx(hop) and hop_piece > 1.1 * hop

@@ -30,7 +30,7 @@ from stockpile.catalog.chips import BYTES, Chip, get_chip, per_die
 from stockpile.catalog.models import ModelSpec, get_model, implied_weight_dtype
 from stockpile.errors import InputError, StockpileError
 from stockpile.perf import traffic
-from stockpile.perf.calibration import Calibration, Params, engine_key, load_calibration
+from stockpile.perf.calibration import Calibration, Params, engine_graph_limits, engine_key, load_calibration
 from stockpile.perf.inference import (
     KV_DTYPES,
     WEIGHT_BYTES,
@@ -260,8 +260,11 @@ class Batch:
         table = Params.stack([cal.params(fam, eng) for fam, eng in a["keys"]])
         p = Params(**{k: v[a["key_index"]] for k, v in vars(table).items()})
         # a CUDA-graph limit stated in the notes replaces the engine's default, except where the engine's port replays
-        # graphs piecewise (graph_max 0: every step launches per layer whatever the capture sizes)
-        g = np.where(p.graph_max == 0.0, np.nan, a["graph_max"])
+        # graphs piecewise (graph_max 0: every step launches per layer whatever the capture sizes) and the notes do
+        # not ask for whole-step graphs (cudagraph_mode FULL*: then the engine's own capture limit, or the stated one)
+        full = a["full_graphs"] > 0
+        g = np.where(full & np.isnan(a["graph_max"]), a["engine_graph_max"], a["graph_max"])
+        g = np.where((p.graph_max == 0.0) & ~full, np.nan, g)
         if np.isfinite(g).any():
             lim = {"graph_max": np.where(np.isnan(g), p.graph_max, g),      # per-row arrays, as every field here
                    "graph_max_small_tp": np.where(np.isnan(g), p.graph_max_small_tp, g)}
@@ -310,7 +313,9 @@ class Batch:
             prefix_hit=col(lambda pr: 1.0 - 1.0 / max(pr.case.isl, 2.0) if pr.case.decode_only
                            else prefix_hit_share(pr.case)),
             wdt=col(lambda pr: pr.wdt), kdt=col(lambda pr: pr.kdt),
-            graph_max=col(lambda pr: np.nan if pr.case.graph_max is None else float(pr.case.graph_max)))
+            graph_max=col(lambda pr: np.nan if pr.case.graph_max is None else float(pr.case.graph_max)),
+            full_graphs=col(lambda pr: 1.0 if pr.case.full_graphs else 0.0),
+            engine_graph_max=col(lambda pr: engine_graph_limits(pr.engine)["graph_max"]))
         if disagg:
             for key in ("pre", "dec"):
                 a[key] = {f: col(lambda pr, f=f, key=key: getattr(getattr(pr, key), f))

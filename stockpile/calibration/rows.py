@@ -106,6 +106,8 @@ class InferenceCase:
     max_seqs: int | None = None        # --max-num-seqs / --max-running-requests stated in the notes
     mem_util: float | None = None      # --gpu-memory-utilization / --mem-fraction-static stated in the notes
     graph_max: int | None = None       # largest decode step replayed from CUDA/HIP graphs (0: --enforce-eager)
+    full_graphs: bool = False          # vLLM's cudagraph_mode FULL / FULL_DECODE_ONLY / FULL_AND_PIECEWISE stated:
+                                       # decode steps are whole graphs even on a port that defaults to piecewise
     act_dtype: str | None = None       # int4 weights multiplied in FP8 (W4AFP8); None: the weights' own path
     v0_engine: bool = False            # the notes say vLLM ran its V0 engine
     multi_step: int = 1                # vLLM V0 --num-scheduler-steps: decode steps between scheduling rounds
@@ -296,6 +298,9 @@ _FLAG = {"budget": _flag(r"max[-_]num[-_]batched[-_]tokens|chunked[-_]prefill[-_
 _W4AFP8 = re.compile(r"W4A?FP8|W4A8[-_ ]?FP8|FP8 activations", re.I)
 # graphs off: every step launches its kernels from the host (vLLM --enforce-eager, SGLang --disable-cuda-graph)
 _NO_GRAPHS = re.compile(r"--enforce[-_]eager|--disable[-_]cuda[-_]graph(?![-_])|\bno (?:CUDA|HIP) graphs", re.I)
+# vLLM's --compilation-config '{"cudagraph_mode": "..."}': FULL* replays decode steps as whole graphs, PIECEWISE
+# launches attention from the host per layer in every step, NONE captures nothing
+_GRAPH_MODE = re.compile(r"cudagraph[-_]mode\W{0,6}(FULL_DECODE_ONLY|FULL_AND_PIECEWISE|FULL|PIECEWISE|NONE)\b", re.I)
 
 
 _DYNAMO_IMAGE = re.compile(r"ai-dynamo/(tensorrtllm|vllm|sglang)-runtime:v?([0-9][\w.\-]*)", re.I)
@@ -368,9 +373,15 @@ def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> 
         if 0.1 <= v <= 1.0:
             case.mem_util = v
     m = _FLAG["graph_max"].search(notes)
-    if _NO_GRAPHS.search(notes):
+    mode = _GRAPH_MODE.search(notes)
+    if mode and mode.group(1).upper().startswith("FULL") and not _NO_GRAPHS.search(notes):
+        case.full_graphs = True
+        case.notes_used.append(f"cudagraph_mode {mode.group(1).upper()}: decode steps replayed as whole graphs")
+    if _NO_GRAPHS.search(notes) or (mode and mode.group(1).upper() in ("NONE", "PIECEWISE")):
         case.graph_max = 0
-        case.notes_used.append("no CUDA graphs (eager mode): every step launches its kernels from the host")
+        case.notes_used.append("no CUDA graphs (eager mode): every step launches its kernels from the host"
+                               if not mode or mode.group(1).upper() == "NONE" else
+                               "cudagraph_mode PIECEWISE: attention launched from the host per layer in every step")
     elif m:
         case.graph_max = int(m.group(1))
         case.notes_used.append(f"CUDA graphs for decode steps up to {case.graph_max} (the engine's capture unit)")

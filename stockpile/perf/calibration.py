@@ -112,11 +112,12 @@ def engine_graph_limits(engine: str, family: str = "") -> dict[str, float]:
     the engine's port captures each layer's graph in pieces with attention launched from the host in every step
     (defaults.yaml `piecewise_graph_families`: vLLM-Ascend's default graph mode), no step is a whole graph."""
     d = engine_defaults().get(engine) or {}
+    by_tokens = 1.0 if d.get("cuda_graph_unit") == "tokens" else 0.0
     if FAMILY_GROUPS.get(family, family) in (d.get("piecewise_graph_families") or ()):
-        return {"graph_max": 0.0, "graph_max_small_tp": 0.0, "graph_by_tokens": 0.0}
+        return {"graph_max": 0.0, "graph_max_small_tp": 0.0, "graph_by_tokens": by_tokens}
     cap = float(d.get("cuda_graph_max", 1e9))
     return {"graph_max": cap, "graph_max_small_tp": float(d.get("cuda_graph_max_small_tp", cap)),
-            "graph_by_tokens": 1.0 if d.get("cuda_graph_unit") == "tokens" else 0.0}
+            "graph_by_tokens": by_tokens}
 
 
 def _release(version: str | None) -> tuple[int, int] | None:
