@@ -373,15 +373,16 @@ def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> 
         if 0.1 <= v <= 1.0:
             case.mem_util = v
     m = _FLAG["graph_max"].search(notes)
-    mode = _GRAPH_MODE.search(notes)
-    if mode and mode.group(1).upper().startswith("FULL") and not _NO_GRAPHS.search(notes):
+    found = _GRAPH_MODE.search(notes)
+    mode = found.group(1).upper() if found else ""
+    eager = bool(_NO_GRAPHS.search(notes)) or mode == "NONE"
+    if mode.startswith("FULL") and not eager:
         case.full_graphs = True
-        case.notes_used.append(f"cudagraph_mode {mode.group(1).upper()}: decode steps replayed as whole graphs")
-    if _NO_GRAPHS.search(notes) or (mode and mode.group(1).upper() in ("NONE", "PIECEWISE")):
+        case.notes_used.append(f"cudagraph_mode {mode}: decode steps replayed as whole graphs")
+    if eager or mode == "PIECEWISE":
         case.graph_max = 0
-        case.notes_used.append("no CUDA graphs (eager mode): every step launches its kernels from the host"
-                               if not mode or mode.group(1).upper() == "NONE" else
-                               "cudagraph_mode PIECEWISE: attention launched from the host per layer in every step")
+        case.notes_used.append("no CUDA graphs (eager mode): every step launches its kernels from the host" if eager
+                               else "cudagraph_mode PIECEWISE: attention launched from the host per layer in every step")
     elif m:
         case.graph_max = int(m.group(1))
         case.notes_used.append(f"CUDA graphs for decode steps up to {case.graph_max} (the engine's capture unit)")
