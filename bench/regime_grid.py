@@ -28,7 +28,7 @@ def rows_in(regime: str, paths: list[Path]) -> list[Prepared]:
     for path in paths:
         _, _, prepared = prepare_file(path)
         out += [p for p in prepared if isinstance(p, Prepared)
-                and regime_key(p.chip.family, p.engine_key.split("-v")[0]) == regime]
+                and regime_key(p.chip.family, p.engine) == regime]
     return out
 
 

@@ -102,14 +102,14 @@ def _parameters(preps: list[Prepared]) -> list[tuple[str, str, str]]:
             for n in KERNEL_REGIME_PARAMS]
     # an engine's port that replays each layer's graph in pieces on a chip family (defaults.yaml
     # piecewise_graph_families: vLLM-Ascend) pays its own host launch time per layer in every step
-    out += [("regimes", r, "eager_layer_s") for r in sorted({regime_key(p.chip.family, p.engine_key.split("-v")[0])
+    out += [("regimes", r, "eager_layer_s") for r in sorted({regime_key(p.chip.family, p.engine)
                                                               for p in preps if piecewise_graphs(p)})]
     return out
 
 
 def piecewise_graphs(p: Prepared) -> bool:
     """True where the row's engine runs no whole-step graph on its chip family (every step launches per layer)."""
-    return engine_graph_limits(p.engine_key.split("-v")[0], p.chip.family)["graph_max"] == 0.0
+    return engine_graph_limits(p.engine, p.chip.family)["graph_max"] == 0.0
 
 
 def _default(scope: str, name: str) -> float:
