@@ -283,7 +283,10 @@ def test_the_regime_grid_bench_finds_the_rows_a_regime_governs_and_the_shipped_v
     spec.loader.exec_module(mod)
     from stockpile.calibration.fit_inference import default_files
     fitted = mod.rows_in("ascend/vllm", default_files())
-    assert len(fitted) == 36 and all("suffix" in p.case.row_id for p in fitted)
+    # vLLM-Ascend's suffix-decoding tutorial (Qwen3-32B on 910B), its Kimi-K2-Thinking tutorial (910C) and
+    # GPUStack's Qwen3-8B page (910B): three publications, and none of the other files' rows
+    pubs = {p.case.publication.rsplit("/", 1)[-1] for p in fitted}
+    assert len(fitted) == 75 and pubs == {"suffix_speculative_decoding.md", "Kimi-K2-Thinking.md", "910b.md"}
     cal = load_calibration()
     engine_only = Calibration.from_dict(cal.to_dict())
     engine_only.regimes = {k: v for k, v in cal.regimes.items() if k != "ascend/vllm"}
