@@ -243,9 +243,11 @@ def test_the_fit_frees_a_piecewise_regimes_launch_time_only_where_it_has_rows():
     preps = [p for p in prepare_rows(rows) if isinstance(p, Prepared)]
     assert len(preps) == 3
     regimes = [t for t in _parameters(preps) if t[0] == "regimes"]
-    assert regimes == [("regimes", "ascend/vllm", "eager_layer_s")]
-    start = Calibration(global_={}, families={}, engines={"vllm": {"eager_layer_s": 8e-5}}, meta={})
+    # its launch time per layer and its own fixed time to a first token (the port's prompt path)
+    assert regimes == [("regimes", "ascend/vllm", "eager_layer_s"), ("regimes", "ascend/vllm", "ttft_s")]
+    start = Calibration(global_={}, families={}, engines={"vllm": {"eager_layer_s": 8e-5, "ttft_s": 0.045}}, meta={})
     assert _prior(start, "regimes", "ascend/vllm", "eager_layer_s") == 8e-5       # pulled toward the engine's
+    assert _prior(start, "regimes", "ascend/vllm", "ttft_s") == 0.045
 
 
 def test_an_estimate_says_when_host_launches_per_layer_bind():
