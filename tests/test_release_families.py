@@ -234,7 +234,7 @@ def test_vllm_on_ascend_replays_graphs_piecewise_so_every_step_pays_the_launch_t
     assert t_graph < 0.6 * t_asc
 
 
-def test_the_fit_frees_a_piecewise_regimes_launch_time_only_where_it_has_rows():
+def test_the_fit_frees_a_piecewise_regimes_launch_and_first_token_times_only_where_it_has_rows():
     rows = [_row("Qwen/Qwen3-32B", "ascend-910b-64gb", "vllm", ""), _row("Qwen/Qwen3-32B", "ascend-910b-64gb",
                                                                          "sglang", ""),
             _row("Qwen/Qwen3-32B", "h100-sxm-80gb", "vllm", "")]
