@@ -91,14 +91,13 @@ def _parameters(preps: list[Prepared]) -> list[tuple[str, str, str]]:
     out += [("engines", e, n) for e in engs for n in ENGINE_DEFAULTS if not (e == "trtllm" and n == "kernel_eff")
             and (e == e.split("-v")[0] or n in RELEASE_PARAMS.get(e, ()))]
     moe_regimes = sorted({regime_key(p.chip.family, p.engine_key) for p in preps
-                          if p.engine_key != p.engine_key.split("-v")[0] and p.model.is_moe})
+                          if p.engine_key != p.engine and p.model.is_moe})
     out += [("regimes", r, "moe_eff") for r in moe_regimes]
     # an engine's kernels on a chip family (KERNEL_REGIME_PARAMS; TensorRT-LLM is the kernel reference, as above)
     models: dict[str, set[str]] = {}
     for p in preps:
-        base = p.engine_key.split("-v")[0]
-        if base != "trtllm":
-            models.setdefault(regime_key(p.chip.family, base), set()).add(p.model.id)
+        if p.engine != "trtllm":
+            models.setdefault(regime_key(p.chip.family, p.engine), set()).add(p.model.id)
     out += [("regimes", r, n) for r in sorted(models) if len(models[r]) >= KERNEL_REGIME_MODELS
             for n in KERNEL_REGIME_PARAMS]
     # an engine's port that replays each layer's graph in pieces on a chip family (defaults.yaml
