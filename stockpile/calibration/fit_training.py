@@ -31,6 +31,7 @@ from stockpile.perf.training import (
     FAMILY_GROUPS,
     FRAMEWORK_DEFAULTS,
     GLOBAL_DEFAULTS,
+    UNMEASURED,
     TrainCalibration,
     TrainChip,
     TrainConsts,
@@ -185,6 +186,13 @@ def fit(rows: list[dict[str, str]], *, exclude_source: str | None = None, rounds
             before = float(np.median(np.abs(np.expm1(sol.rows_start))))
         theta = sol.theta
     cal = _build(theta, spec)
+    # a framework no row measures is predicted with the median fitted factor, not the prior's 1.0 (the best
+    # kernels): held out one source at a time, a framework's own factor is unknown and the typical one is
+    # the better guess. Factors on a bound measure nothing but missing physics and are left out.
+    lo_k, hi_k = BOUNDS["kernel_eff"]
+    fitted = [v["kernel_eff"] for v in cal.frameworks.values() if lo_k * 1.01 < v["kernel_eff"] < hi_k / 1.01]
+    if fitted:
+        cal.frameworks[UNMEASURED] = {"kernel_eff": float(f"{statistics.median(fitted):.4g}")}
     records = predict_training_rows([r for r in rows if _keep(r, exclude_source)], cal)
     apes = [abs(r["error"]) for r in records if r["status"] == "ok"]
     cal.meta = {"fitted": dt.date.today().isoformat(), "rows": len(cases), "file": "training_measurements.csv",

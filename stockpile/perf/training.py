@@ -54,6 +54,9 @@ GLOBAL_DEFAULTS: dict[str, float] = {
 }
 FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.75}      # large-GEMM fraction of the dense peak
 FRAMEWORK_DEFAULTS: dict[str, float] = {"kernel_eff": 1.0}  # framework kernel quality relative to the family
+# the calibration key of what a framework without measured rows takes: the median of the fitted frameworks'
+# factors (a typical framework; written by the fit), else the prior above
+UNMEASURED = "unmeasured"
 FAMILY_GROUPS = {"ampere": "ampere", "volta": "ampere", "hopper": "hopper", "blackwell": "blackwell",
                  "blackwell-ultra": "blackwell", "tpu": "tpu", "ascend": "ascend", "gaudi": "gaudi",
                  "cdna2": "amd", "cdna3": "amd", "cdna4": "amd"}
@@ -149,7 +152,7 @@ class TrainCalibration:
         fw = kernel_key(framework, family)
         vals = {**GLOBAL_DEFAULTS, **self.global_, **FAMILY_DEFAULTS,
                 **self.families.get(FAMILY_GROUPS.get(family, family), {}),
-                **FRAMEWORK_DEFAULTS, **self.frameworks.get(fw, {})}
+                **FRAMEWORK_DEFAULTS, **self.frameworks.get(UNMEASURED, {}), **self.frameworks.get(fw, {})}
         return TrainParams(**{f.name: float(vals[f.name]) for f in fields(TrainParams)})
 
     @classmethod

@@ -24,3 +24,23 @@ def test_fit_runs_on_a_subset(shipped_rows):
     cal, report = fit(rows, rounds=1, max_nfev=3)
     assert report["rows"] == 30 and report["median_ape_after"] is not None
     assert cal.frameworks["mosaic"]["kernel_eff"] == pytest.approx(cal.frameworks["mosaic"]["kernel_eff"])
+
+
+def test_a_framework_without_rows_takes_the_median_fitted_factor_off_the_bounds(shipped_rows):
+    from stockpile.perf.training import UNMEASURED, TrainCalibration
+    rows = [r for r in shipped_rows if "llm-foundry" in r["source_url"] or "torchtitan" in r["source_url"]][:60]
+    cal, _ = fit(rows, rounds=1, max_nfev=3)
+    lo, hi = BOUNDS["kernel_eff"]
+    off_bound = sorted(v["kernel_eff"] for k, v in cal.frameworks.items()
+                       if k != UNMEASURED and lo * 1.01 < v["kernel_eff"] < hi / 1.01)
+    assert off_bound and cal.frameworks[UNMEASURED]["kernel_eff"] == pytest.approx(
+        off_bound[len(off_bound) // 2] if len(off_bound) % 2 else sum(off_bound[len(off_bound) // 2 - 1:][:2]) / 2,
+        rel=1e-3)
+    # a fitted framework keeps its own factor; one the rows never measured (InternEvo here) takes the median
+    assert cal.params("hopper", "mosaic").kernel_eff == pytest.approx(cal.frameworks["mosaic"]["kernel_eff"])
+    assert cal.params("hopper", "internevo").kernel_eff == pytest.approx(cal.frameworks[UNMEASURED]["kernel_eff"])
+    # a calibration written before the rule (no entry) keeps the prior
+    assert TrainCalibration({}, {}, {}, {}).params("hopper", "internevo").kernel_eff == 1.0
+    # the shipped fit has the entry, inside the framework factors' bounds
+    shipped = load_training_calibration().frameworks[UNMEASURED]["kernel_eff"]
+    assert lo < shipped < hi
