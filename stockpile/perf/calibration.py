@@ -62,7 +62,7 @@ FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8, "moe_eff":
 # spec_seq_s: host time per running sequence, step and token it verifies beyond the first under speculative
 # decoding (draft positions, tree masks, accepted-token bookkeeping), on top of seq_s; near nil until fitted
 ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-5, "kernel_eff": 1.0, "ttft_s": 0.02,
-                                     "eager_layer_s": 1e-4, "eager_moe_s": 2e-4, "admit_s": 1e-3, "moe_layer_s": 1e-6,
+                                     "eager_layer_s": 1e-4, "eager_moe_s": 2e-4, "admit_s": 1e-3, "moe_layer_s": 1e-6, "stream_s": 1e-4,
                                      "spec_seq_s": 1e-7}
 
 # Families that share kernels and behaviour closely enough to share a calibration.
@@ -182,6 +182,7 @@ class Params:
     eager_layer_s: float
     eager_moe_s: float
     admit_s: float
+    stream_s: float
     moe_layer_s: float
     gemm_m_half: float
     attn_eff: float

@@ -199,9 +199,17 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
 
     t_it, ttft0, lat, x = closed(b_run)
     tpot = t_it / accept
+    # a closed-loop client turns a finished request into the next one (release its slot, build and send the next
+    # request) and reads the first chunk back on the event loop that serves every open stream: each hop waits
+    # behind the other requests in flight, stream_s each (fitted per engine: its front end's share differs).
+    # The lag holds for every later token too, so the time per output token does not change, and the C requests
+    # turn over once per latency plus lag. Open-loop and burst clients send on their own schedule (their rows
+    # show no such growth)
+    lag = np.where(mode == MODE_CLOSED, p.stream_s * np.maximum(b_run - 1.0, 0.0), 0.0)
+    x = np.where(mode == MODE_CLOSED, np.minimum(x, conc_inst / (lat + lag)), x)
 
     # queueing beyond the running batch (closed loop with C > B_max): Little's law
-    wq_closed = np.maximum(conc_inst / x - lat, 0.0)
+    wq_closed = np.maximum(conc_inst / x - lat - lag, 0.0)
     wq_closed = np.where(np.isfinite(conc_inst), wq_closed, 0.0)
     # burst: the first B prefill back to back, later ones wait for slots
     burst_n = np.where(np.isnan(n_inst), 0.0, n_inst)
@@ -246,6 +254,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     front = p.admit_s * rho_f / (2 * (1 - rho_f))
     ttft = np.where(is_open, ttft0 + front + wq_open + backlog + np.where(capped, wq_closed, 0.0),
                     np.where(is_burst, ttft_burst, ttft_closed))
+    ttft = ttft + lag
     tpot = np.where(is_burst & (rest <= 0), tpot_burst, tpot)
 
     # throughput per instance; a burst pays its drain tail
@@ -361,6 +370,8 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     partial = _lockstep_share(f(spread), steps - 1.0, wave_prompts * new_isl / big)
     lockstep = np.where(f(sync) > 0, f(sync) * p.sync_eff, wave + (1.0 - wave) * partial * p.sync_eff) * queue_all
     ttft = t_p1 + t_kv + p.ttft_s + p.pd_handoff_s + np.maximum(wq, wq_little) + backlog + lockstep
+    # a closed-loop client's lag behind its other open streams (stream_s each; see serve)
+    ttft = ttft + np.where(np.isfinite(closed_conc), p.stream_s * np.maximum(b * workers - 1.0, 0.0), 0.0)
     # a closed loop turns its C requests over once per whole request latency, the waits included
     x = np.where(np.isfinite(closed_conc), np.minimum(x, closed_conc / (ttft + (steps - 1.0) * td)), x)
     return {"fits": fits, "max_batch": b_cap * workers, "batch": b * workers, "ttft_s": ttft, "tpot_s": td / accept,

@@ -143,6 +143,7 @@ class EngineSpec:
     accept: float = 1.0                              # tokens per decode step per sequence (speculative decoding)
     fixed_s: float = 0.0                             # per request: latency outside the engine (HTTP, streaming)
     admit_s: float = 0.0                             # per request, serial: the front end's tokenising/admission
+    stream_s: float = 0.0                            # closed loop, per other stream in flight: the client's lag
     multi_step: int = 1                              # decode steps per scheduling round (vLLM V0 multi-step)
 
 
@@ -212,6 +213,7 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
     osl = np.maximum(req.osl.astype(np.int64), 1)
     need_pre = (isl - req.cached).astype(np.int64)         # prompt tokens to prefill
     first_tok = np.full(n, np.nan)
+    lag = np.zeros(n)                                   # a first token's wait behind the other open streams
     start_t = np.full(n, np.nan)            # when a request's prefill was first scheduled
     done_t = np.full(n, np.nan)
     accept = max(eng.accept, 1.0)
@@ -347,10 +349,12 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
                 prefilling.remove(r)
                 kv_held -= isl[r]
                 first_tok[r] = now
+                if closed:                          # a closed-loop client's lag behind its other streams
+                    lag[r] = eng.stream_s * (len(run_start) + len(prefilling))
                 if dec_steps[r] == 0:
                     done_t[r] = now
                     if released < n:                 # closed loop: the client sends its next request
-                        release(now)
+                        release(now + lag[r])
                     continue
                 run_start[r] = K
                 sum_k0 += K
@@ -375,7 +379,7 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
             sum_isl_dec -= isl[r]
             done_t[r] = now
             if released < n:                         # closed loop: the client sends its next request
-                release(now)
+                release(now + lag[r])
         # KV overflow: preempt the newest decoding request (recompute later)
         while run_start and kv_held + kv_decoding() > eng.kv_tokens * 1.0001 and len(run_start) > 1:
             r = max(run_start, key=run_start.__getitem__)
@@ -389,8 +393,8 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
             dec_steps[r] = max(int(dec_steps[r] - (K - k0)), 1)
             waiting.appendleft(r)
     ok = ~np.isnan(done_t)
-    ttft = first_tok[ok] - sent[ok]
-    e2e = done_t[ok] - sent[ok]
+    ttft = first_tok[ok] - sent[ok] + lag[ok]
+    e2e = done_t[ok] - sent[ok] + lag[ok]
     multi = ok & (osl > 1)
     tpot = (done_t[multi] - first_tok[multi]) / (osl[multi] - 1)
     gap_sum = float(np.sum(done_t[multi] - first_tok[multi]))

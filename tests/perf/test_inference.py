@@ -341,3 +341,29 @@ def test_each_attention_dp_rank_runs_its_own_batch_up_to_the_engine_cap(tiny_moe
     assert max_batch("vllm", 4, 8) == 4 * max_batch("vllm", 1, 8) == 32
     assert max_batch("sglang", 4, 8) == max_batch("sglang", 1, 8) == 8
     assert max_batch("sglang", 4) > max_batch("sglang", 1) > 8
+
+
+def test_a_closed_loop_clients_lag_grows_with_the_requests_in_flight_and_leaves_tpot(tiny_model, tiny_chip):
+    # stream_s: a closed-loop client turns each finished request into the next and reads first chunks on the event
+    # loop that serves all C open streams; the first token waits (C - 1) x stream_s more, TPOT does not move, and
+    # the C requests turn over once per latency plus the lag (Little's law on the client's side)
+    from stockpile.perf.calibration import Calibration
+    base = PRIORS.engines["default"]
+
+    def run(stream_s, conc, **kw):
+        cal = Calibration(global_=PRIORS.global_, families=PRIORS.families,
+                          engines={"default": {**base, "stream_s": stream_s}}, meta={})
+        cfg = Configs(isl=1000, osl=500, concurrency=conc, **kw)
+        return {k: float(np.asarray(v).reshape(-1)[0])
+                for k, v in evaluate(tiny_model, tiny_chip, "vllm", cfg, calibration=cal).items()}
+    for conc in (1.0, 16.0, 128.0):
+        off, on = run(1e-9, conc, mode=MODE_CLOSED), run(1e-3, conc, mode=MODE_CLOSED)
+        assert on["ttft_s"] - off["ttft_s"] == pytest.approx(1e-3 * (on["batch"] - 1.0), rel=1e-3, abs=1e-6)
+        assert on["tpot_s"] == pytest.approx(off["tpot_s"], rel=1e-9)
+        assert on["requests_per_s"] == pytest.approx(conc / on["e2e_s"], rel=1e-6)
+    # an open-loop client sends on its own clock: no lag
+    from stockpile.perf.serving import MODE_OPEN
+    assert run(1e-3, np.nan, mode=MODE_OPEN, rate=2.0)["ttft_s"] == pytest.approx(
+        run(1e-9, np.nan, mode=MODE_OPEN, rate=2.0)["ttft_s"], rel=1e-9)
+    # the prior (0.1 ms per other stream) is what an engine without closed-loop rows takes
+    assert PRIORS.params(tiny_chip.family, "vllm").stream_s == pytest.approx(1e-4)

@@ -206,3 +206,20 @@ def test_a_vllm_v1_burst_goes_through_the_simulation_and_others_stay_in_the_stea
     assert v1.ttft_ms > 0.2 * 400 / v1.requests_per_s * 1e3
     reqs = burst_arrivals(50, isl=1000, osl=500, spread=0.2, prefix_hit=0.5)
     assert np.all(reqs.arrival == 0) and np.all(reqs.cached < reqs.isl) and reqs.cached.sum() > 0
+
+
+def test_a_closed_loop_clients_lag_lands_on_ttft_and_e2e_not_tpot():
+    # each first token waits stream_s per other request in flight; the client sends its next request that much
+    # later. An open-loop run has no such lag
+    from stockpile.perf.simulate import Requests as R
+    n = 40
+    req = R(np.zeros(n), np.full(n, 200), np.full(n, 50), np.zeros(n, dtype=int))
+    off = simulate(engine(), req, closed=8)
+    on = simulate(engine(stream_s=0.002), req, closed=8)
+    lag = np.mean(on.ttft) - np.mean(off.ttft)
+    assert 0.002 * 1 < lag < 0.002 * 8               # between 1 and all 8 - 1 other streams in flight
+    assert np.mean(on.tpot) == pytest.approx(np.mean(off.tpot), rel=0.05)
+    assert on.duration > off.duration                   # the loop turns over later
+    burst = burst_arrivals(40, isl=200, osl=50)
+    assert np.mean(simulate(engine(stream_s=0.002), burst).ttft) == pytest.approx(
+        np.mean(simulate(engine(), burst).ttft), rel=1e-12)
