@@ -147,7 +147,8 @@ KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one pub
         "## Leave one chip family out", "## Search choices", "## New engine releases", "## The chips of the story",
         "## Speculative decoding", "## Kernels measured", "## vLLM V1's prompt steps", "## Engines on one chip family",
         "## Serving flags in the notes", "## Models, chips and precisions beyond the shipped rows",
-        "## Engines, metrics and chips beyond the shipped rows", "## Models and chip names a held-out row may use")
+        "## Engines, metrics and chips beyond the shipped rows", "## Models and chip names a held-out row may use",
+        "## A closed-loop client's lag")
 
 
 def _sections(path: Path) -> dict[str, str]:
