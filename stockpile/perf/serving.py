@@ -203,17 +203,18 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     # request) and reads the first chunk back on the event loop that serves every open stream: each hop waits
     # behind the other requests in flight, stream_s each (fitted per engine: its front end's share differs).
     # The lag holds for every later token too, so the time per output token does not change, and the C requests
-    # turn over once per latency plus lag. Open-loop and burst clients send on their own schedule (their rows
-    # show no such growth)
-    lag = np.where(mode == MODE_CLOSED, p.stream_s * np.maximum(b_run - 1.0, 0.0), 0.0)
-    x = np.where(mode == MODE_CLOSED, np.minimum(x, conc_inst / (lat + lag)), x)
+    # turn over once per latency plus lag. Open-loop and burst clients (every request sent at once) send on their
+    # own schedule (their rows show no such growth; the scheduler simulation's bursts carry none either)
+    burst_n = np.where(np.isnan(n_inst), 0.0, n_inst)
+    is_burst = (mode == MODE_OFFLINE) & (burst_n > 0) | (mode == MODE_CLOSED) & (burst_n > 0) & (conc_inst >= burst_n)
+    looping = (mode == MODE_CLOSED) & ~is_burst
+    lag = np.where(looping, p.stream_s * np.maximum(b_run - 1.0, 0.0), 0.0)
+    x = np.where(looping, np.minimum(x, conc_inst / (lat + lag)), x)
 
     # queueing beyond the running batch (closed loop with C > B_max): Little's law
     wq_closed = np.maximum(conc_inst / x - lat - lag, 0.0)
     wq_closed = np.where(np.isfinite(conc_inst), wq_closed, 0.0)
     # burst: the first B prefill back to back, later ones wait for slots
-    burst_n = np.where(np.isnan(n_inst), 0.0, n_inst)
-    is_burst = (mode == MODE_OFFLINE) & (burst_n > 0) | (mode == MODE_CLOSED) & (burst_n > 0) & (conc_inst >= burst_n)
     first = np.minimum(b_run, np.maximum(burst_n, 1.0))
     # ramp: the first B prompts are prefilled in full chunks while the already-admitted half of them decode
     # (engines schedule running decodes first, then fill the token budget with prompt chunks)
