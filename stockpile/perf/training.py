@@ -73,13 +73,14 @@ class Framework:
     ep_overlap: bool = False    # MoE all-to-all overlapped with compute
     dualpipe: bool = False      # DeepSeek-V3 DualPipe: bidirectional pipeline, EP fully hidden
     fused: bool = False         # elementwise kernels fused by a compiler (XLA, torch.compile)
+    flash: bool = True          # a fused attention kernel (FlashAttention and kin); False: the score matrix in HBM
     kernels: str = ""           # calibration key of its kernel quality when shared with another entry
 
 
 FRAMEWORKS: dict[str, Framework] = {
     "megatron": Framework(zero=(0, 1), tp_overlap=True, ep_overlap=True),      # Megatron-Core, NeMo, MindSpeed
-    "megatron2021": Framework(zero=(0,), sp=False, dp_overlap=False),          # Narayanan et al. 2021 runs
-    "megatron2022": Framework(zero=(0, 1), kernels="megatron"),                # Korthikanti 2022: SP, no TP overlap
+    "megatron2021": Framework(zero=(0,), sp=False, dp_overlap=False, flash=False),  # Narayanan et al. 2021 runs
+    "megatron2022": Framework(zero=(0, 1), kernels="megatron", flash=False),   # Korthikanti 2022: SP, no TP overlap
     "mosaic": Framework(zero=(2, 3)),                                          # Composer + PyTorch FSDP
     "torchtitan": Framework(zero=(3,)),                                        # FSDP2; async TP/compile via notes
     "maxtext": Framework(zero=(3,), tp_overlap=True, fused=True),              # JAX/XLA on TPU
@@ -110,7 +111,8 @@ def kernel_key(framework: str, family: str) -> str:
 def fw_flags(fw: Framework) -> dict[str, float]:
     """A framework's behaviour as numbers the step-time formula takes (arrays when stacked)."""
     return {"fw_sp": float(fw.sp), "fw_tp_overlap": float(fw.tp_overlap), "fw_dp_overlap": float(fw.dp_overlap),
-            "fw_ep_overlap": float(fw.ep_overlap), "dualpipe": float(fw.dualpipe), "fused": float(fw.fused)}
+            "fw_ep_overlap": float(fw.ep_overlap), "dualpipe": float(fw.dualpipe), "fused": float(fw.fused),
+            "flash": float(fw.flash)}
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,7 @@ class TrainConsts:
     top_k: F
     ffn_expert: F
     mats: F                 # 3 for gated MLPs, 2 otherwise
+    heads: F = 0.0          # query heads (the rows of an unfused attention's score matrix per token)
     mtp: F = 0.0            # multi-token-prediction modules trained (DeepSeek-V3: 1), on the last stage
     csa_layers: F = 0.0     # DeepSeek-V4 pooled attention (perf.operators.compressed_entries): CSA layers read
     csa_topk: F = 0.0       # the top-k of their s/csa_ratio pooled entries, HCA layers all s/hca_ratio of theirs
@@ -242,7 +245,7 @@ class TrainConsts:
             p_dense=float(m.attn_params + m.dense_ffn_params + m.shared_expert_params + m.router_params),
             p_expert=float(m.expert_params if moe else 0.0), p_total=float(m.params), ffn_act=float(ffn_act),
             moe_frac=float(moe / m.layers), experts=float(max(m.experts, 1)), top_k=float(max(m.experts_per_token, 1)),
-            ffn_expert=float(max(m.ffn_expert, 1)), mats=3.0 if m.gated_mlp else 2.0,
+            ffn_expert=float(max(m.ffn_expert, 1)), mats=3.0 if m.gated_mlp else 2.0, heads=float(m.heads),
             mtp=float(m.mtp_layers if mtp else 0), csa_layers=float(m.csa_layers), csa_topk=float(m.csa_topk),
             hca_layers=float(m.hca_layers), csa_ratio=float(max(m.csa_ratio, 1)), hca_ratio=float(max(m.hca_ratio, 1)))
 
@@ -393,7 +396,7 @@ def _alltoall(cc: TrainChip, p: TrainParams, group: F, per_domain: F, nbytes: F)
 def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, dp: F, ep: F, cp: F, mb: F,
               recompute: F, zero: F, vpp: F, seq: F, batch_tokens: F, fp8: F, fw_sp: F = 1.0,
               fw_tp_overlap: F = 1.0, fw_dp_overlap: F = 1.0, fw_ep_overlap: F = 0.0, dualpipe: F = 0.0,
-              fused: F = 0.0) -> dict[str, F]:
+              fused: F = 0.0, flash: F = 1.0) -> dict[str, F]:
     """Seconds per optimizer step and its parts, for arrays of layouts.
 
     One micro-batch on the busiest (last) stage: GEMMs at peak x efficiency(width, rows), flash attention,
@@ -418,6 +421,11 @@ def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, d
     t_gemm = (f_dense + f_head) / (peak * eff_d) + np.where(mc.moe_frac > 0, f_exp / (peak * eff_e), 0.0)
     f_att = 3.0 * T * mc.attn_coef * attention_context(mc, seq) * (1.0 / pp + mc.mtp / L) / tp
     t_att = f_att * np.where(rc >= 1, 4.0 / 3.0, 1.0) / (cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)
+    # without a fused attention kernel the whole score matrix (heads x s x s, causal mask or not) goes through
+    # HBM in 16-bit: forward writes QK^T, the fused softmax reads and writes it, dropout reads, writes and keeps
+    # its mask, PV reads it (~13 B per score); backward ~19 B more; recomputing attention repeats the forward
+    scores = T * mc.heads / tp * seq * mc.full_layers / pp
+    t_att = t_att + (1.0 - flash) * scores * np.where(rc >= 1, 45.0, 32.0) / (cc.mem_bw * p.mem_eff)
     # HBM-bound work: norms, residuals, rotary, activation functions, MoE permutations; fp8 casts
     tok_sp = T / np.where(fw_sp > 0, tp, 1.0)
     elem = p.elem_bytes * h + 18.0 * mc.ffn_act + mc.moe_frac * 24.0 * mc.top_k * h
