@@ -74,11 +74,12 @@ class Framework:
     dualpipe: bool = False      # DeepSeek-V3 DualPipe: bidirectional pipeline, EP fully hidden
     fused: bool = False         # elementwise kernels fused by a compiler (XLA, torch.compile)
     flash: bool = True          # a fused attention kernel (FlashAttention and kin); False: the score matrix in HBM
+    moe_sync: bool = False      # dropless MoE that waits on the host each MoE layer to size its expert GEMMs
     kernels: str = ""           # calibration key of its kernel quality when shared with another entry
 
 
 FRAMEWORKS: dict[str, Framework] = {
-    "megatron": Framework(zero=(0, 1), tp_overlap=True, ep_overlap=True),      # Megatron-Core, NeMo, MindSpeed
+    "megatron": Framework(zero=(0, 1), tp_overlap=True, ep_overlap=True, moe_sync=True),  # Megatron-Core, NeMo, MindSpeed
     "megatron2021": Framework(zero=(0,), sp=False, dp_overlap=False, flash=False),  # Narayanan et al. 2021 runs
     "megatron2022": Framework(zero=(0, 1), kernels="megatron", flash=False),   # Korthikanti 2022: SP, no TP overlap
     "mosaic": Framework(zero=(2, 3)),                                          # Composer + PyTorch FSDP
@@ -112,7 +113,7 @@ def fw_flags(fw: Framework) -> dict[str, float]:
     """A framework's behaviour as numbers the step-time formula takes (arrays when stacked)."""
     return {"fw_sp": float(fw.sp), "fw_tp_overlap": float(fw.tp_overlap), "fw_dp_overlap": float(fw.dp_overlap),
             "fw_ep_overlap": float(fw.ep_overlap), "dualpipe": float(fw.dualpipe), "fused": float(fw.fused),
-            "flash": float(fw.flash)}
+            "flash": float(fw.flash), "moe_sync": float(fw.moe_sync)}
 
 
 @dataclass(frozen=True)
@@ -396,7 +397,7 @@ def _alltoall(cc: TrainChip, p: TrainParams, group: F, per_domain: F, nbytes: F)
 def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, dp: F, ep: F, cp: F, mb: F,
               recompute: F, zero: F, vpp: F, seq: F, batch_tokens: F, fp8: F, fw_sp: F = 1.0,
               fw_tp_overlap: F = 1.0, fw_dp_overlap: F = 1.0, fw_ep_overlap: F = 0.0, dualpipe: F = 0.0,
-              fused: F = 0.0, flash: F = 1.0) -> dict[str, F]:
+              fused: F = 0.0, flash: F = 1.0, moe_sync: F = 1.0) -> dict[str, F]:
     """Seconds per optimizer step and its parts, for arrays of layouts.
 
     One micro-batch on the busiest (last) stage: GEMMs at peak x efficiency(width, rows), flash attention,
@@ -432,7 +433,7 @@ def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, d
     elem = elem * np.where(fused > 0, p.fused_elem, 1.0) * np.where(rc >= 2, 4.0 / 3.0, 1.0)
     cast = np.where(fp8 > 0, 6.0 * (2.0 * h + mc.q_dim + mc.ffn_act), 0.0)
     t_elem = tok_sp * (ls + mc.mtp) * (elem + cast) / (cc.mem_bw * p.mem_eff)
-    t_launch = (ls + mc.mtp) * (p.layer_s + mc.moe_frac * p.moe_layer_s) * np.where(rc >= 2, 4.0 / 3.0, 1.0)
+    t_launch = (ls + mc.mtp) * (p.layer_s + mc.moe_frac * p.moe_layer_s * moe_sync) * np.where(rc >= 2, 4.0 / 3.0, 1.0)
     # tensor parallel: per layer 2 all-reduce equivalents forward (1 in MoE layers: expert TP = 1), as many
     # backward, again forward under full recompute; exposed unless the framework overlaps them
     n_tp = (2.0 - mc.moe_frac) * (2.0 + (rc >= 2)) * (ls + mc.mtp)

@@ -1,20 +1,27 @@
-"""Frameworks before fused attention kernels (Megatron-LM 2021-22) move the score matrix through HBM."""
+"""What a framework does that the step time sees: attention without a fused kernel (Megatron-LM 2021-22) moves
+the score matrix through HBM; a dropless MoE that waits on the host pays a stall per MoE layer (Megatron-Core)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from stockpile.catalog import get_chip, get_model
 from stockpile.perf.training import FRAMEWORKS, TrainChip, TrainConsts, fw_flags, load_training_calibration, step_time
 
 
-def _attention_share(model_id: str, flash: float, seq: float = 2048.0) -> tuple[float, float]:
+def _step(model_id: str, seq: float = 2048.0, ep: float = 1.0, **flags: float) -> dict[str, float]:
     mc, cc = TrainConsts.of(get_model(model_id)), TrainChip.of(get_chip("a100-sxm4-80gb"))
     p = load_training_calibration().params("ampere", "megatron")
-    flags = {**fw_flags(FRAMEWORKS["megatron"]), "flash": flash}
-    out = step_time(mc, cc, p, tp=np.array(8.0), pp=np.array(1.0), dp=np.array(1.0), ep=np.array(1.0),
+    out = step_time(mc, cc, p, tp=np.array(8.0), pp=np.array(1.0), dp=np.array(1.0), ep=np.array(ep),
                     cp=np.array(1.0), mb=np.array(1.0), recompute=np.array(0.0), zero=np.array(0.0),
-                    vpp=np.array(1.0), seq=np.array(seq), batch_tokens=np.array(8 * seq), fp8=np.array(0.0), **flags)
-    return float(out["step"]), float(out["attention"])
+                    vpp=np.array(1.0), seq=np.array(seq), batch_tokens=np.array(8 * seq), fp8=np.array(0.0),
+                    **{**fw_flags(FRAMEWORKS["megatron"]), **flags})
+    return {k: float(v) for k, v in out.items() if np.ndim(v) == 0}
+
+
+def _attention_share(model_id: str, flash: float, seq: float = 2048.0) -> tuple[float, float]:
+    out = _step(model_id, seq, flash=flash)
+    return out["step"], out["attention"]
 
 
 def test_the_pre_flash_megatron_runs_are_marked_unfused() -> None:
@@ -38,3 +45,15 @@ def test_the_score_traffic_grows_with_the_square_of_the_sequence() -> None:
     extra = [_attention_share(model_id, 0.0, s)[1] - _attention_share(model_id, 1.0, s)[1] for s in (2048.0, 4096.0)]
     # per step of 8 sequences: twice the tokens per sequence and twice the keys per token
     assert extra[1] / extra[0] > 3.5
+
+
+def test_only_a_host_synchronising_moe_pays_the_stall_per_moe_layer() -> None:
+    assert FRAMEWORKS["megatron"].moe_sync and not FRAMEWORKS["hai-llm"].moe_sync
+    assert not FRAMEWORKS["maxtext"].moe_sync and not FRAMEWORKS["torchtitan"].moe_sync
+    p = load_training_calibration().params("ampere", "megatron")
+    moe = get_model("Qwen/Qwen3-30B-A3B")
+    synced, free = _step(moe.id, ep=8.0, moe_sync=1.0), _step(moe.id, ep=8.0, moe_sync=0.0)
+    # one stall per MoE layer and micro-batch (8 micro-batches of one sequence here), forward and backward
+    assert synced["elementwise"] - free["elementwise"] == pytest.approx(8 * moe.moe_layers * p.moe_layer_s, rel=1e-6)
+    dense = get_model("meta-llama/Llama-3.1-8B")
+    assert _step(dense.id, moe_sync=1.0)["step"] == _step(dense.id, moe_sync=0.0)["step"]
