@@ -219,10 +219,12 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     # ramp: the first B prompts are prefilled in full chunks while the already-admitted half of them decode
     # (engines schedule running decodes first, then fill the token budget with prompt chunks)
     b_half = first / ranks / 2.0
-    c_ramp = np.maximum(chunk - b_half, 0.25 * chunk)
+    wave_tokens = np.maximum(first / attn_dp * new_isl, 1.0)     # the first prompts' tokens on one rank
+    # a ramp step carries a full chunk, or the whole wave where it is smaller than one
+    c_ramp = np.minimum(np.maximum(chunk - b_half, 0.25 * chunk), wave_tokens)
     t_ramp = pp * stage_time(mc, cc, p, **lay, dec_seqs=b_half, dec_tokens=b_half, dec_ctx=dec_ctx,
                              pre_tokens=c_ramp, pre_ctx=pre_ctx)
-    ramp = first / attn_dp * new_isl / c_ramp * t_ramp          # seconds until the last admitted prompt starts
+    ramp = wave_tokens / c_ramp * t_ramp          # seconds until the last admitted prompt starts
     # the front end hands the burst's prompts to the engine one after another (admit_s each): the ramp is the
     # slower of the two
     ramp = smooth_max(ramp, first * p.admit_s)

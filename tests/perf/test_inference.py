@@ -229,6 +229,21 @@ def test_a_closed_runs_first_wave_queues_at_once(tiny_model, tiny_chip):
     assert ttft(np.nan) < ttft(6400.0) < ttft(128.0)
 
 
+def test_a_first_wave_smaller_than_a_chunk_is_prefilled_as_it_is(tiny_model, tiny_chip):
+    # 4 prompts of 300 tokens fit any budget of 2048 tokens or more: the first wave's prefill step carries those
+    # 1,200 tokens, not a full chunk, so a larger budget cannot slow it (it used to be priced as a full chunk)
+    def ttft(chunk):
+        cfg = Configs(isl=300, osl=200, mode=MODE_CLOSED, concurrency=4.0, num_requests=8.0, sync=0.0, chunk=chunk)
+        return float(evaluate(tiny_model, tiny_chip, "vllm", cfg, calibration=PRIORS)["ttft_s"])
+    assert ttft(16384) == pytest.approx(ttft(2048), rel=1e-9)
+    # a wave larger than the budget takes several chunks and its prompts finish one after another, so on average
+    # they get their first token sooner than if one huge step prefilled them all together
+    def big(chunk):
+        cfg = Configs(isl=4000, osl=200, mode=MODE_CLOSED, concurrency=16.0, num_requests=32.0, sync=0.0, chunk=chunk)
+        return float(evaluate(tiny_model, tiny_chip, "vllm", cfg, calibration=PRIORS)["ttft_s"])
+    assert big(2048) < big(65536)
+
+
 def test_lengths_from_a_narrow_range_keep_part_of_the_lockstep(tiny_model, tiny_chip):
     # a fixed-length closed loop's requests decode their steps in the same batch and come back as the wave
     # their prompts were prefilled in; output lengths from a range smear that return over spread x steps. Short
