@@ -38,7 +38,11 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "mem_eff": 0.8,          # achieved fraction of HBM bandwidth in elementwise kernels
     "w_half": 96.0,          # GEMM inner width (per GPU) at which a GEMM reaches half its peak efficiency
     "m_half": 64.0,          # GEMM rows (tokens per expert) at half efficiency
-    "elem_bytes": 60.0,      # non-GEMM HBM traffic per token per layer, in bytes per hidden unit (fwd+bwd)
+    # non-GEMM HBM traffic per token per layer, in bytes per hidden unit (fwd+bwd), counted, not fitted: forward,
+    # two norms (read, write), rotary on q and k (~1.2 h each way), two residual adds (read 2, write 1): ~12
+    # hidden-sized bf16 passes; backward ~15 (norm: dy, x, dx; rotary; the residual gradient adds); ~27-30
+    # passes x 2 B. SwiGLU's ffn-sized traffic and MoE permutes have their own terms below
+    "elem_bytes": 60.0,
     "comm_eff": 0.7,         # achieved fraction of link bandwidth in collectives
     "comm_latency_s": 5e-6,  # per ring step of a collective
     "tp_overlap": 0.6,       # share of TP collectives hidden where the framework overlaps them

