@@ -117,7 +117,7 @@ def fw_flags(fw: Framework) -> dict[str, float]:
     """A framework's behaviour as numbers the step-time formula takes (arrays when stacked)."""
     return {"fw_sp": float(fw.sp), "fw_tp_overlap": float(fw.tp_overlap), "fw_dp_overlap": float(fw.dp_overlap),
             "fw_ep_overlap": float(fw.ep_overlap), "dualpipe": float(fw.dualpipe), "fused": float(fw.fused),
-            "flash": float(fw.flash), "moe_sync": float(fw.moe_sync)}
+            "flash": float(fw.flash), "moe_sync": float(fw.moe_sync), "moe_capacity": 0.0}
 
 
 @dataclass(frozen=True)
@@ -401,7 +401,7 @@ def _alltoall(cc: TrainChip, p: TrainParams, group: F, per_domain: F, nbytes: F)
 def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, dp: F, ep: F, cp: F, mb: F,
               recompute: F, zero: F, vpp: F, seq: F, batch_tokens: F, fp8: F, fw_sp: F = 1.0,
               fw_tp_overlap: F = 1.0, fw_dp_overlap: F = 1.0, fw_ep_overlap: F = 0.0, dualpipe: F = 0.0,
-              fused: F = 0.0, flash: F = 1.0, moe_sync: F = 1.0) -> dict[str, F]:
+              fused: F = 0.0, flash: F = 1.0, moe_sync: F = 1.0, moe_capacity: F = 0.0) -> dict[str, F]:
     """Seconds per optimizer step and its parts, for arrays of layouts.
 
     One micro-batch on the busiest (last) stage: GEMMs at peak x efficiency(width, rows), flash attention,
@@ -421,9 +421,15 @@ def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, d
     eff_e = base * mc.ffn_expert / (mc.ffn_expert + p.w_half) * rows_e / (rows_e + p.m_half)
     rc_lin = np.where(rc >= 2, 4.0 / 3.0, 1.0)
     f_dense = 6.0 * T * mc.p_dense / (tp * pp) * rc_lin
-    f_exp = 6.0 * T * mc.p_expert * mc.top_k / mc.experts / (tp * pp) * p.moe_imbalance * rc_lin
+    # dropless experts wait for the busiest one (moe_imbalance); token dropping at capacity factor c pads every
+    # expert to c x its mean load instead, and a dense (one-hot einsum) dispatch and combine cost
+    # 2 x 2c x s x k x h FLOPs per token and MoE layer forward (MaxText's non-sparse path; the group is a sequence)
+    dropping = moe_capacity > 0
+    load = np.where(dropping, moe_capacity, p.moe_imbalance)
+    f_exp = 6.0 * T * mc.p_expert * mc.top_k / mc.experts / (tp * pp) * load * rc_lin
+    f_disp = np.where(dropping, 3.0 * 4.0 * moe_capacity * seq * mc.top_k * h * T * mc.moe_frac * ls / tp, 0.0) * rc_lin
     f_head = 6.0 * T * (mc.vocab * h + mtp_params(mc)) / tp
-    t_gemm = (f_dense + f_head) / (peak * eff_d) + np.where(mc.moe_frac > 0, f_exp / (peak * eff_e), 0.0)
+    t_gemm = (f_dense + f_head + f_disp) / (peak * eff_d) + np.where(mc.moe_frac > 0, f_exp / (peak * eff_e), 0.0)
     f_att = 3.0 * T * mc.attn_coef * attention_context(mc, seq) * (1.0 / pp + mc.mtp / L) / tp
     t_att = f_att * np.where(rc >= 1, 4.0 / 3.0, 1.0) / (cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)
     # without a fused attention kernel the whole score matrix (heads x s x s, causal mask or not) goes through

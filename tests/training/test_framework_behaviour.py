@@ -65,3 +65,31 @@ def test_only_a_host_synchronising_moe_pays_the_stall_per_moe_layer() -> None:
     assert synced["elementwise"] - free["elementwise"] == pytest.approx(8 * moe.moe_layers * p.moe_layer_s, rel=1e-6)
     dense = get_model("meta-llama/Llama-3.1-8B")
     assert _step(dense.id, moe_sync=1.0)["step"] == _step(dense.id, moe_sync=0.0)["step"]
+
+
+def test_token_dropping_pads_experts_to_capacity_and_pays_a_dense_dispatch() -> None:
+    moe = get_model("mistralai/Mixtral-8x7B-v0.1")
+
+    def extra_per_token(seq: float) -> float:
+        """GEMM seconds per token that dropping at capacity 1.25 adds over a dropless run (8 sequences a step)."""
+        dropless = _step(moe.id, seq=seq, moe_sync=0.0)["gemm"]
+        dropped = _step(moe.id, seq=seq, moe_sync=0.0, moe_capacity=1.25)["gemm"]
+        return (dropped - dropless) / (8 * seq)
+
+    # every expert padded to 1.25x its mean load (more than the fitted dropless imbalance), plus the one-hot
+    # dispatch and combine, whose work per token grows with the group (a sequence): more per token at 4k than 2k
+    assert extra_per_token(4096.0) > 1.05 * extra_per_token(2048.0) > 0.0
+    dense = get_model("meta-llama/Llama-3.1-8B")
+    assert _step(dense.id, moe_capacity=1.25)["step"] == pytest.approx(_step(dense.id)["step"], rel=1e-12)
+
+
+def test_rows_that_state_token_dropping_carry_the_capacity_factor() -> None:
+    from stockpile.calibration.training import make_case
+    base = {"id": "x", "model": "mistralai/Mixtral-8x7B-v0.1", "accelerator": "tpu-v6e-32gb", "num_accelerators": "256",
+            "seq_len": "4096", "metric": "tokens_per_s_per_gpu", "value": "3600",
+            "source_url": "https://github.com/AI-Hypercomputer/tpu-recipes/blob/main/training/trillium/x/README.md"}
+    dropped = make_case({**base, "notes": "MaxText; token dropping capacity_factor 1.25, megablox off"})
+    assert dropped.flags["moe_capacity"] == 1.25
+    assert any("capacity factor 1.25" in a for a in dropped.assumed)
+    dropless = make_case({**base, "notes": "MaxText; megablox dropless"})
+    assert "moe_capacity" not in dropless.flags
