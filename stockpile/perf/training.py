@@ -38,10 +38,8 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "mem_eff": 0.8,          # achieved fraction of HBM bandwidth in elementwise kernels
     "w_half": 96.0,          # GEMM inner width (per GPU) at which a GEMM reaches half its peak efficiency
     "m_half": 64.0,          # GEMM rows (tokens per expert) at half efficiency
-    # non-GEMM HBM traffic per token per layer, in bytes per hidden unit (fwd+bwd), counted, not fitted: forward,
-    # two norms (read, write), rotary on q and k (~1.2 h each way), two residual adds (read 2, write 1): ~12
-    # hidden-sized bf16 passes; backward ~15 (norm: dy, x, dx; rotary; the residual gradient adds); ~27-30
-    # passes x 2 B. SwiGLU's ffn-sized traffic and MoE permutes have their own terms below
+    # non-GEMM HBM bytes per token, layer and hidden unit (fwd+bwd), counted, not fitted: norms, rotary, residual
+    # adds move ~12 hidden-sized bf16 vectors forward and ~15 backward (SwiGLU, MoE permutes: own terms below)
     "elem_bytes": 60.0,
     "comm_eff": 0.7,         # achieved fraction of link bandwidth in collectives
     "comm_latency_s": 5e-6,  # per ring step of a collective
@@ -58,9 +56,7 @@ GLOBAL_DEFAULTS: dict[str, float] = {
 }
 FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.75}      # large-GEMM fraction of the dense peak
 FRAMEWORK_DEFAULTS: dict[str, float] = {"kernel_eff": 1.0}  # framework kernel quality relative to the family
-# the calibration key of what a framework without measured rows takes: the median of the fitted frameworks'
-# factors (a typical framework; written by the fit), else the prior above
-UNMEASURED = "unmeasured"
+UNMEASURED = "unmeasured"   # what a framework without fitted rows takes: the fitted factors' median (by the fit)
 FAMILY_GROUPS = {"ampere": "ampere", "volta": "ampere", "hopper": "hopper", "blackwell": "blackwell",
                  "blackwell-ultra": "blackwell", "tpu": "tpu", "ascend": "ascend", "gaudi": "gaudi",
                  "cdna2": "amd", "cdna3": "amd", "cdna4": "amd"}
@@ -421,13 +417,11 @@ def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, d
     eff_e = base * mc.ffn_expert / (mc.ffn_expert + p.w_half) * rows_e / (rows_e + p.m_half)
     rc_lin = np.where(rc >= 2, 4.0 / 3.0, 1.0)
     f_dense = 6.0 * T * mc.p_dense / (tp * pp) * rc_lin
-    # dropless experts wait for the busiest one (moe_imbalance); token dropping at capacity factor c pads every
-    # expert to c x its mean load instead, and a dense (one-hot einsum) dispatch and combine cost
-    # 2 x 2c x s x k x h FLOPs per token and MoE layer forward (MaxText's non-sparse path; the group is a sequence)
-    dropping = moe_capacity > 0
-    load = np.where(dropping, moe_capacity, p.moe_imbalance)
+    # dropless experts wait for the busiest (moe_imbalance); dropping at capacity c pads each expert to c x its mean
+    # load, and a one-hot dispatch + combine costs 4 c s k h FLOPs per token and MoE layer forward (MaxText)
+    load = np.where(moe_capacity > 0, moe_capacity, p.moe_imbalance)
     f_exp = 6.0 * T * mc.p_expert * mc.top_k / mc.experts / (tp * pp) * load * rc_lin
-    f_disp = np.where(dropping, 3.0 * 4.0 * moe_capacity * seq * mc.top_k * h * T * mc.moe_frac * ls / tp, 0.0) * rc_lin
+    f_disp = 12.0 * moe_capacity * seq * mc.top_k * h * T * mc.moe_frac * ls / tp * rc_lin    # 0 when dropless
     f_head = 6.0 * T * (mc.vocab * h + mtp_params(mc)) / tp
     t_gemm = (f_dense + f_head + f_disp) / (peak * eff_d) + np.where(mc.moe_frac > 0, f_exp / (peak * eff_e), 0.0)
     f_att = 3.0 * T * mc.attn_coef * attention_context(mc, seq) * (1.0 / pp + mc.mtp / L) / tp
