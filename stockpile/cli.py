@@ -462,7 +462,8 @@ def train(model: str = typer.Option(..., "--model", help="HF repo id or config.j
             ("memory per GPU", ", ".join(f"{k} {v:,.1f}" for k, v in e.memory_gb.items()) + " GB")]
     if e.gpu_hours is not None:
         rows += [("GPU-hours", f"{e.gpu_hours:,.0f}"), ("wall-clock days", f"{e.days:,.1f}"),
-                 ("goodput", f"{100 * (e.goodput or 0):.1f}%"), ("energy", f"{(e.energy_kwh or 0) / 1e6:,.2f} GWh")]
+                 ("goodput", f"{100 * (e.goodput or 0):.1f}%"),
+                 ("energy", "unknown (no sourced TDP)" if e.energy_kwh is None else f"{e.energy_kwh / 1e6:,.2f} GWh")]
     for k, v in rows:
         t.add_row(k, v)
     out.print(t)

@@ -107,6 +107,16 @@ def test_train_json_contract():
     assert d["gpu_hours"] == pytest.approx(1e12 / d["tokens_per_s"] * 64 / 3600 / d["goodput"], rel=0.2)
 
 
+def test_train_says_energy_is_unknown_rather_than_zero_without_a_tdp():
+    # TPU v6e has no sourced TDP: the table must not print 0.00 GWh beside a note that says the energy is unknown
+    r = run("train", "--model", "meta-llama/Llama-3.1-8B", "--chip", "tpu-v6e-32gb", "--gpus", "64", "--tokens", "1T")
+    assert r.exit_code == 0, r.output
+    line = next(ln for ln in r.output.splitlines() if "energy" in ln and "│" in ln)
+    assert "unknown" in line and "GWh" not in line
+    r = run("train", "--model", "meta-llama/Llama-3.1-8B", "--chip", "h100-sxm-80gb", "--gpus", "64", "--tokens", "1T")
+    assert any("energy" in ln and "GWh" in ln for ln in r.output.splitlines())
+
+
 @pytest.mark.parametrize("args,field", [(["--tokens", "0"], "tokens"), (["--tokens", "1T", "--precision", "int3"],
                                                                         "precision")])
 def test_train_bad_input(args, field):
