@@ -126,6 +126,32 @@ def noise_reference(groups: list[list[dict[str, Any]]], metric: str, sigmas=(0.0
     return res
 
 
+def anatomy(groups: list[list[dict[str, Any]]], metric: str) -> tuple[dict[str, int], float]:
+    """Why picks fail: counts of choices that break the target, that miss the measured best because that run is
+    predicted to break the target, that miss it because another run is ranked above it, and that are good; and
+    the spread (standard deviation) of the model's log error on `metric` within a sweep, its mean removed."""
+    counts = {"break": 0, "best predicted to break": 0, "best ranked lower": 0, "good": 0}
+    dev: list[float] = []
+    for group in groups:
+        logs = np.log([r["p"][metric] / r["m"][metric] for r in group])
+        dev += list(logs - logs.mean())
+        vals = [r["m"][metric] for r in group]
+        for q in (0.25, 0.5, 0.75):
+            target = float(np.quantile(vals, q)) * (1 + 1e-9)
+            ok = [r for r in group if r["m"][metric] <= target]
+            best = max(ok, key=lambda r: r["m"]["output_tokens_per_s_per_gpu"])
+            cand = [r for r in group if r["p"][metric] <= target]
+            pick = max(cand, key=lambda r: r["p"]["output_tokens_per_s_per_gpu"]) if cand else \
+                min(group, key=lambda r: r["p"][metric])
+            if pick["m"][metric] > target:
+                counts["break"] += 1
+            elif pick["m"]["output_tokens_per_s_per_gpu"] >= 0.95 * best["m"]["output_tokens_per_s_per_gpu"]:
+                counts["good"] += 1
+            else:
+                counts["best predicted to break" if best["p"][metric] > target else "best ranked lower"] += 1
+    return counts, float(np.std(dev)) if dev else float("nan")
+
+
 CONFIDENCES = (0.5, 0.75, 0.9)
 
 
@@ -153,8 +179,11 @@ def main() -> None:
                      for x in choose(g, metric, conf)]
                 print(f"    with --confidence {conf}: {100 * statistics.fmean(x[0] for x in o):.0f} % within 5 %, "
                       f"{100 * statistics.fmean(x[1] for x in o):.0f} % break the target")
-            ref = noise_reference([g for g in groups.values() if len(g) >= 3 and all(metric in r["m"] for r in g)],
-                                  metric)
+            swept = [g for g in groups.values() if len(g) >= 3 and all(metric in r["m"] for r in g)]
+            counts, spread = anatomy(swept, metric)
+            print("    why: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                  + f"; the model's log error spreads {spread:.2f} within a sweep (its mean removed)")
+            ref = noise_reference(swept, metric)
             print("    the same sweeps for a model with independent lognormal errors of spread s: " + "; ".join(
                 f"s {s:.2f}: {100 * w:.0f} % / {100 * b:.0f} %" for s, (w, b) in ref.items()))
 
