@@ -59,7 +59,7 @@ LAB_CLUSTERS = {("meta", "h100"): (16384, "16,384 H100: Llama 3 405B's cluster (
                 ("deepseek", "h800"): (2048, "2,048 H800: DeepSeek-V3's cluster (arXiv:2412.19437 sec. 3.1)")}
 DEFAULT_SEQ = {"torchtitan": 8192, "meta": 8192, "maxtext": 2048}
 # MaxText's tiering table reports its benchmark recipes' runs; its v6e Mixtral figures (3,899 and 1,326 tokens/s per
-# chip) are the logged step rates of the Trillium recipes mixtral_8x7b_dropped and mixtral_8x22b_dropped
+# chip) are, within 0.1 %, the logged step rates of the Trillium recipes mixtral_8x7b_dropped and mixtral_8x22b_dropped
 # (benchmarks/maxtext_trillium_model_configs.py; AI-Hypercomputer/tpu-recipes), which drop tokens at capacity
 # factor 1.25 with megablox off
 TIERING_DROPPED = {"mistralai/Mixtral-8x7B-v0.1": 1.25, "mistralai/Mixtral-8x22B-v0.1": 1.25}
