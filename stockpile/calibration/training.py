@@ -232,15 +232,10 @@ def make_case(row: dict[str, str]) -> Case:
     if fw == "torchtitan":
         flags["fw_tp_overlap"] = 1.0 if re.search(r"async ?tp", notes, re.I) and "vanilla" not in notes else 0.0
         flags["fused"] = 1.0 if re.search(r"compile", notes) else 0.0
-    cap = re.search(r"capacity[_ ]factor[ =:]*([0-9]*\.?[0-9]+)", notes)
-    if model.is_moe and cap and re.search(r"dropp", notes, re.I):
-        flags["moe_capacity"] = float(cap.group(1))
-        used.append(f"token dropping at capacity factor {cap.group(1)} with a dense dispatch (notes)")
-    elif (model.is_moe and fw == "maxtext" and chip.id.startswith("tpu-v6e") and model.id in TIERING_DROPPED
-          and (row.get("source_url", "").endswith("docs/reference/models/tiering.md") or "_dropped" in notes)):
-        flags["moe_capacity"] = TIERING_DROPPED[model.id]
-        used.append(f"token dropping at capacity factor {TIERING_DROPPED[model.id]} with a dense dispatch (MaxText's "
-                    "Trillium recipe for this model, whose step rate the table reports)")
+    dropping = _token_dropping(row, notes, model, chip.id, fw) if model.is_moe else None
+    if dropping:
+        flags["moe_capacity"] = float(dropping[0])
+        used.append(f"token dropping at capacity factor {dropping[0]} with a dense dispatch ({dropping[1]})")
     out_bw = None
     m = re.search(r"(\d+)\s*x\s*(\d+)\s*Gb", notes)
     node_gbps = int(m.group(1)) * int(m.group(2)) if m else _note(notes, r"(\d+) Gbps node-node")
@@ -284,6 +279,18 @@ def make_case(row: dict[str, str]) -> Case:
         job = job.model_copy(update={"mtp": True})
         used.append(f"{model.mtp_layers} multi-token-prediction module(s) trained")
     return Case(row.get("id", ""), metric, float(value), src, job, causal, tf_rc, fixed, mp, flags, out_bw, used)
+
+
+def _token_dropping(row: dict[str, str], notes: str, model: ModelSpec, chip_id: str, fw: str) -> tuple[str, str] | None:
+    """(capacity factor, where it comes from) for an MoE run that drops tokens, else None: stated in the notes,
+    or MaxText's tiering-table v6e Mixtral figures, which are its dropped Trillium recipes' (TIERING_DROPPED)."""
+    cap = re.search(r"capacity[_ ]factor[ =:]*([0-9]*\.?[0-9]+)", notes)
+    if cap and re.search(r"dropp", notes, re.I):
+        return cap.group(1), "notes"
+    if (fw == "maxtext" and chip_id.startswith("tpu-v6e") and model.id in TIERING_DROPPED
+            and (row.get("source_url", "").endswith("docs/reference/models/tiering.md") or "_dropped" in notes)):
+        return str(TIERING_DROPPED[model.id]), "MaxText's Trillium recipe for this model, whose step rate the table reports"
+    return None
 
 
 def _default_gpus(model: ModelSpec, chip: Any, src: str, metric: str, fixed: dict[str, int], mp: int | None,
