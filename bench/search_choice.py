@@ -71,31 +71,59 @@ def runs(path: str) -> list[dict[str, Any]]:
     return out
 
 
-def choose(group: list[dict[str, Any]], metric: str, confidence: float | None = None) -> list[tuple[bool, bool]]:
-    """(within 5 % of the measured best, breaks the target) for each target of this group. With `confidence`, a
-    run is predicted to meet a target as `stockpile search --confidence` judges it: its prediction times the
-    margin of its regime (search.serving.confidence_margins)."""
+def _picks(group: list[dict[str, Any]], metric: str, confidence: float | None = None):
+    """For each target (the 25th, 50th and 75th percentile of the group's measured values): (the target, the
+    measured best run under it, the tool's pick). With `confidence`, a run is predicted to meet a
+    target as `stockpile search --confidence` judges it: its prediction times the margin of its regime
+    (search.serving.confidence_margins)."""
     from stockpile.search.serving import confidence_margins
     vals = [r["m"][metric] for r in group if metric in r["m"]]
     margin = {id(r): confidence_margins(r["release"], r["chip"], confidence)[metric] if confidence else 1.0
               for r in group}
-    res = []
     for q in (0.25, 0.5, 0.75):
         target = float(np.quantile(vals, q))
         ok_m = [r for r in group if r["m"].get(metric, np.inf) <= target * (1 + 1e-9)]
         if not ok_m:
             continue
-        best = max(r["m"]["output_tokens_per_s_per_gpu"] for r in ok_m)
+        best = max(ok_m, key=lambda r: r["m"]["output_tokens_per_s_per_gpu"])
         cand = [r for r in group if np.isfinite(r["p"].get(metric, np.nan)) and r["p"][metric] * margin[id(r)]
                 <= target]
         if cand:
             pick = max(cand, key=lambda r: r["p"]["output_tokens_per_s_per_gpu"])
         else:
             pick = min((r for r in group if np.isfinite(r["p"].get(metric, np.nan))), key=lambda r: r["p"][metric])
-        within = pick["m"]["output_tokens_per_s_per_gpu"] >= 0.95 * best
-        breaks = pick["m"].get(metric, np.inf) > target * (1 + 1e-9)
-        res.append((within, breaks))
-    return res
+        yield target, best, pick
+
+
+def _outcome(target: float, best: dict[str, Any], pick: dict[str, Any], metric: str) -> tuple[bool, bool]:
+    """(within 5 % of the measured best, breaks the target when measured)."""
+    within = pick["m"]["output_tokens_per_s_per_gpu"] >= 0.95 * best["m"]["output_tokens_per_s_per_gpu"]
+    return within, pick["m"].get(metric, np.inf) > target * (1 + 1e-9)
+
+
+def choose(group: list[dict[str, Any]], metric: str, confidence: float | None = None) -> list[tuple[bool, bool]]:
+    """(within 5 % of the measured best, breaks the target) for each target of this group (see _picks)."""
+    return [_outcome(t, best, pick, metric) for t, best, pick in _picks(group, metric, confidence)]
+
+
+def anatomy(groups: list[list[dict[str, Any]]], metric: str) -> tuple[dict[str, int], float]:
+    """Why picks fail: counts of choices that break the target, that miss the measured best because that run is
+    predicted to break the target, that miss it because another run is ranked above it, and that are good; and
+    the spread (standard deviation) of the model's log error on `metric` within a sweep, its mean removed."""
+    counts = {"break": 0, "best predicted to break": 0, "best ranked lower": 0, "good": 0}
+    dev: list[float] = []
+    for group in groups:
+        logs = np.log([r["p"][metric] / r["m"][metric] for r in group])
+        dev += list(logs - logs.mean())
+        for target, best, pick in _picks(group, metric):
+            within, breaks = _outcome(target, best, pick, metric)
+            if breaks:
+                counts["break"] += 1
+            elif within:
+                counts["good"] += 1
+            else:
+                counts["best predicted to break" if best["p"][metric] > target else "best ranked lower"] += 1
+    return counts, float(np.std(dev)) if dev else float("nan")
 
 
 def with_noise(group: list[dict[str, Any]], sigma: float, rng: np.random.Generator) -> list[dict[str, Any]]:
@@ -124,32 +152,6 @@ def noise_reference(groups: list[list[dict[str, Any]]], metric: str, sigmas=(0.0
         o = [x for _ in range(repeats) for g in groups for x in choose(with_noise(g, sigma, rng), metric)]
         res[sigma] = (statistics.fmean(x[0] for x in o), statistics.fmean(x[1] for x in o))
     return res
-
-
-def anatomy(groups: list[list[dict[str, Any]]], metric: str) -> tuple[dict[str, int], float]:
-    """Why picks fail: counts of choices that break the target, that miss the measured best because that run is
-    predicted to break the target, that miss it because another run is ranked above it, and that are good; and
-    the spread (standard deviation) of the model's log error on `metric` within a sweep, its mean removed."""
-    counts = {"break": 0, "best predicted to break": 0, "best ranked lower": 0, "good": 0}
-    dev: list[float] = []
-    for group in groups:
-        logs = np.log([r["p"][metric] / r["m"][metric] for r in group])
-        dev += list(logs - logs.mean())
-        vals = [r["m"][metric] for r in group]
-        for q in (0.25, 0.5, 0.75):
-            target = float(np.quantile(vals, q)) * (1 + 1e-9)
-            ok = [r for r in group if r["m"][metric] <= target]
-            best = max(ok, key=lambda r: r["m"]["output_tokens_per_s_per_gpu"])
-            cand = [r for r in group if r["p"][metric] <= target]
-            pick = max(cand, key=lambda r: r["p"]["output_tokens_per_s_per_gpu"]) if cand else \
-                min(group, key=lambda r: r["p"][metric])
-            if pick["m"][metric] > target:
-                counts["break"] += 1
-            elif pick["m"]["output_tokens_per_s_per_gpu"] >= 0.95 * best["m"]["output_tokens_per_s_per_gpu"]:
-                counts["good"] += 1
-            else:
-                counts["best predicted to break" if best["p"][metric] > target else "best ranked lower"] += 1
-    return counts, float(np.std(dev)) if dev else float("nan")
 
 
 CONFIDENCES = (0.5, 0.75, 0.9)
