@@ -231,6 +231,9 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     kv_read = kv_read + dec_seqs * (comp_d * mc.kv_elems * kvbytes / kv_split + dec_ctx * mc.pooled_index_bytes / pp)
     att_flops = att_flops + dec_tokens * (comp_d * mc.dec_attn_coef / attn_tp
                                           + dec_ctx / mc.csa_ratio * mc.csa_index_coef * mc.csa_layers / pp)
+    # linear-attention (and SSM) layers keep a fixed recurrent state per sequence instead of a KV cache: each
+    # decode step reads it and writes it back (split by heads over attention TP; zero for other models)
+    kv_read = kv_read + dec_seqs * 2.0 * mc.linear_state_bytes / (attn_tp * pp)
     t_att_dec = np.maximum(att_flops / (cc.peak_bf16 * p.gemm_eff * p.attn_eff), kv_read / bw)
     pre_ctx_eff = np.where(mc.sparse_topk > 0, np.minimum(pre_ctx, mc.sparse_topk), pre_ctx)
     lay_p = effective_layers(mc, pre_ctx) / pp

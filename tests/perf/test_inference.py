@@ -382,3 +382,29 @@ def test_a_closed_loop_clients_lag_grows_with_the_requests_in_flight_and_leaves_
         run(1e-9, np.nan, mode=MODE_OPEN, rate=2.0)["ttft_s"], rel=1e-9)
     # the prior (0.1 ms per other stream) is what an engine without closed-loop rows takes
     assert PRIORS.params(tiny_chip.family, "vllm").stream_s == pytest.approx(1e-4)
+
+
+def test_linear_attention_state_is_read_and_written_every_decode_step(tiny_chip):
+    """A hybrid model's linear-attention layers carry a fixed recurrent state per sequence: no KV cache grows, but
+    each decode step reads and writes it, so a large batch pays that traffic on top of the weights."""
+    from stockpile.catalog.models import spec_from_config
+    from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
+    cfg = dict(model_type="qwen3_next", hidden_size=1024, num_hidden_layers=8, num_attention_heads=8,
+               num_key_value_heads=2, head_dim=128, intermediate_size=4096, vocab_size=32000,
+               full_attention_interval=4, linear_num_key_heads=8, linear_num_value_heads=16,
+               linear_key_head_dim=128, linear_value_head_dim=128)
+    hybrid = spec_from_config(cfg, model_id="test/tiny-hybrid")
+    mc, cc = ModelConsts.of(hybrid), ChipConsts.of(tiny_chip)
+    p = PRIORS.params(tiny_chip.family, "vllm")
+    lay = dict(attn_tp=1.0, attn_dp=1.0, pp=1.0, moe_ep=1.0, moe_tp=1.0, wbytes=2.0, kvbytes=2.0,
+               gemm_peak=100e12, dtype_eff=1.0, dec_ctx=512.0, pre_ctx=256.0, pre_tokens=0.0)
+    parts = {b: stage_time(mc, cc, p, dec_seqs=b, dec_tokens=b, parts=True, **lay) for b in (1.0, 257.0)}
+    state = hybrid.linear_layers * hybrid.linear_state_bytes_per_layer      # bytes per sequence, all layers
+    assert hybrid.linear_layers == 6 and state > 0
+    # 256 more sequences read and write 256 states: the attention part grows by that traffic over the HBM
+    grown = float(parts[257.0]["attention"] - parts[1.0]["attention"])
+    kv = 256 * 512 * mc.kv_elems * 2.0 * mc.full_layers
+    assert grown == pytest.approx((256 * 2 * state + kv) / (cc.mem_bw * p.mem_eff), rel=0.05)
+    # split by heads over tensor parallelism
+    two = stage_time(mc, cc, p, dec_seqs=257.0, dec_tokens=257.0, parts=True, **{**lay, "attn_tp": 2.0})
+    assert float(two["attention"]) < 0.6 * float(parts[257.0]["attention"])
