@@ -41,6 +41,14 @@ def standard_names(cfg: dict[str, Any], mtype: str) -> dict[str, Any]:
         heads, hd = int(cfg.get("num_attention_heads") or 0), int(cfg.get("head_dim") or 0)
         cfg.update(linear_num_key_heads=heads, linear_num_value_heads=heads, linear_key_head_dim=hd,
                    linear_value_head_dim=hd, linear_conv_kernel_dim=0)
+    if mtype == "dbrx":
+        # DBRX: attention and expert settings in nested blocks (attn_config, ffn_config); every layer is MoE
+        attn, ffn = cfg.get("attn_config") or {}, cfg.get("ffn_config") or {}
+        cfg.setdefault("num_key_value_heads", attn.get("kv_n_heads"))
+        cfg.setdefault("num_local_experts", ffn.get("moe_num_experts"))
+        cfg.setdefault("num_experts_per_tok", ffn.get("moe_top_k"))
+        cfg.setdefault("moe_intermediate_size", ffn.get("ffn_hidden_size"))
+        cfg.setdefault("intermediate_size", ffn.get("ffn_hidden_size"))
     if mtype == "gemma4":
         # Gemma 4: the global layers' keys double as values (attention_k_eq_v) over fewer, wider heads; their KV
         # per token equals num_global_key_value_heads x 2 x head_dim, which is what the cache holds at long

@@ -39,7 +39,7 @@ KNOWN_TYPES = {
     "nemotron-nas", "deepseek_v4", "deepseek_ref", "kimi_k3", "kimi_linear", "gptj", "qwen2_vl", "qwen2_5_vl",
     "phimoe", "mllama", "granite", "olmo", "olmo2", "exaone", "internlm3", "smollm3", "seed_oss", "starcoder2",
     "baichuan", "opt", "bloom", "phi", "gpt_bigcode", "cohere", "qwen", "RefinedWeb", "RefinedWebModel",
-    "minimax_m1", "bailing_moe",
+    "minimax_m1", "bailing_moe", "dbrx",
 }
 # Values a published config.json may omit because the transformers config class supplies them
 # (transformers/models/<type>/configuration_<type>.py defaults).
