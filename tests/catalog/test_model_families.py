@@ -236,3 +236,18 @@ def test_families_that_name_their_shapes_their_own_way():
                             "num_key_value_heads": 4, "intermediate_size": 4096, "sliding_window": 4096},
                            model_id="x/starcoder2")
     assert sc2.sliding_layers == 4 and sc2.sliding_window == 4096 and not sc2.gated_mlp
+
+
+def test_dbrx_reads_its_nested_attention_and_expert_blocks():
+    """DBRX keeps KV heads and the experts in attn_config / ffn_config: read, 16 experts of which 4 per token,
+    132B in all, 36B active (Databricks' figures)."""
+    m = get_model("databricks/dbrx-instruct")
+    assert (m.kv_heads, m.experts, m.experts_per_token, m.ffn_expert, m.moe_layers) == (8, 16, 4, 10752, 40)
+    assert m.params / 1e9 == pytest.approx(132, rel=0.02) and m.active_params / 1e9 == pytest.approx(36, rel=0.03)
+
+
+def test_ant_groups_ling_moe_reads_shared_experts_and_its_first_dense_layers():
+    lite, flash = get_model("inclusionAI/Ling-lite-1.5"), get_model("inclusionAI/Ling-flash-2.0")
+    assert lite.ffn_shared == 2 * 1408 and lite.dense_layers == 0          # two shared experts, every layer MoE
+    assert flash.ffn_shared == 1024 and flash.dense_layers == 1            # one 1,024-wide shared expert, layer 0 dense
+    assert lite.active_params / 1e9 == pytest.approx(2.75, rel=0.02)
