@@ -82,7 +82,7 @@ def test_moe_structure_of_deepseek_and_llama4():
     ("deepseek-ai/DeepSeek-V3.1", "deepseek-ai/DeepSeek-V3"),
     ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "Qwen/Qwen3-30B-A3B"),
     # quantisers' additions after the precision: AMD Quark's FP8 KV scales and per-token scales, a revision
-    ("amd/Llama-3.3-70B-Instruct-FP8-KV", "meta-llama/Llama-3.1-70B-Instruct"),
+    ("amd/Llama-3.3-70B-Instruct-FP8-KV", "meta-llama/Llama-3.3-70B-Instruct"),
     ("amd/Llama-3.1-8B-Instruct-FP8-PTPC", "meta-llama/Llama-3.1-8B-Instruct"),
     ("nvidia/DeepSeek-R1-0528-FP4-v2", "deepseek-ai/DeepSeek-R1"),
 ])
