@@ -148,7 +148,8 @@ KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one pub
         "## Speculative decoding", "## Kernels measured", "## vLLM V1's prompt steps", "## Engines on one chip family",
         "## Serving flags in the notes", "## Models, chips and precisions beyond the shipped rows",
         "## Engines, metrics and chips beyond the shipped rows", "## Models and chip names a held-out row may use",
-        "## A closed-loop client's lag", "## Training frameworks' own behaviour", "## Parameters without a fixed point")
+        "## A closed-loop client's lag", "## Training frameworks' own behaviour", "## Parameters without a fixed point",
+        "## Linear-attention state")
 
 
 def _sections(path: Path) -> dict[str, str]:
