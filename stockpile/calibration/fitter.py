@@ -34,11 +34,12 @@ class Fit:
 
 
 def solve(predict: Callable[[np.ndarray], np.ndarray], measured: np.ndarray, theta0: np.ndarray, *,
-          lo: np.ndarray, hi: np.ndarray, prior: np.ndarray | None = None, prior_weight: float = 0.15,
+          lo: np.ndarray, hi: np.ndarray, prior: np.ndarray | None = None, prior_weight: float | np.ndarray = 0.15,
           weights: np.ndarray | None = None, losses: Sequence[str] = ("soft_l1", "cauchy"), f_scale: float = 0.15,
           max_nfev: int = 150, diff_step: float = 1e-2, restarts: int = 4) -> Fit:
     """Minimise sum_i rho(w_i^1/2 log(pred_i(theta) / measured_i)) + prior_weight^2 |theta - prior|^2 over the log
-    parameters theta in [lo, hi]; `predict(theta)` returns the predictions of every row."""
+    parameters theta in [lo, hi]; `predict(theta)` returns the predictions of every row. `prior_weight` may be one
+    weight per parameter."""
     measured = np.asarray(measured, dtype=float)
     sw = np.sqrt(np.ones(len(measured)) if weights is None else np.asarray(weights, dtype=float))
     prior = theta0 if prior is None else prior

@@ -45,3 +45,22 @@ def test_a_framework_without_rows_takes_the_median_fitted_factor_off_the_bounds(
     # the shipped fit has the entry, inside the framework factors' bounds
     shipped = load_training_calibration().frameworks[UNMEASURED]["kernel_eff"]
     assert lo < shipped < hi
+
+
+def test_a_parameter_with_a_weaker_prior_takes_up_what_the_data_leave_open():
+    """Two factors whose product alone is measured (a chip family's GEMM efficiency and a framework's kernel
+    factor): the one with the weaker prior moves, the other stays near its default (fit_training gives the family
+    FAMILY_PRIOR_WEIGHT, below PRIOR_WEIGHT)."""
+    import numpy as np
+
+    from stockpile.calibration.fit_training import FAMILY_PRIOR_WEIGHT, PRIOR_WEIGHT
+    from stockpile.calibration.fitter import solve
+
+    assert FAMILY_PRIOR_WEIGHT < PRIOR_WEIGHT
+    zero = np.zeros(2)
+    sol = solve(lambda th: np.full(20, np.exp(th.sum())), np.full(20, 1.5), zero, lo=zero - 3, hi=zero + 3,
+                prior=zero, prior_weight=np.array([FAMILY_PRIOR_WEIGHT, PRIOR_WEIGHT]), losses=("linear",),
+                f_scale=1.0, max_nfev=200, restarts=1)
+    family, framework = sol.theta
+    assert family + framework == pytest.approx(np.log(1.5), abs=0.01)
+    assert family > 5 * framework > 0
