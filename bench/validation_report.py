@@ -142,7 +142,7 @@ def search_section() -> list[str]:
     return out + [""]
 
 
-KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one publication out", "## Uncertainty bands",
+KEEP = ("## What the twenty-sixth session measured", "## Serving under traffic", "## Leave one source out", "## Leave one publication out", "## Uncertainty bands",
         "## Bands beyond the data", "## Bands for publications the fit has not seen",
         "## Leave one chip family out", "## Search choices", "## New engine releases", "## The chips of the story",
         "## Speculative decoding", "## Kernels measured", "## vLLM V1's prompt steps", "## Engines on one chip family",
