@@ -182,7 +182,7 @@ def fit(rows: list[dict[str, str]], *, exclude_source: str | None = None, rounds
     x0 = np.log([defaults[n] for _, _, n in spec])
     lo, hi = np.log([BOUNDS[n][0] for _, _, n in spec]), np.log([BOUNDS[n][1] for _, _, n in spec])
     theta = np.clip(x0, lo + 1e-9, hi - 1e-9)
-    weights = np.array([FAMILY_PRIOR_WEIGHT if scope == "families" else PRIOR_WEIGHT for scope, _, _ in spec])
+    prior_weights = np.array([FAMILY_PRIOR_WEIGHT if scope == "families" else PRIOR_WEIGHT for scope, _, _ in spec])
     before = None
     for _ in range(rounds):
         # the layouts are re-searched at each round's parameters, then held while the parameters are fitted
@@ -191,7 +191,7 @@ def fit(rows: list[dict[str, str]], *, exclude_source: str | None = None, rounds
             return frozen.predict(_build(th, spec))
 
         sol = solve(predict, meas, theta, lo=lo, hi=hi,
-                    prior=x0, prior_weight=weights, losses=("soft_l1",), f_scale=F_SCALE, max_nfev=max_nfev,
+                    prior=x0, prior_weight=prior_weights, losses=("soft_l1",), f_scale=F_SCALE, max_nfev=max_nfev,
                     diff_step=1e-3, restarts=1)
         if before is None:
             before = float(np.median(np.abs(np.expm1(sol.rows_start))))
