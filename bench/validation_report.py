@@ -149,7 +149,8 @@ KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one pub
         "## Serving flags in the notes", "## Models, chips and precisions beyond the shipped rows",
         "## Engines, metrics and chips beyond the shipped rows", "## Models and chip names a held-out row may use",
         "## A closed-loop client's lag", "## Training frameworks' own behaviour", "## Parameters without a fixed point",
-        "## Linear-attention state", "## What the twenty-sixth session measured")
+        "## Linear-attention state", "## What the twenty-sixth session measured",
+        "## Bursts of varied lengths")
 
 
 def _sections(path: Path) -> dict[str, str]:

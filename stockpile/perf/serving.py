@@ -262,9 +262,15 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
 
     # throughput per instance; a burst pays its drain tail
     x_eff = np.where(is_open, np.where(rho < 1, lam, np.minimum(lam, x)), x * occupancy)
-    # the run ends with its longest requests: variable-length datasets (ShareGPT) drain far longer
-    tail = np.where(sync_in > 0, p.burst_tail, p.burst_tail_var)
-    elapsed = burst_n / np.maximum(x, 1e-12) + tail * lat
+    # the run ends with its longest requests. Fixed lengths: the last admitted requests' lifetime (burst_tail of
+    # one). Lengths that vary freely (a conversation dataset such as ShareGPT: roughly exponential, so the requests
+    # still running at any point have the same mean length left): the batch shrinks as b e^(-t / OSL) once no
+    # request waits, and summing the step time t0 + c b over that drain gives the running-batch work (already in
+    # burst_n / x) plus OSL x t0 x (ln b + 0.58) small-batch steps, of which burst_n / x holds OSL x t0 (the
+    # expected longest of b exponential lengths is OSL x (ln b + 0.58)); t0 the step time of a near-empty batch
+    t_small = iteration_decode(np.ones_like(b_run))
+    drain_var = steps * t_small * np.maximum(np.log(np.maximum(b_run, 1.0)) + 0.5772 - 1.0, 0.0)
+    elapsed = burst_n / np.maximum(x, 1e-12) + np.where(sync_in > 0, p.burst_tail * lat, p.burst_tail_var * drain_var)
     x_eff = np.where(is_burst, burst_n / np.maximum(elapsed, 1e-12), x_eff)
     rps = x_eff * replicas
     e2e = ttft + (steps - 1.0) * t_it

@@ -408,3 +408,31 @@ def test_linear_attention_state_is_read_and_written_every_decode_step(tiny_chip)
     # split by heads over tensor parallelism
     two = stage_time(mc, cc, p, dec_seqs=257.0, dec_tokens=257.0, parts=True, **{**lay, "attn_tp": 2.0})
     assert float(two["attention"]) < 0.6 * float(parts[257.0]["attention"])
+
+
+def test_a_varied_length_burst_drains_like_exponential_lengths(tiny_model, tiny_chip):
+    """A burst of freely varying lengths (a conversation dataset) ends with its longest requests: once no request
+    waits, the batch shrinks as B e^(-t / OSL), and the drain costs OSL x t0 x (ln B + 0.58 - 1) steps of a
+    near-empty batch beyond the running batch's work, scaled by burst_tail_var. Measured here as the difference
+    between burst_tail_var 1 and 0, for two burst sizes that both run whole."""
+    import copy
+    cal0, cal1 = copy.deepcopy(PRIORS), copy.deepcopy(PRIORS)
+    cal0.global_["burst_tail_var"], cal1.global_["burst_tail_var"] = 0.0, 1.0
+
+    def drain_s(n: int) -> tuple[float, float]:
+        kw = dict(engine="sglang", num_requests=n, isl=256, osl=256, length_spread=float("inf"))
+        r0, r1 = est(tiny_model, tiny_chip, calibration=cal0, **kw), est(tiny_model, tiny_chip, calibration=cal1, **kw)
+        assert r0.batch == pytest.approx(n) and r1.batch == pytest.approx(n)      # the whole burst runs at once
+        return n / r1.requests_per_s - n / r0.requests_per_s, r0.tpot_ms
+
+    small, _ = drain_s(64)
+    large, tpot_large = drain_s(512)
+    assert small > 0
+    assert large / small == pytest.approx((np.log(512) - 0.4228) / (np.log(64) - 0.4228), rel=0.02)
+    # t0, the step of a near-empty batch, is faster than a step of the full 512
+    t0_ms = large * 1e3 / (256 * (np.log(512) - 0.4228))
+    assert t0_ms < tpot_large
+    # fixed lengths keep their old tail (a share of one lifetime): the varied-length term does not touch them
+    fixed = [est(tiny_model, tiny_chip, calibration=c, engine="sglang", num_requests=64, isl=256, osl=256)
+             for c in (cal0, cal1)]
+    assert fixed[0].requests_per_s == pytest.approx(fixed[1].requests_per_s)
