@@ -39,7 +39,7 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "dequant_eff": 0.8,         # weight-only (w4a16/w8a16) GEMMs: compute-side efficiency factor
     "reserve_gb": 4.0,          # engine reserve per GPU: activations, CUDA graphs, workspace
     "burst_tail": 0.5,          # drain tail of a burst run, in request lifetimes at the running batch
-    "burst_tail_var": 1.5,      # the same for variable-length datasets (the longest outputs finish last)
+    "burst_tail_var": 1.0,      # variable-length datasets: the exponential-length drain's multiplier (serving.py)
     "overlap_comm": 0.3,        # fraction of EP/TP communication hidden behind compute
     "sync_eff": 0.5,            # how much of a fixed-length closed loop's lockstep prefill queue persists
     "gemm_n_half": 128.0,       # GEMM N (output width per GPU) at which tile utilisation halves efficiency
