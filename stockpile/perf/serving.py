@@ -262,8 +262,8 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
 
     # throughput per instance; a burst pays its drain tail
     x_eff = np.where(is_open, np.where(rho < 1, lam, np.minimum(lam, x)), x * occupancy)
-    # the run ends with its longest requests. Fixed lengths: the last admitted requests' lifetime (burst_tail of
-    # one). Lengths that vary freely (a conversation dataset such as ShareGPT: roughly exponential, so the requests
+    # the run ends with its longest requests. Fixed lengths: a share (burst_tail) of the last admitted requests'
+    # lifetime. Lengths that vary freely (a conversation dataset such as ShareGPT: roughly exponential, so the requests
     # still running at any point have the same mean length left): the batch shrinks as b e^(-t / OSL) once no
     # request waits, and summing the step time t0 + c b over that drain gives the running-batch work (already in
     # burst_n / x) plus OSL x t0 x (ln b + 0.58) small-batch steps, of which burst_n / x holds OSL x t0 (the
