@@ -268,7 +268,9 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     # request waits, and summing the step time t0 + c b over that drain gives the running-batch work (already in
     # burst_n / x) plus OSL x t0 x (ln b + 0.58) small-batch steps, of which burst_n / x holds OSL x t0 (the
     # expected longest of b exponential lengths is OSL x (ln b + 0.58)); t0 the step time of a near-empty batch
-    t_small = iteration_decode(np.ones_like(b_run))
+    varied = is_burst & (sync_in <= 0)
+    # (evaluated only where some row is such a burst: the search's closed loops skip it)
+    t_small = iteration_decode(np.ones_like(b_run)) if np.any(varied) else 0.0 * b_run
     drain_var = steps * t_small * np.maximum(np.log(np.maximum(b_run, 1.0)) + 0.5772 - 1.0, 0.0)
     elapsed = burst_n / np.maximum(x, 1e-12) + np.where(sync_in > 0, p.burst_tail * lat, p.burst_tail_var * drain_var)
     x_eff = np.where(is_burst, burst_n / np.maximum(elapsed, 1e-12), x_eff)
