@@ -2,13 +2,26 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from stockpile.calibration.fit_inference import leave_one_source_out, publication_of
 
 ADDED = Path(__file__).resolve().parents[1] / "stockpile" / "data" / "measurements" / "inference_added.csv"
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _bench(name: str):
+    """A bench/ script loaded as a module (its functions, without running it)."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _two_publications(tmp_path: Path) -> Path:
@@ -137,14 +150,7 @@ def test_a_refit_without_a_chip_family_does_not_keep_what_its_rows_taught(tmp_pa
 def test_the_report_script_answers_help_and_refuses_unknown_options_before_any_work(capsys) -> None:
     """`bench/validation_report.py --help` prints its options; a mistyped one stops it (exit 2) instead of
     starting hours of refits with the option ignored."""
-    import importlib.util
-
-    import pytest
-    path = Path(__file__).resolve().parents[1] / "bench" / "validation_report.py"
-    spec = importlib.util.spec_from_file_location("validation_report", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _bench("validation_report")
     with pytest.raises(SystemExit) as ok:
         mod.arguments(["--help"])
     assert ok.value.code == 0 and "--resume" in capsys.readouterr().out
@@ -159,14 +165,7 @@ def test_the_family_script_runs_with_no_arguments_and_names_the_groupings_on_a_t
     """`bench/loso_families.py` with no argument holds out model and chip families (Python 3.11's argparse
     refused that plain run when the positional carried `choices`); a mistyped grouping exits 2 naming the known
     ones."""
-    import importlib.util
-
-    import pytest
-    path = Path(__file__).resolve().parents[1] / "bench" / "loso_families.py"
-    spec = importlib.util.spec_from_file_location("loso_families", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _bench("loso_families")
     assert mod.arguments([]) == (["model_family", "chip_family"], 1, None)
     assert mod.arguments(["chip_family", "--jobs", "2", "--log", "f.jsonl"]) == (["chip_family"], 2, "f.jsonl")
     with pytest.raises(SystemExit) as bad:
@@ -177,13 +176,7 @@ def test_the_family_script_runs_with_no_arguments_and_names_the_groupings_on_a_t
 def test_a_logged_leave_one_out_is_scored_again_against_bands_rebuilt_without_the_group(tmp_path: Path) -> None:
     """bench/band_heldout.py --from-log: held-out rows predicted exactly fall inside any band, rows predicted ten
     times off fall outside; the widening scan is monotone."""
-    import importlib.util
-    import json
-    spec = importlib.util.spec_from_file_location("band_heldout", Path(__file__).resolve().parents[1] / "bench" /
-                                                  "band_heldout.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _bench("band_heldout")
     rows = list(csv.DictReader(ADDED.open()))
     pub = publication_of(rows[0])
     mine = [r for r in rows if publication_of(r) == pub][:10]
@@ -198,3 +191,19 @@ def test_a_logged_leave_one_out_is_scored_again_against_bands_rebuilt_without_th
     cov = list(got["widths"].values())
     assert cov == sorted(cov) and all(c == 0.5 for c in cov)
     assert 0.75 <= got["in_sample"] <= 0.85
+
+
+def test_the_band_for_unseen_data_is_the_rules_choice_on_the_shipped_calibrations_held_out_log() -> None:
+    """bands.UNSEEN_WIDEN is the smallest widening, in steps of 0.05, at which 80 % of the values held out one
+    publication at a time fall inside their band (quantiles rebuilt without the publication), scored on the
+    leave-one-publication-out log of the shipped calibration (bench/results/lopo_publications_HASH.jsonl). A refit
+    or new bands that move the coverage past either side of 80 % must re-choose it."""
+    from stockpile.calibration.bands import UNSEEN_WIDEN
+    digest = _bench("validation_report")._calibration_hash()[:8]     # the hash its log header and name carry
+    log = BENCH / "results" / f"lopo_publications_{digest}.jsonl"
+    if not log.is_file():
+        pytest.skip(f"no leave-one-publication-out log for the shipped calibration {digest} yet")
+    mod = _bench("band_heldout")
+    narrower = round(UNSEEN_WIDEN - 0.05, 2)
+    got = mod.coverage_from_log(log, widths=(narrower, UNSEEN_WIDEN))["widths"]
+    assert got[UNSEEN_WIDEN] >= 0.80 > got[narrower]
