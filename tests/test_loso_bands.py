@@ -207,3 +207,13 @@ def test_the_band_for_unseen_data_is_the_rules_choice_on_the_shipped_calibration
     narrower = round(UNSEEN_WIDEN - 0.05, 2)
     got = mod.coverage_from_log(log, widths=(narrower, UNSEEN_WIDEN))["widths"]
     assert got[UNSEEN_WIDEN] >= 0.80 > got[narrower]
+
+
+def test_the_band_for_a_new_training_source_is_the_rules_choice_on_the_shipped_fit() -> None:
+    """bands.TRAIN_UNSEEN_WIDEN is the smallest widening, in steps of 0.1, at which 80 % of the training values held
+    out one source at a time fall inside their band, quantiles rebuilt without the source (bench/band_heldout.py
+    --training, on the shipped training fit)."""
+    from stockpile.calibration.bands import TRAIN_UNSEEN_WIDEN
+    narrower = round(TRAIN_UNSEEN_WIDEN - 0.1, 2)
+    got = _bench("band_heldout").training_coverage(widths=(narrower, TRAIN_UNSEEN_WIDEN))["widths"]
+    assert got[TRAIN_UNSEEN_WIDEN] >= 0.80 > got[narrower]

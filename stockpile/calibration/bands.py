@@ -49,10 +49,10 @@ WIDEN = 1.15
 UNSEEN_WIDEN = 1.6
 TRAIN_WIDEN = 1.1   # training bands: in-sample quantiles x 1.1 (docs/training-model.md)
 # a training run of a source the fit has not seen (`train`, a new publication's rows): held out one source at a
-# time (fit_training.leave_one_source_out), half the measured values fell outside the in-sample band; the
-# widening at which about 80 % fall inside, with the quantiles rebuilt without the source's rows
-# (bench/band_heldout.py --training)
-TRAIN_UNSEEN_WIDEN = 2.2
+# time (fit_training.leave_one_source_out), a third to a half of the measured values fall outside the in-sample
+# band; the smallest widening, in steps of 0.1, at which 80 % fall inside, with the quantiles rebuilt without the
+# source's rows (bench/band_heldout.py --training: 1.9 79.0 %, 2.0 81.7 % on the shipped training fit)
+TRAIN_UNSEEN_WIDEN = 2.0
 THROUGHPUT = ("output_tokens_per_s", "output_tokens_per_s_per_gpu", "total_tokens_per_s",
               "total_tokens_per_s_per_gpu", "requests_per_s")
 
