@@ -64,10 +64,11 @@ def held_out_records(log) -> tuple[str, list[tuple]]:
     return by, out
 
 
-def coverage_from_log(log, widths: tuple[float, ...] = ()) -> dict:
+def coverage_from_log(log, widths: tuple[float, ...] = (), groups: tuple[str, ...] = ()) -> dict:
     """Held-out band coverage from a log (see the module's docstring): `shipped` (the shipped quantiles),
     `rebuilt` (quantiles without the held-out group's rows), per group, and `rebuilt` at each of `widths`
-    in place of UNSEEN_WIDEN; `in_sample`: the shipped rows against their own (seen) band."""
+    in place of UNSEEN_WIDEN (over the rows of `groups` only, where given); `in_sample`: the shipped rows against
+    their own (seen) band."""
     from stockpile.calibration.bands import UNSEEN_WIDEN, WIDEN, _quantiles, _shrunk, keys, regimes, table
     where = regimes()
     ins = insample_records()
@@ -107,7 +108,8 @@ def coverage_from_log(log, widths: tuple[float, ...] = ()) -> dict:
             "shipped": share(inside(r, shipped, UNSEEN_WIDEN) for r in held),
             "rebuilt": share(inside(r, rebuilt[r[5]], UNSEEN_WIDEN) for r in held),
             "per_publication": per,
-            "widths": {w: share(inside(r, rebuilt[r[5]], w) for r in held) for w in widths}}
+            "widths": {w: share(inside(r, rebuilt[r[5]], w) for r in held if not groups or r[5] in groups)
+                       for w in widths}}
 
 
 def training_coverage(widths: tuple[float, ...] = ()) -> dict:
@@ -208,6 +210,13 @@ def main() -> None:
                   f"{'-' if b is None else f'{100 * b:.1f} %'} |")
         print(f"\nwidening (log units) -> held-out coverage, quantiles rebuilt without the {got['by'].replace('_', ' ')}:")
         print(", ".join(f"{w:g}: {100 * c:.1f} %" for w, c in got["widths"].items() if c is not None))
+        if got["by"] == "chip_family":
+            from stockpile.calibration.bands import UNSEEN_FAMILY_WIDEN, YOUNG_STACKS
+            extra = tuple(round(x, 2) for x in np.arange(1.0, 2.51, 0.05))
+            young = coverage_from_log(args.from_log, tuple(UNSEEN_WIDEN * m for m in extra), YOUNG_STACKS)["widths"]
+            print(f"\nthe young stacks ({', '.join(YOUNG_STACKS)}): widening on top of x {UNSEEN_WIDEN} -> held-out "
+                  f"coverage (shipped: x {UNSEEN_FAMILY_WIDEN}):")
+            print(", ".join(f"{m:g}: {100 * c:.1f} %" for m, c in zip(extra, young.values()) if c is not None))
         return
     folds = args.folds
     ship = load_calibration()

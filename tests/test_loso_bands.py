@@ -217,3 +217,17 @@ def test_the_band_for_a_new_training_source_is_the_rules_choice_on_the_shipped_f
     narrower = round(TRAIN_UNSEEN_WIDEN - 0.1, 2)
     got = _bench("band_heldout").training_coverage(widths=(narrower, TRAIN_UNSEEN_WIDEN))["widths"]
     assert got[TRAIN_UNSEEN_WIDEN] >= 0.80 > got[narrower]
+
+
+def test_the_band_for_a_chip_family_without_rows_is_the_rules_choice_on_the_shipped_calibrations_family_log() -> None:
+    """bands.UNSEEN_FAMILY_WIDEN is the smallest factor, in steps of 0.05 on top of UNSEEN_WIDEN, at which 80 % of
+    the young software stacks' values (bands.YOUNG_STACKS), each chip family held out whole, fall inside the band
+    rebuilt without that family (bench/results/loso_chip_family_HASH.jsonl of the shipped calibration)."""
+    from stockpile.calibration.bands import UNSEEN_FAMILY_WIDEN, UNSEEN_WIDEN, YOUNG_STACKS
+    digest = _bench("validation_report")._calibration_hash()[:8]
+    log = BENCH / "results" / f"loso_chip_family_{digest}.jsonl"
+    if not log.is_file():
+        pytest.skip(f"no leave-one-chip-family-out log for the shipped calibration {digest} yet")
+    narrower, shipped = UNSEEN_WIDEN * round(UNSEEN_FAMILY_WIDEN - 0.05, 2), UNSEEN_WIDEN * UNSEEN_FAMILY_WIDEN
+    got = _bench("band_heldout").coverage_from_log(log, widths=(narrower, shipped), groups=YOUNG_STACKS)["widths"]
+    assert got[shipped] >= 0.80 > got[narrower]
