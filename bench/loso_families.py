@@ -51,20 +51,40 @@ def arguments(argv: list[str] | None = None) -> tuple[list[str], int]:
                          "chip_family)")
     ap.add_argument("--jobs", type=int, default=1, help="refits run in this many processes (default 1)")
     ap.add_argument("--log", metavar="FILE.jsonl", help="append each group's result, with its held-out rows, to FILE")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --log: skip the groups FILE already holds and report them with the new ones (an "
+                         "interrupted run goes on where it stopped)")
     args = ap.parse_args(argv)
+    if args.resume and not args.log:
+        ap.error("--resume needs --log FILE.jsonl (the log to go on from)")
     kinds = args.kinds or ["model_family", "chip_family"]
     unknown = [k for k in kinds if k not in known]
     if unknown:
         ap.error(f"unknown grouping {unknown[0]!r}: choose from {', '.join(known)}")
     if args.jobs < 1:
         ap.error("--jobs: at least 1 process")
-    return kinds, args.jobs, args.log
+    return kinds, args.jobs, args.log, args.resume
+
+
+def logged(log: str | None, by: str) -> dict[str, dict]:
+    """The results a log already holds for grouping `by` (the last line wins for a group logged twice)."""
+    import json
+    from pathlib import Path
+    if not log or not Path(log).exists():
+        return {}
+    out: dict[str, dict] = {}
+    for line in Path(log).read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if rec.get("by") == by:
+                out[rec["key"]] = {k: v for k, v in rec.items() if k not in ("by", "key")}
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     import json
     import sys
-    kinds, jobs, log = arguments(argv)
+    kinds, jobs, log, resume = arguments(argv)
     for by in kinds:
         t0 = time.perf_counter()
 
@@ -76,8 +96,15 @@ def main(argv: list[str] | None = None) -> None:
                 with open(log, "a") as fh:
                     fh.write(json.dumps({"by": by, "key": key, **r}) + "\n")
 
+        done = logged(log, by) if resume else {}
+        if done:
+            print(f"  {by}: {len(done)} groups from {log}, not refitted", file=sys.stderr, flush=True)
+        controls: dict[str, float | None] = {}
         res = leave_one_source_out(default_files(), start=load_calibration(), by=by, control=True, jobs=jobs,
-                                   on_result=progress)
+                                   on_result=progress, skip=set(done), on_control=controls.update)
+        for k, v in done.items():   # the control refit covers every group, the logged ones too
+            v.setdefault("median_ape_control", controls.get(k))
+        res = {**done, **res}
         inside = shipped_errors(by)
         meds = [v["median_ape"] for v in res.values() if v["median_ape"] is not None]
         print(f"\n{by}: {len(res)} groups, {time.perf_counter() - t0:.0f} s; median of the held-out medians "

@@ -166,11 +166,31 @@ def test_the_family_script_runs_with_no_arguments_and_names_the_groupings_on_a_t
     refused that plain run when the positional carried `choices`); a mistyped grouping exits 2 naming the known
     ones."""
     mod = _bench("loso_families")
-    assert mod.arguments([]) == (["model_family", "chip_family"], 1, None)
-    assert mod.arguments(["chip_family", "--jobs", "2", "--log", "f.jsonl"]) == (["chip_family"], 2, "f.jsonl")
+    assert mod.arguments([]) == (["model_family", "chip_family"], 1, None, False)
+    assert mod.arguments(["chip_family", "--jobs", "2", "--log", "f.jsonl"]) == (["chip_family"], 2, "f.jsonl", False)
     with pytest.raises(SystemExit) as bad:
         mod.arguments(["chip_famly"])
     assert bad.value.code == 2 and "model_family, chip_family" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad:      # a resumed run needs the log it goes on from
+        mod.arguments(["model_family", "--resume"])
+    assert bad.value.code == 2 and "--resume needs --log" in capsys.readouterr().err
+
+
+def test_a_resumed_family_run_reads_back_the_groups_its_log_holds(tmp_path: Path) -> None:
+    """`bench/loso_families.py --resume --log FILE`: the groups FILE holds for the grouping being run are not
+    refitted but reported; another grouping's lines are not read as this one's, and a group logged twice counts
+    once, with its last result."""
+    mod = _bench("loso_families")
+    log = tmp_path / "mf.jsonl"
+    lines = [{"by": "model_family", "key": "llama", "n": 10, "median_ape": 0.2},
+             {"by": "chip_family", "key": "hopper", "n": 30, "median_ape": 0.1},
+             {"by": "model_family", "key": "llama", "n": 10, "median_ape": 0.15},
+             {"by": "model_family", "key": "qwen3", "n": 12, "median_ape": 0.3}]
+    log.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    got = mod.logged(str(log), "model_family")
+    assert set(got) == {"llama", "qwen3"} and got["llama"]["median_ape"] == 0.15 and "by" not in got["llama"]
+    assert set(mod.logged(str(log), "chip_family")) == {"hopper"}
+    assert mod.logged(str(tmp_path / "none.jsonl"), "model_family") == {} and mod.logged(None, "x") == {}
 
 
 def test_a_logged_leave_one_out_is_scored_again_against_bands_rebuilt_without_the_group(tmp_path: Path) -> None:
