@@ -43,6 +43,7 @@ from stockpile.perf.inference import (
     engine_limits,
     evaluate_core,
     hybrid_kv,
+    stream_share,
 )
 from stockpile.perf.layout import Layout, resolve_layout
 from stockpile.perf.operators import ChipConsts, ModelConsts
@@ -372,7 +373,8 @@ def _simulate_row(a: dict[str, Any], p: Params, out: dict[str, np.ndarray], j: i
     conf = traffic.Config(
         attn_tp=lay.attn_tp, attn_dp=lay.attn_dp, pp=lay.pp, moe_ep=lay.moe_ep, moe_tp=lay.moe_tp,
         wbytes=WEIGHT_BYTES[pr.wdt], kvbytes=BYTES[pr.kdt], gemm_peak=float(a["peak"][j]),
-        dtype_eff=float(dtype_efficiency(pj, np.array(kind))), weights_gpu=float(out["weights_bytes"][j]),
+        dtype_eff=float(dtype_efficiency(pj, np.array(kind))), wstream=float(stream_share(pj, np.array(kind))),
+        weights_gpu=float(out["weights_bytes"][j]),
         kv_token_gpu=float(out["kv_bytes_per_token"][j]), max_seqs=float(a["limits"][0][j]),
         chunk=float(c.budget or a["limits"][1][j]), mem_util=float(a["limits"][2][j]),
         spec_draft=float(c.spec_draft), spec_accept=float(c.spec_accept), spec_verify=float(c.spec_verify),

@@ -100,6 +100,19 @@ def dtype_efficiency(p: Params, kind: np.ndarray) -> np.ndarray:
     return np.take_along_axis(table, k.reshape(1, -1), axis=0)[0] if k.ndim else table[k]
 
 
+def stream_share(p: Params, kind: np.ndarray) -> np.ndarray:
+    """Share of the memory bandwidth at which a dense GEMM streams its weights on each compute path (kind: index
+    in DTYPE_KINDS): `fp4_mem_eff` on native 4-bit tensor cores, 1 elsewhere.
+
+    A decode-sized GEMM on NVFP4/MXFP4 weights (Blackwell's block-scaled kernels) has to read the per-16-element
+    scales beside the packed weights and fills a 128-row tile from a few rows; on the aiconfigurator sweeps
+    Llama-3.1-70B in FP4 decodes on one B200 at 13.5 ms where its 37 GB of weights take 4.9 ms at the fitted
+    bandwidth, and barely faster than in FP8 at two to eight GPUs. Grouped expert kernels are other code and keep
+    `expert_mem_eff` (fitting this share on them too drives it to its upper bound)."""
+    k = np.asarray(kind, dtype=float)
+    return np.where(k == float(DTYPE_KINDS.index("fp4")), np.asarray(p.fp4_mem_eff, dtype=float), 1.0)
+
+
 def weight_bytes_array(mc: ModelConsts, attn_tp, pp, moe_ep, moe_tp, wbytes):
     """Weights held by the most loaded GPU: each part split by its parallel degree, over PP stages."""
     stage = (mc.dense_like_params / attn_tp + mc.expert_params / (moe_ep * moe_tp)) / pp
@@ -185,7 +198,8 @@ def evaluate_core(mc: ModelConsts, cc: ChipConsts, p: Params, cfg: Configs, *, g
                                     0.0 if cfg.hybrid_kv is None else np.asarray(cfg.hybrid_kv, float))
     out = serve(mc, cc, p, attn_tp=attn_tp, attn_dp=cfg.attn_dp, pp=pp, moe_ep=moe_ep, moe_tp=moe_tp,
                 replicas=cfg.replicas, wbytes=wbytes, kvbytes=kvbytes, gemm_peak=gemm_peak,
-                dtype_eff=dtype_efficiency(p, kind), weights_gpu=weights, kv_token_gpu=kv_tok, isl=isl, osl=osl,
+                dtype_eff=dtype_efficiency(p, kind), wstream=stream_share(p, kind), weights_gpu=weights,
+                kv_token_gpu=kv_tok, isl=isl, osl=osl,
                 mode=cfg.mode, concurrency=cfg.concurrency, rate=cfg.rate, num_requests=cfg.num_requests,
                 poisson=cfg.poisson, spec_draft=cfg.spec_draft, spec_accept=cfg.spec_accept,
                 prefix_hit=cfg.prefix_hit, max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=cfg.sync,
@@ -525,7 +539,7 @@ def decode_breakdown(model: ModelSpec, chip: Chip, engine: str, p: Params, *, la
     parts = stage_time(ModelConsts.of(model), ChipConsts.of(chip), p, **{k: A(v) for k, v in layout.items()},
                        wbytes=A(WEIGHT_BYTES[wdtype]), kvbytes=A(BYTES[kvdtype]), gemm_peak=A(peak),
                        dtype_eff=dtype_efficiency(p, A(kind)), dec_seqs=A(b), dec_tokens=A(b), dec_ctx=A(context),
-                       pre_tokens=A(0.0), pre_ctx=A(context), parts=True)
+                       pre_tokens=A(0.0), pre_ctx=A(context), wstream=stream_share(p, A(kind)), parts=True)
     return {k: float(v) for k, v in parts.items()}
 
 
@@ -559,13 +573,14 @@ def disagg_core(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict[str, An
     kv_model = kv_bytes_per_token_gpu(mc, 1.0, 1.0, kvbytes, isl_a + osl_a)
     out = serve_disagg(mc, cc, p, pre=pre_f, dec=dec_f, pre_workers=pre_workers, dec_workers=dec_workers,
                        wbytes=wbytes, kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_efficiency(p, kind),
-                       dec_weights_gpu=dec_w, dec_kv_token_gpu=dec_kv, kv_token_model=kv_model,
+                       wstream=stream_share(p, kind), dec_weights_gpu=dec_w, dec_kv_token_gpu=dec_kv, kv_token_model=kv_model,
                        pre_gpus_worker=pre_f["attn_tp"] * pre_f["attn_dp"] * pre_f["pp"], isl=isl_a, osl=osl_a,
                        concurrency=concurrency, rate=rate, num_requests=num_requests, poisson=poisson,
                        spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit,
                        max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=sync, spread=spread,
-                       spec_verify=spec_verify, pre_chip=None if pre_chip is None else (pre_chip[0], pre_chip[1], pre_chip[2],
-                                                               dtype_efficiency(pre_chip[1], pre_chip[3])),
+                       spec_verify=spec_verify, pre_chip=None if pre_chip is None else (
+                           pre_chip[0], pre_chip[1], pre_chip[2], dtype_efficiency(pre_chip[1], pre_chip[3]),
+                           stream_share(pre_chip[1], pre_chip[3])),
                        pre_weights_gpu=weight_bytes_array(mc, pre_f["attn_tp"], pre_f["pp"], pre_f["moe_ep"],
                                                           pre_f["moe_tp"], wbytes))
     out["weights_bytes"] = dec_w

@@ -181,19 +181,23 @@ def effective_layers(mc: ModelConsts, ctx: F) -> F:
 
 def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_dp: F, pp: F, moe_ep: F,
                moe_tp: F, wbytes: F, kvbytes: F, gemm_peak: F, dtype_eff: F,
-               dec_seqs: F, dec_tokens: F, dec_ctx: F, pre_tokens: F, pre_ctx: F, parts: bool = False):
+               dec_seqs: F, dec_tokens: F, dec_ctx: F, pre_tokens: F, pre_ctx: F, wstream: F | float = 1.0,
+               parts: bool = False):
     """Seconds for one step of one pipeline stage on one GPU (one attention-DP rank's micro-batch).
 
     dec_seqs: sequences decoding on this rank; dec_tokens: their query tokens (x (1+draft) with speculation);
     dec_ctx: mean context they attend; pre_tokens: prompt tokens prefilled in this step on this rank;
-    pre_ctx: mean context a prefill token attends (causal: prefix + half the prompt)."""
+    pre_ctx: mean context a prefill token attends (causal: prefix + half the prompt); wstream: the share of the
+    memory bandwidth at which the dense GEMMs stream their weights in this compute path (below 1 for native
+    4-bit weights: inference.stream_share)."""
     layers_s = mc.layers / pp
     tokens = dec_tokens + pre_tokens
     eff_tok = gemm_eff(p, np.maximum(tokens, 1.0)) * dtype_eff
     bw = cc.mem_bw * p.mem_eff
-    # 1. dense-like GEMMs: attention projections, dense FFN, shared experts (split by attention TP)
+    # 1. dense-like GEMMs: attention projections, dense FFN, shared experts (split by attention TP). A small-batch
+    # GEMM on native 4-bit block-scaled weights streams them at its own share of the bandwidth (wstream)
     w_dense = mc.dense_like_params / (attn_tp * pp)
-    t_dense = np.maximum(2.0 * tokens * w_dense / (gemm_peak * eff_tok), w_dense * wbytes / bw)
+    t_dense = np.maximum(2.0 * tokens * w_dense / (gemm_peak * eff_tok), w_dense * wbytes / (bw * wstream))
     # 2. lm head (vocab-parallel over attention TP) for the tokens that sample
     w_head = mc.lm_head / attn_tp
     head_rows = dec_tokens + np.minimum(pre_tokens, 1.0)

@@ -56,7 +56,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
           wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency,
           rate, num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
           mem_util, sync=1.0, spread=np.inf, spec_verify=0.0, prefill_first=0.0,
-          prefill_batch=16384.0) -> dict[str, np.ndarray]:
+          prefill_batch=16384.0, wstream=1.0) -> dict[str, np.ndarray]:
     """Evaluate every configuration (numpy arrays broadcast together); returns arrays per metric.
 
     Lengths are tokens; rates per second; `concurrency`, `rate` are per system (all replicas);
@@ -77,7 +77,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     sync_in = sync                                 # 1: fixed request lengths, 0: varied (e.g. ShareGPT)
     sync = sync * (mode == MODE_CLOSED)            # lockstep only where finished requests are replaced at once
     lay = dict(attn_tp=attn_tp, attn_dp=attn_dp, pp=pp, moe_ep=moe_ep, moe_tp=moe_tp, wbytes=wbytes,
-               kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_eff)
+               kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_eff, wstream=np.asarray(wstream, dtype=float))
 
     # ---- memory: what is left for the KV cache bounds the running batch
     kv_budget = cc.memory * mem_util - weights_gpu - p.reserve_gb * 1e9
@@ -290,19 +290,19 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
                  wbytes, kvbytes, gemm_peak, dtype_eff, dec_weights_gpu, dec_kv_token_gpu, kv_token_model,
                  pre_gpus_worker, isl, osl, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
                  prefix_hit, max_seqs, chunk, mem_util, sync=1.0, spread=np.inf,
-                 pre_chip: tuple[ChipConsts, Params, Any, Any] | None = None,
-                 pre_weights_gpu: Any = None, spec_verify=0.0) -> dict[str, np.ndarray]:
+                 pre_chip: tuple[ChipConsts, Params, Any, Any, Any] | None = None,
+                 pre_weights_gpu: Any = None, spec_verify=0.0, wstream=1.0) -> dict[str, np.ndarray]:
     """Prefill/decode disaggregation: `pre_workers` prefill instances feed `dec_workers` decode instances.
 
     Decode iterations carry no prompt tokens; a request's TTFT is its prefill, the KV-cache transfer over
     the scale-out network and the wait for a prefill slot. Throughput is the lesser of the pools'. With
-    `pre_chip` = (chip constants, parameters, GEMM peak, dtype efficiency) the prefill pool runs on another chip
+    `pre_chip` = (chip constants, parameters, GEMM peak, dtype efficiency, weight-stream share) the prefill pool runs on another chip
     (e.g. H800 prefill, H20 decode): its steps use that chip's figures, the KV hand-off crosses the slower of
     the two NICs, and the prefill instance must hold its share of the weights (`pre_weights_gpu`)."""
     f = lambda a: np.asarray(a, dtype=float)  # noqa: E731
-    pcc, pp_, pre_peak, pre_eff = pre_chip if pre_chip is not None else (cc, p, gemm_peak, dtype_eff)
+    pcc, pp_, pre_peak, pre_eff, pre_ws = pre_chip if pre_chip is not None else (cc, p, gemm_peak, dtype_eff, wstream)
     isl, osl, conc, rate = f(isl), f(osl), f(concurrency), f(rate)
-    dtypes = dict(wbytes=wbytes, kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_eff)
+    dtypes = dict(wbytes=wbytes, kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_eff, wstream=f(wstream))
     new_isl = np.maximum(isl * (1.0 - f(prefix_hit)), 1.0)
     accept = np.maximum(f(spec_accept), 1.0)
     steps = np.maximum(osl / accept, 1.0)
@@ -325,7 +325,7 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
 
     # prefill pool (on its own chip where given): one request alone, and the pool's token rate at full chunks
     zero = 0.0 * isl
-    pre_dtypes = dict(wbytes=wbytes, kvbytes=kvbytes, gemm_peak=pre_peak, dtype_eff=pre_eff)
+    pre_dtypes = dict(wbytes=wbytes, kvbytes=kvbytes, gemm_peak=pre_peak, dtype_eff=pre_eff, wstream=f(pre_ws))
     t_p1 = f(pre["pp"]) * stage_time(mc, pcc, pp_, **pre, **pre_dtypes, dec_seqs=zero, dec_tokens=zero,
                                      dec_ctx=dec_ctx, pre_tokens=new_isl, pre_ctx=pre_ctx)
     big = np.maximum(f(chunk), new_isl)

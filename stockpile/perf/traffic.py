@@ -90,6 +90,7 @@ class Config:
     spec_accept: float = 1.0
     spec_verify: float = 0.0          # tokens verified per step with a draft tree (0: a chain)
     multi_step: int = 1
+    wstream: float = 1.0              # bandwidth share of the dense weight stream (inference.stream_share)
 
 
 def _scalar(x: Any, j: int | None) -> Any:
@@ -107,7 +108,8 @@ def engine_spec(mc: ModelConsts, cc: ChipConsts, p: Params, c: Config, *, isl: f
     """The engine as the simulation sees it: step time, KV capacity in tokens, limits, policy."""
     lay: dict[str, Any] = dict(attn_tp=np.asarray(c.attn_tp), attn_dp=np.asarray(c.attn_dp), pp=np.asarray(c.pp),
                moe_ep=np.asarray(c.moe_ep), moe_tp=np.asarray(c.moe_tp), wbytes=np.asarray(c.wbytes),
-               kvbytes=np.asarray(c.kvbytes), gemm_peak=np.asarray(c.gemm_peak), dtype_eff=np.asarray(c.dtype_eff))
+               kvbytes=np.asarray(c.kvbytes), gemm_peak=np.asarray(c.gemm_peak), dtype_eff=np.asarray(c.dtype_eff),
+               wstream=np.asarray(c.wstream))
     ranks = c.attn_dp * c.pp
     new_isl = max(isl * (1.0 - prefix_hit), 1.0)
     pre_ctx = isl * prefix_hit + new_isl / 2.0
@@ -156,6 +158,7 @@ def config_of(model: Any, chip: Any, engine: str, cfg: Any, p: Params) -> Config
         engine_limits,
         hybrid_kv,
         kv_bytes_per_token_gpu,
+        stream_share,
         weight_bytes_array,
     )
     mc = ModelConsts.of(model)
@@ -167,6 +170,7 @@ def config_of(model: Any, chip: Any, engine: str, cfg: Any, p: Params) -> Config
     hyb = hybrid_kv(engine) if cfg.hybrid_kv is None else float(cfg.hybrid_kv)
     return Config(attn_tp=tp, attn_dp=float(cfg.attn_dp), pp=pp, moe_ep=ep, moe_tp=etp, wbytes=wb, kvbytes=kb,
                   gemm_peak=float(peak), dtype_eff=float(dtype_efficiency(p, np.array(float(kind)))),
+                  wstream=float(stream_share(p, np.array(float(kind)))),
                   weights_gpu=float(weight_bytes_array(mc, tp, pp, ep, etp, wb)),
                   kv_token_gpu=float(kv_bytes_per_token_gpu(mc, tp, pp, kb, float(cfg.isl) + float(cfg.osl), hyb)),
                   max_seqs=float(max_seqs), chunk=float(chunk), mem_util=float(mem_util),
