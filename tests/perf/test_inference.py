@@ -436,3 +436,61 @@ def test_a_varied_length_burst_drains_like_exponential_lengths(tiny_model, tiny_
     fixed = [est(tiny_model, tiny_chip, calibration=c, engine="sglang", num_requests=64, isl=256, osl=256)
              for c in (cal0, cal1)]
     assert fixed[0].requests_per_s == pytest.approx(fixed[1].requests_per_s)
+
+
+def _fp4_chip(tiny_chip):
+    """The tiny chip with native 4-bit tensor cores (a Blackwell-like compute path for fp4 weights)."""
+    from tests.conftest import fig
+    return type(tiny_chip).model_validate({**tiny_chip.model_dump(), "id": "tiny4-16gb", "family": "blackwell",
+                                           "fp4_tflops": fig(400)})
+
+
+def _with_fp4_share(share: float):
+    import copy
+    cal = copy.deepcopy(PRIORS)
+    cal.global_["fp4_mem_eff"] = share
+    return cal
+
+
+def test_native_fp4_dense_weights_stream_at_their_own_share(tiny_model, tiny_chip):
+    """fp4_mem_eff slows only what it names: the dense weight stream of a native 4-bit compute path. At batch 1
+    the decode step grows by about the weight bytes read at the lost share of the bandwidth; fp8 weights, and
+    4-bit weights on a chip that dequantizes them to 16 bit, are unchanged."""
+    from stockpile.perf.inference import WEIGHT_BYTES
+    chip4 = _fp4_chip(tiny_chip)
+    full, half = _with_fp4_share(1.0), _with_fp4_share(0.5)
+    a = est(tiny_model, chip4, concurrency=1, weight_dtype="fp4", calibration=full)
+    b = est(tiny_model, chip4, concurrency=1, weight_dtype="fp4", calibration=half)
+    p = full.params("blackwell", "vllm")
+    from stockpile.perf.operators import ChipConsts
+    stream_ms = tiny_model.params * WEIGHT_BYTES["fp4"] / (ChipConsts.of(chip4).mem_bw * p.mem_eff) * 1e3
+    assert 0.6 * stream_ms < b.tpot_ms - a.tpot_ms < 1.05 * stream_ms
+    for dtype, chip in (("fp8", chip4), ("fp4", tiny_chip)):
+        x = est(tiny_model, chip, concurrency=1, weight_dtype=dtype, calibration=full)
+        y = est(tiny_model, chip, concurrency=1, weight_dtype=dtype, calibration=half)
+        assert x.tpot_ms == pytest.approx(y.tpot_ms, rel=1e-9), dtype
+
+
+def test_grouped_expert_kernels_keep_their_own_stream_share_on_fp4(tiny_moe, tiny_chip):
+    """The 4-bit share applies to the dense-like GEMMs of an MoE model, not to its routed experts (grouped kernels:
+    expert_mem_eff); the simulation's engine configuration carries the same share as the analytic model."""
+    from stockpile.perf.inference import DTYPE_KINDS, WEIGHT_BYTES, Configs, stream_share
+    from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
+    from stockpile.perf.traffic import config_of
+    chip4 = _fp4_chip(tiny_chip)
+    p = _with_fp4_share(0.5).params("blackwell", "vllm")
+    kind = np.array(float(DTYPE_KINDS.index("fp4")))
+    assert float(stream_share(p, kind)) == 0.5
+    assert float(stream_share(p, np.array(float(DTYPE_KINDS.index("fp8"))))) == 1.0
+    one = np.array(1.0)
+    parts = {ws: stage_time(ModelConsts.of(tiny_moe), ChipConsts.of(chip4), p, attn_tp=one, attn_dp=one, pp=one,
+                            moe_ep=one, moe_tp=one, wbytes=np.array(WEIGHT_BYTES["fp4"]), kvbytes=np.array(1.0),
+                            gemm_peak=np.array(4e14), dtype_eff=np.array(p.fp4_gemm_eff), dec_seqs=one,
+                            dec_tokens=one, dec_ctx=np.array(512.0), pre_tokens=np.array(0.0),
+                            pre_ctx=np.array(512.0), wstream=ws, parts=True)
+             for ws in (1.0, 0.5)}
+    assert parts[0.5]["experts"] == pytest.approx(parts[1.0]["experts"], rel=1e-12)
+    dense_s = ModelConsts.of(tiny_moe).dense_like_params * WEIGHT_BYTES["fp4"] / (ChipConsts.of(chip4).mem_bw * p.mem_eff)
+    assert parts[0.5]["gemm"] - parts[1.0]["gemm"] == pytest.approx(dense_s, rel=1e-6)   # the dense stream, twice
+    cfg = Configs(weight_dtype="fp4", kv_dtype="fp8", isl=512, osl=64)
+    assert config_of(tiny_moe, chip4, "vllm", cfg, p).wstream == 0.5
