@@ -106,7 +106,7 @@ def stream_share(p: Params, kind: np.ndarray) -> np.ndarray:
 
     A decode-sized GEMM on NVFP4/MXFP4 weights (Blackwell's block-scaled kernels) has to read the per-16-element
     scales beside the packed weights and fills a 128-row tile from a few rows; on the aiconfigurator sweeps
-    Llama-3.1-70B in FP4 decodes on one B200 at 13.5 ms where its 37 GB of weights take 4.9 ms at the fitted
+    Llama-3.1-70B in FP4 decodes on one B200 at 13.5 ms where its 38.5 GB of GEMM weights take 5.3 ms at the fitted
     bandwidth, and barely faster than in FP8 at two to eight GPUs. Grouped expert kernels are other code and keep
     `expert_mem_eff` (fitting this share on them too drives it to its upper bound)."""
     k = np.asarray(kind, dtype=float)
