@@ -150,7 +150,8 @@ KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one pub
         "## Engines, metrics and chips beyond the shipped rows", "## Models and chip names a held-out row may use",
         "## A closed-loop client's lag", "## Training frameworks' own behaviour", "## Parameters without a fixed point",
         "## Linear-attention state", "## What the twenty-sixth session measured",
-        "## Bursts of varied lengths", "## What the twenty-eighth session measured")
+        "## Bursts of varied lengths", "## What the twenty-eighth session measured",
+        "## What the twenty-ninth session measured")
 
 
 def _sections(path: Path) -> dict[str, str]:
