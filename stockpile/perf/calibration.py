@@ -45,8 +45,8 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "gemm_n_half": 128.0,       # GEMM N (output width per GPU) at which tile utilisation halves efficiency
     "act_rw": 8.0,              # hidden-state reads/writes per layer and token outside GEMMs
     "a2a_latency_s": 4e-5,      # latency of one expert all-to-all phase (dispatch or combine)
-    "expert_mem_eff": 0.85,
-    "fp4_mem_eff": 1.0,         # bandwidth share of a dense GEMM streaming native 4-bit (NVFP4/MXFP4) weights     # bandwidth share of grouped expert GEMMs relative to dense GEMMs
+    "expert_mem_eff": 0.85,     # bandwidth share of grouped expert GEMMs relative to dense GEMMs
+    "fp4_mem_eff": 1.0,         # bandwidth share of a dense GEMM streaming native 4-bit (NVFP4/MXFP4) weights
     "pd_handoff_s": 0.02,       # disaggregated serving: prefill-to-decode hand-off (routing, transfer set-up)
 }
 # moe_eff: a chip family's grouped-expert (MoE) kernels relative to its dense GEMMs (kernel maturity: routed-expert
