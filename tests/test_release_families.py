@@ -311,3 +311,29 @@ def test_a_stated_cudagraph_mode_sets_whole_step_or_piecewise_graphs():
     asc, asc_full, hop, hop_full, hop_piece = Batch(preps).run(load_calibration())
     assert asc_full < 0.6 * asc                         # the per-layer launches are gone from decode
     assert hop_full == pytest.approx(hop) and hop_piece > 1.1 * hop
+
+
+def test_a_chip_family_gets_its_own_expert_bandwidth_share_only_with_several_moe_models_and_leans_on_the_global():
+    moe = ["deepseek-ai/DeepSeek-R1", "Qwen/Qwen3-235B-A22B", "mistralai/Mixtral-8x7B-Instruct-v0.1"]
+    rows = [_row(m, "b200-sxm-180gb", "vllm", "") for m in moe]
+    rows += [_row(m, "h100-sxm-80gb", "vllm", "") for m in moe[:2]]                      # two MoE models only
+    rows += [_row("meta-llama/Llama-3.1-70B-Instruct", "h100-sxm-80gb", "vllm", "")]    # a dense one adds none
+    preps = [p for p in prepare_rows(rows) if isinstance(p, Prepared)]
+    assert len(preps) == 6
+    own = [t for t in _parameters(preps) if t[0] == "families" and t[2] == "expert_mem_eff"]
+    assert own == [("families", "blackwell", "expert_mem_eff")]
+    start = Calibration(global_={"expert_mem_eff": 0.7}, families={"blackwell": {"mem_eff": 0.8}}, engines={},
+                        meta={})
+    # unset, the family resolves to the global share, and its own value is pulled toward that
+    assert _value(start, "families", "blackwell", "expert_mem_eff") == 0.7
+    assert _prior(start, "families", "blackwell", "expert_mem_eff") == 0.7
+    spec = [("families", "blackwell", "expert_mem_eff")]
+    built = _build(np.log([1.05]), spec, start)
+    assert built.params("blackwell", "vllm").expert_mem_eff == pytest.approx(1.05)
+    assert built.params("hopper", "vllm").expert_mem_eff == pytest.approx(0.7)
+
+
+def test_the_shipped_blackwell_memory_efficiency_is_off_its_bound():
+    from stockpile.calibration.fit_inference import on_bounds
+    hit = {name for name, *_ in on_bounds(load_calibration())}
+    assert "blackwell.mem_eff" not in hit

@@ -60,6 +60,11 @@ RELEASE_PARAMS = {"vllm-v0": V0_PARAMS,                 # release families not l
 # mix chip families whose kernels and collectives are other code: SGLang's on Ascend, say)
 KERNEL_REGIME_PARAMS = ("kernel_eff", "comm_latency_s")
 KERNEL_REGIME_MODELS = 3  # distinct models a regime needs
+# a chip family's grouped-expert kernels: Blackwell's (CUTLASS/TensorRT-LLM grouped GEMMs on fp8 and fp4 experts)
+# stream the experts at about the dense GEMMs' share of bandwidth, Hopper's at about 0.7 of it. With one global
+# share, the DeepSeek-R1 rows on Blackwell held Blackwell's memory efficiency on its 0.95 bound, and other models
+# on B200/B300/GB200/GB300 came out too fast (docs/validation.md, thirtieth session)
+FAMILY_KERNEL_PARAMS = ("expert_mem_eff",)
 PIECEWISE_REGIME_PARAMS = ("eager_layer_s", "ttft_s")   # a piecewise-graph port's own (piecewise_graphs)
 SIM_FIT_REQUESTS = 300   # requests per simulated run inside a fit (validate runs the measured count)
 PRIOR_WEIGHT = 0.15     # strength of the pull toward defaults, in log units per residual
@@ -106,6 +111,14 @@ def _parameters(preps: list[Prepared]) -> list[tuple[str, str, str]]:
     # vLLM-Ascend's 2-5x slower first tokens pulled vLLM's ttft_s wherever the engine's other rows were few)
     out += [("regimes", r, n) for r in sorted({regime_key(p.chip.family, p.engine) for p in preps
                                                if piecewise_graphs(p)}) for n in PIECEWISE_REGIME_PARAMS]
+    # a chip family's own grouped-expert kernels (FAMILY_KERNEL_PARAMS), where it has rows of several MoE models,
+    # pulled toward the global value that every other family keeps
+    moe_models: dict[str, set[str]] = {}
+    for p in preps:
+        if p.model.is_moe:
+            moe_models.setdefault(FAMILY_GROUPS.get(p.chip.family, p.chip.family), set()).add(p.model.id)
+    out += [("families", f, n) for f in sorted(moe_models) if len(moe_models[f]) >= KERNEL_REGIME_MODELS
+            for n in FAMILY_KERNEL_PARAMS]
     return out
 
 
@@ -127,13 +140,18 @@ def _value(cal: Calibration, scope: str, key: str, name: str) -> float:
         return float(getattr(cal.params(fam, eng), name))
     groups = cal.families if scope == "families" else cal.engines
     group = groups.get(key) or groups.get(key.split("-v")[0]) or {}
+    if scope == "families" and name in FAMILY_KERNEL_PARAMS:    # unset: the family inherits the global value
+        return float(group.get(name, _value(cal, "global", "", name)))
     return float(group.get(name, _default(scope, name)))
 
 
 def _prior(start: Calibration | None, scope: str, key: str, name: str) -> float:
-    """Where the weak prior pulls: the default; a regime's own value toward what it inherits."""
+    """Where the weak prior pulls: the default; a regime's own value toward what it inherits; a chip family's own
+    kernel-class value toward the global one."""
     if scope == "regimes":
         return _value(start or default_calibration(), scope, key, name)
+    if scope == "families" and name in FAMILY_KERNEL_PARAMS:
+        return _value(start or default_calibration(), "global", "", name)
     return _default(scope, name)
 
 
