@@ -37,6 +37,7 @@ from stockpile.search.training import MAX_BATCH_TOKENS, make_job, search
 METRICS = ("mfu", "hfu", "tflops_per_gpu", "tokens_per_s_per_gpu", "tokens_per_s", "gpu_hours", "days")
 # source (URL pattern) -> (calibration framework, attention convention causal?, TFLOPs count recompute?)
 SOURCES: list[tuple[str, str, str, bool, bool]] = [
+    ("NVIDIA/NeMo/blob", "nemo", "megatron", False, False),                    # NeMo 24.07 (full attention)
     ("Megatron-LM/blob/2dae74b6f5", "megatron2021", "megatron2021", False, True),    # Narayanan 2021 formula
     ("Megatron-Bridge", "megatron-bridge", "megatron", True, False),             # causal half (25.x formula)
     ("Megatron-LM/blob/f2e5db402c^", "megatron2022", "megatron2022", False, False),  # Korthikanti 2022 README
@@ -125,6 +126,7 @@ def derive_spec(row: dict[str, str], notes_used: list[str]) -> ModelSpec:
     heads, kv, ffn, vocab = _num(row, "heads"), _num(row, "kv_heads"), _num(row, "ffn_hidden"), _num(row, "vocab")
     E, k = _num(row, "experts"), _num(row, "experts_per_token")
     gpt = "gpt" in name or "mpt" in name
+    plain = gpt or "nemotron" in name            # Nemotron's squared-ReLU FFN is not gated either
     scale = params / 1e9
     if "maxtext-synthetic" in name and scale >= 1 and 2 ** round(math.log2(scale)) == scale and not (L or h):
         base, rem = divmod(int(round(math.log2(scale))), 3)       # MaxText pyconfig get_individual_scales
@@ -152,7 +154,7 @@ def derive_spec(row: dict[str, str], notes_used: list[str]) -> ModelSpec:
         raise InputError("layers", "an MoE model outside the catalog needs its layers and hidden columns")
     heads = heads or max(1.0, h / 128.0)
     kv = kv or (heads if gpt else min(8.0, heads))
-    cfg: dict[str, Any] = dict(model_type="gpt_neox" if gpt else "llama", hidden_size=int(h), num_hidden_layers=int(L),
+    cfg: dict[str, Any] = dict(model_type="gpt_neox" if plain else "llama", hidden_size=int(h), num_hidden_layers=int(L),
                                num_attention_heads=int(heads), num_key_value_heads=int(kv), vocab_size=int(vocab),
                                head_dim=int(h // heads))
     if E and k:

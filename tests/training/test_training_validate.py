@@ -63,3 +63,23 @@ def test_an_moe_rate_without_device_count_or_layout_is_refused_and_says_what_is_
              r["source_url"] and r["metric"] == "tokens_per_s_per_gpu" and "57B" not in r["model"]
              and "DeepSeek" not in r["model"]]
     assert dense and predict_training_rows(dense[:1])[0]["status"] == "ok"
+
+
+def test_nemo_rows_read_as_nemo_with_full_attention_and_plain_ffns():
+    """NeMo 24.07's table (training_unseen.csv) counts full attention in its TFLOP/s, and Nemotron's squared-ReLU
+    FFN has two matrices, not three: read otherwise, its Llama rows would land in Meta's source (the notes name
+    Llama) and Nemotron would carry half as many FFN weights again."""
+    import csv
+    from importlib import resources
+
+    from stockpile.calibration.training import make_case, source_of
+    path = resources.files("stockpile") / "data" / "measurements" / "training_unseen.csv"
+    rows = [r for r in csv.DictReader(path.read_text().splitlines()) if r["id"].startswith("nemo2407-")]
+    assert len(rows) == 24
+    assert {source_of(r)[:3] for r in rows} == {("nemo", "megatron", False)}
+    big = next(r for r in rows if r["model"] == "nvidia/nemotron-4-340b")
+    model = make_case(big).job.model
+    assert not model.gated_mlp
+    assert model.params == pytest.approx(341e9, rel=0.01)      # Nemotron-4 340B's parameter count
+    recs = predict_training_rows(rows)
+    assert all(r["status"] == "ok" for r in recs)
