@@ -22,6 +22,7 @@ from __future__ import annotations
 import statistics
 import time
 import zlib
+from pathlib import Path
 from collections import defaultdict
 
 import numpy as np
@@ -64,13 +65,34 @@ def held_out_records(log) -> tuple[str, list[tuple]]:
     return by, out
 
 
-def coverage_from_log(log, widths: tuple[float, ...] = (), groups: tuple[str, ...] = ()) -> dict:
+def unseen_records(paths) -> list[tuple]:
+    """(file, id, metric, measured, predicted, publication) of every row of `paths` (files no fit uses, such as
+    inference_unseen.csv) the shipped calibration predicts: held-out values by construction."""
+    from stockpile.calibration.inference import Batch, Prepared, prepare_file
+    from stockpile.perf.calibration import load_calibration
+    cal = load_calibration()
+    out = []
+    for path in paths:
+        ps = [p for p in prepare_file(path)[2] if isinstance(p, Prepared)]
+        for p, v in zip(ps, Batch(ps).run(cal)):
+            if np.isfinite(v) and v > 0:
+                c = p.case
+                out.append((Path(path).name, c.row_id, c.metric, c.measured, float(v), c.publication))
+    return out
+
+
+def coverage_from_log(log, widths: tuple[float, ...] = (), groups: tuple[str, ...] = (),
+                      unseen: tuple = ()) -> dict:
     """Held-out band coverage from a log (see the module's docstring): `shipped` (the shipped quantiles),
     `rebuilt` (quantiles without the held-out group's rows), per group, and `rebuilt` at each of `widths`
     in place of UNSEEN_WIDEN (over the rows of `groups` only, where given); `in_sample`: the shipped rows against
-    their own (seen) band."""
+    their own (seen) band. `unseen`: files no fit uses (inference_unseen.csv), whose rows the shipped calibration
+    predicts without having seen them: `widths_pooled` scores the log's held-out rows and theirs together, and
+    `widths_unseen` theirs alone (the shipped quantiles hold nothing of them, so nothing is rebuilt)."""
     from stockpile.calibration.bands import UNSEEN_WIDEN, WIDEN, _quantiles, _shrunk, keys, regimes, table
     where = regimes()
+    if unseen:
+        where.update(regimes(list(unseen)))
     ins = insample_records()
     by, held = held_out_records(log)
     col = 5 + GROUPS.index(by)
@@ -104,12 +126,19 @@ def coverage_from_log(log, widths: tuple[float, ...] = (), groups: tuple[str, ..
         rs = [r for r in held if r[5] == pub]
         per[pub] = (len(rs), share(inside(r, shipped, UNSEEN_WIDEN) for r in rs),
                     share(inside(r, rebuilt[pub], UNSEEN_WIDEN) for r in rs))
-    return {"rows": len(held), "by": by, "in_sample": share(inside(r, shipped, WIDEN) for r in ins),
-            "shipped": share(inside(r, shipped, UNSEEN_WIDEN) for r in held),
-            "rebuilt": share(inside(r, rebuilt[r[5]], UNSEEN_WIDEN) for r in held),
-            "per_publication": per,
-            "widths": {w: share(inside(r, rebuilt[r[5]], w) for r in held if not groups or r[5] in groups)
-                       for w in widths}}
+    out = {"rows": len(held), "by": by, "in_sample": share(inside(r, shipped, WIDEN) for r in ins),
+           "shipped": share(inside(r, shipped, UNSEEN_WIDEN) for r in held),
+           "rebuilt": share(inside(r, rebuilt[r[5]], UNSEEN_WIDEN) for r in held),
+           "per_publication": per,
+           "widths": {w: share(inside(r, rebuilt[r[5]], w) for r in held if not groups or r[5] in groups)
+                      for w in widths}}
+    if unseen:
+        extra = unseen_records(unseen)
+        flags = {w: [inside(r, shipped, w) for r in extra] for w in widths}
+        out["unseen_rows"] = len(extra)
+        out["widths_unseen"] = {w: share(flags[w]) for w in widths}
+        out["widths_pooled"] = {w: share([inside(r, rebuilt[r[5]], w) for r in held] + flags[w]) for w in widths}
+    return out
 
 
 def training_coverage(widths: tuple[float, ...] = ()) -> dict:
@@ -178,6 +207,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("folds", nargs="?", type=int, default=5, help="folds of publications (default 5)")
     ap.add_argument("--from-log", metavar="FILE.jsonl", help="score a leave-one-publication-out log's rows instead")
+    ap.add_argument("--unseen", metavar="FILE.csv", action="append", default=[],
+                    help="with --from-log: also score FILE's rows (a file no fit uses, such as "
+                         "stockpile/data/measurements/inference_unseen.csv), alone and pooled with the log's")
     ap.add_argument("--training", action="store_true",
                     help="training: each source held out (about a minute), instead of the inference folds")
     args = ap.parse_args()
@@ -198,7 +230,7 @@ def main() -> None:
     if args.from_log:
         from stockpile.calibration.bands import UNSEEN_WIDEN, WIDEN
         widths = tuple(round(x, 2) for x in np.arange(1.0, 2.01, 0.05))
-        got = coverage_from_log(args.from_log, widths)
+        got = coverage_from_log(args.from_log, widths, unseen=tuple(Path(u) for u in args.unseen))
         print(f"{got['rows']} held-out rows. Inside the band for unseen data (x {UNSEEN_WIDEN} in log units): "
               f"{100 * got['shipped']:.1f} % with the shipped quantiles, {100 * got['rebuilt']:.1f} % with the "
               f"quantiles rebuilt without the held-out {got['by'].replace('_', ' ')}. In sample (x {WIDEN}): "
@@ -210,6 +242,12 @@ def main() -> None:
                   f"{'-' if b is None else f'{100 * b:.1f} %'} |")
         print(f"\nwidening (log units) -> held-out coverage, quantiles rebuilt without the {got['by'].replace('_', ' ')}:")
         print(", ".join(f"{w:g}: {100 * c:.1f} %" for w, c in got["widths"].items() if c is not None))
+        if args.unseen:
+            print(f"\n{got['unseen_rows']} rows of {', '.join(Path(u).name for u in args.unseen)} (never fitted), "
+                  "widening -> inside, alone | pooled with the held-out rows (the rule for UNSEEN_WIDEN: the smallest "
+                  "widening with 80 % of the pooled values inside):")
+            print(", ".join(f"{w:g}: {100 * got['widths_unseen'][w]:.1f} | {100 * got['widths_pooled'][w]:.1f} %"
+                            for w in widths if got["widths_unseen"][w] is not None))
         if got["by"] == "chip_family":
             from stockpile.calibration.bands import UNSEEN_FAMILY_WIDEN, YOUNG_STACKS
             extra = tuple(round(x, 2) for x in np.arange(1.0, 2.51, 0.05))

@@ -42,11 +42,14 @@ WIDEN = 1.15
 # A prediction for a publication the fit has not seen (a user's own deployment, `estimate`, `search`, a measured file
 # from another source) errs more than the shipped rows do in sample: held out one publication at a time, about
 # twice as many measured values fall outside the in-sample band. Its band is the same regime's, widened by
-# UNSEEN_WIDEN instead of WIDEN, set from the leave-one-publication-out residuals (bench/band_heldout.py --from-log:
-# each publication's held-out values against the bands built without its rows; docs/validation.md): the smallest
-# widening, in steps of 0.05, at which 80 % of them fall inside (all 32 publications on calibration 9d55cf1c: 1.45
-# 79.5 %, 1.5 80.2 %; on 5affa6d9 it was 1.55, on 21d22619 1.6)
-UNSEEN_WIDEN = 1.5
+# UNSEEN_WIDEN instead of WIDEN, set from every held-out value there is (bench/band_heldout.py --from-log ... --unseen):
+# the leave-one-publication-out residuals (each publication's held-out values against the bands built without its
+# rows; docs/validation.md) pooled with inference_unseen.csv, whose publications no fit has used: the smallest
+# widening, in steps of 0.05, at which 80 % of them fall inside. On calibration 9d55cf1c (all 32 publications, 3,344
+# values, and 673 unseen ones): 1.5 79.1 % (the publications 80.2 %, the unseen file 73.9 %), 1.55 80.6 % (81.3 %,
+# 76.8 %). Until 2026-12-06 the rule scored the leave-one-out values alone, and chose 1.5 on 9d55cf1c, 1.55 on
+# 5affa6d9 and 1.6 on 21d22619, while the unseen file, harder than any held-out publication, stayed under 75 %
+UNSEEN_WIDEN = 1.55
 TRAIN_WIDEN = 1.1   # training bands: in-sample quantiles x 1.1 (docs/training-model.md)
 # a training run of a source the fit has not seen (`train`, a new publication's rows): held out one source at a
 # time (fit_training.leave_one_source_out), a third to a half of the measured values fall outside the in-sample
@@ -169,11 +172,12 @@ def inside_bands(records: list[list[Any]], where: dict[tuple[str, str, str], tup
 # already covers 82 % of all held-out values, but 59 % of the young software stacks' (YOUNG_STACKS: 519 values on
 # calibration 21d22619; CDNA3 held out is 52 % off, Ascend 63 %). The chips without rows (Kunlun, Cambricon, Gaudi,
 # TPU) are young stacks of that kind, so theirs is widened by the smallest factor, in steps of 0.05 on top of
-# UNSEEN_WIDEN, at which 80 % of the young stacks' held-out values fall inside: 1.85 (calibration 9d55cf1c: 79.2 % at
-# 1.8, 80.9 % at 1.85, 2.78 in log units in all; 21d22619: 79.2 % and 81.3 % on top of 1.6). It was 1.5 on an earlier
-# calibration, whose 420 such values reached 80 % at 2.3.
+# UNSEEN_WIDEN, at which 80 % of the young stacks' held-out values fall inside: 1.8 (calibration 9d55cf1c, on top of
+# 1.55: 79.4 % at 1.75, 80.9 % at 1.8, 2.79 in log units in all; on top of 1.5 it took 1.85, 79.2 % at 1.8;
+# 21d22619: 79.2 % and 81.3 % at 1.8 and 1.85 on top of 1.6). It was 1.5 on an earlier calibration, whose 420 such
+# values reached 80 % at 2.3.
 YOUNG_STACKS = ("ascend", "cdna3", "cdna4")
-UNSEEN_FAMILY_WIDEN = 1.85
+UNSEEN_FAMILY_WIDEN = 1.8
 
 
 def family_seen(family: str) -> bool:
