@@ -22,8 +22,8 @@ from __future__ import annotations
 import statistics
 import time
 import zlib
-from pathlib import Path
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
