@@ -15,7 +15,9 @@ With --from-log, no refit: the held-out predictions of a leave-one-publication-o
 --resume writes each publication's rows) are checked against the band stated for a publication the fit has not
 seen (bands.UNSEEN_WIDEN) two ways: with the shipped regime quantiles, which include the held-out publication's
 own in-sample residuals, and with the quantiles rebuilt without its rows (nothing of it seen); and the widening
-at which the second reaches 75 / 80 / 85 %. Seconds.
+at which the second reaches 75 / 80 / 85 %. Seconds. With --unseen FILE.csv a file no fit uses is scored too,
+alone and pooled with the log's rows: bands.UNSEEN_WIDEN is the smallest widening with 80 % of the pooled values
+inside.
 """
 from __future__ import annotations
 
