@@ -40,17 +40,24 @@ GROUPS = ("publication", "chip_family", "model_family")
 def insample_records() -> list[tuple]:
     """(file, id, metric, measured, predicted, publication, chip family, model family) of every shipped inference
     row the shipped calibration predicts."""
-    from stockpile.calibration.fit_inference import chip_family_of, default_files, model_family_of
+    from stockpile.calibration.fit_inference import default_files
+    return predicted_records(default_files())
+
+
+def predicted_records(paths) -> list[tuple]:
+    """The same tuples for every row of the inference files `paths` the shipped calibration predicts (for a file
+    no fit uses, such as inference_unseen.csv, held-out values by construction)."""
+    from stockpile.calibration.fit_inference import chip_family_of, model_family_of
     from stockpile.calibration.inference import Batch, Prepared, prepare_file
     from stockpile.perf.calibration import load_calibration
     cal = load_calibration()
     out = []
-    for path in default_files():
+    for path in paths:
         ps = [p for p in prepare_file(path)[2] if isinstance(p, Prepared)]
         for p, v in zip(ps, Batch(ps).run(cal)):
             if np.isfinite(v) and v > 0:
                 c = p.case
-                out.append((path.name, c.row_id, c.metric, c.measured, float(v), c.publication,
+                out.append((Path(path).name, c.row_id, c.metric, c.measured, float(v), c.publication,
                             chip_family_of(c.chip), model_family_of(c.model)))
     return out
 
@@ -65,22 +72,6 @@ def held_out_records(log) -> tuple[str, list[tuple]]:
         by = rec.get("by", by)
         out += [(r[0], r[1], r[2], float(r[3]), float(r[4]), rec["key"]) for r in rec.get("rows", []) if r[4]]
     return by, out
-
-
-def unseen_records(paths) -> list[tuple]:
-    """(file, id, metric, measured, predicted, publication) of every row of `paths` (files no fit uses, such as
-    inference_unseen.csv) the shipped calibration predicts: held-out values by construction."""
-    from stockpile.calibration.inference import Batch, Prepared, prepare_file
-    from stockpile.perf.calibration import load_calibration
-    cal = load_calibration()
-    out = []
-    for path in paths:
-        ps = [p for p in prepare_file(path)[2] if isinstance(p, Prepared)]
-        for p, v in zip(ps, Batch(ps).run(cal)):
-            if np.isfinite(v) and v > 0:
-                c = p.case
-                out.append((Path(path).name, c.row_id, c.metric, c.measured, float(v), c.publication))
-    return out
 
 
 def coverage_from_log(log, widths: tuple[float, ...] = (), groups: tuple[str, ...] = (),
@@ -135,7 +126,7 @@ def coverage_from_log(log, widths: tuple[float, ...] = (), groups: tuple[str, ..
            "widths": {w: share(inside(r, rebuilt[r[5]], w) for r in held if not groups or r[5] in groups)
                       for w in widths}}
     if unseen:
-        extra = unseen_records(unseen)
+        extra = predicted_records(unseen)
         flags = {w: [inside(r, shipped, w) for r in extra] for w in widths}
         out["unseen_rows"] = len(extra)
         out["widths_unseen"] = {w: share(flags[w]) for w in widths}
