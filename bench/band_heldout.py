@@ -134,10 +134,13 @@ def coverage_from_log(log, widths: tuple[float, ...] = (), groups: tuple[str, ..
     return out
 
 
-def training_coverage(widths: tuple[float, ...] = ()) -> dict:
+def training_coverage(widths: tuple[float, ...] = (), unseen: tuple = ()) -> dict:
     """The same for training: each source of the shipped training file held out (fit_training.
     leave_one_source_out), its values against the band for a source the fit has not seen, with the shipped
-    quantiles and with the quantiles rebuilt without the source's rows; in sample against the seen band."""
+    quantiles and with the quantiles rebuilt without the source's rows; in sample against the seen band.
+    `unseen`: training files no fit uses (training_unseen.csv), predicted with the shipped fit against the
+    shipped quantiles (they hold nothing of them): `widths_unseen` alone, `widths_pooled` with the held-out
+    sources' values, the pool the widening for a new source is chosen on (as for inference)."""
     import csv
     from importlib import resources
 
@@ -181,7 +184,26 @@ def training_coverage(widths: tuple[float, ...] = ()) -> dict:
                 hits.append(b[0] * pred <= meas <= b[1] * pred)
         return round(statistics.fmean(hits), 4) if hits else None
 
+    extra: list[tuple[str, str, float, float, str]] = []
+    for upath in unseen:
+        urows = list(csv.DictReader(Path(upath).read_text().splitlines()))
+        ucases = prepare_rows(urows)
+        for row, case, rec in zip(urows, ucases, predict_training_rows(urows, cases=ucases)):
+            if isinstance(case, Case) and rec["status"] == "ok" and rec["measured"]:
+                where[(row["id"], row["metric"])] = training_keys(case.job.chip.family, case.metric,
+                                                                  case.job.model.is_moe)
+                extra.append((row["id"], row["metric"], rec["measured"], rec["predicted"], "unseen"))
+
+    def pooled(w: float) -> float | None:
+        a, b = share(held, lambda s: rebuilt[s], w), share(extra, lambda s: shipped, w)
+        if a is None or b is None:
+            return a if b is None else b
+        return round((a * len(held) + b * len(extra)) / (len(held) + len(extra)), 4)
+
     return {"rows": len(held), "in_sample": share(ins, lambda s: shipped, TRAIN_WIDEN),
+            "unseen_rows": len(extra),
+            "widths_unseen": {w: share(extra, lambda s: shipped, w) for w in widths} if extra else {},
+            "widths_pooled": {w: pooled(w) for w in widths} if extra else {},
             "shipped": share(held, lambda s: shipped, TRAIN_UNSEEN_WIDEN),
             "rebuilt": share(held, lambda s: rebuilt[s], TRAIN_UNSEEN_WIDEN),
             "per_source": {src: (sum(r[4] == src for r in held),
@@ -201,15 +223,16 @@ def main() -> None:
     ap.add_argument("folds", nargs="?", type=int, default=5, help="folds of publications (default 5)")
     ap.add_argument("--from-log", metavar="FILE.jsonl", help="score a leave-one-publication-out log's rows instead")
     ap.add_argument("--unseen", metavar="FILE.csv", action="append", default=[],
-                    help="with --from-log: also score FILE's rows (a file no fit uses, such as "
-                         "stockpile/data/measurements/inference_unseen.csv), alone and pooled with the log's")
+                    help="with --from-log (--training): also score FILE's rows (a file no fit uses, such as "
+                         "stockpile/data/measurements/inference_unseen.csv or training_unseen.csv), alone and "
+                         "pooled with the held-out values")
     ap.add_argument("--training", action="store_true",
                     help="training: each source held out (about a minute), instead of the inference folds")
     args = ap.parse_args()
     if args.training:
         from stockpile.calibration.bands import TRAIN_UNSEEN_WIDEN, TRAIN_WIDEN
         widths = tuple(round(x, 2) for x in np.arange(1.0, 3.01, 0.1))
-        got = training_coverage(widths)
+        got = training_coverage(widths, unseen=tuple(Path(u) for u in args.unseen))
         print(f"{got['rows']} held-out training rows. Inside the band for a new source (x {TRAIN_UNSEEN_WIDEN}): "
               f"{100 * got['shipped']:.1f} % with the shipped quantiles, {100 * got['rebuilt']:.1f} % with the "
               f"quantiles rebuilt without the held-out source. In sample (x {TRAIN_WIDEN}): "
@@ -219,6 +242,11 @@ def main() -> None:
             print(f"| {src} | {n} | {'-' if c is None else f'{100 * c:.1f} %'} |")
         print("\nwidening (log units) -> held-out coverage, quantiles rebuilt without the source:")
         print(", ".join(f"{w:g}: {100 * c:.1f} %" for w, c in got["widths"].items() if c is not None))
+        if got["unseen_rows"]:
+            print(f"\n{got['unseen_rows']} rows of {', '.join(Path(u).name for u in args.unseen)} (never fitted), "
+                  "widening -> inside alone | pooled with the held-out sources:")
+            print(", ".join(f"{w:g}: {100 * got['widths_unseen'][w]:.1f} | {100 * got['widths_pooled'][w]:.1f} %"
+                            for w in widths if got["widths_unseen"][w] is not None))
         return
     if args.from_log:
         from stockpile.calibration.bands import UNSEEN_WIDEN, WIDEN
