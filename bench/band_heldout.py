@@ -157,19 +157,22 @@ def training_coverage(widths: tuple[float, ...] = (), unseen: tuple = ()) -> dic
     rows = list(csv.DictReader(path.read_text().splitlines()))
     cases = prepare_rows(rows)
     ins: list[tuple[str, str, float, float, str]] = []
-    where: dict[tuple[str, str], list[str]] = {}
+    # keyed by source too: the shipped file repeats some ids across sources (a row's regime is its own)
+    where: dict[tuple[str, str, str], list[str]] = {}
     for row, case, rec in zip(rows, cases, predict_training_rows(rows, cases=cases)):
         if isinstance(case, Case) and rec["status"] == "ok" and rec["measured"]:
-            where[(row["id"], row["metric"])] = training_keys(case.job.chip.family, case.metric, case.job.model.is_moe)
-            ins.append((row["id"], row["metric"], rec["measured"], rec["predicted"], source_of(row)[0]))
+            src = source_of(row)[0]
+            where[(src, row["id"], row["metric"])] = training_keys(case.job.chip.family, case.metric,
+                                                                   case.job.model.is_moe)
+            ins.append((row["id"], row["metric"], rec["measured"], rec["predicted"], src))
     held = [(r[0], r[1], float(r[2]), float(r[3]), src)
-            for src, v in leave_one_source_out(rows).items() for r in v["rows"] if (r[0], r[1]) in where]
+            for src, v in leave_one_source_out(rows).items() for r in v["rows"] if (src, r[0], r[1]) in where]
 
     def table(exclude: str | None = None) -> dict:
         res: dict[str, list[float]] = defaultdict(list)
         for i, m, meas, pred, src in ins:
             if src != exclude:
-                for k in where[(i, m)]:
+                for k in where[(src, i, m)]:
                     res[k].append(float(np.log(meas / pred)))
         return _quantiles(res)
 
@@ -179,7 +182,7 @@ def training_coverage(widths: tuple[float, ...] = (), unseen: tuple = ()) -> dic
     def share(rs, t_of, widen):
         hits = []
         for i, m, meas, pred, src in rs:
-            b = _lookup(t_of(src), where[(i, m)], widen)
+            b = _lookup(t_of(src), where[(src, i, m)], widen)
             if b is not None:
                 hits.append(b[0] * pred <= meas <= b[1] * pred)
         return round(statistics.fmean(hits), 4) if hits else None
@@ -190,9 +193,10 @@ def training_coverage(widths: tuple[float, ...] = (), unseen: tuple = ()) -> dic
         ucases = prepare_rows(urows)
         for row, case, rec in zip(urows, ucases, predict_training_rows(urows, cases=ucases)):
             if isinstance(case, Case) and rec["status"] == "ok" and rec["measured"]:
-                where[(row["id"], row["metric"])] = training_keys(case.job.chip.family, case.metric,
-                                                                  case.job.model.is_moe)
-                extra.append((row["id"], row["metric"], rec["measured"], rec["predicted"], "unseen"))
+                src = f"unseen:{Path(upath).name}"
+                where[(src, row["id"], row["metric"])] = training_keys(case.job.chip.family, case.metric,
+                                                                       case.job.model.is_moe)
+                extra.append((row["id"], row["metric"], rec["measured"], rec["predicted"], src))
 
     def pooled(w: float) -> float | None:
         a, b = share(held, lambda s: rebuilt[s], w), share(extra, lambda s: shipped, w)

@@ -216,11 +216,18 @@ def make_case(row: dict[str, str]) -> Case:
     local = _note(notes, r"local bs (\d+)")            # torchtitan: sequences per data-parallel rank
     if mb or (local and fixed.get("pp", 1) == 1):
         fixed["mb"] = mb or local or 1
+    elif local and fw == "torchtitan":
+        # torchtitan (2024) splits a rank's local batch into as many micro-batches as pipeline stages unless told
+        # otherwise, and its interleaved schedule puts 2 stages on each rank (pipelining_utils at 9dec370)
+        fixed["mb"] = max(local // fixed["pp"], 1)
+        used.append(f"{fixed['pp']} micro-batches of {fixed['mb']} (torchtitan's default: one per pipeline stage)")
     vp = _note(notes, r"VP=(\d+)")
     if vp:
         fixed["vpp"] = vp
     elif re.search(r"schedule 1F1B|1F1B \+", notes):
         fixed["vpp"] = 1
+    elif fw == "torchtitan" and re.search(r"Interleaved 1F1B", notes):
+        fixed["vpp"] = 2
     fsdp = _note(notes, r"FSDP(\d+)")
     if fsdp and "dp" not in fixed:
         fixed["dp"] = fsdp

@@ -73,6 +73,7 @@ class Framework:
     ep_overlap: bool = False    # MoE all-to-all overlapped with compute
     dualpipe: bool = False      # DeepSeek-V3 DualPipe: bidirectional pipeline, EP fully hidden
     fused: bool = False         # elementwise kernels fused by a compiler (XLA, torch.compile)
+    eager: bool = False         # norms, rotary and gated activation written as chains of eager PyTorch ops
     flash: bool = True          # a fused attention kernel (FlashAttention and kin); False: the score matrix in HBM
     moe_sync: bool = False      # dropless MoE that waits on the host each MoE layer to size its expert GEMMs
     kernels: str = ""           # calibration key of its kernel quality when shared with another entry
@@ -83,7 +84,7 @@ FRAMEWORKS: dict[str, Framework] = {
     "megatron2021": Framework(zero=(0,), sp=False, dp_overlap=False, flash=False),  # Narayanan et al. 2021 runs
     "megatron2022": Framework(zero=(0, 1), kernels="megatron", flash=False),   # Korthikanti 2022: SP, no TP overlap
     "mosaic": Framework(zero=(2, 3)),                                          # Composer + PyTorch FSDP
-    "torchtitan": Framework(zero=(3,)),                                        # FSDP2; async TP/compile via notes
+    "torchtitan": Framework(zero=(3,), eager=True),                            # FSDP2; async TP/compile via notes
     "maxtext": Framework(zero=(3,), tp_overlap=True, fused=True),              # JAX/XLA on TPU
     "deepspeed": Framework(zero=(0, 1, 2, 3), sp=False),
     "mindspore": Framework(zero=(0, 1)),                                       # MindFormers on Ascend
@@ -113,6 +114,7 @@ def fw_flags(fw: Framework) -> dict[str, float]:
     """A framework's behaviour as numbers the step-time formula takes (arrays when stacked)."""
     return {"fw_sp": float(fw.sp), "fw_tp_overlap": float(fw.tp_overlap), "fw_dp_overlap": float(fw.dp_overlap),
             "fw_ep_overlap": float(fw.ep_overlap), "dualpipe": float(fw.dualpipe), "fused": float(fw.fused),
+            "eager": float(fw.eager),
             "flash": float(fw.flash), "moe_sync": float(fw.moe_sync), "moe_capacity": 0.0}
 
 
@@ -394,10 +396,20 @@ def _alltoall(cc: TrainChip, p: TrainParams, group: F, per_domain: F, nbytes: F)
 
 
 # ---------------------------------------------------------------- step time
+# Extra HBM bytes per token and layer (forward + backward) when norms, rotary and the gated activation run as
+# eager PyTorch ops instead of fused kernels, counted op by op (docs/training-model.md, "Eager PyTorch"):
+# RMSNorm written as x.float() -> pow -> mean -> x*rsqrt -> type_as -> *weight is 36 B per element forward and
+# ~56 B backward against 4 and 6 B fused, twice per layer; rotary through complex fp32 is 20 B per q/k element
+# each way against 4 B; SwiGLU as silu then mul is 10 + 18 B per FFN unit against 6 + 10 B.
+EAGER_NORM_BYTES = 2.0 * (36.0 - 4.0 + 56.0 - 6.0)
+EAGER_ROPE_BYTES = 2.0 * (20.0 - 4.0)
+EAGER_GLU_BYTES = (10.0 - 6.0) + (18.0 - 10.0)
+
+
 def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, dp: F, ep: F, cp: F, mb: F,
               recompute: F, zero: F, vpp: F, seq: F, batch_tokens: F, fp8: F, fw_sp: F = 1.0,
               fw_tp_overlap: F = 1.0, fw_dp_overlap: F = 1.0, fw_ep_overlap: F = 0.0, dualpipe: F = 0.0,
-              fused: F = 0.0, flash: F = 1.0, moe_sync: F = 1.0, moe_capacity: F = 0.0) -> dict[str, F]:
+              fused: F = 0.0, eager: F = 0.0, flash: F = 1.0, moe_sync: F = 1.0, moe_capacity: F = 0.0) -> dict[str, F]:
     """Seconds per optimizer step and its parts, for arrays of layouts.
 
     One micro-batch on the busiest (last) stage: GEMMs at peak x efficiency(width, rows), flash attention,
@@ -434,6 +446,10 @@ def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, d
     # HBM-bound work: norms, residuals, rotary, activation functions, MoE permutations; fp8 casts
     tok_sp = T / np.where(fw_sp > 0, tp, 1.0)
     elem = p.elem_bytes * h + 18.0 * mc.ffn_act + mc.moe_frac * 24.0 * mc.top_k * h
+    # eager PyTorch (not compiled): each op of a hand-written RMSNorm, complex rotary and SwiGLU is its own kernel
+    # through HBM in fp32 where it upcasts; the extra bytes over the fused kernels the count above assumes
+    elem = elem + eager * (1.0 - fused) * (EAGER_NORM_BYTES * h + EAGER_ROPE_BYTES * (mc.q_dim + 0.5 * mc.kv_dim)
+                                           + EAGER_GLU_BYTES * mc.ffn_act * (mc.mats > 2))
     elem = elem * np.where(fused > 0, p.fused_elem, 1.0) * np.where(rc >= 2, 4.0 / 3.0, 1.0)
     cast = np.where(fp8 > 0, 6.0 * (2.0 * h + mc.q_dim + mc.ffn_act), 0.0)
     t_elem = tok_sp * (ls + mc.mtp) * (elem + cast) / (cc.mem_bw * p.mem_eff)

@@ -93,3 +93,44 @@ def test_rows_that_state_token_dropping_carry_the_capacity_factor() -> None:
     assert any("capacity factor 1.25" in a for a in dropped.assumed)
     dropless = make_case({**base, "notes": "MaxText; megablox dropless"})
     assert "moe_capacity" not in dropless.flags
+
+
+def test_eager_pytorch_moves_the_counted_extra_bytes_and_a_compiler_removes_them() -> None:
+    """torchtitan without torch.compile runs its RMSNorm, complex rotary and SwiGLU as chains of eager ops: the
+    elementwise time grows by exactly the counted extra bytes per token and layer; compiled, or in a framework with
+    fused kernels, it does not."""
+    from stockpile.perf.training import EAGER_GLU_BYTES, EAGER_NORM_BYTES, EAGER_ROPE_BYTES
+    assert FRAMEWORKS["torchtitan"].eager and not FRAMEWORKS["megatron"].eager and not FRAMEWORKS["mosaic"].eager
+    model = get_model("meta-llama/Llama-3.1-8B")
+    mc, cc = TrainConsts.of(model), TrainChip.of(get_chip("a100-sxm4-80gb"))
+    p = load_training_calibration().params("ampere", "megatron")
+    base, eager = _step(model.id, eager=0.0, fused=0.0), _step(model.id, eager=1.0, fused=0.0)
+    per_token_layer = EAGER_NORM_BYTES * mc.hidden + EAGER_ROPE_BYTES * (mc.q_dim + 0.5 * mc.kv_dim) \
+        + EAGER_GLU_BYTES * mc.ffn_act
+    tokens_per_gpu = 8 * 2048 / 8          # 8 sequences of 2,048 tokens; sequence parallel over TP 8
+    want = tokens_per_gpu * model.layers * per_token_layer / (cc.mem_bw * p.mem_eff)
+    assert eager["elementwise"] - base["elementwise"] == pytest.approx(want, rel=1e-6)
+    assert _step(model.id, eager=1.0, fused=1.0)["step"] == pytest.approx(_step(model.id, eager=0.0, fused=1.0)["step"])
+    # the norms dominate: an RMSNorm written as six eager ops moves about 20x the bytes of a fused one
+    assert EAGER_NORM_BYTES * mc.hidden > EAGER_ROPE_BYTES * (mc.q_dim + 0.5 * mc.kv_dim) > 0
+
+
+def test_torchtitan_rows_split_a_ranks_batch_into_one_micro_batch_per_stage() -> None:
+    """torchtitan (2024) splits a rank's local batch into as many micro-batches as pipeline stages unless told
+    otherwise, and its interleaved schedule puts 2 stages on each rank: what its 405B rows ran, not a search."""
+    from stockpile.calibration.training import make_case
+    base = {"id": "x", "model": "meta-llama/Llama-3.1-405B", "accelerator": "h100-sxm-80gb", "num_accelerators": "512",
+            "precision": "fp8", "tp": "8", "pp": "8", "dp": "8", "recompute": "full", "metric": "tokens_per_s_per_gpu",
+            "value": "100", "source_url": "https://github.com/pytorch/torchtitan/blob/main/benchmarks/x.md"}
+    one = make_case({**base, "notes": "Table5 schedule 1F1B; FSDP8 TP8 PP8 +compile; local bs 32, global bs 256 seqs"})
+    assert one.fixed["mb"] == 4 and one.fixed["vpp"] == 1
+    assert any("one per pipeline stage" in a for a in one.assumed)
+    inter = make_case({**base, "notes": "Table5 schedule Interleaved 1F1B; FSDP8 TP8 PP8; local bs 32, global bs 256 seqs"})
+    assert inter.fixed["mb"] == 4 and inter.fixed["vpp"] == 2
+    # without a pipeline the local batch is one micro-batch, as before
+    flat = make_case({**base, "pp": "1", "dp": "64", "notes": "FSDP; local bs 2, global bs 128 seqs"})
+    assert flat.fixed["mb"] == 2
+    # another framework's rows keep their layout search
+    other = make_case({**base, "source_url": "https://github.com/NVIDIA/Megatron-LM/blob/main/x.md",
+                       "notes": "local bs 32"})
+    assert "mb" not in other.fixed
