@@ -152,7 +152,8 @@ KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one pub
         "## Linear-attention state", "## What the twenty-sixth session measured",
         "## Bursts of varied lengths", "## What the twenty-eighth session measured",
         "## What the twenty-ninth session measured", "## What the thirtieth session measured",
-        "## What the thirty-first session measured")
+        "## What the thirty-first session measured",
+        "## What the thirty-second session measured")
 
 
 def _sections(path: Path) -> dict[str, str]:
