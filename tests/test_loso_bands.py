@@ -271,3 +271,18 @@ def test_the_band_for_a_chip_family_without_rows_is_the_rules_choice_on_the_ship
     narrower, shipped = UNSEEN_WIDEN * round(UNSEEN_FAMILY_WIDEN - 0.05, 2), UNSEEN_WIDEN * UNSEEN_FAMILY_WIDEN
     got = _bench("band_heldout").coverage_from_log(log, widths=(narrower, shipped), groups=YOUNG_STACKS)["widths"]
     assert got[shipped] >= 0.80 > got[narrower]
+
+
+def test_the_training_heldout_summary_reads_more_than_the_median() -> None:
+    """bench/training_heldout.py's summary: median, p75, p90 and the 10-90 % trimmed mean of |error|, and the mean
+    |log(1 + error)|, on signed relative errors (a -50 % and a +100 % error are the same factor of two)."""
+    s = _bench("training_heldout").summary([-0.5, 1.0, 0.1, -0.1, 0.0, 0.2, -0.2, 0.3, -0.3, 0.05])
+    assert s["n"] == 10
+    assert s["median"] == pytest.approx(0.2)
+    assert s["p90"] == pytest.approx(0.55)
+    # the smallest and the largest of the ten |errors| (0.0 and 1.0) are trimmed
+    assert s["trimmed_mean"] == pytest.approx((0.05 + 0.1 + 0.1 + 0.2 + 0.2 + 0.3 + 0.3 + 0.5) / 8)
+    # -50 % and +100 % count alike in log units: ln 2 each
+    want = (2 * np.log(2.0) + np.log(1.1) - np.log(0.9) + np.log(1.2) - np.log(0.8) + np.log(1.3) - np.log(0.7)
+            + np.log(1.05)) / 10
+    assert s["mean_abs_log"] == pytest.approx(want)
