@@ -297,7 +297,7 @@ def training_keys(family: str, metric: str, moe: bool) -> list[str]:
 def training_family_seen(family: str) -> bool:
     """Whether the shipped training calibration fitted this chip family's efficiency, i.e. it has validated
     training rows (the bands' groups lump chips without rows with TPUs and Gaudis)."""
-    from stockpile.perf.training import FAMILY_GROUPS as TRAIN_GROUPS
+    from stockpile.perf.frameworks import FAMILY_GROUPS as TRAIN_GROUPS
     from stockpile.perf.training import load_training_calibration
     return TRAIN_GROUPS.get(family, family) in load_training_calibration().families
 

@@ -25,10 +25,10 @@ from stockpile.atomic import write_calibration_yaml
 from stockpile.calibration.fitter import solve
 from stockpile.calibration.training import UNSTATED_CLUSTER, Case, predict_training_rows, prepare_rows
 from stockpile.errors import DataError
+from stockpile.perf.frameworks import FAMILY_GROUPS, framework, fw_flags, kernel_key
 from stockpile.perf.goodput import job_goodput
 from stockpile.perf.training import (
     FAMILY_DEFAULTS,
-    FAMILY_GROUPS,
     FRAMEWORK_DEFAULTS,
     GLOBAL_DEFAULTS,
     UNMEASURED,
@@ -37,10 +37,7 @@ from stockpile.perf.training import (
     TrainConsts,
     TrainParams,
     evaluate,
-    framework,
-    fw_flags,
     hardware_flops_per_token,
-    kernel_key,
     model_flops_per_token,
 )
 from stockpile.search.training import search

@@ -25,8 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stockpile.catalog.chips import Chip
 from stockpile.catalog.models import ModelSpec
-from stockpile.errors import InputError, MissingFigureError, UnknownNameError
+from stockpile.errors import InputError, MissingFigureError
 from stockpile.perf.calibration import Selection
+from stockpile.perf.frameworks import FAMILY_GROUPS, kernel_key
 
 F = Any                                    # float or np.ndarray: every formula broadcasts
 RECOMPUTE = ("none", "selective", "full")  # codes 0, 1, 2 in the arrays
@@ -57,67 +58,6 @@ GLOBAL_DEFAULTS: dict[str, float] = {
 FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.75}      # large-GEMM fraction of the dense peak
 FRAMEWORK_DEFAULTS: dict[str, float] = {"kernel_eff": 1.0}  # framework kernel quality relative to the family
 UNMEASURED = "unmeasured"   # what a framework without fitted rows takes: the fitted factors' median (by the fit)
-FAMILY_GROUPS = {"ampere": "ampere", "volta": "ampere", "hopper": "hopper", "blackwell": "blackwell",
-                 "blackwell-ultra": "blackwell", "tpu": "tpu", "ascend": "ascend", "gaudi": "gaudi",
-                 "cdna2": "amd", "cdna3": "amd", "cdna4": "amd"}
-
-
-@dataclass(frozen=True)
-class Framework:
-    """What a training framework does by default (its documentation), not fitted."""
-
-    zero: tuple[int, ...]       # sharding stages it offers: 0 none, 1 optimizer, 2 +grads, 3 +params (FSDP)
-    sp: bool = True             # sequence parallelism with TP (Korthikanti 2022)
-    tp_overlap: bool = False    # TP collectives overlapped with GEMMs (TE userbuffers, async TP, XLA)
-    dp_overlap: bool = True     # gradient reduce / parameter gather overlapped with compute
-    ep_overlap: bool = False    # MoE all-to-all overlapped with compute
-    dualpipe: bool = False      # DeepSeek-V3 DualPipe: bidirectional pipeline, EP fully hidden
-    fused: bool = False         # elementwise kernels fused by a compiler (XLA, torch.compile)
-    eager: bool = False         # norms, rotary and gated activation written as chains of eager PyTorch ops
-    flash: bool = True          # a fused attention kernel (FlashAttention and kin); False: the score matrix in HBM
-    moe_sync: bool = False      # dropless MoE that waits on the host each MoE layer to size its expert GEMMs
-    kernels: str = ""           # calibration key of its kernel quality when shared with another entry
-
-
-FRAMEWORKS: dict[str, Framework] = {
-    "megatron": Framework(zero=(0, 1), tp_overlap=True, ep_overlap=True, moe_sync=True),  # Megatron-Core, NeMo, MindSpeed
-    "megatron2021": Framework(zero=(0,), sp=False, dp_overlap=False, flash=False),  # Narayanan et al. 2021 runs
-    "megatron2022": Framework(zero=(0, 1), kernels="megatron", flash=False),   # Korthikanti 2022: SP, no TP overlap
-    "mosaic": Framework(zero=(2, 3)),                                          # Composer + PyTorch FSDP
-    "torchtitan": Framework(zero=(3,), eager=True),                            # FSDP2; async TP/compile via notes
-    "maxtext": Framework(zero=(3,), tp_overlap=True, fused=True),              # JAX/XLA on TPU
-    "deepspeed": Framework(zero=(0, 1, 2, 3), sp=False),
-    "mindspore": Framework(zero=(0, 1)),                                       # MindFormers on Ascend
-    "internevo": Framework(zero=(1,)),                                         # hybrid ZeRO
-    "meta": Framework(zero=(1, 2)),                                            # Llama 3 4D parallelism
-    "hai-llm": Framework(zero=(1,), dualpipe=True, ep_overlap=True),           # DeepSeek-V3 report sec. 3.2
-}
-
-
-# frameworks whose kernels exist only on Ascend: their factor is already the NPU stack's
-ASCEND_ONLY = ("mindspore",)
-
-
-def kernel_key(framework: str, family: str) -> str:
-    """The calibration key of a framework's kernel quality on a chip family. On Ascend a GPU framework runs its
-    NPU port (torchtitan-npu on torch_npu, Megatron as MindSpeed), whose kernels are Huawei's, not the CUDA
-    ones: it gets its own factor ("torchtitan-npu"), so Ascend rows do not move the factor of the same framework
-    on GPUs (held out, the H100 torchtitan runs had been predicted 48 % fast through the factor the two
-    torchtitan-npu rows pushed to its bound)."""
-    fw = (FRAMEWORKS[framework].kernels or framework) if framework in FRAMEWORKS else framework
-    if FAMILY_GROUPS.get(family, family) == "ascend" and fw not in ASCEND_ONLY:
-        return f"{fw}-npu"
-    return fw
-
-
-def fw_flags(fw: Framework) -> dict[str, float]:
-    """A framework's behaviour as numbers the step-time formula takes (arrays when stacked)."""
-    return {"fw_sp": float(fw.sp), "fw_tp_overlap": float(fw.tp_overlap), "fw_dp_overlap": float(fw.dp_overlap),
-            "fw_ep_overlap": float(fw.ep_overlap), "dualpipe": float(fw.dualpipe), "fused": float(fw.fused),
-            "eager": float(fw.eager),
-            "flash": float(fw.flash), "moe_sync": float(fw.moe_sync), "moe_capacity": 0.0}
-
-
 @dataclass(frozen=True)
 class TrainParams:
     gemm_eff: F
@@ -576,12 +516,6 @@ class TrainingEstimate(BaseModel):
 
 
 # ---------------------------------------------------------------- evaluation
-def framework(name: str) -> Framework:
-    if name not in FRAMEWORKS:
-        raise UnknownNameError("framework", name, FRAMEWORKS)
-    return FRAMEWORKS[name]
-
-
 def evaluate(mc: TrainConsts, cc: TrainChip, p: TrainParams, flags: dict[str, F], *, tp: F, pp: F, dp: F,
              ep: F, cp: F, mb: F, recompute: F, zero: F, vpp: F, seq: F, batch_tokens: F, fp8: F) -> dict[str, F]:
     """Step time, throughput, MFU/HFU and memory for arrays of layouts (one pass, no loop)."""

@@ -15,6 +15,7 @@ import numpy as np
 from stockpile.catalog.chips import Chip, get_chip
 from stockpile.catalog.models import ModelSpec, get_model
 from stockpile.errors import InfeasibleError, InputError, MissingFigureError
+from stockpile.perf.frameworks import framework, fw_flags
 from stockpile.perf.goodput import job_goodput
 from stockpile.perf.training import (
     RECOMPUTE,
@@ -28,8 +29,6 @@ from stockpile.perf.training import (
     TrainParams,
     check_layout,
     evaluate,
-    framework,
-    fw_flags,
     load_training_calibration,
 )
 

@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 
 from stockpile.catalog import get_chip, get_model
-from stockpile.perf.training import (
-    FRAMEWORKS,
-    TrainChip,
-    TrainConsts,
-    fw_flags,
-    load_training_calibration,
-    step_time,
-)
+from stockpile.perf.frameworks import FRAMEWORKS, fw_flags
+from stockpile.perf.training import TrainChip, TrainConsts, load_training_calibration, step_time
 
 
 def _step(model_id: str, seq: float = 2048.0, ep: float = 1.0, **flags: float) -> dict[str, float]:

@@ -1,7 +1,8 @@
 """GPU frameworks on Ascend run their NPU ports: their kernel factor is their own, not the GPU one."""
 from __future__ import annotations
 
-from stockpile.perf.training import kernel_key, load_training_calibration
+from stockpile.perf.frameworks import kernel_key
+from stockpile.perf.training import load_training_calibration
 
 
 def test_an_npu_port_has_its_own_kernel_factor() -> None:
