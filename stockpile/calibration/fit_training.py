@@ -23,7 +23,12 @@ import numpy as np
 
 from stockpile.atomic import write_calibration_yaml
 from stockpile.calibration.fitter import solve
-from stockpile.calibration.training import UNSTATED_CLUSTER, Case, predict_training_rows, prepare_rows
+from stockpile.calibration.training import (
+    Case,
+    is_fitted,
+    predict_training_rows,
+    prepare_rows,
+)
 from stockpile.errors import DataError
 from stockpile.perf.frameworks import FAMILY_GROUPS, framework, fw_flags, kernel_key
 from stockpile.perf.goodput import job_goodput
@@ -170,7 +175,7 @@ def fit(rows: list[dict[str, str]], *, exclude_source: str | None = None, rounds
     # about efficiency: validated, not fitted (Llama 2's A100 GPU-hours, -21..-33 %, had pulled Ampere's GEMM
     # efficiency down whenever llm-foundry's A100 rows were held out)
     cases = [c for c in prepared if isinstance(c, Case) and c.source != exclude_source
-             and not any(UNSTATED_CLUSTER in a for a in c.assumed)]
+             and is_fitted(c)]
     if not cases:
         raise DataError("no predictable training rows to calibrate on")
     meas = np.array([c.measured for c in cases])

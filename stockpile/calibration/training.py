@@ -28,6 +28,7 @@ from stockpile.perf.training import (
     TrainChip,
     TrainConsts,
     TrainJob,
+    eight_bit_dtype,
     hardware_flops_per_token,
     load_training_calibration,
     model_flops_per_token,
@@ -66,6 +67,15 @@ DEFAULT_SEQ = {"torchtitan": 8192, "meta": 8192, "maxtext": 2048}
 TIERING_DROPPED = {"mistralai/Mixtral-8x7B-v0.1": 1.25, "mistralai/Mixtral-8x22B-v0.1": 1.25}
 # how a whole-run row's unstated GPU count is sized (the 90-day rule); fit_training leaves such rows out of the fit
 UNSTATED_CLUSTER = "finishes within 90 days (not stated)"
+# an 8-bit recipe on a TPU without fp8 units runs AQT int8 (perf/training.eight_bit_dtype): predicted, not fitted,
+# since the one FP8 efficiency the fit shares across GPU FP8 recipes does not describe it (docs/training-model.md)
+AQT_INT8 = "int8 units (AQT int8"
+
+
+def is_fitted(case: "Case") -> bool:
+    """Whether the training fit uses this case: rows whose cluster size is assumed (UNSTATED_CLUSTER) or whose
+    8-bit path the shared FP8 efficiency does not describe (AQT_INT8) are validated, not fitted."""
+    return not any(UNSTATED_CLUSTER in a or AQT_INT8 in a for a in case.assumed)
 RECOMPUTE_WORDS = {"full": 2, "selective": 1, "none": 0}
 
 
@@ -199,8 +209,10 @@ def make_case(row: dict[str, str]) -> Case:
     if not row.get("precision"):
         used.append("precision bf16 (not stated)")
     precision = "bf16" if precision == "fp16" else precision
-    if precision == "fp8" and not chip.has_native("fp8"):
+    if precision == "fp8" and not chip.has_native(eight_bit_dtype(chip)):
         raise StockpileError(f"{chip.id} has no sourced fp8 tensor peak for this fp8 recipe")
+    if precision == "fp8" and eight_bit_dtype(chip) == "int8":
+        used.append(f"8-bit GEMMs on {chip.id}'s {AQT_INT8}: a TPU without fp8 units; predicted, not fitted)")
     tokens = (_num(row, "tokens_b") or 0.0) * 1e9 or None
     if metric in ("gpu_hours", "days") and not tokens:
         raise StockpileError("a whole-run metric needs the token count (tokens_b), which the source does not give")

@@ -216,12 +216,21 @@ class TrainChip:
             nic = out_bw or c.scaleout_bw
         except MissingFigureError:
             nic = c.scaleup_bw * NO_NIC_SCALEUP_SHARE
-        return cls(peak_bf16=c.peak_flops("bf16"), peak_fp8=c.peak_flops("fp8"), mem_bw=c.mem_bw,
+        return cls(peak_bf16=c.peak_flops("bf16"), peak_fp8=c.peak_flops(eight_bit_dtype(c)), mem_bw=c.mem_bw,
                    memory=c.memory_bytes, up_bw=c.scaleup_bw, out_bw=nic, domain=float(c.scaleup_size))
 
     @classmethod
     def stack(cls, items: list["TrainChip"]) -> "TrainChip":
         return cls(**{f.name: np.array([getattr(i, f.name) for i in items]) for f in fields(cls)})
+
+
+def eight_bit_dtype(c: Chip) -> str:
+    """The tensor dtype an 8-bit ("fp8") training recipe runs its GEMMs in: fp8 where the chip has fp8 units; on a
+    TPU without them (v5e, v6e) int8, which is what MaxText's 8-bit recipes use there (AQT int8: the Trillium
+    GPT-3 175B "fp8" recipe sets quantization=int8, tpu-recipes run_recipe.sh)."""
+    if not c.has_native("fp8") and c.family == "tpu" and c.has_native("int8"):
+        return "int8"
+    return "fp8"
 
 
 # ---------------------------------------------------------------- FLOPs per token

@@ -28,6 +28,7 @@ from stockpile.perf.training import (
     TrainLayout,
     TrainParams,
     check_layout,
+    eight_bit_dtype,
     evaluate,
     load_training_calibration,
 )
@@ -179,7 +180,7 @@ def make_job(model: ModelSpec | str, chip: Chip | str, gpus: int, *, tokens: flo
         raise InputError("tokens", "the token budget must be positive (e.g. 15T)")
     if precision not in ("bf16", "fp16", "fp8"):
         raise InputError("precision", f"'{precision}' is not one of bf16, fp16, fp8")
-    if precision == "fp8" and not hw.has_native("fp8"):
+    if precision == "fp8" and not hw.has_native(eight_bit_dtype(hw)):
         raise InputError("precision", f"{hw.id} has no fp8 tensor units; train in bf16")
     seq = int(seq_len or min(spec.max_position or 4096, 8192))
     if seq < 16:
@@ -229,6 +230,10 @@ def to_estimate(job: TrainJob, out: dict[str, F], i: int, layout: TrainLayout, *
         limits=limits, notes=list(notes or []))
     from stockpile.calibration.bands import unbacked_family
     est.notes.extend(unbacked_family(job.model, training=True))
+    if job.precision == "fp8" and eight_bit_dtype(job.chip) == "int8":
+        est.notes.append(f"8-bit training on {job.chip.id}'s int8 units (AQT int8, as MaxText runs it on TPUs without "
+                         "fp8 units); MFU is against the int8 peak, and the 8-bit efficiency is the one fitted on GPU FP8 recipes "
+                         "(docs/training-model.md)")
     if job.tokens:
         g = job_goodput(layout.gpus, job.model.params)
         hours = job.tokens / tps / 3600.0 / g.goodput

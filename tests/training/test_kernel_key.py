@@ -19,11 +19,31 @@ def test_an_npu_port_has_its_own_kernel_factor() -> None:
 
 
 def test_whole_run_rows_with_an_unstated_gpu_count_are_validated_not_fitted() -> None:
-    from stockpile.calibration.fit_training import UNSTATED_CLUSTER, default_file, fit, read_training_rows
-    from stockpile.calibration.training import Case, prepare_rows, source_of
+    from stockpile.calibration.fit_training import default_file, fit, read_training_rows
+    from stockpile.calibration.training import UNSTATED_CLUSTER, Case, prepare_rows, source_of
     rows = [r for r in read_training_rows(default_file()) if source_of(r)[0] == "meta"]
     cases = [c for c in prepare_rows(rows) if isinstance(c, Case)]
     unstated = [c for c in cases if any(UNSTATED_CLUSTER in a for a in c.assumed)]
     assert unstated and all(c.metric == "gpu_hours" for c in unstated)      # Llama 2's A100 GPU-hours
     _, report = fit(rows, rounds=1, max_nfev=5)
     assert report["rows"] == len(cases) - len(unstated)
+
+
+def test_an_8_bit_recipe_on_a_tpu_without_fp8_runs_int8_and_is_predicted_not_fitted() -> None:
+    """MaxText's Trillium "fp8" recipe quantises with AQT int8 (v6e has int8 units, no fp8): the row is predicted
+    against the int8 peak, says so, and stays out of the fit; a GPU's 8-bit recipe stays fp8."""
+    from stockpile.calibration.fit_training import default_file, fit, read_training_rows
+    from stockpile.calibration.training import AQT_INT8, Case, is_fitted, make_case
+    from stockpile.catalog import get_chip
+    from stockpile.perf.training import TrainChip, eight_bit_dtype
+    v6e, h100 = get_chip("tpu-v6e-32gb"), get_chip("h100-sxm-80gb")
+    assert eight_bit_dtype(v6e) == "int8" and eight_bit_dtype(h100) == "fp8"
+    assert TrainChip.of(v6e).peak_fp8 == v6e.peak_flops("int8") > TrainChip.of(v6e).peak_bf16
+    rows = [r for r in read_training_rows(default_file()) if r["accelerator"].startswith("tpu-v6e")
+            and r.get("precision") == "fp8"]
+    assert rows, "the shipped file has the Trillium GPT-3 175B fp8 recipe"
+    case = make_case(rows[0])
+    assert isinstance(case, Case) and any(AQT_INT8 in a for a in case.assumed) and not is_fitted(case)
+    _, report = fit(rows + [r for r in read_training_rows(default_file()) if r["accelerator"].startswith("tpu-v6e")
+                            and r.get("precision") != "fp8"][:3], rounds=1, max_nfev=5)
+    assert report["rows"] == 3
