@@ -181,7 +181,8 @@ def make_job(model: ModelSpec | str, chip: Chip | str, gpus: int, *, tokens: flo
     if precision not in ("bf16", "fp16", "fp8"):
         raise InputError("precision", f"'{precision}' is not one of bf16, fp16, fp8")
     if precision == "fp8" and not hw.has_native(eight_bit_dtype(hw)):
-        raise InputError("precision", f"{hw.id} has no fp8 tensor units; train in bf16")
+        alt = " or --precision bf16" if hw.has_native("bf16") else ""
+        raise InputError("precision", f"{hw.id} has no native FP8 tensor units; pick a chip that has (e.g. H100){alt}")
     seq = int(seq_len or min(spec.max_position or 4096, 8192))
     if seq < 16:
         raise InputError("seq_len", "the sequence length must be at least 16 tokens")
