@@ -131,9 +131,26 @@ class ChipConsts:
         return cls(**{f: np.array([getattr(i, f) for i in items]) for f in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
+# the fewest rows a dense 16-bit GEMM's tensor-core tiles compute (Hopper's wgmma instruction is 64 rows tall): a
+# decode GEMM of fewer tokens costs that much compute. Hidden under the weight read on chips with more than about
+# 2 x 64 / 2 FLOPs per byte of bandwidth, i.e. all but the export-capped ones: on the H20 (148 bf16 TFLOP/s for
+# 4.0 TB/s) batch-1 bf16 decode runs at this floor (Qwen's H20 speed benchmark, docs/inference-model.md)
+M_TILE = 64.0
+
+
 def gemm_eff(p: Params, rows: F) -> F:
     """GEMM efficiency as a function of its row count (tokens): saturating in M."""
     return p.gemm_eff * p.kernel_eff * rows / (rows + p.gemm_m_half)
+
+
+def tile_rows(p: Params, rows: F, wbytes: F | float) -> F:
+    """The rows a dense GEMM's compute is costed at: in gemm_eff's saturating form its time goes as rows + m_half;
+    16-bit GEMMs (wbytes 2) are floored at M_TILE rows, max(rows + m_half, M_TILE), which these rows costed at
+    gemm_eff(rows) come to. 8- and 4-bit paths keep no floor: Marlin's 4-bit kernels tile 16 rows, and FP8 DeepSeek
+    decode on the H20 at 8 tokens per rank shows none (docs/inference-model.md)."""
+    r = np.maximum(rows, 1.0)
+    floor = np.where(np.asarray(wbytes) >= 2.0, M_TILE, 0.0)
+    return rows * np.maximum(r + p.gemm_m_half, floor) / (r + p.gemm_m_half)
 
 
 def link_bw(cc: ChipConsts, group: F) -> F:
@@ -197,11 +214,13 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     # 1. dense-like GEMMs: attention projections, dense FFN, shared experts (split by attention TP). A small-batch
     # GEMM on native 4-bit block-scaled weights streams them at its own share of the bandwidth (wstream)
     w_dense = mc.dense_like_params / (attn_tp * pp)
-    t_dense = np.maximum(2.0 * tokens * w_dense / (gemm_peak * eff_tok), w_dense * wbytes / (bw * wstream))
+    t_dense = np.maximum(2.0 * tile_rows(p, tokens, wbytes) * w_dense / (gemm_peak * eff_tok),
+                         w_dense * wbytes / (bw * wstream))
     # 2. lm head (vocab-parallel over attention TP) for the tokens that sample
     w_head = mc.lm_head / attn_tp
     head_rows = dec_tokens + np.minimum(pre_tokens, 1.0)
-    t_head = np.maximum(2.0 * head_rows * w_head / (gemm_peak * gemm_eff(p, np.maximum(head_rows, 1.0)) * dtype_eff),
+    t_head = np.maximum(2.0 * tile_rows(p, head_rows, wbytes) * w_head
+                        / (gemm_peak * gemm_eff(p, np.maximum(head_rows, 1.0)) * dtype_eff),
                         w_head * wbytes / bw) / pp
     # 3. routed experts: tokens from every attention-DP rank meet in the expert layer (zero for dense models)
     inst_tokens = tokens * attn_dp

@@ -491,8 +491,9 @@ def _kv_rejection(model: ModelSpec, pre: Chip, dec: Chip, *, gpus: int, isl: flo
     _, _, meets = _scores(out, gpus, slo)
     if not meets.any():
         return None
+    link_text = f"{link:,.0f}" if link >= 10 else f"{link:.2g}"
     return (f"rejected: prefill on {pre.id} with decode on {dec.id} meets no {slo.text()} because of the KV "
-            f"hand-off: every request's KV cache crosses the scale-out link ({link:,.0f} Gb/s per GPU, the slower "
+            f"hand-off: every request's KV cache crosses the scale-out link ({link_text} Gb/s per GPU, the slower "
             f"NIC of the two), and with a link that moved it for free {int(meets.sum()):,} configurations would "
             "meet the targets")
 

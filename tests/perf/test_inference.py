@@ -494,3 +494,39 @@ def test_grouped_expert_kernels_keep_their_own_stream_share_on_fp4(tiny_moe, tin
     assert parts[0.5]["gemm"] - parts[1.0]["gemm"] == pytest.approx(dense_s, rel=1e-6)   # the dense stream, twice
     cfg = Configs(weight_dtype="fp4", kv_dtype="fp8", isl=512, osl=64)
     assert config_of(tiny_moe, chip4, "vllm", cfg, p).wstream == 0.5
+
+
+def test_a_16_bit_decode_gemm_costs_at_least_a_whole_tensor_core_tile():
+    """tile_rows floors a 16-bit GEMM's compute at M_TILE rows (max(rows + m_half, M_TILE) in gemm_eff's saturating
+    form); 8- and 4-bit paths and GEMMs of M_TILE rows or more keep their own rows."""
+    from stockpile.perf import operators as ops
+    from stockpile.perf.calibration import load_calibration
+    p = load_calibration().params("hopper", "sglang")
+    rows = np.array([0.0, 0.5, 1.0, 8.0, 200.0])
+    got = ops.tile_rows(p, rows, 2.0)
+    r = np.maximum(rows, 1.0)
+    assert got == pytest.approx(rows * np.maximum(r + p.gemm_m_half, ops.M_TILE) / (r + p.gemm_m_half))
+    assert got[0] == 0.0 and got[-1] == pytest.approx(200.0) and got[2] > 2.0      # one row costs > 2 rows' worth
+    assert ops.tile_rows(p, rows, 1.0) == pytest.approx(rows)
+
+
+def test_an_export_capped_chip_is_compute_bound_at_batch_one_16_bit_decode(monkeypatch):
+    """The H20 has more memory bandwidth than the H100 (4.0 vs 3.35 TB/s) but 148 bf16 TFLOP/s: a batch-1 bf16
+    decode step's GEMMs cost the compute of a 64-row tile, over its weight read there, so the H20 decodes slower
+    than the H100; at FP8, and at batches of more than a tile, the floor changes nothing."""
+    from stockpile.catalog import get_chip, get_model
+    from stockpile.perf import operators as ops
+    model, h20, h100 = get_model("Qwen/Qwen3-8B"), get_chip("h20-96gb"), get_chip("h100-sxm-80gb")
+
+    def tpot(chip, conc, dtype="bf16"):
+        return estimate(model, chip, layout=resolve_layout(gpus=1, tp=1), engine="sglang", weight_dtype=dtype,
+                        isl=1, osl=2048, concurrency=conc).tpot_ms
+
+    floored = {k: tpot(*k) for k in ((h20, 1), (h100, 1), (h20, 1, "fp8"), (h20, 128))}
+    monkeypatch.setattr(ops, "M_TILE", 0.0)
+    bare = {k: tpot(*k) for k in floored}
+    assert bare[(h20, 1)] < bare[(h100, 1)] < floored[(h20, 1)]          # bandwidth alone would favour the H20
+    assert floored[(h20, 1)] > 1.6 * bare[(h20, 1)]
+    assert floored[(h100, 1)] == pytest.approx(bare[(h100, 1)], rel=1e-6)  # hidden under the H100's weight read
+    assert floored[(h20, 1, "fp8")] == pytest.approx(bare[(h20, 1, "fp8")], rel=1e-6)
+    assert floored[(h20, 128)] == pytest.approx(bare[(h20, 128)], rel=1e-3)
