@@ -23,12 +23,7 @@ import numpy as np
 
 from stockpile.atomic import write_calibration_yaml
 from stockpile.calibration.fitter import solve
-from stockpile.calibration.training import (
-    Case,
-    is_fitted,
-    predict_training_rows,
-    prepare_rows,
-)
+from stockpile.calibration.training import Case, is_fitted, predict_training_rows, prepare_rows
 from stockpile.errors import DataError
 from stockpile.perf.frameworks import FAMILY_GROUPS, framework, fw_flags, kernel_key
 from stockpile.perf.goodput import job_goodput
