@@ -524,7 +524,9 @@ def sim_isl(trace: Any, cfg: Configs) -> np.ndarray:
     return np.asarray(trace.isl if trace is not None else [float(cfg.isl)], dtype=float)
 
 
-PART_LABELS = {"gemm": "weight GEMMs", "experts": "expert GEMMs", "attention": "attention (KV-cache and recurrent-state reads)",
+PART_LABELS = {"gemm": "weight GEMMs",
+               "gemm_tile": "16-bit GEMMs' 64-row tensor-core tile floor (few rows on a compute-capped chip)",
+               "experts": "expert GEMMs", "attention": "attention (KV-cache and recurrent-state reads)",
                "activations": "activation traffic", "tp_allreduce": "tensor-parallel all-reduce",
                "ep_alltoall": "expert all-to-all", "pp_handoff": "pipeline hand-off", "overhead": "engine overhead",
                "host_launch": "host kernel launches per layer (the step runs outside a whole-step graph)"}

@@ -291,7 +291,12 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     t_moe_fixed = mc.moe_layers * p.moe_layer_s / pp
     device = t_dense + t_head + t_moe + t_a2a + t_att_dec + t_att_pre + t_ar + t_pp + t_act + t_moe_fixed
     if parts:   # per-operator seconds, for explanations ("what limits this configuration")
-        return {"gemm": t_dense + t_head, "experts": t_moe + t_moe_fixed, "attention": t_att_dec + t_att_pre,
+        # the tile floor's share apart: what the same GEMMs would take at their own rows
+        bare = (np.maximum(2.0 * tokens * w_dense / (gemm_peak * eff_tok), w_dense * wbytes / (bw * wstream))
+                + np.maximum(2.0 * head_rows * w_head / (gemm_peak * gemm_eff(p, np.maximum(head_rows, 1.0))
+                                                        * dtype_eff), w_head * wbytes / bw) / pp)
+        return {"gemm": bare, "gemm_tile": t_dense + t_head - bare,
+                "experts": t_moe + t_moe_fixed, "attention": t_att_dec + t_att_pre,
                 "activations": t_act, "tp_allreduce": t_ar, "ep_alltoall": t_a2a, "pp_handoff": t_pp,
                 "overhead": t_over + t_front, "host_launch": np.maximum(eager - device, 0.0)}
     return np.maximum(device, eager) + t_over + t_front

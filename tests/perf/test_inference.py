@@ -530,3 +530,7 @@ def test_an_export_capped_chip_is_compute_bound_at_batch_one_16_bit_decode(monke
     assert floored[(h100, 1)] == pytest.approx(bare[(h100, 1)], rel=1e-6)  # hidden under the H100's weight read
     assert floored[(h20, 1, "fp8")] == pytest.approx(bare[(h20, 1, "fp8")], rel=1e-6)
     assert floored[(h20, 128)] == pytest.approx(bare[(h20, 128)], rel=1e-3)
+    monkeypatch.setattr(ops, "M_TILE", 64.0)
+    lim = estimate(model, h20, layout=resolve_layout(gpus=1, tp=1), engine="sglang", weight_dtype="bf16", isl=1,
+                   osl=2048, concurrency=1).limits
+    assert lim.startswith("16-bit GEMMs' 64-row tensor-core tile floor")      # what binds, said as such
