@@ -214,14 +214,17 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     # 1. dense-like GEMMs: attention projections, dense FFN, shared experts (split by attention TP). A small-batch
     # GEMM on native 4-bit block-scaled weights streams them at its own share of the bandwidth (wstream)
     w_dense = mc.dense_like_params / (attn_tp * pp)
-    t_dense = np.maximum(2.0 * tile_rows(p, tokens, wbytes) * w_dense / (gemm_peak * eff_tok),
-                         w_dense * wbytes / (bw * wstream))
     # 2. lm head (vocab-parallel over attention TP) for the tokens that sample
     w_head = mc.lm_head / attn_tp
     head_rows = dec_tokens + np.minimum(pre_tokens, 1.0)
-    t_head = np.maximum(2.0 * tile_rows(p, head_rows, wbytes) * w_head
-                        / (gemm_peak * gemm_eff(p, np.maximum(head_rows, 1.0)) * dtype_eff),
-                        w_head * wbytes / bw) / pp
+    eff_head = gemm_eff(p, np.maximum(head_rows, 1.0)) * dtype_eff
+
+    def weight_gemms(dense_rows: F, lm_rows: F) -> F:
+        """Seconds of the dense GEMMs and the lm head, their compute costed at these rows."""
+        return (np.maximum(2.0 * dense_rows * w_dense / (gemm_peak * eff_tok), w_dense * wbytes / (bw * wstream))
+                + np.maximum(2.0 * lm_rows * w_head / (gemm_peak * eff_head), w_head * wbytes / bw) / pp)
+
+    t_gemm = weight_gemms(tile_rows(p, tokens, wbytes), tile_rows(p, head_rows, wbytes))
     # 3. routed experts: tokens from every attention-DP rank meet in the expert layer (zero for dense models)
     inst_tokens = tokens * attn_dp
     rows_per_expert = np.maximum(inst_tokens * mc.top_k / mc.experts, 1e-9)
@@ -289,13 +292,10 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     t_act = act_bytes / bw
     # 9. an MoE layer's short kernels (router, top-k, token permute and un-permute), per step
     t_moe_fixed = mc.moe_layers * p.moe_layer_s / pp
-    device = t_dense + t_head + t_moe + t_a2a + t_att_dec + t_att_pre + t_ar + t_pp + t_act + t_moe_fixed
+    device = t_gemm + t_moe + t_a2a + t_att_dec + t_att_pre + t_ar + t_pp + t_act + t_moe_fixed
     if parts:   # per-operator seconds, for explanations ("what limits this configuration")
-        # the tile floor's share apart: what the same GEMMs would take at their own rows
-        bare = (np.maximum(2.0 * tokens * w_dense / (gemm_peak * eff_tok), w_dense * wbytes / (bw * wstream))
-                + np.maximum(2.0 * head_rows * w_head / (gemm_peak * gemm_eff(p, np.maximum(head_rows, 1.0))
-                                                        * dtype_eff), w_head * wbytes / bw) / pp)
-        return {"gemm": bare, "gemm_tile": t_dense + t_head - bare,
+        bare = weight_gemms(tokens, head_rows)      # the tile floor's share apart: the GEMMs at their own rows
+        return {"gemm": bare, "gemm_tile": t_gemm - bare,
                 "experts": t_moe + t_moe_fixed, "attention": t_att_dec + t_att_pre,
                 "activations": t_act, "tp_allreduce": t_ar, "ep_alltoall": t_a2a, "pp_handoff": t_pp,
                 "overhead": t_over + t_front, "host_launch": np.maximum(eager - device, 0.0)}
