@@ -452,7 +452,7 @@ def train(model: str = typer.Option(..., "--model", help="HF repo id or config.j
     t = Table(title=f"Training {e.model} on {e.gpus} x {e.chip} ({e.precision}, {e.framework})")
     t.add_column("metric")
     t.add_column("value", justify="right")
-    rows = [("layout", ", ".join(f"{k}={v}" for k, v in lay.items())), ("fits in memory", "yes" if e.fits else f"NO (over by {e.over_memory_gb:.1f} GB)"),
+    rows = [("layout", ", ".join(f"{k}={v}" for k, v in lay.items() if v is not None)), ("fits in memory", "yes" if e.fits else f"NO (over by {e.over_memory_gb:.1f} GB)"),
             ("step time", f"{e.step_time_s:.2f} s"), ("tokens/s", f"{e.tokens_per_s:,.0f}"),
             ("tokens/s per GPU", f"{e.tokens_per_s_per_gpu:,.0f}"), ("TFLOP/s per GPU", f"{e.tflops_per_gpu:,.0f}"),
             ("MFU / HFU", f"{100 * e.mfu:.1f}% / {100 * e.hfu:.1f}%"),

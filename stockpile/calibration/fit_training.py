@@ -105,7 +105,7 @@ class Frozen:
                                 out_bw=c.out_bw, require_fit=False)
             lays.append({k: float(v[i]) for k, v in sp.items()})
             batches.append(float(out["tokens_per_s"][i] * out["step"][i]))
-            scale, inv = _metric_scale(c, lays[-1]["recompute"])
+            scale, inv = _metric_scale(c, lays[-1]["recompute"], lays[-1]["rc_frac"])
             scales.append(scale)
             inverse.append(inv)
         keys = sorted({(FAMILY_GROUPS.get(c.job.chip.family, c.job.chip.family), c.job.framework) for c in cases})
@@ -130,7 +130,7 @@ class Frozen:
         return np.where(self.inverse > 0, self.scale / tps, self.scale * tps)
 
 
-def _metric_scale(c: Case, recompute: float) -> tuple[float, float]:
+def _metric_scale(c: Case, recompute: float, rc_frac: float = 1.0) -> tuple[float, float]:
     """(scale, inverse): the row's metric is scale x tokens/s, or scale / tokens/s when inverse."""
     job, m = c.job, c.metric
     if m in ("gpu_hours", "days"):
@@ -139,7 +139,7 @@ def _metric_scale(c: Case, recompute: float) -> tuple[float, float]:
     mc, seq = TrainConsts.of(job.model, mtp=job.mtp), float(job.seq_len)
     peak = job.chip.peak_flops("fp8" if job.precision == "fp8" else "bf16")
     mfl = float(model_flops_per_token(mc, seq, causal=c.causal))
-    hfl = float(hardware_flops_per_token(mc, seq, recompute, causal=c.causal))
+    hfl = float(hardware_flops_per_token(mc, seq, recompute, causal=c.causal, rc_frac=rc_frac))
     per = 1.0 / job.gpus
     return {"tokens_per_s": 1.0, "tokens_per_s_per_gpu": per, "mfu": per * mfl / peak, "hfu": per * hfl / peak,
             "tflops_per_gpu": per * (hfl if c.tflops_recompute else mfl) / 1e12}[m], 0.0

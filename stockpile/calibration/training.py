@@ -38,7 +38,7 @@ from stockpile.search.training import MAX_BATCH_TOKENS, make_job, search
 METRICS = ("mfu", "hfu", "tflops_per_gpu", "tokens_per_s_per_gpu", "tokens_per_s", "gpu_hours", "days")
 # source (URL pattern) -> (calibration framework, attention convention causal?, TFLOPs count recompute?)
 SOURCES: list[tuple[str, str, str, bool, bool]] = [
-    ("NVIDIA/NeMo/blob", "nemo", "megatron", False, False),                    # NeMo 24.07 (full attention)
+    ("NVIDIA/NeMo/blob", "nemo", "nemo", False, False),                        # NeMo 24.07 (full attention)
     ("Megatron-LM/blob/2dae74b6f5", "megatron2021", "megatron2021", False, True),    # Narayanan 2021 formula
     ("Megatron-Bridge", "megatron-bridge", "megatron", True, False),             # causal half (25.x formula)
     ("Megatron-LM/blob/f2e5db402c^", "megatron2022", "megatron2022", False, False),  # Korthikanti 2022 README
@@ -358,7 +358,8 @@ def predict_case(case: Case, cal: TrainCalibration) -> tuple[float, list[str]]:
     peak = job.chip.peak_flops("fp8" if job.precision == "fp8" else "bf16")
     seq = float(job.seq_len)
     mflops = float(model_flops_per_token(mc, seq, causal=case.causal))
-    hflops = float(hardware_flops_per_token(mc, seq, float(sp["recompute"][i]), causal=case.causal))
+    hflops = float(hardware_flops_per_token(mc, seq, float(sp["recompute"][i]), causal=case.causal,
+                                            rc_frac=float(sp["rc_frac"][i])))
     m = case.metric
     if m in ("gpu_hours", "days"):
         g = job_goodput(job.gpus, job.model.params)

@@ -229,7 +229,7 @@ def _training_speed(params_b: float, active_params_b: float | None, chip_id: str
         return None
     lay = est.layout
     layout = " ".join(f"{k}={lay[k]}" for k in ("tp", "pp", "dp", "ep", "cp", "micro_batch", "recompute",
-                                                "zero", "vpp") if k in lay)
+                                                "recompute_layers", "zero", "vpp") if lay.get(k) is not None)
     note = (f"{what}; on {gpus} x {chip.id}, {used}{why}, seq {seq_len}: {layout}; "
             f"{est.tokens_per_s_per_gpu:.0f} tokens/s per GPU, MFU {est.mfu:.1%}; goodput {est.goodput:.3f} "
             f"(job_goodput at {gpus} GPUs)")

@@ -28,12 +28,21 @@ class Framework:
     eager: bool = False         # norms, rotary and gated activation written as chains of eager PyTorch ops
     flash: bool = True          # a fused attention kernel (FlashAttention and kin); False: the score matrix in HBM
     moe_sync: bool = False      # dropless MoE that waits on the host each MoE layer to size its expert GEMMs
+    partial_recompute: bool = False  # full recompute of only as many layers per stage as memory needs
+    grad_bytes: float = 4.0     # main-gradient buffer bytes per parameter (fp32; 2 where reduced in bf16)
     kernels: str = ""           # calibration key of its kernel quality when shared with another entry
 
 
 FRAMEWORKS: dict[str, Framework] = {
-    "megatron": Framework(zero=(0, 1), tp_overlap=True, ep_overlap=True, moe_sync=True),  # Megatron-Core, NeMo, MindSpeed
-    "megatron2021": Framework(zero=(0,), sp=False, dp_overlap=False, flash=False),  # Narayanan et al. 2021 runs
+    # Megatron-Core, NeMo, MindSpeed; --recompute-method block --recompute-num-layers N (NeMo 1.x:
+    # activations_checkpoint_num_layers) recomputes N layers per stage
+    "megatron": Framework(zero=(0, 1), tp_overlap=True, ep_overlap=True, moe_sync=True, partial_recompute=True),
+    # NeMo 1.x (NeMo Framework Launcher recipes, containers up to 24.07): Megatron-Core models under Apex's
+    # DistributedFusedAdam, whose gradient buffer the launcher's performance recipes keep in bf16
+    # (optim.grad_sync_dtype=bf16, examples/training/*/h100/*.sh)
+    "nemo": Framework(zero=(0, 1), tp_overlap=True, ep_overlap=True, moe_sync=True, partial_recompute=True,
+                      grad_bytes=2.0, kernels="megatron"),
+    "megatron2021":  Framework(zero=(0,), sp=False, dp_overlap=False, flash=False),  # Narayanan et al. 2021 runs
     "megatron2022": Framework(zero=(0, 1), kernels="megatron", flash=False),   # Korthikanti 2022: SP, no TP overlap
     "mosaic": Framework(zero=(2, 3)),                                          # Composer + PyTorch FSDP
     "torchtitan": Framework(zero=(3,), eager=True),                            # FSDP2; async TP/compile via notes
@@ -67,7 +76,8 @@ def fw_flags(fw: Framework) -> dict[str, float]:
     return {"fw_sp": float(fw.sp), "fw_tp_overlap": float(fw.tp_overlap), "fw_dp_overlap": float(fw.dp_overlap),
             "fw_ep_overlap": float(fw.ep_overlap), "dualpipe": float(fw.dualpipe), "fused": float(fw.fused),
             "eager": float(fw.eager),
-            "flash": float(fw.flash), "moe_sync": float(fw.moe_sync), "moe_capacity": 0.0}
+            "flash": float(fw.flash), "moe_sync": float(fw.moe_sync), "moe_capacity": 0.0,
+            "fw_grad_bytes": fw.grad_bytes}
 
 
 def framework(name: str) -> Framework:

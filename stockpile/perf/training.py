@@ -32,6 +32,15 @@ from stockpile.perf.frameworks import FAMILY_GROUPS, kernel_key
 F = Any                                    # float or np.ndarray: every formula broadcasts
 RECOMPUTE = ("none", "selective", "full")  # codes 0, 1, 2 in the arrays
 
+
+def recompute_shares(recompute: F, rc_frac: F = 1.0) -> tuple[F, F]:
+    """(share of a stage's layers under full recompute, 1 where selective recompute): full recompute of only
+    some layers (Megatron's --recompute-method block --recompute-num-layers N; NeMo's
+    activations_checkpoint_num_layers) is code 2 with `rc_frac` = N / layers per stage; the others recompute
+    nothing."""
+    full = np.where(recompute >= 2, rc_frac, 0.0)
+    return full, np.where((recompute >= 1) & (recompute < 2), 1.0, 0.0)
+
 # ---------------------------------------------------------------- calibration parameters
 GLOBAL_DEFAULTS: dict[str, float] = {
     "attn_eff": 0.65,        # flash-attention throughput relative to a large GEMM
@@ -259,12 +268,13 @@ def mtp_params(mc: TrainConsts) -> F:
     return mc.mtp * (layer + 2.0 * mc.hidden**2 + mc.vocab * mc.hidden)
 
 
-def hardware_flops_per_token(mc: TrainConsts, seq: F, recompute: F, *, causal: bool = True) -> F:
+def hardware_flops_per_token(mc: TrainConsts, seq: F, recompute: F, *, causal: bool = True, rc_frac: F = 1.0) -> F:
     """Model FLOPs plus what activation recompute repeats: selective repeats the attention core forward,
     full repeats every layer's forward (the lm head is not recomputed). Korthikanti et al. 2022 sec. 5."""
     att = mc.attn_coef * attention_context(mc, seq, causal=causal)
     lin = 2.0 * (mc.p_dense + mc.p_expert * mc.top_k / mc.experts)
-    extra = np.where(recompute >= 2, lin + att, np.where(recompute >= 1, att, 0.0))
+    full, sel = recompute_shares(recompute, rc_frac)
+    extra = full * (lin + att) + sel * att
     return model_flops_per_token(mc, seq, causal=causal) + extra
 
 
@@ -275,27 +285,30 @@ def local_params(mc: TrainConsts, tp: F, pp: F, ep: F) -> tuple[F, F]:
     return (mc.p_total - mc.p_expert) / (tp * pp), mc.p_expert / (ep * pp)
 
 
-def activation_bytes_per_token_layer(mc: TrainConsts, recompute: F) -> F:
+def activation_bytes_per_token_layer(mc: TrainConsts, recompute: F, rc_frac: F = 1.0) -> F:
     """Stored activation bytes per token per layer in bf16 (flash attention keeps no score matrix).
 
     Korthikanti et al. 2022 eq. (2) without the s^2 term, generalised: attention stores its inputs, Q/K/V and
     output (2(4h + q + kv)); the FFN its input, the up/gate outputs and the activation output. Selective
-    recompute drops the activation-function output, full recompute keeps only the layer input (2h)."""
+    recompute drops the activation-function output, full recompute keeps only the layer input (2h); the
+    mean over a stage's layers where only a share `rc_frac` of them is fully recomputed."""
     h = mc.hidden
     attn = 2.0 * (4.0 * h + mc.q_dim + mc.kv_dim)
     ffn_in = 2.0 * 2.0 * h * (1.0 - mc.moe_frac) + mc.moe_frac * 2.0 * h * (1.0 + mc.top_k)
     ffn = ffn_in + 2.0 * mc.mats * mc.ffn_act
     full = attn + ffn
     sel = full - 2.0 * mc.ffn_act
-    return np.where(recompute >= 2, 2.0 * h, np.where(recompute >= 1, sel, full))
+    share, selective = recompute_shares(recompute, rc_frac)
+    return share * 2.0 * h + (1.0 - share) * np.where(selective > 0, sel, full)
 
 
 def memory_per_gpu(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, dp: F, ep: F, cp: F,
                    mb: F, recompute: F, zero: F, vpp: F, micro_batches: F, seq: F, fp8: F,
-                   dualpipe: F = 0.0) -> dict[str, F]:
+                   dualpipe: F = 0.0, rc_frac: F = 1.0, grad_bytes: F = 4.0) -> dict[str, F]:
     """Bytes per GPU on the busiest (first) pipeline stage (Rajbhandari et al. 2020; Korthikanti et al. 2022).
 
-    Weights bf16 (2 B) plus an fp8 copy in fp8 training, fp32 main gradients (4 B), Adam fp32 master weights
+    Weights bf16 (2 B) plus an fp8 copy in fp8 training, main gradients (`grad_bytes`: fp32, 4 B, unless the
+    framework reduces them in bf16), Adam fp32 master weights
     and two moments (12 B); ZeRO-1 shards the optimizer over the data-parallel (and CP) ranks, ZeRO-2 also
     the gradients, ZeRO-3/FSDP also the weights (plus two gathered layers). In-flight micro-batches: the
     first 1F1B stage holds min(pp, m); interleaving adds (pp-1)/(pp v) (Narayanan et al. 2021 sec. 2.2)."""
@@ -306,14 +319,16 @@ def memory_per_gpu(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp:
     w_bytes = 2.0 + np.where(fp8 > 0, 1.0, 0.0)
     weights = copies * w_bytes * np.where(z3, dense / shard_d + expert / shard_e, dense + expert)
     weights = weights + np.where(z3, 2.0 * 2.0 * (dense + expert) / np.maximum(mc.layers / pp, 1.0), 0.0)
-    grads = 4.0 * np.where(zero >= 2, dense / shard_d + expert / shard_e, dense + expert)
+    grads = grad_bytes * np.where(zero >= 2, dense / shard_d + expert / shard_e, dense + expert)
     optim = 12.0 * np.where(zero >= 1, dense / shard_d + expert / shard_e, dense + expert)
     tokens = mb * seq / (cp * tp)                             # SP splits stored activations by TP
     in_flight = np.where(pp > 1, np.minimum(pp, micro_batches) * (1.0 + (pp - 1.0) / (pp * vpp)
                                                                     * (vpp > 1)), 1.0)
-    per_layer = activation_bytes_per_token_layer(mc, recompute) * tokens
+    per_layer = activation_bytes_per_token_layer(mc, recompute, rc_frac) * tokens
     acts = per_layer * (mc.layers / pp) * in_flight
-    acts = acts + np.where(recompute >= 2, activation_bytes_per_token_layer(mc, 0.0) * tokens, 0.0)
+    # a recomputed layer's full activations live again during its backward
+    acts = acts + np.where(recompute_shares(recompute, rc_frac)[0] > 0,
+                           activation_bytes_per_token_layer(mc, 0.0) * tokens, 0.0)
     logits = mb * seq / cp * mc.vocab / tp * 6.0              # bf16 logits + fp32 softmax, last stage
     other = np.where(pp > 1, 0.0, logits) + p.reserve_gb * 2**30
     total = weights + grads + optim + acts + other
@@ -358,7 +373,8 @@ EAGER_GLU_BYTES = (10.0 - 6.0) + (18.0 - 10.0)
 def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, dp: F, ep: F, cp: F, mb: F,
               recompute: F, zero: F, vpp: F, seq: F, batch_tokens: F, fp8: F, fw_sp: F = 1.0,
               fw_tp_overlap: F = 1.0, fw_dp_overlap: F = 1.0, fw_ep_overlap: F = 0.0, dualpipe: F = 0.0,
-              fused: F = 0.0, eager: F = 0.0, flash: F = 1.0, moe_sync: F = 1.0, moe_capacity: F = 0.0) -> dict[str, F]:
+              fused: F = 0.0, eager: F = 0.0, flash: F = 1.0, moe_sync: F = 1.0, moe_capacity: F = 0.0,
+              rc_frac: F = 1.0, fw_grad_bytes: F = 4.0) -> dict[str, F]:
     """Seconds per optimizer step and its parts, for arrays of layouts.
 
     One micro-batch on the busiest (last) stage: GEMMs at peak x efficiency(width, rows), flash attention,
@@ -376,7 +392,8 @@ def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, d
     eff_d = base * (h / tp) / (h / tp + p.w_half)
     rows_e = T / tp * mc.top_k * ep / mc.experts         # tokens per local expert
     eff_e = base * mc.ffn_expert / (mc.ffn_expert + p.w_half) * rows_e / (rows_e + p.m_half)
-    rc_lin = np.where(rc >= 2, 4.0 / 3.0, 1.0)
+    full, sel = recompute_shares(rc, rc_frac)           # share of layers fully recomputed; selective
+    rc_lin = 1.0 + full / 3.0
     f_dense = 6.0 * T * mc.p_dense / (tp * pp) * rc_lin
     # dropless experts wait for the busiest (moe_imbalance); dropping at capacity c pads each expert to c x its mean
     # load, and a one-hot dispatch + combine costs 4 c s k h FLOPs per token and MoE layer forward (MaxText)
@@ -386,12 +403,12 @@ def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, d
     f_head = 6.0 * T * (mc.vocab * h + mtp_params(mc)) / tp
     t_gemm = (f_dense + f_head + f_disp) / (peak * eff_d) + np.where(mc.moe_frac > 0, f_exp / (peak * eff_e), 0.0)
     f_att = 3.0 * T * mc.attn_coef * attention_context(mc, seq) * (1.0 / pp + mc.mtp / L) / tp
-    t_att = f_att * np.where(rc >= 1, 4.0 / 3.0, 1.0) / (cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)
+    t_att = f_att * (1.0 + (full + sel) / 3.0) / (cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)
     # without a fused attention kernel the whole score matrix (heads x s x s, causal mask or not) goes through
     # HBM in 16-bit: forward writes QK^T, the fused softmax reads and writes it, dropout reads, writes and keeps
     # its mask, PV reads it (~13 B per score); backward ~19 B more; recomputing attention repeats the forward
     scores = T * mc.heads / tp * seq * mc.full_layers / pp
-    t_att = t_att + (1.0 - flash) * scores * np.where(rc >= 1, 45.0, 32.0) / (cc.mem_bw * p.mem_eff)
+    t_att = t_att + (1.0 - flash) * scores * (32.0 + 13.0 * (full + sel)) / (cc.mem_bw * p.mem_eff)
     # HBM-bound work: norms, residuals, rotary, activation functions, MoE permutations; fp8 casts
     tok_sp = T / np.where(fw_sp > 0, tp, 1.0)
     elem = p.elem_bytes * h + 18.0 * mc.ffn_act + mc.moe_frac * 24.0 * mc.top_k * h
@@ -399,18 +416,18 @@ def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, d
     # through HBM in fp32 where it upcasts; the extra bytes over the fused kernels the count above assumes
     elem = elem + eager * (1.0 - fused) * (EAGER_NORM_BYTES * h + EAGER_ROPE_BYTES * (mc.q_dim + 0.5 * mc.kv_dim)
                                            + EAGER_GLU_BYTES * mc.ffn_act * (mc.mats > 2))
-    elem = elem * np.where(fused > 0, p.fused_elem, 1.0) * np.where(rc >= 2, 4.0 / 3.0, 1.0)
+    elem = elem * np.where(fused > 0, p.fused_elem, 1.0) * rc_lin
     cast = np.where(fp8 > 0, 6.0 * (2.0 * h + mc.q_dim + mc.ffn_act), 0.0)
     t_elem = tok_sp * (ls + mc.mtp) * (elem + cast) / (cc.mem_bw * p.mem_eff)
-    t_launch = (ls + mc.mtp) * (p.layer_s + mc.moe_frac * p.moe_layer_s * moe_sync) * np.where(rc >= 2, 4.0 / 3.0, 1.0)
+    t_launch = (ls + mc.mtp) * (p.layer_s + mc.moe_frac * p.moe_layer_s * moe_sync) * rc_lin
     # tensor parallel: per layer 2 all-reduce equivalents forward (1 in MoE layers: expert TP = 1), as many
     # backward, again forward under full recompute; exposed unless the framework overlaps them
-    n_tp = (2.0 - mc.moe_frac) * (2.0 + (rc >= 2)) * (ls + mc.mtp)
+    n_tp = (2.0 - mc.moe_frac) * (2.0 + full) * (ls + mc.mtp)
     t_tp = _ring(cc, p, tp, np.minimum(tp, cc.domain), T * h * 2.0, 2.0) * n_tp
     t_tp = t_tp * (1.0 - p.tp_overlap * fw_tp_overlap)
     # expert parallel: dispatch + combine forward and backward (fp8 dispatch in fp8 training)
     a2a = _alltoall(cc, p, ep, np.minimum(ep, cc.domain), T / tp * mc.top_k * h * np.where(fp8 > 0, 1.5, 2.0))
-    t_ep = mc.moe_frac * (ls + mc.mtp) * (4.0 + 2.0 * (rc >= 2)) * a2a
+    t_ep = mc.moe_frac * (ls + mc.mtp) * (4.0 + 2.0 * full) * a2a
     t_ep = t_ep * np.where(dualpipe > 0, 0.0, 1.0 - p.ep_overlap * fw_ep_overlap)
     # context parallel (ring attention): the local K/V travels cp-1 hops forward, K/V and dK/dV backward,
     # hidden behind the attention core where it is longer
@@ -434,8 +451,9 @@ def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, d
         return (_ring(cc, p, g_d, k_d, dense * nbytes_per_param, passes, ls)
                 + np.where(mc.moe_frac > 0, _ring(cc, p, g_e, k_e, expert * nbytes_per_param, passes, ls), 0.0))
 
-    t_dp = np.where(zero >= 3, m * (2.0 * dp_time(2.0, 1.0) + dp_time(4.0, 1.0)),
-                    np.where(zero >= 1, dp_time(4.0, 1.0) + dp_time(2.0, 1.0), dp_time(4.0, 2.0)))
+    g = fw_grad_bytes
+    t_dp = np.where(zero >= 3, m * (2.0 * dp_time(2.0, 1.0) + dp_time(g, 1.0)),
+                    np.where(zero >= 1, dp_time(g, 1.0) + dp_time(2.0, 1.0), dp_time(g, 2.0)))
     window = np.where(zero >= 3, m * t_mb, t_mb) * p.dp_overlap * fw_dp_overlap
     t_dp_exp = np.maximum(t_dp - window, 0.0)
     # optimizer: Adam over the local shard, HBM-bound (~30 B per parameter); fp8 weight casts once per step
@@ -461,6 +479,9 @@ class TrainLayout(BaseModel):
     cp: int = Field(1, ge=1)
     micro_batch: int = Field(1, ge=1)
     recompute: Literal["none", "selective", "full"] = "none"
+    # full recompute of only this many layers per pipeline stage (Megatron --recompute-method block
+    # --recompute-num-layers); None: every layer
+    recompute_layers: int | None = Field(None, ge=1)
     zero: int = Field(1, ge=0, le=3)
     vpp: int = Field(1, ge=1)
 
@@ -526,17 +547,19 @@ class TrainingEstimate(BaseModel):
 
 # ---------------------------------------------------------------- evaluation
 def evaluate(mc: TrainConsts, cc: TrainChip, p: TrainParams, flags: dict[str, F], *, tp: F, pp: F, dp: F,
-             ep: F, cp: F, mb: F, recompute: F, zero: F, vpp: F, seq: F, batch_tokens: F, fp8: F) -> dict[str, F]:
-    """Step time, throughput, MFU/HFU and memory for arrays of layouts (one pass, no loop)."""
-    kw = dict(tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, mb=mb, recompute=recompute, zero=zero, vpp=vpp)
+             ep: F, cp: F, mb: F, recompute: F, zero: F, vpp: F, seq: F, batch_tokens: F, fp8: F,
+             rc_frac: F = 1.0) -> dict[str, F]:
+    """Step time, throughput, MFU/HFU and memory for arrays of layouts (one pass, no loop); `rc_frac` is the
+    share of a stage's layers that full recompute (code 2) covers."""
+    kw = dict(tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, mb=mb, recompute=recompute, zero=zero, vpp=vpp, rc_frac=rc_frac)
     t = step_time(mc, cc, p, seq=seq, batch_tokens=batch_tokens, fp8=fp8, **flags, **kw)
     mem = memory_per_gpu(mc, cc, p, micro_batches=t["micro_batches"], seq=seq, fp8=fp8, dualpipe=flags["dualpipe"],
-                         **kw)
+                         grad_bytes=flags.get("fw_grad_bytes", 4.0), **kw)
     gpus = tp * pp * dp * cp
     tps = batch_tokens / t["step"]
     peak = np.where(fp8 > 0, cc.peak_fp8, cc.peak_bf16)
     mflops = model_flops_per_token(mc, seq)
-    hflops = hardware_flops_per_token(mc, seq, recompute)
+    hflops = hardware_flops_per_token(mc, seq, recompute, rc_frac=rc_frac)
     return {**t, "memory": mem, "fits": mem["total"] <= mem["capacity"], "gpus": gpus, "tokens_per_s": tps,
             "tokens_per_s_per_gpu": tps / gpus, "model_flops_per_token": mflops,
             "tflops_per_gpu": tps / gpus * mflops / 1e12, "mfu": tps / gpus * mflops / peak,
@@ -557,3 +580,6 @@ def check_layout(job: TrainJob, layout: TrainLayout) -> None:
                          f"({layout.tp * layout.dp * layout.cp}) of an MoE model")
     if job.seq_len % (2 * layout.cp) and layout.cp > 1:
         raise InputError("cp", f"cp={layout.cp} must split the sequence ({job.seq_len}) into 2 x cp chunks")
+    if layout.recompute_layers is not None and layout.recompute != "full":
+        raise InputError("recompute_layers", "counts layers under full recompute: set recompute to full, or leave "
+                         "recompute_layers out")

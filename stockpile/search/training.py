@@ -37,7 +37,7 @@ MAX_BATCH_TOKENS = 2**24     # 16M tokens: Llama 3 405B's final global batch (ar
 MICRO_BATCHES_PER_STAGE = 8  # free batch: at most 8 x pp micro-batches (Korthikanti et al. 2022's benchmarks)
 MICRO_BATCHES = (1, 2, 4, 8, 16, 32)
 VPP = (1, 2, 4)
-DIMS = ("tp", "pp", "dp", "ep", "cp", "mb", "recompute", "zero", "vpp")
+DIMS = ("tp", "pp", "dp", "ep", "cp", "mb", "recompute", "zero", "vpp", "rc_frac")
 
 
 def _pow2(limit: int) -> list[int]:
@@ -77,7 +77,42 @@ def space(model: ModelSpec, chip: Chip, gpus: int, *, seq: int, zero_stages: tup
     ok = (out["vpp"] == 1) | ((out["pp"] > 1) & (out["pp"] * out["vpp"] <= model.layers))   # uneven splits allowed
     ranks = out["tp"] * out["dp"] * out["cp"]
     ok &= (ranks % out["ep"] == 0) & (out["ep"] <= ranks)
+    out["rc_frac"] = np.ones_like(out["tp"])             # full recompute covers every layer of a stage
     return {k: v[ok] for k, v in out.items()}
+
+
+def stage_layers(layers: int, pp: Any) -> Any:
+    """Layers on the busiest pipeline stage (an uneven split puts the extra ones there)."""
+    return np.ceil(layers / np.asarray(pp, dtype=float))
+
+
+def with_partial_recompute(sp: dict[str, np.ndarray], batch: np.ndarray, layers: int,
+                           run: Any) -> tuple[dict[str, Any], dict[str, np.ndarray], np.ndarray]:
+    """Add, beside each full-recompute layout, the same layout recomputing only the fewest whole layers per stage
+    that memory needs (and one more, in case the first is a hair over), for frameworks that offer it. The memory
+    model is linear in the share of recomputed layers, so the count comes from the layout's memory with none and
+    with all recomputed. `run(sp, batch)` evaluates layouts; returns (its output, layouts, batches)."""
+    out = run(sp, batch)
+    idx = np.flatnonzero(sp["recompute"] >= 2)
+    if idx.size == 0:
+        return out, sp, batch
+    sub = {k: v[idx] for k, v in sp.items()}
+    none = run({**sub, "rc_frac": np.zeros(idx.size)}, batch[idx])
+    m0, m1 = none["memory"]["total"], out["memory"]["total"][idx]
+    cap = out["memory"]["capacity"][idx]
+    ls = stage_layers(layers, sub["pp"])
+    need = np.ceil(np.clip((m0 - cap) / np.maximum(m0 - m1, 1.0), 0.0, 1.0) * ls - 1e-9)
+    extra_sp, extra_b = [], []
+    for n in (need, need + 1.0):
+        keep = (n >= 1.0) & (n < ls) & (m0 > cap)
+        if keep.any():
+            extra_sp.append({**{k: v[keep] for k, v in sub.items()}, "rc_frac": n[keep] / ls[keep]})
+            extra_b.append(batch[idx][keep])
+    if not extra_sp:
+        return out, sp, batch
+    sp = {k: np.concatenate([sp[k]] + [e[k] for e in extra_sp]) for k in sp}
+    batch = np.concatenate([batch] + extra_b)
+    return run(sp, batch), sp, batch
 
 
 def batch_micro_batches(sp: dict[str, np.ndarray], seq: int, batch_tokens: float | None,
@@ -120,11 +155,17 @@ def search(job: TrainJob, *, params: TrainParams | None = None, calibration: Tra
         raise InputError("global_batch_tokens", f"{job.global_batch_tokens:.0f} tokens is less than one sequence "
                          "per data-parallel rank for every layout")
     sp = {k: v[whole] for k, v in sp.items()}
-    out = evaluate(TrainConsts.of(job.model, mtp=job.mtp), TrainChip.of(job.chip, out_bw=out_bw), p,
-                   {**fw_flags(fw), **(flags or {})}, seq=float(job.seq_len), batch_tokens=batch[whole],
-                   fp8=1.0 if job.precision == "fp8" else 0.0,
-                   tp=sp["tp"], pp=sp["pp"], dp=sp["dp"], ep=sp["ep"], cp=sp["cp"], mb=sp["mb"],
-                   recompute=sp["recompute"], zero=sp["zero"], vpp=sp["vpp"])
+    mc, cc = TrainConsts.of(job.model, mtp=job.mtp), TrainChip.of(job.chip, out_bw=out_bw)
+    fl = {**fw_flags(fw), **(flags or {})}
+
+    def run(s: dict[str, np.ndarray], b: np.ndarray) -> dict[str, Any]:
+        return evaluate(mc, cc, p, fl, seq=float(job.seq_len), batch_tokens=b, fp8=1.0 if job.precision == "fp8" else 0.0,
+                        **s)
+
+    if fw.partial_recompute and "recompute" not in (fixed or {}):
+        out, sp, _ = with_partial_recompute(sp, batch[whole], job.model.layers, run)
+    else:
+        out = run(sp, batch[whole])
     fits = np.asarray(out["fits"])
     if fits.any():
         best = int(np.argmax(np.where(fits, out["tokens_per_s"], -np.inf)))
@@ -132,7 +173,7 @@ def search(job: TrainJob, *, params: TrainParams | None = None, calibration: Tra
         over = out["memory"]["total"] - out["memory"]["capacity"]
         best = int(np.argmin(over))
         if require_fit:
-            lay = layout_at(sp, best)
+            lay = layout_at(sp, best, job.model.layers)
             raise InfeasibleError(
                 f"{job.model.id} does not fit on {job.gpus} x {job.chip.id} in any layout; the closest "
                 f"({_describe(lay)}) needs {out['memory']['total'][best] / 2**30:.1f} GB per GPU, "
@@ -140,16 +181,20 @@ def search(job: TrainJob, *, params: TrainParams | None = None, calibration: Tra
     return out, sp, best
 
 
-def layout_at(sp: dict[str, np.ndarray], i: int) -> TrainLayout:
+def layout_at(sp: dict[str, np.ndarray], i: int, layers: int) -> TrainLayout:
+    frac = float(sp["rc_frac"][i]) if "rc_frac" in sp else 1.0
+    n = int(round(frac * float(stage_layers(layers, sp["pp"][i]))))
     return TrainLayout(tp=int(sp["tp"][i]), pp=int(sp["pp"][i]), dp=int(sp["dp"][i]), ep=int(sp["ep"][i]),
                        cp=int(sp["cp"][i]), micro_batch=int(sp["mb"][i]),
                        recompute=RECOMPUTE[int(sp["recompute"][i])],  # type: ignore[arg-type]
+                       recompute_layers=n if frac < 1.0 and sp["recompute"][i] >= 2 else None,
                        zero=int(sp["zero"][i]), vpp=int(sp["vpp"][i]))
 
 
 def _describe(lay: TrainLayout) -> str:
+    rc = lay.recompute + (f" ({lay.recompute_layers} layers per stage)" if lay.recompute_layers else "")
     return (f"tp={lay.tp} pp={lay.pp} dp={lay.dp} ep={lay.ep} cp={lay.cp} mb={lay.micro_batch} "
-            f"recompute={lay.recompute} zero={lay.zero} vpp={lay.vpp}")
+            f"recompute={rc} zero={lay.zero} vpp={lay.vpp}")
 
 
 def best_training_layout(model: ModelSpec | str, chip: Chip | str, gpus: int, *, seq_len: int,
@@ -166,7 +211,8 @@ def best_training_layout(model: ModelSpec | str, chip: Chip | str, gpus: int, *,
     job = job.model_copy(update={"global_batch_tokens": float(out["tokens_per_s"][best] * out["step"][best])})
     notes = [] if global_batch_tokens else [f"global batch chosen by the search: {job.global_batch_tokens:.0f} tokens "
                                             f"(at most {MAX_BATCH_TOKENS} unless one micro-batch per replica is more)"]
-    return to_estimate(job, out, best, layout_at(sp, best), evaluated=int(sp["tp"].size), notes=notes)
+    return to_estimate(job, out, best, layout_at(sp, best, job.model.layers), evaluated=int(sp["tp"].size),
+                       notes=notes)
 
 
 def make_job(model: ModelSpec | str, chip: Chip | str, gpus: int, *, tokens: float | None, seq_len: int | None,
@@ -291,10 +337,13 @@ def _with_band(est: TrainingEstimate, job: TrainJob, layout: TrainLayout) -> Tra
     return est.model_copy(update={"band": band or None, "band_note": note})
 
 
-def layout_arrays(layout: TrainLayout) -> dict[str, float]:
+def layout_arrays(layout: TrainLayout, layers: int) -> dict[str, float]:
+    frac = 1.0
+    if layout.recompute_layers is not None:
+        frac = min(layout.recompute_layers / float(stage_layers(layers, layout.pp)), 1.0)
     return dict(tp=float(layout.tp), pp=float(layout.pp), dp=float(layout.dp), ep=float(layout.ep),
                 cp=float(layout.cp), mb=float(layout.micro_batch), recompute=float(RECOMPUTE.index(layout.recompute)),
-                zero=float(layout.zero), vpp=float(layout.vpp))
+                zero=float(layout.zero), vpp=float(layout.vpp), rc_frac=frac)
 
 
 def estimate(job: TrainJob, layout: TrainLayout, *, calibration: TrainCalibration | None = None,
@@ -314,4 +363,4 @@ def _evaluate_layout(job: TrainJob, layout: TrainLayout, p: TrainParams, *, chip
                                                       * max(4 * layout.pp, 1))
     return evaluate(TrainConsts.of(job.model, mtp=job.mtp), TrainChip.of(chip or job.chip), p,
                     fw_flags(framework(job.framework)), seq=float(job.seq_len), batch_tokens=batch,
-                    fp8=1.0 if job.precision == "fp8" else 0.0, **layout_arrays(layout))
+                    fp8=1.0 if job.precision == "fp8" else 0.0, **layout_arrays(layout, job.model.layers))

@@ -33,8 +33,10 @@ def test_more_gpus_never_slow_the_best_layout():
     assert all(b >= a for a, b in zip(moe, moe[1:]))
 
 
-def test_search_is_one_vectorised_pass(monkeypatch):
-    # one call of the array model over every layout (its speed is a benchmark's business, not a timed test's)
+def test_search_is_a_few_vectorised_passes(monkeypatch):
+    # calls of the array model over every layout at once, not one per layout (its speed is a benchmark's business,
+    # not a timed test's): one for a framework without partial recompute; three for Megatron (all layouts, the
+    # full-recompute ones with none recomputed, then all with the partial ones added)
     import stockpile.search.training as st
     calls: list[int] = []
     real = st.evaluate
@@ -47,7 +49,10 @@ def test_search_is_one_vectorised_pass(monkeypatch):
     job = make_job("deepseek-ai/DeepSeek-V3", "h800-sxm-80gb", 2048, tokens=None, seq_len=4096,
                    global_batch_tokens=None, precision="fp8")
     out, sp, _ = search(job)
-    assert sp["tp"].size > 10_000 and len(calls) == 1
+    assert sp["tp"].size > 10_000 and len(calls) == 3
+    calls.clear()
+    out, sp, _ = search(job.model_copy(update={"framework": "torchtitan"}))
+    assert sp["tp"].size > 1_000 and len(calls) == 1
 
 
 def test_train_reports_the_contract_fields():
@@ -93,3 +98,51 @@ def test_inconsistent_parallel_degrees_are_rejected():
         assert exc.value.field == field
     with pytest.raises(StockpileError):
         train("no-such/model", "h100-sxm-80gb", 8, 1e9)
+
+
+def test_megatron_recomputes_only_the_layers_memory_needs():
+    """Megatron's block recompute (--recompute-num-layers): where no recompute is over memory and full recompute of
+    every layer is under it, the search recomputes the fewest whole layers per stage that fit, and the run is
+    faster than full recompute and slower than none. The layout round-trips through `estimate`."""
+    fixed = {"tp": 1, "pp": 1, "cp": 2, "dp": 4, "mb": 1, "zero": 1}
+    kw = dict(seq_len=8192, global_batch_tokens=2**20, precision="fp8", fixed=fixed)
+    best = best_training_layout("meta-llama/Meta-Llama-3-8B", "h100-sxm-80gb", 8, **kw)
+    lay = TrainLayout(**{k: v for k, v in best.layout.items() if k != "schedule"})
+    assert lay.recompute == "full" and lay.recompute_layers is not None and 1 <= lay.recompute_layers < 32
+    assert best.fits and best.memory_gb["total"] <= best.memory_gb["capacity"]
+    job = make_job("meta-llama/Meta-Llama-3-8B", "h100-sxm-80gb", 8, tokens=None, seq_len=8192,
+                   global_batch_tokens=2**20, precision="fp8")
+    one_fewer = estimate(job, lay.model_copy(update={"recompute_layers": lay.recompute_layers - 1}))
+    assert not one_fewer.fits                                  # the fewest that fit
+    full = estimate(job, lay.model_copy(update={"recompute_layers": None}))
+    none = estimate(job, lay.model_copy(update={"recompute": "none", "recompute_layers": None}))
+    assert full.tokens_per_s < best.tokens_per_s < none.tokens_per_s and not none.fits
+    assert estimate(job, lay).tokens_per_s == pytest.approx(best.tokens_per_s, rel=1e-9)
+    assert full.hfu > best.hfu > none.hfu                      # recomputed layers' FLOPs count in the HFU
+    # a framework without block recompute (torchtitan's activation checkpointing wraps every block) recomputes all
+    titan = best_training_layout("meta-llama/Meta-Llama-3-8B", "h100-sxm-80gb", 8, framework="torchtitan",
+                                 **{**kw, "fixed": {**fixed, "zero": 3}})
+    assert titan.layout["recompute_layers"] is None
+
+
+def test_a_bf16_gradient_buffer_halves_the_gradient_memory():
+    """NeMo 1.x's launcher recipes reduce gradients in bf16 (grad_sync_dtype): its gradient buffer is half of
+    Megatron-Core's fp32 one for the same layout, and less memory never makes the best layout slower."""
+    fixed = {"tp": 2, "pp": 1, "cp": 1, "dp": 32, "mb": 2}
+    kw = dict(seq_len=2048, global_batch_tokens=2**19, precision="fp8", fixed=fixed)
+    mega, nemo = (best_training_layout("meta-llama/Llama-2-13b-hf", "h100-sxm-80gb", 64, framework=fw, **kw)
+                  for fw in ("megatron", "nemo"))
+    lay = TrainLayout(**{k: v for k, v in mega.layout.items() if k != "schedule"})
+    jobs = {fw: make_job("meta-llama/Llama-2-13b-hf", "h100-sxm-80gb", 64, tokens=None, seq_len=2048,
+                         global_batch_tokens=2**19, precision="fp8", framework=fw) for fw in ("megatron", "nemo")}
+    grads = {fw: estimate(j, lay).memory_gb["gradients"] for fw, j in jobs.items()}
+    assert grads["nemo"] == pytest.approx(grads["megatron"] / 2, rel=1e-9)
+    assert nemo.tokens_per_s >= mega.tokens_per_s
+
+
+def test_recompute_layers_needs_full_recompute():
+    job = make_job("meta-llama/Meta-Llama-3-8B", "h100-sxm-80gb", 8, tokens=None, seq_len=8192,
+                   global_batch_tokens=2**20, precision="bf16")
+    with pytest.raises(InputError) as e:
+        estimate(job, TrainLayout(dp=8, recompute="selective", recompute_layers=4))
+    assert e.value.field == "recompute_layers"

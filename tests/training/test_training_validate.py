@@ -76,7 +76,7 @@ def test_nemo_rows_read_as_nemo_with_full_attention_and_plain_ffns():
     path = resources.files("stockpile") / "data" / "measurements" / "training_unseen.csv"
     rows = [r for r in csv.DictReader(path.read_text().splitlines()) if r["id"].startswith("nemo2407-")]
     assert len(rows) == 24
-    assert {source_of(r)[:3] for r in rows} == {("nemo", "megatron", False)}
+    assert {source_of(r)[:3] for r in rows} == {("nemo", "nemo", False)}
     big = next(r for r in rows if r["model"] == "nvidia/nemotron-4-340b")
     model = make_case(big).job.model
     assert not model.gated_mlp
