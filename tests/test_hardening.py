@@ -148,6 +148,32 @@ def test_calibration_profiles_live_in_the_user_data_dir_and_are_selected_by_name
     assert profile_path("default", training=True).name == "default.training.yaml"
 
 
+def test_a_training_fit_given_as_calibration_file_drives_training_rows(tmp_path):
+    """`--calibration FILE` with a training fit (stockpile/data/calibration/training.yaml's format) selects it for
+    training: it has a "global" section like an inference fit, and was once read as an inference fit with every
+    engine at its default, leaving training on the shipped fit without a word."""
+    from pathlib import Path
+
+    import yaml
+
+    import stockpile
+    data = Path(stockpile.__file__).parent / "data"
+    doc = yaml.safe_load((data / "calibration" / "training.yaml").read_text())
+    for fam in doc["families"].values():
+        fam["gemm_eff"] = fam["gemm_eff"] / 2                  # every chip family's GEMMs half as fast
+    slow = tmp_path / "slow.training.yaml"
+    slow.write_text(yaml.safe_dump(doc))
+    csv = str(data / "measurements" / "training_unseen.csv")
+    base = json.loads(run("validate", csv, "--json").stdout)["rows"]
+    half = json.loads(run("validate", csv, "--json", "--calibration", str(slow)).stdout)["rows"]
+    ratios = sorted(h["predicted"] / b["predicted"] for b, h in zip(base, half) if b["status"] == "ok")
+    assert len(ratios) >= 30 and ratios[-1] < 1.0 and ratios[len(ratios) // 2] < 0.75
+    from stockpile.errors import InputError
+    from stockpile.perf.calibration import read_calibration
+    with pytest.raises(InputError, match="not an inference calibration"):
+        read_calibration(slow)
+
+
 def shipped_ttft(doc, shipped):
     import yaml
     return yaml.safe_load(shipped.read_text())["engines"]["vllm"]["ttft_s"]

@@ -48,6 +48,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "comm_eff": (0.2, 0.95), "comm_latency_s": (2e-6, 2e-4), "tp_overlap": (0.05, 0.9), "dp_overlap": (0.05, 1.0),
     "ep_overlap": (0.05, 0.9), "moe_imbalance": (1.0, 2.0), "step_s": (1e-3, 2.0), "reserve_gb": (1.0, 16.0),
     "fused_elem": (0.1, 1.0), "layer_s": (1e-5, 5e-3), "moe_layer_s": (1e-5, 1e-2), "jitter": (1e-3, 0.1),
+    "attn_native": (1.0, 3.0),
 }
 FITTED_GLOBALS = ("attn_eff", "fp8_eff", "comm_eff", "tp_overlap", "dp_overlap", "ep_overlap",
                   "moe_imbalance", "step_s", "layer_s", "moe_layer_s")

@@ -319,7 +319,8 @@ def read_calibration(path: str | Path) -> Calibration:
         doc = yaml.load(Path(path).read_text(), Loader=_Loader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InputError("calibration", f"cannot read {path}: {exc}") from None
-    if not isinstance(doc, dict) or not {"global", "engines"} & set(doc):
+    # a training fit has "global" too, but its "frameworks" never appear in an inference one
+    if not isinstance(doc, dict) or not {"global", "engines"} & set(doc) or "frameworks" in doc:
         raise InputError("calibration", f"{path} is not an inference calibration (written by stockpile calibrate)")
     return Calibration.from_dict(doc)
 

@@ -30,18 +30,20 @@ class Framework:
     moe_sync: bool = False      # dropless MoE that waits on the host each MoE layer to size its expert GEMMs
     partial_recompute: bool = False  # full recompute of only as many layers per stage as memory needs
     grad_bytes: float = 4.0     # main-gradient buffer bytes per parameter (fp32; 2 where reduced in bf16)
+    native_attn: bool = False   # Hopper-native attention (Transformer Engine's cuDNN fused attention), not FA2
     kernels: str = ""           # calibration key of its kernel quality when shared with another entry
 
 
 FRAMEWORKS: dict[str, Framework] = {
     # Megatron-Core, NeMo, MindSpeed; --recompute-method block --recompute-num-layers N (NeMo 1.x:
     # activations_checkpoint_num_layers) recomputes N layers per stage
-    "megatron": Framework(zero=(0, 1), tp_overlap=True, ep_overlap=True, moe_sync=True, partial_recompute=True),
+    "megatron": Framework(zero=(0, 1), tp_overlap=True, ep_overlap=True, moe_sync=True, partial_recompute=True,
+                          native_attn=True),
     # NeMo 1.x (NeMo Framework Launcher recipes, containers up to 24.07): Megatron-Core models under Apex's
     # DistributedFusedAdam, whose gradient buffer the launcher's performance recipes keep in bf16
     # (optim.grad_sync_dtype=bf16, examples/training/*/h100/*.sh)
     "nemo": Framework(zero=(0, 1), tp_overlap=True, ep_overlap=True, moe_sync=True, partial_recompute=True,
-                      grad_bytes=2.0, kernels="megatron"),
+                      grad_bytes=2.0, kernels="megatron", native_attn=True),
     "megatron2021":  Framework(zero=(0,), sp=False, dp_overlap=False, flash=False),  # Narayanan et al. 2021 runs
     "megatron2022": Framework(zero=(0, 1), kernels="megatron", flash=False),   # Korthikanti 2022: SP, no TP overlap
     "mosaic": Framework(zero=(2, 3)),                                          # Composer + PyTorch FSDP
@@ -77,7 +79,7 @@ def fw_flags(fw: Framework) -> dict[str, float]:
             "fw_ep_overlap": float(fw.ep_overlap), "dualpipe": float(fw.dualpipe), "fused": float(fw.fused),
             "eager": float(fw.eager),
             "flash": float(fw.flash), "moe_sync": float(fw.moe_sync), "moe_capacity": 0.0,
-            "fw_grad_bytes": fw.grad_bytes}
+            "fw_grad_bytes": fw.grad_bytes, "fw_native_attn": float(fw.native_attn)}
 
 
 def framework(name: str) -> Framework:

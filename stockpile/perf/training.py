@@ -63,6 +63,10 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "layer_s": 2e-4,         # host / kernel-launch time per layer per micro-batch (forward + backward)
     "moe_layer_s": 5e-4,     # extra per MoE layer: router, permutation, grouped-GEMM setup
     "jitter": 0.01,          # relative per-rank step-time noise; a synchronous step waits for the slowest
+    # attention speed-up of a kernel written for Hopper's asynchronous tensor cores (cuDNN fused attention under
+    # Transformer Engine, FlashAttention-3) over FlashAttention-2 on Hopper and Blackwell: 1.5-2x forward in the
+    # FlashAttention-3 paper (arXiv:2407.08608 fig. 5)
+    "attn_native": 1.5,
 }
 FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.75}      # large-GEMM fraction of the dense peak
 FRAMEWORK_DEFAULTS: dict[str, float] = {"kernel_eff": 1.0}  # framework kernel quality relative to the family
@@ -89,6 +93,7 @@ class TrainParams:
     layer_s: F
     moe_layer_s: F
     jitter: F
+    attn_native: F
 
     @classmethod
     def stack(cls, items: list["TrainParams"]) -> "TrainParams":
@@ -215,6 +220,7 @@ class TrainChip:
     up_bw: F                # scale-up bandwidth per direction per chip
     out_bw: F               # scale-out bandwidth per chip
     domain: F               # chips per scale-up domain
+    wgmma: F = 0.0          # 1: Hopper or Blackwell tensor cores, which attention kernels must be written for
 
     @classmethod
     def of(cls, c: Chip, *, out_bw: float | None = None) -> "TrainChip":
@@ -226,7 +232,8 @@ class TrainChip:
         except MissingFigureError:
             nic = c.scaleup_bw * NO_NIC_SCALEUP_SHARE
         return cls(peak_bf16=c.peak_flops("bf16"), peak_fp8=c.peak_flops(eight_bit_dtype(c)), mem_bw=c.mem_bw,
-                   memory=c.memory_bytes, up_bw=c.scaleup_bw, out_bw=nic, domain=float(c.scaleup_size))
+                   memory=c.memory_bytes, up_bw=c.scaleup_bw, out_bw=nic, domain=float(c.scaleup_size),
+                   wgmma=float(FAMILY_GROUPS.get(c.family, c.family) in ("hopper", "blackwell")))
 
     @classmethod
     def stack(cls, items: list["TrainChip"]) -> "TrainChip":
@@ -374,7 +381,7 @@ def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, d
               recompute: F, zero: F, vpp: F, seq: F, batch_tokens: F, fp8: F, fw_sp: F = 1.0,
               fw_tp_overlap: F = 1.0, fw_dp_overlap: F = 1.0, fw_ep_overlap: F = 0.0, dualpipe: F = 0.0,
               fused: F = 0.0, eager: F = 0.0, flash: F = 1.0, moe_sync: F = 1.0, moe_capacity: F = 0.0,
-              rc_frac: F = 1.0, fw_grad_bytes: F = 4.0) -> dict[str, F]:
+              rc_frac: F = 1.0, fw_grad_bytes: F = 4.0, fw_native_attn: F = 0.0) -> dict[str, F]:
     """Seconds per optimizer step and its parts, for arrays of layouts.
 
     One micro-batch on the busiest (last) stage: GEMMs at peak x efficiency(width, rows), flash attention,
@@ -403,7 +410,8 @@ def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, d
     f_head = 6.0 * T * (mc.vocab * h + mtp_params(mc)) / tp
     t_gemm = (f_dense + f_head + f_disp) / (peak * eff_d) + np.where(mc.moe_frac > 0, f_exp / (peak * eff_e), 0.0)
     f_att = 3.0 * T * mc.attn_coef * attention_context(mc, seq) * (1.0 / pp + mc.mtp / L) / tp
-    t_att = f_att * (1.0 + (full + sel) / 3.0) / (cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)
+    native = np.where(fw_native_attn * cc.wgmma > 0, p.attn_native, 1.0)
+    t_att = f_att * (1.0 + (full + sel) / 3.0) / (cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff * native)
     # without a fused attention kernel the whole score matrix (heads x s x s, causal mask or not) goes through
     # HBM in 16-bit: forward writes QK^T, the fused softmax reads and writes it, dropout reads, writes and keeps
     # its mask, PV reads it (~13 B per score); backward ~19 B more; recomputing attention repeats the forward

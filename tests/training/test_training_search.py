@@ -146,3 +146,21 @@ def test_recompute_layers_needs_full_recompute():
     with pytest.raises(InputError) as e:
         estimate(job, TrainLayout(dp=8, recompute="selective", recompute_layers=4))
     assert e.value.field == "recompute_layers"
+
+
+@pytest.mark.parametrize("chip_id,ratio", [("h100-sxm-80gb", 1.5), ("b200-sxm-180gb", 1.5), ("a100-sxm-80gb", 1.0)])
+def test_transformer_engines_attention_is_hopper_native(chip_id, ratio, priors):
+    """Megatron's attention (Transformer Engine's cuDNN fused attention) is written for Hopper's and Blackwell's
+    asynchronous tensor cores, torchtitan's SDPA runs FlashAttention-2: the same attention work takes
+    GLOBAL_DEFAULTS['attn_native'] (1.5, the FlashAttention-3 paper's low end) times less time there, and the same
+    on Ampere, where FlashAttention-2 is the native kernel. Under the priors, where both frameworks' kernel factors
+    are 1."""
+    from stockpile.perf.training import GLOBAL_DEFAULTS
+    lay = TrainLayout(tp=1, pp=1, dp=8, cp=1, micro_batch=1, recompute="none", zero=3)
+    times = {}
+    for fw in ("megatron", "torchtitan"):
+        job = make_job("meta-llama/Llama-3.1-8B", chip_id, 8, tokens=None, seq_len=8192, global_batch_tokens=2**19,
+                       precision="bf16", framework=fw)
+        times[fw] = estimate(job, lay, calibration=priors).time_breakdown_s["attention"]
+    assert GLOBAL_DEFAULTS["attn_native"] == 1.5
+    assert times["torchtitan"] / times["megatron"] == pytest.approx(ratio, rel=1e-4)   # (rounded to the us)
