@@ -153,7 +153,8 @@ KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one pub
         "## Bursts of varied lengths", "## What the twenty-eighth session measured",
         "## What the twenty-ninth session measured", "## What the thirtieth session measured",
         "## What the thirty-first session measured",
-        "## What the thirty-second session measured", "## What the thirty-third session measured")
+        "## What the thirty-second session measured", "## What the thirty-third session measured",
+        "## What the thirty-fourth session measured")
 
 
 def _sections(path: Path) -> dict[str, str]:
