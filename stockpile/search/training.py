@@ -136,7 +136,9 @@ def search(job: TrainJob, *, params: TrainParams | None = None, calibration: Tra
     """Evaluate the whole space; returns (evaluate output, layout arrays, index of the best layout).
 
     Best = highest tokens/s among layouts that fit; when none fits, the one with the least memory overshoot
-    (require_fit=False) or an InfeasibleError naming it and by how much it is over."""
+    (require_fit=False) or an InfeasibleError naming it and by how much it is over. A framework with block
+    recompute (Megatron) also gets, beside each full-recompute layout, the fewest recomputed layers that fit
+    (`with_partial_recompute`) unless `fixed` states the recompute."""
     fw = framework(job.framework)
     cal = calibration or load_training_calibration()
     p = params or cal.params(job.chip.family, job.framework)
