@@ -427,6 +427,7 @@ def train(model: str = typer.Option(..., "--model", help="HF repo id or config.j
           tokens: str = typer.Option(..., "--tokens", help="Training tokens (15.6T, 15.6e12, ...)."),
           seq_len: Optional[int] = typer.Option(None, "--seq-len"),
           precision: str = typer.Option("bf16", "--precision", help="bf16 or fp8."),
+          framework: str = typer.Option("megatron", "--framework", help="Whose defaults: megatron, nemo, torchtitan, mosaic, maxtext, deepspeed, ..."),
           calibration: Optional[str] = CALIBRATION_OPT,
           json_out: bool = typer.Option(False, "--json")) -> None:
     """The fastest training layout that fits, its MFU, and the GPU-hours and days for a token budget."""
@@ -444,7 +445,7 @@ def train(model: str = typer.Option(..., "--model", help="HF repo id or config.j
         raise InputError("precision", f"{chip} has no native BF16 tensor cores; pick a chip that has (e.g. A100)")
     if seq_len is not None and seq_len < 1:
         raise InputError("seq_len", f"must be >= 1, got {seq_len}")
-    e = run(model, chip, gpus, n_tokens, seq_len=seq_len, precision=precision)
+    e = run(model, chip, gpus, n_tokens, seq_len=seq_len, precision=precision, framework=framework)
     if json_out:
         emit_json(e.model_dump())
         return

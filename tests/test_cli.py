@@ -117,8 +117,20 @@ def test_train_says_energy_is_unknown_rather_than_zero_without_a_tdp():
     assert any("energy" in ln and "GWh" in ln for ln in r.output.splitlines())
 
 
+def test_train_takes_the_framework_whose_defaults_it_models():
+    """--framework picks a framework's defaults (perf/frameworks.py): torchtitan shards with FSDP (ZeRO-3) and runs
+    FlashAttention-2, so the same job on H100 is slower than under Megatron; the table and the JSON name it."""
+    common = ["train", "--model", "meta-llama/Llama-3.1-8B", "--chip", "h100-sxm-80gb", "--gpus", "64", "--tokens",
+              "1T", "--seq-len", "8192", "--json"]
+    mega, titan = (json.loads(run(*common, *extra).stdout) for extra in ([], ["--framework", "torchtitan"]))
+    assert mega["framework"] == "megatron" and titan["framework"] == "torchtitan"
+    assert titan["layout"]["zero"] == 3 and mega["layout"]["zero"] in (0, 1)
+    assert titan["tokens_per_s"] < mega["tokens_per_s"]
+
+
 @pytest.mark.parametrize("args,field", [(["--tokens", "0"], "tokens"), (["--tokens", "1T", "--precision", "int3"],
-                                                                        "precision")])
+                                                                        "precision"),
+                                        (["--tokens", "1T", "--framework", "torchtitn"], "torchtitan")])
 def test_train_bad_input(args, field):
     r = run("train", "--model", "meta-llama/Llama-3.1-8B", "--chip", "h100-sxm-80gb", "--gpus", "8", *args)
     assert r.exit_code == 2 and field in r.output and "Traceback" not in r.output

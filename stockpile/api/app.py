@@ -81,7 +81,7 @@ def create_app() -> FastAPI:
     def _train(req: TrainRequest) -> dict[str, Any]:
         from stockpile.search.training import train as run
         return run(req.model, req.chip, req.gpus, req.tokens, seq_len=req.seq_len,
-                   precision=req.precision).model_dump()
+                   precision=req.precision, framework=req.framework).model_dump()
 
     def _plan(req: PlanRequest) -> dict[str, Any]:
         from stockpile.fleet.planner import plan_scenario

@@ -44,6 +44,7 @@ class TrainRequest(BaseModel):
     _model = field_validator("model")(catalog_id)
     seq_len: int | None = Field(default=None, ge=16)
     precision: str = "bf16"
+    framework: str = Field(default="megatron", max_length=40)
 
 
 class PlanRequest(BaseModel):

@@ -14,8 +14,8 @@ import numpy as np
 
 from stockpile.catalog.chips import Chip, get_chip
 from stockpile.catalog.models import ModelSpec, get_model
-from stockpile.errors import InfeasibleError, InputError, MissingFigureError
-from stockpile.perf.frameworks import framework, fw_flags
+from stockpile.errors import InfeasibleError, InputError, MissingFigureError, UnknownNameError
+from stockpile.perf.frameworks import FRAMEWORKS, framework, fw_flags
 from stockpile.perf.goodput import job_goodput
 from stockpile.perf.training import (
     RECOMPUTE,
@@ -228,6 +228,8 @@ def make_job(model: ModelSpec | str, chip: Chip | str, gpus: int, *, tokens: flo
         raise InputError("tokens", "the token budget must be positive (e.g. 15T)")
     if precision not in ("bf16", "fp16", "fp8"):
         raise InputError("precision", f"'{precision}' is not one of bf16, fp16, fp8")
+    if framework not in FRAMEWORKS:
+        raise UnknownNameError("framework", framework, FRAMEWORKS)
     if precision == "fp8" and not hw.has_native(eight_bit_dtype(hw)):
         alt = " or --precision bf16" if hw.has_native("bf16") else ""
         raise InputError("precision", f"{hw.id} has no native FP8 tensor units; pick a chip that has (e.g. H100){alt}")
@@ -242,11 +244,13 @@ def make_job(model: ModelSpec | str, chip: Chip | str, gpus: int, *, tokens: flo
 
 
 def train(model_id: str, chip_id: str, gpus: int, tokens: float, seq_len: int | None = None,
-          precision: str = "bf16") -> TrainingEstimate:
-    """`stockpile train`: the best layout for the job and the GPU-hours, days, goodput and energy of `tokens`."""
+          precision: str = "bf16", framework: str = "megatron") -> TrainingEstimate:
+    """`stockpile train`: the best layout for the job and the GPU-hours, days, goodput and energy of `tokens`,
+    under a training framework's defaults (perf/frameworks.FRAMEWORKS; Megatron unless told)."""
     job = make_job(model_id, chip_id, gpus, tokens=tokens, seq_len=seq_len, global_batch_tokens=None,
-                   precision=precision)
-    return best_training_layout(job.model, job.chip, gpus, seq_len=job.seq_len, precision=precision, tokens=tokens)
+                   precision=precision, framework=framework)
+    return best_training_layout(job.model, job.chip, gpus, seq_len=job.seq_len, precision=precision, tokens=tokens,
+                                framework=framework)
 
 
 def _pick(x: F, i: int) -> float:

@@ -43,6 +43,12 @@ def test_train_and_plan_routes():
     r = client.post("/api/train", json={"model": "meta-llama/Llama-3.1-8B", "chip": "h100-sxm-80gb", "gpus": 64,
                                         "tokens": 1e12, "seq_len": 8192})
     assert r.status_code == 200 and 0 < r.json()["mfu"] < 1
+    r = client.post("/api/train", json={"model": "meta-llama/Llama-3.1-8B", "chip": "h100-sxm-80gb", "gpus": 64,
+                                        "tokens": 1e12, "framework": "torchtitan"})
+    assert r.status_code == 200 and r.json()["framework"] == "torchtitan"
+    r = client.post("/api/train", json={"model": "meta-llama/Llama-3.1-8B", "chip": "h100-sxm-80gb", "gpus": 64,
+                                        "tokens": 1e12, "framework": "megatorn"})
+    assert r.status_code in (404, 422) and "megatron" in r.text
     r = client.post("/api/plan", json={"samples": 200})
     assert r.status_code == 200 and "runway" in r.json()
     bad = client.post("/api/plan", json={"scenario": {"stock": [{"chip": "h999", "count": 5}]}, "samples": 0})
