@@ -91,7 +91,8 @@ def with_partial_recompute(sp: dict[str, np.ndarray], batch: np.ndarray, layers:
     """Add, beside each full-recompute layout, the same layout recomputing only the fewest whole layers per stage
     that memory needs (and one more, in case the first is a hair over), for frameworks that offer it. The memory
     model is linear in the share of recomputed layers, so the count comes from the layout's memory with none and
-    with all recomputed. `run(sp, batch)` evaluates layouts; returns (its output, layouts, batches)."""
+    with all recomputed. `run(sp, batch)` evaluates layouts (the added ones alone, then joined to the first pass);
+    returns (the output, layouts, batches)."""
     out = run(sp, batch)
     idx = np.flatnonzero(sp["recompute"] >= 2)
     if idx.size == 0:
@@ -110,9 +111,20 @@ def with_partial_recompute(sp: dict[str, np.ndarray], batch: np.ndarray, layers:
             extra_b.append(batch[idx][keep])
     if not extra_sp:
         return out, sp, batch
-    sp = {k: np.concatenate([sp[k]] + [e[k] for e in extra_sp]) for k in sp}
-    batch = np.concatenate([batch] + extra_b)
-    return run(sp, batch), sp, batch
+    add = {k: np.concatenate([e[k] for e in extra_sp]) for k in sp}
+    add_b = np.concatenate(extra_b)
+    n, m = sp["tp"].size, add["tp"].size
+    return (_join(out, run(add, add_b), n, m), {k: np.concatenate([sp[k], add[k]]) for k in sp},
+            np.concatenate([batch, add_b]))
+
+
+def _join(a: Any, b: Any, n: int, m: int) -> Any:
+    """Two `evaluate` outputs of n and m layouts as one of n + m (a scalar both share stays a scalar)."""
+    if isinstance(a, dict):
+        return {k: _join(a[k], b[k], n, m) for k in a}
+    if np.ndim(a) == 0 and np.ndim(b) == 0 and a == b:
+        return a
+    return np.concatenate([np.broadcast_to(a, (n,)), np.broadcast_to(b, (m,))])
 
 
 def batch_micro_batches(sp: dict[str, np.ndarray], seq: int, batch_tokens: float | None,

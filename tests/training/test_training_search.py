@@ -36,7 +36,7 @@ def test_more_gpus_never_slow_the_best_layout():
 def test_search_is_a_few_vectorised_passes(monkeypatch):
     # calls of the array model over every layout at once, not one per layout (its speed is a benchmark's business,
     # not a timed test's): one for a framework without partial recompute; three for Megatron (all layouts, the
-    # full-recompute ones with none recomputed, then all with the partial ones added)
+    # full-recompute ones with none recomputed, then the block-recompute layouts they add, joined to the first)
     import stockpile.search.training as st
     calls: list[int] = []
     real = st.evaluate
@@ -50,6 +50,9 @@ def test_search_is_a_few_vectorised_passes(monkeypatch):
                    global_batch_tokens=None, precision="fp8")
     out, sp, _ = search(job)
     assert sp["tp"].size > 10_000 and len(calls) == 3
+    arrays = [v for v in (*out.values(), *out["memory"].values()) if not isinstance(v, dict)]
+    assert all(np.ndim(v) == 0 or np.size(v) == sp["tp"].size for v in arrays)
+    assert (sp["rc_frac"] < 1).any() and np.all(sp["rc_frac"][sp["recompute"] < 2] == 1)
     calls.clear()
     out, sp, _ = search(job.model_copy(update={"framework": "torchtitan"}))
     assert sp["tp"].size > 1_000 and len(calls) == 1
