@@ -128,6 +128,23 @@ def test_megatron_recomputes_only_the_layers_memory_needs():
     assert titan.layout["recompute_layers"] is None
 
 
+@pytest.mark.parametrize("model_id,chip_id,gpus,seq,precision", [
+    ("deepseek-ai/DeepSeek-V3", "h800-sxm-80gb", 2048, 4096, "fp8"),     # MoE, 61 layers on one stage
+    ("meta-llama/Llama-3.1-70B", "h100-sxm-80gb", 64, 8192, "bf16"),      # interleaved pipeline stages
+])
+def test_block_recompute_is_the_fewest_layers_that_fit_wherever_the_search_picks_it(model_id, chip_id, gpus, seq,
+                                                                                       precision):
+    job = make_job(model_id, chip_id, gpus, tokens=None, seq_len=seq, global_batch_tokens=None, precision=precision)
+    best = best_training_layout(job.model, job.chip, gpus, seq_len=seq, precision=precision)
+    lay = TrainLayout(**{k: v for k, v in best.layout.items() if k != "schedule"})
+    if lay.recompute_layers is None:
+        pytest.skip(f"the search recomputes {lay.recompute} layers here")
+    fixed = job.model_copy(update={"global_batch_tokens": best.global_batch_tokens})
+    assert best.fits and not estimate(fixed, lay.model_copy(update={"recompute_layers": lay.recompute_layers - 1})).fits
+    full = estimate(fixed, lay.model_copy(update={"recompute_layers": None}))
+    assert full.tokens_per_s <= best.tokens_per_s
+
+
 def test_a_bf16_gradient_buffer_halves_the_gradient_memory():
     """NeMo 1.x's launcher recipes reduce gradients in bf16 (grad_sync_dtype): its gradient buffer is half of
     Megatron-Core's fp32 one for the same layout, and less memory never makes the best layout slower."""
