@@ -57,9 +57,10 @@ TRAIN_WIDEN = 1.1   # training bands: in-sample quantiles x 1.1 (docs/training-m
 # band. By the same rule as UNSEEN_WIDEN: the smallest widening, in steps of 0.1, at which 80 % of every held-out
 # training value there is fall inside: the sources held out (quantiles rebuilt without the source's rows) pooled
 # with training_unseen.csv, which no fit uses (bench/band_heldout.py --training --unseen ...): 2.3 79.1 %, 2.4
-# 80.8 % (sources 83.0 %, unseen file 21 of 33) on the shipped training fit, since Megatron recomputes only the
-# layers memory needs, NeMo 1.x keeps bf16 gradients and Transformer Engine's attention is Hopper-native (2.4
-# with the first two alone: 2.3 78.4 %, 2.4 80.1 %; 2.5 from the day the TPU v6e AQT-int8 rows joined the
+# 81.8 % (sources 81.8 %, unseen file 27 of 33) on the shipped training fit, since Megatron recomputes only the
+# layers memory needs, NeMo 1.x keeps bf16 gradients, Transformer Engine's attention is Hopper-native and TP overlap
+# stops at the NVLink domain (2.4 with the first two alone: 2.3 78.4 %, 2.4 80.1 %; 2.5 from the day the TPU v6e
+# AQT-int8 rows joined the
 # held-out values, 2026-12-06, until then: 2.4 79.8 %, 2.5 81.5 %). Until
 # 2026-12-06 the rule scored the held-out sources alone and chose 2.0 (the unseen file 14 of 31), with a scorer that
 # gave rows of the shipped file whose id another source repeats that row's regime

@@ -432,7 +432,9 @@ def step_time(mc: TrainConsts, cc: TrainChip, p: TrainParams, *, tp: F, pp: F, d
     # backward, again forward under full recompute; exposed unless the framework overlaps them
     n_tp = (2.0 - mc.moe_frac) * (2.0 + full) * (ls + mc.mtp)
     t_tp = _ring(cc, p, tp, np.minimum(tp, cc.domain), T * h * 2.0, 2.0) * n_tp
-    t_tp = t_tp * (1.0 - p.tp_overlap * fw_tp_overlap)
+    # overlapping TP collectives with the GEMMs (Transformer Engine's userbuffers, async TP) needs the group inside
+    # one NVLink domain: a TP group across nodes pays its collectives in full
+    t_tp = t_tp * (1.0 - p.tp_overlap * fw_tp_overlap * (tp <= cc.domain))
     # expert parallel: dispatch + combine forward and backward (fp8 dispatch in fp8 training)
     a2a = _alltoall(cc, p, ep, np.minimum(ep, cc.domain), T / tp * mc.top_k * h * np.where(fp8 > 0, 1.5, 2.0))
     t_ep = mc.moe_frac * (ls + mc.mtp) * (4.0 + 2.0 * full) * a2a

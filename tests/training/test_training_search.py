@@ -184,3 +184,19 @@ def test_transformer_engines_attention_is_hopper_native(chip_id, ratio, priors):
         times[fw] = estimate(job, lay, calibration=priors).time_breakdown_s["attention"]
     assert GLOBAL_DEFAULTS["attn_native"] == 1.5
     assert times["torchtitan"] / times["megatron"] == pytest.approx(ratio, rel=1e-4)   # (rounded to the us)
+
+
+def test_tp_overlap_stops_at_the_nvlink_domain(priors):
+    """Transformer Engine's TP overlap (userbuffers) needs the TP group inside one NVLink domain: on 8-GPU H100
+    nodes Megatron hides its TP collectives at TP 8 (by tp_overlap) and pays them in full at TP 16, as a framework
+    without the overlap (DeepSpeed) does."""
+    from stockpile.perf.training import GLOBAL_DEFAULTS
+    comm = {}
+    for fw in ("megatron", "deepspeed"):
+        job = make_job("meta-llama/Llama-3.1-70B", "h100-sxm-80gb", 64, tokens=None, seq_len=4096,
+                       global_batch_tokens=2**21, precision="bf16", framework=fw)
+        for tp in (8, 16):
+            lay = TrainLayout(tp=tp, pp=64 // (tp * 4), dp=4, recompute="full", zero=1)
+            comm[fw, tp] = estimate(job, lay, calibration=priors).time_breakdown_s["tp_comm"]
+    assert comm["megatron", 16] == pytest.approx(comm["deepspeed", 16], rel=1e-4)
+    assert comm["megatron", 8] == pytest.approx(comm["deepspeed", 8] * (1 - GLOBAL_DEFAULTS["tp_overlap"]), rel=1e-3)
