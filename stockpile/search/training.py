@@ -14,8 +14,9 @@ import numpy as np
 
 from stockpile.catalog.chips import Chip, get_chip
 from stockpile.catalog.models import ModelSpec, get_model
-from stockpile.errors import InfeasibleError, InputError, MissingFigureError, UnknownNameError
-from stockpile.perf.frameworks import FRAMEWORKS, framework, fw_flags
+from stockpile.errors import InfeasibleError, InputError, MissingFigureError
+from stockpile.perf import frameworks
+from stockpile.perf.frameworks import framework, fw_flags
 from stockpile.perf.goodput import job_goodput
 from stockpile.perf.training import (
     RECOMPUTE,
@@ -196,7 +197,7 @@ def search(job: TrainJob, *, params: TrainParams | None = None, calibration: Tra
 
 
 def layout_at(sp: dict[str, np.ndarray], i: int, layers: int) -> TrainLayout:
-    frac = float(sp["rc_frac"][i]) if "rc_frac" in sp else 1.0
+    frac = float(sp["rc_frac"][i])
     n = int(round(frac * float(stage_layers(layers, sp["pp"][i]))))
     return TrainLayout(tp=int(sp["tp"][i]), pp=int(sp["pp"][i]), dp=int(sp["dp"][i]), ep=int(sp["ep"][i]),
                        cp=int(sp["cp"][i]), micro_batch=int(sp["mb"][i]),
@@ -240,8 +241,7 @@ def make_job(model: ModelSpec | str, chip: Chip | str, gpus: int, *, tokens: flo
         raise InputError("tokens", "the token budget must be positive (e.g. 15T)")
     if precision not in ("bf16", "fp16", "fp8"):
         raise InputError("precision", f"'{precision}' is not one of bf16, fp16, fp8")
-    if framework not in FRAMEWORKS:
-        raise UnknownNameError("framework", framework, FRAMEWORKS)
+    frameworks.framework(framework)                # an unknown name: UnknownNameError with the closest ones
     if precision == "fp8" and not hw.has_native(eight_bit_dtype(hw)):
         alt = " or --precision bf16" if hw.has_native("bf16") else ""
         raise InputError("precision", f"{hw.id} has no native FP8 tensor units; pick a chip that has (e.g. H100){alt}")
