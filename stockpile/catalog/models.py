@@ -524,6 +524,24 @@ def _alias_map() -> dict[str, str]:
     return m
 
 
+_SIZE = re.compile(r"(^|-)(\d+x)?\d+(\.\d+)?[bm]($|-)")
+
+
+@cache
+def _sized_names() -> list[tuple[str, str]]:
+    """(bare name, canonical id) for every catalogued name or alias that states a size (llama-3.1-8b, mistral-7b,
+    mixtral-8x7b), also without "meta-" and with a family word joined to its version (llama3-8b), longest first."""
+    out: dict[str, str] = {}
+    for key, canonical in _alias_map().items():
+        if "/" in key:
+            continue
+        for k in {key, _strip_suffixes(key), re.sub(r"^meta-", "", _strip_suffixes(key))}:
+            for variant in (k, re.sub(r"(?<=[a-z])-(?=\d)", "", k)):
+                if _SIZE.search(variant):
+                    out.setdefault(variant, canonical)
+    return sorted(out.items(), key=lambda kv: (-len(kv[0]), kv[0]))
+
+
 def _strip_suffixes(name: str) -> str:
     prev = None
     while prev != name:
@@ -560,6 +578,16 @@ def resolve_model_id(model_id: str) -> str:
     for cand in (base, _strip_suffixes(base)):
         if cand in amap:
             return amap[cand]
+    # a fine-tune named after its base ("NousResearch/Hermes-3-Llama-3.1-8B", "dolphin-2.9-llama3-8b"): the longest
+    # catalogued name with a size in it that the id holds between separators. A bare revision after it is another
+    # release of that name ("...-8B-Instruct-v7"), which may have another shape: not matched
+    flat = name.replace("_", "-")
+    for key, canonical in _sized_names():
+        m = re.search(rf"(?<![^-]){re.escape(key)}(?![^-])", flat)
+        if m:
+            if re.fullmatch(r"-v\d+(\.\d+)*", flat[: m.start()] + flat[m.end():]):
+                break
+            return canonical
     raise UnknownNameError("model", model_id, sorted({e["id"] for e in _index().values()}),
                            hint="or pass a path to a config.json")
 

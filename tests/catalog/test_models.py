@@ -131,3 +131,26 @@ def test_a_fine_tune_of_a_catalogued_base_model_finds_it() -> None:
     assert get_model("codellama/CodeLlama-34b-Instruct-hf").id == "codellama/CodeLlama-34b-hf"
     assert get_model("meta-llama/Llama-2-13b-chat-hf").id == "meta-llama/Llama-2-13b-hf"
     assert get_model("meta-llama/Llama-2-7b-chat-hf").id == "meta-llama/Llama-2-7b-chat-hf"   # exact names win
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("NousResearch/Hermes-3-Llama-3.1-8B", "meta-llama/Llama-3.1-8B-Instruct"),
+    ("cognitivecomputations/dolphin-2.9-llama3-8b", "meta-llama/Meta-Llama-3-8B"),
+    ("teknium/OpenHermes-2.5-Mistral-7B", "mistralai/Mistral-7B-v0.1"),
+    ("casperhansen/llama-3-70b-instruct-awq", "meta-llama/Meta-Llama-3-70B"),
+    ("NousResearch/Nous-Hermes-2-Mixtral-8x7B-DPO", "mistralai/Mixtral-8x7B-v0.1"),
+    ("unsloth/Qwen2.5-7B-Instruct-bnb-4bit", "Qwen/Qwen2.5-7B-Instruct"),
+])
+def test_a_fine_tune_named_after_its_base_finds_the_base(name, expected) -> None:
+    """A community fine-tune or re-packaging that names its base between separators is read as that base."""
+    assert get_model(name).id == expected
+
+
+@pytest.mark.parametrize("name", [
+    "google/codegemma-7b",                  # "gemma-7b" inside a word: another model's name, not its base
+    "Qwen/Qwen2.5-Math-72B-Instruct",       # the base's name is not contiguous in it
+    "meta-llama/Llama-3.1-8B-Instruct-v7",  # a bare revision of a catalogued name may have another shape
+])
+def test_a_name_that_only_resembles_a_catalogued_one_is_refused(name) -> None:
+    with pytest.raises(UnknownNameError):
+        get_model(name)
