@@ -50,7 +50,7 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "gemma2": {"tie_word_embeddings": True},
     "gemma": {"tie_word_embeddings": True},
     # classes whose default ties the output head to the embedding (transformers' PretrainedConfig default)
-    "opt": {"tie_word_embeddings": True}, "bloom": {"tie_word_embeddings": True},
+    "opt": {"tie_word_embeddings": True}, "bloom": {"tie_word_embeddings": True}, "gpt2": {"tie_word_embeddings": True},
     "gpt_bigcode": {"tie_word_embeddings": True}, "falcon": {"tie_word_embeddings": True},
     "cohere": {"tie_word_embeddings": True},
     "smollm3": {"tie_word_embeddings": True}, "starcoder2": {"tie_word_embeddings": True},
@@ -345,7 +345,8 @@ def _read_config(cfg: dict[str, Any], *, model_id: str, published: dict[str, Any
     f: dict[str, Any] = dict(
         id=model_id, architecture=mtype, hidden=hidden, layers=layers, vocab=vocab, heads=heads,
         kv_heads=kv_heads, head_dim=head_dim, max_position=int(_get(cfg, "max_position_embeddings",
-                                                                    "seq_length", "max_seq_len", default=0)),
+                                                                    "seq_length", "max_seq_len", "n_positions",
+                                                                    default=0)),
         tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         attn_bias=bool(_get(cfg, "attention_bias", "qkv_bias", "add_qkv_bias", default=False)),
     )
@@ -564,12 +565,28 @@ def implied_weight_dtype(model_id: str) -> str | None:
 
 def resolve_model_id(model_id: str) -> str:
     """Canonical catalog id for a repo id, alias, re-packaged checkpoint or fine-tune suffix."""
+    return _resolve(model_id)[0]
+
+
+def resolution_note(model_id: str) -> str | None:
+    """What an answer should say where a model id was read as the catalogued base its name carries (None where
+    the id, an alias or a packaging variant of it is catalogued, or for a config.json path)."""
+    if model_id.endswith(".json") or Path(model_id).is_dir():
+        return None
+    canonical, via_base = _resolve(model_id)
+    return (f"model {model_id} is not in the catalog: read as {canonical}, the base its name carries (a fine-tune "
+            "keeps its base's shape; pass its config.json for another)") if via_base else None
+
+
+@cache
+def _resolve(model_id: str) -> tuple[str, bool]:
+    """(canonical id, whether it was found only as the base named inside the id)."""
     amap = _alias_map()
     low = model_id.strip().lower()
     name = low.split("/")[-1]
     for cand in (low, name, _strip_suffixes(low), _strip_suffixes(name)):
         if cand in amap:
-            return amap[cand]
+            return amap[cand], False
     # drop the organisation and strip packaging words one at a time (e.g. RedHatAI/...-FP8-dynamic), with what
     # quantisers append to them: AMD Quark's "-FP8-KV" (FP8 KV-cache scales) and "-PTPC" (per-token,
     # per-channel scales), a checkpoint revision after a precision ("nvidia/DeepSeek-R1-0528-FP4-v2")
@@ -577,7 +594,7 @@ def resolve_model_id(model_id: str) -> str:
                   r"(-(kv|ptpc|v\d+))*)+$", "", name)
     for cand in (base, _strip_suffixes(base)):
         if cand in amap:
-            return amap[cand]
+            return amap[cand], False
     # a fine-tune named after its base ("NousResearch/Hermes-3-Llama-3.1-8B", "dolphin-2.9-llama3-8b"): the longest
     # catalogued name with a size in it that the id holds between separators. A bare revision after it is another
     # release of that name ("...-8B-Instruct-v7"), which may have another shape: not matched
@@ -587,7 +604,7 @@ def resolve_model_id(model_id: str) -> str:
         if m:
             if re.fullmatch(r"-v\d+(\.\d+)*", flat[: m.start()] + flat[m.end():]):
                 break
-            return canonical
+            return canonical, True
     raise UnknownNameError("model", model_id, sorted({e["id"] for e in _index().values()}),
                            hint="or pass a path to a config.json")
 

@@ -154,3 +154,27 @@ def test_a_fine_tune_named_after_its_base_finds_the_base(name, expected) -> None
 def test_a_name_that_only_resembles_a_catalogued_one_is_refused(name) -> None:
     with pytest.raises(UnknownNameError):
         get_model(name)
+
+
+def test_an_answer_says_when_a_model_was_read_as_the_base_its_name_carries() -> None:
+    from stockpile.catalog.models import resolution_note
+    note = resolution_note("NousResearch/Hermes-3-Llama-3.1-8B")
+    assert note is not None and "meta-llama/Llama-3.1-8B-Instruct" in note
+    # a catalogued id, an alias or a packaging variant passes silently
+    assert resolution_note("meta-llama/Llama-3.1-8B-Instruct") is None
+    assert resolution_note("RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic") is None
+
+
+def test_estimate_and_validate_carry_the_read_as_note(tmp_path) -> None:
+    from stockpile.calibration.validate import validate_file
+    from stockpile.perf.request import EstimateRequest, run_estimate
+    e = run_estimate(EstimateRequest(model="teknium/OpenHermes-2.5-Mistral-7B", chip="h100-sxm-80gb", isl=512,
+                                     osl=128, concurrency=8))
+    assert any("mistralai/Mistral-7B-v0.1" in a for a in e.assumptions)
+    f = tmp_path / "rows.csv"
+    f.write_text("id,model,accelerator,num_accelerators,engine,weight_dtype,kv_dtype,tp,pp,ep,dp,input_len,"
+                 "output_len,concurrency,scenario,metric,value,source_url,notes\n"
+                 "r1,teknium/OpenHermes-2.5-Mistral-7B,h100-sxm-80gb,1,vllm,bf16,,1,1,,1,512,128,8,server,"
+                 "tpot_ms,7.0,https://example.com,\n")
+    row = validate_file(f)["rows"][0]
+    assert row["status"] == "ok" and any("read as mistralai/Mistral-7B-v0.1" in a for a in row["assumed"])
