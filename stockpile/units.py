@@ -15,6 +15,8 @@ def parse_count(text: str | float | int, *, field: str = "value") -> float:
         return float(text)
     m = _NUM.match(str(text))
     if not m:
+        if str(text).strip().startswith("-") and _NUM.match(str(text).strip()[1:]):
+            raise InputError(field, f"'{text}' is negative; give a positive count (e.g. 4000, 4k or 15.6T)")
         raise InputError(field, f"'{text}' is not a number (use e.g. 4000, 4k, 15.6e12 or 15.6T)")
     return float(m.group(1)) * _SUFFIX[m.group(2).lower()]
 

@@ -19,3 +19,9 @@ def test_parse_count_rejects_garbage():
 def test_fmt_and_suggestions():
     assert fmt_count(1.5e12) == "1.5T"
     assert "h100-sxm-80gb" in close_matches("h100-sxm", ["h100-sxm-80gb", "a100-sxm-80gb", "l4-24gb"])
+
+
+def test_a_negative_count_is_named_as_negative():
+    with pytest.raises(InputError) as e:
+        parse_count("-5", field="isl")
+    assert "negative" in str(e.value) and "isl" in str(e.value)
