@@ -142,7 +142,6 @@ def training_coverage(widths: tuple[float, ...] = (), unseen: tuple = ()) -> dic
     shipped quantiles (they hold nothing of them): `widths_unseen` alone, `widths_pooled` with the held-out
     sources' values, the pool the widening for a new source is chosen on (as for inference)."""
     import csv
-    from importlib import resources
 
     from stockpile.calibration.bands import (
         TRAIN_UNSEEN_WIDEN,
@@ -151,10 +150,9 @@ def training_coverage(widths: tuple[float, ...] = (), unseen: tuple = ()) -> dic
         _quantiles,
         training_keys,
     )
-    from stockpile.calibration.fit_training import leave_one_source_out
+    from stockpile.calibration.fit_training import default_rows, leave_one_source_out
     from stockpile.calibration.training import Case, predict_training_rows, prepare_rows, source_of
-    path = resources.files("stockpile") / "data" / "measurements" / "training_measurements.csv"
-    rows = list(csv.DictReader(path.read_text().splitlines()))
+    rows = default_rows()
     cases = prepare_rows(rows)
     ins: list[tuple[str, str, float, float, str]] = []
     # keyed by source too: the shipped file repeats some ids across sources (a row's regime is its own)

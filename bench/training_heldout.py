@@ -68,8 +68,8 @@ def main() -> None:
     ap.add_argument("--perturb", action="store_true", help="also refit with the soft-L1 scale x0.95 and x1.05")
     args = ap.parse_args()
     from stockpile.calibration import fit_training
-    from stockpile.calibration.fit_training import default_file, read_training_rows
-    rows = read_training_rows(default_file())
+    from stockpile.calibration.fit_training import default_rows
+    rows = default_rows()
     unseen = Path(str(resources.files("stockpile") / "data" / "measurements" / "training_unseen.csv"))
     report("shipped fit settings", rows, unseen)
     if args.perturb:

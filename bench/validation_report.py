@@ -26,6 +26,7 @@ from stockpile.calibration.fit_inference import (
     on_bounds,
     publication_of,
 )
+from stockpile.calibration.fit_training import FITTED_FILES
 from stockpile.calibration.validate import validate_file
 from stockpile.catalog import get_model
 from stockpile.perf.calibration import load_calibration
@@ -60,12 +61,12 @@ def table(title: str, groups: dict[str, tuple[int, list[float], list[float], lis
     return out + [""]
 
 
-def training_section() -> list[str]:
-    """Training rows: validate summary by metric and by source (the training model's own fit)."""
-    path = ROOT / "training_measurements.csv"
+def training_section(name: str = "training_measurements.csv") -> list[str]:
+    """Training rows of one fitted file: validate summary by metric and by source (the training model's own fit)."""
+    path = ROOT / name
     doc = validate_file(path)
     s = doc["summary"]
-    out = ["## training_measurements.csv", "",
+    out = [f"## {name}", "",
            f"n = {s['n']}, predicted = {s['n_predicted']}, median APE = {pct(s['median_ape'])}, "
            f"p90 APE = {pct(s['p90_ape'])}. Method: docs/training-model.md (its leave-one-source-out table too).", "",
            "| metric | rows | predicted | median APE |", "|---|---:|---:|---:|"]
@@ -154,7 +155,7 @@ KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one pub
         "## What the twenty-ninth session measured", "## What the thirtieth session measured",
         "## What the thirty-first session measured",
         "## What the thirty-second session measured", "## What the thirty-third session measured",
-        "## What the thirty-fourth session measured")
+        "## What the thirty-fourth session measured", "## What the thirty-fifth session measured")
 
 
 def _sections(path: Path) -> dict[str, str]:
@@ -294,7 +295,7 @@ def main() -> None:
             groups = {k: (v[0], v[1], v[2], v[3]) for k, v in acc.items()}
             lines += table(title, groups)
     lines += bounds_section()
-    lines += training_section()
+    lines += [ln for name in FITTED_FILES for ln in training_section(name)]
     lines += unseen_section()
     lines += search_section()
     from_log = args.from_log

@@ -69,7 +69,22 @@ F_SCALE = 0.1
 
 
 def default_file() -> Path:
+    """The shared training measurements (shared/data/training_measurements.csv, kept byte-identical)."""
     return Path(str(resources.files("stockpile") / "data" / "measurements" / "training_measurements.csv"))
+
+
+# the rows every training fit uses: the shared file, then our own sourced additions (AMD Instinct, H200)
+FITTED_FILES = ("training_measurements.csv", "training_added.csv")
+
+
+def default_files() -> list[Path]:
+    root = resources.files("stockpile") / "data" / "measurements"
+    return [Path(str(root / name)) for name in FITTED_FILES]
+
+
+def default_rows() -> list[dict[str, str]]:
+    """Every row of the fitted files, in order."""
+    return [r for p in default_files() for r in read_training_rows(p)]
 
 
 def read_training_rows(path: Path) -> list[dict[str, str]]:
@@ -204,7 +219,7 @@ def fit(rows: list[dict[str, str]], *, exclude_source: str | None = None, rounds
         cal.frameworks[UNMEASURED] = {"kernel_eff": float(f"{statistics.median(fitted):.4g}")}
     records = predict_training_rows([r for r in rows if _keep(r, exclude_source)], cal)
     apes = [abs(r["error"]) for r in records if r["status"] == "ok"]
-    cal.meta = {"fitted": dt.date.today().isoformat(), "rows": len(cases), "file": "training_measurements.csv",
+    cal.meta = {"fitted": dt.date.today().isoformat(), "rows": len(cases), "file": " + ".join(FITTED_FILES),
                 "excluded_source": exclude_source, "sources": dict(Counter(c.source for c in cases)),
                 "loss": f"soft_l1 on log(pred/measured), f_scale {F_SCALE}; log prior toward defaults, "
                         f"weight {PRIOR_WEIGHT} ({FAMILY_PRIOR_WEIGHT} for a chip family's GEMM efficiency); "
@@ -263,7 +278,7 @@ def write_calibration(cal: TrainCalibration, path: Path | None = None) -> Path:
 def main(loso: bool = True, paths: list[Path] | None = None, dest: Path | None = None) -> dict[str, Any]:
     """Fit on `paths` (default: the shipped rows), add leave-one-source-out errors, write the YAML to `dest`
     (default: the shipped file, for maintainers refreshing it); returns the report."""
-    rows = [r for p in (paths or [default_file()]) for r in read_training_rows(Path(p))]
+    rows = [r for p in (paths or default_files()) for r in read_training_rows(Path(p))]
     cal, report = fit(rows)
     if loso:
         held = leave_one_source_out(rows)

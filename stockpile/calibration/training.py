@@ -38,6 +38,11 @@ from stockpile.search.training import MAX_BATCH_TOKENS, make_job, search
 METRICS = ("mfu", "hfu", "tflops_per_gpu", "tokens_per_s_per_gpu", "tokens_per_s", "gpu_hours", "days")
 # source (URL pattern) -> (calibration framework, attention convention causal?, TFLOPs count recompute?)
 SOURCES: list[tuple[str, str, str, bool, bool]] = [
+    # training_added.csv: AMD's ROCm PyTorch container (PyTorch FSDP, the pytorch-training-benchmark script), AMD's
+    # Primus (Megatron-LM backend) and MaxText on ROCm (before the generic maxtext and llama patterns)
+    ("rocm/pytorch-training", "rocm-fsdp", "pytorch-fsdp", False, False),
+    ("AMD-AGI/Primus", "primus", "megatron", True, False),
+    ("ROCm/rocm-blogs", "maxtext-rocm", "maxtext", False, False),
     ("NVIDIA/NeMo/blob", "nemo", "nemo", False, False),                        # NeMo 24.07 (full attention)
     ("Megatron-LM/blob/2dae74b6f5", "megatron2021", "megatron2021", False, True),    # Narayanan 2021 formula
     ("Megatron-Bridge", "megatron-bridge", "megatron", True, False),             # causal half (25.x formula)
