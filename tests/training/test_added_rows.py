@@ -1,0 +1,34 @@
+"""training_added.csv: our own sourced training rows, fitted beside the shared file (the first on AMD GPUs)."""
+from __future__ import annotations
+
+import pytest
+
+from stockpile.calibration.bands import training_family_seen
+from stockpile.calibration.fit_training import FITTED_FILES, default_files, default_rows, read_training_rows
+from stockpile.calibration.training import source_of
+from stockpile.perf.training import load_training_calibration
+
+
+def test_the_fit_reads_the_shared_file_and_our_additions() -> None:
+    paths = default_files()
+    assert [p.name for p in paths] == list(FITTED_FILES) and all(p.is_file() for p in paths)
+    added = read_training_rows(paths[1])
+    assert len(default_rows()) == len(read_training_rows(paths[0])) + len(added)
+    # every added row names its source, and the AMD FSDP rows are their own source and framework (not Meta's,
+    # which the word "llama" in the notes would otherwise pick)
+    assert all(r["source_url"] for r in added)
+    amd = [r for r in added if r["accelerator"].startswith("mi3")]
+    assert amd and {source_of(r)[:2] for r in amd} == {("rocm-fsdp", "pytorch-fsdp")}
+
+
+def test_amd_training_takes_its_fitted_gemm_efficiency() -> None:
+    cal = load_training_calibration()
+    amd = cal.families["amd"]["gemm_eff"]
+    assert 0.3 < amd < cal.families["hopper"]["gemm_eff"]
+    assert cal.meta["sources"]["rocm-fsdp"] == 8
+    assert cal.params("cdna3", "pytorch-fsdp").gemm_eff == pytest.approx(amd)
+
+
+def test_a_chip_architecture_without_rows_is_not_seen_though_its_group_is_fitted() -> None:
+    assert training_family_seen("cdna3") and training_family_seen("hopper")
+    assert not training_family_seen("cdna2") and not training_family_seen("cdna4")
