@@ -17,18 +17,21 @@ def test_the_fit_reads_the_shared_file_and_our_additions() -> None:
     # every added row names its source, and the AMD FSDP rows are their own source and framework (not Meta's,
     # which the word "llama" in the notes would otherwise pick)
     assert all(r["source_url"] for r in added)
-    amd = [r for r in added if r["accelerator"].startswith("mi3")]
-    assert amd and {source_of(r)[:2] for r in amd} == {("rocm-fsdp", "pytorch-fsdp")}
+    fsdp = [r for r in added if "rocm/pytorch-training" in r["source_url"]]
+    assert len(fsdp) == 8 and {source_of(r)[:2] for r in fsdp} == {("rocm-fsdp", "pytorch-fsdp")}
+    # AMD's Primus runs Megatron-LM: Megatron's behaviour, its own source (held out apart from AMD's FSDP rows)
+    primus = [r for r in added if "AMD-AGI/Primus" in r["source_url"] + r["notes"]]
+    assert primus and {source_of(r)[:2] for r in primus} == {("primus", "megatron")}
 
 
 def test_amd_training_takes_its_fitted_gemm_efficiency() -> None:
     cal = load_training_calibration()
     amd = cal.families["amd"]["gemm_eff"]
     assert 0.3 < amd < cal.families["hopper"]["gemm_eff"]
-    assert cal.meta["sources"]["rocm-fsdp"] == 8
+    assert cal.meta["sources"]["rocm-fsdp"] == 8 and cal.meta["sources"]["primus"] >= 5
     assert cal.params("cdna3", "pytorch-fsdp").gemm_eff == pytest.approx(amd)
 
 
 def test_a_chip_architecture_without_rows_is_not_seen_though_its_group_is_fitted() -> None:
-    assert training_family_seen("cdna3") and training_family_seen("hopper")
-    assert not training_family_seen("cdna2") and not training_family_seen("cdna4")
+    assert training_family_seen("cdna3") and training_family_seen("cdna4") and training_family_seen("hopper")
+    assert not training_family_seen("cdna2") and not training_family_seen("volta")
