@@ -22,6 +22,7 @@ from stockpile.calibration.status import OK, UNSUPPORTED, status_of
 from stockpile.catalog.chips import get_chip
 from stockpile.catalog.models import ModelSpec, get_model, spec_from_config
 from stockpile.errors import InputError, MissingFigureError, StockpileError, UnknownNameError
+from stockpile.perf.frameworks import framework
 from stockpile.perf.goodput import job_goodput
 from stockpile.perf.training import (
     TrainCalibration,
@@ -258,6 +259,13 @@ def make_case(row: dict[str, str]) -> Case:
     if fw == "torchtitan":
         flags["fw_tp_overlap"] = 1.0 if re.search(r"async ?tp", notes, re.I) and "vanilla" not in notes else 0.0
         flags["fused"] = 1.0 if re.search(r"compile", notes) else 0.0
+    if model.is_moe and fw not in ("maxtext",) and re.search(r"\bDeepEP\b", notes) and not framework(fw).moe_sync:
+        # DeepEP's normal (high-throughput) dispatch hands the received-token counts to the host (a Python list;
+        # its README: "the CPU will wait for GPU's signal to arrive, so this is not compatible with CUDA graph",
+        # deepseek-ai/DeepEP@0aaa674), so each MoE layer waits on the host as Megatron's dropless dispatcher does;
+        # under XLA (MaxText) shapes are static and nothing waits
+        flags["moe_sync"] = 1.0
+        used.append("DeepEP dispatch: each MoE layer waits on the host for its received-token counts")
     dropping = _token_dropping(row, notes, model, chip.id, fw) if model.is_moe else None
     if dropping:
         flags["moe_capacity"] = float(dropping[0])

@@ -35,3 +35,19 @@ def test_amd_training_takes_its_fitted_gemm_efficiency() -> None:
 def test_a_chip_architecture_without_rows_is_not_seen_though_its_group_is_fitted() -> None:
     assert training_family_seen("cdna3") and training_family_seen("cdna4") and training_family_seen("hopper")
     assert not training_family_seen("cdna2") and not training_family_seen("volta")
+
+
+def test_a_pytorch_moe_run_with_deepep_waits_on_the_host_each_moe_layer() -> None:
+    """DeepEP's normal dispatch returns its received-token counts to the host: a torchtitan MoE row whose notes
+    name DeepEP pays the per-MoE-layer host stall (moe_sync) that Megatron's dropless dispatcher pays; the same
+    row without it does not, and is predicted faster."""
+    from stockpile.calibration.fit_training import predict_training_rows
+    row = {"id": "t", "model": "Qwen/Qwen3-30B-A3B", "seq_len": "4096", "accelerator": "b200-sxm-180gb",
+           "num_accelerators": "8", "precision": "bf16", "tp": "1", "dp": "8", "ep": "8", "cp": "1",
+           "global_batch_tokens": "262144", "recompute": "full", "metric": "tokens_per_s_per_gpu", "value": "14796",
+           "source_url": "https://github.com/pytorch/torchtitan/blob/x/README.md",
+           "notes": "torchtitan MoE, DeepEP dispatch and combine, local bs 8"}
+    with_deepep, without = predict_training_rows([row, {**row, "notes": "torchtitan MoE, all-to-all, local bs 8"}])
+    assert any("DeepEP dispatch" in a for a in with_deepep["assumed"])
+    assert not any("DeepEP" in a for a in without.get("assumed", []))
+    assert with_deepep["predicted"] < 0.95 * without["predicted"]
