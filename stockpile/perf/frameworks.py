@@ -47,7 +47,8 @@ FRAMEWORKS: dict[str, Framework] = {
     "megatron2021":  Framework(zero=(0,), sp=False, dp_overlap=False, flash=False),  # Narayanan et al. 2021 runs
     "megatron2022": Framework(zero=(0, 1), kernels="megatron", flash=False),   # Korthikanti 2022: SP, no TP overlap
     "mosaic": Framework(zero=(2, 3)),                                          # Composer + PyTorch FSDP
-    # plain PyTorch FSDP training scripts (AMD's pytorch-training-benchmark in the ROCm PyTorch container)
+    # plain PyTorch FSDP training scripts (AMD's pytorch-training-benchmark in the ROCm PyTorch container); its kernel
+    # factor is fitted on AMD rows only
     "pytorch-fsdp": Framework(zero=(2, 3)),
     "torchtitan": Framework(zero=(3,), eager=True),                            # FSDP2; async TP/compile via notes
     "maxtext": Framework(zero=(3,), tp_overlap=True, fused=True),              # JAX/XLA on TPU
