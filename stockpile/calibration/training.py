@@ -259,7 +259,7 @@ def make_case(row: dict[str, str]) -> Case:
     if fw == "torchtitan":
         flags["fw_tp_overlap"] = 1.0 if re.search(r"async ?tp", notes, re.I) and "vanilla" not in notes else 0.0
         flags["fused"] = 1.0 if re.search(r"compile", notes) else 0.0
-    if model.is_moe and fw not in ("maxtext",) and re.search(r"\bDeepEP\b", notes) and not framework(fw).moe_sync:
+    if model.is_moe and fw != "maxtext" and re.search(r"\bDeepEP\b", notes) and not framework(fw).moe_sync:
         # DeepEP's normal (high-throughput) dispatch hands the received-token counts to the host (a Python list;
         # its README: "the CPU will wait for GPU's signal to arrive, so this is not compatible with CUDA graph",
         # deepseek-ai/DeepEP@0aaa674), so each MoE layer waits on the host as Megatron's dropless dispatcher does;
