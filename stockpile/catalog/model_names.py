@@ -96,10 +96,15 @@ def resolve_model_id(model_id: str) -> str:
     return _resolve(model_id)[0]
 
 
+def is_config_path(model_id: str) -> bool:
+    """Whether a model argument names a config.json (the file, or a folder holding one) rather than a catalog id."""
+    return model_id.endswith(".json") or Path(model_id).is_dir() and (Path(model_id) / "config.json").exists()
+
+
 def resolution_note(model_id: str) -> str | None:
     """What an answer should say where a model id was read as the catalogued base its name carries (None where
     the id, an alias or a packaging variant of it is catalogued, or for a config.json path)."""
-    if model_id.endswith(".json") or Path(model_id).is_dir():
+    if is_config_path(model_id):
         return None
     canonical, via_base = _resolve(model_id)
     return (f"model {model_id} is not in the catalog: read as {canonical}, the base its name carries (a fine-tune "

@@ -25,6 +25,7 @@ from stockpile.catalog.model_names import (
     _DATA,
     _index,
     implied_weight_dtype,
+    is_config_path,
     resolution_note,
     resolve_model_id,
 )
@@ -516,7 +517,7 @@ def load_config_path(path: str | Path) -> ModelSpec:
 
 def get_model(model_id: str) -> ModelSpec:
     """Look a model up by HF id (case-insensitive, suffix-tolerant) or read a config.json path."""
-    if model_id.endswith(".json") or Path(model_id).is_dir() and (Path(model_id) / "config.json").exists():
+    if is_config_path(model_id):
         return load_config_path(model_id)
     return _load(resolve_model_id(model_id))
 
