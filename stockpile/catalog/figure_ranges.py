@@ -57,7 +57,10 @@ def estimated_figures(chip: Chip) -> list[str]:
     for name in USED_FIGURES:
         fig = getattr(chip, name, None)
         if fig is not None and marks(fig):
-            head = (fig.note or "").split(":")[0]
+            note = fig.note or ""
+            label = note.split(": ")[0]
+            # a note led by its marks ("ESTIMATE (UPPER BOUND): ...") is named by them; any other by its first clause
+            head = label if label.isupper() else note.split(";")[0]
             unsaid = [m.lower() for m in marks(fig) if m not in head.upper()]   # marks stated later in the note
             kinds = f" ({', '.join(unsaid)})" if unsaid else ""
             out.append(f"{chip.id} {name} = {fig.value:g} is not a published figure{kinds}: {head}")

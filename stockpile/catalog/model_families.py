@@ -49,6 +49,11 @@ def standard_names(cfg: dict[str, Any], mtype: str) -> dict[str, Any]:
         cfg.setdefault("num_experts_per_tok", ffn.get("moe_top_k"))
         cfg.setdefault("moe_intermediate_size", ffn.get("ffn_hidden_size"))
         cfg.setdefault("intermediate_size", ffn.get("ffn_hidden_size"))
+    if mtype == "phi3small":
+        # Phi-3-small: the gated (gegelu) MLP's width is ff_intermediate_size. Every other layer attends block-
+        # sparsely (local blocks plus every vert_stride-th older block) but caches every token's keys and values:
+        # read as dense attention, which costs those layers' attention at full context (an upper bound)
+        cfg.setdefault("intermediate_size", cfg.get("ff_intermediate_size"))
     if mtype == "gemma4":
         # Gemma 4: the global layers' keys double as values (attention_k_eq_v) over fewer, wider heads; their KV
         # per token equals num_global_key_value_heads x 2 x head_dim, which is what the cache holds at long

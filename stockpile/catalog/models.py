@@ -42,7 +42,7 @@ KNOWN_TYPES = {
     "nemotron-nas", "deepseek_v4", "deepseek_ref", "kimi_k3", "kimi_linear", "gptj", "qwen2_vl", "qwen2_5_vl",
     "phimoe", "mllama", "granite", "olmo", "olmo2", "exaone", "internlm3", "smollm3", "seed_oss", "starcoder2",
     "baichuan", "opt", "bloom", "phi", "gpt_bigcode", "cohere", "qwen", "RefinedWeb", "RefinedWebModel",
-    "minimax_m1", "bailing_moe", "dbrx",
+    "minimax_m1", "bailing_moe", "dbrx", "olmoe", "phi3small", "nemotron",
 }
 # Values a published config.json may omit because the transformers config class supplies them
 # (transformers/models/<type>/configuration_<type>.py defaults).
@@ -57,6 +57,7 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "gpt_bigcode": {"tie_word_embeddings": True}, "falcon": {"tie_word_embeddings": True},
     "cohere": {"tie_word_embeddings": True},
     "smollm3": {"tie_word_embeddings": True}, "starcoder2": {"tie_word_embeddings": True},
+    "phi3small": {"tie_word_embeddings": True},     # Phi3SmallForCausalLM reads logits off the embedding
     # Falcon's first releases (remote code, RWForCausalLM): the output head is the embedding
     "RefinedWeb": {"tie_word_embeddings": True}, "RefinedWebModel": {"tie_word_embeddings": True},
 }
@@ -352,7 +353,7 @@ def _read_config(cfg: dict[str, Any], *, model_id: str, published: dict[str, Any
         inter = hidden * int(cfg.get("expansion_ratio", 4))
         f["gated_mlp"] = False
     if mtype in ("gpt2", "gpt_neox", "falcon", "gptj", "opt", "bloom", "phi", "gpt_bigcode", "starcoder2",
-                 "RefinedWeb", "RefinedWebModel"):
+                 "RefinedWeb", "RefinedWebModel", "nemotron"):      # (Nemotron: squared-ReLU, no gate)
         f["gated_mlp"] = False
         inter = inter or 4 * hidden
     # --- attention kinds

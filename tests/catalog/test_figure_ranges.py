@@ -101,3 +101,13 @@ def test_a_thin_regime_says_its_band_is_a_broader_groups() -> None:
     assert thin is not None and rich is not None
     assert "broader group" in describe(*thin, family="cdna3")
     assert "broader group" not in describe(*rich, family="hopper")
+
+
+def test_an_estimate_is_named_by_its_marks_or_its_first_clause() -> None:
+    """A note led by its marks ("ESTIMATE (UPPER BOUND): ...") is quoted up to them; a note without that lead is
+    quoted up to its first clause, not cut at a colon inside it (the H20's NIC note says "1:1 CX7")."""
+    from stockpile.catalog.figure_ranges import estimated_figures
+    h20 = [s for s in estimated_figures(get_chip("h20-96gb")) if "scaleout_gbps" in s]
+    assert h20 and h20[0].endswith("although its comment says 1:1 CX7")
+    mi308 = estimated_figures(get_chip("mi308x-192gb"))
+    assert "mi308x-192gb bf16_tflops = 299 is not a published figure: ESTIMATE (UPPER BOUND)" in mi308

@@ -178,3 +178,20 @@ def test_estimate_and_validate_carry_the_read_as_note(tmp_path) -> None:
                  "tpot_ms,7.0,https://example.com,\n")
     row = validate_file(f)["rows"][0]
     assert row["status"] == "ok" and any("read as mistralai/Mistral-7B-v0.1" in a for a in row["assumed"])
+
+
+def test_olmoe_phi3small_and_nemotron_are_read() -> None:
+    """Three model_types the catalog used to refuse: OLMoE's 64 experts (width from intermediate_size, not
+    the class default), Phi-3-small's gegelu MLP under its own field name and its tied head, Nemotron's
+    squared-ReLU MLP without a gate. Totals as the papers state them (OLMoE: 7B, 1B active)."""
+    olmoe = get_model("allenai/OLMoE-1B-7B-0924")
+    assert (olmoe.experts, olmoe.experts_per_token, olmoe.ffn_expert) == (64, 8, 1024)
+    assert 6.8e9 < olmoe.params < 7.0e9 and 1.2e9 < olmoe.active_params < 1.35e9
+    phi = get_model("microsoft/Phi-3-small-8k-instruct")
+    assert phi.ffn_dense == 14336 and phi.gated_mlp and phi.tie_embeddings and phi.kv_heads == 8
+    nem = get_model("nvidia/Minitron-4B-Base")
+    assert not nem.gated_mlp and nem.ffn_dense == 9216 and nem.head_dim == 128
+    gated = spec_from_config({"model_type": "llama", "hidden_size": 3072, "num_hidden_layers": 32,
+                              "num_attention_heads": 24, "num_key_value_heads": 8, "intermediate_size": 9216,
+                              "vocab_size": 256000}, model_id="x/gated")
+    assert nem.params < gated.params                  # no gate: a third fewer MLP weights than a gated twin
