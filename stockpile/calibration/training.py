@@ -50,6 +50,7 @@ SOURCES: list[tuple[str, str, str, bool, bool]] = [
     ("Megatron-LM/blob/f2e5db402c^", "megatron2022", "megatron2022", False, False),  # Korthikanti 2022 README
     ("Megatron-MoE-ModelZoo", "megatron-core-moe", "megatron", True, False),    # MCore MoE team, 2025-26
     ("deepseek-v3-gb200-optimization", "megatron-core-moe", "megatron", True, False),
+    ("2603.07685", "megatron-core-moe", "megatron", True, False),                 # the same team's report
     ("Megatron-LM", "megatron-core", "megatron", False, False),                  # Megatron-Core README 2024
     ("llm-foundry", "llm-foundry", "mosaic", False, False),
     ("torchtitan-npu", "torchtitan-npu", "torchtitan", True, False),
