@@ -155,7 +155,8 @@ KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one pub
         "## What the twenty-ninth session measured", "## What the thirtieth session measured",
         "## What the thirty-first session measured",
         "## What the thirty-second session measured", "## What the thirty-third session measured",
-        "## What the thirty-fourth session measured", "## What the thirty-fifth session measured")
+        "## What the thirty-fourth session measured", "## What the thirty-fifth session measured",
+        "## What the thirty-sixth session measured")
 
 
 def _sections(path: Path) -> dict[str, str]:
