@@ -70,6 +70,27 @@ def standard_names(cfg: dict[str, Any], mtype: str) -> dict[str, Any]:
         code = {"mamba": "M", "attention": "*", "moe": "E", "mlp": "-"}
         cfg["hybrid_override_pattern"] = "".join(code.get(str(n), "?") for n in names)
         cfg.setdefault("num_hidden_layers", len(names))
+    if mtype == "granitemoehybrid":
+        # Granite 4.0-H: each layer is a Mamba-2 or an attention mixer (layer_types), followed in every layer by the
+        # same MoE block (routed experts plus a shared gated MLP of shared_intermediate_size; the shared MLP alone in
+        # the dense sizes): written in Nemotron-H's block pattern with its field names (GraniteMoeHybridConfig
+        # defaults: 128 Mamba heads of expand x hidden / heads, state 256, 1 group, conv 4)
+        n = int(cfg.get("num_hidden_layers") or 0)
+        types = cfg.get("layer_types") or cfg.get("layers_block_type") or ["mamba"] * n
+        moe = bool(cfg.get("num_local_experts"))
+        cfg["hybrid_override_pattern"] = "".join(("*" if "attention" in str(t) else "M") + ("E" if moe else "-")
+                                                 for t in types)
+        heads = int(cfg.get("mamba_n_heads") or 128)
+        d_head = cfg.get("mamba_d_head", "auto")
+        if d_head in (None, "auto"):
+            d_head = int(cfg.get("mamba_expand") or 2) * int(cfg.get("hidden_size") or 0) // max(heads, 1)
+        cfg.update(mamba_num_heads=heads, mamba_head_dim=d_head, ssm_state_size=cfg.get("mamba_d_state") or 256,
+                   n_groups=cfg.get("mamba_n_groups") or 1, conv_kernel=cfg.get("mamba_d_conv") or 4)
+        if moe:
+            cfg.update(n_routed_experts=cfg["num_local_experts"], moe_intermediate_size=cfg.get("intermediate_size"),
+                       moe_shared_expert_intermediate_size=cfg.get("shared_intermediate_size"))
+        else:
+            cfg["intermediate_size"] = cfg.get("shared_intermediate_size") or cfg.get("intermediate_size")
     if mtype in ("minimax_m3", "minimax_m3_vl"):
         # dense layers have their own width; each sparse-attention query reads top-k blocks of block_size tokens
         if cfg.get("dense_intermediate_size"):
@@ -86,11 +107,11 @@ def standard_names(cfg: dict[str, Any], mtype: str) -> dict[str, Any]:
     return cfg
 
 
-def nemotron_h_blocks(cfg: dict[str, Any], model_id: str, hidden: int) -> dict[str, Any]:
+def nemotron_h_blocks(cfg: dict[str, Any], model_id: str, hidden: int, gated: bool = False) -> dict[str, Any]:
     """Nemotron-H / Nemotron 3: `hybrid_override_pattern` gives one block per character, M a Mamba-2 mixer,
     * attention, - a (non-gated, squared-ReLU) MLP, E a MoE. In the normal form the mixers are the layers
     (Mamba-2 as linear-attention layers: no per-token KV, a fixed state per sequence) and the FFN blocks are
-    counted beside them."""
+    counted beside them. `gated`: the MLPs and experts are gated (Granite 4.0-H's SwiGLU)."""
     pat = str(cfg.get("hybrid_override_pattern") or "")
     n_m, n_att, n_moe, n_mlp = (pat.count(c) for c in "M*E-")
     if not pat or n_m + n_att + n_moe + n_mlp != len(pat):
@@ -111,7 +132,7 @@ def nemotron_h_blocks(cfg: dict[str, Any], model_id: str, hidden: int) -> dict[s
         layers=layers, linear_layers=lin, linear_params_per_layer=float(n_m * mamba / max(lin, 1)),
         # fp32 SSM state (mamba_ssm_cache_dtype) and the conv window in 16 bits
         linear_state_bytes_per_layer=float(n_m * (inner * ds * 4 + (conv - 1) * conv_dim * 2) / max(lin, 1)),
-        gated_mlp=False, dense_layers=n_mlp, ffn_dense=int(cfg.get("intermediate_size") or 0) if n_mlp else 0)
+        gated_mlp=gated, dense_layers=n_mlp, ffn_dense=int(cfg.get("intermediate_size") or 0) if n_mlp else 0)
     if n_moe:
         n_shared = int(cfg.get("n_shared_experts") or 0)
         shared = int(cfg.get("moe_shared_expert_intermediate_size") or 0) or n_shared * int(cfg["moe_intermediate_size"])

@@ -42,7 +42,7 @@ KNOWN_TYPES = {
     "nemotron-nas", "deepseek_v4", "deepseek_ref", "kimi_k3", "kimi_linear", "gptj", "qwen2_vl", "qwen2_5_vl",
     "phimoe", "mllama", "granite", "olmo", "olmo2", "exaone", "internlm3", "smollm3", "seed_oss", "starcoder2",
     "baichuan", "opt", "bloom", "phi", "gpt_bigcode", "cohere", "qwen", "RefinedWeb", "RefinedWebModel",
-    "minimax_m1", "bailing_moe", "dbrx", "olmoe", "phi3small", "nemotron",
+    "minimax_m1", "bailing_moe", "dbrx", "olmoe", "phi3small", "nemotron", "granitemoehybrid",
 }
 # Values a published config.json may omit because the transformers config class supplies them
 # (transformers/models/<type>/configuration_<type>.py defaults).
@@ -394,8 +394,8 @@ def _read_config(cfg: dict[str, Any], *, model_id: str, published: dict[str, Any
         f["linear_state_bytes_per_layer"] = float(vh * kd * vd * 4 + conv * qkv * 2)   # fp32 state + conv cache
     if mtype == "mllama":          # Llama 3.2 Vision: every few layers a cross-attention layer reads the image
         f.update(cross_attention_layers(cfg, hidden, heads, kv_heads, head_dim))
-    if mtype == "nemotron_h":      # one block per layer of the pattern: Mamba-2, attention, MLP or MoE
-        f.update(nemotron_h_blocks(cfg, model_id, hidden))
+    if mtype in ("nemotron_h", "granitemoehybrid"):   # blocks of the pattern: Mamba-2, attention, MLP or MoE
+        f.update(nemotron_h_blocks(cfg, model_id, hidden, gated=mtype == "granitemoehybrid"))
         return _finish(f, cfg, vision, published)
     if mtype in ("deepseek_v4", "deepseek_ref"):   # compressed (CSA/HCA) attention, one shared 512-wide KV head
         f.update(deepseek_v4_fields(cfg, model_id, hidden, heads, layers))

@@ -195,3 +195,20 @@ def test_olmoe_phi3small_and_nemotron_are_read() -> None:
                               "num_attention_heads": 24, "num_key_value_heads": 8, "intermediate_size": 9216,
                               "vocab_size": 256000}, model_id="x/gated")
     assert nem.params < gated.params                  # no gate: a third fewer MLP weights than a gated twin
+
+
+def test_granite_hybrid_reads_as_mamba_mixers_with_moe_in_every_layer() -> None:
+    """Granite 4.0-H: 36 Mamba-2 and 4 attention mixers, each layer followed by the same MoE block (72 gated
+    experts, 10 active, and a shared MLP): IBM's 32B total / 9B active, and a KV cache on the 4 attention layers
+    only (2 x 8 heads x 128 x 2 bytes x 4 = 16,384 bytes per token)."""
+    m = get_model("ibm-granite/granite-4.0-h-small")
+    assert (m.layers, m.linear_layers, m.moe_layers, m.experts, m.experts_per_token) == (40, 36, 40, 72, 10)
+    assert m.gated_mlp and m.ffn_shared == 1536
+    assert 31.5e9 < m.params < 32.5e9 and 8.5e9 < m.active_params < 9.1e9
+    assert m.kv_bytes_per_token(2.0) == 16384
+    # without experts, the shared MLP is the dense one
+    dense = spec_from_config({"model_type": "granitemoehybrid", "hidden_size": 2048, "num_hidden_layers": 4,
+                              "num_attention_heads": 16, "num_key_value_heads": 4, "vocab_size": 1000,
+                              "intermediate_size": 512, "shared_intermediate_size": 8192, "num_local_experts": 0,
+                              "layer_types": ["mamba", "attention", "mamba", "mamba"]}, model_id="x/dense-h")
+    assert not dense.is_moe and dense.ffn_dense == 8192 and dense.linear_layers == 3
