@@ -42,7 +42,7 @@ KNOWN_TYPES = {
     "nemotron-nas", "deepseek_v4", "deepseek_ref", "kimi_k3", "kimi_linear", "gptj", "qwen2_vl", "qwen2_5_vl",
     "phimoe", "mllama", "granite", "olmo", "olmo2", "exaone", "internlm3", "smollm3", "seed_oss", "starcoder2",
     "baichuan", "opt", "bloom", "phi", "gpt_bigcode", "cohere", "qwen", "RefinedWeb", "RefinedWebModel",
-    "minimax_m1", "bailing_moe", "dbrx", "olmoe", "phi3small", "nemotron", "granitemoehybrid",
+    "minimax_m1", "bailing_moe", "dbrx", "olmoe", "phi3small", "nemotron", "granitemoehybrid", "cohere2",
 }
 # Values a published config.json may omit because the transformers config class supplies them
 # (transformers/models/<type>/configuration_<type>.py defaults).
@@ -56,6 +56,8 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "opt": {"tie_word_embeddings": True}, "bloom": {"tie_word_embeddings": True}, "gpt2": {"tie_word_embeddings": True},
     "gpt_bigcode": {"tie_word_embeddings": True}, "falcon": {"tie_word_embeddings": True},
     "cohere": {"tie_word_embeddings": True},
+    # Command R7B: three sliding-window layers (4,096 tokens) then one global layer (Cohere2Config)
+    "cohere2": {"tie_word_embeddings": True, "sliding_window_pattern": 4, "sliding_window": 4096},
     "smollm3": {"tie_word_embeddings": True}, "starcoder2": {"tie_word_embeddings": True},
     "phi3small": {"tie_word_embeddings": True},     # Phi3SmallForCausalLM reads logits off the embedding
     # Falcon's first releases (remote code, RWForCausalLM): the output head is the embedding
@@ -376,7 +378,7 @@ def _read_config(cfg: dict[str, Any], *, model_id: str, published: dict[str, Any
         f["linear_layers"] = layers - layers // n
     elif mtype == "gemma2":
         f["sliding_layers"] = layers // 2
-    elif mtype in ("gemma3", "gemma3_text"):
+    elif mtype in ("gemma3", "gemma3_text", "cohere2"):
         pattern = int(cfg.get("sliding_window_pattern", 6))
         f["sliding_layers"] = layers - layers // pattern
     elif cfg.get("sliding_window") and cfg.get("use_sliding_window", True) and mtype in ("mistral", "starcoder2"):

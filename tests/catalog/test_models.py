@@ -212,3 +212,13 @@ def test_granite_hybrid_reads_as_mamba_mixers_with_moe_in_every_layer() -> None:
                               "intermediate_size": 512, "shared_intermediate_size": 8192, "num_local_experts": 0,
                               "layer_types": ["mamba", "attention", "mamba", "mamba"]}, model_id="x/dense-h")
     assert not dense.is_moe and dense.ffn_dense == 8192 and dense.linear_layers == 3
+
+
+def test_command_r7b_config_reads_three_sliding_layers_in_four() -> None:
+    """A cohere2 config (Command R7B's shapes as transformers documents them: three sliding-window layers of 4,096
+    tokens, then a global one) keeps 8 of its 32 layers' KV at long context, and its head is tied by default."""
+    m = spec_from_config({"model_type": "cohere2", "hidden_size": 4096, "num_hidden_layers": 32,
+                          "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336,
+                          "vocab_size": 256000}, model_id="x/r7b")
+    assert (m.sliding_layers, m.sliding_window, m.tie_embeddings) == (24, 4096, True)
+    assert m.kv_bytes_per_token(2.0, context=100_000) < m.kv_bytes_per_token(2.0, context=4096) * 8 / 32 * 1.5
