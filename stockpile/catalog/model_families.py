@@ -49,6 +49,13 @@ def standard_names(cfg: dict[str, Any], mtype: str) -> dict[str, Any]:
         cfg.setdefault("num_experts_per_tok", ffn.get("moe_top_k"))
         cfg.setdefault("moe_intermediate_size", ffn.get("ffn_hidden_size"))
         cfg.setdefault("intermediate_size", ffn.get("ffn_hidden_size"))
+    if mtype == "arctic":
+        # Snowflake Arctic (remote code): a MoE layer every moe_layer_frequency layers, each beside a dense residual
+        # gated MLP of the hidden width (parallel_attn_mlp_res; vLLM's port names it use_residual): a shared
+        # expert in the normal form
+        cfg.setdefault("decoder_sparse_step", cfg.get("moe_layer_frequency"))
+        if cfg.get("parallel_attn_mlp_res") or cfg.get("use_residual"):
+            cfg.setdefault("shared_expert_intermediate_size", cfg.get("hidden_size"))
     if mtype == "phi3small":
         # Phi-3-small: the gated (gegelu) MLP's width is ff_intermediate_size. Every other layer attends block-
         # sparsely (local blocks plus every vert_stride-th older block) but caches every token's keys and values:

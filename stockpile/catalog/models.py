@@ -43,6 +43,7 @@ KNOWN_TYPES = {
     "phimoe", "mllama", "granite", "olmo", "olmo2", "exaone", "internlm3", "smollm3", "seed_oss", "starcoder2",
     "baichuan", "opt", "bloom", "phi", "gpt_bigcode", "cohere", "qwen", "RefinedWeb", "RefinedWebModel",
     "minimax_m1", "bailing_moe", "dbrx", "olmoe", "phi3small", "nemotron", "granitemoehybrid", "cohere2",
+    "arctic",
 }
 # Values a published config.json may omit because the transformers config class supplies them
 # (transformers/models/<type>/configuration_<type>.py defaults).

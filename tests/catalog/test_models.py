@@ -222,3 +222,16 @@ def test_command_r7b_config_reads_three_sliding_layers_in_four() -> None:
                           "vocab_size": 256000}, model_id="x/r7b")
     assert (m.sliding_layers, m.sliding_window, m.tie_embeddings) == (24, 4096, True)
     assert m.kv_bytes_per_token(2.0, context=100_000) < m.kv_bytes_per_token(2.0, context=4096) * 8 / 32 * 1.5
+
+
+def test_arctic_reads_its_residual_mlp_beside_the_experts() -> None:
+    """Snowflake Arctic's shapes (hidden 7168, 35 layers, 128 experts of 4864, top-2, a dense residual MLP of the
+    hidden width beside every MoE layer) come to Snowflake's 480B total / 17B active; without the residual flag
+    and with a MoE layer every second layer, the others keep a dense MLP."""
+    arctic = {"model_type": "arctic", "hidden_size": 7168, "num_hidden_layers": 35, "num_attention_heads": 56,
+              "num_key_value_heads": 8, "intermediate_size": 4864, "num_local_experts": 128,
+              "num_experts_per_tok": 2, "moe_layer_frequency": 1, "parallel_attn_mlp_res": True, "vocab_size": 32000}
+    m = spec_from_config(arctic, model_id="x/arctic")
+    assert 470e9 < m.params < 490e9 and 16.5e9 < m.active_params < 18e9 and m.ffn_shared == 7168
+    half = spec_from_config({**arctic, "moe_layer_frequency": 2, "parallel_attn_mlp_res": False}, model_id="x/half")
+    assert (half.moe_layers, half.dense_layers, half.ffn_shared) == (17, 18, 0)
