@@ -27,7 +27,7 @@ from stockpile.calibration.rows import (
 )
 from stockpile.calibration.status import OK, UNSUPPORTED, status_of
 from stockpile.catalog.chips import BYTES, Chip, get_chip, per_die
-from stockpile.catalog.models import ModelSpec, get_model, implied_weight_dtype, resolution_note
+from stockpile.catalog.models import ModelSpec, get_model, implied_weight_dtype, model_notes
 from stockpile.errors import InputError, StockpileError
 from stockpile.perf import traffic
 from stockpile.perf.calibration import Calibration, Params, engine_graph_limits, engine_key, load_calibration
@@ -83,8 +83,7 @@ class Prepared:
 
 def prepare(case: InferenceCase) -> Prepared:
     model = get_model(case.model)
-    if (read_as := resolution_note(case.model)) is not None:
-        case.notes_used.append(read_as)
+    case.notes_used.extend(model_notes(case.model))
     chip = get_chip(case.chip)
     if case.chip.strip().lower() != chip.id:
         case.notes_used.append(f"accelerator '{case.chip}' read as {chip.id}")     # a shorthand (B200, h200_sxm)

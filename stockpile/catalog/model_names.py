@@ -111,6 +111,21 @@ def resolution_note(model_id: str) -> str | None:
             "keeps its base's shape; pass its config.json for another)") if via_base else None
 
 
+def model_notes(model_id: str) -> list[str]:
+    """What an answer should say about the model it read: that a fine-tune was read as its base
+    (resolution_note), and that the catalogued config is a reconstruction, not the published file (the index's
+    `config_reconstructed`)."""
+    if is_config_path(model_id):
+        return []
+    canonical = _resolve(model_id)[0]
+    notes = [n for n in (resolution_note(model_id),) if n is not None]
+    why = _index().get(canonical.lower(), {}).get("config_reconstructed")
+    if why:
+        notes.append(f"model {canonical}: its config.json is reconstructed from {why} (not a copy of a published "
+                     "file; stockpile/data/models/index.yaml: config_source, notes)")
+    return notes
+
+
 @cache
 def _resolve(model_id: str) -> tuple[str, bool]:
     """(canonical id, whether it was found only as the base named inside the id)."""

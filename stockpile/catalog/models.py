@@ -26,6 +26,7 @@ from stockpile.catalog.model_names import (
     _index,
     implied_weight_dtype,
     is_config_path,
+    model_notes,
     resolution_note,
     resolve_model_id,
 )
@@ -494,8 +495,8 @@ def _moe_layer_mask(cfg: dict[str, Any], mtype: str, layers: int) -> list[bool]:
 
 
 # ---------------------------------------------------------------- catalog
-__all__ = ["ModelSpec", "get_model", "implied_weight_dtype", "list_models", "load_config_path", "resolution_note",
-           "resolve_model_id", "spec_from_config"]
+__all__ = ["ModelSpec", "get_model", "implied_weight_dtype", "list_models", "load_config_path", "model_notes",
+           "resolution_note", "resolve_model_id", "spec_from_config"]
 
 
 @cache

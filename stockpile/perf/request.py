@@ -153,7 +153,7 @@ def run_estimate(req: EstimateRequest, *, requests: Any = None) -> Any:
     JSONL file by perf.trace) stands for `req.trace`."""
     from stockpile.calibration.rows import default_accept_length
     from stockpile.catalog import get_chip, get_model
-    from stockpile.catalog.models import implied_weight_dtype, resolution_note
+    from stockpile.catalog.models import implied_weight_dtype, model_notes
     from stockpile.perf.inference import estimate
     from stockpile.perf.layout import resolve_layout
     if req.config is not None:
@@ -176,8 +176,8 @@ def run_estimate(req: EstimateRequest, *, requests: Any = None) -> Any:
     lay = resolve_layout(gpus=n, tp=req.tp, pp=req.pp, ep=req.ep, dp=req.dp, is_moe=m.is_moe,
                          attention_dp=req.attention_dp or None)
     notes = [] if req.tp is not None else [f"tp not given: TP{lay.attn_tp}"]
-    if req.config is None and (read_as := resolution_note(req.model)) is not None:
-        notes.insert(0, read_as)
+    if req.config is None:
+        notes[:0] = model_notes(req.model)
     if m.max_position and isl + osl > m.max_position:
         if not req.allow_long_context:
             raise InputError("isl", f"input + output = {isl + osl:,.0f} tokens exceeds {m.id}'s context of "

@@ -235,3 +235,18 @@ def test_arctic_reads_its_residual_mlp_beside_the_experts() -> None:
     assert 470e9 < m.params < 490e9 and 16.5e9 < m.active_params < 18e9 and m.ffn_shared == 7168
     half = spec_from_config({**arctic, "moe_layer_frequency": 2, "parallel_attn_mlp_res": False}, model_id="x/half")
     assert (half.moe_layers, half.dense_layers, half.ffn_shared) == (17, 18, 0)
+
+
+def test_an_answer_says_when_the_catalogued_config_is_reconstructed(tmp_path) -> None:
+    """A catalog entry whose config.json was rebuilt from a recipe, a card or class defaults
+    (`config_reconstructed` in index.yaml) is named in estimate's assumptions and validate's `assumed`; a copied
+    config, a fine-tune read as its base and a user's config.json path get no such line."""
+    from stockpile.catalog.models import model_notes
+    granite = model_notes("ibm-granite/granite-4.0-h-small")
+    assert len(granite) == 1 and "reconstructed from IBM's model card table" in granite[0]
+    assert model_notes("meta-llama/Llama-3.1-8B-Instruct") == []
+    hermes = model_notes("NousResearch/Hermes-3-Llama-3.1-8B")
+    assert len(hermes) == 1 and "read as meta-llama/Llama-3.1-8B-Instruct" in hermes[0]
+    from stockpile.perf.request import EstimateRequest, run_estimate
+    out = run_estimate(EstimateRequest(model="xai-org/grok-1", chip="h200-sxm-141gb", gpus=8, isl=1024, osl=256))
+    assert any("xai-org/grok-1: its config.json is reconstructed" in a for a in out.assumptions)
