@@ -117,7 +117,10 @@ def model_notes(model_id: str) -> list[str]:
     `config_reconstructed`)."""
     if is_config_path(model_id):
         return []
-    canonical = _resolve(model_id)[0]
+    try:
+        canonical = _resolve(model_id)[0]
+    except UnknownNameError:        # a spec built elsewhere (an uploaded config, a scaling-law size): nothing to say
+        return []
     notes = [n for n in (resolution_note(model_id),) if n is not None]
     why = _index().get(canonical.lower(), {}).get("config_reconstructed")
     if why:

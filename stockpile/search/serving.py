@@ -18,7 +18,7 @@ from stockpile.calibration.rows import default_accept_length
 from stockpile.catalog.chips import Chip
 from stockpile.catalog.dtypes import is_auto
 from stockpile.catalog.engines import read_engine
-from stockpile.catalog.models import ModelSpec
+from stockpile.catalog.models import ModelSpec, model_notes
 from stockpile.errors import InputError
 from stockpile.perf.calibration import Calibration, check_release, engine_key, load_calibration, release_notes
 from stockpile.perf.inference import (
@@ -282,7 +282,7 @@ def search(model: ModelSpec, chip: Chip, *, gpus: int, isl: float, osl: float, s
     release = engine_key(engine, check_release(engine_version))
     head: dict[str, Any] = {"engine_version": engine_version,
                             "notes": ([named.note] if named.note else []) + release_notes(engine, engine_version)
-                            + unbacked_family(model)}
+                            + unbacked_family(model) + model_notes(model.id)}
     check_engine_chip(engine, chip)
     if objective not in ("throughput", "cost"):
         raise InputError("objective", f"'{objective}' is not throughput or cost")

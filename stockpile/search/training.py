@@ -294,7 +294,8 @@ def to_estimate(job: TrainJob, out: dict[str, F], i: int, layout: TrainLayout, *
         memory_gb=mem, fits=fits, over_memory_gb=round(over, 3), time_breakdown_s=breakdown, evaluated=evaluated,
         limits=limits, notes=list(notes or []))
     from stockpile.calibration.bands import unbacked_family
-    est.notes.extend(unbacked_family(job.model, training=True))
+    from stockpile.catalog.models import model_notes
+    est.notes.extend(unbacked_family(job.model, training=True) + model_notes(job.model.id))
     if job.precision == "fp8" and eight_bit_dtype(job.chip) == "int8":
         est.notes.append(f"8-bit training on {job.chip.id}'s int8 units (AQT int8, as MaxText runs it on TPUs without "
                          "fp8 units); MFU is against the int8 peak, and the 8-bit efficiency is the one fitted on GPU FP8 recipes "

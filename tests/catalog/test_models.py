@@ -250,3 +250,4 @@ def test_an_answer_says_when_the_catalogued_config_is_reconstructed(tmp_path) ->
     from stockpile.perf.request import EstimateRequest, run_estimate
     out = run_estimate(EstimateRequest(model="xai-org/grok-1", chip="h200-sxm-141gb", gpus=8, isl=1024, osl=256))
     assert any("xai-org/grok-1: its config.json is reconstructed" in a for a in out.assumptions)
+    assert model_notes("lab/sized-by-the-scaling-law-70b") == []     # not catalogued: nothing to say, no error
