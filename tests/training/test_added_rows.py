@@ -51,3 +51,18 @@ def test_a_pytorch_moe_run_with_deepep_waits_on_the_host_each_moe_layer() -> Non
     assert any("DeepEP dispatch" in a for a in with_deepep["assumed"])
     assert not any("DeepEP" in a for a in without.get("assumed", []))
     assert with_deepep["predicted"] < 0.95 * without["predicted"]
+
+
+def test_a_megatron_moe_dispatch_padded_to_capacity_does_not_wait_on_the_host() -> None:
+    """A Megatron MoE run that drops tokens at a capacity factor is costed with a dense dispatch (padded to capacity):
+    static shapes, so Megatron's dispatcher copies no token counts to the host (drop_and_pad keeps cuda_sync_point
+    "no_sync"), and the run pays no dropless host stall; the same run dropless does, and is predicted slower."""
+    from stockpile.calibration.fit_training import predict_training_rows
+    row = {"id": "m", "model": "mistralai/Mixtral-8x22B-v0.1", "seq_len": "4096", "accelerator": "h100-sxm-80gb",
+           "num_accelerators": "128", "precision": "bf16", "tp": "2", "pp": "8", "dp": "8", "ep": "4", "cp": "1",
+           "global_batch_tokens": str(1024 * 4096), "metric": "mfu", "value": "0.49",
+           "source_url": "https://arxiv.org/abs/2504.14960",
+           "notes": "Megatron-Core, token dropping at capacity factor 1"}
+    dropped, dropless = predict_training_rows([row, {**row, "notes": "Megatron-Core, dropless"}])
+    assert any("capacity factor 1" in a for a in dropped["assumed"])
+    assert dropped["predicted"] > 1.1 * dropless["predicted"]
