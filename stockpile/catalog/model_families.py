@@ -84,6 +84,9 @@ def standard_names(cfg: dict[str, Any], mtype: str) -> dict[str, Any]:
         # defaults: 128 Mamba heads of expand x hidden / heads, state 256, 1 group, conv 4)
         n = int(cfg.get("num_hidden_layers") or 0)
         types = cfg.get("layer_types") or cfg.get("layers_block_type") or ["mamba"] * n
+        if not isinstance(types, list) or len(types) != n:
+            raise DataError(f"granitemoehybrid: layer_types must list one entry ('mamba' or 'attention') for each of "
+                            f"the {n} layers (num_hidden_layers)")
         moe = bool(cfg.get("num_local_experts"))
         cfg["hybrid_override_pattern"] = "".join(("*" if "attention" in str(t) else "M") + ("E" if moe else "-")
                                                  for t in types)

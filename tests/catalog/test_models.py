@@ -212,6 +212,10 @@ def test_granite_hybrid_reads_as_mamba_mixers_with_moe_in_every_layer() -> None:
                               "intermediate_size": 512, "shared_intermediate_size": 8192, "num_local_experts": 0,
                               "layer_types": ["mamba", "attention", "mamba", "mamba"]}, model_id="x/dense-h")
     assert not dense.is_moe and dense.ffn_dense == 8192 and dense.linear_layers == 3
+    with pytest.raises(DataError, match="layer_types"):     # one entry per layer, or the sizes would be wrong
+        spec_from_config({"model_type": "granitemoehybrid", "hidden_size": 2048, "num_hidden_layers": 4,
+                          "num_attention_heads": 16, "vocab_size": 1000, "intermediate_size": 512,
+                          "layer_types": "mamba,attention"}, model_id="x/bad-h")
 
 
 def test_command_r7b_config_reads_three_sliding_layers_in_four() -> None:
