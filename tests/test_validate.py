@@ -84,6 +84,20 @@ def test_training_rows_carry_a_band_and_train_states_it():
     assert lo < est.mfu < hi and "validated rows" in est.band_note and "hopper" in est.band_note
 
 
+def test_training_bands_group_chips_as_the_training_fit_does():
+    """A training band's chip group is the training fit's (one GEMM efficiency per group): TPU rows are their own
+    regime, not lumped with Gaudi as the inference bands lump them, and AMD's CDNA generations share one group."""
+    from stockpile.calibration.bands import training_band, training_keys
+    from stockpile.perf.frameworks import FAMILY_GROUPS
+    from stockpile.perf.training import load_training_calibration
+    fitted = set(load_training_calibration().families)
+    for fam in ("tpu", "cdna2", "cdna3", "cdna4", "gaudi", "hopper"):
+        assert training_keys(fam, "mfu", False)[0].split("|")[0] in fitted, fam
+    assert training_keys("cdna2", "mfu", True)[0] == training_keys("cdna4", "mfu", True)[0] == "amd|rate|moe"
+    assert FAMILY_GROUPS["tpu"] == "tpu"
+    assert training_band("tpu", "mfu", False, seen=True)[2] == "tpu|rate|dense"
+
+
 def _row(**kw):
     base = dict(id="t-1", model="deepseek-ai/DeepSeek-R1", accelerator="gb200-186gb", num_accelerators="4",
                 engine="sglang", weight_dtype="fp8", kv_dtype="", tp="4", pp="1", ep="", dp="", input_len="1024",

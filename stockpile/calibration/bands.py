@@ -26,6 +26,7 @@ import yaml
 
 from stockpile.catalog.chips import get_chip
 from stockpile.perf.calibration import FAMILY_GROUPS
+from stockpile.perf.frameworks import FAMILY_GROUPS as TRAIN_GROUPS
 
 MIN_ROWS = 15
 # In-sample residuals understate the error on data the fit never saw. Two corrections, both checked on held-out
@@ -297,20 +298,19 @@ TRAIN_TIME = ("gpu_hours", "days")
 def training_keys(family: str, metric: str, moe: bool) -> list[str]:
     """Most specific first: chip family x metric kind (rate: MFU, HFU, TFLOPS, tokens/s; time: GPU-hours,
     days) x dense/MoE, then broader groups."""
-    fam = FAMILY_GROUPS.get(family, family)
+    fam = TRAIN_GROUPS.get(family, family)
     kind = "time" if metric in TRAIN_TIME else "rate"
     arch = "moe" if moe else "dense"
     return [f"{fam}|{kind}|{arch}", f"*|{kind}|{arch}", f"*|{kind}|*", "*|*|*"]
 
 
 def training_family_seen(family: str) -> bool:
-    """Whether this chip architecture has validated training rows (the bands' groups lump chips without rows with
-    TPUs and Gaudis, and the fit shares one efficiency across AMD's CDNA generations: MI250X's CDNA2 takes what
+    """Whether this chip architecture has validated training rows (the bands group chips as the fit does, and the
+    fit shares one efficiency across AMD's CDNA generations: MI250X's CDNA2 takes what
     MI300X's rows fitted, but no row measures it)."""
     fams = _doc().get("validated_training_families")
     if fams is not None:
         return family in fams
-    from stockpile.perf.frameworks import FAMILY_GROUPS as TRAIN_GROUPS
     from stockpile.perf.training import load_training_calibration
     return TRAIN_GROUPS.get(family, family) in load_training_calibration().families
 
