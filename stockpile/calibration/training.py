@@ -62,6 +62,8 @@ SOURCES: list[tuple[str, str, str, bool, bool]] = [
     ("gaudi", "gaudi", "deepspeed", True, False),
     ("deepseek", "deepseek", "hai-llm", True, False), ("2405.04434", "deepseek", "hai-llm", True, False),
     ("2504.07866", "pangu", "megatron", True, False), ("2505.04519", "pangu", "megatron", True, False),
+    # Huawei's Megatron port for Ascend (MindSpeed-LLM, formerly ModelLink): its README's per-model table
+    ("MindSpeed-LLM", "mindspeed", "megatron", True, False), ("ModelLink", "mindspeed", "megatron", True, False),
     ("llama", "meta", "meta", True, False),
 ]
 # what a lab's whole-run figures ran on when the row does not say (gpu_hours / days rows only)
@@ -88,10 +90,15 @@ RECOMPUTE_WORDS = {"full": 2, "selective": 1, "none": 0}
 
 
 def source_of(row: dict[str, str]) -> tuple[str, str, bool, bool]:
-    """(source key, framework, causal attention convention, TFLOPs include recompute)."""
-    text = f"{row.get('source_url', '')} {row.get('notes', '')}"
+    """(source key, framework, causal attention convention, TFLOPs include recompute). A source is known by its
+    publication's URL; the notes count only for a pattern naming a code repository (owner/name: the run's code),
+    so that a note naming a model ("a Llama 3 recipe", "DeepSeek-V3's layout") or a chip ("Gaudi") does not hand
+    a row another lab's framework."""
+    url = (row.get("source_url") or "").lower()
+    notes = (row.get("notes") or "").lower()
     for pat, key, fw, causal, rc in SOURCES:
-        if pat.lower() in text.lower():
+        p = pat.lower()
+        if p in url or ("/" in p and p in notes):
             return key, fw, causal, rc
     return "other", "megatron", True, False
 
@@ -232,7 +239,7 @@ def make_case(row: dict[str, str]) -> Case:
     for word, code in RECOMPUTE_WORDS.items():
         if rc_text.startswith(word):
             fixed["recompute"] = code
-    mb = _note(notes, r"(?:MBS=|microbatch=|micro_bsz=|per_device_batch(?:_size)? )(\d+)")
+    mb = _note(notes, r"(?:MBS=|microbatch=|micro_bsz=|per_device_batch(?:_size)? |micro-batch-size[= ])(\d+)")
     local = _note(notes, r"local bs (\d+)")            # torchtitan: sequences per data-parallel rank
     if mb or (local and fixed.get("pp", 1) == 1):
         fixed["mb"] = mb or local or 1
@@ -242,6 +249,9 @@ def make_case(row: dict[str, str]) -> Case:
         fixed["mb"] = max(local // fixed["pp"], 1)
         used.append(f"{fixed['pp']} micro-batches of {fixed['mb']} (torchtitan's default: one per pipeline stage)")
     vp = _note(notes, r"VP=(\d+)")
+    per_vstage = _note(notes, r"num-layers-per-virtual-pipeline-stage[= ](\d+)")     # Megatron's flag
+    if not vp and per_vstage and fixed.get("pp", 1) > 1:
+        vp = max(model.layers // (fixed["pp"] * per_vstage), 1)
     if vp:
         fixed["vpp"] = vp
     elif re.search(r"schedule 1F1B|1F1B \+", notes):

@@ -66,3 +66,32 @@ def test_a_megatron_moe_dispatch_padded_to_capacity_does_not_wait_on_the_host() 
     dropped, dropless = predict_training_rows([row, {**row, "notes": "Megatron-Core, dropless"}])
     assert any("capacity factor 1" in a for a in dropped["assumed"])
     assert dropped["predicted"] > 1.1 * dropless["predicted"]
+
+
+def test_a_model_or_chip_named_in_the_notes_does_not_pick_another_labs_framework() -> None:
+    """A source is known by its URL; the notes count only where they name a code repository (owner/name). A new
+    publication whose notes mention Llama, DeepSeek, InternLM or Gaudi is not Meta's, DeepSeek's, InternEvo's or
+    Intel's run (before, the word alone handed it that lab's fitted kernel factor: Meta's is 1.2)."""
+    row = {"source_url": "https://example.org/some-lab/benchmarks.md",
+           "notes": "Llama-3 8B recipe, DeepSeek-style MoE layout, compared with InternLM and Gaudi figures"}
+    assert source_of(row) == ("other", "megatron", True, False)
+    assert source_of({**row, "source_url": "https://github.com/meta-llama/llama-models/blob/x/MODEL_CARD.md"})[0] \
+        == "meta"
+    # a repository named in the notes still identifies the run's code (AMD's Primus, described in a ROCm blog)
+    assert source_of({**row, "notes": "ran with AMD-AGI/Primus"})[:2] == ("primus", "megatron")
+    assert source_of({**row, "source_url": "https://github.com/Ascend/MindSpeed-LLM/blob/c0ffee/README.md"})[:2] \
+        == ("mindspeed", "megatron")
+
+
+def test_megatron_flag_names_in_the_notes_fix_the_micro_batch_and_virtual_stages() -> None:
+    """Megatron's own flag names (`--micro-batch-size 2`, `--num-layers-per-virtual-pipeline-stage 4`) pin the
+    layout the way NeMo's MBS= and VP= do, instead of leaving them to the search."""
+    from stockpile.calibration.training import make_case
+    row = {"id": "x", "model": "meta-llama/Llama-2-7b-hf", "accelerator": "ascend-910b-64gb",
+           "num_accelerators": "8", "precision": "bf16", "tp": "1", "pp": "2", "cp": "1", "seq_len": "4096",
+           "global_batch_tokens": str(256 * 4096), "recompute": "none", "metric": "tokens_per_s_per_gpu",
+           "value": "4733", "source_url": "https://github.com/Ascend/MindSpeed-LLM/blob/c0ffee/README.md",
+           "notes": "script flags: --micro-batch-size=2 --num-layers-per-virtual-pipeline-stage 4"}
+    case = make_case(row)
+    assert case.fixed["mb"] == 2 and case.fixed["vpp"] == 32 // (2 * 4)
+    assert case.job.framework == "megatron"
