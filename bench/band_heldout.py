@@ -24,7 +24,7 @@ from __future__ import annotations
 import statistics
 import time
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +150,7 @@ def training_coverage(widths: tuple[float, ...] = (), unseen: tuple = ()) -> dic
         _quantiles,
         training_keys,
     )
-    from stockpile.calibration.fit_training import default_rows, leave_one_source_out
+    from stockpile.calibration.fit_training import SOURCE_WEIGHT_POWER, default_rows, leave_one_source_out
     from stockpile.calibration.training import Case, predict_training_rows, prepare_rows, source_of
     rows = default_rows()
     cases = prepare_rows(rows)
@@ -177,13 +177,17 @@ def training_coverage(widths: tuple[float, ...] = (), unseen: tuple = ()) -> dic
     shipped = table()
     rebuilt = {src: table(src) for src in {r[4] for r in held}}
 
-    def share(rs, t_of, widen):
-        hits = []
+    def share(rs, t_of, widen, weighted=False):
+        """Share of `rs` inside its band; `weighted`: each value weighs n^-SOURCE_WEIGHT_POWER, n its source's
+        values in `rs` (as in the fit: one publication's long table does not count as that many sources)."""
+        hits, ws = [], []
+        n = Counter(r[4] for r in rs)
         for i, m, meas, pred, src in rs:
             b = _lookup(t_of(src), where[(src, i, m)], widen)
             if b is not None:
                 hits.append(b[0] * pred <= meas <= b[1] * pred)
-        return round(statistics.fmean(hits), 4) if hits else None
+                ws.append(n[src] ** -SOURCE_WEIGHT_POWER if weighted else 1.0)
+        return round(float(np.average(hits, weights=ws)), 4) if hits else None
 
     extra: list[tuple[str, str, float, float, str]] = []
     for upath in unseen:
@@ -191,21 +195,24 @@ def training_coverage(widths: tuple[float, ...] = (), unseen: tuple = ()) -> dic
         ucases = prepare_rows(urows)
         for row, case, rec in zip(urows, ucases, predict_training_rows(urows, cases=ucases)):
             if isinstance(case, Case) and rec["status"] == "ok" and rec["measured"]:
-                src = f"unseen:{Path(upath).name}"
+                src = f"unseen:{Path(upath).name}:{source_of(row)[0]}"
                 where[(src, row["id"], row["metric"])] = training_keys(case.job.chip.family, case.metric,
                                                                        case.job.model.is_moe)
                 extra.append((row["id"], row["metric"], rec["measured"], rec["predicted"], src))
 
-    def pooled(w: float) -> float | None:
-        a, b = share(held, lambda s: rebuilt[s], w), share(extra, lambda s: shipped, w)
-        if a is None or b is None:
-            return a if b is None else b
-        return round((a * len(held) + b * len(extra)) / (len(held) + len(extra)), 4)
+    def pooled(w: float, weighted: bool = False) -> float | None:
+        """The held-out sources' values (their quantiles rebuilt without them) and the unseen files' values (the
+        shipped quantiles) in one pool; `weighted` as in `share`, each unseen publication a source of its own."""
+        rs = held + extra
+        if not rs:
+            return None
+        return share(rs, lambda s: shipped if s.startswith("unseen:") else rebuilt[s], w, weighted)
 
     return {"rows": len(held), "in_sample": share(ins, lambda s: shipped, TRAIN_WIDEN),
             "unseen_rows": len(extra),
             "widths_unseen": {w: share(extra, lambda s: shipped, w) for w in widths} if extra else {},
             "widths_pooled": {w: pooled(w) for w in widths} if extra else {},
+            "widths_pooled_weighted": {w: pooled(w, True) for w in widths} if extra else {},
             "shipped": share(held, lambda s: shipped, TRAIN_UNSEEN_WIDEN),
             "rebuilt": share(held, lambda s: rebuilt[s], TRAIN_UNSEEN_WIDEN),
             "per_source": {src: (sum(r[4] == src for r in held),
@@ -249,6 +256,10 @@ def main() -> None:
                   "widening -> inside alone | pooled with the held-out sources:")
             print(", ".join(f"{w:g}: {100 * got['widths_unseen'][w]:.1f} | {100 * got['widths_pooled'][w]:.1f} %"
                             for w in widths if got["widths_unseen"][w] is not None))
+            print("\nthe same pool, each value weighing n^-0.5 (n: its source's values; each unseen publication a "
+                  "source), the pool TRAIN_UNSEEN_WIDEN is chosen on:")
+            print(", ".join(f"{w:g}: {100 * got['widths_pooled_weighted'][w]:.1f} %" for w in widths
+                            if got["widths_pooled_weighted"][w] is not None))
         return
     if args.from_log:
         from stockpile.calibration.bands import UNSEEN_WIDEN, WIDEN
@@ -271,6 +282,10 @@ def main() -> None:
                   "widening with 80 % of the pooled values inside):")
             print(", ".join(f"{w:g}: {100 * got['widths_unseen'][w]:.1f} | {100 * got['widths_pooled'][w]:.1f} %"
                             for w in widths if got["widths_unseen"][w] is not None))
+            print("\nthe same pool, each value weighing n^-0.5 (n: its source's values; each unseen publication a "
+                  "source), the pool TRAIN_UNSEEN_WIDEN is chosen on:")
+            print(", ".join(f"{w:g}: {100 * got['widths_pooled_weighted'][w]:.1f} %" for w in widths
+                            if got["widths_pooled_weighted"][w] is not None))
         if got["by"] == "chip_family":
             from stockpile.calibration.bands import UNSEEN_FAMILY_WIDEN, YOUNG_STACKS
             extra = tuple(round(x, 2) for x in np.arange(1.0, 2.51, 0.05))

@@ -34,12 +34,28 @@ def summary(errors: list[float]) -> dict[str, float]:
             "trimmed_mean": float(np.mean(s[lo:hi])) if hi > lo else float("nan")}
 
 
-def held_out(rows: list[dict[str, str]]) -> tuple[list[float], dict[str, float]]:
-    """Signed errors of every row held out one source at a time, and each source's median |error|."""
+def held_out(rows: list[dict[str, str]]) -> tuple[list[float], dict[str, float], list[str]]:
+    """Signed errors of every row held out one source at a time, each source's median |error|, and the source of
+    each error."""
     from stockpile.calibration.fit_training import leave_one_source_out
     out = leave_one_source_out(rows)
     errors = [pred / meas - 1.0 for v in out.values() for _, _, meas, pred in v["rows"]]
-    return errors, {k: v["median_ape"] for k, v in out.items()}
+    sources = [k for k, v in out.items() for _ in v["rows"]]
+    return errors, {k: v["median_ape"] for k, v in out.items()}, sources
+
+
+def weighted_quantiles(errors: list[float], sources: list[str], qs: tuple[float, ...] = (0.5, 0.9)) -> list[float]:
+    """Quantiles of |error| with each value weighing n^-SOURCE_WEIGHT_POWER (n: its source's values), as the fit
+    weighs rows: one source's long table counts as sqrt(n) rows, not n."""
+    from collections import Counter
+
+    from stockpile.calibration.fit_training import SOURCE_WEIGHT_POWER
+    n = Counter(sources)
+    a = np.abs(np.asarray(errors, dtype=float))
+    w = np.array([n[s] ** -SOURCE_WEIGHT_POWER for s in sources])
+    order = np.argsort(a)
+    cum = np.cumsum(w[order]) / w.sum()
+    return [float(a[order][np.searchsorted(cum, q)]) for q in qs]
 
 
 def unseen_errors(path: Path) -> list[float]:
@@ -49,12 +65,19 @@ def unseen_errors(path: Path) -> list[float]:
 
 
 def report(label: str, rows: list[dict[str, str]], unseen: Path | None) -> None:
-    errors, per_source = held_out(rows)
+    errors, per_source, sources = held_out(rows)
     s = summary(errors)
+    wm, w90 = weighted_quantiles(errors, sources)
     print(f"{label}: {int(s['n'])} held-out values: median {100 * s['median']:.2f} %, p75 {100 * s['p75']:.1f} %, "
           f"p90 {100 * s['p90']:.1f} %, mean |log| {s['mean_abs_log']:.4f}, trimmed mean "
           f"{100 * s['trimmed_mean']:.2f} %; median of the {len(per_source)} source medians "
-          f"{100 * statistics.median(per_source.values()):.2f} %")
+          f"{100 * statistics.median(per_source.values()):.2f} %; each value weighing n^-0.5 (n: its source's "
+          f"values): median {100 * wm:.2f} %, p90 {100 * w90:.1f} %")
+    for src in sorted(per_source, key=lambda k: -sum(x == k for x in sources)):
+        n = sum(x == src for x in sources)
+        if n >= 0.15 * len(sources):
+            rest = summary([e for e, x in zip(errors, sources) if x != src])
+            print(f"  without {src}'s {n} values: median {100 * rest['median']:.2f} %, p90 {100 * rest['p90']:.1f} %")
     if unseen is not None and unseen.is_file():
         u = unseen_errors(unseen)
         su, sp = summary(u), summary(errors + u)
