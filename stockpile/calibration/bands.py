@@ -59,8 +59,8 @@ TRAIN_WIDEN = 1.1   # training bands: in-sample quantiles x 1.1 (docs/training-m
 # training value there is fall inside: the sources held out (quantiles rebuilt without the source's rows) pooled
 # with training_unseen.csv, which no fit uses (bench/band_heldout.py --training --unseen ...), each value weighing
 # n^-0.5 for a source of n values, as the fit weighs rows (fit_training.SOURCE_WEIGHT_POWER; each publication of the
-# unseen file a source): 1.9 78.0 %, 2.0 80.4 % (the unseen file alone 90.8 %) since MindSpeed-LLM's 68-row Ascend
-# table is fitted (held out, it is 79 % off: a new Ascend-Megatron source predicted from Pangu's three rows). Pooled
+# unseen file a source): 1.9 78.6 %, 2.0 80.4 % (the unseen file alone 90.8 %) since MindSpeed-LLM's 68-row Ascend
+# table is fitted (held out, it is 72 % off: a new Ascend-Megatron source predicted from Pangu's three rows). Pooled
 # row by row, as until then, that one table would set x2.7 (80.6 %; the unseen file 100 %).
 # History: 2.2 (2.1 79.7 %, 2.2 80.5 %, the unseen file 51 of 65) once the Megatron-Core MoE report's and its
 # Parallel Folding paper's runs were in the unseen file and a Megatron MoE dispatch padded to capacity paid no host
