@@ -282,10 +282,6 @@ def main() -> None:
                   "widening with 80 % of the pooled values inside):")
             print(", ".join(f"{w:g}: {100 * got['widths_unseen'][w]:.1f} | {100 * got['widths_pooled'][w]:.1f} %"
                             for w in widths if got["widths_unseen"][w] is not None))
-            print("\nthe same pool, each value weighing n^-0.5 (n: its source's values; each unseen publication a "
-                  "source), the pool TRAIN_UNSEEN_WIDEN is chosen on:")
-            print(", ".join(f"{w:g}: {100 * got['widths_pooled_weighted'][w]:.1f} %" for w in widths
-                            if got["widths_pooled_weighted"][w] is not None))
         if got["by"] == "chip_family":
             from stockpile.calibration.bands import UNSEEN_FAMILY_WIDEN, YOUNG_STACKS
             extra = tuple(round(x, 2) for x in np.arange(1.0, 2.51, 0.05))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 
@@ -47,8 +48,6 @@ def held_out(rows: list[dict[str, str]]) -> tuple[list[float], dict[str, float],
 def weighted_quantiles(errors: list[float], sources: list[str], qs: tuple[float, ...] = (0.5, 0.9)) -> list[float]:
     """Quantiles of |error| with each value weighing n^-SOURCE_WEIGHT_POWER (n: its source's values), as the fit
     weighs rows: one source's long table counts as sqrt(n) rows, not n."""
-    from collections import Counter
-
     from stockpile.calibration.fit_training import SOURCE_WEIGHT_POWER
     n = Counter(sources)
     a = np.abs(np.asarray(errors, dtype=float))
@@ -73,8 +72,7 @@ def report(label: str, rows: list[dict[str, str]], unseen: Path | None) -> None:
           f"{100 * s['trimmed_mean']:.2f} %; median of the {len(per_source)} source medians "
           f"{100 * statistics.median(per_source.values()):.2f} %; each value weighing n^-0.5 (n: its source's "
           f"values): median {100 * wm:.2f} %, p90 {100 * w90:.1f} %")
-    for src in sorted(per_source, key=lambda k: -sum(x == k for x in sources)):
-        n = sum(x == src for x in sources)
+    for src, n in Counter(sources).most_common():
         if n >= 0.15 * len(sources):
             rest = summary([e for e, x in zip(errors, sources) if x != src])
             print(f"  without {src}'s {n} values: median {100 * rest['median']:.2f} %, p90 {100 * rest['p90']:.1f} %")

@@ -67,7 +67,7 @@ PRIOR_WEIGHT = 0.1
 FAMILY_PRIOR_WEIGHT = 0.03
 F_SCALE = 0.1
 # chip families whose runtime fits its own per-layer host time (`layer_s`) instead of the global one: on Ascend an
-# operator goes through torch_npu and CANN's launch path, and MindSpeed-LLM's table (68 runs of 40 models on 910B)
+# operator goes through torch_npu and CANN's launch path, and MindSpeed-LLM's table (68 runs, 61 model configurations, on 910B)
 # wants about 5 ms per layer and micro-batch where the CUDA rows want 1.5 ms. With one shared value (the dense rows
 # alone) the NPU rows pulled it to 2.3 ms and NeMo's H100 FP8 rows (never fitted) came out 4-7 points slower. TPUs
 # were tried as well: training_unseen.csv 13.3 -> 19.0 % (docs/training-model.md). Its prior is the global value
