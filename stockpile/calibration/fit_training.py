@@ -203,9 +203,7 @@ def fit(rows: list[dict[str, str]], *, exclude_source: str | None = None, rounds
     if not cases:
         raise DataError("no predictable training rows to calibrate on")
     meas = np.array([c.measured for c in cases])
-    per_source = Counter(c.source for c in cases)
-    weights = np.array([per_source[c.source] ** -SOURCE_WEIGHT_POWER for c in cases])
-    weights = weights / weights.mean()
+    weights = source_weights([c.source for c in cases])
     spec = _spec(cases)
     defaults = {**GLOBAL_DEFAULTS, **FAMILY_DEFAULTS, **FRAMEWORK_DEFAULTS}
     x0 = np.log([defaults[n] for _, _, n in spec])
@@ -250,6 +248,13 @@ def fit(rows: list[dict[str, str]], *, exclude_source: str | None = None, rounds
               "parameters": {f"{s}.{k}.{n}".replace("..", "."): float(f"{v:.4g}")
                              for (s, k, n), v in zip(spec, np.exp(theta))}}
     return cal, report
+
+
+def source_weights(sources: list[str]) -> np.ndarray:
+    """Each row's weight in the fit: n^-SOURCE_WEIGHT_POWER for a source of n rows, normalised to a mean of 1."""
+    n = Counter(sources)
+    w = np.array([n[s] ** -SOURCE_WEIGHT_POWER for s in sources], dtype=float)
+    return w / w.mean() if len(w) else w
 
 
 def _keep(row: dict[str, str], exclude: str | None) -> bool:
