@@ -117,3 +117,20 @@ def test_a_source_of_n_rows_weighs_sqrt_n_rows_in_the_fit() -> None:
     w = source_weights(["a", "a", "a", "a", "b"])
     assert w.mean() == pytest.approx(1.0)
     assert w[0] == pytest.approx(w[4] / 2) and w[:4].sum() == pytest.approx(2 * w[4])
+
+
+def test_calibrating_on_a_file_of_one_source_skips_holding_it_out(tmp_path) -> None:
+    """A user's own runs are usually one source: the fit's leave-one-source-out has nothing left to fit on without
+    it, so that source is not held out (before, `calibrate --training` refused such a file with five or more rows)."""
+    import csv
+
+    from stockpile.calibration.fit_training import leave_one_source_out, main
+    rows = [r for r in default_rows() if "MindSpeed-LLM" in r["source_url"]][:6]
+    path = tmp_path / "mine.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert leave_one_source_out(rows) == {}
+    report = main(loso=True, paths=[path], dest=tmp_path / "cal.yaml")
+    assert report["leave_one_source_out"] == {} and (tmp_path / "cal.yaml").is_file()
