@@ -52,6 +52,9 @@ SOURCES: list[tuple[str, str, str, bool, bool]] = [
     ("deepseek-v3-gb200-optimization", "megatron-core-moe", "megatron", True, False),
     ("2603.07685", "megatron-core-moe", "megatron", True, False),                 # the same team's report
     ("2504.14960", "megatron-core-moe", "megatron", False, False),                # its Parallel Folding paper
+    # Huawei's Megatron port for Ascend (MindSpeed-LLM, formerly ModelLink): its README's per-model table (before the
+    # generic Megatron-LM pattern, which its notes may name)
+    ("MindSpeed-LLM", "mindspeed", "megatron", True, False), ("ModelLink", "mindspeed", "megatron", True, False),
     ("Megatron-LM", "megatron-core", "megatron", False, False),                  # Megatron-Core README 2024
     ("llm-foundry", "llm-foundry", "mosaic", False, False),
     ("torchtitan-npu", "torchtitan-npu", "torchtitan", True, False),
@@ -62,8 +65,6 @@ SOURCES: list[tuple[str, str, str, bool, bool]] = [
     ("gaudi", "gaudi", "deepspeed", True, False),
     ("deepseek", "deepseek", "hai-llm", True, False), ("2405.04434", "deepseek", "hai-llm", True, False),
     ("2504.07866", "pangu", "megatron", True, False), ("2505.04519", "pangu", "megatron", True, False),
-    # Huawei's Megatron port for Ascend (MindSpeed-LLM, formerly ModelLink): its README's per-model table
-    ("MindSpeed-LLM", "mindspeed", "megatron", True, False), ("ModelLink", "mindspeed", "megatron", True, False),
     ("llama", "meta", "meta", True, False),
 ]
 # what a lab's whole-run figures ran on when the row does not say (gpu_hours / days rows only)
@@ -89,16 +90,23 @@ def is_fitted(case: "Case") -> bool:
 RECOMPUTE_WORDS = {"full": 2, "selective": 1, "none": 0}
 
 
+# patterns the notes may match too: a code repository (owner/name) or a framework's name says what the run ran on.
+# The others name a model ("llama", "deepseek"), a model family's organisation ("InternLM"), a chip ("gaudi") or a
+# paper, which a note may mention about anything: they count in the source URL only.
+NOTES_SOURCES = ("megatron-bridge", "megatron-moe-modelzoo", "megatron-lm", "llm-foundry", "torchtitan-npu",
+                 "torchtitan", "maxtext", "tpu-recipes", "mindformers", "mindspeed-llm", "modellink")
+
+
 def source_of(row: dict[str, str]) -> tuple[str, str, bool, bool]:
     """(source key, framework, causal attention convention, TFLOPs include recompute). A source is known by its
-    publication's URL; the notes count only for a pattern naming a code repository (owner/name: the run's code),
-    so that a note naming a model ("a Llama 3 recipe", "DeepSeek-V3's layout") or a chip ("Gaudi") does not hand
-    a row another lab's framework."""
+    publication's URL; the notes count only for a pattern naming a code repository (owner/name: the run's code) or
+    a framework (NOTES_SOURCES), so that a note naming a model ("a Llama 3 recipe", "DeepSeek-V3's layout") or a
+    chip ("Gaudi") does not hand a row another lab's framework."""
     url = (row.get("source_url") or "").lower()
     notes = (row.get("notes") or "").lower()
     for pat, key, fw, causal, rc in SOURCES:
         p = pat.lower()
-        if p in url or ("/" in p and p in notes):
+        if p in url or (("/" in p or p in NOTES_SOURCES) and p in notes):
             return key, fw, causal, rc
     return "other", "megatron", True, False
 

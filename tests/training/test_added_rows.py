@@ -81,6 +81,12 @@ def test_a_model_or_chip_named_in_the_notes_does_not_pick_another_labs_framework
     assert source_of({**row, "notes": "ran with AMD-AGI/Primus"})[:2] == ("primus", "megatron")
     assert source_of({**row, "source_url": "https://github.com/Ascend/MindSpeed-LLM/blob/c0ffee/README.md"})[:2] \
         == ("mindspeed", "megatron")
+    # a framework named in the notes still says what the run ran on (a torchtitan or MaxText run written up on a blog)
+    assert source_of({**row, "notes": "Llama 3 8B with torchtitan, FSDP2"})[:2] == ("torchtitan", "torchtitan")
+    assert source_of({**row, "notes": "DeepSeek-V3 on MaxText, v5p-256"})[:2] == ("maxtext", "maxtext")
+    # MindSpeed's notes may name Megatron-LM, whose port it is: still MindSpeed's own source
+    assert source_of({**row, "source_url": "https://github.com/Ascend/MindSpeed-LLM/blob/c0ffee/README.md",
+                      "notes": "built on Megatron-LM core_r0.6.0"})[0] == "mindspeed"
 
 
 def test_megatron_flag_names_in_the_notes_fix_the_micro_batch_and_virtual_stages() -> None:
