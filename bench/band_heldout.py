@@ -218,7 +218,14 @@ def training_coverage(widths: tuple[float, ...] = (), unseen: tuple = ()) -> dic
             "per_source": {src: (sum(r[4] == src for r in held),
                                  share([r for r in held if r[4] == src], lambda s: rebuilt[s], TRAIN_UNSEEN_WIDEN))
                            for src in sorted(rebuilt)},
-            "widths": {w: share(held, lambda s: rebuilt[s], w) for w in widths}}
+            "widths": {w: share(held, lambda s: rebuilt[s], w) for w in widths},
+            # the held-out values of each chip family group (its first regime key's family), quantiles rebuilt
+            # without their source: where a family's own held-out sources need more than the pooled widening
+            "widths_by_family": {fam: {w: share(rs, lambda s: rebuilt[s], w) for w in widths}
+                                 for fam in sorted({where[(r[4], r[0], r[1])][0].split("|")[0] for r in held})
+                                 if len(rs := [r for r in held
+                                               if where[(r[4], r[0], r[1])][0].split("|")[0] == fam]) >= 15
+                                 and len({r[4] for r in rs}) >= 2}}
 
 
 def main() -> None:
@@ -251,6 +258,9 @@ def main() -> None:
             print(f"| {src} | {n} | {'-' if c is None else f'{100 * c:.1f} %'} |")
         print("\nwidening (log units) -> held-out coverage, quantiles rebuilt without the source:")
         print(", ".join(f"{w:g}: {100 * c:.1f} %" for w, c in got["widths"].items() if c is not None))
+        for fam, ws in got["widths_by_family"].items():
+            print(f"  {fam} (its own held-out sources): "
+                  + ", ".join(f"{w:g}: {100 * c:.1f} %" for w, c in ws.items() if c is not None))
         if got["unseen_rows"]:
             print(f"\n{got['unseen_rows']} rows of {', '.join(Path(u).name for u in args.unseen)} (never fitted), "
                   "widening -> inside alone | pooled with the held-out sources:")
