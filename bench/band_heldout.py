@@ -24,7 +24,7 @@ from __future__ import annotations
 import statistics
 import time
 import zlib
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +150,7 @@ def training_coverage(widths: tuple[float, ...] = (), unseen: tuple = ()) -> dic
         _quantiles,
         training_keys,
     )
-    from stockpile.calibration.fit_training import SOURCE_WEIGHT_POWER, default_rows, leave_one_source_out
+    from stockpile.calibration.fit_training import default_rows, leave_one_source_out, source_weights
     from stockpile.calibration.training import Case, predict_training_rows, prepare_rows, source_of
     rows = default_rows()
     cases = prepare_rows(rows)
@@ -174,19 +174,22 @@ def training_coverage(widths: tuple[float, ...] = (), unseen: tuple = ()) -> dic
                     res[k].append(float(np.log(meas / pred)))
         return _quantiles(res)
 
+    by_family: dict[str, list] = defaultdict(list)       # held-out values by chip family group
+    for r in held:
+        by_family[where[(r[4], r[0], r[1])][0].split("|")[0]].append(r)
     shipped = table()
     rebuilt = {src: table(src) for src in {r[4] for r in held}}
 
     def share(rs, t_of, widen, weighted=False):
-        """Share of `rs` inside its band; `weighted`: each value weighs n^-SOURCE_WEIGHT_POWER, n its source's
-        values in `rs` (as in the fit: one publication's long table does not count as that many sources)."""
+        """Share of `rs` inside its band; `weighted`: each value weighs as the fit weighs rows (source_weights, n
+        its source's values in `rs`: one publication's long table does not count as that many sources)."""
         hits, ws = [], []
-        n = Counter(r[4] for r in rs)
-        for i, m, meas, pred, src in rs:
+        w_of = source_weights([r[4] for r in rs]) if weighted else np.ones(len(rs))
+        for (i, m, meas, pred, src), w in zip(rs, w_of):
             b = _lookup(t_of(src), where[(src, i, m)], widen)
             if b is not None:
                 hits.append(b[0] * pred <= meas <= b[1] * pred)
-                ws.append(n[src] ** -SOURCE_WEIGHT_POWER if weighted else 1.0)
+                ws.append(w)
         return round(float(np.average(hits, weights=ws)), 4) if hits else None
 
     extra: list[tuple[str, str, float, float, str]] = []
@@ -222,10 +225,8 @@ def training_coverage(widths: tuple[float, ...] = (), unseen: tuple = ()) -> dic
             # the held-out values of each chip family group (its first regime key's family), quantiles rebuilt
             # without their source: where a family's own held-out sources need more than the pooled widening
             "widths_by_family": {fam: {w: share(rs, lambda s: rebuilt[s], w) for w in widths}
-                                 for fam in sorted({where[(r[4], r[0], r[1])][0].split("|")[0] for r in held})
-                                 if len(rs := [r for r in held
-                                               if where[(r[4], r[0], r[1])][0].split("|")[0] == fam]) >= 15
-                                 and len({r[4] for r in rs}) >= 2}}
+                                 for fam, rs in sorted(by_family.items())
+                                 if len(rs) >= 15 and len({r[4] for r in rs}) >= 2}}
 
 
 def main() -> None:

@@ -46,12 +46,11 @@ def held_out(rows: list[dict[str, str]]) -> tuple[list[float], dict[str, float],
 
 
 def weighted_quantiles(errors: list[float], sources: list[str], qs: tuple[float, ...] = (0.5, 0.9)) -> list[float]:
-    """Quantiles of |error| with each value weighing n^-SOURCE_WEIGHT_POWER (n: its source's values), as the fit
-    weighs rows: one source's long table counts as sqrt(n) rows, not n."""
-    from stockpile.calibration.fit_training import SOURCE_WEIGHT_POWER
-    n = Counter(sources)
+    """Quantiles of |error| with each value weighing as the fit weighs rows (fit_training.source_weights): one
+    source's long table counts as sqrt(n) rows, not n."""
+    from stockpile.calibration.fit_training import source_weights
     a = np.abs(np.asarray(errors, dtype=float))
-    w = np.array([n[s] ** -SOURCE_WEIGHT_POWER for s in sources])
+    w = source_weights(sources)
     order = np.argsort(a)
     cum = np.cumsum(w[order]) / w.sum()
     return [float(a[order][np.searchsorted(cum, q)]) for q in qs]

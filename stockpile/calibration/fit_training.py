@@ -272,12 +272,11 @@ def leave_one_source_out(rows: list[dict[str, str]], *, min_rows: int = 5, round
     counts = Counter(source_of(r)[0] for r in rows)
     out: dict[str, dict[str, Any]] = {}
     for key, n in sorted(counts.items()):
-        # a source is held out only where the others leave rows to fit on (a user's file of one source has none)
-        if n < min_rows or n == len(rows):
+        if n < min_rows:
             continue
         try:
             cal, _ = fit(rows, exclude_source=key, rounds=rounds, max_nfev=max_nfev)
-        except DataError:          # the other sources' rows are none the model can predict: nothing to hold out from
+        except DataError:   # no other source has a row to fit on (a user's file of one source): nothing to hold out
             continue
         held = [r for r in rows if source_of(r)[0] == key]
         cases = prepare_rows(held)
