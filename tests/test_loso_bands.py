@@ -258,8 +258,9 @@ def test_the_band_for_a_new_training_source_is_the_rules_choice_on_the_shipped_f
     assert got["unseen_rows"] >= 30
     assert got["widths_pooled_weighted"][TRAIN_UNSEEN_WIDEN] >= 0.80 > got["widths_pooled_weighted"][narrower]
     assert got["widths_unseen"][TRAIN_UNSEEN_WIDEN] >= got["widths_unseen"][narrower]
-    # the rows pooled unweighted cover a little less at the same widening (MindSpeed's 68 values, 15 % off held out)
-    assert got["widths_pooled"][TRAIN_UNSEEN_WIDEN] < got["widths_pooled_weighted"][TRAIN_UNSEEN_WIDEN]
+    # the rows pooled unweighted come within a few points at the same widening: one long table (MindSpeed's 68
+    # values, 14 % off held out) does not decide the band either way
+    assert abs(got["widths_pooled"][TRAIN_UNSEEN_WIDEN] - got["widths_pooled_weighted"][TRAIN_UNSEEN_WIDEN]) < 0.04
 
 
 def test_the_band_for_a_chip_family_without_rows_is_the_rules_choice_on_the_shipped_calibrations_family_log() -> None:

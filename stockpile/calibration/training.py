@@ -200,13 +200,21 @@ def derive_spec(row: dict[str, str], notes_used: list[str]) -> ModelSpec:
                                head_dim=int(h // heads))
     if E and k:
         attn = L * (2 * h * h + 2 * h * kv * (h / heads))
-        f_e = max(64.0, (params - attn - 2 * vocab * h) / (L * E * 3 * h))
+        if ffn:     # Megatron's convention: without a separate expert width, ffn-hidden-size is each expert's
+            f_e = ffn
+            total = attn + 2 * vocab * h + L * E * 3 * h * f_e
+            if params and abs(total / params - 1.0) > 0.15:
+                notes_used.append(f"params_b={params / 1e9:g}B disagrees with the architecture columns "
+                                  f"({total / 1e9:.1f}B with ffn_hidden {f_e:.0f} as the expert width): the "
+                                  "columns are used")
+        else:
+            f_e = max(64.0, (params - attn - 2 * vocab * h) / (L * E * 3 * h))
         shared = max(0.0, (active - attn - 2 * vocab * h - L * k * 3 * h * f_e) / (L * 3 * h)) if active else 0.0
         cfg.update(model_type="qwen2_moe", num_experts=int(E), num_experts_per_tok=int(k),
                    moe_intermediate_size=int(f_e), shared_expert_intermediate_size=int(shared),
                    intermediate_size=int(f_e))
-        notes_used.append(f"MoE expert width {f_e:.0f} and shared width {shared:.0f} solved from params_b and "
-                          "active_params_b")
+        notes_used.append(f"MoE expert width {f_e:.0f} ({'ffn_hidden' if ffn else 'solved from params_b'}) and "
+                          f"shared width {shared:.0f} ({'solved from active_params_b' if active else 'none'})")
     else:
         cfg["intermediate_size"] = int(ffn or (ratio * h if gpt else round(ratio * h / 256) * 256))
     return spec_from_config(cfg, model_id=row.get("model") or "derived")
@@ -214,9 +222,32 @@ def derive_spec(row: dict[str, str], notes_used: list[str]) -> ModelSpec:
 
 def row_model(row: dict[str, str], notes_used: list[str]) -> ModelSpec:
     try:
-        return get_model(row.get("model") or "")
+        model = get_model(row.get("model") or "")
     except UnknownNameError:
         return derive_spec(row, notes_used)
+    layers = _num(row, "layers")
+    if layers and int(layers) != model.layers:
+        return reduced_variant(model, int(layers), notes_used)
+    return model
+
+
+def reduced_variant(model: ModelSpec, layers: int, notes_used: list[str]) -> ModelSpec:
+    """A catalogued architecture cut to `layers` layers (a framework's benchmark script that keeps a model's widths
+    and shortens its stack: MindSpeed-LLM's 16-layer DeepSeek-V2, say). Its leading dense layers stay; the layer
+    kinds that alternate (sliding-window, linear-attention, compressed) keep their shares."""
+    if not 0 < layers < model.layers:
+        raise InputError("layers", f"{model.id} has {model.layers} layers; a reduced variant needs 1 to "
+                                   f"{model.layers - 1} (leave the column blank for the whole model)")
+    share = layers / model.layers
+    upd: dict[str, Any] = {"layers": layers, "published_params_b": None, "published_active_params_b": None,
+                           "aliases": (), "id": f"{model.id} ({layers} of its {model.layers} layers)"}
+    for f in ("sliding_layers", "linear_layers", "csa_layers", "hca_layers"):
+        upd[f] = int(round(getattr(model, f) * share))
+    if model.is_moe:
+        upd["dense_layers"] = min(model.dense_layers, layers - 1)
+        upd["moe_layers"] = layers - upd["dense_layers"]
+    notes_used.append(f"{layers} of {model.id}'s {model.layers} layers (the layers column: a reduced variant)")
+    return ModelSpec.model_validate({**model.model_dump(), **upd})
 
 
 # ---------------------------------------------------------------- row -> case

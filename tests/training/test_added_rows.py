@@ -140,3 +140,36 @@ def test_calibrating_on_a_file_of_one_source_skips_holding_it_out(tmp_path) -> N
     assert leave_one_source_out(rows) == {}
     report = main(loso=True, paths=[path], dest=tmp_path / "cal.yaml")
     assert report["leave_one_source_out"] == {} and (tmp_path / "cal.yaml").is_file()
+
+
+def test_a_catalogued_model_with_fewer_layers_is_its_reduced_variant() -> None:
+    """A benchmark script that keeps a model's widths and cuts its stack (MindSpeed-LLM's 16-layer DeepSeek-V2) is
+    the catalogued architecture with the layers column's count: MLA and the shared experts stay, the leading dense
+    layer stays, and the run is predicted slower per token than a plain GQA guess of the same size would say."""
+    from stockpile.calibration.training import InputError, row_model
+    from stockpile.catalog.models import get_model
+    full = get_model("deepseek-ai/DeepSeek-V2")
+    used: list[str] = []
+    cut = row_model({"model": "deepseek-ai/DeepSeek-V2", "layers": "16"}, used)
+    assert cut.layers == 16 and cut.is_mla and cut.shared_experts == full.shared_experts
+    assert cut.dense_layers == full.dense_layers and cut.moe_layers == 16 - full.dense_layers
+    assert cut.params < full.params / 3 and "reduced variant" in used[0]
+    assert row_model({"model": "deepseek-ai/DeepSeek-V2", "layers": str(full.layers)}, []).id == full.id
+    with pytest.raises(InputError, match="layers"):
+        row_model({"model": "deepseek-ai/DeepSeek-V2", "layers": str(full.layers + 4)}, [])
+
+
+def test_an_moe_rows_ffn_hidden_is_its_expert_width() -> None:
+    """Megatron's convention: with experts and no separate expert width, ffn-hidden-size is each expert's. A label
+    (params_b) that disagrees with the columns is said, and the columns win (MindSpeed's 'Grok1 8x5B' script is
+    12 layers of 8 experts of 32768: 60.6B, not the README's 40B)."""
+    from stockpile.calibration.training import derive_spec
+    row = {"model": "grok-like", "params_b": "40", "layers": "12", "hidden": "6144", "heads": "48", "kv_heads": "8",
+           "ffn_hidden": "32768", "vocab": "131072", "experts": "8", "experts_per_token": "2"}
+    used: list[str] = []
+    m = derive_spec(row, used)
+    assert m.ffn_expert == 32768 and m.experts == 8
+    assert 55e9 < m.params < 65e9
+    assert any("disagrees" in u for u in used)
+    solved = derive_spec({**row, "ffn_hidden": ""}, [])
+    assert solved.ffn_expert < 25000       # without the column the width is solved from params_b
