@@ -233,8 +233,9 @@ def row_model(row: dict[str, str], notes_used: list[str]) -> ModelSpec:
 
 def reduced_variant(model: ModelSpec, layers: int, notes_used: list[str]) -> ModelSpec:
     """A catalogued architecture cut to `layers` layers (a framework's benchmark script that keeps a model's widths
-    and shortens its stack: MindSpeed-LLM's 16-layer DeepSeek-V2, say). Its leading dense layers stay; the layer
-    kinds that alternate (sliding-window, linear-attention, compressed) keep their shares."""
+    and shortens its stack: MindSpeed-LLM's 16-layer DeepSeek-V2, say). A few leading dense layers stay; the layer
+    kinds that alternate (dense and MoE as in Llama 4, sliding-window, linear-attention, compressed) keep their
+    shares."""
     if not 0 < layers < model.layers:
         raise InputError("layers", f"{model.id} has {model.layers} layers; a reduced variant needs 1 to "
                                    f"{model.layers - 1} (leave the column blank for the whole model)")
@@ -243,8 +244,9 @@ def reduced_variant(model: ModelSpec, layers: int, notes_used: list[str]) -> Mod
                            "aliases": (), "id": f"{model.id} ({layers} of its {model.layers} layers)"}
     for f in ("sliding_layers", "linear_layers", "csa_layers", "hca_layers"):
         upd[f] = int(round(getattr(model, f) * share))
-    if model.is_moe:
-        upd["dense_layers"] = min(model.dense_layers, layers - 1)
+    if model.is_moe:     # a few leading dense layers (DeepSeek's first_k_dense_replace) stay; interleaved ones scale
+        leading = model.dense_layers * 4 < model.moe_layers
+        upd["dense_layers"] = min(model.dense_layers, layers - 1) if leading else int(round(model.dense_layers * share))
         upd["moe_layers"] = layers - upd["dense_layers"]
     notes_used.append(f"{layers} of {model.id}'s {model.layers} layers (the layers column: a reduced variant)")
     return ModelSpec.model_validate({**model.model_dump(), **upd})

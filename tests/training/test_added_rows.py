@@ -146,8 +146,9 @@ def test_a_catalogued_model_with_fewer_layers_is_its_reduced_variant() -> None:
     """A benchmark script that keeps a model's widths and cuts its stack (MindSpeed-LLM's 16-layer DeepSeek-V2) is
     the catalogued architecture with the layers column's count: MLA and the shared experts stay, the leading dense
     layer stays, and the run is predicted slower per token than a plain GQA guess of the same size would say."""
-    from stockpile.calibration.training import InputError, row_model
+    from stockpile.calibration.training import row_model
     from stockpile.catalog.models import get_model
+    from stockpile.errors import InputError
     full = get_model("deepseek-ai/DeepSeek-V2")
     used: list[str] = []
     cut = row_model({"model": "deepseek-ai/DeepSeek-V2", "layers": "16"}, used)
@@ -155,6 +156,9 @@ def test_a_catalogued_model_with_fewer_layers_is_its_reduced_variant() -> None:
     assert cut.dense_layers == full.dense_layers and cut.moe_layers == 16 - full.dense_layers
     assert cut.params < full.params / 3 and "reduced variant" in used[0]
     assert row_model({"model": "deepseek-ai/DeepSeek-V2", "layers": str(full.layers)}, []).id == full.id
+    # interleaved dense and MoE layers (Llama 4 Maverick: every other layer) keep their share
+    mav = row_model({"model": "meta-llama/Llama-4-Maverick-17B-128E-Instruct", "layers": "12"}, [])
+    assert (mav.dense_layers, mav.moe_layers) == (6, 6)
     with pytest.raises(InputError, match="layers"):
         row_model({"model": "deepseek-ai/DeepSeek-V2", "layers": str(full.layers + 4)}, [])
 
