@@ -249,7 +249,7 @@ def reduced_variant(model: ModelSpec, layers: int, notes_used: list[str]) -> Mod
         upd["dense_layers"] = min(model.dense_layers, layers - 1) if leading else int(round(model.dense_layers * share))
         upd["moe_layers"] = layers - upd["dense_layers"]
     notes_used.append(f"{layers} of {model.id}'s {model.layers} layers (the layers column: a reduced variant)")
-    return ModelSpec.model_validate({**model.model_dump(), **upd})
+    return ModelSpec.model_validate({**model.model_dump(), **upd})    # afresh: model_copy would keep cached counts
 
 
 # ---------------------------------------------------------------- row -> case
