@@ -290,3 +290,38 @@ def test_the_training_heldout_summary_reads_more_than_the_median() -> None:
     want = (2 * np.log(2.0) + np.log(1.1) - np.log(0.9) + np.log(1.2) - np.log(0.8) + np.log(1.3) - np.log(0.7)
             + np.log(1.05)) / 10
     assert s["mean_abs_log"] == pytest.approx(want)
+
+
+def test_a_fit_sees_the_rows_validate_simulates_as_validate_predicts_them(tmp_path: Path) -> None:
+    """Request-rate rows go through the scheduler simulation in validate but the steady state in a fit's inner
+    loop: validate_factors is the per-row factor between the two (1 for rows both evaluate alike), and a fit with
+    match_rounds > 0 fits the steady state times it, so its residuals are validate's at the start."""
+    from stockpile.calibration.fit_inference import fit, set_in, validate_factors
+    from stockpile.calibration.inference import Batch, Prepared, prepare_file
+    from stockpile.perf.calibration import load_calibration
+    root = Path(__file__).resolve().parents[1] / "stockpile" / "data" / "measurements"
+    rate = list(csv.DictReader((root / "inference_request_rate.csv").open()))[:12]
+    plain = [r for r in csv.DictReader((root / "inference_measurements.csv").open())
+             if r["id"].startswith("trtllm017")][:8]
+    small = tmp_path / "mixed.csv"
+    with small.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rate[0]))
+        w.writeheader()
+        w.writerows(rate + [{**r, "request_rate": ""} for r in plain])
+    cal = load_calibration()
+    _, _, prepared = prepare_file(small)
+    preps = [p for p in prepared if isinstance(p, Prepared)]
+    fast = Batch(preps, simulate=False, simulate_bursts=False)
+    k = validate_factors(preps, cal, fast)
+    assert fast.scale is None                                # the fast batch is left as it was
+    quick, full = np.array(fast.run(cal)), np.array(Batch(preps).run(cal))
+    assert np.allclose(quick * k, full, rtol=1e-9)
+    simulated = np.array([bool(p.case.request_rate) for p in preps])
+    assert np.all(k[~simulated] == 1.0) and np.any(np.abs(k[simulated] - 1.0) > 0.01)
+    matched, rep = fit([small], start=cal, free=set_in(cal), max_nfev=1)
+    plain_fit, rep0 = fit([small], start=cal, free=set_in(cal), max_nfev=1, match_rounds=0)
+    assert rep["matched_rows"] == int(np.sum(np.abs(k - 1.0) > 1e-3)) > 0 and rep0["matched_rows"] == 0
+    measured = np.array([p.case.measured for p in preps])
+    ape = np.median(np.abs(full / measured - 1.0))
+    assert abs(rep["median_ape_before"] - ape) < 1e-9                   # validate's error at the start
+    assert abs(rep0["median_ape_before"] - np.median(np.abs(quick / measured - 1.0))) < 1e-9

@@ -207,6 +207,9 @@ class Batch:
         # vLLM V1 bursts through the simulation too (traffic.preempts_in_bursts); a fit's inner loop keeps their
         # steady state, as the shipped calibration was fitted (a burst's mean TTFT depends on its full length)
         self.simulate_bursts = simulate_bursts
+        # per-row factors on what run() returns (None: none): a fit's correction from its fast model to the
+        # prediction validate makes (fit_inference.validate_factors)
+        self.scale: np.ndarray | None = None
         self.parts = []
         for disagg in (False, True):
             idx = [i for i, pr in enumerate(preps) if (pr.dec is not None) == disagg]
@@ -352,6 +355,8 @@ class Batch:
                     result[i] = _sim_metric(sims[key], pr)
                 else:
                     result[i] = _metric(out, j, pr)
+        if self.scale is not None:
+            result = [v * float(k) for v, k in zip(result, self.scale)]
         return result
 
 
