@@ -262,6 +262,7 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
                     max_nfev=max_nfev, diff_step=DIFF_STEP, restarts=MAX_RESTARTS)
         theta, nfev = sol.theta, nfev + sol.nfev
         r0 = sol.rows_start if r0 is None else r0
+    assert r0 is not None
     r1 = sol.rows
     cal = _build(sol.theta, spec, base)
     cal.meta = {"fitted": dt.date.today().isoformat(), "rows": len(preps),
