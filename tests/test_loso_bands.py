@@ -214,6 +214,25 @@ def test_a_logged_leave_one_out_is_scored_again_against_bands_rebuilt_without_th
     assert 0.75 <= got["in_sample"] <= 0.85
 
 
+def test_the_in_sample_widening_is_the_rules_choice(tmp_path: Path, monkeypatch) -> None:
+    """bands.WIDEN (the band of a row whose publication the fit has seen) is the smallest widening, in steps of 0.05,
+    at which 80 % of the shipped rows fall inside their band."""
+    import stockpile.calibration.bands as bands
+    mod = _bench("band_heldout")
+    rows = list(csv.DictReader(ADDED.open()))
+    pub = publication_of(rows[0])
+    exact = [["inference_added.csv", r["id"], r["metric"], float(r["value"]), float(r["value"])]
+             for r in rows if publication_of(r) == pub][:5]
+    log = tmp_path / "log.jsonl"
+    log.write_text(json.dumps({"calibration": "x"}) + "\n" + json.dumps({"key": pub, "rows": exact}) + "\n")
+    shipped = bands.WIDEN
+    got = {}
+    for w in (round(shipped - 0.05, 2), shipped):
+        monkeypatch.setattr(bands, "WIDEN", w)
+        got[w] = mod.coverage_from_log(log, widths=(1.0,))["in_sample"]
+    assert got[shipped] >= 0.80 > got[round(shipped - 0.05, 2)]
+
+
 def _complete(log: Path, by: str, min_rows: int = 10) -> bool:
     """True where a leave-one-out log holds a result for every group the run holds out (a run still going, or
     one stopped part-way, is not scored: its coverage would be that of the groups done so far)."""

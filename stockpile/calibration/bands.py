@@ -36,10 +36,13 @@ MIN_ROWS = 15
 #   regime of n rows: a regime fitted on one or two publications has narrow in-sample residuals that a new
 #   publication does not keep to;
 # - the result is widened by WIDEN in log units.
-# In sample the bands then cover 84.7 % of the shipped measurements, and 75-79 % of the held-out ones (stored
-# per-regime quantiles x 1.1, as before: 83.0 % and about 71 %).
+# WIDEN now applies only to the rows of publications the fit has seen (validate on the shipped files; any other
+# prediction takes UNSEEN_WIDEN below), and is chosen by the rule the other widenings follow: the smallest, in steps
+# of 0.05, at which 80 % of those values fall inside (bench/band_heldout.py's `in_sample`). On the calibration of
+# the thirty-ninth session: 0.95 79.9 %, 1.0 81.3 % (1.15, chosen when it also stood for held-out rows, 85.0 %, past
+# the 75-85 % the issue asks for; 84.7 % on earlier calibrations).
 SHRINK_ROWS = 1000.0
-WIDEN = 1.15
+WIDEN = 1.0
 # A prediction for a publication the fit has not seen (a user's own deployment, `estimate`, `search`, a measured file
 # from another source) errs more than the shipped rows do in sample: held out one publication at a time, about
 # twice as many measured values fall outside the in-sample band. Its band is the same regime's, widened by

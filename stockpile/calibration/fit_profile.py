@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from stockpile.calibration.fit_inference import BOUNDS, F_SCALE, PRIOR_WEIGHT
+from stockpile.calibration.fit_inference import BOUNDS, F_SCALE, PRIOR_WEIGHT, validate_factors
 from stockpile.calibration.fitter import solve
 from stockpile.calibration.inference import Batch, Prepared, prepare_file
 from stockpile.errors import DataError
@@ -79,6 +79,9 @@ def _fit(preps: list[Prepared], start: Calibration, prior_weight: float,
     hi = np.log([BOUNDS[n][1] for _, n in spec])
     x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
     batch = Batch(preps, simulate=True, simulate_bursts=False)
+    # the runs the fast batch keeps in the steady state but validate simulates (vLLM V1 bursts) enter as the steady
+    # state times validate's factor at the start, as in the shipped fit (fit_inference.validate_factors)
+    batch.scale = validate_factors(preps, start, batch)
     meas = np.array([p.case.measured for p in preps])
     sol = solve(lambda th: np.array(batch.run(_with(start, spec, th))), meas, x0, lo=lo, hi=hi, prior=x0.copy(),
                 prior_weight=prior_weight, losses=("soft_l1",), f_scale=F_SCALE, max_nfev=max_nfev, restarts=1)
