@@ -29,15 +29,17 @@ def test_a_release_family_inherits_its_engine_except_where_a_regime_says_otherwi
 
 
 def test_vllm_before_0_12_keeps_its_own_per_sequence_cost():
-    """GPUStack's vLLM 0.11 bursts of 1,000 prompts want a large per-sequence host cost; vLLM 0.12-0.19 closed
-    loops (aiconfigurator's silicon data) a small one. The family keys keep both, and the kernels are shared.
+    """GPUStack's vLLM 0.11 bursts of 1,000 prompts want a larger per-sequence host cost than vLLM 0.12-0.19's
+    closed loops (aiconfigurator's silicon data). The family keys keep both, and the kernels are shared. (The gap
+    was 6x while the fit saw those bursts in the steady state; seen through the scheduler simulation, as validate
+    runs them, preemption carries part of it: 1.7x since the thirty-ninth session.)
     Each family also has its own launch time per layer of a prompt step: V0 ran them eagerly, the current V1
     releases run them as piecewise CUDA graphs (host launches only attention)."""
     cal = load_calibration()
     old, new, v0 = cal.params("hopper", "vllm-v0.11"), cal.params("hopper", "vllm"), cal.params("hopper", "vllm-v0")
-    assert old.seq_s > 5 * new.seq_s
+    assert old.seq_s > 1.3 * new.seq_s
     assert old.kernel_eff == new.kernel_eff == v0.kernel_eff
-    assert v0.eager_layer_s > 3 * new.eager_layer_s and old.eager_layer_s > 3 * new.eager_layer_s
+    assert v0.eager_layer_s > 2.5 * new.eager_layer_s and old.eager_layer_s > 2.5 * new.eager_layer_s  # 0.25, 0.41 vs 0.09 ms
 
 
 def _row(model: str, chip: str, engine: str, notes: str) -> dict[str, str]:
@@ -98,10 +100,12 @@ def test_estimate_takes_the_release_family_of_engine_version():
 
 def test_an_engine_may_carry_its_own_all_reduce_latency_over_the_global_one():
     """TensorRT-LLM 1.x's one-shot NVLink all-reduce: its own comm_latency_s overrides the global fit; its 0.x
-    release family pins the global value, and the other engines keep it."""
+    release family keeps its own copy of the global value as it stood when 1.x got its own (33.5 us; no fit frees
+    it, so it does not inherit 1.x's), and the other engines keep the global one."""
     cal = load_calibration()
     new, old = cal.params("hopper", "trtllm"), cal.params("hopper", "trtllm-v0")
-    assert new.comm_latency_s < old.comm_latency_s == cal.global_["comm_latency_s"]
+    assert new.comm_latency_s < old.comm_latency_s == cal.engines["trtllm-v0"]["comm_latency_s"]
+    assert old.comm_latency_s > 2 * new.comm_latency_s
     assert cal.params("hopper", "vllm").comm_latency_s == cal.global_["comm_latency_s"]
     assert new.moe_layer_s > 10 * old.moe_layer_s
 
