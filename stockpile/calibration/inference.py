@@ -205,7 +205,8 @@ class Batch:
         self.simulate = simulate        # open-loop (request-rate) rows through the scheduler simulation
         self.max_requests = max_requests  # cap on a simulated run's requests per instance (fits); None: as measured
         # vLLM V1 bursts through the simulation too (traffic.preempts_in_bursts); a fit's inner loop keeps their
-        # steady state, as the shipped calibration was fitted (a burst's mean TTFT depends on its full length)
+        # steady state (a burst's mean TTFT depends on its full length, too long to simulate per evaluation), times
+        # the factor to validate's prediction that `scale` carries
         self.simulate_bursts = simulate_bursts
         # per-row factors on what run() returns (None: none): a fit's correction from its fast model to the
         # prediction validate makes (fit_inference.validate_factors)
