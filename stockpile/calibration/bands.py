@@ -53,8 +53,11 @@ WIDEN = 1.0
 # values, and 673 unseen ones): 1.5 79.4 % (the publications 80.2 %, the unseen file 75.2 %), 1.55 80.8 % (81.3 %,
 # 78.0 %), since 16-bit GEMMs pay a tensor-core tile (79.1 % and 80.6 %, the unseen file 73.9 / 76.8 %, before).
 # Until 2026-12-06 the rule scored the leave-one-out values alone, and chose 1.5 on 9d55cf1c, 1.55 on
-# 5affa6d9 and 1.6 on 21d22619, while the unseen file, harder than any held-out publication, stayed under 75 %
-UNSEEN_WIDEN = 1.55
+# 5affa6d9 and 1.6 on 21d22619, while the unseen file, harder than any held-out publication, stayed under 75 %.
+# On the thirty-ninth session's calibration (the fit seeing simulated rows as validate predicts them; all 32
+# publications, 3,344 values, and the 673 unseen ones): 1.35 79.5 %, 1.4 80.4 % (the publications 81.3 %, the unseen
+# file 76.1 %)
+UNSEEN_WIDEN = 1.4
 TRAIN_WIDEN = 1.1   # training bands: in-sample quantiles x 1.1 (docs/training-model.md)
 # a training run of a source the fit has not seen (`train`, a new publication's rows): held out one source at a
 # time (fit_training.leave_one_source_out), a third to a half of the measured values fall outside the in-sample
@@ -200,9 +203,11 @@ def inside_bands(records: list[list[Any]], where: dict[tuple[str, str, str], tup
 # UNSEEN_WIDEN, at which 80 % of the young stacks' held-out values fall inside: 1.8 (calibration 9d55cf1c, on top of
 # 1.55: 79.4 % at 1.75, 80.9 % at 1.8, 2.79 in log units in all; on top of 1.5 it took 1.85, 79.2 % at 1.8;
 # 21d22619: 79.2 % and 81.3 % at 1.8 and 1.85 on top of 1.6). It was 1.5 on an earlier calibration, whose 420 such
-# values reached 80 % at 2.3.
+# values reached 80 % at 2.3. Since the thirty-ninth session 2.0 on top of 1.4: the same 2.8 in all, as chosen on
+# 9d55cf1c, until the leave-one-chip-family-out log of the new calibration is run (tests/test_loso_bands.py skips
+# the rule's check until then)
 YOUNG_STACKS = ("ascend", "cdna3", "cdna4")
-UNSEEN_FAMILY_WIDEN = 1.8
+UNSEEN_FAMILY_WIDEN = 2.0
 
 
 def family_seen(family: str) -> bool:
