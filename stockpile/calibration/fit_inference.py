@@ -73,8 +73,9 @@ DIFF_STEP = 1e-2        # relative finite-difference step of the Jacobian
 MAX_RESTARTS = 4        # least-squares runs per loss stage, each from the last optimum
 # rounds of the fit against what validate predicts (validate_factors): the fit's inner loop evaluates every row in
 # the steady state, where validate runs request-rate rows, vLLM V1 bursts and closed-loop percentiles through the
-# scheduler simulation (613 of the 3,464 fitted rows at 9d55cf1c; median 14 % apart). Each round freezes the per-row factor from
-# one to the other at the current values and fits the steady state times that factor; 0 fits the steady state alone
+# scheduler simulation (613 of the 3,464 fitted rows at 9d55cf1c; median 14 % apart). Each round freezes the
+# per-row factor from one to the other at the current values and fits the steady state times that factor; 0 fits
+# the steady state alone
 MATCH_ROUNDS = 1
 
 
