@@ -157,7 +157,8 @@ KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one pub
         "## What the thirty-second session measured", "## What the thirty-third session measured",
         "## What the thirty-fourth session measured", "## What the thirty-fifth session measured",
         "## What the thirty-sixth session measured", "## What the thirty-seventh session measured",
-        "## What the thirty-eighth session measured", "## What the thirty-ninth session measured")
+        "## What the thirty-eighth session measured", "## What the thirty-ninth session measured",
+        "## What the fortieth session measured")
 
 
 def _sections(path: Path) -> dict[str, str]:
