@@ -200,11 +200,11 @@ def inside_bands(records: list[list[Any]], where: dict[tuple[str, str, str], tup
 # already covers 82 % of all held-out values, but 59 % of the young software stacks' (YOUNG_STACKS: 519 values on
 # calibration 21d22619; CDNA3 held out is 52 % off, Ascend 63 %). The chips without rows (Kunlun, Cambricon, Gaudi,
 # TPU) are young stacks of that kind, so theirs is widened by the smallest factor, in steps of 0.05 on top of
-# UNSEEN_WIDEN, at which 80 % of the young stacks' held-out values fall inside: 1.8 (calibration 9d55cf1c, on top of
-# 1.55: 79.4 % at 1.75, 80.9 % at 1.8, 2.79 in log units in all; on top of 1.5 it took 1.85, 79.2 % at 1.8;
-# 21d22619: 79.2 % and 81.3 % at 1.8 and 1.85 on top of 1.6). It was 1.5 on an earlier calibration, whose 420 such
-# values reached 80 % at 2.3. On calibration 057f438a (fortieth session; 519 young-stack values): 1.95 on top of
-# 1.4, 2.73 in log units in all (79.96 % at 1.9, 80.7 % at 1.95)
+# UNSEEN_WIDEN, at which 80 % of the young stacks' held-out values fall inside: 1.95 on calibration 057f438a
+# (fortieth session, on top of 1.4: 79.96 % at 1.9, 80.7 % at 1.95; 2.73 in log units in all). Earlier: 1.8 on
+# 9d55cf1c (on top of 1.55: 79.4 % at 1.75, 80.9 % at 1.8, 2.79 in all; on top of 1.5 it took 1.85), 1.85 on 21d22619
+# (on top of 1.6: 79.2 % at 1.8, 81.3 % at 1.85); an earlier calibration shipped 1.5, though its 420 such values
+# reached 80 % only at 2.3
 YOUNG_STACKS = ("ascend", "cdna3", "cdna4")
 UNSEEN_FAMILY_WIDEN = 1.95
 
