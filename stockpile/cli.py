@@ -179,6 +179,10 @@ def estimate(
                                              "(default), 0.2 for lengths in [0.8 L, L], inf for chat traffic."),
     allow_long_context: bool = typer.Option(False, "--allow-long-context",
                                             help="Model input + output beyond the model's context window."),
+    recv_interval: int = typer.Option(1, "--scheduler-recv-interval",
+                                      help="SGLang: decode steps between polls for new requests (default 1)."),
+    stream_interval: int = typer.Option(1, "--stream-interval",
+                                        help="SGLang: decode steps between flushes of a request's output."),
     calibration: Optional[str] = CALIBRATION_OPT,
     prices: Optional[Path] = PRICES_OPT,
     api_prices: Optional[Path] = typer.Option(None, "--api-prices",
@@ -205,7 +209,7 @@ def estimate(
         isl=_length(isl, "isl"), osl=_length(osl, "osl"), concurrency=concurrency, request_rate=request_rate,
         num_requests=num_requests, spec_draft=spec_draft, spec_accept=spec_accept, spec_verify=spec_verify,
         prefix_hit=prefix_hit, length_spread=length_spread, allow_long_context=allow_long_context,
-        cost_basis=cost_basis)
+        cost_basis=cost_basis, recv_interval=recv_interval, stream_interval=stream_interval)
     e = run_estimate(req, requests=reqs)
     if json_out:
         emit_json(e.model_dump())

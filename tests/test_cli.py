@@ -32,6 +32,21 @@ def test_estimate_human_table():
     assert "TTFT" in r.stdout and "TPOT" in r.stdout
 
 
+def test_estimate_takes_sglangs_polling_and_flushing_flags():
+    base = ["estimate", "--model", "Qwen/Qwen3-30B-A3B", "--chip", "h100-sxm-80gb", "--engine", "sglang", "--isl",
+            "1000", "--osl", "1000", "--concurrency", "64", "--length-spread", "0.2", "--json"]
+    plain = json.loads(run(*base).stdout)
+    r = run(*base, "--scheduler-recv-interval", "30", "--stream-interval", "30")
+    assert r.exit_code == 0, r.output
+    polled = json.loads(r.stdout)
+    # waiting for the poll lengthens TTFT; fewer prompt steps and output flushes shorten TPOT
+    assert polled["ttft_ms"] > plain["ttft_ms"] and polled["tpot_ms"] < plain["tpot_ms"]
+    # another engine: a one-line error naming the field
+    r = run(*base[:5], "--engine", "vllm", *base[7:], "--scheduler-recv-interval", "30")
+    assert r.exit_code == 2 and "recv_interval" in r.output and "Traceback" not in r.output
+    assert run(*base, "--stream-interval", "0").exit_code == 2
+
+
 def test_unknown_chip_one_line_error_with_suggestion():
     r = run("estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "h100-80gb", "--isl", "100",
             "--osl", "100")

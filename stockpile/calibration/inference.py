@@ -334,7 +334,9 @@ class Batch:
                                weight_dtype=a["wdt"], kv_dtype=a["kdt"], mode=np.array([_mode(pr.case) for pr in g]),
                                sync=a["sync"], prefix_hit=a["prefix_hit"], hybrid_kv=a["hybrid"],
                                prefill_first=np.array([f for f, _ in a["first"]], dtype=float),
-                               prefill_batch=np.array([b for _, b in a["first"]], dtype=float), **a["common"])
+                               prefill_batch=np.array([b for _, b in a["first"]], dtype=float),
+                               recv=col(lambda pr: float(pr.case.recv_interval or 1)),
+                               stream=col(lambda pr: float(pr.case.stream_interval or 1)), **a["common"])
         return a
 
     def run(self, cal: Calibration) -> list[float]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from stockpile.calibration.harness import apply_script_settings
 from stockpile.catalog.dtypes import normalise_dtype, normalise_kv_dtype
 from stockpile.catalog.engines import read_engine
 from stockpile.errors import DataError, InputError
@@ -115,6 +116,8 @@ class InferenceCase:
     prefix_groups: float = 1.0         # how many distinct shared prefixes (each group's first request misses)
     prefix_cache: bool = True          # the engine's prefix cache is on (off when the notes disable it)
     burstiness: float = 1.0            # arrival gaps ~ Gamma(shape b): 1 is Poisson (vLLM bench --burstiness)
+    recv_interval: int | None = None   # SGLang --scheduler-recv-interval: decode steps between polls for requests
+    stream_interval: int | None = None  # SGLang --stream-interval: decode steps between a request's output flushes
     publication: str = ""              # the source document: source_url without its #fragment
 
 
@@ -291,7 +294,9 @@ _FLAG = {"budget": _flag(r"max[-_]num[-_]batched[-_]tokens|chunked[-_]prefill[-_
          "mem_util": _flag(r"gpu[-_]memory[-_]utilization|mem[-_]fraction[-_]static|mem[-_]frac", r"([0-9]*\.[0-9]+)"),
          "chunked": _flag(r"enable[-_]chunked[-_]prefill", r"(true|false|on|off)\b"),
          "multi_step": _flag(r"num[-_]scheduler[-_]steps?"),
-         "graph_max": _flag(r"cuda[-_]graph[-_]max[-_]bs|max[-_]cudagraph[-_]capture[-_]size")}
+         "graph_max": _flag(r"cuda[-_]graph[-_]max[-_]bs|max[-_]cudagraph[-_]capture[-_]size"),
+         "recv_interval": _flag(r"scheduler[-_]recv[-_]interval"),
+         "stream_interval": _flag(r"stream[-_]interval")}
 # 4-bit weights with FP8 activations (SGLang's W4AFP8 MoE kernels): the GEMMs run on the FP8 tensor cores, the
 # weights widened in registers. W4A8 with INT8 activations (Ascend) stays on the dequantizing path it was fitted on:
 # read as INT8 GEMMs, the SGLang Ascend rows split by configuration (aggregated +59 %, PD -7 %, refitted or not)
@@ -367,6 +372,10 @@ def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> 
     m = _FLAG["max_seqs"].search(notes)
     if m and int(m.group(1)) > 0:
         case.max_seqs = int(m.group(1))
+    for key in ("recv_interval", "stream_interval"):
+        m = _FLAG[key].search(notes)
+        if m and int(m.group(1)) > 1 and case.engine == "sglang":
+            setattr(case, key, int(m.group(1)))
     m = _FLAG["mem_util"].search(notes)
     if m:
         v = float(m.group(1))
@@ -571,6 +580,8 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
     if case.kv_dtype is None and case.weight_dtype in ("fp8", "fp4") and inferencex:
         case.kv_dtype = "fp8"
         case.notes_used.append("KV cache fp8: the InferenceX harness's setting for FP8/FP4 checkpoints")
+    if inferencex:
+        apply_script_settings(case, notes)
     if case.weight_dtype == "int4" and _W4AFP8.search(notes):
         case.act_dtype = "fp8"
         case.notes_used.append("int4 weights with fp8 activations: fp8 GEMMs")

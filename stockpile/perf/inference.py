@@ -165,6 +165,8 @@ class Configs:
     spread: Any = np.inf            # varied lengths: (max - min) / mean where known (a random range ratio)
     prefill_first: Any = None       # 1 where waiting prompts run as prompt-only batches first (perf/traffic.py)
     prefill_batch: Any = None       # tokens in one such batch (traffic.prefill_policy)
+    recv: Any = 1.0                 # decode steps between the scheduler's polls for new requests (SGLang)
+    stream: Any = 1.0               # decode steps between a request's output flushes (SGLang --stream-interval)
 
 
 def _lookup(values, table: dict[str, float]) -> np.ndarray:
@@ -205,7 +207,8 @@ def evaluate_core(mc: ModelConsts, cc: ChipConsts, p: Params, cfg: Configs, *, g
                 prefix_hit=cfg.prefix_hit, max_seqs=max_seqs, chunk=chunk, mem_util=mem_util, sync=cfg.sync,
                 spread=cfg.spread, spec_verify=cfg.spec_verify,
                 prefill_first=0.0 if cfg.prefill_first is None else cfg.prefill_first,
-                prefill_batch=chunk if cfg.prefill_batch is None else cfg.prefill_batch)
+                prefill_batch=chunk if cfg.prefill_batch is None else cfg.prefill_batch,
+                recv=cfg.recv, stream=cfg.stream)
     out["weights_bytes"] = np.broadcast_to(weights, out["ttft_s"].shape)
     out["kv_bytes_per_token"] = np.broadcast_to(kv_tok, out["ttft_s"].shape)
     return out
@@ -298,7 +301,8 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
              request_rate: float | None = None, num_requests: float | None = None, poisson: bool = True,
              spec_draft: int = 0, spec_accept: float = 1.0, prefix_hit: float = 0.0, spec_verify: int = 0,
              length_spread: float = 0.0, calibration: Calibration | None = None, assumptions: list[str] | None = None,
-             trace: Any = None, engine_version: str | None = None, cost_basis: str = "auto") -> InferenceEstimate:
+             trace: Any = None, engine_version: str | None = None, cost_basis: str = "auto",
+             recv_interval: int = 1, stream_interval: int = 1) -> InferenceEstimate:
     """Estimate one configuration. Offline max-throughput when neither concurrency nor rate is given. Under a
     request rate or a trace (simulate.Requests, one instance's requests) the scheduler simulation gives the
     latencies, percentiles and throughput; the steady state gives memory and the limit text."""
@@ -356,7 +360,11 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
                   rate=np.nan if request_rate is None else request_rate,
                   num_requests=np.nan if num_requests is None else num_requests, poisson=1.0 if poisson else 0.0,
                   spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit, spec_verify=spec_verify,
-                  sync=1.0 if length_spread == 0 else 0.0, spread=length_spread if length_spread > 0 else np.inf)
+                  sync=1.0 if length_spread == 0 else 0.0, spread=length_spread if length_spread > 0 else np.inf,
+                  recv=float(recv_interval), stream=float(stream_interval))
+    if recv_interval > 1 and (request_rate or trace is not None):
+        notes.append(f"--scheduler-recv-interval {recv_interval}: the closed-loop steady state polls for requests; "
+                     "the scheduler simulation under a request rate or trace polls every step")
     cfg.prefill_first, cfg.prefill_batch = prefill_policy(engine, engine_limits(engine, chip, cfg)[1], engine_version)
     if cfg.prefill_first and mode == MODE_CLOSED and spec_draft <= 0 and length_spread == 0:
         notes.append(wave_note(engine, cfg.prefill_batch))

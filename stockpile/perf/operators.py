@@ -199,7 +199,7 @@ def effective_layers(mc: ModelConsts, ctx: F) -> F:
 def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_dp: F, pp: F, moe_ep: F,
                moe_tp: F, wbytes: F, kvbytes: F, gemm_peak: F, dtype_eff: F,
                dec_seqs: F, dec_tokens: F, dec_ctx: F, pre_tokens: F, pre_ctx: F, wstream: F | float = 1.0,
-               parts: bool = False):
+               seq_host: F | float = 1.0, parts: bool = False):
     """Seconds for one step of one pipeline stage on one GPU (one attention-DP rank's micro-batch).
 
     dec_seqs: sequences decoding on this rank; dec_tokens: their query tokens (x (1+draft) with speculation);
@@ -278,7 +278,7 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     t_over = p.step_s
     # speculative decoding: each token a sequence verifies beyond the first adds host work per step (its draft
     # position, tree mask and accepted-token bookkeeping; SGLang's EAGLE loop runs on the host), spec_seq_s each
-    t_front = p.seq_s * dec_seqs + p.spec_seq_s * np.maximum(dec_tokens - dec_seqs, 0.0)
+    t_front = p.seq_s * seq_host * dec_seqs + p.spec_seq_s * np.maximum(dec_tokens - dec_seqs, 0.0)
     # a step that carries prompt tokens, or a decode batch larger than the engine's CUDA graphs, runs outside
     # graphs: the host launches its kernels layer by layer (an MoE layer adds its own, eager_moe_s),
     # asynchronously, so the step takes the longer of the host's launch work and the device's execution

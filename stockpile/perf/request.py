@@ -67,6 +67,9 @@ class EstimateRequest(BaseModel):
     # lengths drawn from [0.8 L, L] (InferenceX), "inf" for free variation (chat traffic, ShareGPT)
     length_spread: float = Field(default=0.0, ge=0, allow_inf_nan=True)
     allow_long_context: bool = False   # input + output beyond the model's context window (said so)
+    # SGLang's --scheduler-recv-interval and --stream-interval (decode steps between polls / output flushes)
+    recv_interval: int = Field(default=1, ge=1, le=10_000)
+    stream_interval: int = Field(default=1, ge=1, le=10_000)
     cost_basis: Literal["auto", "rental", "tco"] = "auto"   # what a GPU-hour costs (catalog/prices.py)
     trace: list[TraceRecord] | None = Field(default=None, max_length=MAX_SIM_REQUESTS)
 
@@ -92,6 +95,10 @@ class EstimateRequest(BaseModel):
             raise ValueError("length_spread: a number >= 0 (0 fixed lengths, inf freely varied), not NaN")
         if self.concurrency is not None and self.request_rate is not None:
             raise ValueError("request_rate: give either concurrency or request_rate, not both")
+        for name in ("recv_interval", "stream_interval"):
+            if getattr(self, name) > 1 and self.engine.split(":")[0].strip().lower() != "sglang":
+                raise ValueError(f"{name}: an SGLang setting (--scheduler-recv-interval, --stream-interval); "
+                                 f"leave it at 1 for {self.engine}")
         if self.spec_verify and (self.spec_draft == 0 or self.spec_verify < self.spec_draft + 1):
             raise ValueError(f"spec_verify: a draft tree verifies at least spec_draft + 1 = {self.spec_draft + 1} "
                              f"tokens per step and needs draft tokens (spec_draft >= 1), got {self.spec_verify}")
@@ -193,4 +200,4 @@ def run_estimate(req: EstimateRequest, *, requests: Any = None) -> Any:
                     prefix_hit=req.prefix_hit, length_spread=req.length_spread, assumptions=notes, trace=requests,
                     engine_version=req.engine_version,
                     num_requests=None if req.num_requests is None else float(req.num_requests),
-                    cost_basis=req.cost_basis)
+                    cost_basis=req.cost_basis, recv_interval=req.recv_interval, stream_interval=req.stream_interval)

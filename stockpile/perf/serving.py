@@ -43,6 +43,13 @@ def verify_width(spec_draft, spec_verify):
     return np.where(np.asarray(spec_verify) > 0, spec_verify, 1.0 + np.asarray(spec_draft))
 
 
+# Share of an engine's per-sequence host time per decode step (seq_s) spent flushing each request's new tokens to
+# the front end; SGLang's --stream-interval k flushes every k-th step only. Not fitted: chosen on a grid against
+# validate's medians with the shipped calibration (InferenceX sample 11.19 / 10.89 / 10.89 / 10.73 % at 0.25 / 0.5
+# / 0.75 / 1; aiconfigurator's sample 14.75-14.77 % throughout): most of the per-sequence work is the flush
+STREAM_SHARE = 0.75
+
+
 def _lockstep_share(spread, steps, wave_steps):
     """Share of a wave's prefill queue that comes back with it, counted in engine steps. A wave's prompts are
     prefilled over `wave_steps` steps; with fixed lengths every request then decodes the same number of steps in
@@ -56,7 +63,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
           wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency,
           rate, num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
           mem_util, sync=1.0, spread=np.inf, spec_verify=0.0, prefill_first=0.0,
-          prefill_batch=16384.0, wstream=1.0) -> dict[str, np.ndarray]:
+          prefill_batch=16384.0, wstream=1.0, recv=1.0, stream=1.0) -> dict[str, np.ndarray]:
     """Evaluate every configuration (numpy arrays broadcast together); returns arrays per metric.
 
     Lengths are tokens; rates per second; `concurrency`, `rate` are per system (all replicas);
@@ -64,20 +71,24 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     with a draft tree (SGLang's --speculative-num-draft-tokens); 0 for a chain, which verifies 1 + spec_draft.
     `prefill_first`: 1 where the engine runs waiting prompts as prompt-only batches of up to `prefill_batch`
     tokens before it resumes decoding (SGLang's default scheduler), 0 where prompt chunks ride along decode
-    steps."""
+    steps. `recv`: decode steps between the scheduler's polls for new requests (SGLang --scheduler-recv-interval;
+    1 polls every step); `stream`: decode steps between flushes of a request's new tokens (--stream-interval).
+    The scheduler simulation (perf/simulate.py) polls and flushes every step."""
     arr = np.broadcast_arrays(attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak,
                               dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency, rate,
                               num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
-                              mem_util, sync, spread, spec_verify, prefill_first, prefill_batch)
+                              mem_util, sync, spread, spec_verify, prefill_first, prefill_batch, recv, stream)
     (attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu,
      kv_token_gpu, isl, osl, mode, concurrency, rate, num_requests, poisson, spec_draft, spec_accept,
      prefix_hit, max_seqs, chunk, mem_util, sync, spread, spec_verify, prefill_first,
-     prefill_batch) = [np.asarray(a, dtype=float) for a in arr]
+     prefill_batch, recv, stream) = [np.asarray(a, dtype=float) for a in arr]
+    recv, stream = np.maximum(recv, 1.0), np.maximum(stream, 1.0)
     width = verify_width(spec_draft, spec_verify)
     sync_in = sync                                 # 1: fixed request lengths, 0: varied (e.g. ShareGPT)
     sync = sync * (mode == MODE_CLOSED)            # lockstep only where finished requests are replaced at once
     lay = dict(attn_tp=attn_tp, attn_dp=attn_dp, pp=pp, moe_ep=moe_ep, moe_tp=moe_tp, wbytes=wbytes,
-               kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_eff, wstream=np.asarray(wstream, dtype=float))
+               kvbytes=kvbytes, gemm_peak=gemm_peak, dtype_eff=dtype_eff, wstream=np.asarray(wstream, dtype=float),
+               seq_host=1.0 - STREAM_SHARE + STREAM_SHARE / stream)
 
     # ---- memory: what is left for the KV cache bounds the running batch
     kv_budget = cc.memory * mem_util - weights_gpu - p.reserve_gb * 1e9
@@ -120,7 +131,9 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         wave = b / attn_dp * new_isl                # a wave's prompt tokens on one attention-DP rank
         partial = _lockstep_share(spread, steps, wave / np.maximum(chunk, 1.0))
         lock = np.where(sync > 0, 1.0, np.where(mode == MODE_CLOSED, partial, 0.0)) * p.sync_eff
-        prompts = np.maximum(1.0, b_mb / steps + lock * (b_mb - b_mb / steps))
+        # an engine that polls for new requests every `recv` decode steps admits what arrived since in one batch
+        polled = np.minimum(b_mb, b_mb / steps * recv)
+        prompts = np.maximum(1.0, polled + lock * (b_mb - polled))
         c = np.maximum(np.minimum(np.maximum(chunk - dec_tok, 0.25 * chunk), prompts * new_isl), 1.0)
         f = np.minimum(demand / c, 1.0)            # share of iterations that carry a prefill chunk
         f_own = np.minimum(others / c, 1.0)        # ... of the iterations a request decodes in
@@ -133,7 +146,10 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         n_chunks = np.ceil(new_isl / c)
         # a closed loop in lockstep: B prompts arrive together and queue for prefill
         lockstep = lock * np.maximum(b / attn_dp - 1.0, 0.0) / 2.0 * new_isl * pre_tok_t
-        ttft = n_chunks * (t_mix + draft) + 0.5 * t_it + lockstep + p.ttft_s + p.admit_s
+        # ... and a request that arrives while others decode waits for the next poll, (recv - 1) / 2 steps on average
+        # (an idle scheduler polls at once)
+        poll = (1.0 - lock) * (recv - 1.0) / 2.0 * t_it * np.maximum(b - 1.0, 0.0) / np.maximum(b, 1.0)
+        ttft = n_chunks * (t_mix + draft) + 0.5 * t_it + lockstep + poll + p.ttft_s + p.admit_s
         # prefill first (SGLang; vLLM V0 without chunked prefill): prompts that wait are prefilled in prompt-only
         # batches of up to `prefill_batch` tokens before the next decode step. A fixed-length closed loop then
         # runs in waves: its requests start decoding at the same step, end at the same step, and return

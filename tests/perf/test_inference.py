@@ -534,3 +534,26 @@ def test_an_export_capped_chip_is_compute_bound_at_batch_one_16_bit_decode(monke
     lim = estimate(model, h20, layout=resolve_layout(gpus=1, tp=1), engine="sglang", weight_dtype="bf16", isl=1,
                    osl=2048, concurrency=1).limits
     assert lim.startswith("16-bit GEMMs' 64-row tensor-core tile floor")      # what binds, said as such
+
+
+def test_an_engine_that_polls_for_requests_batches_arrivals_and_makes_them_wait(tiny_model, tiny_chip):
+    """SGLang's --scheduler-recv-interval N: the scheduler looks for new requests every N decode steps, so a request
+    that arrives while others decode waits (N - 1) / 2 steps on average, and what arrived since the last poll is
+    prefilled in one batch: fewer prompt steps interrupt the decoding requests. --stream-interval k flushes each
+    request's output every k-th step, saving part of the per-sequence host time."""
+    def run(recv=1.0, stream=1.0, conc=64.0, **kw):
+        cfg = Configs(isl=1000, osl=1000, mode=MODE_CLOSED, concurrency=conc, sync=0.0, spread=0.2, prefill_first=1.0,
+                      recv=recv, stream=stream, **kw)
+        return {k: float(np.asarray(v).reshape(-1)[0])
+                for k, v in evaluate(tiny_model, tiny_chip, "sglang", cfg, calibration=PRIORS).items()}
+    base, polled = run(), run(recv=30.0)
+    assert polled["ttft_s"] > base["ttft_s"] + 10.0 * polled["decode_step_s"]
+    assert polled["tpot_s"] < base["tpot_s"]
+    # alone, a request finds the scheduler idle: it polls at once
+    assert run(recv=30.0, conc=1.0)["ttft_s"] == pytest.approx(run(conc=1.0)["ttft_s"])
+    # flushing output less often shortens the step by part of the per-sequence host time: at most that part
+    from stockpile.perf.serving import STREAM_SHARE
+    flushed, never = run(stream=50.0), run(stream=1e9)
+    assert never["tpot_s"] < flushed["tpot_s"] < base["tpot_s"]
+    host = PRIORS.params(tiny_chip.family, "sglang").seq_s * 64.0
+    assert base["tpot_s"] - never["tpot_s"] <= STREAM_SHARE * host * 1.05

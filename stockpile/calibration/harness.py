@@ -1,0 +1,144 @@
+"""The serving settings behind a row measured by InferenceX's harness, read from the script the run called.
+
+InferenceX's dashboard (and the part of aiconfigurator's silicon data that reproduces it) reports latencies and
+throughput but not the flags the server ran with. Those are in the benchmark script the launcher picks by model,
+precision, chip, framework and speculative decoding (SemiAnalysisAI/InferenceX runners/launch_*.sh:
+benchmarks/single_node/{model}_{precision}_{chip}[_{framework}][_mtp].sh), as it stood on the run's date.
+data/engines/inferencex_scripts.yaml holds those settings through the scripts' history (bench/inferencex_scripts.py
+writes it from the repository). A row that names the harness, a date and an aggregated single-node layout takes, where
+the row and its notes do not state them, SGLang's request polling and output flushing of the script(s) of its engine
+at that date (APPLIED; chosen per run by the script's own logic, evaluated for the row's concurrency, TP, attention
+data parallelism and prompt length). The KV-cache precision, memory fraction, sequence cap, prefill budget and
+CUDA-graph settings are read too and applied only when asked (fields=FIELDS).
+"""
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+# model id (lower case, without organisation) -> the scripts' model code (runners/launch_*.sh: EXP_NAME's prefix)
+_MODEL_CODES = (
+    (re.compile(r"^deepseek-r1"), "dsr1"), (re.compile(r"^deepseek-v4"), "dsv4"),
+    (re.compile(r"^gpt-oss-120b"), "gptoss"), (re.compile(r"^minimax-m2\.5"), "minimaxm2.5"),
+    (re.compile(r"^minimax-m3"), "minimaxm3"), (re.compile(r"^qwen3\.5-397b"), "qwen3.5"),
+    (re.compile(r"^glm-5\.1"), "glm5.1"), (re.compile(r"^glm-5(?![.\d])"), "glm5"),
+    (re.compile(r"^kimi-k2\.5"), "kimik2.5"), (re.compile(r"^(?:meta-)?llama-3\.[13]-70b"), "70b"),
+)
+_FRAMEWORK = {"vllm": ("", "_vllm"), "sglang": ("", "_sglang"), "trtllm": ("_trt",)}
+_DATE = re.compile(r"(?:measured|run date) (\d{4}-\d{2}-\d{2})")
+FIELDS = ("kv_dtype", "mem_util", "max_seqs", "budget", "graph_max", "graph_mode", "recv_interval", "stream_interval")
+# what a row takes from its script by default: SGLang's request polling and output flushing. The KV precision,
+# memory fraction, sequence cap, prefill budget and CUDA-graph settings are read too, but a fit with them was
+# worse on every file (docs/validation.md, fortieth session): they stay for bench/ comparisons (fields=FIELDS)
+APPLIED = ("recv_interval", "stream_interval")
+
+
+@dataclass(frozen=True)
+class ScriptSettings:
+    """What the script(s) of a run stated, and where that was read."""
+    values: dict[str, Any]
+    source: str                 # script names with commit and date
+
+
+@cache
+def _scripts() -> dict[str, tuple[list[str], list[dict[str, Any]]]]:
+    raw = yaml.safe_load((resources.files("stockpile") / "data" / "engines" / "inferencex_scripts.yaml").read_text())
+    return {k: ([str(v["since"]) for v in vs], vs) for k, vs in raw.items()}
+
+
+def model_code(model: str) -> str | None:
+    name = model.rsplit("/", 1)[-1].lower()
+    return next((code for pat, code in _MODEL_CODES if pat.search(name)), None)
+
+
+def run_date(notes: str) -> str | None:
+    m = _DATE.search(notes)
+    return m.group(1) if m else None
+
+
+def script_settings(model: str, weight_dtype: str | None, chip: str, engine: str, spec: bool,
+                    date: str) -> ScriptSettings | None:
+    """The settings of the script(s) of `engine` for this model, precision, chip and speculative decoding as they
+    stood on `date` (ISO), or None when no such script existed then. Where two scripts of the engine match (a
+    framework named or not), only the settings they agree on are kept."""
+    code = model_code(model)
+    if code is None or not weight_dtype or engine not in _FRAMEWORK:
+        return None
+    base = f"{code}_{weight_dtype}_{chip.split('-', 1)[0].lower()}"
+    found = []
+    for suffix in _FRAMEWORK[engine]:
+        key = base + suffix + ("_mtp" if spec else "")
+        if key not in _scripts():
+            continue
+        dates, versions = _scripts()[key]
+        i = bisect.bisect_right(dates, date) - 1
+        if i >= 0 and versions[i].get("engine") == engine:
+            found.append((key, versions[i]))
+    if not found:
+        return None
+    first = found[0][1]
+    values = {k: first[k] for k in FIELDS if k in first and all(v.get(k) == first[k] for _, v in found)}
+    source = ", ".join(f"{key}.sh at {v['commit'][:8]} ({v['since']})" for key, v in found)
+    return ScriptSettings(values, source)
+
+
+_DISAGG = re.compile(r"disaggregat|prefill nodes?\b.*decode nodes?\b", re.I)
+_AGG = re.compile(r"no disagg|aggregated \(no", re.I)
+
+
+def run_value(rule: Any, tp: int, dp_attention: bool, isl: float, conc: float) -> int | None:
+    """A per-run setting for one run: `rule` is an int, or {case: [[from_concurrency, value], ...]} with cases
+    named tp{N}[_dp][_8k] ("" for every case) as bench/inferencex_scripts.py writes them."""
+    if isinstance(rule, int):
+        return rule
+    if not isinstance(rule, dict):
+        return None
+    steps = rule.get("") or rule.get(f"tp{tp}{'_dp' if dp_attention else ''}{'_8k' if isl >= 4096 else ''}")
+    if not steps:
+        return None
+    found = [v for c, v in steps if c <= max(conc, 1.0)]
+    return int(found[-1]) if found else None
+
+
+def apply_script_settings(case: Any, notes: str, fields: tuple[str, ...] = APPLIED) -> bool:
+    """Give an aggregated InferenceX row (rows.InferenceCase) the settings of the script it ran, where the row does
+    not state them; the notes, read after this, still override. True when a script was found."""
+    date = run_date(notes)
+    if date is None or (_DISAGG.search(notes) and not _AGG.search(notes)):
+        return False
+    found = script_settings(case.model, case.weight_dtype, case.chip, case.engine, case.spec_draft > 0, date)
+    if found is None or not found.values:
+        return False
+    v, said = {k: x for k, x in found.values.items() if k in fields}, []
+    for key, label in (("recv_interval", "polls for requests every"), ("stream_interval", "flushes output every")):
+        if key in v and case.engine == "sglang" and case.concurrency:
+            n = run_value(v[key], case.tp or 1, (case.dp or 1) > 1, case.isl, case.concurrency)
+            if n is not None and n > 1 and getattr(case, key) is None:
+                setattr(case, key, n)
+                said.append(f"{label} {n} decode steps")
+    if case.kv_dtype is None and "kv_dtype" in v:
+        case.kv_dtype = v["kv_dtype"]
+        said.append(f"KV {v['kv_dtype']}")
+    for key, label in (("mem_util", "memory fraction"), ("max_seqs", "max sequences"), ("budget", "token budget")):
+        if getattr(case, key) is None and key in v:
+            setattr(case, key, v[key])
+            said.append(f"{label} {v[key]:g}")
+    mode = str(v.get("graph_mode", ""))
+    if mode in ("PIECEWISE", "NONE"):
+        case.graph_max = 0
+        said.append("no CUDA graphs" if mode == "NONE" else "cudagraph_mode PIECEWISE")
+    elif mode.startswith("FULL"):
+        case.full_graphs = True
+        said.append(f"cudagraph_mode {mode}")
+    if case.graph_max is None and "graph_max" in v:
+        case.graph_max = int(v["graph_max"])
+        said.append(f"CUDA graphs up to {v['graph_max']}")
+    if said:
+        case.notes_used.append(f"InferenceX script {found.source}: " + ", ".join(said))
+    return bool(said)
