@@ -122,12 +122,9 @@ def test_an_inferencex_row_takes_only_the_shipped_settings_unless_asked():
     assert apply_script_settings(c, ROW["notes"], fields=FIELDS)
     assert (c.kv_dtype, c.mem_util, c.graph_max) == ("bf16", 0.9, 0)
     assert any(u.startswith("InferenceX script minimaxm2.5_fp8_h100.sh") for u in c.notes_used)
-    disagg = inference_case({**ROW, "notes": ROW["notes"].replace("aggregated (no disagg)", "disaggregated")})
-    assert not apply_script_settings(disagg, disagg_notes(), fields=FIELDS) and disagg.mem_util is None
-
-
-def disagg_notes() -> str:
-    return ROW["notes"].replace("aggregated (no disagg)", "disaggregated")
+    notes = ROW["notes"].replace("aggregated (no disagg)", "disaggregated")
+    disagg = inference_case({**ROW, "notes": notes})
+    assert not apply_script_settings(disagg, notes, fields=FIELDS) and disagg.mem_util is None
 
 
 RECV = """CONC=${CONC}

@@ -206,7 +206,8 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     dec_ctx: mean context they attend; pre_tokens: prompt tokens prefilled in this step on this rank;
     pre_ctx: mean context a prefill token attends (causal: prefix + half the prompt); wstream: the share of the
     memory bandwidth at which the dense GEMMs stream their weights in this compute path (below 1 for native
-    4-bit weights: inference.stream_share)."""
+    4-bit weights: inference.stream_share); seq_host: the share of the per-sequence host time (seq_s) this step
+    pays (below 1 where the engine flushes output every few steps: serving.STREAM_SHARE)."""
     layers_s = mc.layers / pp
     tokens = dec_tokens + pre_tokens
     eff_tok = gemm_eff(p, np.maximum(tokens, 1.0)) * dtype_eff
