@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -174,9 +175,11 @@ def run_rule(body: str, flag: str) -> Any:
     program = ("for CONC in " + " ".join(map(str, _CONCS)) + "; do (\n" + "\n".join(lines) +
                "\necho " + expr + "\n); done\n")
     out: dict[str, list[list[int]]] = {}
+    bash = shutil.which("bash") or "/bin/bash"
     for case, (tp, dp, isl) in _CASES.items():
-        env = {"PATH": "/usr/bin:/bin", "TP": tp, "EP_SIZE": "1", "DP_ATTENTION": dp, "ISL": isl, "OSL": "1024"}
-        r = subprocess.run(["bash", "-c", program], env=env, capture_output=True, text=True)
+        # a restricted shell with no command on its PATH: the fragment can run bash's builtins and nothing else
+        env = {"PATH": "/nonexistent", "TP": tp, "EP_SIZE": "1", "DP_ATTENTION": dp, "ISL": isl, "OSL": "1024"}
+        r = subprocess.run([bash, "-r", "-c", program], env=env, capture_output=True, text=True)
         values = [v.strip("\"'") for v in r.stdout.split()]
         if r.returncode != 0:
             return None

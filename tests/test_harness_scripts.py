@@ -155,6 +155,17 @@ def test_per_run_flags_follow_the_scripts_shell_logic(builder):
     assert "recv_interval" not in builder.settings(RECV.replace("--scheduler-recv-interval", "--other-flag"))
 
 
+def test_the_scripts_logic_runs_in_a_shell_that_cannot_run_commands(builder, tmp_path):
+    # only bash's builtins: an external command in a condition or a value does not run, and a value it would give
+    # leaves its case out (here every case reaches 16 in flight); what builtins decide is still read
+    marker = tmp_path / "made"
+    script = RECV.replace('if [[ "$DP_ATTENTION" == "true" ]]; then', f"if touch {marker}; then").replace(
+        "SCHEDULER_RECV_INTERVAL=30", "SCHEDULER_RECV_INTERVAL=$(seq 30 30)")
+    s = builder.settings(script)
+    assert not marker.exists()
+    assert "recv_interval" not in s and s["stream_interval"] == {"": [[1, 10], [8, 30]]}
+
+
 SGL_ROW = dict(ROW, model="Qwen/Qwen3.5-397B-A17B", accelerator="b300-sxm-288gb", engine="sglang", tp="4", ep="1",
                input_len="1024", output_len="1024", concurrency="256",
                notes=ROW["notes"].replace("2026-03-27", "2026-04-20").replace("vLLM version 0.18.0",
