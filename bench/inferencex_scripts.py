@@ -127,6 +127,9 @@ def settings(text: str) -> dict[str, Any]:
         if v is not None and v.isdigit():
             out["graph_max"] = int(v)
     if engine == "sglang":
+        ssm = _value(body, r"--mamba[-_]ssm[-_]dtype[= ]+(\"?[\w.]+\"?)")
+        if ssm is not None:
+            out["ssm_dtype"] = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(ssm.lower(), ssm.lower())
         raw = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
         for key, flag in _RUN_FLAGS.items():
             rule = run_rule(raw, flag)
@@ -254,7 +257,8 @@ def main() -> None:
             "# graph_max: the largest batch captured in a CUDA graph. A setting chosen per run (a shell variable\n"
             "# with several values) is left out, except SGLang's recv_interval (--scheduler-recv-interval) and\n"
             "# stream_interval (--stream-interval): an int, or {case: [[from_concurrency, value], ...]} with cases\n"
-            "# tp{N}[_dp][_8k] ('' for all) as the script's shell logic sets them.\n")
+            "# tp{N}[_dp][_8k] ('' for all) as the script's shell logic sets them; ssm_dtype: SGLang's\n"
+            "# --mamba-ssm-dtype (the recurrent state of linear-attention layers; SGLang's default float32).\n")
     args.out.write_text(text + yaml.safe_dump(hist, sort_keys=True, width=120))
     print(f"{len(hist)} scripts, {sum(len(v) for v in hist.values())} versions -> {args.out}")
 

@@ -174,9 +174,23 @@ SGL_ROW = dict(ROW, model="Qwen/Qwen3.5-397B-A17B", accelerator="b300-sxm-288gb"
 
 def test_an_sglang_row_polls_and_flushes_as_its_script_did():
     c = inference_case(SGL_ROW)
-    # qwen3.5_fp8_b300.sh: --scheduler-recv-interval 10 --stream-interval 50
-    assert (c.recv_interval, c.stream_interval) == (10, 50)
+    # qwen3.5_fp8_b300.sh: --scheduler-recv-interval 10 --stream-interval 50 --mamba-ssm-dtype bfloat16
+    assert (c.recv_interval, c.stream_interval, c.ssm_dtype) == (10, 50, "bf16")
     assert any("polls for requests every 10" in u for u in c.notes_used)
     # the notes win over the script
     stated = inference_case({**SGL_ROW, "notes": SGL_ROW["notes"] + "; --scheduler-recv-interval 4"})
     assert stated.recv_interval == 4
+
+
+def test_a_16_bit_recurrent_state_halves_what_a_hybrid_model_keeps_per_sequence(builder):
+    from stockpile.calibration.inference import _model_consts
+    from stockpile.catalog import get_model
+    assert builder.settings(SGLANG + " --mamba-ssm-dtype bfloat16")["ssm_dtype"] == "bf16"
+    assert "ssm_dtype" not in builder.settings(SGLANG)          # SGLang's default, float32, is the catalog's
+    m = get_model("Qwen/Qwen3.5-397B-A17B")
+    full, half = _model_consts(m).linear_state_bytes, _model_consts(m, "bf16").linear_state_bytes
+    assert full > 0 and half == pytest.approx(full / 2)
+    dense = get_model("Qwen/Qwen3-32B")
+    assert _model_consts(dense, "bf16") == _model_consts(dense)
+    stated = inference_case({**SGL_ROW, "notes": SGL_ROW["notes"] + "; --mamba-ssm-dtype float32"})
+    assert stated.ssm_dtype == "fp32"

@@ -32,11 +32,13 @@ _MODEL_CODES = (
 )
 _FRAMEWORK = {"vllm": ("", "_vllm"), "sglang": ("", "_sglang"), "trtllm": ("_trt",)}
 _DATE = re.compile(r"(?:measured|run date) (\d{4}-\d{2}-\d{2})")
-FIELDS = ("kv_dtype", "mem_util", "max_seqs", "budget", "graph_max", "graph_mode", "recv_interval", "stream_interval")
-# what a row takes from its script by default: SGLang's request polling and output flushing. The KV precision,
+FIELDS = ("kv_dtype", "mem_util", "max_seqs", "budget", "graph_max", "graph_mode", "recv_interval", "stream_interval",
+          "ssm_dtype")
+# what a row takes from its script by default: SGLang's request polling, output flushing and recurrent-state
+# precision (--mamba-ssm-dtype). The KV precision,
 # memory fraction, sequence cap, prefill budget and CUDA-graph settings are read too, but a fit with them was
 # worse on every file (docs/validation.md, fortieth session): they stay for bench/ comparisons (fields=FIELDS)
-APPLIED = ("recv_interval", "stream_interval")
+APPLIED = ("recv_interval", "stream_interval", "ssm_dtype")
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,9 @@ def apply_script_settings(case: Any, notes: str, fields: tuple[str, ...] = APPLI
             if n is not None and n > 1 and getattr(case, key) is None:
                 setattr(case, key, n)
                 said.append(f"{label} {n} decode steps")
+    if "ssm_dtype" in v and case.engine == "sglang" and case.ssm_dtype is None:
+        case.ssm_dtype = str(v["ssm_dtype"])
+        said.append(f"recurrent state {case.ssm_dtype}")
     if case.kv_dtype is None and "kv_dtype" in v:
         case.kv_dtype = v["kv_dtype"]
         said.append(f"KV {v['kv_dtype']}")

@@ -298,7 +298,7 @@ class Batch:
                                 _decode_layout(pr).attn_dp) for pr in g]
         keys = sorted({(pr.chip.family, pr.engine_key) for pr in g})
         a: dict[str, Any] = dict(
-            mc=ModelConsts.stack([_model_consts(pr.model) for pr in g]),
+            mc=ModelConsts.stack([_model_consts(pr.model, pr.case.ssm_dtype) for pr in g]),
             cc=ChipConsts.stack([_chip_consts(pr.chip) for pr in g]),
             keys=keys, key_index=np.array([keys.index((pr.chip.family, pr.engine_key)) for pr in g]),
             peak=np.array([float(t[0]) for t in tables]), kind=np.array([float(t[1]) for t in tables]),
@@ -447,8 +447,13 @@ def _sim_metric(sim: SimResult, pr: Prepared) -> float:
 
 
 @functools.cache
-def _model_consts(model: ModelSpec) -> ModelConsts:
-    return ModelConsts.of(model)
+def _model_consts(model: ModelSpec, ssm_dtype: str | None = None) -> ModelConsts:
+    """The model's constants; a recurrent state kept in 16 bits (SGLang --mamba-ssm-dtype bfloat16) halves the
+    fp32 state the catalog counts (its small 16-bit convolution window with it)."""
+    mc = ModelConsts.of(model)
+    if ssm_dtype in ("bf16", "fp16") and mc.linear_state_bytes:
+        mc = replace(mc, linear_state_bytes=mc.linear_state_bytes / 2.0)
+    return mc
 
 
 @functools.cache

@@ -118,6 +118,7 @@ class InferenceCase:
     burstiness: float = 1.0            # arrival gaps ~ Gamma(shape b): 1 is Poisson (vLLM bench --burstiness)
     recv_interval: int | None = None   # SGLang --scheduler-recv-interval: decode steps between polls for requests
     stream_interval: int | None = None  # SGLang --stream-interval: decode steps between a request's output flushes
+    ssm_dtype: str | None = None       # SGLang --mamba-ssm-dtype: linear-attention state precision (None: fp32)
     publication: str = ""              # the source document: source_url without its #fragment
 
 
@@ -302,6 +303,7 @@ _FLAG = {"budget": _flag(r"max[-_]num[-_]batched[-_]tokens|chunked[-_]prefill[-_
 # read as INT8 GEMMs, the SGLang Ascend rows split by configuration (aggregated +59 %, PD -7 %, refitted or not)
 _W4AFP8 = re.compile(r"W4A?FP8|W4A8[-_ ]?FP8|FP8 activations", re.I)
 # graphs off: every step launches its kernels from the host (vLLM --enforce-eager, SGLang --disable-cuda-graph)
+_SSM_DTYPE = re.compile(r"--mamba[-_]ssm[-_]dtype[= ]+(bfloat16|float16|float32|bf16|fp16|fp32)", re.I)
 _NO_GRAPHS = re.compile(r"--enforce[-_]eager|--disable[-_]cuda[-_]graph(?![-_])|\bno (?:CUDA|HIP) graphs", re.I)
 # vLLM's --compilation-config '{"cudagraph_mode": "..."}': FULL* replays decode steps as whole graphs, PIECEWISE
 # launches attention from the host per layer in every step, NONE captures nothing
@@ -376,6 +378,9 @@ def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> 
         m = _FLAG[key].search(notes)
         if m and int(m.group(1)) > 1 and case.engine == "sglang":
             setattr(case, key, int(m.group(1)))
+    m = _SSM_DTYPE.search(notes)
+    if m and case.engine == "sglang":
+        case.ssm_dtype = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(m.group(1).lower(), "fp32")
     m = _FLAG["mem_util"].search(notes)
     if m:
         v = float(m.group(1))
