@@ -194,3 +194,4 @@ def test_a_16_bit_recurrent_state_halves_what_a_hybrid_model_keeps_per_sequence(
     assert _model_consts(dense, "bf16") == _model_consts(dense)
     stated = inference_case({**SGL_ROW, "notes": SGL_ROW["notes"] + "; --mamba-ssm-dtype float32"})
     assert stated.ssm_dtype == "fp32"
+    assert inference_case({**SGL_ROW, "notes": SGL_ROW["notes"] + "; --mamba-ssm-dtype bf16"}).ssm_dtype == "bf16"

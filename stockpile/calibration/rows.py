@@ -302,8 +302,9 @@ _FLAG = {"budget": _flag(r"max[-_]num[-_]batched[-_]tokens|chunked[-_]prefill[-_
 # weights widened in registers. W4A8 with INT8 activations (Ascend) stays on the dequantizing path it was fitted on:
 # read as INT8 GEMMs, the SGLang Ascend rows split by configuration (aggregated +59 %, PD -7 %, refitted or not)
 _W4AFP8 = re.compile(r"W4A?FP8|W4A8[-_ ]?FP8|FP8 activations", re.I)
-# graphs off: every step launches its kernels from the host (vLLM --enforce-eager, SGLang --disable-cuda-graph)
+# SGLang's precision of a linear-attention layer's recurrent state (its default: float32)
 _SSM_DTYPE = re.compile(r"--mamba[-_]ssm[-_]dtype[= ]+(bfloat16|float16|float32|bf16|fp16|fp32)", re.I)
+# graphs off: every step launches its kernels from the host (vLLM --enforce-eager, SGLang --disable-cuda-graph)
 _NO_GRAPHS = re.compile(r"--enforce[-_]eager|--disable[-_]cuda[-_]graph(?![-_])|\bno (?:CUDA|HIP) graphs", re.I)
 # vLLM's --compilation-config '{"cudagraph_mode": "..."}': FULL* replays decode steps as whole graphs, PIECEWISE
 # launches attention from the host per layer in every step, NONE captures nothing
@@ -380,7 +381,7 @@ def _scheduler_notes(case: "InferenceCase", row: dict[str, str], notes: str) -> 
             setattr(case, key, int(m.group(1)))
     m = _SSM_DTYPE.search(notes)
     if m and case.engine == "sglang":
-        case.ssm_dtype = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(m.group(1).lower(), "fp32")
+        case.ssm_dtype = normalise_dtype(m.group(1))
     m = _FLAG["mem_util"].search(notes)
     if m:
         v = float(m.group(1))
