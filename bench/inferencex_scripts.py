@@ -32,6 +32,8 @@ from typing import Any
 
 import yaml
 
+from stockpile.catalog.dtypes import normalise_dtype
+
 REPO_URL = "https://github.com/SemiAnalysisAI/InferenceX"
 OUT = Path(__file__).resolve().parents[1] / "stockpile" / "data" / "engines" / "inferencex_scripts.yaml"
 # directories whose scripts the single-node launchers call (runners/launch_*.sh over the repository's history)
@@ -91,8 +93,8 @@ def engine_of(text: str) -> str | None:
 
 def settings(text: str) -> dict[str, Any]:
     """The serving settings a script states (see the module's docstring for what is kept)."""
-    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    body = _resolve(body)
+    raw = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    body = _resolve(raw)
     engine = engine_of(body)
     out: dict[str, Any] = {"engine": engine}
     if engine is None:
@@ -129,8 +131,7 @@ def settings(text: str) -> dict[str, Any]:
     if engine == "sglang":
         ssm = _value(body, r"--mamba[-_]ssm[-_]dtype[= ]+(\"?[\w.]+\"?)")
         if ssm is not None:
-            out["ssm_dtype"] = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(ssm.lower(), ssm.lower())
-        raw = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+            out["ssm_dtype"] = normalise_dtype(ssm)
         for key, flag in _RUN_FLAGS.items():
             rule = run_rule(raw, flag)
             if rule is not None:
