@@ -69,7 +69,8 @@ def kernel_key(framework: str, family: str) -> str:
     NPU port (torchtitan-npu on torch_npu, Megatron as MindSpeed), whose kernels are Huawei's, not the CUDA
     ones: it gets its own factor ("torchtitan-npu"), so Ascend rows do not move the factor of the same framework
     on GPUs (held out, the H100 torchtitan runs had been predicted 48 % fast through the factor the two
-    torchtitan-npu rows pushed to its bound)."""
+    torchtitan-npu rows pushed to its bound). A port no row measures borrows its parent's fitted factor
+    (TrainCalibration.params): the fallback runs one way only."""
     fw = (FRAMEWORKS[framework].kernels or framework) if framework in FRAMEWORKS else framework
     if FAMILY_GROUPS.get(family, family) == "ascend" and fw not in ASCEND_ONLY:
         return f"{fw}-npu"

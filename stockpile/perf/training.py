@@ -109,9 +109,13 @@ class TrainCalibration:
 
     def params(self, family: str, framework: str) -> TrainParams:
         fw = kernel_key(framework, family)
+        # a port no row measures (Megatron as MindSpeed on Ascend) takes its parent's factor where the parent is
+        # fitted, and the fitted factors' median only where neither is
+        parent = kernel_key(framework, "") if fw != kernel_key(framework, "") else UNMEASURED
         vals = {**GLOBAL_DEFAULTS, **self.global_, **FAMILY_DEFAULTS,
                 **self.families.get(FAMILY_GROUPS.get(family, family), {}),
-                **FRAMEWORK_DEFAULTS, **self.frameworks.get(UNMEASURED, {}), **self.frameworks.get(fw, {})}
+                **FRAMEWORK_DEFAULTS, **self.frameworks.get(UNMEASURED, {}), **self.frameworks.get(parent, {}),
+                **self.frameworks.get(fw, {})}
         return TrainParams(**{f.name: float(vals[f.name]) for f in fields(TrainParams)})
 
     @classmethod

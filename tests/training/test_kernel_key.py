@@ -1,6 +1,8 @@
 """GPU frameworks on Ascend run their NPU ports: their kernel factor is their own, not the GPU one."""
 from __future__ import annotations
 
+import copy
+
 from stockpile.perf.frameworks import kernel_key
 from stockpile.perf.training import load_training_calibration
 
@@ -15,11 +17,26 @@ def test_an_npu_port_has_its_own_kernel_factor() -> None:
     gpu, npu = cal.params("hopper", "torchtitan"), cal.params("ascend", "torchtitan")
     assert "torchtitan" in cal.frameworks
     assert gpu.kernel_eff == cal.frameworks["torchtitan"]["kernel_eff"]
-    # torchtitan-npu's two rows come via a secondary source (validated, not fitted): its port takes its own factor
-    # where fitted, else the typical one of the fitted frameworks, never the GPU torchtitan's
-    own = cal.frameworks.get("torchtitan-npu", cal.frameworks["unmeasured"])
-    assert npu.kernel_eff == own["kernel_eff"] != gpu.kernel_eff
+    # torchtitan-npu's two rows come via a secondary source (validated, not fitted): a port takes its own factor
+    # where fitted, else its GPU parent's (the same framework's scheduling and overlap), and the fitted factors'
+    # median only where neither is fitted. Fitted factors never flow the other way: NPU rows do not move the GPU one
+    assert "torchtitan-npu" not in cal.frameworks
+    assert npu.kernel_eff == gpu.kernel_eff != cal.frameworks["unmeasured"]["kernel_eff"]
     assert cal.params("ascend", "megatron").kernel_eff == cal.frameworks["megatron-npu"]["kernel_eff"]
+    assert cal.params("ascend", "megatron").kernel_eff != cal.params("hopper", "megatron").kernel_eff
+    assert cal.params("ascend", "deepspeed").kernel_eff == cal.frameworks["deepspeed"]["kernel_eff"]
+    bare = copy.deepcopy(cal)
+    for name in ("megatron-npu", "megatron"):       # neither fitted: the median
+        del bare.frameworks[name]
+    assert bare.params("ascend", "megatron").kernel_eff == bare.frameworks["unmeasured"]["kernel_eff"]
+
+
+def test_a_held_out_port_takes_its_parents_factor() -> None:
+    """MindSpeed-LLM (Megatron on Ascend) held out: its port is unmeasured and takes Megatron's fitted factor."""
+    from stockpile.calibration.fit_training import default_rows, fit
+    cal, _ = fit(default_rows(), exclude_source="mindspeed", rounds=1, max_nfev=5)
+    assert "megatron-npu" not in cal.frameworks and "megatron" in cal.frameworks
+    assert cal.params("ascend", "megatron").kernel_eff == cal.frameworks["megatron"]["kernel_eff"]
 
 
 def test_a_figure_via_a_secondary_source_is_validated_not_fitted() -> None:
