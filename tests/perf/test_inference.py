@@ -557,3 +557,18 @@ def test_an_engine_that_polls_for_requests_batches_arrivals_and_makes_them_wait(
     assert never["tpot_s"] < flushed["tpot_s"] < base["tpot_s"]
     host = PRIORS.params(tiny_chip.family, "sglang").seq_s * 64.0
     assert base["tpot_s"] - never["tpot_s"] <= STREAM_SHARE * host * 1.05
+
+
+def test_the_python_estimate_refuses_sglangs_polling_for_another_engine(tiny_model, tiny_chip):
+    """The CLI and the API refuse --scheduler-recv-interval / --stream-interval for a non-SGLang engine through
+    EstimateRequest; estimate() called from Python refuses them too, naming the field, and refuses a count below 1."""
+    lay = resolve_layout(gpus=1, tp=1)
+    kw = dict(layout=lay, isl=500, osl=500, concurrency=8)
+    with pytest.raises(InputError) as e:
+        estimate(tiny_model, tiny_chip, engine="vllm", recv_interval=10, **kw)
+    assert e.value.field == "recv_interval" and "SGLang" in str(e.value)
+    for bad in (0, 2.5, True):
+        with pytest.raises(InputError) as e:
+            estimate(tiny_model, tiny_chip, engine="sglang", stream_interval=bad, **kw)
+        assert e.value.field == "stream_interval"
+    assert estimate(tiny_model, tiny_chip, engine="sglang", recv_interval=10, stream_interval=10, **kw).ttft_ms > 0
