@@ -50,6 +50,22 @@ def verify_width(spec_draft, spec_verify):
 STREAM_SHARE = 0.75
 
 
+def ramp_share_varied(rho):
+    """The ramp's share of a request's mean time per output token in a burst of freely varied lengths, averaged
+    over requests as a benchmark does. A request decodes n - 1 ~ Exp(L) tokens after its first, R of them inside
+    the ramp: its share min(n - 1, R) / (n - 1) has mean g(R/L) = 1 - e^-r + r E1(r). With R uniform between 0
+    and the ramp's length in steps (rho L; the order the prompts were admitted in):
+    G(rho) = (1/rho) int_0^rho g = 1 - 1/(2 rho) + e^-rho (1 - rho) / (2 rho) + rho E1(rho) / 2,
+    about rho (3/4 + (-gamma - ln rho) / 2) for a short ramp (the ratio of the means, rho / 2, undercounts it)
+    and 1 for a ramp longer than the requests."""
+    from scipy.special import exp1
+    r = np.maximum(np.asarray(rho, dtype=float), 1e-12)
+    big = np.maximum(r, 1e-3)                      # the closed form cancels below 1e-3: its series there
+    g = np.where(r >= 1e-3, 1.0 - 0.5 / big + np.exp(-big) * (1.0 - big) / (2.0 * big) + 0.5 * big * exp1(big),
+                 r * (0.75 + (-np.euler_gamma - np.log(r)) / 2.0) + r * r / 6.0)
+    return np.clip(g, 0.0, 1.0)
+
+
 def _lockstep_share(spread, steps, wave_steps):
     """Share of a wave's prefill queue that comes back with it, counted in engine steps. A wave's prompts are
     prefilled over `wave_steps` steps; with fixed lengths every request then decodes the same number of steps in
@@ -250,6 +266,13 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     t_dec_only = iteration_decode(b_run)
     tpot_burst = (n_ramp * t_ramp + (steps - n_ramp) * t_dec_only) / steps / accept
     rest = np.maximum(burst_n - first, 0.0)
+    # lengths that vary freely: a benchmark's mean TPOT averages each request's own (e2e - TTFT) / (n - 1), so a
+    # short request that finishes inside the ramp weighs as much as a long one that decodes mostly at full speed
+    # (ramp_share_varied)
+    varied_burst = is_burst & (rest <= 0) & (sync_in <= 0)
+    if np.any(varied_burst):
+        share = ramp_share_varied(ramp / np.maximum(t_ramp, 1e-12) / np.maximum(steps, 1.0))
+        tpot_burst = np.where(varied_burst, (t_dec_only + (t_ramp - t_dec_only) * share) / accept, tpot_burst)
     ttft_rest = ttft0 + (rest + 1.0) / (2.0 * x)
     ttft_burst = (first * ttft_first + rest * ttft_rest) / np.maximum(first + rest, 1.0)
     # open loop queueing: M/D/1 below saturation (Poisson), a finite run's backlog above it

@@ -438,6 +438,30 @@ def test_a_varied_length_burst_drains_like_exponential_lengths(tiny_model, tiny_
     assert fixed[0].requests_per_s == pytest.approx(fixed[1].requests_per_s)
 
 
+def test_a_varied_length_burst_reports_the_mean_of_each_requests_tpot():
+    """A benchmark's mean TPOT averages each request's own (e2e - TTFT) / (n - 1): with exponential output lengths
+    the short requests that finish inside the prompt ramp weigh as much as the long ones. The ramp's share of it,
+    averaged over when a request was admitted, is G(rho) (serving.ramp_share_varied), checked against numerical
+    integration of g(r) = 1 - e^-r + r E1(r), the share for r = ramp steps left / mean length."""
+    from scipy.integrate import quad
+    from scipy.special import exp1
+    from stockpile.perf.serving import ramp_share_varied
+    for rho in (1e-4, 1e-3, 0.02, 0.3, 1.0, 4.0, 50.0):
+        want = quad(lambda r: 1.0 - np.exp(-r) + r * exp1(r), 0.0, rho)[0] / rho
+        assert float(ramp_share_varied(rho)) == pytest.approx(want, rel=1e-6)
+        assert want < 1.0 and (rho > 1.0 or want > rho / 2.0)     # a short ramp: above the ratio of the means
+    assert float(ramp_share_varied(1e6)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_varied_length_burst_counts_its_short_requests_in_tpot(tiny_model, tiny_chip):
+    kw = dict(engine="sglang", num_requests=256, isl=512, osl=128)
+    fixed = est(tiny_model, tiny_chip, **kw)
+    varied = est(tiny_model, tiny_chip, length_spread=float("inf"), **kw)
+    assert fixed.batch == pytest.approx(256) and varied.batch == pytest.approx(256)   # one wave: the ramp matters
+    assert varied.tpot_ms > fixed.tpot_ms            # the short requests' ramp steps count in full
+    assert varied.ttft_ms == pytest.approx(fixed.ttft_ms)
+
+
 def _fp4_chip(tiny_chip):
     """The tiny chip with native 4-bit tensor cores (a Blackwell-like compute path for fp4 weights)."""
     from tests.conftest import fig
