@@ -445,6 +445,7 @@ def test_a_varied_length_burst_reports_the_mean_of_each_requests_tpot():
     integration of g(r) = 1 - e^-r + r E1(r), the share for r = ramp steps left / mean length."""
     from scipy.integrate import quad
     from scipy.special import exp1
+
     from stockpile.perf.serving import ramp_share_varied
     for rho in (1e-4, 1e-3, 0.02, 0.3, 1.0, 4.0, 50.0):
         want = quad(lambda r: 1.0 - np.exp(-r) + r * exp1(r), 0.0, rho)[0] / rho
