@@ -66,6 +66,14 @@ def ramp_share_varied(rho):
     return np.clip(g, 0.0, 1.0)
 
 
+def inverse_mean_geometric(mean):
+    """E[1 / k] for k >= 1 geometric with the given mean L (p = 1 / L): p ln(1 / p) / (1 - p), about ln(L) / L;
+    1 where L <= 1. Freely varied output lengths (a conversation dataset) are near geometric."""
+    p = 1.0 / np.maximum(np.asarray(mean, dtype=float), 1.0)
+    q = np.maximum(1.0 - p, 1e-12)
+    return np.where(p >= 1.0 - 1e-9, 1.0, p * -np.log(p) / q)
+
+
 def _lockstep_share(spread, steps, wave_steps):
     """Share of a wave's prefill queue that comes back with it, counted in engine steps. A wave's prompts are
     prefilled over `wave_steps` steps; with fixed lengths every request then decodes the same number of steps in
@@ -267,12 +275,16 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     tpot_burst = (n_ramp * t_ramp + (steps - n_ramp) * t_dec_only) / steps / accept
     rest = np.maximum(burst_n - first, 0.0)
     # lengths that vary freely: a benchmark's mean TPOT averages each request's own (e2e - TTFT) / (n - 1), so a
-    # short request that finishes inside the ramp weighs as much as a long one that decodes mostly at full speed
-    # (ramp_share_varied)
+    # short request weighs as much as a long one. Where prompts ride in decode steps, a short request may finish
+    # inside the ramp at its slow steps (ramp_share_varied); an engine that runs waiting prompts first holds every
+    # admitted request's second token until the ramp ends, W ~ U(0, ramp) after its first, and W / (n - 1) averages
+    # to ramp / 2 x E[1 / (n - 1)] (inverse_mean_geometric), several times ramp / 2 / L
     varied_burst = is_burst & (rest <= 0) & (sync_in <= 0)
     if np.any(varied_burst):
         share = ramp_share_varied(ramp / np.maximum(t_ramp, 1e-12) / np.maximum(steps, 1.0))
-        tpot_burst = np.where(varied_burst, (t_dec_only + (t_ramp - t_dec_only) * share) / accept, tpot_burst)
+        mixed = (t_dec_only + (t_ramp - t_dec_only) * share) / accept
+        held = (t_dec_only + ramp / 2.0 * inverse_mean_geometric(steps)) / accept
+        tpot_burst = np.where(varied_burst, np.where(prefill_first > 0, held, mixed), tpot_burst)
     ttft_rest = ttft0 + (rest + 1.0) / (2.0 * x)
     ttft_burst = (first * ttft_first + rest * ttft_rest) / np.maximum(first + rest, 1.0)
     # open loop queueing: M/D/1 below saturation (Poisson), a finite run's backlog above it
