@@ -66,12 +66,27 @@ def ramp_share_varied(rho):
     return np.clip(g, 0.0, 1.0)
 
 
-def inverse_mean_geometric(mean):
-    """E[1 / k] for k >= 1 geometric with the given mean L (p = 1 / L): p ln(1 / p) / (1 - p), about ln(L) / L;
-    1 where L <= 1. Freely varied output lengths (a conversation dataset) are near geometric."""
-    p = 1.0 / np.maximum(np.asarray(mean, dtype=float), 1.0)
-    q = np.maximum(1.0 - p, 1e-12)
-    return np.where(p >= 1.0 - 1e-9, 1.0, p * -np.log(p) / q)
+# benchmark clients drop dataset conversations with short outputs (vLLM's ShareGPT sampler: fewer than 4 tokens), so
+# a sampled request decodes at least this many tokens after its first
+MIN_DECODE = 3
+
+
+def inverse_mean_geometric(mean, k_min: int = MIN_DECODE):
+    """E[1 / k] for k = k_min - 1 + j, j >= 1 geometric, with E[k] = `mean` (freely varied output lengths, a
+    conversation dataset as a benchmark samples it, are near geometric): with p = 1 / (mean - k_min + 1), q = 1 - p,
+    E[1 / k] = p q^-k_min (ln(1 / p) - sum_{i < k_min} q^i / i), about ln(L) / L for a long mean L; 1 / mean where
+    the mean is at most k_min."""
+    L = np.asarray(mean, dtype=float)
+    p = 1.0 / np.maximum(L - k_min + 1.0, 1.0)
+    q = 1.0 - p
+    head = sum(q ** i / i for i in range(1, k_min))
+    safe_q = np.maximum(q, 0.2)
+    closed = p * safe_q ** -k_min * (-np.log(p) - head)
+    # a short mean (p > 0.8): the closed form cancels; its first terms instead
+    j = np.arange(1, 65).reshape((-1,) + (1,) * L.ndim)
+    summed = np.sum(p * q ** (j - 1) / (k_min - 1 + j), axis=0)
+    out = np.where(q < 0.2, summed, closed)
+    return np.where(L <= k_min, 1.0 / np.maximum(L, 1.0), out)
 
 
 def _lockstep_share(spread, steps, wave_steps):
@@ -278,7 +293,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     # short request weighs as much as a long one. Where prompts ride in decode steps, a short request may finish
     # inside the ramp at its slow steps (ramp_share_varied); an engine that runs waiting prompts first holds every
     # admitted request's second token until the ramp ends, W ~ U(0, ramp) after its first, and W / (n - 1) averages
-    # to ramp / 2 x E[1 / (n - 1)] (inverse_mean_geometric), several times ramp / 2 / L
+    # to ramp / 2 x E[1 / (n - 1)] (inverse_mean_geometric, n - 1 >= 3 as benchmarks sample), about 4x ramp / 2 / L
     varied_burst = is_burst & (rest <= 0) & (sync_in <= 0)
     if np.any(varied_burst):
         share = ramp_share_varied(ramp / np.maximum(t_ramp, 1e-12) / np.maximum(steps, 1.0))

@@ -455,14 +455,19 @@ def test_a_varied_length_burst_reports_the_mean_of_each_requests_tpot():
 
 
 def test_the_inverse_mean_of_geometric_lengths():
-    from stockpile.perf.serving import inverse_mean_geometric
-    for mean in (1.5, 10.0, 200.0):
-        p = 1.0 / mean
-        k = np.arange(1, 200_000)
-        want = float(np.sum(p * (1 - p) ** (k - 1) / k))
-        assert float(inverse_mean_geometric(mean)) == pytest.approx(want, rel=1e-6)
-    assert float(inverse_mean_geometric(1.0)) == 1.0 and float(inverse_mean_geometric(0.5)) == 1.0
-    assert float(inverse_mean_geometric(200.0)) > 5.0 / 200.0        # about ln(L) / L, not 1 / L
+    """E[1 / k] for k = k_min - 1 + a geometric count: k_min 1 is the plain geometric; the default, 3, is what a
+    benchmark samples from a conversation dataset (vLLM's ShareGPT sampler drops outputs under 4 tokens)."""
+    from stockpile.perf.serving import MIN_DECODE, inverse_mean_geometric
+    assert MIN_DECODE == 3
+    for k_min in (1, 3):
+        for mean in (k_min + 0.5, 10.0, 200.0):
+            p = 1.0 / (mean - k_min + 1)
+            j = np.arange(1, 400_000)
+            want = float(np.sum(p * (1 - p) ** (j - 1) / (k_min - 1 + j)))
+            assert float(inverse_mean_geometric(mean, k_min)) == pytest.approx(want, rel=1e-6)
+    assert float(inverse_mean_geometric(2.0)) == 0.5            # a mean below the minimum: its own inverse
+    assert 5.0 / 200.0 > float(inverse_mean_geometric(200.0)) > 3.0 / 200.0   # about ln(L) / L less the short tail
+    assert inverse_mean_geometric(np.array([[5.0, 200.0], [3.0, 1000.0]])).shape == (2, 2)
 
 
 @pytest.mark.parametrize("engine", ["sglang", "trtllm"])
