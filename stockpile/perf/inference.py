@@ -36,6 +36,7 @@ from stockpile.perf.serving import (
     MODE_CLOSED,
     MODE_OFFLINE,
     MODE_OPEN,
+    check_intervals,
     check_request_rate,
     serve,
     serve_disagg,
@@ -329,12 +330,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         raise InputError("request_rate", "give either --concurrency or --request-rate, not both")
     if not 0 <= prefix_hit < 1:
         raise InputError("prefix_hit", f"must be in [0, 1), got {prefix_hit}")
-    for name, v in (("recv_interval", recv_interval), ("stream_interval", stream_interval)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise InputError(name, f"must be a whole number of decode steps >= 1, got {v!r}")
-        if v > 1 and engine != "sglang":
-            raise InputError(name, f"an SGLang setting (--scheduler-recv-interval, --stream-interval); leave it at "
-                                   f"1 for {engine}")
+    check_intervals(engine, recv_interval, stream_interval)
     if model.heads % layout.attn_tp:
         raise InputError("tp", f"{model.heads} attention heads do not split over TP{layout.attn_tp}; use a TP "
                                f"that divides {model.heads}")

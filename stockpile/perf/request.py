@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stockpile.errors import InputError
-from stockpile.perf.serving import MIN_REQUEST_RATE
+from stockpile.perf.serving import MIN_REQUEST_RATE, check_intervals
 
 MAX_SIM_REQUESTS = 200_000      # a simulated run's requests (bounded work per call)
 
@@ -95,10 +95,7 @@ class EstimateRequest(BaseModel):
             raise ValueError("length_spread: a number >= 0 (0 fixed lengths, inf freely varied), not NaN")
         if self.concurrency is not None and self.request_rate is not None:
             raise ValueError("request_rate: give either concurrency or request_rate, not both")
-        for name in ("recv_interval", "stream_interval"):
-            if getattr(self, name) > 1 and self.engine.split(":")[0].strip().lower() != "sglang":
-                raise ValueError(f"{name}: an SGLang setting (--scheduler-recv-interval, --stream-interval); "
-                                 f"leave it at 1 for {self.engine}")
+        check_intervals(self.engine, self.recv_interval, self.stream_interval)
         if self.spec_verify and (self.spec_draft == 0 or self.spec_verify < self.spec_draft + 1):
             raise ValueError(f"spec_verify: a draft tree verifies at least spec_draft + 1 = {self.spec_draft + 1} "
                              f"tokens per step and needs draft tokens (spec_draft >= 1), got {self.spec_verify}")

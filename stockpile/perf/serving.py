@@ -50,6 +50,18 @@ def verify_width(spec_draft, spec_verify):
 STREAM_SHARE = 0.75
 
 
+def check_intervals(engine: str, recv_interval: Any, stream_interval: Any) -> None:
+    """SGLang's --scheduler-recv-interval and --stream-interval: whole numbers of decode steps, at least 1, and 1 for
+    any other engine (`engine` may carry a version, "sglang:0.5.6"). Raises InputError naming the field."""
+    name_of = engine.split(":")[0].strip().lower()
+    for name, v in (("recv_interval", recv_interval), ("stream_interval", stream_interval)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise InputError(name, f"must be a whole number of decode steps >= 1, got {v!r}")
+        if v > 1 and name_of != "sglang":
+            raise InputError(name, f"an SGLang setting (--scheduler-recv-interval, --stream-interval); leave it at "
+                                   f"1 for {engine}")
+
+
 def ramp_share_varied(rho):
     """The ramp's share of a request's mean time per output token in a burst of freely varied lengths, averaged
     over requests as a benchmark does. A request decodes n - 1 ~ Exp(L) tokens after its first, R of them inside
