@@ -111,9 +111,15 @@ def test_an_engine_may_carry_its_own_all_reduce_latency_over_the_global_one():
 
 
 def test_the_fixed_moe_layer_time_adds_only_to_moe_models():
+    """moe_layer_s is an MoE layer's short-kernel time at 256 experts: part fixed, part walking the expert list
+    (operators.expert_list_scale); a dense model pays none of it."""
     from stockpile.catalog.chips import get_chip
     from stockpile.catalog.models import get_model
     from stockpile.perf.inference import Layout, estimate
+    from stockpile.perf.operators import MOE_FIXED_SHARE, expert_list_scale
+    assert float(expert_list_scale(256.0)) == pytest.approx(1.0)
+    assert float(expert_list_scale(128.0)) == pytest.approx(MOE_FIXED_SHARE + (1 - MOE_FIXED_SHARE) / 2)
+    assert float(expert_list_scale(128.0)) < 1.0 < float(expert_list_scale(512.0))
     c = get_chip("h200-sxm-141gb")
     cal = load_calibration()
     off = Calibration.from_dict(cal.to_dict())
@@ -123,7 +129,8 @@ def test_the_fixed_moe_layer_time_adds_only_to_moe_models():
         kw = dict(layout=Layout(attn_tp=8, moe_tp=8), engine="trtllm", weight_dtype="fp8", isl=1000, osl=1000,
                   concurrency=4)
         on_t, off_t = estimate(m, c, calibration=cal, **kw).tpot_ms, estimate(m, c, calibration=off, **kw).tpot_ms
-        expected = m.moe_layers * (cal.params("hopper", "trtllm").moe_layer_s - 1e-7) * 1e3 if moe else 0.0
+        scale = float(expert_list_scale(float(m.experts)))
+        expected = m.moe_layers * (cal.params("hopper", "trtllm").moe_layer_s - 1e-7) * scale * 1e3 if moe else 0.0
         assert on_t - off_t == pytest.approx(expected, rel=0.05, abs=1e-6)
 
 

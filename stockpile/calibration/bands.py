@@ -40,10 +40,11 @@ MIN_ROWS = 15
 # prediction takes UNSEEN_WIDEN below), and is chosen by the rule the other widenings follow: the smallest, in steps
 # of 0.05, at which 80 % of those values fall inside (bench/band_heldout.py's `in_sample`). On the calibration of
 # the thirty-ninth session: 0.95 79.9 %, 1.0 81.3 % (1.15, chosen when it also stood for held-out rows, 85.0 %, past
-# the 75-85 % the issue asks for; 84.7 % on earlier calibrations). Forty-second session, with a burst's mean TPOT
-# taken over its requests: 0.9 below 80 %, 0.95 80.01 %.
+# the 75-85 % the issue asks for; 84.7 % on earlier calibrations). Forty-second session: with a burst's mean TPOT
+# taken over its requests 0.95 held 80.01 %; with an MoE layer's short kernels scaled by its expert count too,
+# 0.95 79.92 %, so 1.0.
 SHRINK_ROWS = 1000.0
-WIDEN = 0.95
+WIDEN = 1.0
 # A prediction for a publication the fit has not seen (a user's own deployment, `estimate`, `search`, a measured file
 # from another source) errs more than the shipped rows do in sample: held out one publication at a time, about
 # twice as many measured values fall outside the in-sample band. Its band is the same regime's, widened by
