@@ -10,6 +10,7 @@ scale-out link where a group outgrows the scale-up domain). Equations: docs/infe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -311,7 +312,7 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
 MOE_FIXED_SHARE = 0.42
 
 
-def expert_list_scale(experts: F) -> F:
+def expert_list_scale(experts: Any) -> Any:
     """An MoE layer's short-kernel time relative to a 256-expert layer: MOE_FIXED_SHARE of it fixed (router, top-k,
     permute launches), the rest in proportion to the experts its alignment and grouped-GEMM scheduling walk
     (gpt-oss-120b's 128 experts 0.71, DeepSeek's 256 1, Qwen3.5-397B's 512 1.58)."""
