@@ -58,8 +58,9 @@ FAMILY_DEFAULTS: dict[str, float] = {"gemm_eff": 0.7, "mem_eff": 0.8, "moe_eff":
 # permutes, grouped GEMMs and their host-side synchronisation); admit_s: serial front-end work per request
 # (HTTP, tokenising, scheduling its admission): a burst of N prompts reaches the engine over N x admit_s;
 # moe_layer_s: device time per MoE layer and step that no roofline term carries (router, top-k, token permute and
-# un-permute kernels), for a 256-expert layer (operators.expert_list_scale: part of it walks the expert list). An engine may also carry its own comm_latency_s (its all-reduce kernels: TensorRT-LLM's
-# one-shot NVLink all-reduce), which overrides the global one for it
+# un-permute kernels), for a 256-expert layer (operators.expert_list_scale: part of it walks the expert list).
+# An engine may also carry its own comm_latency_s (its all-reduce kernels: TensorRT-LLM's one-shot NVLink
+# all-reduce), which overrides the global one for it
 # spec_seq_s: host time per running sequence, step and token it verifies beyond the first under speculative
 # decoding (draft positions, tree masks, accepted-token bookkeeping), on top of seq_s; near nil until fitted
 ENGINE_DEFAULTS: dict[str, float] = {"step_s": 0.002, "seq_s": 5e-5, "kernel_eff": 1.0, "ttft_s": 0.02,

@@ -308,7 +308,7 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
 
 # share of an MoE layer's short-kernel time that does not grow with the expert count (the rest grows with it). Chosen
 # on a grid against validate's medians (0.25 / 0.42 / 0.6: the aic sample 14.52 / 14.51 / 14.72 %), not fitted;
-# 1 would be the old per-layer constant (14.77 %). docs/inference-model.md section 3
+# 1 would be the old per-layer constant (14.77 %). docs/inference-model.md sections 2 and 5
 MOE_FIXED_SHARE = 0.42
 
 

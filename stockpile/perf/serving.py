@@ -306,7 +306,8 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     # inside the ramp at its slow steps (ramp_share_varied); an engine that runs waiting prompts first holds every
     # admitted request's second token until the ramp ends, W ~ U(0, ramp) after its first, and W / (n - 1) averages
     # to ramp / 2 x E[1 / (n - 1)] (inverse_mean_geometric, n - 1 >= 3 as benchmarks sample), about 4x ramp / 2 / L
-    varied_burst = is_burst & (rest <= 0) & (sync_in <= 0)
+    varied = is_burst & (sync_in <= 0)             # a burst of freely varied lengths (also its drain, below)
+    varied_burst = varied & (rest <= 0)
     if np.any(varied_burst):
         share = ramp_share_varied(ramp / np.maximum(t_ramp, 1e-12) / np.maximum(steps, 1.0))
         mixed = (t_dec_only + (t_ramp - t_dec_only) * share) / accept
@@ -346,7 +347,6 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     # request waits, and summing the step time t0 + c b over that drain gives the running-batch work (already in
     # burst_n / x) plus OSL x t0 x (ln b + 0.58) small-batch steps, of which burst_n / x holds OSL x t0 (the
     # expected longest of b exponential lengths is OSL x (ln b + 0.58)); t0 the step time of a near-empty batch
-    varied = is_burst & (sync_in <= 0)
     # (evaluated only where some row is such a burst: the search's closed loops skip it)
     t_small = iteration_decode(np.ones_like(b_run)) if np.any(varied) else 0.0 * b_run
     drain_var = steps * t_small * np.maximum(np.log(np.maximum(b_run, 1.0)) + 0.5772 - 1.0, 0.0)
