@@ -58,8 +58,9 @@ WIDEN = 1.0
 # 5affa6d9 and 1.6 on 21d22619, while the unseen file, harder than any held-out publication, stayed under 75 %.
 # On the thirty-ninth session's calibration (the fit seeing simulated rows as validate predicts them; all 32
 # publications, 3,344 values, and the 673 unseen ones): 1.35 79.5 %, 1.4 80.4 % (the publications 81.3 %, the unseen
-# file 76.1 %)
-UNSEEN_WIDEN = 1.4
+# file 76.1 %); with the forty-third session's sparse-attention work and trtllm-bench token budget (the in-sample
+# quantiles rebuilt, the same held-out log): 1.4 79.7 %, 1.45 80.7 %
+UNSEEN_WIDEN = 1.45
 TRAIN_WIDEN = 1.1   # training bands: in-sample quantiles x 1.1 (docs/training-model.md)
 # a training run of a source the fit has not seen (`train`, a new publication's rows): held out one source at a
 # time (fit_training.leave_one_source_out), a third to a half of the measured values fall outside the in-sample
@@ -202,13 +203,14 @@ def inside_bands(records: list[list[Any]], where: dict[tuple[str, str, str], tup
 # already covers 82 % of all held-out values, but 59 % of the young software stacks' (YOUNG_STACKS: 519 values on
 # calibration 21d22619; CDNA3 held out is 52 % off, Ascend 63 %). The chips without rows (Kunlun, Cambricon, Gaudi,
 # TPU) are young stacks of that kind, so theirs is widened by the smallest factor, in steps of 0.05 on top of
-# UNSEEN_WIDEN, at which 80 % of the young stacks' held-out values fall inside: 1.95 on calibration 057f438a
-# (fortieth session, on top of 1.4: 79.96 % at 1.9, 80.7 % at 1.95; 2.73 in log units in all). Earlier: 1.8 on
+# UNSEEN_WIDEN, at which 80 % of the young stacks' held-out values fall inside: 1.9 on calibration 057f438a with the
+# forty-third session's model (on top of 1.45: 79.4 % at 1.85, 80.35 % at 1.9; 2.76 in log units in all); 1.95 in the
+# fortieth (on top of 1.4: 79.96 % at 1.9, 80.7 % at 1.95; 2.73 in log units in all). Earlier: 1.8 on
 # 9d55cf1c (on top of 1.55: 79.4 % at 1.75, 80.9 % at 1.8, 2.79 in all; on top of 1.5 it took 1.85), 1.85 on 21d22619
 # (on top of 1.6: 79.2 % at 1.8, 81.3 % at 1.85); an earlier calibration shipped 1.5, though its 420 such values
 # reached 80 % only at 2.3
 YOUNG_STACKS = ("ascend", "cdna3", "cdna4")
-UNSEEN_FAMILY_WIDEN = 1.95
+UNSEEN_FAMILY_WIDEN = 1.9
 
 
 def family_seen(family: str) -> bool:

@@ -46,6 +46,7 @@ from stockpile.perf.inference import (
     stream_share,
 )
 from stockpile.perf.layout import Layout, resolve_layout
+from stockpile.calibration import trtllm_bench
 from stockpile.perf.operators import ChipConsts, ModelConsts
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN
 from stockpile.perf.simulate import SimResult, burst_arrivals, poisson_arrivals
@@ -111,6 +112,12 @@ def prepare(case: InferenceCase) -> Prepared:
         raise StockpileError("disaggregated run: the notes give only one pool's layout")
     prep.layout = resolve_layout(gpus=devices, tp=case.tp, pp=case.pp, ep=case.ep, dp=case.dp, is_moe=model.is_moe)
     _attention_dp_draft(case, prep.layout.attn_dp > 1)
+    if case.bench_tuned and case.budget is None:
+        lay = prep.layout
+        case.budget = trtllm_bench.token_budget(model, chip.memory_bytes, lay.attn_tp * lay.attn_dp, lay.pp, case.isl,
+                                                case.osl, wdt, kdt)
+        case.notes_used.append(f"max_num_tokens {case.budget}: what trtllm-bench throughput sets for these lengths "
+                               "(calibration/trtllm_bench)")
     return prep
 
 

@@ -120,6 +120,7 @@ class InferenceCase:
     stream_interval: int | None = None  # SGLang --stream-interval: decode steps between a request's output flushes
     ssm_dtype: str | None = None       # SGLang --mamba-ssm-dtype: linear-attention state precision (None: fp32)
     publication: str = ""              # the source document: source_url without its #fragment
+    bench_tuned: bool = False          # trtllm-bench throughput picked the engine limits (calibration/trtllm_bench)
 
 
 def _int(row: dict[str, str], key: str, *, required: bool = False) -> int | None:
@@ -290,7 +291,7 @@ def _flag(names: str, value: str = r"(\d+)") -> re.Pattern[str]:
     return re.compile(r"(?<![\w-])(?:--)?(?:" + names + r")\s*[=:]?\s*" + value, re.I)
 
 
-_FLAG = {"budget": _flag(r"max[-_]num[-_]batched[-_]tokens|chunked[-_]prefill[-_]size"),
+_FLAG = {"budget": _flag(r"max[-_]num[-_]batched[-_]tokens|chunked[-_]prefill[-_]size|max[-_]num[-_]tokens"),
          "max_seqs": _flag(r"max[-_]num[-_]seqs|max[-_]running[-_]requests"),
          "mem_util": _flag(r"gpu[-_]memory[-_]utilization|mem[-_]fraction[-_]static|mem[-_]frac", r"([0-9]*\.[0-9]+)"),
          "chunked": _flag(r"enable[-_]chunked[-_]prefill", r"(true|false|on|off)\b"),
@@ -606,6 +607,7 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         case.decode_only = True
         case.notes_used.append("decode-phase measurement: prompt prefill left out of the prediction")
     _scheduler_notes(case, row, notes)
+    case.bench_tuned = engine == "trtllm" and not conc and rate is None and bool(re.search(r"trtllm-bench", notes, re.I))
     units = 2 if case.chip.startswith("ascend-910c") else 1
     if (re.search(r"disaggregat|prefill nodes?\b.*decode nodes?\b", notes, re.I)
             and not re.search(r"no disagg|aggregated \(no", notes, re.I)):

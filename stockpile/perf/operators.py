@@ -250,7 +250,9 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     ctx_eff = np.where(mc.sparse_topk > 0, np.minimum(dec_ctx, mc.sparse_topk), dec_ctx)
     lay_d = effective_layers(mc, dec_ctx) / pp
     kv_read = dec_seqs * ctx_eff * mc.kv_elems * kvbytes * lay_d / kv_split
-    att_flops = dec_tokens * ctx_eff * mc.dec_attn_coef * lay_d / attn_tp
+    # DeepSeek sparse attention's kernels walk a query's whole top-k list (entries past the context are masked, not
+    # skipped) and run a rank's query heads in tiles of SPARSE_HEAD_TILE (sparse_work; 1 for other models)
+    att_flops = dec_tokens * ctx_eff * mc.dec_attn_coef * lay_d / attn_tp * sparse_work(mc, dec_ctx, attn_tp)
     # DeepSeek sparse attention: the indexer scans every cached token's small key (zero elsewhere)
     kv_read = kv_read + dec_seqs * dec_ctx * mc.index_bytes * (mc.softmax_layers / pp)
     att_flops = att_flops + dec_tokens * dec_ctx * mc.index_coef * (mc.softmax_layers / pp)
@@ -265,7 +267,7 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     t_att_dec = np.maximum(att_flops / (cc.peak_bf16 * p.gemm_eff * p.attn_eff), kv_read / bw)
     pre_ctx_eff = np.where(mc.sparse_topk > 0, np.minimum(pre_ctx, mc.sparse_topk), pre_ctx)
     lay_p = effective_layers(mc, pre_ctx) / pp
-    pre_pairs = pre_ctx_eff * mc.pre_attn_coef * lay_p / attn_tp + compressed_entries(mc, pre_ctx) / pp * (
+    pre_pairs = pre_ctx_eff * mc.pre_attn_coef * lay_p / attn_tp * sparse_work(mc, pre_ctx, attn_tp) + compressed_entries(mc, pre_ctx) / pp * (
         mc.pre_attn_coef / attn_tp) + pre_ctx / mc.csa_ratio * mc.csa_index_coef * mc.csa_layers / pp
     t_att_pre = pre_tokens * pre_pairs / (cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)
     # 5. tensor-parallel all-reduce: two per layer, ring, over the attention TP group
@@ -304,6 +306,28 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
                 "activations": t_act, "tp_allreduce": t_ar, "ep_alltoall": t_a2a, "pp_handoff": t_pp,
                 "overhead": t_over + t_front, "host_launch": np.maximum(eager - device, 0.0)}
     return np.maximum(device, eager) + t_over + t_front
+
+
+# query heads per tile of the sparse-MLA kernels (FlashMLA's FP8 sparse decode kernel takes 64 or 128 heads per rank;
+# vLLM pads fewer up to 64 and runs prompt tokens through it too when a rank holds under 32 heads, its BF16 prompt
+# kernel padding to 64 on Hopper: vllm/v1/attention/backends/mla/flashmla_sparse.py)
+SPARSE_HEAD_TILE = 64.0
+
+
+def sparse_work(mc: ModelConsts, ctx: Any, attn_tp: Any) -> Any:
+    """Sparse-attention kernel work relative to the dense count of min(context, top-k) entries x the rank's heads
+    (1 for models without DeepSeek sparse attention).
+
+    Engines hand the kernels a fixed top-k list per query (vLLM keeps every sequence's top-k length at the constant
+    index_topk for CUDA graphs; invalid entries are -1 and masked inside the loop), so a query costs top-k entries
+    however short its context; and the rank's heads are padded to a tile of SPARSE_HEAD_TILE (DeepSeek-V3.2's 128
+    heads at TP8 leave 16 per rank: 4x). Reads are not inflated: masked entries load nothing."""
+    sparse = np.asarray(mc.sparse_topk, dtype=float) > 0
+    ctx = np.maximum(np.asarray(ctx, dtype=float), 1.0)
+    walked = np.maximum(np.asarray(mc.sparse_topk, dtype=float), 1.0) / np.minimum(ctx, np.maximum(mc.sparse_topk, 1.0))
+    heads = np.maximum(np.asarray(mc.heads, dtype=float) / np.asarray(attn_tp, dtype=float), 1.0)
+    padded = np.ceil(heads / SPARSE_HEAD_TILE - 1e-9) * SPARSE_HEAD_TILE / heads
+    return np.where(sparse, walked * padded, 1.0)
 
 
 # share of an MoE layer's short-kernel time that does not grow with the expert count (the rest grows with it). Chosen

@@ -1,0 +1,72 @@
+"""The engine limits `trtllm-bench throughput` sets for a run, where a row measured with it does not state them.
+
+TensorRT-LLM's published throughput tables (docs/source/performance/perf-overview.md) come from `trtllm-bench
+throughput` with the engine limits left to the benchmark. The benchmark picks them from the dataset's lengths and
+its own estimate of how many requests the KV cache holds (tensorrt_llm/bench/build/tuning.py, calc_engine_setting and
+finetune_setting, at NVIDIA/TensorRT-LLM@04cba88):
+
+* the KV cache: the GPUs' memory less the weights (parameters x bytes per element), x 0.95, over the bytes a request
+  of ISL + OSL tokens takes (2 x attention layers x max(TP, KV heads) x head size x KV bytes per element);
+* the batch cap: those requests, at most 4,096, over the pipeline stages, rounded up (to 32 below 256, 128 below
+  1,024, else 256; at least 64);
+* the token budget of one step (max_num_tokens): the batch cap x (1 + ISL / OSL), at most 32,768, rounded up (to 256
+  below 4,096 and at least 2,048, to 512 below 8,192, else to 1,024).
+
+The budget is what moves a prediction: a prompt-heavy table row (2,048 in, 128 out) steps through up to 32,768 prompt
+tokens at a time instead of the engine's default 8,192. Only the budget is applied; the batch cap stays the engine's
+(perf/calibration.engine_limits), the KV cache bounding the running batch either way.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from stockpile.catalog.models import ModelSpec
+
+SOURCE = ("https://github.com/NVIDIA/TensorRT-LLM/blob/04cba882084a25665e7f80f5bda71b35b9790b6f/"
+          "tensorrt_llm/bench/build/tuning.py")
+HARNESS = re.compile(r"trtllm-bench", re.I)
+KV_FRACTION = 0.95            # calc_engine_setting's kv_cache_gpu_mem_fraction
+MAX_BATCH = 4096              # finetune_setting's cap on the batch
+MAX_TOKENS = 32768            # ... and on the token budget
+_BYTES = {"fp8": 1.0, "fp4": 0.5}   # BYTES_PER_ELEM: FP8 (and block-scaled FP8) 1, NVFP4 0.5, anything else 2
+
+
+def _bytes(dtype: str) -> float:
+    return _BYTES.get(dtype, 2.0)
+
+
+def kv_requests(model: ModelSpec, memory_bytes: float, tp: int, pp: int, isl: float, osl: float,
+                weight_dtype: str, kv_dtype: str) -> float:
+    """Requests of ISL + OSL tokens the benchmark estimates the KV cache holds (its own arithmetic, not ours)."""
+    layers = max(model.layers - model.linear_layers, 1)
+    head = model.head_dim if not model.is_mla else model.qk_nope_head_dim + model.qk_rope_head_dim
+    per_token = 2.0 * layers * max(tp, model.kv_heads) * head * _bytes(kv_dtype)
+    free = memory_bytes * tp * pp - model.params * _bytes(weight_dtype)
+    return max(free, 0.0) * KV_FRACTION / max(per_token * (isl + osl), 1.0)
+
+
+def settings(requests: float, isl: float, osl: float, pp: int) -> tuple[int, int]:
+    """(max_batch_size, max_num_tokens) from the estimated requests, as finetune_setting rounds them."""
+    raw_bs = min(requests, MAX_BATCH) / max(pp, 1)
+    raw_tok = min(raw_bs * (1.0 + isl / max(osl, 1.0)), MAX_TOKENS)
+    if raw_bs < 256:
+        bs = max(64, 32 * math.ceil(raw_bs / 32))
+    elif raw_bs < 1024:
+        bs = 128 * math.ceil(raw_bs / 128)
+    else:
+        bs = 256 * math.ceil(raw_bs / 256)
+    if raw_tok < 4096:
+        tok = max(2048, 256 * math.ceil(raw_tok / 256))
+    elif raw_tok < 8192:
+        tok = 512 * math.ceil(raw_tok / 512)
+    else:
+        tok = 1024 * math.ceil(raw_tok / 1024)
+    return bs, tok
+
+
+def token_budget(model: ModelSpec, memory_bytes: float, tp: int, pp: int, isl: float, osl: float,
+                 weight_dtype: str, kv_dtype: str) -> int:
+    """The max_num_tokens trtllm-bench sets for a throughput run of these lengths on this layout."""
+    req = kv_requests(model, memory_bytes, tp, pp, isl, osl, weight_dtype, kv_dtype)
+    return settings(req, isl, osl, pp)[1]
