@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from stockpile.calibration import trtllm_bench
 from stockpile.calibration.bands import band, fitted_publications, load_kind
 from stockpile.calibration.rows import (
     DEFAULT_DRAFT_ATTN_DP,
@@ -46,7 +47,6 @@ from stockpile.perf.inference import (
     stream_share,
 )
 from stockpile.perf.layout import Layout, resolve_layout
-from stockpile.calibration import trtllm_bench
 from stockpile.perf.operators import ChipConsts, ModelConsts
 from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN
 from stockpile.perf.simulate import SimResult, burst_arrivals, poisson_arrivals
