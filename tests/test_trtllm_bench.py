@@ -34,13 +34,14 @@ def _row(notes: str, concurrency: str = "") -> dict[str, str]:
             "scenario": "offline", "metric": "output_tokens_per_s", "value": "3500", "source_url": "u", "notes": notes}
 
 
-def test_a_table_row_takes_the_benchmarks_token_budget_unless_it_states_one():
+def test_a_table_row_takes_the_benchmarks_limits_unless_it_states_them():
     preps = [p for p in prepare_rows([_row("trtllm-bench throughput, max load"),
                                       _row("trtllm-bench throughput; max_num_tokens 8192"),
                                       _row("trtllm-bench serve", concurrency="64"),
                                       _row("a throughput run")]) if isinstance(p, Prepared)]
     m = get_model("meta-llama/Llama-3.1-8B-Instruct")
-    expected = trtllm_bench.token_budget(m, preps[0].chip.memory_bytes, 1, 1, 2048, 128, "fp8", "fp8")
-    assert 8192 < expected <= trtllm_bench.MAX_TOKENS
-    assert [p.case.budget for p in preps] == [expected, 8192, None, None]
+    bs, tok = trtllm_bench.bench_limits(m, preps[0].chip.memory_bytes, 1, 1, 2048, 128, "fp8", "fp8")
+    assert 8192 < tok <= trtllm_bench.MAX_TOKENS and bs > 64
+    assert [p.case.budget for p in preps] == [tok, 8192, None, None]
+    assert [p.case.max_seqs for p in preps] == [bs, bs, None, None]
     assert any("trtllm-bench" in u for u in preps[0].case.notes_used)

@@ -112,13 +112,24 @@ def prepare(case: InferenceCase) -> Prepared:
         raise StockpileError("disaggregated run: the notes give only one pool's layout")
     prep.layout = resolve_layout(gpus=devices, tp=case.tp, pp=case.pp, ep=case.ep, dp=case.dp, is_moe=model.is_moe)
     _attention_dp_draft(case, prep.layout.attn_dp > 1)
-    if case.bench_tuned and case.budget is None:
-        lay = prep.layout
-        case.budget = trtllm_bench.token_budget(model, chip.memory_bytes, lay.attn_tp * lay.attn_dp, lay.pp, case.isl,
-                                                case.osl, wdt, kdt)
-        case.notes_used.append(f"max_num_tokens {case.budget}: what trtllm-bench throughput sets for these lengths "
-                               "(calibration/trtllm_bench)")
+    if case.bench_tuned:
+        _bench_limits(case, prep, wdt, kdt)
     return prep
+
+
+def _bench_limits(case: InferenceCase, prep: Prepared, wdt: str, kdt: str) -> None:
+    """The batch cap and token budget trtllm-bench throughput sets, where the row states neither
+    (calibration/trtllm_bench)."""
+    lay = prep.layout
+    assert lay is not None
+    bs, tok = trtllm_bench.bench_limits(prep.model, prep.chip.memory_bytes, lay.attn_tp * lay.attn_dp, lay.pp,
+                                        case.isl, case.osl, wdt, kdt)
+    if case.budget is None:
+        case.budget = tok
+        case.notes_used.append(f"max_num_tokens {tok}: what trtllm-bench throughput sets for these lengths")
+    if case.max_seqs is None:
+        case.max_seqs = bs
+        case.notes_used.append(f"max_batch_size {bs}: what trtllm-bench throughput sets for these lengths")
 
 
 def _compute_dtype(case: InferenceCase, chip: Chip, wdt: str) -> str:

@@ -12,9 +12,10 @@ finetune_setting, at NVIDIA/TensorRT-LLM@04cba88):
 * the token budget of one step (max_num_tokens): the batch cap x (1 + ISL / OSL), at most 32,768, rounded up (to 256
   below 4,096 and at least 2,048, to 512 below 8,192, else to 1,024).
 
-The budget is what moves a prediction: a prompt-heavy table row (2,048 in, 128 out) steps through up to 32,768 prompt
-tokens at a time instead of the engine's default 8,192. Only the budget is applied; the batch cap stays the engine's
-(perf/calibration.engine_limits), the KV cache bounding the running batch either way.
+A prompt-heavy table row (2,048 in, 128 out) then steps through up to 32,768 prompt tokens at a time instead of the
+engine's default 8,192, and a decode-heavy one on a large-memory node runs up to 4,096 sequences instead of the 2,048
+the engine defaults to (perf/calibration.engine_limits); the KV cache still bounds the running batch. The cap is per
+rank, as TensorRT-LLM applies max_batch_size to each attention-DP rank.
 """
 from __future__ import annotations
 
@@ -65,8 +66,7 @@ def settings(requests: float, isl: float, osl: float, pp: int) -> tuple[int, int
     return bs, tok
 
 
-def token_budget(model: ModelSpec, memory_bytes: float, tp: int, pp: int, isl: float, osl: float,
-                 weight_dtype: str, kv_dtype: str) -> int:
-    """The max_num_tokens trtllm-bench sets for a throughput run of these lengths on this layout."""
-    req = kv_requests(model, memory_bytes, tp, pp, isl, osl, weight_dtype, kv_dtype)
-    return settings(req, isl, osl, pp)[1]
+def bench_limits(model: ModelSpec, memory_bytes: float, tp: int, pp: int, isl: float, osl: float,
+                 weight_dtype: str, kv_dtype: str) -> tuple[int, int]:
+    """(max_batch_size, max_num_tokens) trtllm-bench throughput sets for a run of these lengths on this layout."""
+    return settings(kv_requests(model, memory_bytes, tp, pp, isl, osl, weight_dtype, kv_dtype), isl, osl, pp)
