@@ -68,6 +68,7 @@ class ModelConsts:
     pooled_per_token: float = 0.0   # pooled entries one token of context adds, all layers (KV cache)
     pooled_index_bytes: float = 0.0  # indexer key bytes one token of context adds, all CSA layers (cache, scan)
     window_cache: float = 0.0
+    mla: float = 0.0                # 1 for multi-head latent attention (DeepSeek's sparse kernels are MLA kernels)
 
     @classmethod
     def of(cls, m: ModelSpec) -> "ModelConsts":
@@ -99,7 +100,7 @@ class ModelConsts:
             hca_layers=float(m.hca_layers), hca_ratio=float(max(m.hca_ratio, 1)),
             csa_index_coef=float(2 * m.index_heads * m.index_head_dim if m.csa_layers else 0),
             pooled_per_token=m.compressed_entries_per_token(), pooled_index_bytes=m.pooled_index_bytes_per_token(),
-            window_cache=1.0 if (m.csa_layers or m.hca_layers) else 0.0)
+            window_cache=1.0 if (m.csa_layers or m.hca_layers) else 0.0, mla=1.0 if m.is_mla else 0.0)
 
     @classmethod
     def stack(cls, items: list["ModelConsts"]) -> "ModelConsts":
@@ -318,11 +319,12 @@ def sparse_work(mc: ModelConsts, ctx: Any, attn_tp: Any) -> Any:
     """Sparse-attention kernel work relative to the dense count of min(context, top-k) entries x the rank's heads
     (1 for models without DeepSeek sparse attention).
 
-    Engines hand the kernels a fixed top-k list per query (vLLM keeps every sequence's top-k length at the constant
+    Applies to DeepSeek's sparse MLA (DeepSeek-V3.2, GLM-5); a block-sparse GQA model read with a top-k (MiniMax-M3)
+    keeps the dense count. Engines hand the kernels a fixed top-k list per query (vLLM keeps every sequence's top-k length at the constant
     index_topk for CUDA graphs; invalid entries are -1 and masked inside the loop), so a query costs top-k entries
     however short its context; and the rank's heads are padded to a tile of SPARSE_HEAD_TILE (DeepSeek-V3.2's 128
     heads at TP8 leave 16 per rank: 4x). Reads are not inflated: masked entries load nothing."""
-    sparse = np.asarray(mc.sparse_topk, dtype=float) > 0
+    sparse = (np.asarray(mc.sparse_topk, dtype=float) > 0) & (np.asarray(mc.mla, dtype=float) > 0)
     ctx = np.maximum(np.asarray(ctx, dtype=float), 1.0)
     walked = np.maximum(np.asarray(mc.sparse_topk, dtype=float), 1.0) / np.minimum(ctx, np.maximum(mc.sparse_topk, 1.0))
     heads = np.maximum(np.asarray(mc.heads, dtype=float) / np.asarray(attn_tp, dtype=float), 1.0)

@@ -11,6 +11,8 @@ from stockpile.perf.operators import SPARSE_HEAD_TILE, ModelConsts, sparse_work
 def test_a_model_without_sparse_attention_keeps_the_dense_count():
     mc = ModelConsts.of(get_model("deepseek-ai/DeepSeek-R1"))     # dense MLA
     assert float(sparse_work(mc, 300.0, 8)) == 1.0
+    mc = ModelConsts.of(get_model("MiniMaxAI/MiniMax-M3"))        # block-sparse GQA read with a top-k: not DSA's kernels
+    assert mc.sparse_topk > 0 and float(sparse_work(mc, 300.0, 8)) == 1.0
     mc = ModelConsts.of(get_model("Qwen/Qwen3-32B"))
     assert np.all(sparse_work(mc, np.array([10.0, 5000.0]), np.array([1, 8])) == 1.0)
 
