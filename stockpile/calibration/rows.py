@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from stockpile.calibration import trtllm_bench
 from stockpile.calibration.harness import apply_script_settings
 from stockpile.catalog.dtypes import normalise_dtype, normalise_kv_dtype
 from stockpile.catalog.engines import read_engine
@@ -607,7 +608,7 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         case.decode_only = True
         case.notes_used.append("decode-phase measurement: prompt prefill left out of the prediction")
     _scheduler_notes(case, row, notes)
-    case.bench_tuned = engine == "trtllm" and not conc and rate is None and bool(re.search(r"trtllm-bench", notes, re.I))
+    case.bench_tuned = engine == "trtllm" and not conc and rate is None and bool(trtllm_bench.HARNESS.search(notes))
     units = 2 if case.chip.startswith("ascend-910c") else 1
     if (re.search(r"disaggregat|prefill nodes?\b.*decode nodes?\b", notes, re.I)
             and not re.search(r"no disagg|aggregated \(no", notes, re.I)):

@@ -3,7 +3,8 @@
 TensorRT-LLM's published throughput tables (docs/source/performance/perf-overview.md) come from `trtllm-bench
 throughput` with the engine limits left to the benchmark. The benchmark picks them from the dataset's lengths and
 its own estimate of how many requests the KV cache holds (tensorrt_llm/bench/build/tuning.py, calc_engine_setting and
-finetune_setting, at NVIDIA/TensorRT-LLM@04cba88):
+finetune_setting, at NVIDIA/TensorRT-LLM@04cba88:
+https://github.com/NVIDIA/TensorRT-LLM/blob/04cba882084a25665e7f80f5bda71b35b9790b6f/tensorrt_llm/bench/build/tuning.py):
 
 * the KV cache: the GPUs' memory less the weights (parameters x bytes per element), x 0.95, over the bytes a request
   of ISL + OSL tokens takes (2 x attention layers x max(TP, KV heads) x head size x KV bytes per element);
@@ -24,8 +25,7 @@ import re
 
 from stockpile.catalog.models import ModelSpec
 
-SOURCE = ("https://github.com/NVIDIA/TensorRT-LLM/blob/04cba882084a25665e7f80f5bda71b35b9790b6f/"
-          "tensorrt_llm/bench/build/tuning.py")
+# a row measured with the benchmark names it in its notes
 HARNESS = re.compile(r"trtllm-bench", re.I)
 KV_FRACTION = 0.95            # calc_engine_setting's kv_cache_gpu_mem_fraction
 MAX_BATCH = 4096              # finetune_setting's cap on the batch
@@ -47,23 +47,23 @@ def kv_requests(model: ModelSpec, memory_bytes: float, tp: int, pp: int, isl: fl
     return max(free, 0.0) * KV_FRACTION / max(per_token * (isl + osl), 1.0)
 
 
+# finetune_setting's rounding: (below this value, round up to a multiple of this step), the last for everything above,
+# and the floor
+_BATCH_STEPS = ((256, 32), (1024, 128), (math.inf, 256))
+_TOKEN_STEPS = ((4096, 256), (8192, 512), (math.inf, 1024))
+_BATCH_FLOOR, _TOKEN_FLOOR = 64, 2048
+
+
+def _round_up(x: float, steps: tuple[tuple[float, int], ...], floor: int) -> int:
+    step = next(s for below, s in steps if x < below)
+    return max(floor, step * math.ceil(x / step))
+
+
 def settings(requests: float, isl: float, osl: float, pp: int) -> tuple[int, int]:
     """(max_batch_size, max_num_tokens) from the estimated requests, as finetune_setting rounds them."""
     raw_bs = min(requests, MAX_BATCH) / max(pp, 1)
     raw_tok = min(raw_bs * (1.0 + isl / max(osl, 1.0)), MAX_TOKENS)
-    if raw_bs < 256:
-        bs = max(64, 32 * math.ceil(raw_bs / 32))
-    elif raw_bs < 1024:
-        bs = 128 * math.ceil(raw_bs / 128)
-    else:
-        bs = 256 * math.ceil(raw_bs / 256)
-    if raw_tok < 4096:
-        tok = max(2048, 256 * math.ceil(raw_tok / 256))
-    elif raw_tok < 8192:
-        tok = 512 * math.ceil(raw_tok / 512)
-    else:
-        tok = 1024 * math.ceil(raw_tok / 1024)
-    return bs, tok
+    return _round_up(raw_bs, _BATCH_STEPS, _BATCH_FLOOR), _round_up(raw_tok, _TOKEN_STEPS, _TOKEN_FLOOR)
 
 
 def bench_limits(model: ModelSpec, memory_bytes: float, tp: int, pp: int, isl: float, osl: float,
