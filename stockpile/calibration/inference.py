@@ -113,17 +113,17 @@ def prepare(case: InferenceCase) -> Prepared:
     prep.layout = resolve_layout(gpus=devices, tp=case.tp, pp=case.pp, ep=case.ep, dp=case.dp, is_moe=model.is_moe)
     _attention_dp_draft(case, prep.layout.attn_dp > 1)
     if case.bench_tuned:
-        _bench_limits(case, prep, wdt, kdt)
+        _bench_limits(case, prep)
     return prep
 
 
-def _bench_limits(case: InferenceCase, prep: Prepared, wdt: str, kdt: str) -> None:
+def _bench_limits(case: InferenceCase, prep: Prepared) -> None:
     """The batch cap and token budget trtllm-bench throughput sets, where the row states neither
     (calibration/trtllm_bench)."""
     lay = prep.layout
     assert lay is not None
     bs, tok = trtllm_bench.bench_limits(prep.model, prep.chip.memory_bytes, lay.attn_tp * lay.attn_dp, lay.pp,
-                                        case.isl, case.osl, wdt, kdt)
+                                        case.isl, case.osl, prep.wdt, prep.kdt)
     if case.budget is None:
         case.budget = tok
         case.notes_used.append(f"max_num_tokens {tok}: what trtllm-bench throughput sets for these lengths")

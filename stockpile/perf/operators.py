@@ -268,8 +268,9 @@ def stage_time(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp: F, attn_d
     t_att_dec = np.maximum(att_flops / (cc.peak_bf16 * p.gemm_eff * p.attn_eff), kv_read / bw)
     pre_ctx_eff = np.where(mc.sparse_topk > 0, np.minimum(pre_ctx, mc.sparse_topk), pre_ctx)
     lay_p = effective_layers(mc, pre_ctx) / pp
-    pre_pairs = pre_ctx_eff * mc.pre_attn_coef * lay_p / attn_tp * sparse_work(mc, pre_ctx, attn_tp) + compressed_entries(mc, pre_ctx) / pp * (
-        mc.pre_attn_coef / attn_tp) + pre_ctx / mc.csa_ratio * mc.csa_index_coef * mc.csa_layers / pp
+    pre_pairs = (pre_ctx_eff * mc.pre_attn_coef * lay_p / attn_tp * sparse_work(mc, pre_ctx, attn_tp)
+                 + compressed_entries(mc, pre_ctx) / pp * (mc.pre_attn_coef / attn_tp)
+                 + pre_ctx / mc.csa_ratio * mc.csa_index_coef * mc.csa_layers / pp)
     t_att_pre = pre_tokens * pre_pairs / (cc.peak_bf16 * p.gemm_eff * p.kernel_eff * p.attn_eff)
     # 5. tensor-parallel all-reduce: two per layer, ring, over the attention TP group
     ar_bytes = tokens * mc.hidden * ACT_BYTES
