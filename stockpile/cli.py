@@ -183,6 +183,9 @@ def estimate(
                                       help="SGLang: decode steps between polls for new requests (default 1)."),
     stream_interval: int = typer.Option(1, "--stream-interval",
                                         help="SGLang: decode steps between flushes of a request's output."),
+    batch_wait_iters: int = typer.Option(0, "--batch-wait-iters", help="TensorRT-LLM batch_wait_timeout_iters."),
+    batch_wait_tokens: int = typer.Option(0, "--batch-wait-tokens", help="TensorRT-LLM batch waiting's token "
+                                          "threshold: batch_wait_max_tokens_ratio x max_num_tokens."),
     calibration: Optional[str] = CALIBRATION_OPT,
     prices: Optional[Path] = PRICES_OPT,
     api_prices: Optional[Path] = typer.Option(None, "--api-prices",
@@ -209,7 +212,8 @@ def estimate(
         isl=_length(isl, "isl"), osl=_length(osl, "osl"), concurrency=concurrency, request_rate=request_rate,
         num_requests=num_requests, spec_draft=spec_draft, spec_accept=spec_accept, spec_verify=spec_verify,
         prefix_hit=prefix_hit, length_spread=length_spread, allow_long_context=allow_long_context,
-        cost_basis=cost_basis, recv_interval=recv_interval, stream_interval=stream_interval)
+        cost_basis=cost_basis, recv_interval=recv_interval, stream_interval=stream_interval,
+        batch_wait_iters=batch_wait_iters, batch_wait_tokens=batch_wait_tokens)
     e = run_estimate(req, requests=reqs)
     if json_out:
         emit_json(e.model_dump())

@@ -147,3 +147,60 @@ def apply_script_settings(case: Any, notes: str, fields: tuple[str, ...] = APPLI
     if said:
         case.notes_used.append(f"InferenceX script {found.source}: " + ", ".join(said))
     return bool(said)
+
+
+@cache
+def _holds() -> dict[str, tuple[list[str], list[dict[str, Any]]]]:
+    raw = yaml.safe_load((resources.files("stockpile") / "data" / "engines" / "trtllm_context_hold.yaml").read_text())
+    return {k: ([str(v["since"]) for v in vs], vs) for k, vs in raw.items()}
+
+
+def _applies(when: dict[str, Any] | None, case: Any) -> bool:
+    """Whether a script's case condition (data/engines/trtllm_context_hold.yaml `when`) holds for this row."""
+    w = when or {}
+    conc = case.concurrency or 0.0
+    return ((w.get("isl") is None or round(case.isl) == w["isl"]) and (w.get("osl") is None or round(case.osl) == w["osl"])
+            and (w.get("tp_below") is None or (case.tp or 1) < w["tp_below"])
+            and (w.get("conc_from") is None or conc >= w["conc_from"]))
+
+
+def script_budget(rule: Any, floor: Any, case: Any) -> int | None:
+    """A TensorRT-LLM script's --max_num_tokens for this run: a number, or conc+isl for
+    (CONC + ISL + 64 + 63) / 64 * 64 in the shell's integer arithmetic, at least `floor` where given."""
+    if isinstance(rule, int):
+        n = rule
+    elif rule == "conc+isl" and case.concurrency:
+        n = (int(case.concurrency) + round(case.isl) + 64 + 63) // 64 * 64
+    else:
+        return None
+    return max(n, int(floor)) if floor else n
+
+
+def apply_batch_wait(case: Any, notes: str) -> bool:
+    """Give an aggregated InferenceX row measured with TensorRT-LLM its script's batch waiting
+    (data/engines/trtllm_context_hold.yaml) where the script sets it for the row's case: (timeout iterations,
+    max_tokens_ratio x the script's --max_num_tokens). Call with the nominal lengths (before a random range
+    scales them). True when applied. The file's token budgets and attention-DP balance are recorded, not applied
+    (docs/validation.md, forty-fourth session)."""
+    date = run_date(notes)
+    if case.engine != "trtllm" or case.batch_wait is not None or date is None or (
+            _DISAGG.search(notes) and not _AGG.search(notes)):
+        return False
+    code = model_code(case.model)
+    if code is None or not case.weight_dtype or case.spec_draft > 0:
+        return False
+    key = f"{code}_{case.weight_dtype}_{case.chip.split('-', 1)[0].lower()}_trt"
+    if key not in _holds():
+        return False
+    dates, entries = _holds()[key]
+    i = bisect.bisect_right(dates, date) - 1
+    e = entries[i] if i >= 0 else {}
+    bw = e.get("batch_wait")
+    budget = script_budget(e.get("max_num_tokens"), e.get("min"), case)
+    if not bw or budget is None or not _applies(bw.get("when"), case):
+        return False
+    case.batch_wait = (int(bw["timeout_iters"]), float(bw["max_tokens_ratio"]) * budget)
+    case.notes_used.append(f"InferenceX script {key}.sh ({e['since']}, {e['source']}): TensorRT-LLM batch waiting, "
+                           f"a prompt held up to {bw['timeout_iters']} iterations or until "
+                           f"{case.batch_wait[1]:.0f} tokens ({bw['max_tokens_ratio']:g} of --max_num_tokens {budget})")
+    return True

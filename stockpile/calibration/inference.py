@@ -48,7 +48,7 @@ from stockpile.perf.inference import (
 )
 from stockpile.perf.layout import Layout, resolve_layout
 from stockpile.perf.operators import ChipConsts, ModelConsts
-from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN
+from stockpile.perf.serving import MODE_CLOSED, MODE_OFFLINE, MODE_OPEN, ContextHold
 from stockpile.perf.simulate import SimResult, burst_arrivals, poisson_arrivals
 
 # the memory fraction a measured run that does not fit at its engine's default is evaluated at (Batch): what
@@ -354,7 +354,11 @@ class Batch:
                                prefill_first=np.array([f for f, _ in a["first"]], dtype=float),
                                prefill_batch=np.array([b for _, b in a["first"]], dtype=float),
                                recv=col(lambda pr: float(pr.case.recv_interval or 1)),
-                               stream=col(lambda pr: float(pr.case.stream_interval or 1)), **a["common"])
+                               stream=col(lambda pr: float(pr.case.stream_interval or 1)),
+                               hold=ContextHold(
+                                   iters=col(lambda pr: float(pr.case.batch_wait[0]) if pr.case.batch_wait else 0.0),
+                                   tokens=col(lambda pr: pr.case.batch_wait[1] if pr.case.batch_wait else 0.0)),
+                               **a["common"])
         return a
 
     def run(self, cal: Calibration) -> list[float]:

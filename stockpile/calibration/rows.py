@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from stockpile.calibration import trtllm_bench
-from stockpile.calibration.harness import apply_script_settings
+from stockpile.calibration.harness import apply_batch_wait, apply_script_settings
 from stockpile.catalog.dtypes import normalise_dtype, normalise_kv_dtype
 from stockpile.catalog.engines import read_engine
 from stockpile.errors import DataError, InputError
@@ -122,6 +122,7 @@ class InferenceCase:
     ssm_dtype: str | None = None       # SGLang --mamba-ssm-dtype: linear-attention state precision (None: fp32)
     publication: str = ""              # the source document: source_url without its #fragment
     bench_tuned: bool = False          # trtllm-bench throughput picked the engine limits (calibration/trtllm_bench)
+    batch_wait: tuple[int, float] | None = None   # TensorRT-LLM batch waiting: timeout iterations, token threshold
 
 
 def _int(row: dict[str, str], key: str, *, required: bool = False) -> int | None:
@@ -590,6 +591,7 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         case.notes_used.append("KV cache fp8: the InferenceX harness's setting for FP8/FP4 checkpoints")
     if inferencex:
         apply_script_settings(case, notes)
+        apply_batch_wait(case, notes)
     if case.weight_dtype == "int4" and _W4AFP8.search(notes):
         case.act_dtype = "fp8"
         case.notes_used.append("int4 weights with fp8 activations: fp8 GEMMs")

@@ -36,6 +36,8 @@ from stockpile.perf.serving import (
     MODE_CLOSED,
     MODE_OFFLINE,
     MODE_OPEN,
+    ContextHold,
+    check_batch_wait,
     check_intervals,
     check_request_rate,
     serve,
@@ -168,6 +170,7 @@ class Configs:
     prefill_batch: Any = None       # tokens in one such batch (traffic.prefill_policy)
     recv: Any = 1.0                 # decode steps between the scheduler's polls for new requests (SGLang)
     stream: Any = 1.0               # decode steps between a request's output flushes (SGLang --stream-interval)
+    hold: Any = None                # TensorRT-LLM's context holding (serving.ContextHold); None: none
 
 
 def _lookup(values, table: dict[str, float]) -> np.ndarray:
@@ -209,7 +212,7 @@ def evaluate_core(mc: ModelConsts, cc: ChipConsts, p: Params, cfg: Configs, *, g
                 spread=cfg.spread, spec_verify=cfg.spec_verify,
                 prefill_first=0.0 if cfg.prefill_first is None else cfg.prefill_first,
                 prefill_batch=chunk if cfg.prefill_batch is None else cfg.prefill_batch,
-                recv=cfg.recv, stream=cfg.stream)
+                recv=cfg.recv, stream=cfg.stream, hold=cfg.hold)
     out["weights_bytes"] = np.broadcast_to(weights, out["ttft_s"].shape)
     out["kv_bytes_per_token"] = np.broadcast_to(kv_tok, out["ttft_s"].shape)
     return out
@@ -303,7 +306,8 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
              spec_draft: int = 0, spec_accept: float = 1.0, prefix_hit: float = 0.0, spec_verify: int = 0,
              length_spread: float = 0.0, calibration: Calibration | None = None, assumptions: list[str] | None = None,
              trace: Any = None, engine_version: str | None = None, cost_basis: str = "auto",
-             recv_interval: int = 1, stream_interval: int = 1) -> InferenceEstimate:
+             recv_interval: int = 1, stream_interval: int = 1, batch_wait_iters: int = 0,
+             batch_wait_tokens: int = 0) -> InferenceEstimate:
     """Estimate one configuration. Offline max-throughput when neither concurrency nor rate is given. Under a
     request rate or a trace (simulate.Requests, one instance's requests) the scheduler simulation gives the
     latencies, percentiles and throughput; the steady state gives memory and the limit text."""
@@ -331,6 +335,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     if not 0 <= prefix_hit < 1:
         raise InputError("prefix_hit", f"must be in [0, 1), got {prefix_hit}")
     check_intervals(engine, recv_interval, stream_interval)
+    check_batch_wait(engine, batch_wait_iters, batch_wait_tokens)
     if model.heads % layout.attn_tp:
         raise InputError("tp", f"{model.heads} attention heads do not split over TP{layout.attn_tp}; use a TP "
                                f"that divides {model.heads}")
@@ -363,7 +368,11 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
                   num_requests=np.nan if num_requests is None else num_requests, poisson=1.0 if poisson else 0.0,
                   spec_draft=spec_draft, spec_accept=spec_accept, prefix_hit=prefix_hit, spec_verify=spec_verify,
                   sync=1.0 if length_spread == 0 else 0.0, spread=length_spread if length_spread > 0 else np.inf,
-                  recv=float(recv_interval), stream=float(stream_interval))
+                  recv=float(recv_interval), stream=float(stream_interval),
+                  hold=ContextHold(float(batch_wait_iters), float(batch_wait_tokens)))
+    if batch_wait_iters > 0 and (layout.attn_dp > 1 or request_rate or trace is not None):
+        notes.append("TensorRT-LLM batch waiting: modelled for closed loops without attention DP (it does not run "
+                     "with attention DP; the scheduler simulation under a request rate or trace leaves it out)")
     if recv_interval > 1 and (request_rate or trace is not None):
         notes.append(f"--scheduler-recv-interval {recv_interval}: the closed-loop steady state polls for requests; "
                      "the scheduler simulation under a request rate or trace polls every step")

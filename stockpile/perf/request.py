@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stockpile.errors import InputError
-from stockpile.perf.serving import MIN_REQUEST_RATE, check_intervals
+from stockpile.perf.serving import MIN_REQUEST_RATE, check_batch_wait, check_intervals
 
 MAX_SIM_REQUESTS = 200_000      # a simulated run's requests (bounded work per call)
 
@@ -70,6 +70,9 @@ class EstimateRequest(BaseModel):
     # SGLang's --scheduler-recv-interval and --stream-interval (decode steps between polls / output flushes)
     recv_interval: int = Field(default=1, ge=1, le=10_000)
     stream_interval: int = Field(default=1, ge=1, le=10_000)
+    # TensorRT-LLM's batch waiting: batch_wait_timeout_iters, and batch_wait_max_tokens_ratio x max_num_tokens
+    batch_wait_iters: int = Field(default=0, ge=0, le=10_000)
+    batch_wait_tokens: int = Field(default=0, ge=0, le=10_000_000)
     cost_basis: Literal["auto", "rental", "tco"] = "auto"   # what a GPU-hour costs (catalog/prices.py)
     trace: list[TraceRecord] | None = Field(default=None, max_length=MAX_SIM_REQUESTS)
 
@@ -96,6 +99,7 @@ class EstimateRequest(BaseModel):
         if self.concurrency is not None and self.request_rate is not None:
             raise ValueError("request_rate: give either concurrency or request_rate, not both")
         check_intervals(self.engine, self.recv_interval, self.stream_interval)
+        check_batch_wait(self.engine, self.batch_wait_iters, self.batch_wait_tokens)
         if self.spec_verify and (self.spec_draft == 0 or self.spec_verify < self.spec_draft + 1):
             raise ValueError(f"spec_verify: a draft tree verifies at least spec_draft + 1 = {self.spec_draft + 1} "
                              f"tokens per step and needs draft tokens (spec_draft >= 1), got {self.spec_verify}")
@@ -197,4 +201,5 @@ def run_estimate(req: EstimateRequest, *, requests: Any = None) -> Any:
                     prefix_hit=req.prefix_hit, length_spread=req.length_spread, assumptions=notes, trace=requests,
                     engine_version=req.engine_version,
                     num_requests=None if req.num_requests is None else float(req.num_requests),
-                    cost_basis=req.cost_basis, recv_interval=req.recv_interval, stream_interval=req.stream_interval)
+                    cost_basis=req.cost_basis, recv_interval=req.recv_interval, stream_interval=req.stream_interval,
+                    batch_wait_iters=req.batch_wait_iters, batch_wait_tokens=req.batch_wait_tokens)

@@ -16,6 +16,7 @@ Equations: docs/inference-model.md.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,8 @@ def verify_width(spec_draft, spec_verify):
 # validate's medians with the shipped calibration (InferenceX sample 11.19 / 10.89 / 10.89 / 10.73 % at 0.25 / 0.5
 # / 0.75 / 1; aiconfigurator's sample 14.75-14.77 % throughout): most of the per-sequence work is the flush
 STREAM_SHARE = 0.75
+# the most prompts one context hold can gather (held_iterations sums over them; bounds the loop)
+HOLD_MAX_PROMPTS = 512
 
 
 def check_intervals(engine: str, recv_interval: Any, stream_interval: Any) -> None:
@@ -60,6 +63,66 @@ def check_intervals(engine: str, recv_interval: Any, stream_interval: Any) -> No
         if v > 1 and name_of != "sglang":
             raise InputError(name, f"an SGLang setting (--scheduler-recv-interval, --stream-interval); leave it at "
                                    f"1 for {engine}")
+
+
+def held_iterations(lam, k, timeout):
+    """Mean iterations a prompt is held when the scheduler releases held prompts together once k of them wait, or
+    `timeout` iterations after the first began to wait; prompts arrive as a Poisson stream of lam per iteration.
+
+    A hold starts with one prompt; N(t) more arrive by t. It ends at D = min(timeout, the time N reaches k - 1).
+    The first prompt waits D, the others D less their arrival, so the hold's summed wait is the integral of
+    1 + N(t) over [0, D): sum over m = 0..k-2 of (1 + m) tau_m, with tau_m = P(N(timeout) > m) / lam the expected
+    time N spends at m before the timeout. A hold serves 1 + lam sum(tau_m) prompts. Limits: lam -> 0 gives
+    `timeout`; many arrivals give (k - 1) / (2 lam); k <= 1 gives 0."""
+    lam, k, timeout = np.broadcast_arrays(np.maximum(np.asarray(lam, dtype=float), 1e-12),
+                                          np.asarray(k, dtype=float), np.asarray(timeout, dtype=float))
+    x = lam * timeout
+    pm = np.exp(-x)                         # P(N(timeout) = m)
+    cdf = pm.copy()
+    wait, span = np.zeros_like(x), np.zeros_like(x)
+    top = int(min(np.nanmax(k), HOLD_MAX_PROMPTS)) if k.size else 0
+    for m in range(max(top - 1, 0)):
+        tau = np.where(m <= k - 2, np.maximum(1.0 - cdf, 0.0) / lam, 0.0)
+        wait, span = wait + (1.0 + m) * tau, span + tau
+        pm = pm * x / (m + 1.0)
+        cdf = cdf + pm
+    return wait / (1.0 + lam * span)
+
+
+@dataclass(frozen=True)
+class ContextHold:
+    """TensorRT-LLM's batch waiting (tensorrt_llm/_torch/pyexecutor/py_executor.py, _waiting_requests), arrays or
+    numbers: on an instance without attention DP, a waiting prompt is held back while other sequences decode,
+    until the held prompts' tokens plus one per decoding sequence reach `tokens` (batch_wait_max_tokens_ratio x
+    max_num_tokens) or `iters` iterations have passed (batch_wait_timeout_iters). 0 iterations: no holding."""
+    iters: Any = 0.0
+    tokens: Any = 0.0
+
+    def iterations(self, b, steps, attn_dp, new_isl, dec_tokens):
+        """Mean iterations a prompt is held at running batch b (per instance): b / steps prompts arrive per
+        iteration (`steps` decode iterations per request), `dec_tokens` decode tokens run per iteration."""
+        iters = np.asarray(self.iters, dtype=float)
+        if not np.any(iters > 0):
+            return 0.0
+        k = np.ceil(np.maximum(np.asarray(self.tokens, dtype=float) - dec_tokens, 0.0) / np.maximum(new_isl, 1.0))
+        held = held_iterations(b / np.maximum(steps, 1.0), k, iters)
+        # no holding with attention DP (its own balancing instead) or with nothing else decoding
+        return np.where((iters > 0) & (np.asarray(attn_dp) <= 1), held, 0.0) * np.clip(b - 1.0, 0.0, 1.0)
+
+
+def check_batch_wait(engine: str, iters: Any, tokens: Any) -> None:
+    """TensorRT-LLM's batch waiting: whole iterations >= 0 and a token threshold >= 0, both set or neither, and
+    only on TensorRT-LLM (`engine` may carry a version). Raises InputError naming the field."""
+    for name, v in (("batch_wait_iters", iters), ("batch_wait_tokens", tokens)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise InputError(name, f"must be a whole number >= 0, got {v!r}")
+    if (iters > 0) != (tokens > 0):
+        raise InputError("batch_wait_tokens" if iters > 0 else "batch_wait_iters",
+                         "give both: the iterations a prompt may wait (batch_wait_timeout_iters) and the token "
+                         "threshold (batch_wait_max_tokens_ratio x max_num_tokens)")
+    if iters > 0 and engine.split(":")[0].strip().lower() != "trtllm":
+        raise InputError("batch_wait_iters", f"a TensorRT-LLM setting (batch_wait_timeout_iters); leave it at 0 for "
+                                             f"{engine}")
 
 
 def ramp_share_varied(rho):
@@ -114,7 +177,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
           wbytes, kvbytes, gemm_peak, dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency,
           rate, num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
           mem_util, sync=1.0, spread=np.inf, spec_verify=0.0, prefill_first=0.0,
-          prefill_batch=16384.0, wstream=1.0, recv=1.0, stream=1.0) -> dict[str, np.ndarray]:
+          prefill_batch=16384.0, wstream=1.0, recv=1.0, stream=1.0, hold=None) -> dict[str, np.ndarray]:
     """Evaluate every configuration (numpy arrays broadcast together); returns arrays per metric.
 
     Lengths are tokens; rates per second; `concurrency`, `rate` are per system (all replicas);
@@ -124,7 +187,8 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     tokens before it resumes decoding (SGLang's default scheduler), 0 where prompt chunks ride along decode
     steps. `recv`: decode steps between the scheduler's polls for new requests (SGLang --scheduler-recv-interval;
     1 polls every step); `stream`: decode steps between flushes of a request's new tokens (--stream-interval).
-    The scheduler simulation (perf/simulate.py) polls and flushes every step."""
+    The scheduler simulation (perf/simulate.py) polls and flushes every step. `hold`: TensorRT-LLM's batch
+    waiting where set (ContextHold; held_iterations)."""
     arr = np.broadcast_arrays(attn_tp, attn_dp, pp, moe_ep, moe_tp, replicas, wbytes, kvbytes, gemm_peak,
                               dtype_eff, weights_gpu, kv_token_gpu, isl, osl, mode, concurrency, rate,
                               num_requests, poisson, spec_draft, spec_accept, prefix_hit, max_seqs, chunk,
@@ -134,6 +198,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
      prefix_hit, max_seqs, chunk, mem_util, sync, spread, spec_verify, prefill_first,
      prefill_batch, recv, stream) = [np.asarray(a, dtype=float) for a in arr]
     recv, stream = np.maximum(recv, 1.0), np.maximum(stream, 1.0)
+    held = ContextHold() if hold is None else hold
     width = verify_width(spec_draft, spec_verify)
     sync_in = sync                                 # 1: fixed request lengths, 0: varied (e.g. ShareGPT)
     sync = sync * (mode == MODE_CLOSED)            # lockstep only where finished requests are replaced at once
@@ -200,7 +265,8 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
         # ... and a request that arrives while others decode waits for the next poll, (recv - 1) / 2 steps on average
         # (an idle scheduler polls at once)
         poll = (1.0 - lock) * (recv - 1.0) / 2.0 * t_it * np.maximum(b - 1.0, 0.0) / np.maximum(b, 1.0)
-        ttft = n_chunks * (t_mix + draft) + 0.5 * t_it + lockstep + poll + p.ttft_s + p.admit_s
+        ttft = (n_chunks * (t_mix + draft) + 0.5 * t_it + lockstep + poll + p.ttft_s + p.admit_s
+                + held.iterations(b, steps, attn_dp, new_isl, dec_tok * ranks) * t_it)
         # prefill first (SGLang; vLLM V0 without chunked prefill): prompts that wait are prefilled in prompt-only
         # batches of up to `prefill_batch` tokens before the next decode step. A fixed-length closed loop then
         # runs in waves: its requests start decoding at the same step, end at the same step, and return
