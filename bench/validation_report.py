@@ -159,7 +159,8 @@ KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one pub
         "## What the thirty-sixth session measured", "## What the thirty-seventh session measured",
         "## What the thirty-eighth session measured", "## What the thirty-ninth session measured",
         "## What the fortieth session measured", "## What the forty-first session measured",
-        "## What the forty-second session measured", "## What the forty-third session measured")
+        "## What the forty-second session measured", "## What the forty-third session measured",
+        "## What the forty-fourth session measured")
 
 
 def _sections(path: Path) -> dict[str, str]:

@@ -47,6 +47,23 @@ def test_estimate_takes_sglangs_polling_and_flushing_flags():
     assert run(*base, "--stream-interval", "0").exit_code == 2
 
 
+def test_estimate_takes_tensorrt_llms_batch_waiting():
+    base = ["estimate", "--model", "meta-llama/Llama-3.1-70B-Instruct", "--chip", "h200-sxm-141gb", "--tp", "2",
+            "--weight-dtype", "fp8", "--engine", "trtllm", "--isl", "1024", "--osl", "1024", "--concurrency", "16",
+            "--length-spread", "0.2", "--json"]
+    plain = json.loads(run(*base).stdout)
+    r = run(*base, "--batch-wait-iters", "20", "--batch-wait-tokens", "14746")
+    assert r.exit_code == 0, r.output
+    held = json.loads(r.stdout)
+    # a held prompt waits for others (or 20 iterations): TTFT grows, the decode step does not change
+    assert held["ttft_ms"] > 1.5 * plain["ttft_ms"] and held["tpot_ms"] == pytest.approx(plain["tpot_ms"])
+    r = run(*base, "--batch-wait-iters", "20")
+    assert r.exit_code == 2 and "batch_wait_tokens" in r.output and "Traceback" not in r.output
+    vllm = [*base[:10], "vllm", *base[11:]]
+    r = run(*vllm, "--batch-wait-iters", "20", "--batch-wait-tokens", "14746")
+    assert r.exit_code == 2 and "batch_wait_iters" in r.output
+
+
 def test_unknown_chip_one_line_error_with_suggestion():
     r = run("estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "h100-80gb", "--isl", "100",
             "--osl", "100")
