@@ -122,6 +122,14 @@ def engine_graph_limits(engine: str, family: str = "") -> dict[str, float]:
             "graph_by_tokens": by_tokens}
 
 
+@cache
+def engine_memory(engine: str) -> dict[str, float]:
+    """Not fitted: kv_free 1 where the engine's memory fraction is a share of the memory left free after the
+    weights (defaults.yaml `memory_fraction_of: free`, TensorRT-LLM), 0 where it is a share of the whole."""
+    d = engine_defaults().get(engine) or {}
+    return {"kv_free": 1.0 if d.get("memory_fraction_of") == "free" else 0.0}
+
+
 def _release(version: str | None) -> tuple[int, int] | None:
     """(major, minor) of a version string such as 'v0.5.3.post1', or None."""
     m = re.match(r"v?(\d+)\.(\d+)", version.strip()) if version else None
@@ -208,6 +216,7 @@ class Params:
     pd_handoff_s: float
     graph_max: float
     graph_max_small_tp: float
+    kv_free: float              # 1: the memory fraction is of the memory free after weights (TensorRT-LLM)
     graph_by_tokens: float
 
     @classmethod
@@ -238,7 +247,8 @@ class Calibration:
                                                                            or {})}
         vals = {**GLOBAL_DEFAULTS, **self.global_,
                 **FAMILY_DEFAULTS, **(self.families.get("default") or {}), **fam,
-                **ENGINE_DEFAULTS, **(self.engines.get("default") or {}), **eng, **own, **engine_graph_limits(base, family)}
+                **ENGINE_DEFAULTS, **(self.engines.get("default") or {}), **eng, **own, **engine_graph_limits(base, family),
+                **engine_memory(base)}
         return Params(**{f.name: float(vals[f.name]) for f in fields(Params)})
 
     def as_release(self, engine: str, release: str) -> "Calibration":

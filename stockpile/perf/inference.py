@@ -40,6 +40,7 @@ from stockpile.perf.serving import (
     check_batch_wait,
     check_intervals,
     check_request_rate,
+    kv_budget_bytes,
     serve,
     serve_disagg,
 )
@@ -382,7 +383,9 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     r = {k: np.asarray(v).reshape(-1)[0] for k, v in evaluate(model, chip, engine, cfg, cal, p).items()}
     gpus = layout.gpus
     d = engine_defaults()[engine]
-    cap = chip.memory_bytes * d["gpu_memory_utilization"]
+    # usable for weights, reserve and KV cache (TensorRT-LLM: its fraction of what the weights leave free)
+    cap = float(r["weights_bytes"]) + p.reserve_gb * 1e9 + float(kv_budget_bytes(
+        chip.memory_bytes, d["gpu_memory_utilization"], float(r["weights_bytes"]), p.reserve_gb * 1e9, p.kv_free))
     kv_seq = float(r["kv_bytes_per_token"]) * (isl + osl)
     kv_used = min(float(r["batch"]) / max(layout.attn_dp, 1), float(r["max_batch"]) / max(layout.attn_dp, 1)) * kv_seq
     weights = float(r["weights_bytes"])

@@ -110,6 +110,15 @@ class ContextHold:
         return np.where((iters > 0) & (np.asarray(attn_dp) <= 1), held, 0.0) * np.clip(b - 1.0, 0.0, 1.0)
 
 
+def kv_budget_bytes(memory, mem_util, weights, reserve, kv_free):
+    """Bytes left for the KV cache on one GPU. vLLM's --gpu-memory-utilization and SGLang's --mem-fraction-static
+    are shares of the whole memory that weights, activations and the cache fit in; TensorRT-LLM's
+    free_gpu_memory_fraction (kv_free 1, data/engines/defaults.yaml) is the share of what is free after the
+    weights and the activation reserve are in place."""
+    return np.where(np.asarray(kv_free) > 0, mem_util * (memory - weights - reserve),
+                    memory * mem_util - weights - reserve)
+
+
 def check_batch_wait(engine: str, iters: Any, tokens: Any) -> None:
     """TensorRT-LLM's batch waiting: whole iterations >= 0 and a token threshold >= 0, both set or neither, and
     only on TensorRT-LLM (`engine` may carry a version). Raises InputError naming the field."""
@@ -207,7 +216,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
                seq_host=1.0 - STREAM_SHARE + STREAM_SHARE / stream)
 
     # ---- memory: what is left for the KV cache bounds the running batch
-    kv_budget = cc.memory * mem_util - weights_gpu - p.reserve_gb * 1e9
+    kv_budget = kv_budget_bytes(cc.memory, mem_util, weights_gpu, p.reserve_gb * 1e9, p.kv_free)
     per_seq = kv_token_gpu * (isl + osl) + mc.linear_state_bytes / (attn_tp * pp)
     b_rank = np.floor(np.maximum(kv_budget, 0.0) / np.maximum(per_seq, 1.0))
     fits = b_rank >= 1
@@ -452,7 +461,7 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     steps = np.maximum(osl / accept, 1.0)
     dec_ctx, pre_ctx = isl + osl / 2.0, isl * f(prefix_hit) + new_isl / 2.0
     # decode pool
-    kv_budget = cc.memory * f(mem_util) - f(dec_weights_gpu) - p.reserve_gb * 1e9
+    kv_budget = kv_budget_bytes(cc.memory, f(mem_util), f(dec_weights_gpu), p.reserve_gb * 1e9, p.kv_free)
     per_seq = f(dec_kv_token_gpu) * (isl + osl) + mc.linear_state_bytes / (f(dec["attn_tp"]) * f(dec["pp"]))
     b_rank = np.floor(np.maximum(kv_budget, 0.0) / np.maximum(per_seq, 1.0))
     fits = b_rank >= 1
@@ -481,7 +490,8 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     t_kv = isl * f(kv_token_model) / (link * p.comm_eff * f(pre_gpus_worker)) + 1e-3
     if pre_weights_gpu is not None:
         # the prefill instance holds its weights and one chunk's KV and activations
-        fits = fits & (pcc.memory * f(mem_util) - f(pre_weights_gpu) - pp_.reserve_gb * 1e9 > 0)
+        fits = fits & (kv_budget_bytes(pcc.memory, f(mem_util), f(pre_weights_gpu), pp_.reserve_gb * 1e9,
+                                       pp_.kv_free) > 0)
     workers = f(dec_workers)
     conc_w = np.where(np.isnan(conc), np.inf, conc / workers)
     lam = np.where(np.isnan(rate), np.inf, rate)
