@@ -21,6 +21,7 @@ from stockpile.catalog.engines import read_engine
 from stockpile.catalog.models import ModelSpec, model_notes
 from stockpile.errors import InputError
 from stockpile.perf.calibration import Calibration, check_release, engine_key, load_calibration, release_notes
+from stockpile.perf.explain import decode_breakdown, dominant
 from stockpile.perf.inference import (
     KV_DTYPES,
     WEIGHT_DTYPES,
@@ -28,9 +29,7 @@ from stockpile.perf.inference import (
     check_dtype,
     check_engine_chip,
     chip_dtype_tables,
-    decode_breakdown,
     disagg_core,
-    dominant,
     engine_limits,
     evaluate,
     hybrid_kv,
