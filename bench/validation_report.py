@@ -245,6 +245,12 @@ def bounds_section() -> list[str]:
            "and the model lacks; a fixed time on its lower edge (1e-7 s) is a term the engine does not need.", "",
            "| parameter | value | bound |", "|---|---:|---|"]
     out += [f"| `{name}` | {value:.4g} | {side} ({bound:.4g}) |" for name, value, bound, side in hits]
+    from stockpile.calibration.fit_training import on_bounds as training_on_bounds
+    from stockpile.perf.training import load_training_calibration
+    out += ["", "The training fit's (`fit_training.BOUNDS`; `fit_training.on_bounds`; docs/training-model.md):", "",
+            "| parameter | value | bound |", "|---|---:|---|"]
+    out += [f"| `{name}` | {value:.4g} | {side} ({bound:.4g}) |"
+            for name, value, bound, side in training_on_bounds(load_training_calibration())]
     return out + [""]
 
 

@@ -112,6 +112,16 @@ def test_parameters_on_a_bound_are_flagged() -> None:
     assert hits == {"hopper.mem_eff": "upper", "ampere.mem_eff": "lower"}
 
 
+def test_training_parameters_on_a_bound_are_flagged() -> None:
+    from stockpile.calibration.fit_training import BOUNDS, on_bounds
+    from stockpile.perf.training import TrainCalibration
+    lo, hi = BOUNDS["tp_overlap"]
+    cal = TrainCalibration(global_={"tp_overlap": hi, "comm_eff": 0.5}, families={"hopper": {"gemm_eff": 0.7}},
+                           frameworks={"megatron": {"kernel_eff": BOUNDS["kernel_eff"][0]}}, meta={})
+    hits = {name: side for name, _, _, side in on_bounds(cal)}
+    assert hits == {"tp_overlap": "upper", "megatron.kernel_eff": "lower"}
+
+
 def test_a_thin_regime_band_leans_on_its_broader_group() -> None:
     from stockpile.calibration.bands import SHRINK_ROWS, WIDEN, _shrunk
     broad = {"q10": -0.5, "q90": 0.5, "n": 5000}

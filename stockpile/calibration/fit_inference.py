@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from stockpile.atomic import write_calibration_yaml
-from stockpile.calibration.fitter import solve
+from stockpile.calibration.fitter import solve, values_on_bounds
 from stockpile.calibration.inference import Batch, Prepared, prepare_file
 from stockpile.errors import DataError
 from stockpile.perf.calibration import (
@@ -355,19 +355,9 @@ def set_in(cal: Calibration) -> Any:
 def on_bounds(cal: Calibration, rel: float = 0.01) -> list[tuple[str, float, float, str]]:
     """Fitted values within `rel` of a BOUNDS edge: (parameter, value, bound, "lower"/"upper"). A parameter the
     data push against its physical limit is a sign of missing physics, not a fitted value."""
-    out: list[tuple[str, float, float, str]] = []
     scoped = [("", cal.global_)] + [(f"{k}.", v) for grp in (cal.families, cal.engines, cal.regimes)
                                     for k, v in grp.items()]
-    for prefix, values in scoped:
-        for name, v in values.items():
-            if name not in BOUNDS or v is None:
-                continue
-            lo, hi = BOUNDS[name]
-            if v <= lo * (1 + rel):
-                out.append((prefix + name, float(v), lo, "lower"))
-            elif v >= hi * (1 - rel):
-                out.append((prefix + name, float(v), hi, "upper"))
-    return out
+    return values_on_bounds(scoped, BOUNDS, rel)
 
 
 def _group_of_row(by: str) -> Any:

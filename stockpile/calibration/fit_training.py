@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from stockpile.atomic import write_calibration_yaml
-from stockpile.calibration.fitter import solve
+from stockpile.calibration.fitter import solve, values_on_bounds
 from stockpile.calibration.training import Case, is_fitted, predict_training_rows, prepare_rows
 from stockpile.errors import DataError
 from stockpile.perf.frameworks import FAMILY_GROUPS, framework, fw_flags, kernel_key
@@ -293,6 +293,13 @@ def leave_one_source_out(rows: list[dict[str, str]], *, min_rows: int = 5, round
                     "band_coverage": round(sum(inside) / len(inside), 4) if inside else None,
                     "rows": [[r["id"], r["metric"], r["measured"], r["predicted"]] for r in recs if r["status"] == "ok"]}
     return out
+
+
+def on_bounds(cal: TrainCalibration, rel: float = 0.01) -> list[tuple[str, float, float, str]]:
+    """The training fit's values within `rel` of a BOUNDS edge (globals, chip families, frameworks):
+    (parameter, value, bound, "lower"/"upper")."""
+    scoped = [("", cal.global_)] + [(f"{k}.", v) for grp in (cal.families, cal.frameworks) for k, v in grp.items()]
+    return values_on_bounds(scoped, BOUNDS, rel)
 
 
 def write_calibration(cal: TrainCalibration, path: Path | None = None) -> Path:

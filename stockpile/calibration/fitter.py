@@ -67,3 +67,21 @@ def solve(predict: Callable[[np.ndarray], np.ndarray], measured: np.ndarray, the
         best, theta = stage, stage.x
     assert best is not None
     return Fit(theta=best.x, rows=best.fun[:n] / sw, rows_start=start, nfev=nfev, cost=float(best.cost))
+
+
+def values_on_bounds(scoped: list[tuple[str, dict[str, float]]], bounds: dict[str, tuple[float, float]],
+                     rel: float = 0.01) -> list[tuple[str, float, float, str]]:
+    """Fitted values within `rel` of an edge of their range: (parameter with its scope prefix, value, bound,
+    "lower"/"upper"). `scoped`: (prefix, values) pairs, e.g. ("", globals), ("hopper.", a family's). A value the
+    data push against its limit is a sign of missing physics, not a fitted value."""
+    out: list[tuple[str, float, float, str]] = []
+    for prefix, values in scoped:
+        for name, v in values.items():
+            if name not in bounds or v is None:
+                continue
+            lo, hi = bounds[name]
+            if v <= lo * (1 + rel):
+                out.append((prefix + name, float(v), lo, "lower"))
+            elif v >= hi * (1 - rel):
+                out.append((prefix + name, float(v), hi, "upper"))
+    return out
