@@ -59,9 +59,11 @@ WIDEN = 1.0
 # On the thirty-ninth session's calibration (the fit seeing simulated rows as validate predicts them; all 32
 # publications, 3,344 values, and the 673 unseen ones): 1.35 79.5 %, 1.4 80.4 % (the publications 81.3 %, the unseen
 # file 76.1 %); with the forty-third session's sparse-attention work and trtllm-bench limits, on that session's rerun
-# of all 32 publications (bench/results/lopo_publications_057f438a.jsonl; the thirty-ninth's is ..._s39.jsonl):
-# 1.4 79.9 %, 1.45 80.8 % (the publications 81.6 %, the unseen file 76.7 %)
-UNSEEN_WIDEN = 1.45
+# of all 32 publications (now ..._s43.jsonl; the thirty-ninth's is ..._s39.jsonl): 1.4 79.9 %, 1.45 80.8 % (the
+# publications 81.6 %, the unseen file 76.7 %); with the forty-fourth session's TensorRT-LLM batch waiting and memory
+# fraction and its rebuilt in-sample quantiles, on its rerun (bench/results/lopo_publications_057f438a.jsonl):
+# 1.35 79.4 %, 1.4 80.3 %
+UNSEEN_WIDEN = 1.4
 TRAIN_WIDEN = 1.1   # training bands: in-sample quantiles x 1.1 (docs/training-model.md)
 # a training run of a source the fit has not seen (`train`, a new publication's rows): held out one source at a
 # time (fit_training.leave_one_source_out), a third to a half of the measured values fall outside the in-sample
@@ -204,15 +206,15 @@ def inside_bands(records: list[list[Any]], where: dict[tuple[str, str, str], tup
 # already covers 82 % of all held-out values, but 59 % of the young software stacks' (YOUNG_STACKS: 519 values on
 # calibration 21d22619; CDNA3 held out is 52 % off, Ascend 63 %). The chips without rows (Kunlun, Cambricon, Gaudi,
 # TPU) are young stacks of that kind, so theirs is widened by the smallest factor, in steps of 0.05 on top of
-# UNSEEN_WIDEN, at which 80 % of the young stacks' held-out values fall inside: 1.95 on calibration 057f438a with the
-# forty-fourth session's in-sample quantiles (on top of 1.45: 79.96 % at 1.9, 81.3 % at 1.95; 2.83 in log units in
-# all); 1.9 with the forty-third's (79.4 % at 1.85, 80.35 % at 1.9; 2.76 in log units in all); 1.95 in the
+# UNSEEN_WIDEN, at which 80 % of the young stacks' held-out values fall inside: 2.0 on calibration 057f438a with the
+# forty-fourth session's in-sample quantiles and UNSEEN_WIDEN (on top of 1.4: 79.8 % at 1.95, 80.7 % at 2.0; 2.8 in
+# log units in all; on top of 1.45 it was 1.95, 81.3 %); 1.9 with the forty-third's (79.4 % at 1.85, 80.35 % at 1.9; 2.76 in log units in all); 1.95 in the
 # fortieth (on top of 1.4: 79.96 % at 1.9, 80.7 % at 1.95; 2.73 in log units in all). Earlier: 1.8 on
 # 9d55cf1c (on top of 1.55: 79.4 % at 1.75, 80.9 % at 1.8, 2.79 in all; on top of 1.5 it took 1.85), 1.85 on 21d22619
 # (on top of 1.6: 79.2 % at 1.8, 81.3 % at 1.85); an earlier calibration shipped 1.5, though its 420 such values
 # reached 80 % only at 2.3
 YOUNG_STACKS = ("ascend", "cdna3", "cdna4")
-UNSEEN_FAMILY_WIDEN = 1.95
+UNSEEN_FAMILY_WIDEN = 2.0
 
 
 def family_seen(family: str) -> bool:
