@@ -49,9 +49,25 @@ class ScriptSettings:
 
 
 @cache
-def _scripts() -> dict[str, tuple[list[str], list[dict[str, Any]]]]:
-    raw = yaml.safe_load((resources.files("stockpile") / "data" / "engines" / "inferencex_scripts.yaml").read_text())
+def _dated(name: str) -> dict[str, tuple[list[str], list[dict[str, Any]]]]:
+    """A data/engines file of per-script entries, each holding from its `since` date: script -> (dates, entries)."""
+    raw = yaml.safe_load((resources.files("stockpile") / "data" / "engines" / name).read_text())
     return {k: ([str(v["since"]) for v in vs], vs) for k, vs in raw.items()}
+
+
+def _in_force(name: str, key: str, date: str) -> dict[str, Any] | None:
+    """The entry of script `key` in data/engines/`name` in force on `date` (ISO), or None."""
+    if key not in _dated(name):
+        return None
+    dates, entries = _dated(name)[key]
+    i = bisect.bisect_right(dates, date) - 1
+    return entries[i] if i >= 0 else None
+
+
+def _aggregated_run_date(notes: str) -> str | None:
+    """The run date of an aggregated (not disaggregated) InferenceX row, or None."""
+    date = run_date(notes)
+    return None if date is None or (_DISAGG.search(notes) and not _AGG.search(notes)) else date
 
 
 def model_code(model: str) -> str | None:
@@ -76,12 +92,9 @@ def script_settings(model: str, weight_dtype: str | None, chip: str, engine: str
     found = []
     for suffix in _FRAMEWORK[engine]:
         key = base + suffix + ("_mtp" if spec else "")
-        if key not in _scripts():
-            continue
-        dates, versions = _scripts()[key]
-        i = bisect.bisect_right(dates, date) - 1
-        if i >= 0 and versions[i].get("engine") == engine:
-            found.append((key, versions[i]))
+        entry = _in_force("inferencex_scripts.yaml", key, date)
+        if entry is not None and entry.get("engine") == engine:
+            found.append((key, entry))
     if not found:
         return None
     first = found[0][1]
@@ -111,8 +124,8 @@ def run_value(rule: Any, tp: int, dp_attention: bool, isl: float, conc: float) -
 def apply_script_settings(case: Any, notes: str, fields: tuple[str, ...] = APPLIED) -> bool:
     """Give an aggregated InferenceX row (rows.InferenceCase) the settings of the script it ran, where the row does
     not state them; the notes, read after this, still override. True when a script was found."""
-    date = run_date(notes)
-    if date is None or (_DISAGG.search(notes) and not _AGG.search(notes)):
+    date = _aggregated_run_date(notes)
+    if date is None:
         return False
     found = script_settings(case.model, case.weight_dtype, case.chip, case.engine, case.spec_draft > 0, date)
     if found is None or not found.values:
@@ -149,12 +162,6 @@ def apply_script_settings(case: Any, notes: str, fields: tuple[str, ...] = APPLI
     return bool(said)
 
 
-@cache
-def _holds() -> dict[str, tuple[list[str], list[dict[str, Any]]]]:
-    raw = yaml.safe_load((resources.files("stockpile") / "data" / "engines" / "trtllm_context_hold.yaml").read_text())
-    return {k: ([str(v["since"]) for v in vs], vs) for k, vs in raw.items()}
-
-
 def _applies(when: dict[str, Any] | None, case: Any) -> bool:
     """Whether a script's case condition (data/engines/trtllm_context_hold.yaml `when`) holds for this row."""
     w = when or {}
@@ -182,19 +189,14 @@ def apply_batch_wait(case: Any, notes: str) -> bool:
     max_tokens_ratio x the script's --max_num_tokens). Call with the nominal lengths (before a random range
     scales them). True when applied. The file's token budgets and attention-DP balance are recorded, not applied
     (docs/validation.md, forty-fourth session)."""
-    date = run_date(notes)
-    if case.engine != "trtllm" or case.batch_wait is not None or date is None or (
-            _DISAGG.search(notes) and not _AGG.search(notes)):
+    date = _aggregated_run_date(notes)
+    if case.engine != "trtllm" or case.batch_wait is not None or date is None:
         return False
     code = model_code(case.model)
     if code is None or not case.weight_dtype or case.spec_draft > 0:
         return False
     key = f"{code}_{case.weight_dtype}_{case.chip.split('-', 1)[0].lower()}_trt"
-    if key not in _holds():
-        return False
-    dates, entries = _holds()[key]
-    i = bisect.bisect_right(dates, date) - 1
-    e = entries[i] if i >= 0 else {}
+    e = _in_force("trtllm_context_hold.yaml", key, date) or {}
     bw = e.get("batch_wait")
     budget = script_budget(e.get("max_num_tokens"), e.get("min"), case)
     if not bw or budget is None or not _applies(bw.get("when"), case):
