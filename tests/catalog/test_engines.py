@@ -28,6 +28,16 @@ def test_notes_say_how_a_port_or_an_uncalibrated_engine_was_read():
     assert read_engine("llm-d").engine == "vllm" and "serves through" in read_engine("llm-d").note
 
 
+@pytest.mark.parametrize("name,engine", [("dynamo-trt", "trtllm"), ("Dynamo_TRTLLM", "trtllm"),
+                                         ("dynamo-sglang", "sglang"), ("dynamo-vllm", "vllm"),
+                                         ("triton-trtllm", "trtllm")])
+def test_a_front_end_named_with_its_backend_is_read_as_that_backend(name, engine):
+    read = read_engine(name)
+    assert read.engine == engine and "serves through" in read.note
+    with pytest.raises(InputError, match="backend"):      # without the backend the engine stays unknown
+        read_engine(name.split("-")[0].split("_")[0])
+
+
 @pytest.mark.parametrize("name,engine,version", [
     ("vllm 0.11.0", "vllm", "0.11.0"), ("vLLM v0.6.3", "vllm", "0.6.3"),
     ("sglang==0.4.3.post2", "sglang", "0.4.3.post2"), ("trtllm-1.0.0rc3", "trtllm", "1.0.0rc3"),
