@@ -21,7 +21,7 @@ import yaml
 
 from stockpile.calibration import trtllm_bench
 from stockpile.calibration.harness import apply_batch_wait, apply_script_settings
-from stockpile.catalog.dtypes import normalise_dtype, normalise_kv_dtype
+from stockpile.catalog.dtypes import normalise_dtype
 from stockpile.catalog.engines import read_engine
 from stockpile.errors import DataError, InputError
 from stockpile.perf.serving import check_request_rate
@@ -564,7 +564,7 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         chip=(row.get("accelerator") or "").strip(), gpus=int(_num(row, "num_accelerators", integer=True,
                                                                       required=True) or 1),
         engine=engine, weight_dtype=normalise_dtype(row.get("weight_dtype")),
-        kv_dtype=normalise_kv_dtype(row.get("kv_dtype")),
+        kv_dtype=normalise_dtype(row.get("kv_dtype")),
         tp=_int(row, "tp"), pp=_int(row, "pp"), ep=_int(row, "ep"), dp=_int(row, "dp"),
         isl=float(_num(row, "input_len", required=True) or 0), osl=float(_num(row, "output_len", required=True) or 0),
         concurrency=conc, request_rate=rate, scenario=(row.get("scenario") or "").strip().lower(),

@@ -17,19 +17,17 @@ DTYPE_ALIASES = {
 
 
 def normalise_dtype(dtype: str | None) -> str | None:
-    """A precision as the model names it (bf16, fp8, int4, ...), from any common spelling; None stays None, and
-    an unknown spelling is returned as given (lower case) for the caller to refuse by name."""
-    if dtype is None or not str(dtype).strip():
+    """A precision as the model names it (bf16, fp8, int4, ...), from any common spelling; None and "auto" (an
+    engine's --dtype auto: the checkpoint's own precision) are None, as unstated, and an unknown spelling is
+    returned as given (lower case) for the caller to refuse by name."""
+    if dtype is None or not str(dtype).strip() or is_auto(dtype):
         return None
     d = str(dtype).strip().lower()
     return DTYPE_ALIASES.get(d.replace("-", "_"), d)
 
 
 def is_auto(dtype: str | None) -> bool:
-    """"auto": the engine's own choice of KV-cache precision (vLLM's --kv-cache-dtype auto)."""
+    """"auto": the engine's own choice (vLLM's --dtype auto: the checkpoint's precision; --kv-cache-dtype auto:
+    the engine's default KV-cache precision)."""
     return dtype is not None and str(dtype).strip().lower() == "auto"
 
-
-def normalise_kv_dtype(dtype: str | None) -> str | None:
-    """A KV-cache precision as normalise_dtype reads it; "auto" is None, as unstated."""
-    return None if is_auto(dtype) else normalise_dtype(dtype)

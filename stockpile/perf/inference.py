@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from stockpile.catalog.chips import BYTES, Chip
-from stockpile.catalog.dtypes import normalise_dtype, normalise_kv_dtype
+from stockpile.catalog.dtypes import normalise_dtype
 from stockpile.catalog.engines import read_engine
 from stockpile.catalog.figure_ranges import chip_at_edge, estimated_figures, uncertain_speeds
 from stockpile.catalog.models import ModelSpec
@@ -318,8 +318,8 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     check_engine_chip(engine, chip)
     notes = list(assumptions or []) + estimated_figures(chip) + unbacked_family(model) + \
         ([named.note] if named.note else [])
-    wdt = check_dtype("weight_dtype", weight_dtype or model.default_weight_dtype, WEIGHT_DTYPES)
-    kv_dtype = normalise_kv_dtype(kv_dtype)
+    wdt = check_dtype("weight_dtype", normalise_dtype(weight_dtype) or model.default_weight_dtype, WEIGHT_DTYPES)
+    kv_dtype = normalise_dtype(kv_dtype)
     if kv_dtype is None:
         kv_dtype = "fp8" if engine == "trtllm" and wdt in ("fp8", "fp4") else "bf16"
         notes.append(f"kv_dtype not given: {kv_dtype} (engine default)")

@@ -161,6 +161,7 @@ def run_estimate(req: EstimateRequest, *, requests: Any = None) -> Any:
     JSONL file by perf.trace) stands for `req.trace`."""
     from stockpile.calibration.rows import default_accept_length
     from stockpile.catalog import get_chip, get_model
+    from stockpile.catalog.dtypes import normalise_dtype
     from stockpile.catalog.models import implied_weight_dtype, model_notes
     from stockpile.perf.inference import estimate
     from stockpile.perf.layout import resolve_layout
@@ -194,7 +195,7 @@ def run_estimate(req: EstimateRequest, *, requests: Any = None) -> Any:
         notes.append(f"input + output ({isl + osl:,.0f} tokens) beyond the model's context ({m.max_position:,}): "
                      "modelled anyway, as asked")
     accept = req.spec_accept if req.spec_accept is not None else default_accept_length(req.spec_draft)
-    return estimate(m, c, layout=lay, engine=req.engine, weight_dtype=req.weight_dtype or implied_weight_dtype(req.model),
+    return estimate(m, c, layout=lay, engine=req.engine, weight_dtype=normalise_dtype(req.weight_dtype) or implied_weight_dtype(req.model),
                     kv_dtype=req.kv_dtype, isl=isl, osl=osl, concurrency=req.concurrency,
                     request_rate=req.request_rate, spec_draft=req.spec_draft, spec_accept=accept,
                     spec_verify=req.spec_verify,

@@ -54,12 +54,13 @@ def test_a_chip_shorthand_in_a_csv_predicts_as_the_chip_and_says_so(tmp_path):
     assert "accelerator 'B200' read as b200-sxm-180gb" in out["b"]["assumed"] and not out["a"].get("assumed")
 
 
-def test_kv_auto_is_the_engine_default_on_the_command_line():
+@pytest.mark.parametrize("flag", ["--kv-dtype", "--weight-dtype"])
+def test_auto_is_the_default_on_the_command_line(flag):
     from typer.testing import CliRunner
 
     from stockpile.cli import app
     args = ["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--chip", "h100-sxm-80gb", "--isl", "512",
             "--osl", "128", "--json"]
-    auto = CliRunner().invoke(app, [*args, "--kv-dtype", "auto"])
+    auto = CliRunner().invoke(app, [*args, flag, "auto"])
     plain = CliRunner().invoke(app, args)
     assert auto.exit_code == 0 and auto.stdout == plain.stdout
