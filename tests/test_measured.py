@@ -251,3 +251,12 @@ def test_int4_weights_with_fp8_activations_run_on_the_fp8_tensor_cores():
     assert inference_case({**row, "notes": "W4A8 (int8 activations)"}).act_dtype is None
     w4a16, w4afp8 = (r["predicted"] for r in validate_rows([row, fp8], load_calibration()))
     assert w4afp8 < 0.8 * w4a16
+
+
+def test_a_blank_gpu_count_is_read_from_tp_and_pp_only_without_data_parallelism():
+    c = inference_case({**ROW, "num_accelerators": "", "tp": "4", "pp": "2"})
+    assert c.gpus == 8 and any("tp x pp = 8" in u for u in c.notes_used)
+    for cells in ({"tp": ""}, {"tp": "4", "dp": "2"}):      # no tp, or attention-DP ranks vs replicas: ambiguous
+        with pytest.raises(InputError) as e:
+            inference_case({**ROW, "num_accelerators": "", **cells})
+        assert e.value.field == "num_accelerators" and "give the GPU count" in str(e.value)

@@ -540,6 +540,20 @@ def metric_and_value(row: dict[str, str], metrics: tuple[str, ...],
     return metric, value * factor
 
 
+def _gpus(row: dict[str, str], used: list[str]) -> int:
+    """num_accelerators; where it is blank, tp x pp when the row states tp and no data parallelism (with dp > 1
+    the GPU count is ambiguous: attention-DP ranks share the TP group's GPUs, replicas do not)."""
+    n = _int(row, "num_accelerators")
+    if n is not None:
+        return max(n, 1)
+    tp, pp, dp = _int(row, "tp"), _int(row, "pp") or 1, _int(row, "dp") or 1
+    if tp is None or dp > 1:
+        raise InputError("num_accelerators", "is blank; give the GPU count (it is read from tp x pp only where "
+                                             "tp is stated and dp is blank or 1)")
+    used.append(f"num_accelerators blank: tp x pp = {tp * pp} GPUs")
+    return max(tp * pp, 1)
+
+
 def inference_case(row: dict[str, str]) -> InferenceCase:
     """One CSV row -> InferenceCase. Raises InputError naming the bad column."""
     metric_notes: list[str] = []
@@ -561,8 +575,7 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
     case = InferenceCase(
         row_id=row.get("id", ""), publication=(row.get("source_url") or "").split("#")[0].strip(),
         metric=metric, measured=float(value), model=(row.get("model") or "").strip(),
-        chip=(row.get("accelerator") or "").strip(), gpus=int(_num(row, "num_accelerators", integer=True,
-                                                                      required=True) or 1),
+        chip=(row.get("accelerator") or "").strip(), gpus=_gpus(row, metric_notes),
         engine=engine, weight_dtype=normalise_dtype(row.get("weight_dtype")),
         kv_dtype=normalise_dtype(row.get("kv_dtype")),
         tp=_int(row, "tp"), pp=_int(row, "pp"), ep=_int(row, "ep"), dp=_int(row, "dp"),
