@@ -91,6 +91,19 @@ def implied_weight_dtype(model_id: str) -> str | None:
     return None
 
 
+def alias_context(model_id: str) -> int | None:
+    """The context window an alias states where it differs from its canonical entry's config (index.yaml
+    `alias_context`: a fine-tune that kept its base's shape but was trained to a longer or shorter context)."""
+    key = model_id.strip().lower()
+    bare = key.split("/")[-1]
+    names = {key, bare, _strip_suffixes(bare)}          # a packaging of the alias (-FP8, -AWQ) keeps its window
+    for e in _index().values():
+        for alias, n in (e.get("alias_context") or {}).items():
+            if names & {alias.lower(), alias.lower().split("/")[-1]}:
+                return int(n)
+    return None
+
+
 def resolve_model_id(model_id: str) -> str:
     """Canonical catalog id for a repo id, alias, re-packaged checkpoint or fine-tune suffix."""
     return _resolve(model_id)[0]

@@ -24,6 +24,7 @@ from stockpile.catalog.model_families import (
 from stockpile.catalog.model_names import (
     _DATA,
     _index,
+    alias_context,
     implied_weight_dtype,
     is_config_path,
     model_notes,
@@ -524,7 +525,9 @@ def get_model(model_id: str) -> ModelSpec:
     """Look a model up by HF id (case-insensitive, suffix-tolerant) or read a config.json path."""
     if is_config_path(model_id):
         return load_config_path(model_id)
-    return _load(resolve_model_id(model_id))
+    spec = _load(resolve_model_id(model_id))
+    ctx = alias_context(model_id)
+    return spec if ctx is None else spec.model_copy(update={"max_position": ctx})
 
 
 def list_models() -> list[ModelSpec]:

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from stockpile.catalog.models import get_model, implied_weight_dtype, list_models, spec_from_config
-from stockpile.errors import DataError, UnknownNameError
+from stockpile.errors import DataError, InputError, UnknownNameError
 
 # Published totals / active counts (billions) the issue names; 2 % tolerance.
 PUBLISHED = {
@@ -89,6 +89,20 @@ def test_moe_structure_of_deepseek_and_llama4():
 def test_aliases_and_suffixes_resolve(name, expected):
     assert get_model(name).id.lower() in (expected.lower(),) or expected.lower() in [
         a.lower() for a in get_model(name).aliases]
+
+
+def test_an_alias_keeps_its_own_context_window():
+    """A fine-tune aliased to its base's config but trained to another context (index.yaml alias_context) is
+    refused only past its own window, a packaging of it too; the base keeps the config's."""
+    assert get_model("microsoft/phi-4").max_position == 16384
+    assert get_model("microsoft/Phi-4-reasoning").max_position == 32768
+    assert get_model("mistralai/Devstral-Small-2505-FP8").max_position == 131072
+    assert get_model("mistralai/Mistral-Small-24B-Instruct-2501").max_position == 32768
+    from stockpile.perf.request import EstimateRequest, run_estimate
+    req = dict(model="microsoft/Phi-4-reasoning", chip="h100-sxm-80gb", isl=20000, osl=1000, concurrency=1)
+    assert run_estimate(EstimateRequest(**req)).ttft_ms > 0
+    with pytest.raises(InputError, match="16,384"):
+        run_estimate(EstimateRequest(**{**req, "model": "microsoft/phi-4"}))
 
 
 def test_suffix_implies_dtype():
