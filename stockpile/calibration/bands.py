@@ -315,12 +315,12 @@ def _quantiles(res: dict[str, list[float]], widen: float = 1.0) -> dict[str, dic
 
 
 # ------------------------------------------------------------------ training
-TRAIN_TIME = ("gpu_hours", "days")
+TRAIN_TIME = ("gpu_hours", "days", "step_time_s")
 
 
 def training_keys(family: str, metric: str, moe: bool) -> list[str]:
     """Most specific first: chip family x metric kind (rate: MFU, HFU, TFLOPS, tokens/s; time: GPU-hours,
-    days) x dense/MoE, then broader groups."""
+    days, step time) x dense/MoE, then broader groups."""
     fam = TRAIN_GROUPS.get(family, family)
     kind = "time" if metric in TRAIN_TIME else "rate"
     arch = "moe" if moe else "dense"

@@ -164,6 +164,8 @@ def _metric_scale(c: Case, recompute: float, rc_frac: float = 1.0) -> tuple[floa
     if m in ("gpu_hours", "days"):
         hours = (job.tokens or 0.0) / 3600.0 / job_goodput(job.gpus, job.model.params).goodput
         return (hours * job.gpus if m == "gpu_hours" else hours / 24.0), 1.0
+    if m == "step_time_s":
+        return float(job.global_batch_tokens or 0.0), 1.0
     mc, seq = TrainConsts.of(job.model, mtp=job.mtp), float(job.seq_len)
     peak = job.chip.peak_flops("fp8" if job.precision == "fp8" else "bf16")
     mfl = float(model_flops_per_token(mc, seq, causal=c.causal))

@@ -36,7 +36,9 @@ from stockpile.perf.training import (
 )
 from stockpile.search.training import MAX_BATCH_TOKENS, make_job, search
 
-METRICS = ("mfu", "hfu", "tflops_per_gpu", "tokens_per_s_per_gpu", "tokens_per_s", "gpu_hours", "days")
+# step_time_s (seconds per optimizer step: the global batch in tokens over tokens/s) extends shared/CONTRACTS.md's
+# list; it needs global_batch_tokens
+METRICS = ("mfu", "hfu", "tflops_per_gpu", "tokens_per_s_per_gpu", "tokens_per_s", "gpu_hours", "days", "step_time_s")
 # source (URL pattern) -> (calibration framework, attention convention causal?, TFLOPs count recompute?)
 SOURCES: list[tuple[str, str, str, bool, bool]] = [
     # training_added.csv: AMD's ROCm PyTorch container (PyTorch FSDP, the pytorch-training-benchmark script), AMD's
@@ -365,6 +367,9 @@ def make_case(row: dict[str, str]) -> Case:
         used.append(f"{gpus} GPUs: {why}")
     else:
         gpus = int(gpus_val) * units
+    if batch is None and metric == "step_time_s":
+        raise InputError("global_batch_tokens", "a step_time_s row needs the global batch in tokens (a step is the "
+                                                "batch over the tokens per second); give it or report tokens_per_s")
     if batch is None and metric in ("gpu_hours", "days"):
         batch = float(MAX_BATCH_TOKENS)
         used.append(f"global batch {MAX_BATCH_TOKENS / 2**20:.0f}M tokens (Llama 3 405B's; not stated)")
@@ -446,6 +451,8 @@ def predict_case(case: Case, cal: TrainCalibration) -> tuple[float, list[str]]:
         g = job_goodput(job.gpus, job.model.params)
         hours = (job.tokens or 0.0) / tps / 3600.0 / g.goodput
         return (hours * job.gpus if m == "gpu_hours" else hours / 24.0), notes
+    if m == "step_time_s":
+        return float(job.global_batch_tokens or 0.0) / tps, notes
     value = {"tokens_per_s": tps, "tokens_per_s_per_gpu": per_gpu, "mfu": per_gpu * mflops / peak,
              "hfu": per_gpu * hflops / peak,
              "tflops_per_gpu": per_gpu * (hflops if case.tflops_recompute else mflops) / 1e12}[m]

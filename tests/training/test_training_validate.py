@@ -83,3 +83,18 @@ def test_nemo_rows_read_as_nemo_with_full_attention_and_plain_ffns():
     assert model.params == pytest.approx(341e9, rel=0.01)      # Nemotron-4 340B's parameter count
     recs = predict_training_rows(rows)
     assert all(r["status"] == "ok" for r in recs)
+
+
+def test_step_time_is_the_global_batch_over_the_predicted_rate(shipped_rows):
+    """step_time_s (extending the contract's training metrics) predicts the batch over tokens/s of the same run;
+    without global_batch_tokens the row is invalid, naming the column."""
+    row = next(r for r in shipped_rows if r["metric"] == "tokens_per_s_per_gpu" and r["global_batch_tokens"]
+               and r["num_accelerators"])
+    rate = predict_training_rows([row])[0]
+    step = predict_training_rows([dict(row, metric="step_time_s", value="10")])[0]
+    expected = float(row["global_batch_tokens"]) / (rate["predicted"] * float(row["num_accelerators"]))
+    assert rate["status"] == step["status"] == "ok"
+    assert step["predicted"] == pytest.approx(expected, rel=1e-6)
+    assert step["predicted_p10"] < step["predicted"] < step["predicted_p90"]
+    bad = predict_training_rows([dict(row, metric="step_time_s", value="10", global_batch_tokens="")])[0]
+    assert bad["status"] == "invalid" and "global_batch_tokens" in bad["reason"]
