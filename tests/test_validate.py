@@ -250,3 +250,27 @@ def test_a_benchmark_clients_metric_names_are_read_in_the_contracts_names_and_un
     assert out["m4"]["predicted"] == out["m3"]["predicted"]
     assert out["m6"]["predicted"] == out["m5"]["predicted"]
     assert out["m7"]["status"] == "invalid" and "metric" in out["m7"]["reason"]
+
+
+def test_more_percentiles_are_read_from_the_simulated_run(tmp_path):
+    """The p95s, the end-to-end median and p90 and the median inter-token gap (beyond the contract's list) are
+    predicted from the same simulated run as the contract's percentiles: ordered p50 <= p90 <= p95 <= p99."""
+    import csv
+    base = next(r for r in csv.DictReader((ROOT / "inference_measurements.csv").open())
+                if r["metric"] == "tpot_ms" and r["concurrency"] and r["engine"] == "vllm")
+    metrics = ["ttft_p50_ms", "ttft_p90_ms", "ttft_p95_ms", "p95_ttft_ms", "ttft_p99_ms", "median_e2el_ms",
+               "e2e_p90_s", "p95_e2el_ms", "e2e_p99_s", "median_itl_ms", "tpot_p95_ms"]
+    rows = [{**base, "id": f"q{i}", "metric": m, "value": "1000" if "e2el" in m else "1"}
+            for i, m in enumerate(metrics)]
+    path = tmp_path / "percentiles.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(base))
+        w.writeheader()
+        w.writerows(rows)
+    out = [r for r in validate_file(path)["rows"]]
+    assert all(r["status"] == "ok" for r in out), [r.get("reason") for r in out]
+    p = [r["predicted"] for r in out]
+    assert p[0] <= p[1] <= p[2] == p[3] <= p[4]
+    assert out[5]["metric"] == "e2e_p50_s" and out[5]["measured"] == pytest.approx(1.0)
+    assert p[5] <= p[6] <= p[7] <= p[8]
+    assert out[9]["metric"] == "itl_p50_ms" and out[10]["metric"] == "tpot_p95_ms"

@@ -183,7 +183,7 @@ def _metric(out: dict[str, np.ndarray], i: int, prep: Prepared) -> float:
     if m == "requests_per_s":
         return float(out["requests_per_s"][i])
     if m in DISTRIBUTION_METRICS:     # no simulation (a P/D split): the steady state's means stand in
-        if m == "itl_ms" or m.startswith("tpot"):
+        if m.startswith(("itl", "tpot")):
             return float(out["tpot_s"][i]) * 1e3
         if m.startswith("ttft"):
             return float(out["ttft_s"][i]) * 1e3
@@ -450,6 +450,8 @@ def _sim_metric(sim: SimResult, pr: Prepared) -> float:
         return (pick(sim.tpot) if len(sim.tpot) else sim.itl_mean) * 1e3
     if m == "itl_ms":
         return sim.itl_mean * 1e3
+    if m == "itl_p50_ms":
+        return sim.itl_p50 * 1e3
     if m == "e2e_latency_s":
         return pick(sim.e2e)
     if m in DISTRIBUTION_METRICS:     # ttft_p90_ms, tpot_p99_ms, e2e_p99_s, ...

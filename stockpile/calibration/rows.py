@@ -34,8 +34,11 @@ TRAINING_COLUMNS = ("id", "model", "params_b", "active_params_b", "layers", "hid
                     "num_accelerators", "precision", "tp", "pp", "dp", "ep", "cp", "global_batch_tokens",
                     "recompute", "metric", "value", "source_url", "notes")
 # the distribution of a run (inter-token latency, percentiles) is read from the scheduler simulation
+# (beyond shared/CONTRACTS.md's list: the p95s, e2e p50/p90/p95 and the median inter-token gap, as benchmark clients
+# print them)
 DISTRIBUTION_METRICS = ("itl_ms", "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms",
-                        "tpot_p99_ms", "e2e_p99_s")
+                        "tpot_p99_ms", "e2e_p99_s", "ttft_p95_ms", "tpot_p95_ms", "e2e_p50_s", "e2e_p90_s",
+                        "e2e_p95_s", "itl_p50_ms")
 INFERENCE_METRICS = ("output_tokens_per_s", "output_tokens_per_s_per_gpu", "total_tokens_per_s",
                      "total_tokens_per_s_per_gpu", "ttft_ms", "tpot_ms", "e2e_latency_s", "requests_per_s",
                      *DISTRIBUTION_METRICS)
@@ -495,11 +498,11 @@ def float_or_none(x: Any) -> float | None:
 
 
 # Metric names as benchmark clients print them (vLLM's and SGLang's bench_serving result keys) -> (the
-# contract's metric, factor on the value). Percentiles: {mean,median,p50,p90,p99}_{ttft,tpot,itl,e2el}_ms.
+# contract's metric, factor on the value). Percentiles: {mean,median,p50,p90,p95,p99}_{ttft,tpot,itl,e2el}_ms.
 METRIC_ALIASES = {"output_throughput": ("output_tokens_per_s", 1.0), "total_token_throughput": ("total_tokens_per_s", 1.0),
                   "request_throughput": ("requests_per_s", 1.0), "e2e_latency_ms": ("e2e_latency_s", 1e-3),
                   "e2el_ms": ("e2e_latency_s", 1e-3)}
-_BENCH_KEY = re.compile(r"^(mean|median|p50|p90|p99)_(ttft|tpot|itl|e2el)_ms$")
+_BENCH_KEY = re.compile(r"^(mean|median|p50|p90|p95|p99)_(ttft|tpot|itl|e2el)_ms$")
 
 
 def _bench_metric(name: str) -> tuple[str, float] | None:
@@ -511,9 +514,9 @@ def _bench_metric(name: str) -> tuple[str, float] | None:
         return None
     stat, what = m.group(1).replace("median", "p50"), m.group(2)
     if what == "e2el":
-        return ("e2e_latency_s", 1e-3) if stat == "mean" else (("e2e_p99_s", 1e-3) if stat == "p99" else None)
-    if what == "itl":
-        return ("itl_ms", 1.0) if stat == "mean" else None
+        return ("e2e_latency_s", 1e-3) if stat == "mean" else (f"e2e_{stat}_s", 1e-3)
+    if what == "itl":       # the simulation gives the mean and the median gap between tokens, not their tail
+        return ("itl_ms", 1.0) if stat == "mean" else (("itl_p50_ms", 1.0) if stat == "p50" else None)
     return (f"{what}_ms", 1.0) if stat == "mean" else (f"{what}_{stat}_ms", 1.0)
 
 
