@@ -274,3 +274,26 @@ def test_more_percentiles_are_read_from_the_simulated_run(tmp_path):
     assert out[5]["metric"] == "e2e_p50_s" and out[5]["measured"] == pytest.approx(1.0)
     assert p[5] <= p[6] <= p[7] <= p[8]
     assert out[9]["metric"] == "itl_p50_ms" and out[10]["metric"] == "tpot_p95_ms"
+
+
+def test_a_spreadsheets_csv_is_read_byte_order_mark_crlf_and_thousands_separators(tmp_path):
+    """A CSV saved by a spreadsheet (UTF-8 byte-order mark, CRLF, padded header names, "1,234.5") is read like
+    the plain file; a cell that is not a number is still refused, naming its column."""
+    import csv
+    base = next(r for r in csv.DictReader((ROOT / "inference_measurements.csv").open())
+                if r["metric"] == "ttft_ms" and r["concurrency"])
+    cols = list(base)
+    plain, sheet = tmp_path / "plain.csv", tmp_path / "sheet.csv"
+    with plain.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerow({**base, "value": "1234.5"})
+        w.writerow({**base, "id": "bad", "value": "12,34"})
+    rows = [[" " + c + " " for c in cols], [{**base, "value": "1,234.5"}[c] for c in cols],
+            [{**base, "id": "bad", "value": "12,34"}[c] for c in cols]]
+    with sheet.open("w", newline="", encoding="utf-8-sig") as f:
+        csv.writer(f, lineterminator="\r\n").writerows(rows)
+    a, b = validate_file(plain)["rows"], validate_file(sheet)["rows"]
+    assert a[0]["status"] == b[0]["status"] == "ok" and a[0]["predicted"] == b[0]["predicted"]
+    assert b[0]["measured"] == 1234.5
+    assert b[1]["status"] == "invalid" and "value" in b[1]["reason"]

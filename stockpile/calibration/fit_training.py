@@ -10,7 +10,6 @@ Writes ``stockpile/data/calibration/training.yaml`` with the fit date, the data 
 """
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import statistics
 from collections import Counter
@@ -23,6 +22,7 @@ import numpy as np
 
 from stockpile.atomic import write_calibration_yaml
 from stockpile.calibration.fitter import solve, values_on_bounds
+from stockpile.calibration.rows import read_rows
 from stockpile.calibration.training import Case, is_fitted, predict_training_rows, prepare_rows
 from stockpile.errors import DataError
 from stockpile.perf.frameworks import FAMILY_GROUPS, framework, fw_flags, kernel_key
@@ -100,11 +100,11 @@ def default_rows() -> list[dict[str, str]]:
 
 
 def read_training_rows(path: Path) -> list[dict[str, str]]:
-    try:
-        with Path(path).open(newline="") as fh:
-            return list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
+    """The rows of a training CSV, read as `validate` reads them (rows.read_rows)."""
+    kind, rows = read_rows(path)
+    if kind != "training":
+        raise DataError(f"{Path(path).name}: an inference CSV, not training rows (shared/CONTRACTS.md)")
+    return rows
 
 
 @dataclass

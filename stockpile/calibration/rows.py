@@ -133,16 +133,25 @@ def _int(row: dict[str, str], key: str, *, required: bool = False) -> int | None
     return None if v is None else int(v)
 
 
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
+
+
+def cell_number(key: str, raw: str) -> float:
+    """A numeric cell as a float; a spreadsheet's thousands separators ("1,234.5") are read, anything else that is
+    not a number raises InputError naming the column."""
+    try:
+        return float(raw.replace(",", "") if _THOUSANDS.match(raw) else raw)
+    except ValueError:
+        raise InputError(key, f"'{raw}' is not a number") from None
+
+
 def _num(row: dict[str, str], key: str, *, integer: bool = False, required: bool = False) -> float | None:
     raw = (row.get(key) or "").strip()
     if not raw:
         if required:
             raise InputError(key, "is blank but required")
         return None
-    try:
-        v = float(raw)
-    except ValueError:
-        raise InputError(key, f"'{raw}' is not a number") from None
+    v = cell_number(key, raw)
     if math.isnan(v) or v < 0 or (math.isinf(v) and key != "request_rate"):
         raise InputError(key, f"must be a non-negative number, got {raw}")
     if integer:
@@ -474,9 +483,9 @@ def read_rows(path: str | Path) -> tuple[str, list[dict[str, str]]]:
     """('inference' | 'training', rows). Raises DataError for an unreadable file or unknown columns."""
     p = Path(path)
     try:
-        with p.open(newline="") as fh:
+        with p.open(newline="", encoding="utf-8-sig") as fh:     # a spreadsheet's byte-order mark is not a column
             reader = csv.DictReader(fh)
-            cols = tuple(reader.fieldnames or ())
+            reader.fieldnames = cols = tuple(c.strip() for c in reader.fieldnames or ())
             rows = [_tidy(r, len(cols)) for r in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read {p}: {exc}") from None

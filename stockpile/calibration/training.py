@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from stockpile.calibration.bands import fitted_training_publications, training_band
-from stockpile.calibration.rows import float_or_none, metric_and_value
+from stockpile.calibration.rows import cell_number, float_or_none, metric_and_value
 from stockpile.calibration.status import OK, UNSUPPORTED, status_of
 from stockpile.catalog.chips import get_chip
 from stockpile.catalog.models import ModelSpec, get_model, spec_from_config
@@ -139,10 +139,7 @@ class Case:
 
 def _num(row: dict[str, str], key: str) -> float | None:
     v = (row.get(key) or "").strip()
-    try:
-        return float(v) if v else None
-    except ValueError:
-        raise InputError(key, f"'{v}' is not a number") from None
+    return cell_number(key, v) if v else None
 
 
 def _note(notes: str, pattern: str) -> int | None:

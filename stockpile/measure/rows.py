@@ -172,7 +172,7 @@ def merge_csv(path: Path, rows: list[dict[str, str]]) -> str:
     """The CSV text of ``path``'s existing rows (kept as they are) followed by ``rows``."""
     old: list[dict[str, str]] = []
     if path.is_file():
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             if reader.fieldnames is None or "metric" not in reader.fieldnames:
                 raise InputError("out", f"{path} exists and is not a measured-data CSV; choose another --out")
