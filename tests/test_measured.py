@@ -260,3 +260,12 @@ def test_a_blank_gpu_count_is_read_from_tp_and_pp_only_without_data_parallelism(
         with pytest.raises(InputError) as e:
             inference_case({**ROW, "num_accelerators": "", **cells})
         assert e.value.field == "num_accelerators" and "give the GPU count" in str(e.value)
+
+
+@pytest.mark.parametrize("cell", ["inf", "Unlimited", "none"])
+def test_a_concurrency_without_a_cap_reads_as_blank(cell):
+    c = inference_case({**ROW, "concurrency": cell, "scenario": "offline", "metric": "output_tokens_per_s"})
+    assert c.concurrency is None and any("no cap" in u for u in c.notes_used)
+    with pytest.raises(InputError) as e:                       # other words are still not numbers
+        inference_case({**ROW, "concurrency": "lots"})
+    assert e.value.field == "concurrency"

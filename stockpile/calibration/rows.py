@@ -133,6 +133,8 @@ def _int(row: dict[str, str], key: str, *, required: bool = False) -> int | None
     return None if v is None else int(v)
 
 
+# a concurrency cell that says the client had no cap (vllm bench serve without --max-concurrency)
+_NO_CAP = ("inf", "infinity", "unlimited", "none", "no limit", "max", "-")
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
 
 
@@ -583,6 +585,9 @@ def inference_case(row: dict[str, str]) -> InferenceCase:
         rate = None            # "inf": requests sent as fast as the concurrency cap allows: a closed loop
     if rate is not None:
         check_request_rate(rate)
+    if (row.get("concurrency") or "").strip().lower() in _NO_CAP:     # a client without a concurrency cap
+        metric_notes.append(f"concurrency '{row['concurrency'].strip()}': no cap, read as blank")
+        row = {**row, "concurrency": ""}
     conc = _num(row, "concurrency")
     case = InferenceCase(
         row_id=row.get("id", ""), publication=(row.get("source_url") or "").split("#")[0].strip(),
