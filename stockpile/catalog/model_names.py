@@ -147,6 +147,23 @@ def _resolve(model_id: str) -> tuple[str, bool]:
     """(canonical id, whether it was found only as the base named inside the id)."""
     amap = _alias_map()
     low = model_id.strip().lower()
+    if "@" in low or ":" in low:
+        # a pinned revision ("Qwen/Qwen3-8B@main") names the same model; an Ollama-style tag names its size
+        # ("gpt-oss:20b", "qwen3:30b-a3b") or is a label ("gpt-oss-120b:latest", "deepseek-r1:671b")
+        stem, _, tag = re.sub(r"@[\w.-]+$", "", low).rpartition(":") if ":" in low else (low.split("@")[0], "", "")
+        size = re.match(r"(\d+(?:\.\d+)?)([bm])\b", tag)
+        for t in ([f"{stem}-{tag}"] if size else []) + [stem]:
+            try:
+                found = _resolve(t)
+            except UnknownNameError:
+                continue
+            # a size tag must fit the model the bare name finds ("deepseek-r1:8b" is a distill, not DeepSeek-R1)
+            params = _index()[found[0].lower()].get("params_b")
+            if t != stem or not size or (params and abs(float(size.group(1)) * (1e-3 if size.group(2) == "m" else 1)
+                                                        / float(params) - 1) < 0.15):
+                return found
+        raise UnknownNameError("model", model_id, sorted({e["id"] for e in _index().values()}),
+                               hint="or pass a path to a config.json")
     name = low.split("/")[-1]
     for cand in (low, name, _strip_suffixes(low), _strip_suffixes(name)):
         if cand in amap:

@@ -269,3 +269,17 @@ def test_an_answer_says_when_the_catalogued_config_is_reconstructed(tmp_path) ->
     out = run_estimate(EstimateRequest(model="xai-org/grok-1", chip="h200-sxm-141gb", gpus=8, isl=1024, osl=256))
     assert any("xai-org/grok-1: its config.json is reconstructed" in a for a in out.assumptions)
     assert model_notes("lab/sized-by-the-scaling-law-70b") == []     # not catalogued: nothing to say, no error
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("Qwen/Qwen3-8B@main", "Qwen/Qwen3-8B"), ("openai/gpt-oss-120b:latest", "openai/gpt-oss-120b"),
+    ("gpt-oss:20b", "openai/gpt-oss-20b"), ("qwen3:30b-a3b", "Qwen/Qwen3-30B-A3B"),
+    ("deepseek-r1:671b", "deepseek-ai/DeepSeek-R1"),
+])
+def test_a_revision_or_a_tag_names_the_same_model(name, expected):
+    assert get_model(name).id == expected
+
+
+def test_a_size_tag_that_does_not_fit_the_bare_name_is_refused():
+    with pytest.raises(UnknownNameError):     # Ollama's deepseek-r1:8b is a distilled 8B, not DeepSeek-R1
+        get_model("deepseek-r1:8b")
