@@ -162,8 +162,7 @@ def _resolve(model_id: str) -> tuple[str, bool]:
             if t != stem or not size or (params and abs(float(size.group(1)) * (1e-3 if size.group(2) == "m" else 1)
                                                         / float(params) - 1) < 0.15):
                 return found
-        raise UnknownNameError("model", model_id, sorted({e["id"] for e in _index().values()}),
-                               hint="or pass a path to a config.json")
+        raise _unknown(model_id)
     name = low.split("/")[-1]
     for cand in (low, name, _strip_suffixes(low), _strip_suffixes(name)):
         if cand in amap:
@@ -186,5 +185,9 @@ def _resolve(model_id: str) -> tuple[str, bool]:
             if re.fullmatch(r"-v\d+(\.\d+)*", flat[: m.start()] + flat[m.end():]):
                 break
             return canonical, True
-    raise UnknownNameError("model", model_id, sorted({e["id"] for e in _index().values()}),
-                           hint="or pass a path to a config.json")
+    raise _unknown(model_id)
+
+
+def _unknown(model_id: str) -> UnknownNameError:
+    return UnknownNameError("model", model_id, sorted({e["id"] for e in _index().values()}),
+                            hint="or pass a path to a config.json")
