@@ -226,6 +226,17 @@ def test_a_training_source_the_fit_has_not_seen_gets_the_wider_band(tmp_path):
         assert _log_width(b) == pytest.approx(_log_width(a) * TRAIN_UNSEEN_WIDEN / TRAIN_WIDEN, rel=2e-3, abs=1e-5)
 
 
+def _metric_rows(path, base, metrics, prefix):
+    """A CSV of `base` once per metric (ids prefix0, prefix1, ...; a benchmark client's e2el in ms as 1000)."""
+    import csv
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(base))
+        w.writeheader()
+        w.writerows({**base, "id": f"{prefix}{i}", "metric": m, "value": "1000" if "e2el" in m else "1"}
+                    for i, m in enumerate(metrics))
+    return path
+
+
 def test_a_benchmark_clients_metric_names_are_read_in_the_contracts_names_and_units(tmp_path):
     """A row whose metric is a bench_serving result key (median_ttft_ms, output_throughput, mean_e2el_ms) or the
     contract's name in another case is predicted as the contract's metric, its value in the contract's unit, and
@@ -235,14 +246,7 @@ def test_a_benchmark_clients_metric_names_are_read_in_the_contracts_names_and_un
                 if r["metric"] == "tpot_ms" and r["concurrency"])
     metrics = ["ttft_p50_ms", "median_ttft_ms", "TTFT_P50_MS", "e2e_latency_s", "mean_e2el_ms", "output_tokens_per_s",
                "output_throughput", "p99_itl_ms"]
-    rows = [{**base, "id": f"m{i}", "metric": m, "value": "1000" if m.endswith("_ms") and "e2el" in m else "1"}
-            for i, m in enumerate(metrics)]
-    path = tmp_path / "metrics.csv"
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(base))
-        w.writeheader()
-        w.writerows(rows)
-    out = {r["id"]: r for r in validate_file(path)["rows"]}
+    out = {r["id"]: r for r in validate_file(_metric_rows(tmp_path / "metrics.csv", base, metrics, "m"))["rows"]}
     assert out["m1"]["metric"] == out["m2"]["metric"] == "ttft_p50_ms"
     assert out["m1"]["predicted"] == out["m0"]["predicted"] == out["m2"]["predicted"]
     assert any("read as ttft_p50_ms" in a for a in out["m1"]["assumed"])
@@ -260,14 +264,7 @@ def test_more_percentiles_are_read_from_the_simulated_run(tmp_path):
                 if r["metric"] == "tpot_ms" and r["concurrency"] and r["engine"] == "vllm")
     metrics = ["ttft_p50_ms", "ttft_p90_ms", "ttft_p95_ms", "p95_ttft_ms", "ttft_p99_ms", "median_e2el_ms",
                "e2e_p90_s", "p95_e2el_ms", "e2e_p99_s", "median_itl_ms", "tpot_p95_ms"]
-    rows = [{**base, "id": f"q{i}", "metric": m, "value": "1000" if "e2el" in m else "1"}
-            for i, m in enumerate(metrics)]
-    path = tmp_path / "percentiles.csv"
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(base))
-        w.writeheader()
-        w.writerows(rows)
-    out = [r for r in validate_file(path)["rows"]]
+    out = validate_file(_metric_rows(tmp_path / "percentiles.csv", base, metrics, "q"))["rows"]
     assert all(r["status"] == "ok" for r in out), [r.get("reason") for r in out]
     p = [r["predicted"] for r in out]
     assert p[0] <= p[1] <= p[2] == p[3] <= p[4]
