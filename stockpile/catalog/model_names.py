@@ -91,6 +91,7 @@ def implied_weight_dtype(model_id: str) -> str | None:
     return None
 
 
+@cache
 def alias_context(model_id: str) -> int | None:
     """The context window an alias states where it differs from its canonical entry's config (index.yaml
     `alias_context`: a fine-tune that kept its base's shape but was trained to a longer or shorter context)."""
