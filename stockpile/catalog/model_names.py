@@ -151,7 +151,7 @@ def _resolve(model_id: str) -> tuple[str, bool]:
     if "@" in low or ":" in low:
         # a pinned revision ("Qwen/Qwen3-8B@main") names the same model; an Ollama-style tag names its size
         # ("gpt-oss:20b", "qwen3:30b-a3b") or is a label ("gpt-oss-120b:latest", "deepseek-r1:671b")
-        stem, _, tag = re.sub(r"@[\w.-]+$", "", low).rpartition(":") if ":" in low else (low.split("@")[0], "", "")
+        stem, _, tag = re.sub(r"@[\w.-]+$", "", low).partition(":")
         size = re.match(r"(\d+(?:\.\d+)?)([bm])\b", tag)
         for t in ([f"{stem}-{tag}"] if size else []) + [stem]:
             try:
