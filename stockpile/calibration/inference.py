@@ -15,6 +15,7 @@ import numpy as np
 
 from stockpile.calibration import trtllm_bench
 from stockpile.calibration.bands import band, fitted_publications, load_kind
+from stockpile.calibration.prompt_sets import mark_shared_prompts
 from stockpile.calibration.rows import (
     DEFAULT_DRAFT_ATTN_DP,
     DISTRIBUTION_METRICS,
@@ -487,10 +488,17 @@ def _chip_consts(chip: Chip) -> ChipConsts:
 
 def prepare_rows(rows: list[dict[str, str]]) -> list[Prepared | Exception]:
     """Each inference row resolved against the catalogs, or the error that stops it."""
-    prepared: list[Prepared | Exception] = []
+    cases: list[InferenceCase | StockpileError] = []
     for row in rows:
         try:
-            prepared.append(prepare(inference_case(row)))
+            cases.append(inference_case(row))
+        except StockpileError as exc:
+            cases.append(exc)
+    mark_shared_prompts(c for c in cases if isinstance(c, InferenceCase))
+    prepared: list[Prepared | Exception] = []
+    for case in cases:
+        try:
+            prepared.append(case if isinstance(case, StockpileError) else prepare(case))
         except StockpileError as exc:
             prepared.append(exc)
     return prepared
