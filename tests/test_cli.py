@@ -34,7 +34,7 @@ def test_estimate_human_table():
 
 def test_estimate_takes_sglangs_polling_and_flushing_flags():
     base = ["estimate", "--model", "Qwen/Qwen3-30B-A3B", "--chip", "h100-sxm-80gb", "--engine", "sglang", "--isl",
-            "1000", "--osl", "1000", "--concurrency", "64", "--length-spread", "0.2", "--json"]
+            "1000", "--osl", "1000", "--concurrency", "32", "--length-spread", "0.2", "--json"]   # under the KV cap
     plain = json.loads(run(*base).stdout)
     r = run(*base, "--scheduler-recv-interval", "30", "--stream-interval", "30")
     assert r.exit_code == 0, r.output

@@ -88,7 +88,7 @@ def hybrid_kv(engine: str) -> float:
     return 1.0 if engine_defaults()[engine].get("hybrid_kv") else 0.0
 
 
-def engine_limits(engine: str, chip: "Chip", cfg: Any, attn_dp: Any = 1.0) -> tuple[Any, Any, Any]:
+def engine_limits(engine: str, chip: "Chip", cfg: Any, attn_dp: Any = 1.0, tp: Any = 1.0) -> tuple[Any, Any, Any]:
     """(max running sequences per attention-DP rank, prefill chunk tokens, memory fraction) from the run (`cfg`:
     perf.inference.Configs) or the engine defaults. Each attention-DP rank schedules its own batch; an engine whose stated cap is shared by its
     ranks (defaults.yaml `max_seqs_shared_by_dp`) has it divided among them."""
@@ -103,8 +103,36 @@ def engine_limits(engine: str, chip: "Chip", cfg: Any, attn_dp: Any = 1.0) -> tu
     chunk = cfg.chunk if cfg.chunk is not None else (
         d.get("max_num_batched_tokens_small_gpu", d["max_num_batched_tokens"]) if small
         else d["max_num_batched_tokens"])
-    mem_util = cfg.mem_util if cfg.mem_util is not None else d["gpu_memory_utilization"]
+    if cfg.mem_util is not None:
+        mem_util = cfg.mem_util
+    elif chip.vendor in d.get("mem_fraction_reserve_mib", {}).get("vendors", ()):
+        mem_util = reserve_fraction(d, chip, cfg.chunk, attn_dp, tp)
+    else:
+        mem_util = d["gpu_memory_utilization"]
     return max_seqs, chunk, mem_util
+
+
+def reserve_fraction(d: dict[str, Any], chip: "Chip", chunk: Any = None, attn_dp: Any = 1.0, tp: Any = 1.0) -> Any:
+    """An engine's default memory fraction where it derives it from what it holds back (SGLang's
+    --mem-fraction-static): (memory - reserved) / memory, reserved from the prefill chunk (`chunk` where the run
+    states it, else the engine's tier for the GPU's memory), the CUDA-graph batch cap and the GPU count
+    (defaults.yaml `mem_fraction_reserve_mib`). `tp`: GPUs of tensor x pipeline parallelism in the instance."""
+    r = d["mem_fraction_reserve_mib"]
+    mib = chip.memory_bytes / 2**20
+    gib = mib / 1024
+    gpus, dp = np.asarray(tp, float), np.asarray(attn_dp, float)
+    if chunk is None:
+        chunk = next(c for below, c in r["chunk_tiers"] if gib < below)
+    small, large = next((s, lg) for below, s, lg in r["graph_tiers"] if gib < below)
+    graph = np.where(gpus < 4, small, large)
+    reserved = (r["base"] + r["per_chunk_token"] * np.maximum(np.asarray(chunk, float), r["min_chunk"])
+                + r["per_graph_bs"] * graph + r["per_eighth_gpus"] * gpus / 8
+                + np.where(dp > 1, (r["per_graph_bs_dp"] + np.where(graph > 300, r["per_graph_bs_dp_over_300"], 0.0))
+                           * graph * dp, 0.0))
+    if mib > r["floor_above_mib"]:
+        reserved = np.maximum(reserved, r["floor"])
+    frac = (mib - reserved) / mib
+    return float(frac) if np.ndim(frac) == 0 else frac
 
 
 @cache

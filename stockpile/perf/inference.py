@@ -46,6 +46,10 @@ from stockpile.perf.serving import (
 )
 from stockpile.perf.traffic import prefill_policy, wave_note
 
+# the memory fraction a launch command sets where the engine's own default leaves a layout no room
+# (deploy.spec's gpu_memory_utilization default, written as vLLM's and SGLang's flag)
+LAUNCH_MEM_UTIL = 0.9
+
 WEIGHT_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 KV_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8")
 # Stored bytes per weight, scales included: int4 group-128 with fp16 scales; NVFP4 block-16 with fp8 scales.
@@ -225,7 +229,9 @@ def evaluate(model: ModelSpec, chip: Chip, engine: str, cfg: Configs,
     cal = calibration or load_calibration()
     p = params or cal.params(chip.family, engine)
     peak, kind = chip_dtype_tables(chip, cfg.weight_dtype)
-    max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg, cfg.attn_dp)
+    max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg, cfg.attn_dp,
+                                              np.asarray(cfg.attn_tp, float) * np.asarray(cfg.attn_dp, float)
+                                              * np.asarray(cfg.pp, float))
     if cfg.hybrid_kv is None:
         cfg.hybrid_kv = hybrid_kv(engine)
     if cfg.prefill_first is None:
@@ -382,10 +388,22 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         notes.append(wave_note(engine, cfg.prefill_batch))
     r = {k: np.asarray(v).reshape(-1)[0] for k, v in evaluate(model, chip, engine, cfg, cal, p).items()}
     gpus = layout.gpus
-    d = engine_defaults()[engine]
+    mem_util = float(engine_limits(engine, chip, cfg, layout.attn_dp, layout.gpus_per_instance)[2])
+    if not bool(r["fits"]) and mem_util < LAUNCH_MEM_UTIL:
+        # the engine's derived default (SGLang's, after what it holds back for attention-DP graphs) leaves no room
+        # where the fraction a launch command sets would: predict at that, and say so
+        cfg.mem_util = LAUNCH_MEM_UTIL
+        raised = {k: np.asarray(v).reshape(-1)[0] for k, v in evaluate(model, chip, engine, cfg, cal, p).items()}
+        if bool(raised["fits"]):
+            notes.append(f"memory fraction {LAUNCH_MEM_UTIL:g}: {engine}'s default for this layout, {mem_util:.3f}, "
+                         "leaves no room for a sequence (set it with the engine's memory-fraction flag, as "
+                         "`stockpile deploy` does)")
+            r, mem_util = raised, LAUNCH_MEM_UTIL
+        else:
+            cfg.mem_util = None
     # usable for weights, reserve and KV cache (TensorRT-LLM: its fraction of what the weights leave free)
     cap = float(r["weights_bytes"]) + p.reserve_gb * 1e9 + float(kv_budget_bytes(
-        chip.memory_bytes, d["gpu_memory_utilization"], float(r["weights_bytes"]), p.reserve_gb * 1e9, p.kv_free))
+        chip.memory_bytes, mem_util, float(r["weights_bytes"]), p.reserve_gb * 1e9, p.kv_free))
     kv_seq = float(r["kv_bytes_per_token"]) * (isl + osl)
     kv_used = min(float(r["batch"]) / max(layout.attn_dp, 1), float(r["max_batch"]) / max(layout.attn_dp, 1)) * kv_seq
     weights = float(r["weights_bytes"])

@@ -50,7 +50,7 @@ def longest_sequence(model: ModelSpec, chip: Chip, engine: str, c: Candidate, li
         ch = role_chip or chip
         p = load_calibration().params(ch.family, engine)
         tp, dp, pp, ep = (float(lay[k]) for k in ("attn_tp", "attn_dp", "pp", "moe_ep"))
-        _, _, mem_util = engine_limits(engine, ch, Configs())
+        _, _, mem_util = engine_limits(engine, ch, Configs(), dp, tp * dp * pp)
         held = float(weights(mc, tp, pp, ep, max(tp * dp / ep, 1.0), WEIGHT_BYTES[c.weight_dtype]))
         budget = float(kv_budget_bytes(ch.memory_bytes, float(mem_util), held, p.reserve_gb * 1e9, p.kv_free))
         kvb = BYTES[c.kv_dtype]

@@ -38,3 +38,38 @@ def test_a_tensorrt_llm_estimate_holds_the_larger_cache():
     assert runs["trtllm"].max_batch > 1.3 * runs["vllm"].max_batch
     per_seq = mem["trtllm"].kv_per_sequence_mb * 1e6
     assert runs["trtllm"].max_batch == pytest.approx(0.9 * free / per_seq, abs=1.0)
+
+
+def test_sglang_derives_its_memory_fraction_from_what_it_holds_back():
+    """SGLang's --mem-fraction-static when not given: (memory - reserved) / memory, reserved = 512 MiB + 1.5 MiB
+    per prefill-chunk token + 2 per CUDA-graph batch + 1 GiB per 8 GPUs, at least 10 GiB on an 80 GB GPU."""
+    from stockpile.perf.calibration import engine_defaults, engine_limits, reserve_fraction
+    from stockpile.perf.inference import Configs
+    h100 = get_chip("h100-sxm-80gb")
+    mib = h100.memory_bytes / 2**20
+    frac = engine_limits("sglang", h100, Configs(), 1.0, 1.0)[2]
+    assert frac == pytest.approx((mib - (512 + 1.5 * 8192 + 2 * 256 + 1024 / 8)) / mib)
+    assert 0.82 < frac < 0.85                        # not the flat 0.88 the engine used before v0.4.7
+    # more GPUs and attention-DP ranks hold back more; a stated fraction or chunk is the run's own
+    assert engine_limits("sglang", h100, Configs(), 1.0, 8.0)[2] < frac
+    assert engine_limits("sglang", h100, Configs(), 8.0, 8.0)[2] < engine_limits("sglang", h100, Configs(), 1.0, 8.0)[2]
+    assert engine_limits("sglang", h100, Configs(mem_util=0.9), 1.0, 1.0)[2] == 0.9
+    assert engine_limits("sglang", h100, Configs(chunk=2048), 1.0, 1.0)[2] > frac
+    # a 180 GB GPU's own tier: a 16k-token chunk and 512 graph batches
+    b200 = get_chip("b200-sxm-180gb")
+    bmib = b200.memory_bytes / 2**20
+    assert reserve_fraction(engine_defaults()["sglang"], b200) == pytest.approx(
+        (bmib - (512 + 1.5 * 16384 + 2 * 512 + 1024 / 8)) / bmib)
+    # Ascend's port is not on these tiers; vLLM keeps its flat 0.9
+    assert engine_limits("sglang", get_chip("ascend-910b-64gb"), Configs(), 1.0, 1.0)[2] == 0.88
+    assert engine_limits("vllm", h100, Configs(), 1.0, 8.0)[2] == 0.9
+
+
+def test_a_large_model_on_one_gpu_holds_less_kv_cache_under_sglang_than_the_flat_fraction_gave():
+    model, chip = get_model("Qwen/Qwen3-32B"), get_chip("h100-sxm-80gb")
+    layout = resolve_layout(gpus=1, tp=1)
+    e = estimate(model, chip, layout=layout, engine="sglang", weight_dtype="bf16", kv_dtype="bf16", isl=4000,
+                 osl=200, concurrency=512)
+    flat = (0.88 * chip.memory_bytes - e.memory_gb.weights_gb * 1e9 - e.memory_gb.reserve_gb * 1e9)
+    held = e.max_batch * e.memory_gb.kv_per_sequence_mb * 1e6
+    assert held < 0.75 * flat
