@@ -97,6 +97,19 @@ def context_length(model: ModelSpec, chip: Chip, engine: str, c: Candidate, *, i
                "in this configuration, so the longest that does (--max-model-len to choose)")
 
 
+def _memory_fraction(c: Candidate, chip: Chip, engine: str) -> float:
+    """The memory fraction the launch command sets: the one the search evaluated the candidate at. SGLang derives
+    its default from what it holds back (perf.calibration.reserve_fraction), so that is written out for the decode
+    role's layout and chunk; other engines take the spec's 0.9."""
+    from stockpile.perf.calibration import engine_defaults, engine_limits
+    from stockpile.perf.inference import Configs
+    if chip.vendor not in (engine_defaults().get(engine) or {}).get("mem_fraction_reserve_mib", {}).get("vendors", ()):
+        return 0.9
+    lay, _ = _roles(c)[-1]
+    tp, dp, pp = (float(lay[k]) for k in ("attn_tp", "attn_dp", "pp"))
+    return round(float(engine_limits(engine, chip, Configs(chunk=c.chunk), dp, tp * dp * pp)[2]), 3)
+
+
 def deploy_spec(c: Candidate, *, model_id: str, chip: Chip, engine: str, isl: float, osl: float,
                 max_len: int | None = None) -> DeploySpec:
     """The launch spec for candidate `c` (engine: vllm or sglang); ``max_len`` is the engine's context
@@ -105,6 +118,7 @@ def deploy_spec(c: Candidate, *, model_id: str, chip: Chip, engine: str, isl: fl
     max_len = max_len or int(2 ** math.ceil(math.log2(isl + osl + 64)))
     spec_dec = SpeculativeSpec(method="mtp", num_draft_tokens=c.spec_draft) if c.spec_draft else None
     common: dict[str, Any] = dict(model_id=model_id, chip_id=chip.id, gpus_per_node=gpn, engine=engine,
+                  gpu_memory_utilization=_memory_fraction(c, chip, engine),
                   weight_dtype=c.weight_dtype, kv_dtype=c.kv_dtype, quantization=QUANTIZATION.get(c.weight_dtype),
                   max_num_seqs=max(8, int(math.ceil(c.batch_per_instance * 1.25))), max_model_len=max_len,
                   max_num_batched_tokens=c.chunk,

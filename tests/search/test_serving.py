@@ -176,3 +176,17 @@ def test_a_chip_comparison_goes_on_without_a_chip_it_cannot_predict():
     assert docs["a10g-24gb"]["evaluated"] == 0 and "no sourced tensor peak" in docs["a10g-24gb"]["message"]
     alone = runner.invoke(app, args + ["--chips", "a10g"])
     assert alone.exit_code == 2 and "tensor peak" in alone.output
+
+
+def test_sglangs_launch_command_sets_the_memory_fraction_the_search_assumed(qwen_h200):
+    """SGLang's derived default (perf.calibration.reserve_fraction) for the candidate's layout and chunk, written out;
+    vLLM's launch keeps the spec's 0.9."""
+    from stockpile.perf.calibration import engine_limits
+    from stockpile.perf.inference import Configs
+    cand, chip = qwen_h200.candidates[0], get_chip(H200)
+    lay = cand.layout
+    want = engine_limits("sglang", chip, Configs(chunk=cand.chunk), lay["attn_dp"],
+                         lay["tp"] * lay["attn_dp"] * lay["pp"])[2]
+    spec = deploy_spec(cand, model_id=QWEN, chip=chip, engine="sglang", isl=4000, osl=500)
+    assert spec.gpu_memory_utilization == pytest.approx(want, abs=1e-3) != 0.9          # 0.907 on one H200
+    assert deploy_spec(cand, model_id=QWEN, chip=chip, engine="vllm", isl=4000, osl=500).gpu_memory_utilization == 0.9
