@@ -47,7 +47,7 @@ from stockpile.perf.serving import (
 from stockpile.perf.traffic import prefill_policy, wave_note
 
 # the memory fraction a launch command sets where the engine's own default leaves a layout no room
-# (deploy.spec's gpu_memory_utilization default, written as vLLM's and SGLang's flag)
+# (deploy.spec's gpu_memory_utilization default, which `stockpile export` writes as vLLM's flag)
 LAUNCH_MEM_UTIL = 0.9
 
 WEIGHT_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
@@ -396,8 +396,8 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         raised = {k: np.asarray(v).reshape(-1)[0] for k, v in evaluate(model, chip, engine, cfg, cal, p).items()}
         if bool(raised["fits"]):
             notes.append(f"memory fraction {LAUNCH_MEM_UTIL:g}: {engine}'s default for this layout, {mem_util:.3f}, "
-                         "leaves no room for a sequence (set it with the engine's memory-fraction flag, as "
-                         "`stockpile deploy` does)")
+                         "leaves no room for a sequence (set it with the engine's memory-fraction flag; "
+                         "`stockpile export` writes it)")
             r, mem_util = raised, LAUNCH_MEM_UTIL
         else:
             cfg.mem_util = None
