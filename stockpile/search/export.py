@@ -98,13 +98,10 @@ def context_length(model: ModelSpec, chip: Chip, engine: str, c: Candidate, *, i
 
 
 def _memory_fraction(c: Candidate, chip: Chip, engine: str) -> float:
-    """The memory fraction the launch command sets: the one the search evaluated the candidate at. SGLang derives
-    its default from what it holds back (perf.calibration.reserve_fraction), so that is written out for the decode
-    role's layout and chunk; other engines take the spec's 0.9."""
-    from stockpile.perf.calibration import engine_defaults, engine_limits
+    """The memory fraction the launch command sets: the one the search evaluated the candidate at, for the decode
+    role's layout and chunk (vLLM's 0.9; SGLang's derived from what it holds back, perf.calibration.reserve_fraction)."""
+    from stockpile.perf.calibration import engine_limits
     from stockpile.perf.inference import Configs
-    if chip.vendor not in (engine_defaults().get(engine) or {}).get("mem_fraction_reserve_mib", {}).get("vendors", ()):
-        return 0.9
     lay, _ = _roles(c)[-1]
     tp, dp, pp = (float(lay[k]) for k in ("attn_tp", "attn_dp", "pp"))
     return round(float(engine_limits(engine, chip, Configs(chunk=c.chunk), dp, tp * dp * pp)[2]), 3)
