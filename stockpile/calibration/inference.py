@@ -314,7 +314,7 @@ class Batch:
         tables = [chip_dtype_tables(pr.chip, _compute_dtype(pr.case, pr.chip, pr.wdt)) for pr in g]
         limits = [engine_limits(pr.engine, pr.chip, Configs(max_seqs=pr.case.max_seqs, chunk=pr.case.budget,
                                                             mem_util=pr.case.mem_util),
-                                _decode_layout(pr).attn_dp, _decode_layout(pr).gpus_per_instance) for pr in g]
+                                lay.attn_dp, lay.gpus_per_instance) for pr in g for lay in (_decode_layout(pr),)]
         keys = sorted({(pr.chip.family, pr.engine_key) for pr in g})
         a: dict[str, Any] = dict(
             mc=ModelConsts.stack([_model_consts(pr.model, pr.case.ssm_dtype) for pr in g]),

@@ -177,6 +177,11 @@ class Configs:
     stream: Any = 1.0               # decode steps between a request's output flushes (SGLang --stream-interval)
     hold: Any = None                # TensorRT-LLM's context holding (serving.ContextHold); None: none
 
+    @property
+    def gpus_per_instance(self) -> Any:
+        """GPUs of one instance, attn_tp x attn_dp x pp (as Layout.gpus_per_instance), per configuration."""
+        return np.asarray(self.attn_tp, float) * np.asarray(self.attn_dp, float) * np.asarray(self.pp, float)
+
 
 def _lookup(values, table: dict[str, float]) -> np.ndarray:
     a = np.asarray(values)
@@ -229,9 +234,7 @@ def evaluate(model: ModelSpec, chip: Chip, engine: str, cfg: Configs,
     cal = calibration or load_calibration()
     p = params or cal.params(chip.family, engine)
     peak, kind = chip_dtype_tables(chip, cfg.weight_dtype)
-    max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg, cfg.attn_dp,
-                                              np.asarray(cfg.attn_tp, float) * np.asarray(cfg.attn_dp, float)
-                                              * np.asarray(cfg.pp, float))
+    max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg, cfg.attn_dp, cfg.gpus_per_instance)
     if cfg.hybrid_kv is None:
         cfg.hybrid_kv = hybrid_kv(engine)
     if cfg.prefill_first is None:

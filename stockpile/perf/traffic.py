@@ -164,8 +164,7 @@ def config_of(model: Any, chip: Any, engine: str, cfg: Any, p: Params) -> Config
     mc = ModelConsts.of(model)
     wdt, kdt = str(cfg.weight_dtype), str(cfg.kv_dtype)
     peak, kind = chip_dtype_tables(chip, wdt)
-    max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg, float(cfg.attn_dp),
-                                              float(cfg.attn_tp) * float(cfg.attn_dp) * float(cfg.pp))
+    max_seqs, chunk, mem_util = engine_limits(engine, chip, cfg, float(cfg.attn_dp), float(cfg.gpus_per_instance))
     wb, kb = WEIGHT_BYTES[wdt], {k: BYTES[k] for k in KV_DTYPES}[kdt]
     tp, pp, ep, etp = float(cfg.attn_tp), float(cfg.pp), float(cfg.moe_ep), float(cfg.moe_tp)
     hyb = hybrid_kv(engine) if cfg.hybrid_kv is None else float(cfg.hybrid_kv)
