@@ -128,6 +128,22 @@ def _parameters(preps: list[Prepared]) -> list[tuple[str, str, str]]:
     return out
 
 
+def reads(preps: list[Prepared], spec: list[tuple[str, str, str]]) -> np.ndarray:
+    """Which rows each fitted parameter can move (rows x parameters): a row is predicted with
+    Calibration.params(its chip family, its engine key), which reads every global, its family group's values, its
+    engine's and its release family's, and those two regimes' on its family. The fit's Jacobian skips the rest
+    (fitter.grouped_jacobian)."""
+    scopes = []
+    for p in preps:
+        release = p.engine_key
+        engine = release.split("-v")[0]
+        scopes.append({("families", FAMILY_GROUPS.get(p.chip.family, p.chip.family)), ("engines", engine),
+                       ("engines", release), ("regimes", regime_key(p.chip.family, engine)),
+                       ("regimes", regime_key(p.chip.family, release))})
+    return np.array([[scope == "global" or (scope, key) in row for scope, key, _ in spec] for row in scopes],
+                    dtype=bool).reshape(len(preps), len(spec))
+
+
 def piecewise_graphs(p: Prepared) -> bool:
     """True where the row's engine runs no whole-step graph on its chip family (every step launches per layer)."""
     return engine_graph_limits(p.engine, p.chip.family)["graph_max"] == 0.0
@@ -245,6 +261,7 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
     # request-rate rows through the steady state (fast), or through the scheduler simulation as validate runs them
     # (runs capped at SIM_FIT_REQUESTS requests per instance to keep a Jacobian affordable)
     batch = Batch(preps, simulate=simulate, max_requests=SIM_FIT_REQUESTS if simulate else None, simulate_bursts=False)
+    touched = reads(preps, spec)
 
     # two stages: soft-L1 from the start finds the basin; a Cauchy loss from there (redescending: rows the model
     # cannot express, e.g. harness-specific TTFT, stop pulling) fits the bulk of the rows. The model is piecewise
@@ -261,7 +278,7 @@ def fit(paths: list[Path], *, exclude_source: str | None = None, max_nfev: int =
             matched = int(np.sum(np.abs(batch.scale - 1.0) > 1e-3))
         sol = solve(lambda th: np.array(batch.run(_build(th, spec, base))), meas, theta, lo=lo, hi=hi, prior=prior,
                     prior_weight=PRIOR_WEIGHT, weights=weight, losses=("soft_l1", "cauchy"), f_scale=F_SCALE,
-                    max_nfev=max_nfev, diff_step=DIFF_STEP, restarts=MAX_RESTARTS)
+                    max_nfev=max_nfev, diff_step=DIFF_STEP, restarts=MAX_RESTARTS, touched=touched)
         theta, nfev = sol.theta, nfev + sol.nfev
         r0 = sol.rows_start if r0 is None else r0
     assert r0 is not None
