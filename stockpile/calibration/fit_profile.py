@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from stockpile.calibration.fit_inference import BOUNDS, F_SCALE, PRIOR_WEIGHT, validate_factors
+from stockpile.calibration.fit_inference import BOUNDS, F_SCALE, PRIOR_WEIGHT, reads, validate_factors
 from stockpile.calibration.fitter import solve
 from stockpile.calibration.inference import Batch, Prepared, prepare_file
 from stockpile.errors import DataError
@@ -84,7 +84,8 @@ def _fit(preps: list[Prepared], start: Calibration, prior_weight: float,
     batch.scale = validate_factors(preps, start, batch)
     meas = np.array([p.case.measured for p in preps])
     sol = solve(lambda th: np.array(batch.run(_with(start, spec, th))), meas, x0, lo=lo, hi=hi, prior=x0.copy(),
-                prior_weight=prior_weight, losses=("soft_l1",), f_scale=F_SCALE, max_nfev=max_nfev, restarts=1)
+                prior_weight=prior_weight, losses=("soft_l1",), f_scale=F_SCALE, max_nfev=max_nfev, restarts=1,
+                touched=reads(preps, [("regimes", key, name) for key, name in spec]))
     return _with(start, spec, sol.theta), spec, sol.theta
 
 

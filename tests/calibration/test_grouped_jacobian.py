@@ -3,7 +3,7 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.optimize._numdiff import approx_derivative
 
-from stockpile.calibration.fitter import column_groups, grouped_jacobian, solve, touched_rows
+from stockpile.calibration.fitter import column_groups, grouped_jacobian, log_residuals, solve, touched_rows
 
 
 def block_model(theta: np.ndarray) -> np.ndarray:
@@ -74,3 +74,30 @@ def test_solve_reaches_the_same_optimum_grouped_or_dense():
     ref = least_squares(lambda th: np.concatenate([np.log(block_model(th) / measured), 0.01 * th]), np.zeros(6),
                         bounds=(LO, HI), loss="soft_l1", f_scale=0.15, diff_step=1e-2, x_scale=1.0, max_nfev=200)
     np.testing.assert_allclose(dense.theta, ref.x, atol=1e-6)
+
+
+def test_the_inference_fit_states_every_row_a_parameter_moves():
+    """fit_inference.reads (from Calibration.params' lookup) covers every row that moving a parameter moves, on a
+    shipped file whose rows span chip families, engines and their releases."""
+    from importlib import resources
+    from pathlib import Path
+
+    from stockpile.calibration import fit_inference as fi
+    from stockpile.calibration.inference import Batch, Prepared, prepare_file
+    from stockpile.perf.calibration import load_calibration
+    path = Path(str(resources.files("stockpile") / "data" / "measurements" / "inference_added.csv"))
+    preps = [p for p in prepare_file(path)[2] if isinstance(p, Prepared)]
+    spec = fi._parameters(preps)
+    structure = fi.reads(preps, spec)
+    assert structure.shape == (len(preps), len(spec)) and not structure.all()
+    start = load_calibration()
+    base = fi.Calibration(global_={}, families={}, engines={}, meta={})
+    batch = Batch(preps, simulate=False, simulate_bursts=False)
+    lo = np.log([fi.BOUNDS[n][0] for _, _, n in spec])
+    hi = np.log([fi.BOUNDS[n][1] for _, _, n in spec])
+    x0 = np.clip(np.log([fi._value(start, s, k, n) for s, k, n in spec]), lo + 1e-9, hi - 1e-9)
+    ones = np.ones(len(preps))
+    probed = touched_rows(lambda th: log_residuals(np.array(batch.run(fi._build(th, spec, base))), ones), x0, lo, hi)
+    assert probed.any(axis=0).sum() >= len(spec) // 2
+    assert not (probed & ~structure).any()
+    assert len(column_groups(structure)) < len(spec)
