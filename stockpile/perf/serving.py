@@ -499,8 +499,9 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     b = np.maximum(np.where(np.isfinite(b), b, b_cap), 1.0)
     for _ in range(12):                              # open loop: B = lambda/workers x decode lifetime
         td = t_dec(b)
-        b_new = np.minimum(np.where(np.isinf(lam), np.minimum(conc_w, b_cap), lam / workers * (steps * td + t_p1)),
-                           b_cap)
+        # a client that caps its requests in flight (conc_w) caps the batch under a request rate too
+        b_new = np.minimum(np.where(np.isinf(lam), np.inf, lam / workers * (steps * td + t_p1)),
+                           np.minimum(conc_w, b_cap))
         b = np.maximum(0.5 * b + 0.5 * b_new, 1.0)
     td = t_dec(b)
     lat0 = t_p1 + t_kv + p.ttft_s + p.pd_handoff_s + (steps - 1.0) * td

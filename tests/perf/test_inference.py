@@ -119,7 +119,7 @@ def test_tp_must_split_the_heads(tiny_model, tiny_chip):
 
 
 def _disagg(model, chip, pre_pp: int, pre_tp: int, conc: float, num_requests: float = np.nan, sync: float = 1.0,
-            isl: float = 8000.0, osl: float = 50.0):
+            isl: float = 8000.0, osl: float = 50.0, rate: float = np.nan):
     from stockpile.perf.inference import chip_dtype_tables, disagg_core
     from stockpile.perf.operators import ChipConsts, ModelConsts
     p = PRIORS.params(chip.family, "sglang")
@@ -127,7 +127,7 @@ def _disagg(model, chip, pre_pp: int, pre_tp: int, conc: float, num_requests: fl
     lay = lambda tp, pp: dict(attn_tp=tp, attn_dp=1, pp=pp, moe_ep=1, moe_tp=tp)  # noqa: E731
     return disagg_core(ModelConsts.of(model), ChipConsts.of(chip), p, pre=lay(pre_tp, pre_pp), dec=lay(1, 1),
                        pre_workers=1, dec_workers=4, weight_dtype=np.array(["bf16"]), kv_dtype=np.array(["bf16"]),
-                       gemm_peak=peak, kind=kind, isl=isl, osl=osl, concurrency=conc, rate=np.nan,
+                       gemm_peak=peak, kind=kind, isl=isl, osl=osl, concurrency=conc, rate=rate,
                        num_requests=num_requests, poisson=1.0, spec_draft=0.0, spec_accept=1.0, prefix_hit=0.0,
                        max_seqs=256.0, chunk=8192.0, mem_util=0.9, sync=sync)
 
@@ -213,6 +213,17 @@ def test_disaggregated_closed_loop_turns_over_once_per_request_latency(tiny_mode
     for conc in (4.0, 64.0, 512.0):
         out = _disagg(tiny_model, tiny_chip, 1, 1, conc, isl=2000.0, osl=500.0)
         assert float(out["requests_per_s"][0]) <= conc / float(out["e2e_s"][0]) * (1 + 1e-9)
+
+
+def test_a_request_rate_under_a_concurrency_cap_never_decodes_more_than_the_cap(tiny_model, tiny_chip):
+    # bench_serving --request-rate 8 --max-concurrency 16: arrivals beyond the cap wait at the client, so the
+    # decode batch holds at most 16 (SGLang's Ascend best-practice runs); the decode steps used to be priced at
+    # the rate's open-loop batch, up to the pool's memory cap, while only the cap's requests completed
+    capped = _disagg(tiny_model, tiny_chip, 1, 1, 16.0, isl=2000.0, osl=500.0, rate=1000.0)
+    closed = _disagg(tiny_model, tiny_chip, 1, 1, 16.0, isl=2000.0, osl=500.0)
+    assert float(capped["batch"][0]) <= 16.0 + 1e-9
+    assert float(capped["tpot_s"][0]) == pytest.approx(float(closed["tpot_s"][0]), rel=0.05)
+    assert float(capped["requests_per_s"][0]) == pytest.approx(float(closed["requests_per_s"][0]), rel=0.05)
 
 
 def test_a_closed_runs_first_wave_queues_at_once(tiny_model, tiny_chip):
