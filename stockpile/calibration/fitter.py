@@ -75,23 +75,6 @@ def solve(predict: Callable[[np.ndarray], np.ndarray], measured: np.ndarray, the
     return Fit(theta=best.x, rows=best.fun[:n] / sw, rows_start=start, nfev=nfev, cost=float(best.cost))
 
 
-def touched_rows(f: Callable[[np.ndarray], np.ndarray], theta: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                 step: float = 0.3) -> np.ndarray:
-    """Which rows each parameter moves here (rows x parameters, bool): each log parameter in turn moved `step` up
-    and down (inside its bounds); a row is touched where either move changes its residual at all. Where a term
-    is a max() of two, a parameter of the inactive one touches nothing here and may elsewhere: this is a lower
-    bound of the pattern :func:`solve` needs, for checking one stated from the model's structure."""
-    f0 = f(theta)
-    touched = np.zeros((len(f0), len(theta)), dtype=bool)
-    for j in range(len(theta)):
-        for d in (step, -step):
-            x = theta.copy()
-            x[j] = np.clip(x[j] + d, lo[j], hi[j])
-            if x[j] != theta[j]:
-                touched[:, j] |= f(x) != f0
-    return touched
-
-
 def column_groups(touched: np.ndarray) -> list[np.ndarray]:
     """Parameters in groups no two of which touch a common row (greedy, widest first): one evaluation per group
     gives every member's finite difference."""

@@ -1,9 +1,28 @@
 """The fitter's grouped Jacobian: the same forward differences scipy takes, in one evaluation per column group."""
+from collections.abc import Callable
+
 import numpy as np
 from scipy.optimize import least_squares
 from scipy.optimize._numdiff import approx_derivative
 
-from stockpile.calibration.fitter import column_groups, grouped_jacobian, log_residuals, solve, touched_rows
+from stockpile.calibration.fitter import column_groups, grouped_jacobian, log_residuals, solve
+
+
+def touched_rows(f: Callable[[np.ndarray], np.ndarray], theta: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                 step: float = 0.3) -> np.ndarray:
+    """Which rows each parameter moves here (rows x parameters, bool): each log parameter in turn moved `step` up
+    and down (inside its bounds); a row is touched where either move changes its residual at all. Where a term
+    is a max() of two, a parameter of the inactive one touches nothing here and may elsewhere: this is a lower
+    bound of the pattern solve needs, to check one stated from the model's structure against."""
+    f0 = f(theta)
+    touched = np.zeros((len(f0), len(theta)), dtype=bool)
+    for j in range(len(theta)):
+        for d in (step, -step):
+            x = theta.copy()
+            x[j] = np.clip(x[j] + d, lo[j], hi[j])
+            if x[j] != theta[j]:
+                touched[:, j] |= f(x) != f0
+    return touched
 
 
 def block_model(theta: np.ndarray) -> np.ndarray:
