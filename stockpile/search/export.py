@@ -103,8 +103,8 @@ def _memory_fraction(c: Candidate, chip: Chip, engine: str) -> float:
     from stockpile.perf.calibration import engine_limits
     from stockpile.perf.inference import Configs
     lay, _ = _roles(c)[-1]
-    tp, dp, pp = (float(lay[k]) for k in ("attn_tp", "attn_dp", "pp"))
-    return round(float(engine_limits(engine, chip, Configs(chunk=c.chunk), dp, tp * dp * pp)[2]), 3)
+    cfg = Configs(chunk=c.chunk, attn_tp=float(lay["attn_tp"]), attn_dp=float(lay["attn_dp"]), pp=float(lay["pp"]))
+    return round(float(engine_limits(engine, chip, cfg, cfg.attn_dp, cfg.gpus_per_instance)[2]), 3)
 
 
 def deploy_spec(c: Candidate, *, model_id: str, chip: Chip, engine: str, isl: float, osl: float,
