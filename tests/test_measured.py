@@ -1,6 +1,7 @@
 import pytest
 
-from stockpile.calibration.rows import default_accept_length, inference_case, parse_pools, parse_spec
+from stockpile.calibration.notes import default_accept_length, parse_pools, parse_spec
+from stockpile.calibration.rows import inference_case
 from stockpile.errors import InputError
 
 ROW = dict(id="r1", model="meta-llama/Llama-3.1-8B-Instruct", accelerator="h100-sxm-80gb", num_accelerators="1",
@@ -111,7 +112,8 @@ def test_pools_given_in_nodes():
 
 
 def test_shared_prefix_workloads_and_burstiness_are_read_from_the_notes():
-    from stockpile.calibration.rows import inference_case, prefix_hit_share
+    from stockpile.calibration.notes import prefix_hit_share
+    from stockpile.calibration.rows import inference_case
     base = {"id": "x", "metric": "ttft_ms", "value": "100", "model": "meta-llama/Llama-3.1-8B-Instruct",
             "accelerator": "h100-sxm-80gb", "num_accelerators": "1", "engine": "vllm", "input_len": "2000",
             "output_len": "100", "request_rate": "4"}
@@ -184,7 +186,7 @@ def test_an_eagle_draft_tree_verifies_its_draft_tokens_and_costs_more_at_a_large
     """SGLang's `--speculative-num-steps 4 --speculative-eagle-topk 4 --speculative-num-draft-tokens 16` drafts a tree
     and verifies 16 tokens per sequence and step, not the chain's 5: at a large batch (compute-bound verification)
     the step is slower, at batch 1 (weight-bound) it is about the same."""
-    from stockpile.calibration.rows import draft_tree
+    from stockpile.calibration.notes import draft_tree
     from stockpile.catalog.chips import get_chip
     from stockpile.catalog.models import get_model
     from stockpile.perf.inference import Layout, estimate

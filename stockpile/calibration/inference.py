@@ -15,16 +15,18 @@ import numpy as np
 
 from stockpile.calibration import trtllm_bench
 from stockpile.calibration.bands import band, fitted_publications, load_kind
-from stockpile.calibration.prompt_sets import mark_shared_prompts
-from stockpile.calibration.rows import (
+from stockpile.calibration.notes import (
     DEFAULT_DRAFT_ATTN_DP,
-    DISTRIBUTION_METRICS,
-    InferenceCase,
     PoolLayout,
     default_accept_length,
+    prefix_hit_share,
+)
+from stockpile.calibration.prompt_sets import mark_shared_prompts
+from stockpile.calibration.rows import (
+    DISTRIBUTION_METRICS,
+    InferenceCase,
     float_or_none,
     inference_case,
-    prefix_hit_share,
     read_rows,
 )
 from stockpile.calibration.status import OK, UNSUPPORTED, status_of

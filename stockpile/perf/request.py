@@ -159,7 +159,7 @@ def trace_requests(records: list[TraceRecord]) -> Any:
 def run_estimate(req: EstimateRequest, *, requests: Any = None) -> Any:
     """Resolve and estimate (perf.inference.InferenceEstimate). `requests` (simulate.Requests, e.g. read from a
     JSONL file by perf.trace) stands for `req.trace`."""
-    from stockpile.calibration.rows import default_accept_length
+    from stockpile.calibration.notes import default_accept_length
     from stockpile.catalog import get_chip, get_model
     from stockpile.catalog.dtypes import normalise_dtype
     from stockpile.catalog.models import implied_weight_dtype, model_notes

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from stockpile.calibration.bands import unbacked_family
-from stockpile.calibration.rows import default_accept_length
+from stockpile.calibration.notes import default_accept_length
 from stockpile.catalog.chips import Chip
 from stockpile.catalog.dtypes import is_auto
 from stockpile.catalog.engines import read_engine
