@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -14,6 +12,7 @@ import typer
 from rich.table import Table
 
 from stockpile.cli_render import (
+    emit_json,
     err,
     out,
     render_allocation,
@@ -86,23 +85,6 @@ def _select_calibration(stack: contextlib.ExitStack, value: str) -> None:
 PRICES_OPT = typer.Option(None, "--prices", help="YAML chip prices (data/prices/chips.yaml format), over the shipped ones.")
 CALIBRATION_OPT = typer.Option(None, "--calibration",
                                help="A calibration profile (stockpile calibrate --profile NAME) or file.")
-
-
-def json_text(obj: Any) -> str:
-    """The CLI's JSON output of `obj` (pydantic models and numpy values included)."""
-    return json.dumps(obj, indent=2, default=_jsonable) + "\n"
-
-
-def emit_json(obj: Any) -> None:
-    sys.stdout.write(json_text(obj))
-
-
-def _jsonable(o: Any) -> Any:
-    if hasattr(o, "model_dump"):
-        return o.model_dump()
-    if hasattr(o, "item"):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 # ------------------------------------------------------------------ catalog

@@ -14,7 +14,7 @@ def calibrate_command(files: Optional[list[Path]], profile: str, out_path: Optio
                       json_out: bool) -> None:
     from stockpile import profiles
     from stockpile.atomic import check_output_path
-    from stockpile.cli import emit_json, out
+    from stockpile.cli_render import emit_json, out
     from stockpile.errors import InputError
     dest = out_path if out_path is not None else profiles.profile_path(profile, training=training)
     check_output_path(dest, "out")                     # before minutes of fitting

@@ -14,8 +14,8 @@ def export_command(target: str, model: str, chip: str, gpus: int, isl: str, osl:
                    image: Optional[str], best_effort: bool, prefill_chip: Optional[str], fmt: str,
                    max_model_len: Optional[int], out_file: Optional[Path], json_out: bool,
                    confidence: Optional[float] = None) -> None:
-    from stockpile.cli import emit_json, err, out
     from stockpile.cli_args import search_runs
+    from stockpile.cli_render import emit_json, err, out
     from stockpile.deploy import k8s_manifests, load_table, sglang_launches, to_yaml, vllm_launches
     from stockpile.deploy.launch import script
     from stockpile.deploy.script import bash_script, compose_yaml
@@ -104,5 +104,5 @@ def _emit(doc: dict[str, Any], out_file: Optional[Path], emit_json: Any) -> None
         emit_json(doc)
         return
     from stockpile.atomic import write_text_atomic
-    from stockpile.cli import json_text
+    from stockpile.cli_render import json_text
     write_text_atomic(out_file, json_text(doc))

@@ -51,7 +51,7 @@ def measure_command(endpoint: str, model: str, isl: int, osl: int, request_rate:
 
     from stockpile.atomic import check_output_path, write_text_atomic
     from stockpile.catalog import get_chip, get_model
-    from stockpile.cli import emit_json, err, out
+    from stockpile.cli_render import emit_json, err, out
     from stockpile.errors import InputError
     from stockpile.measure.loadgen import run_load
     from stockpile.measure.rows import Deployment, deployment_from_spec, merge_csv, rows_for

@@ -12,8 +12,8 @@ def rate_search_command(model: str, chip: str, gpus: Optional[int], isl: float, 
                         percentile: Optional[float], json_out: bool) -> None:
     from stockpile.catalog import get_chip, get_model
     from stockpile.catalog.models import implied_weight_dtype
-    from stockpile.cli import emit_json, out
     from stockpile.cli_args import check_latency_targets, dtype_list
+    from stockpile.cli_render import emit_json, out
     from stockpile.errors import InfeasibleError
     from stockpile.search.rate import rate_search
     check_latency_targets(ttft_ms, tpot_ms)

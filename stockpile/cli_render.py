@@ -1,6 +1,7 @@
-"""How the command line shows results (rich tables): the CLI's rendering, kept apart from its parsing."""
+"""How the command line shows results (rich tables, --json): the CLI's rendering, kept apart from its parsing."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any
@@ -11,6 +12,23 @@ from rich.table import Table
 # Wide tables when output is piped (rich falls back to 80 columns without a terminal).
 out = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160")))
 err = Console(stderr=True)
+
+
+def json_text(obj: Any) -> str:
+    """The CLI's JSON output of `obj` (pydantic models and numpy values included)."""
+    return json.dumps(obj, indent=2, default=_jsonable) + "\n"
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json_text(obj))
+
+
+def _jsonable(o: Any) -> Any:
+    if hasattr(o, "model_dump"):
+        return o.model_dump()
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def render_estimate(e: Any) -> None:
