@@ -38,13 +38,14 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "gemm_eff": (0.2, 0.95), "mem_eff": (0.4, 0.95), "step_s": (2e-4, 0.005), "seq_s": (1e-7, 1e-3),
     "kernel_eff": (0.4, 1.2), "ttft_s": (1e-3, 0.3), "eager_layer_s": (1e-5, 3e-3), "eager_moe_s": (1e-5, 6e-3), "moe_eff": (0.1, 1.5), "admit_s": (1e-5, 0.05), "moe_layer_s": (1e-7, 3e-4), "gemm_m_half": (4.0, 512.0), "attn_eff": (0.2, 1.0), "comm_eff": (0.2, 0.95),
     "comm_latency_s": (1e-6, 6e-5), "moe_imbalance": (1.0, 2.5), "fp8_gemm_eff": (0.4, 1.1),
-    "fp4_gemm_eff": (0.2, 1.1), "int8_gemm_eff": (0.3, 1.1), "dequant_eff": (0.2, 1.1), "reserve_gb": (1.0, 4.0),
+    "fp4_gemm_eff": (0.2, 1.1), "int8_gemm_eff": (0.3, 1.1), "dequant_eff": (0.2, 1.1), "reserve_gb": (0.5, 4.0),
+    "sampler_bytes": (4.0, 32.0),
     "burst_tail": (0.01, 3.0), "burst_tail_var": (0.01, 10.0), "overlap_comm": (0.01, 0.9), "sync_eff": (0.01, 1.0), "gemm_n_half": (8.0, 2048.0), "act_rw": (1.0, 40.0), "a2a_latency_s": (3e-6, 3e-4), "expert_mem_eff": (0.3, 1.1), "fp4_mem_eff": (0.2, 1.1),
     "pd_handoff_s": (1e-3, 0.5), "spec_seq_s": (1e-8, 3e-4), "stream_s": (1e-7, 3e-3),
 }
 FITTED_GLOBALS = ("gemm_m_half", "comm_latency_s", "attn_eff", "comm_eff", "moe_imbalance", "fp8_gemm_eff", "fp4_gemm_eff",
                   "int8_gemm_eff", "dequant_eff", "burst_tail", "burst_tail_var", "overlap_comm", "reserve_gb", "sync_eff", "gemm_n_half", "act_rw", "a2a_latency_s", "expert_mem_eff", "fp4_mem_eff",
-                  "pd_handoff_s")
+                  "pd_handoff_s", "sampler_bytes")
 # what vLLM's older release families refit (the rest: their engine's). Each keeps its own launch time per layer of a
 # step run outside CUDA graphs: V0 ran every prompt step eagerly (0.53 ms per layer fitted), while V1 runs prompt
 # steps as piecewise CUDA graphs with only attention launched from the host (about 0.08 ms per layer fitted for

@@ -48,6 +48,9 @@ GLOBAL_DEFAULTS: dict[str, float] = {
     "expert_mem_eff": 0.85,     # bandwidth share of grouped expert GEMMs relative to dense GEMMs
     "fp4_mem_eff": 1.0,         # bandwidth share of a dense GEMM streaming native 4-bit (NVFP4/MXFP4) weights
     "pd_handoff_s": 0.02,       # disaggregated serving: prefill-to-decode hand-off (routing, transfer set-up)
+    # bytes per request and vocabulary entry that an engine sizing its KV cache after a profiling pass (vLLM) holds
+    # at that pass's sampling step: bf16 logits, their fp32 copy, top-k/top-p sort values and indices, probabilities
+    "sampler_bytes": 14.0,
 }
 # moe_eff: a chip family's grouped-expert (MoE) kernels relative to its dense GEMMs (kernel maturity: routed-expert
 # kernels on a young software stack lag its dense GEMM library)
@@ -153,9 +156,12 @@ def engine_graph_limits(engine: str, family: str = "") -> dict[str, float]:
 @cache
 def engine_memory(engine: str) -> dict[str, float]:
     """Not fitted: kv_free 1 where the engine's memory fraction is a share of the memory left free after the
-    weights (defaults.yaml `memory_fraction_of: free`, TensorRT-LLM), 0 where it is a share of the whole."""
+    weights (defaults.yaml `memory_fraction_of: free`, TensorRT-LLM), 0 where it is a share of the whole;
+    profile_sampler 1 where the engine sizes its KV cache after a profiling pass whose sampling step runs for
+    max_seqs requests at once (defaults.yaml `profile_sampler`, vLLM)."""
     d = engine_defaults().get(engine) or {}
-    return {"kv_free": 1.0 if d.get("memory_fraction_of") == "free" else 0.0}
+    return {"kv_free": 1.0 if d.get("memory_fraction_of") == "free" else 0.0,
+            "profile_sampler": 1.0 if d.get("profile_sampler") else 0.0}
 
 
 def _release(version: str | None) -> tuple[int, int] | None:
@@ -244,7 +250,9 @@ class Params:
     pd_handoff_s: float
     graph_max: float
     graph_max_small_tp: float
+    sampler_bytes: float
     kv_free: float              # 1: the memory fraction is of the memory free after weights (TensorRT-LLM)
+    profile_sampler: float      # 1: the KV cache is sized after a profiling pass that samples max_seqs requests (vLLM)
     graph_by_tokens: float
 
     @classmethod

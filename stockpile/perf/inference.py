@@ -41,6 +41,7 @@ from stockpile.perf.serving import (
     check_intervals,
     check_request_rate,
     kv_budget_bytes,
+    reserve_bytes,
     serve,
     serve_disagg,
 )
@@ -391,7 +392,8 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         notes.append(wave_note(engine, cfg.prefill_batch))
     r = {k: np.asarray(v).reshape(-1)[0] for k, v in evaluate(model, chip, engine, cfg, cal, p).items()}
     gpus = layout.gpus
-    mem_util = float(engine_limits(engine, chip, cfg, layout.attn_dp, layout.gpus_per_instance)[2])
+    max_seqs, _, mem_util = (float(x) for x in engine_limits(engine, chip, cfg, layout.attn_dp,
+                                                             layout.gpus_per_instance))
     if not bool(r["fits"]) and mem_util < LAUNCH_MEM_UTIL:
         # the engine's derived default (SGLang's, after what it holds back for attention-DP graphs) leaves no room
         # where the fraction a launch command sets would: predict at that, and say so
@@ -405,18 +407,19 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         else:
             cfg.mem_util = None
     # usable for weights, reserve and KV cache (TensorRT-LLM: its fraction of what the weights leave free)
-    cap = float(r["weights_bytes"]) + p.reserve_gb * 1e9 + float(kv_budget_bytes(
-        chip.memory_bytes, mem_util, float(r["weights_bytes"]), p.reserve_gb * 1e9, p.kv_free))
+    reserve = float(reserve_bytes(p, ModelConsts.of(model), max_seqs))
+    cap = float(r["weights_bytes"]) + reserve + float(kv_budget_bytes(
+        chip.memory_bytes, mem_util, float(r["weights_bytes"]), reserve, p.kv_free))
     kv_seq = float(r["kv_bytes_per_token"]) * (isl + osl)
     kv_used = min(float(r["batch"]) / max(layout.attn_dp, 1), float(r["max_batch"]) / max(layout.attn_dp, 1)) * kv_seq
     weights = float(r["weights_bytes"])
-    mem = MemoryBreakdown(total_gb=(weights + kv_used + p.reserve_gb * 1e9) / 1e9, weights_gb=weights / 1e9,
-                          kv_cache_gb=kv_used / 1e9, reserve_gb=p.reserve_gb, capacity_gb=chip.memory_bytes / 1e9,
+    mem = MemoryBreakdown(total_gb=(weights + kv_used + reserve) / 1e9, weights_gb=weights / 1e9,
+                          kv_cache_gb=kv_used / 1e9, reserve_gb=reserve / 1e9, capacity_gb=chip.memory_bytes / 1e9,
                           kv_per_sequence_mb=kv_seq / 1e6)
     fits = bool(r["fits"])
     _, _, cpath = compute_path(chip, wdt)
     if not fits:
-        need = (weights + p.reserve_gb * 1e9 + kv_seq) / 1e9
+        need = (weights + reserve + kv_seq) / 1e9
         limits = (f"does not fit: needs {need:.1f} GB per GPU for weights + one sequence, "
                   f"{cap / 1e9:.1f} GB usable of {chip.memory_bytes / 1e9:.0f} GB")
     else:

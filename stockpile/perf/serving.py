@@ -110,6 +110,17 @@ class ContextHold:
         return np.where((iters > 0) & (np.asarray(attn_dp) <= 1), held, 0.0) * np.clip(b - 1.0, 0.0, 1.0)
 
 
+def reserve_bytes(p: Params, mc: ModelConsts, max_seqs: Any) -> Any:
+    """Bytes per GPU an engine holds beside the weights and the KV cache: the fitted reserve (context, collective
+    buffers, allocator slack) and, where the engine sizes its KV cache after a profiling pass (vLLM's
+    gpu_worker.determine_available_memory around model_runner.profile_run, whose _dummy_sampler_run samples
+    `max_seqs` requests at once with the logits gathered to every TP rank), that pass's sampling buffers:
+    `sampler_bytes` per request and vocabulary entry. A 1024-sequence cap on a 152k vocabulary holds about 2 GB,
+    the 256-sequence cap vLLM keeps on A100 a quarter of that."""
+    vocab = mc.lm_head / np.maximum(mc.hidden, 1.0)
+    return p.reserve_gb * 1e9 + p.profile_sampler * p.sampler_bytes * np.asarray(max_seqs, dtype=float) * vocab
+
+
 def kv_budget_bytes(memory, mem_util, weights, reserve, kv_free):
     """Bytes left for the KV cache on one GPU. vLLM's --gpu-memory-utilization and SGLang's --mem-fraction-static
     are shares of the whole memory that weights, activations and the cache fit in; TensorRT-LLM's
@@ -216,7 +227,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
                seq_host=1.0 - STREAM_SHARE + STREAM_SHARE / stream)
 
     # ---- memory: what is left for the KV cache bounds the running batch
-    kv_budget = kv_budget_bytes(cc.memory, mem_util, weights_gpu, p.reserve_gb * 1e9, p.kv_free)
+    kv_budget = kv_budget_bytes(cc.memory, mem_util, weights_gpu, reserve_bytes(p, mc, max_seqs), p.kv_free)
     per_seq = kv_token_gpu * (isl + osl) + mc.linear_state_bytes / (attn_tp * pp)
     b_rank = np.floor(np.maximum(kv_budget, 0.0) / np.maximum(per_seq, 1.0))
     fits = b_rank >= 1
@@ -461,7 +472,8 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     steps = np.maximum(osl / accept, 1.0)
     dec_ctx, pre_ctx = isl + osl / 2.0, isl * f(prefix_hit) + new_isl / 2.0
     # decode pool
-    kv_budget = kv_budget_bytes(cc.memory, f(mem_util), f(dec_weights_gpu), p.reserve_gb * 1e9, p.kv_free)
+    kv_budget = kv_budget_bytes(cc.memory, f(mem_util), f(dec_weights_gpu), reserve_bytes(p, mc, f(max_seqs)),
+                                p.kv_free)
     per_seq = f(dec_kv_token_gpu) * (isl + osl) + mc.linear_state_bytes / (f(dec["attn_tp"]) * f(dec["pp"]))
     b_rank = np.floor(np.maximum(kv_budget, 0.0) / np.maximum(per_seq, 1.0))
     fits = b_rank >= 1
@@ -490,8 +502,8 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     t_kv = isl * f(kv_token_model) / (link * p.comm_eff * f(pre_gpus_worker)) + 1e-3
     if pre_weights_gpu is not None:
         # the prefill instance holds its weights and one chunk's KV and activations
-        fits = fits & (kv_budget_bytes(pcc.memory, f(mem_util), f(pre_weights_gpu), pp_.reserve_gb * 1e9,
-                                       pp_.kv_free) > 0)
+        fits = fits & (kv_budget_bytes(pcc.memory, f(mem_util), f(pre_weights_gpu),
+                                       reserve_bytes(pp_, mc, f(max_seqs)), pp_.kv_free) > 0)
     workers = f(dec_workers)
     conc_w = np.where(np.isnan(conc), np.inf, conc / workers)
     lam = np.where(np.isnan(rate), np.inf, rate)

@@ -16,7 +16,7 @@ import numpy as np
 
 from stockpile.perf.calibration import Params, engine_defaults, engine_key
 from stockpile.perf.operators import ChipConsts, ModelConsts, stage_time
-from stockpile.perf.serving import kv_budget_bytes, verify_width
+from stockpile.perf.serving import kv_budget_bytes, reserve_bytes, verify_width
 from stockpile.perf.simulate import EngineSpec, Requests, SimResult, StepTable, simulate
 
 
@@ -123,7 +123,8 @@ def engine_spec(mc: ModelConsts, cc: ChipConsts, p: Params, c: Config, *, isl: f
         t = c.pp * st
         return t + draft * (t / mc.layers + 0.25 * p.step_s) * (dec > 0)
 
-    kv_budget = float(kv_budget_bytes(cc.memory, c.mem_util, c.weights_gpu, p.reserve_gb * 1e9, p.kv_free))
+    kv_budget = float(kv_budget_bytes(cc.memory, c.mem_util, c.weights_gpu, reserve_bytes(p, mc, c.max_seqs),
+                                      p.kv_free))
     kv_tokens = max(kv_budget, 0.0) / max(c.kv_token_gpu, 1e-9) * c.attn_dp
     cap = c.max_seqs * c.attn_dp                    # the engine's cap is per attention-DP rank
     max_seqs = int(min(cap, max(kv_tokens / max(isl + osl, 1.0), 1.0) * 4))

@@ -43,16 +43,17 @@ def longest_sequence(model: ModelSpec, chip: Chip, engine: str, c: Candidate, li
     )
     from stockpile.perf.inference import weight_bytes_array as weights
     from stockpile.perf.operators import ModelConsts
-    from stockpile.perf.serving import kv_budget_bytes
+    from stockpile.perf.serving import kv_budget_bytes, reserve_bytes
     mc = ModelConsts.of(model)
     best = limit
     for lay, role_chip in _roles(c):
         ch = role_chip or chip
         p = load_calibration().params(ch.family, engine)
         tp, dp, pp, ep = (float(lay[k]) for k in ("attn_tp", "attn_dp", "pp", "moe_ep"))
-        _, _, mem_util = engine_limits(engine, ch, Configs(), dp, tp * dp * pp)
+        max_seqs, _, mem_util = engine_limits(engine, ch, Configs(), dp, tp * dp * pp)
         held = float(weights(mc, tp, pp, ep, max(tp * dp / ep, 1.0), WEIGHT_BYTES[c.weight_dtype]))
-        budget = float(kv_budget_bytes(ch.memory_bytes, float(mem_util), held, p.reserve_gb * 1e9, p.kv_free))
+        budget = float(kv_budget_bytes(ch.memory_bytes, float(mem_util), held,
+                                       float(reserve_bytes(p, mc, max_seqs)), p.kv_free))
         kvb = BYTES[c.kv_dtype]
 
         def need(n: float, tp: float = tp, pp: float = pp, kvb: float = kvb) -> float:

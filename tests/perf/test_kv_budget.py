@@ -73,3 +73,29 @@ def test_a_large_model_on_one_gpu_holds_less_kv_cache_under_sglang_than_the_flat
     flat = (0.88 * chip.memory_bytes - e.memory_gb.weights_gb * 1e9 - e.memory_gb.reserve_gb * 1e9)
     held = e.max_batch * e.memory_gb.kv_per_sequence_mb * 1e6
     assert held < 0.75 * flat
+
+
+def test_vllm_holds_its_profiling_sampler_apart_from_the_kv_cache():
+    """vLLM sizes its KV cache after a profiling pass that samples max_num_seqs requests over the whole vocabulary
+    (perf/serving.reserve_bytes): 1024 sequences on an H100, 256 on an A100 with the same memory, so the same model
+    keeps less cache on the H100; SGLang and TensorRT-LLM hold back by their own rules, not by this one."""
+    from stockpile.perf.operators import ModelConsts
+    from stockpile.perf.serving import reserve_bytes
+    cal = load_calibration()
+    p_vllm, p_sgl = cal.params("hopper", "vllm"), cal.params("hopper", "sglang")
+    assert p_vllm.profile_sampler == 1.0 and p_sgl.profile_sampler == 0.0
+    assert cal.params("hopper", "trtllm").profile_sampler == 0.0
+    qwen, llama = ModelConsts.of(get_model("Qwen/Qwen3-32B")), ModelConsts.of(get_model("meta-llama/Llama-3.1-8B"))
+    sampler = float(reserve_bytes(p_vllm, qwen, 1024.0)) - p_vllm.reserve_gb * 1e9
+    assert sampler == pytest.approx(p_vllm.sampler_bytes * 1024 * 151936, rel=1e-3)   # Qwen3's vocabulary
+    assert float(reserve_bytes(p_vllm, qwen, 256.0)) - p_vllm.reserve_gb * 1e9 == pytest.approx(sampler / 4)
+    assert float(reserve_bytes(p_vllm, llama, 1024.0)) < float(reserve_bytes(p_vllm, qwen, 1024.0))  # 128k vocabulary
+    assert float(reserve_bytes(p_sgl, qwen, 1024.0)) == pytest.approx(p_sgl.reserve_gb * 1e9)
+
+    model, layout = get_model("Qwen/Qwen3-32B"), resolve_layout(gpus=1, tp=1)
+    runs = {c: estimate(model, get_chip(c), layout=layout, engine="vllm", weight_dtype="bf16", kv_dtype="bf16",
+                        isl=2000, osl=100, concurrency=1000) for c in ("h100-sxm-80gb", "a100-sxm-80gb")}
+    mem = {c: e.memory_gb for c, e in runs.items()}
+    assert mem["h100-sxm-80gb"].reserve_gb - mem["a100-sxm-80gb"].reserve_gb == pytest.approx(0.75 * sampler / 1e9,
+                                                                                                  rel=1e-3)
+    assert runs["h100-sxm-80gb"].max_batch < runs["a100-sxm-80gb"].max_batch
