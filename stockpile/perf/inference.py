@@ -408,6 +408,11 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
             cfg.mem_util = None
     # usable for weights, reserve and KV cache (TensorRT-LLM: its fraction of what the weights leave free)
     reserve = float(reserve_bytes(p, ModelConsts.of(model), max_seqs))
+    if reserve > p.reserve_gb * 1e9 * 1.001:
+        notes.append(f"reserve {reserve / 1e9:.1f} GB per GPU: {p.reserve_gb:.1f} GB fitted and "
+                     f"{reserve / 1e9 - p.reserve_gb:.1f} GB for {engine}'s profiling pass, which samples "
+                     f"{max_seqs:,.0f} sequences over the {model.vocab:,}-token vocabulary before it sizes the KV cache "
+                     "(set its max-num-seqs lower to keep more cache)")
     cap = float(r["weights_bytes"]) + reserve + float(kv_budget_bytes(
         chip.memory_bytes, mem_util, float(r["weights_bytes"]), reserve, p.kv_free))
     kv_seq = float(r["kv_bytes_per_token"]) * (isl + osl)

@@ -99,3 +99,8 @@ def test_vllm_holds_its_profiling_sampler_apart_from_the_kv_cache():
     assert mem["h100-sxm-80gb"].reserve_gb - mem["a100-sxm-80gb"].reserve_gb == pytest.approx(0.75 * sampler / 1e9,
                                                                                                   rel=1e-3)
     assert runs["h100-sxm-80gb"].max_batch < runs["a100-sxm-80gb"].max_batch
+    # the estimate says what the reserve holds and how to get the cache back
+    assert any("profiling pass" in n and "1,024 sequences" in n for n in runs["h100-sxm-80gb"].assumptions)
+    sgl = estimate(model, get_chip("h100-sxm-80gb"), layout=layout, engine="sglang", weight_dtype="bf16",
+                   kv_dtype="bf16", isl=2000, osl=100, concurrency=1000)
+    assert not any("profiling pass" in n for n in sgl.assumptions)
