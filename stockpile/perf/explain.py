@@ -45,3 +45,10 @@ def limit_text(r: dict[str, Any], layout: Layout, concurrency: float | None, par
     if float(r.get("utilisation", 0)) >= 1:
         return "saturated: the offered request rate exceeds capacity; queueing dominates TTFT"
     return dominant(parts)
+
+
+def reserve_note(engine: str, model: ModelSpec, p: Params, reserve: float, max_seqs: float) -> str:
+    """What an engine's reserve holds where its profiling pass's sampler adds to the fitted one (serving.reserve_bytes)."""
+    return (f"reserve {reserve / 1e9:.1f} GB per GPU: {p.reserve_gb:.1f} GB fitted and {reserve / 1e9 - p.reserve_gb:.1f} GB "
+            f"for {engine}'s profiling pass, which samples {max_seqs:,.0f} sequences over the {model.vocab:,}-token "
+            "vocabulary before it sizes the KV cache (set its max-num-seqs lower to keep more cache)")

@@ -392,8 +392,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
         notes.append(wave_note(engine, cfg.prefill_batch))
     r = {k: np.asarray(v).reshape(-1)[0] for k, v in evaluate(model, chip, engine, cfg, cal, p).items()}
     gpus = layout.gpus
-    max_seqs, _, mem_util = (float(x) for x in engine_limits(engine, chip, cfg, layout.attn_dp,
-                                                             layout.gpus_per_instance))
+    max_seqs, _, mem_util = (float(x) for x in engine_limits(engine, chip, cfg, layout.attn_dp, layout.gpus_per_instance))
     if not bool(r["fits"]) and mem_util < LAUNCH_MEM_UTIL:
         # the engine's derived default (SGLang's, after what it holds back for attention-DP graphs) leaves no room
         # where the fraction a launch command sets would: predict at that, and say so
@@ -409,10 +408,8 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     # usable for weights, reserve and KV cache (TensorRT-LLM: its fraction of what the weights leave free)
     reserve = float(reserve_bytes(p, ModelConsts.of(model), max_seqs))
     if reserve > p.reserve_gb * 1e9 * 1.001:
-        notes.append(f"reserve {reserve / 1e9:.1f} GB per GPU: {p.reserve_gb:.1f} GB fitted and "
-                     f"{reserve / 1e9 - p.reserve_gb:.1f} GB for {engine}'s profiling pass, which samples "
-                     f"{max_seqs:,.0f} sequences over the {model.vocab:,}-token vocabulary before it sizes the KV cache "
-                     "(set its max-num-seqs lower to keep more cache)")
+        from stockpile.perf.explain import reserve_note
+        notes.append(reserve_note(engine, model, p, reserve, max_seqs))
     cap = float(r["weights_bytes"]) + reserve + float(kv_budget_bytes(
         chip.memory_bytes, mem_util, float(r["weights_bytes"]), reserve, p.kv_free))
     kv_seq = float(r["kv_bytes_per_token"]) * (isl + osl)
