@@ -125,6 +125,9 @@ def bash_script(spec: DeploySpec, header: list[str] | None = None) -> str:
     return "\n".join(out)
 
 
+CONTAINER_HF_HOME = "/hf-cache"     # compose: where the host's model cache is mounted in each engine container
+
+
 def compose(spec: DeploySpec, image: str | None = None) -> dict[str, Any]:
     """A docker compose project running ``spec`` on one host (host networking, devices reserved)."""
     launches = _launches(spec, lambda h: "127.0.0.1")
@@ -147,14 +150,15 @@ def compose(spec: DeploySpec, image: str | None = None) -> dict[str, Any]:
             svc["image"] = image_of
             svc["shm_size"] = "16gb"
             env = dict(item.env)
-            svc["volumes"] = ["${HF_HOME:-${HOME}/.cache/huggingface}:/root/.cache/huggingface"]
+            # the host's Hugging Face cache, mounted where HF_HOME points inside (whatever user the image runs as)
+            svc["volumes"] = [f"${{HF_HOME:-${{HOME}}/.cache/huggingface}}:{CONTAINER_HF_HOME}"]
             if vendor == "NVIDIA":   # the reservation renumbers the devices inside: no visibility variable
                 env.pop("CUDA_VISIBLE_DEVICES", None)
                 svc["deploy"] = {"resources": {"reservations": {"devices": [
                     {"driver": "nvidia", "device_ids": [str(d) for d in item.devices], "capabilities": ["gpu"]}]}}}
             elif vendor in ("AMD", "Hygon"):
                 svc["devices"] = ["/dev/kfd", "/dev/dri"]
-            svc["environment"] = {**env, "HF_TOKEN": "${HF_TOKEN:-}"}
+            svc["environment"] = {**env, "HF_HOME": CONTAINER_HF_HOME, "HF_TOKEN": "${HF_TOKEN:-}"}
         svc["entrypoint"] = argv[:1]
         svc["command"] = argv[1:]
         if item.port:

@@ -102,6 +102,11 @@ def test_compose_is_one_host_with_reserved_devices() -> None:
            ("prefill-0", "prefill-1", "decode-0")]
     assert ids == [["0", "1"], ["2", "3"], ["4", "5", "6", "7"]]
     assert set(svc["router"]["depends_on"]) == {"prefill-0", "prefill-1", "decode-0"}
+    # each engine container reads the host's model cache through HF_HOME, at the path it is mounted on
+    for n in ("prefill-0", "prefill-1", "decode-0"):
+        mounted = svc[n]["volumes"][0].rsplit(":", 1)[1]
+        assert svc[n]["environment"]["HF_HOME"] == mounted
+    assert "volumes" not in svc["router"]
     from stockpile.deploy import DeployError
     with pytest.raises(DeployError, match="one host"):
         compose(make_spec("tp8_pp2_multinode", "vllm"))
