@@ -46,6 +46,7 @@ from stockpile.perf.serving import (
     serve_disagg,
 )
 from stockpile.perf.traffic import prefill_policy, wave_note
+from stockpile.perf.uncertainty import edge_ratios, estimate_bands
 
 # the memory fraction a launch command sets where the engine's own default leaves a layout no room
 # (deploy.spec's gpu_memory_utilization default, which `stockpile export` writes as vLLM's flag)
@@ -450,7 +451,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     if request_rate or trace is not None or burst:
         r, sim_fields = _simulated(model, chip, engine, cfg, cal, r, trace, engine_version, notes, layout)
     out_tps = float(r["output_tokens_per_s"])
-    sim_fields.update(_bands(engine, engine_version, chip, r, concurrency, request_rate, num_requests, gpus, edges))
+    sim_fields.update(estimate_bands(engine, engine_version, chip, r, concurrency, request_rate, num_requests, gpus, edges))
     sim_fields["cost"] = token_cost(chip, gpus, out_tps, float(r["total_tokens_per_s"]), cost_basis,
                                     model_id=model.id, input_share=input_share(r, isl, osl, prefix_hit,
                                                                                spec_accept, layout.attn_dp))
@@ -497,12 +498,6 @@ def _simulated(model: ModelSpec, chip: Chip, engine: str, cfg: Configs, cal: Cal
     return out, extra
 
 
-# headline metric -> the steady-state field it comes from
-BAND_FIELDS = {"ttft_ms": "ttft_s", "tpot_ms": "tpot_s", "e2e_latency_s": "e2e_s",
-                "output_tokens_per_s": "output_tokens_per_s", "output_tokens_per_s_per_gpu": "output_tokens_per_s",
-                "requests_per_s": "requests_per_s"}
-
-
 def _figure_edges(model: ModelSpec, chip: Chip, engine: str, cfg: Configs, cal: Calibration, p: Params,
                   r: dict[str, Any]) -> dict[str, tuple[float, float]]:
     """Per headline metric, the steady state's ratio to `r` with the chip's estimated speed figures at the slow
@@ -512,43 +507,6 @@ def _figure_edges(model: ModelSpec, chip: Chip, engine: str, cfg: Configs, cal: 
     if not uncertain_speeds(chip) or chip_validated(chip.id):
         return {}
     return edge_ratios(r, [evaluate(model, chip_at_edge(chip, side), engine, cfg, cal, p) for side in ("slow", "fast")])
-
-
-def edge_ratios(base: dict[str, Any], ends: list[dict[str, Any]], i: int = 0,
-                metrics: tuple[str, ...] = tuple(BAND_FIELDS)) -> dict[str, tuple[float, float]]:
-    """Per headline metric, (slow end / base, fast end / base) of configuration `i` of evaluate() outputs."""
-    out = {}
-    for metric in metrics:
-        f = BAND_FIELDS[metric]
-        b, ends_v = float(np.asarray(base[f]).reshape(-1)[i]), [float(np.asarray(e[f]).reshape(-1)[i]) for e in ends]
-        if b > 0 and np.isfinite(b) and all(np.isfinite(v) and v > 0 for v in ends_v):
-            out[metric] = (ends_v[0] / b, ends_v[1] / b)
-    return out
-
-
-def _bands(engine: str, engine_version: str | None, chip: Chip, r: dict[str, Any], concurrency: float | None,
-           request_rate: float | None, num_requests: float | None, gpus: int,
-           edges: dict[str, tuple[float, float]]) -> dict[str, Any]:
-    """The validated p10-p90 band of each headline metric (calibration/bands.py), widened where the validation
-    does not reach (a chip family without rows, estimated chip figures: `edges`), and a sentence for TPOT."""
-    from stockpile.calibration.bands import band, describe, load_kind, widened
-    key = engine_key(engine, engine_version)
-    load = load_kind(concurrency, request_rate, num_requests)
-    values = {m: float(r[f]) * (1e3 if m.endswith("_ms") else 1.0) / (gpus if m.endswith("_per_gpu") else 1)
-              for m, f in BAND_FIELDS.items()}
-    out: dict[str, list[float]] = {}
-    note = None
-    for metric, v in values.items():
-        b = band(key, chip.family, metric, load)
-        if b is None or not np.isfinite(v):
-            continue
-        lo, hi, why = widened(b, chip.family, edges.get(metric, (1.0, 1.0)))
-        out[metric] = [round(v * lo, 4), round(v * hi, 4)]
-        if metric == "tpot_ms":
-            note = f"TPOT {describe(*b, family=chip.family)}"
-            if why:
-                note += f"; here {100 * (lo - 1):+.0f} %..{100 * (hi - 1):+.0f} %: {'; '.join(why)}"
-    return {"band": out or None, "band_note": note}
 
 
 def input_share(r: dict[str, Any], isl: float, osl: float, prefix_hit: float, spec_accept: float,

@@ -415,7 +415,7 @@ def _figure_edges(chosen: list[dict[str, Any]], model: ModelSpec, chip: Chip, en
         if any(r["mode"] == "disaggregated" for r in chosen):
             got["disaggregated"] = _disaggregated(model, c, engine, gpus, isl, osl, cal, dtypes, kv, pc)[1]
         ends.append(got)
-    from stockpile.perf.inference import edge_ratios
+    from stockpile.perf.uncertainty import edge_ratios
     metrics = ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu")
     return [edge_ratios(r["out"], [end[r["mode"]] for end in ends], r["i"], metrics) for r in chosen]
 
