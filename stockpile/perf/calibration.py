@@ -158,10 +158,13 @@ def engine_memory(engine: str) -> dict[str, float]:
     """Not fitted: kv_free 1 where the engine's memory fraction is a share of the memory left free after the
     weights (defaults.yaml `memory_fraction_of: free`, TensorRT-LLM), 0 where it is a share of the whole;
     profile_sampler 1 where the engine sizes its KV cache after a profiling pass whose sampling step runs for
-    max_seqs requests at once (defaults.yaml `profile_sampler`, vLLM)."""
+    max_seqs requests at once (defaults.yaml `profile_sampler`, vLLM); kv_reserve_out, the share of a running
+    request's remaining output its engine holds KV cache for (defaults.yaml `kv_reserve_output`; all of it where
+    the engine does not say)."""
     d = engine_defaults().get(engine) or {}
     return {"kv_free": 1.0 if d.get("memory_fraction_of") == "free" else 0.0,
-            "profile_sampler": 1.0 if d.get("profile_sampler") else 0.0}
+            "profile_sampler": 1.0 if d.get("profile_sampler") else 0.0,
+            "kv_reserve_out": float(d.get("kv_reserve_output", 1.0))}
 
 
 def _release(version: str | None) -> tuple[int, int] | None:
@@ -253,6 +256,7 @@ class Params:
     sampler_bytes: float
     kv_free: float              # 1: the memory fraction is of the memory free after weights (TensorRT-LLM)
     profile_sampler: float      # 1: the KV cache is sized after a profiling pass that samples max_seqs requests (vLLM)
+    kv_reserve_out: float       # share of a running request's remaining output its engine holds KV cache for
     graph_by_tokens: float
 
     @classmethod

@@ -104,3 +104,39 @@ def test_vllm_holds_its_profiling_sampler_apart_from_the_kv_cache():
     sgl = estimate(model, get_chip("h100-sxm-80gb"), layout=layout, engine="sglang", weight_dtype="bf16",
                    kv_dtype="bf16", isl=2000, osl=100, concurrency=1000)
     assert not any("profiling pass" in n for n in sgl.assumptions)
+
+
+def test_a_running_request_holds_what_it_has_written_and_what_its_engine_sets_aside():
+    """perf/serving.running_capacity: staggered requests are half way through their output on average; an engine
+    holds room for `reserve_out` of the rest (vLLM none, SGLang its new-token ratio's floor, TensorRT-LLM all)."""
+    from stockpile.perf.serving import running_capacity
+    budget, kv, isl, osl = 1e9, 1e5, 1000.0, 2000.0          # 10,000 tokens of cache
+    peak = budget // (kv * (isl + osl))
+    lockstep, fits = running_capacity(budget, kv, isl, osl, 0.0, False, 0.0)
+    assert float(lockstep) == peak and bool(fits)             # a fixed-length closed loop: each at its end
+    on_demand, _ = running_capacity(budget, kv, isl, osl, 0.0, True, 0.0)
+    assert float(on_demand) == budget // (kv * (isl + osl / 2))
+    reserved, _ = running_capacity(budget, kv, isl, osl, 0.0, True, 1.0)
+    assert float(reserved) == peak                            # the whole remainder set aside: the peak again
+    partly, _ = running_capacity(budget, kv, isl, osl, 0.0, True, 0.098)
+    assert float(on_demand) > float(partly) > float(reserved)
+    # a request that cannot fit whole does not fit, however little a running one holds on average
+    _, fits = running_capacity(budget, kv, 4000.0, 8000.0, 0.0, True, 0.0)
+    assert not bool(fits)
+
+
+def test_engines_state_what_they_set_aside_and_varied_lengths_run_more_requests():
+    cal = load_calibration()
+    assert cal.params("hopper", "vllm").kv_reserve_out == 0.0
+    assert cal.params("hopper", "sglang").kv_reserve_out == pytest.approx(0.098)
+    assert cal.params("hopper", "trtllm").kv_reserve_out == 1.0
+    assert cal.params("hopper", "other").kv_reserve_out == 1.0          # unstated: the whole remainder
+    model, chip = get_model("Qwen/Qwen3-8B"), get_chip("h100-sxm-80gb")
+    layout = resolve_layout(gpus=1, tp=1)
+
+    def batch(engine: str, spread: float) -> float:
+        return estimate(model, chip, layout=layout, engine=engine, weight_dtype="bf16", kv_dtype="bf16", isl=500,
+                        osl=3500, concurrency=1024, length_spread=spread).max_batch
+    # about 80 sequences of 4,000 tokens; varied lengths: 500 + (1/2 + 0.098/2) x 3,500 = 2,421 tokens each
+    assert batch("sglang", float("inf")) > 1.5 * batch("sglang", 0.0) > 50
+    assert batch("trtllm", float("inf")) == batch("trtllm", 0.0)
