@@ -161,7 +161,8 @@ KEEP = ("## Serving under traffic", "## Leave one source out", "## Leave one pub
         "## What the fortieth session measured", "## What the forty-first session measured",
         "## What the forty-second session measured", "## What the forty-third session measured",
         "## What the forty-fourth session measured", "## What the forty-fifth session measured", "## What the forty-sixth session measured",
-        "## What the forty-seventh session measured", "## What the forty-eighth session measured")
+        "## What the forty-seventh session measured", "## What the forty-eighth session measured",
+        "## What the forty-ninth session measured")
 
 
 def _sections(path: Path) -> dict[str, str]:
