@@ -131,7 +131,8 @@ def kv_budget_bytes(memory, mem_util, weights, reserve, kv_free):
 
 
 def running_capacity(kv_budget, kv_token, isl, osl, state, staggered, reserve_out):
-    """(running requests the KV cache holds, whether one whole request fits) on one rank. A running request holds
+    """(running requests the KV cache holds, whether one whole request fits, the bytes a running request holds on
+    average) on one rank. A running request holds
     the KV cache of its prompt and of the tokens it has generated, and whatever its engine set aside at admission
     for the rest of its output: `reserve_out` of it (defaults.yaml `kv_reserve_output`: vLLM allocates blocks as
     tokens are written, SGLang reserves its new-token ratio's share, TensorRT-LLM's default policy the whole
@@ -140,9 +141,10 @@ def running_capacity(kv_budget, kv_token, isl, osl, state, staggered, reserve_ou
     context. `state`: bytes per request that do not grow (a recurrent state)."""
     share = np.where(staggered, 0.5 + 0.5 * np.asarray(reserve_out, dtype=float), 1.0)
     budget = np.maximum(kv_budget, 0.0)
-    b_rank = np.floor(budget / np.maximum(kv_token * (isl + share * osl) + state, 1.0))
+    held = kv_token * (isl + share * osl) + state
+    b_rank = np.floor(budget / np.maximum(held, 1.0))
     fits = np.floor(budget / np.maximum(kv_token * (isl + osl) + state, 1.0)) >= 1
-    return b_rank, fits
+    return b_rank, fits, held
 
 
 def check_batch_wait(engine: str, iters: Any, tokens: Any) -> None:
@@ -243,7 +245,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
 
     # ---- memory: what is left for the KV cache bounds the running batch
     kv_budget = kv_budget_bytes(cc.memory, mem_util, weights_gpu, reserve_bytes(p, mc, max_seqs), p.kv_free)
-    b_rank, fits = running_capacity(kv_budget, kv_token_gpu, isl, osl, mc.linear_state_bytes / (attn_tp * pp),
+    b_rank, fits, seq_held = running_capacity(kv_budget, kv_token_gpu, isl, osl, mc.linear_state_bytes / (attn_tp * pp),
                                     (sync_in == 0) | (mode == MODE_OPEN), p.kv_reserve_out)
     b_cap = np.maximum(np.minimum(b_rank, max_seqs) * attn_dp, 1.0)   # each attention-DP rank schedules its own
 
@@ -455,7 +457,7 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
     rps = x_eff * replicas
     e2e = ttft + (steps - 1.0) * t_it
     return {
-        "fits": fits, "max_batch": b_cap, "batch": b_run, "ttft_s": ttft, "tpot_s": tpot, "itl_s": t_it,
+        "fits": fits, "max_batch": b_cap, "batch": b_run, "kv_seq_held_bytes": seq_held, "ttft_s": ttft, "tpot_s": tpot, "itl_s": t_it,
         # device seconds per prompt token (one rank, full prompt-only chunks) and per pure decode step at the
         # running batch: what the input and the output tokens each cost the instance (prices.token_split)
         "prefill_token_s": pre_tok_t + 0.0 * b_run, "decode_step_s": t_dec_only,
@@ -488,7 +490,7 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     # decode pool
     kv_budget = kv_budget_bytes(cc.memory, f(mem_util), f(dec_weights_gpu), reserve_bytes(p, mc, f(max_seqs)),
                                 p.kv_free)
-    b_rank, fits = running_capacity(kv_budget, f(dec_kv_token_gpu), isl, osl,
+    b_rank, fits, seq_held = running_capacity(kv_budget, f(dec_kv_token_gpu), isl, osl,
                                     mc.linear_state_bytes / (f(dec["attn_tp"]) * f(dec["pp"])),
                                     (f(sync) == 0) | ~np.isnan(rate), p.kv_reserve_out)
     b_cap = np.maximum(np.minimum(b_rank, f(max_seqs)) * f(dec["attn_dp"]), 1.0)
@@ -566,7 +568,7 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     ttft = ttft + np.where(np.isfinite(closed_conc), p.stream_s * np.maximum(b * workers - 1.0, 0.0), 0.0)
     # a closed loop turns its C requests over once per whole request latency, the waits included
     x = np.where(np.isfinite(closed_conc), np.minimum(x, closed_conc / (ttft + (steps - 1.0) * td)), x)
-    return {"fits": fits, "max_batch": b_cap * workers, "batch": b * workers, "ttft_s": ttft, "tpot_s": td / accept,
+    return {"fits": fits, "max_batch": b_cap * workers, "batch": b * workers, "kv_seq_held_bytes": seq_held, "ttft_s": ttft, "tpot_s": td / accept,
             "itl_s": td, "e2e_s": ttft + (steps - 1) * td, "requests_per_s": x, "output_tokens_per_s": x * osl,
             "kv_link_share": x / np.maximum(mu_kv, 1e-12), "kv_transfer_s": t_kv + 0.0 * x,
             "total_tokens_per_s": x * (isl + osl), "kv_budget_bytes": kv_budget, "utilisation": rho}

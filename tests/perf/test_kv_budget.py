@@ -112,16 +112,17 @@ def test_a_running_request_holds_what_it_has_written_and_what_its_engine_sets_as
     from stockpile.perf.serving import running_capacity
     budget, kv, isl, osl = 1e9, 1e5, 1000.0, 2000.0          # 10,000 tokens of cache
     peak = budget // (kv * (isl + osl))
-    lockstep, fits = running_capacity(budget, kv, isl, osl, 0.0, False, 0.0)
+    lockstep, fits, held = running_capacity(budget, kv, isl, osl, 0.0, False, 0.0)
     assert float(lockstep) == peak and bool(fits)             # a fixed-length closed loop: each at its end
-    on_demand, _ = running_capacity(budget, kv, isl, osl, 0.0, True, 0.0)
-    assert float(on_demand) == budget // (kv * (isl + osl / 2))
-    reserved, _ = running_capacity(budget, kv, isl, osl, 0.0, True, 1.0)
+    assert float(held) == kv * (isl + osl)
+    on_demand, _, held = running_capacity(budget, kv, isl, osl, 0.0, True, 0.0)
+    assert float(on_demand) == budget // (kv * (isl + osl / 2)) and float(held) == kv * (isl + osl / 2)
+    reserved, _, _ = running_capacity(budget, kv, isl, osl, 0.0, True, 1.0)
     assert float(reserved) == peak                            # the whole remainder set aside: the peak again
-    partly, _ = running_capacity(budget, kv, isl, osl, 0.0, True, 0.098)
+    partly, _, _ = running_capacity(budget, kv, isl, osl, 0.0, True, 0.098)
     assert float(on_demand) > float(partly) > float(reserved)
     # a request that cannot fit whole does not fit, however little a running one holds on average
-    _, fits = running_capacity(budget, kv, 4000.0, 8000.0, 0.0, True, 0.0)
+    _, fits, _ = running_capacity(budget, kv, 4000.0, 8000.0, 0.0, True, 0.0)
     assert not bool(fits)
 
 
@@ -140,3 +141,8 @@ def test_engines_state_what_they_set_aside_and_varied_lengths_run_more_requests(
     # about 80 sequences of 4,000 tokens; varied lengths: 500 + (1/2 + 0.098/2) x 3,500 = 2,421 tokens each
     assert batch("sglang", float("inf")) > 1.5 * batch("sglang", 0.0) > 50
     assert batch("trtllm", float("inf")) == batch("trtllm", 0.0)
+    # the memory breakdown charges the running requests what they hold: never more KV cache than the budget
+    varied = estimate(model, chip, layout=layout, engine="sglang", weight_dtype="bf16", kv_dtype="bf16", isl=500,
+                      osl=3500, concurrency=1024, length_spread=float("inf"))
+    assert varied.memory_gb.total_gb <= chip.memory_bytes / 1e9
+    assert varied.memory_gb.kv_cache_gb < varied.max_batch * varied.memory_gb.kv_per_sequence_mb / 1e3
