@@ -145,6 +145,9 @@ class EngineSpec:
     admit_s: float = 0.0                             # per request, serial: the front end's tokenising/admission
     stream_s: float = 0.0                            # closed loop, per other stream in flight: the client's lag
     multi_step: int = 1                              # decode steps per scheduling round (vLLM V0 multi-step)
+    # share of each admitted request's remaining output the engine keeps KV room for before it admits another
+    # (defaults.yaml kv_reserve_output: vLLM 0, SGLang 0.098, TensorRT-LLM 1; serving.running_capacity)
+    reserve_out: float = 0.0
 
 
 @dataclass
@@ -228,6 +231,8 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
     kv_held = 0.0                           # prompt tokens (incl. cached) of admitted requests
     sum_isl_dec = 0.0                       # prompt tokens of decoding requests
     sum_k0 = 0                              # sum of start counters of decoding requests (tokens = accept (K - k0))
+    sum_fin = 0                             # sum of the counters K at which decoding requests finish
+    pre_steps = 0                           # decode steps still ahead of the admitted requests not yet decoding
     K = 0                                   # decode steps executed so far
     now = float(arrival[0]) if n else 0.0
     nxt = 0                                 # next arrival index
@@ -260,9 +265,13 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
     def kv_decoding() -> float:
         return sum_isl_dec + accept * (len(run_start) * K - sum_k0)
 
+    def kv_reserved() -> float:
+        """Room the engine keeps for the output its admitted requests have yet to write."""
+        return eng.reserve_out * accept * (sum_fin - len(run_start) * K + pre_steps) if eng.reserve_out else 0.0
+
     def admit_new(budget_left: int, seats: int) -> tuple[list[tuple[int, int]], int]:
         """Prompt chunks for this step: (request, tokens), continuing ones first, then new ones in order."""
-        nonlocal kv_held
+        nonlocal kv_held, pre_steps
         chunks = []
         for r in prefilling:
             if budget_left <= 0:
@@ -272,11 +281,13 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
             budget_left -= c
         while waiting and budget_left > 0 and seats > 0:
             r = waiting[0]
-            if kv_held + kv_decoding() + isl[r] > eng.kv_tokens and (run_start or prefilling):
+            if (kv_held + kv_decoding() + kv_reserved() + isl[r] + eng.reserve_out * accept * dec_steps[r]
+                    > eng.kv_tokens and (run_start or prefilling)):
                 break                               # no KV room until something finishes
             waiting.popleft()
             prefilling.append(r)
             kv_held += isl[r]
+            pre_steps += int(dec_steps[r])
             seats -= 1
             if np.isnan(start_t[r]):
                 start_t[r] = now
@@ -348,6 +359,7 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
             for r in done_pre:
                 prefilling.remove(r)
                 kv_held -= isl[r]
+                pre_steps -= int(dec_steps[r])
                 first_tok[r] = now
                 if closed:                          # a closed-loop client's lag behind its other streams
                     lag[r] = eng.stream_s * (len(run_start) + len(prefilling))
@@ -358,6 +370,7 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
                     continue
                 run_start[r] = K
                 sum_k0 += K
+                sum_fin += K + int(dec_steps[r])
                 sum_isl_dec += isl[r]
                 heapq.heappush(fin_heap, (K + int(dec_steps[r]), r))
             if len(timeline) < 200_000:
@@ -370,12 +383,14 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
             r = waiting.popleft()
             prefilling.append(r)
             kv_held += isl[r]
+            pre_steps += int(dec_steps[r])
             continue
         # completions
         while fin_heap and fin_heap[0][0] <= K:
             _, r = heapq.heappop(fin_heap)
             k0 = run_start.pop(r)
             sum_k0 -= k0
+            sum_fin -= k0 + int(dec_steps[r])
             sum_isl_dec -= isl[r]
             done_t[r] = now
             if released < n:                         # closed loop: the client sends its next request
@@ -386,6 +401,7 @@ def simulate(eng: EngineSpec, req: Requests, *, max_steps: int = 5_000_000, clos
             k0 = run_start.pop(r)
             gen = accept * (K - k0)
             sum_k0 -= k0
+            sum_fin -= k0 + int(dec_steps[r])
             sum_isl_dec -= isl[r]
             fin_heap = [(kf, q) for kf, q in fin_heap if q != r]
             heapq.heapify(fin_heap)

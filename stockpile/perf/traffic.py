@@ -132,7 +132,8 @@ def engine_spec(mc: ModelConsts, cc: ChipConsts, p: Params, c: Config, *, isl: f
                       max_ctx=max(4.0 * (isl + osl), 64.0))
     return EngineSpec(step=table, kv_tokens=kv_tokens, max_seqs=int(cap), budget=int(c.chunk),
                       policy=policy, accept=max(c.spec_accept, 1.0), fixed_s=p.ttft_s,
-                      admit_s=p.admit_s, stream_s=p.stream_s, multi_step=int(c.multi_step))
+                      admit_s=p.admit_s, stream_s=p.stream_s, multi_step=int(c.multi_step),
+                      reserve_out=float(p.kv_reserve_out))
 
 
 def run(mc: ModelConsts, cc: ChipConsts, p: Params, c: Config, req: Requests, *, isl: float, osl: float,

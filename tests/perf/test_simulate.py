@@ -223,3 +223,17 @@ def test_a_closed_loop_clients_lag_lands_on_ttft_and_e2e_not_tpot():
     burst = burst_arrivals(40, isl=200, osl=50)
     assert np.mean(simulate(engine(stream_s=0.002), burst).ttft) == pytest.approx(
         np.mean(simulate(engine(), burst).ttft), rel=1e-12)
+
+
+def test_an_engine_that_sets_aside_room_for_the_output_admits_fewer_at_once():
+    """reserve_out (defaults.yaml kv_reserve_output): TensorRT-LLM's no-eviction policy admits a request only with room
+    for its whole output; vLLM admits against what is written and preempts. With room for 10 prompts of 100 tokens
+    and 100 output tokens each, no-eviction runs 5 requests at once, so the last of 10 sent together starts later and
+    nothing is preempted; on-demand admission starts them all at once."""
+    req = burst_arrivals(10, isl=100, osl=101)
+    on_demand = simulate(engine(kv_tokens=1000.0), req)
+    reserved = simulate(engine(kv_tokens=1000.0, reserve_out=1.0), req)
+    assert on_demand.completed == reserved.completed == 10
+    assert max(x["running"] for x in reserved.timeline) <= 5
+    assert max(x["running"] for x in on_demand.timeline) > 5
+    assert np.max(reserved.ttft) > 2 * np.max(on_demand.ttft)
