@@ -132,13 +132,13 @@ def kv_budget_bytes(memory, mem_util, weights, reserve, kv_free):
 
 def running_capacity(kv_budget, kv_token, isl, osl, state, staggered, reserve_out):
     """(running requests the KV cache holds, whether one whole request fits, the bytes a running request holds on
-    average) on one rank. A running request holds
-    the KV cache of its prompt and of the tokens it has generated, and whatever its engine set aside at admission
-    for the rest of its output: `reserve_out` of it (defaults.yaml `kv_reserve_output`: vLLM allocates blocks as
-    tokens are written, SGLang reserves its new-token ratio's share, TensorRT-LLM's default policy the whole
-    remainder). Where requests are `staggered` (lengths that vary, arrivals of their own) a running request is half
-    way through its output on average; in a fixed-length closed loop they end together, each holding its whole
-    context. `state`: bytes per request that do not grow (a recurrent state)."""
+    average) on one rank. A running request holds the KV cache of its prompt and of the tokens it has generated,
+    and whatever its engine set aside at admission for the rest of its output: `reserve_out` of it (defaults.yaml
+    `kv_reserve_output`: vLLM allocates blocks as tokens are written, SGLang reserves its new-token ratio's share,
+    TensorRT-LLM's default policy the whole remainder). Where requests are `staggered` (lengths that vary, arrivals
+    of their own) a running request is half way through its output on average; in a fixed-length closed loop they
+    end together, each holding its whole context. `state`: bytes per request that do not grow (a recurrent
+    state)."""
     share = np.where(staggered, 0.5 + 0.5 * np.asarray(reserve_out, dtype=float), 1.0)
     budget = np.maximum(kv_budget, 0.0)
     held = kv_token * (isl + share * osl) + state
@@ -245,8 +245,9 @@ def serve(mc: ModelConsts, cc: ChipConsts, p: Params, *, attn_tp, attn_dp, pp, m
 
     # ---- memory: what is left for the KV cache bounds the running batch
     kv_budget = kv_budget_bytes(cc.memory, mem_util, weights_gpu, reserve_bytes(p, mc, max_seqs), p.kv_free)
-    b_rank, fits, seq_held = running_capacity(kv_budget, kv_token_gpu, isl, osl, mc.linear_state_bytes / (attn_tp * pp),
-                                    (sync_in == 0) | (mode == MODE_OPEN), p.kv_reserve_out)
+    staggered = (sync_in == 0) | (mode == MODE_OPEN)
+    b_rank, fits, seq_held = running_capacity(kv_budget, kv_token_gpu, isl, osl,
+                                              mc.linear_state_bytes / (attn_tp * pp), staggered, p.kv_reserve_out)
     b_cap = np.maximum(np.minimum(b_rank, max_seqs) * attn_dp, 1.0)   # each attention-DP rank schedules its own
 
     new_isl = np.maximum(isl * (1.0 - prefix_hit), 1.0)
@@ -490,9 +491,10 @@ def serve_disagg(mc: ModelConsts, cc: ChipConsts, p: Params, *, pre: dict, dec: 
     # decode pool
     kv_budget = kv_budget_bytes(cc.memory, f(mem_util), f(dec_weights_gpu), reserve_bytes(p, mc, f(max_seqs)),
                                 p.kv_free)
+    staggered = (f(sync) == 0) | ~np.isnan(rate)            # varied lengths, or arrivals of their own
     b_rank, fits, seq_held = running_capacity(kv_budget, f(dec_kv_token_gpu), isl, osl,
-                                    mc.linear_state_bytes / (f(dec["attn_tp"]) * f(dec["pp"])),
-                                    (f(sync) == 0) | ~np.isnan(rate), p.kv_reserve_out)
+                                              mc.linear_state_bytes / (f(dec["attn_tp"]) * f(dec["pp"])),
+                                              staggered, p.kv_reserve_out)
     b_cap = np.maximum(np.minimum(b_rank, f(max_seqs)) * f(dec["attn_dp"]), 1.0)
     ranks = f(dec["attn_dp"]) * f(dec["pp"])
 
