@@ -416,7 +416,7 @@ def estimate(model: ModelSpec, chip: Chip, *, layout: Layout, engine: str = "vll
     kv_seq = float(r["kv_bytes_per_token"]) * (isl + osl)
     # what a running request holds on average (serving.running_capacity): less than its whole context where requests
     # are staggered and the engine sets little aside for their remaining output
-    kv_held = float(np.asarray(r.get("kv_seq_held_bytes", kv_seq)).reshape(-1)[0])
+    kv_held = float(r["kv_seq_held_bytes"])
     kv_used = min(float(r["batch"]) / max(layout.attn_dp, 1), float(r["max_batch"]) / max(layout.attn_dp, 1)) * kv_held
     weights = float(r["weights_bytes"])
     mem = MemoryBreakdown(total_gb=(weights + kv_used + reserve) / 1e9, weights_gb=weights / 1e9,
